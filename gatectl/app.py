@@ -1,0 +1,96 @@
+"""Assembly: builds the store, models, directory and gates from one Config.
+
+Everything is created lazily, so `gatectl residents list` never loads a model and `gatectl run`
+loads each ONNX session once for all gates. `run`, `replay`, `demo`, the tests and the
+benchmarks all get their pipelines from here; only the frame source and the relay differ.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from gatectl.config import Config, FaceGateConfig, FaceQuality
+from gatectl.decision import make_entry_checks
+from gatectl.events import EventRecorder
+from gatectl.hw.relay import Relay, make_relay
+from gatectl.identities import Directory
+from gatectl.pipelines.face_gate import FaceGate
+from gatectl.store import Store
+from gatectl.vision.embedder import Embedder, make_embedder
+from gatectl.vision.face import FaceAnalyzer
+from gatectl.vision.face_detect import FaceDetector
+from gatectl.vision.liveness import LivenessModel
+from gatectl.vision.models import ModelStore
+
+
+class App:
+    def __init__(self, cfg: Config, data_dir: Path, relay: Relay | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.cfg = cfg
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self._relay = relay
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.data_dir / p
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.path(self.cfg.storage.database), clock=self.clock)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path(self.cfg.storage.snapshots)
+
+    @cached_property
+    def recorder(self) -> EventRecorder:
+        return EventRecorder(self.store, self.snapshot_dir, self.cfg.storage.snapshot_jpeg_quality)
+
+    @cached_property
+    def relay(self) -> Relay:
+        return self._relay or make_relay(self.cfg.relay.driver)
+
+    @cached_property
+    def models(self) -> ModelStore:
+        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return make_embedder(self.cfg.models, self.models)
+
+    @cached_property
+    def liveness(self) -> LivenessModel:
+        return LivenessModel(self.models)
+
+    @cached_property
+    def directory(self) -> Directory:
+        d = Directory(self.store, self.embedder.model_id, self.embedder.dim)
+        d.refresh()
+        return d
+
+    def analyzer(self, quality: FaceQuality, detect_threshold: float, long_side: int,
+                 liveness: bool, liveness_threshold: float) -> FaceAnalyzer:
+        detector = FaceDetector(self.models, long_side, detect_threshold)
+        return FaceAnalyzer(detector, self.embedder, self.liveness if liveness else None,
+                            quality, liveness_threshold)
+
+    def enrollment_analyzer(self) -> FaceAnalyzer:
+        e = self.cfg.enrollment
+        return self.analyzer(e.quality, e.detect_threshold, 640, e.liveness, e.liveness_threshold)
+
+    def face_gate(self, gate: FaceGateConfig) -> FaceGate:
+        analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
+                                 gate.liveness, gate.thresholds.liveness)
+        return FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
+                        self.relay, make_entry_checks(self.cfg.policy.entry_checks),
+                        self.cfg.policy.reenroll_after_days, self.clock)
+
+    def face_gates(self) -> list[FaceGate]:
+        return [self.face_gate(g) for g in self.cfg.gates if isinstance(g, FaceGateConfig)]
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,281 @@
+"""Device configuration: one TOML file per device, parsed into typed pydantic models.
+
+This module is the single source of truth for settings. Every model forbids unknown keys so a
+typo in the field fails loudly instead of silently running on a default, and every error is
+reported as one line naming its key path (``gates[0].camera: unknown camera 'lobby2'``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """Bad configuration; ``lines`` holds one ``key.path: message`` line per problem."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class DeviceConfig(Strict):
+    id: Name = "gate-01"
+    site: Name = "default-site"
+
+
+class ModelsConfig(Strict):
+    dir: Path | None = Field(
+        None, description="Folder holding the ONNX weights; default: the bundled models/."
+    )
+    intra_op_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads per session.")
+    embedding_backend: Literal["mobilefacenet", "insightface"] = "mobilefacenet"
+    insightface_pack: Path | None = Field(
+        None, description="insightface model-pack folder; only with embedding_backend='insightface'."
+    )
+
+    @model_validator(mode="after")
+    def _pack_needed(self) -> ModelsConfig:
+        if self.embedding_backend == "insightface" and self.insightface_pack is None:
+            raise ValueError("embedding_backend 'insightface' needs insightface_pack = <folder>")
+        return self
+
+
+class CameraConfig(Strict):
+    """One camera. ``source`` is a V4L2 index ("0") or device path, an RTSP/HTTP URL,
+    a video file, or a folder of images; ``kind`` is inferred from it unless given."""
+
+    name: Name
+    source: str = Field(min_length=1)
+    kind: Literal["auto", "v4l2", "url", "video", "images"] = "auto"
+    width: int | None = Field(None, ge=16, le=7680)
+    height: int | None = Field(None, ge=16, le=4320)
+    fps: float | None = Field(None, gt=0, le=240)
+    max_frame_age_ms: int = Field(500, ge=10, description="Older frames are dropped, never acted on.")
+    stall_timeout_s: float = Field(10.0, gt=0, description="No frame for this long reopens the source.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the exponential reopen backoff.")
+    loop: bool = Field(False, description="Video file / image folder: start again at the end.")
+
+    @model_validator(mode="after")
+    def _infer_kind(self) -> CameraConfig:
+        if self.kind == "auto":
+            object.__setattr__(self, "kind", infer_camera_kind(self.source))
+        return self
+
+
+def infer_camera_kind(source: str) -> Literal["v4l2", "url", "video", "images"]:
+    """Guess the source kind the way a technician would read the string."""
+    if source.isdigit() or source.startswith("/dev/video"):
+        return "v4l2"
+    if "://" in source:
+        return "url"
+    if Path(source).is_dir() or source.endswith("/"):
+        return "images"
+    return "video"
+
+
+class DoorConfig(Strict):
+    name: Name
+    relay_channel: int = Field(0, ge=0, le=255)
+    unlock_seconds: float = Field(5.0, gt=0, le=60, description="BACnet Door_Pulse_Time default: 5 s.")
+
+
+class RelayConfig(Strict):
+    driver: Literal["simulated"] = "simulated"
+
+
+class FaceThresholds(Strict):
+    detect: float = Field(0.8, ge=0.3, le=1.0, description="YuNet score; the MANIFEST advises 0.8-0.9.")
+    match: float = Field(0.40, ge=0.0, le=1.0, description="Cosine similarity for a 1:N match.")
+    margin: float = Field(0.08, ge=0.0, le=1.0, description="Best minus best other person.")
+    liveness: float = Field(0.5, ge=0.0, le=1.0, description="Fused MiniFASNet p(real).")
+
+
+class FaceQuality(Strict):
+    min_face_px: int = Field(60, ge=16, description="Shorter side of the face box, in pixels.")
+    min_sharpness: float = Field(25.0, ge=0, description="Laplacian variance of the aligned face.")
+    max_yaw: float = Field(0.45, gt=0, le=1, description="Nose offset from the eye midline / eye distance.")
+    max_roll_deg: float = Field(30.0, gt=0, le=90)
+
+
+class FaceGateConfig(Strict):
+    kind: Literal["face"] = "face"
+    name: Name
+    camera: Name
+    door: Name
+    liveness: bool = True
+    thresholds: FaceThresholds = FaceThresholds()
+    quality: FaceQuality = FaceQuality()
+    detect_long_side: int = Field(640, ge=160, le=1920, multiple_of=32)
+    confirm_frames: int = Field(2, ge=1, description="Agreeing frames needed ...")
+    confirm_window: int = Field(3, ge=1, description="... among the last this many of one face track.")
+    cooldown_s: float = Field(5.0, ge=0, description="One grant per resident per gate in this time.")
+    track_timeout_s: float = Field(1.5, gt=0, description="A face unseen this long ends its track.")
+
+    @model_validator(mode="after")
+    def _window(self) -> FaceGateConfig:
+        if self.confirm_frames > self.confirm_window:
+            raise ValueError("confirm_frames must not exceed confirm_window")
+        return self
+
+
+GateConfig = Annotated[Union[FaceGateConfig], Field(discriminator="kind")]
+
+
+class StorageConfig(Strict):
+    database: Path = Path("gatectl.db")
+    snapshots: Path = Path("snapshots")
+    retention_days: float = Field(30, gt=0)
+    retention_max_mb: float = Field(2048, gt=0)
+    snapshot_jpeg_quality: int = Field(85, ge=30, le=100)
+    keep_enrollment_photos: bool = Field(
+        False, description="GB/T 35273: enrollment photos are discarded once templates exist."
+    )
+
+
+class EnrollmentConfig(Strict):
+    """Enrollment is stricter than a gate: a poor template hurts every later pass."""
+
+    quality: FaceQuality = FaceQuality(min_face_px=80, min_sharpness=30.0, max_yaw=0.35)
+    detect_threshold: float = Field(0.8, ge=0.3, le=1.0)
+    liveness: bool = True
+    liveness_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    duplicate_threshold: float = Field(
+        0.40, ge=0.0, le=1.0, description="A new face this close to someone enrolled is refused."
+    )
+
+
+class PolicyConfig(Strict):
+    reenroll_after_days: float = Field(15, gt=0, description="No pass for this long -> re-enroll.")
+    entry_checks: list[Literal["account_active"]] = Field(
+        default_factory=lambda: ["account_active"],
+        description="Pluggable checks run on every otherwise-granted resident.",
+    )
+
+
+class Config(Strict):
+    device: DeviceConfig = DeviceConfig()
+    models: ModelsConfig = ModelsConfig()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    doors: list[DoorConfig] = Field(default_factory=list)
+    relay: RelayConfig = RelayConfig()
+    gates: list[GateConfig] = Field(default_factory=list)
+    storage: StorageConfig = StorageConfig()
+    enrollment: EnrollmentConfig = EnrollmentConfig()
+    policy: PolicyConfig = PolicyConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def camera(self, name: str) -> CameraConfig:
+        return next(c for c in self.cameras if c.name == name)
+
+    def door(self, name: str) -> DoorConfig:
+        return next(d for d in self.doors if d.name == name)
+
+    def cross_check(self) -> list[str]:
+        """References between sections, reported with the key path of the referring field."""
+        errors: list[str] = []
+        for section, items in (("cameras", self.cameras), ("doors", self.doors), ("gates", self.gates)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    errors.append(f"{section}[{i}].name: duplicate name '{item.name}'")
+                seen.add(item.name)
+        cameras = {c.name for c in self.cameras}
+        doors = {d.name for d in self.doors}
+        channels: dict[int, str] = {}
+        for i, d in enumerate(self.doors):
+            if d.relay_channel in channels:
+                errors.append(
+                    f"doors[{i}].relay_channel: channel {d.relay_channel} already drives "
+                    f"door '{channels[d.relay_channel]}'"
+                )
+            channels.setdefault(d.relay_channel, d.name)
+        for i, g in enumerate(self.gates):
+            if g.camera not in cameras:
+                errors.append(f"gates[{i}].camera: unknown camera '{g.camera}'")
+            if g.door not in doors:
+                errors.append(f"gates[{i}].door: unknown door '{g.door}'")
+        return errors
+
+
+def default_config() -> Config:
+    """Built-in defaults: one face gate on the first USB camera, driving a simulated relay."""
+    return Config(
+        cameras=[CameraConfig(name="cam0", source="0")],
+        doors=[DoorConfig(name="door", relay_channel=0)],
+        gates=[FaceGateConfig(name="gate", camera="cam0", door="door")],
+    )
+
+
+def _loc(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("face",):  # discriminator tags of the gate union are not keys in the file
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: ``key.path: message (got value)``."""
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"{_loc(err['loc'])}: {msg}")
+    return lines
+
+
+def parse_config(data: dict, origin: str = "<config>") -> Config:
+    """Validate a config mapping; raise ConfigError with every problem found."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    errors = cfg.cross_check()
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML file; every failure becomes a ConfigError naming the file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: config file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read config file ({exc.strerror})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{p}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: TOML syntax error: {exc}"]) from None
+    return parse_config(data, str(p))

@@ -1,0 +1,103 @@
+"""Enrollment: photos -> checked templates -> a resident (or a watchlist entry) in the store.
+
+Every photo must show exactly one usable, live face, all photos must show the same person, and
+that person must not already be enrolled under another name: a duplicate would make the 1:N
+search ambiguous for both people. Photos are discarded once their templates exist unless the
+config asks to keep them (GB/T 35273 data minimisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gatectl.app import App
+from gatectl.events import encode_jpeg, write_file_durably
+from gatectl.store import Resident, WatchEntry
+from gatectl.vision.face import FaceAnalyzer
+
+
+class EnrollmentError(Exception):
+    """Why a photo or an enrollment was refused: one line for the technician."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str  # file name or "camera lobby frame 3", for messages
+    image: np.ndarray
+
+
+def extract_template(analyzer: FaceAnalyzer, sample: Sample) -> tuple[np.ndarray, float]:
+    faces = analyzer.analyze(sample.image)
+    if not faces:
+        raise EnrollmentError(f"{sample.label}: no face found")
+    if len(faces) > 1:
+        raise EnrollmentError(f"{sample.label}: {len(faces)} faces found, need exactly one person")
+    obs = faces[0]
+    if not obs.quality.ok:
+        raise EnrollmentError(f"{sample.label}: {obs.quality.problem}")
+    if not analyzer.is_live(obs):
+        raise EnrollmentError(
+            f"{sample.label}: spoof suspected (liveness {obs.p_real:.2f}); photograph the person, "
+            "not a picture or screen"
+        )
+    assert obs.embedding is not None
+    return obs.embedding, obs.quality.score
+
+
+class Enroller:
+    def __init__(self, app: App):
+        self.app = app
+        self.analyzer = app.enrollment_analyzer()
+
+    def templates(self, samples: list[Sample]) -> list[tuple[np.ndarray, float]]:
+        if not samples:
+            raise EnrollmentError("no photo given: use --photo FILE (repeatable) or --camera NAME")
+        templates = [extract_template(self.analyzer, s) for s in samples]
+        thr = self.app.cfg.enrollment.duplicate_threshold
+        for i in range(1, len(templates)):
+            sim = float(templates[0][0] @ templates[i][0])
+            if sim < thr:
+                raise EnrollmentError(
+                    f"{samples[i].label}: does not look like the person in {samples[0].label} "
+                    f"(similarity {sim:.2f} < {thr:.2f})"
+                )
+        return templates
+
+    def _check_duplicate(self, templates: list[tuple[np.ndarray, float]]) -> None:
+        d = self.app.directory
+        d.refresh()
+        thr = self.app.cfg.enrollment.duplicate_threshold
+        for vec, _ in templates:
+            m = d.gallery.match(vec)
+            if m.owner is not None and m.score >= thr:
+                kind, oid = m.owner
+                who = d.residents.get(oid) if kind == "resident" else d.watch.get(oid)
+                desc = (f"resident #{oid} {who.name} ({who.unit})" if isinstance(who, Resident)
+                        else f"watchlist entry #{oid} {who.name if who else '?'}")
+                raise EnrollmentError(f"this face already belongs to {desc} (similarity {m.score:.2f})")
+
+    def enroll_resident(self, name: str, unit: str, samples: list[Sample]) -> Resident:
+        templates = self.templates(samples)
+        self._check_duplicate(templates)
+        store = self.app.store
+        resident = store.add_resident(name, unit, templates, self.app.embedder.model_id)
+        if self.app.cfg.storage.keep_enrollment_photos:
+            for i, s in enumerate(samples):
+                rel = f"enrollment/{resident.uid}/{i}.jpg"
+                write_file_durably(self.app.snapshot_dir / rel,
+                                   encode_jpeg(s.image, self.app.cfg.storage.snapshot_jpeg_quality))
+                store.add_enrollment_photo(resident.id, rel)
+        self.app.directory.refresh()
+        return resident
+
+    def add_watch(self, name: str, reason: str, samples: list[Sample]) -> WatchEntry:
+        """A non-resident to alert on. No liveness or duplicate rule: the photo usually comes
+        from the police or a printed notice, and may well show someone also enrolled."""
+        analyzer = self.app.analyzer(self.app.cfg.enrollment.quality, self.app.cfg.enrollment.detect_threshold,
+                                     640, liveness=False, liveness_threshold=0.0)
+        templates = [extract_template(analyzer, s) for s in samples]
+        entry = self.app.store.add_watch(name, reason, None, templates, self.app.embedder.model_id)
+        self.app.directory.refresh()
+        return entry

@@ -1,0 +1,146 @@
+"""Pedestrian face gate: frame -> faces -> tracks -> confirmed identity -> rules -> event + relay.
+
+Order of effects on a decision: the event (with its snapshot) is committed first and the relay
+pulsed after, so a door never opens without a record of why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gatectl.config import DoorConfig, FaceGateConfig
+from gatectl.decision import SPOOF, UNKNOWN, EntryCheck, Verdict, decide_resident, decide_watchlisted
+from gatectl.events import Event, EventRecorder
+from gatectl.hw.relay import Relay
+from gatectl.identities import Directory
+from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote
+from gatectl.vision.face import FaceAnalyzer, FaceObservation
+from gatectl.vision.gallery import OwnerKey
+
+log = logging.getLogger("gatectl.face_gate")
+
+AMBIGUOUS = Verdict("denied", "ambiguous match", "access")
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate decided for one face track, as replay prints it."""
+
+    gate: str
+    decision: str
+    reason: str
+    resident: str | None
+    score: float | None
+    event: Event
+    track: int
+
+
+class FaceGate:
+    def __init__(self, cfg: FaceGateConfig, door: DoorConfig, analyzer: FaceAnalyzer,
+                 directory: Directory, recorder: EventRecorder, relay: Relay,
+                 checks: list[EntryCheck], reenroll_after_days: float,
+                 wall_clock: Callable[[], float]):
+        self.cfg = cfg
+        self.door = door
+        self.analyzer = analyzer
+        self.directory = directory
+        self.recorder = recorder
+        self.relay = relay
+        self.checks = checks
+        self.reenroll_after_days = reenroll_after_days
+        self.wall_clock = wall_clock
+        self.tracker = FaceTracker(cfg.confirm_window, timeout_s=cfg.track_timeout_s)
+        self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
+        self.frames = 0
+
+    def reset(self) -> None:
+        """Forget tracks and cooldowns: replay calls this between unrelated input files."""
+        self.tracker.reset()
+        self._last_decided.clear()
+
+    def vote(self, obs: FaceObservation) -> Vote | None:
+        """One frame's opinion about one face; None when the face is not usable this frame."""
+        if not obs.quality.ok:
+            return None
+        if not self.analyzer.is_live(obs):
+            return Vote("spoof", None, float(obs.p_real or 0.0))
+        assert obs.embedding is not None
+        m = self.directory.gallery.match(obs.embedding)
+        th = self.cfg.thresholds
+        if m.owner is None or m.score < th.match:
+            return Vote("unknown", None, max(m.score, 0.0))
+        if m.margin < th.margin:
+            return Vote("ambiguous", None, m.score)
+        return Vote("match", m.owner, m.score)
+
+    def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
+        """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
+        self.frames += 1
+        observations = self.analyzer.analyze(image)
+        tracks = self.tracker.update([o.face.box for o in observations], t)
+        decisions = []
+        for obs, track in zip(observations, tracks):
+            v = self.vote(obs)
+            if v is not None:
+                track.votes.append(v)
+            d = self._decide(track, image, t)
+            if d is not None:
+                decisions.append(d)
+        return decisions
+
+    def _decide(self, track: Track, image: np.ndarray, t: float) -> GateDecision | None:
+        # a spoof or a recognised person ends the track's decisions; an unknown face may
+        # still be recognised later in the same pass (walking closer), so it may be upgraded
+        if track.outcome not in (None, "unknown"):
+            return None
+        c = track.confirmed(self.cfg.confirm_frames)
+        if c is None:
+            return None
+        if c.kind in ("unknown", "ambiguous"):
+            if track.outcome == "unknown":
+                return None
+            track.outcome = "unknown"
+            return self._act(track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image)
+        if c.kind == "spoof":
+            track.outcome = "spoof"
+            return self._act(track, SPOOF, None, c.score, image)
+        assert c.owner is not None
+        track.outcome = "match"
+        last = self._last_decided.get(c.owner)
+        self._last_decided[c.owner] = t
+        if last is not None and t - last < self.cfg.cooldown_s:
+            return None  # the same person still in front of the camera: one pass, one event
+        return self._act(track, self._rules(c.owner), c.owner, c.score, image)
+
+    def _rules(self, owner: OwnerKey) -> Verdict:
+        kind, oid = owner
+        d = self.directory
+        if kind == "watchlist":
+            return decide_watchlisted(d.watch[oid]) if oid in d.watch else UNKNOWN
+        resident = d.residents.get(oid)
+        if resident is None:  # removed since the gallery snapshot was taken
+            return UNKNOWN
+        return decide_resident(resident, d.watched_residents.get(oid), self.checks,
+                               self.wall_clock(), self.reenroll_after_days)
+
+    def _act(self, track: Track, verdict: Verdict, owner: OwnerKey | None, score: float,
+             image: np.ndarray) -> GateDecision:
+        rid = owner[1] if owner and owner[0] == "resident" else None
+        wid = owner[1] if owner and owner[0] == "watchlist" else None
+        if rid is not None and rid in self.directory.watched_residents:
+            wid = self.directory.watched_residents[rid].id
+        ev = self.recorder.record(self.cfg.name, verdict.kind, verdict.decision, verdict.reason, image,
+                                  resident_id=rid, watchlist_id=wid, score=score)
+        if verdict.decision == "granted":
+            assert rid is not None
+            self.directory.note_seen(rid, ev.ts)
+            self.relay.pulse(self.door.relay_channel, self.door.unlock_seconds)
+        name = self.directory.name_of(owner)
+        level = logging.WARNING if verdict.decision == "alert" else logging.INFO
+        log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
+                name or "-", verdict.reason, score, ev.id)
+        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id)

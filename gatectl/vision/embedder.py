@@ -1,0 +1,90 @@
+"""Face embedding backends. The default is MobileFaceNet (foamliu, Apache-2.0, 128-d);
+an insightface model pack can be plugged in with the optional ``gatectl[insightface]`` extra.
+
+Every backend names itself with a ``model_id`` that is stored with each template, because
+embeddings from different models are not comparable: a gallery only ever holds one model's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from gatectl.config import ModelsConfig
+from gatectl.vision.models import ModelError, ModelStore
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 vector for one 112x112 BGR aligned face."""
+
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
+
+
+class MobileFaceNetEmbedder:
+    """Input RGB, (x - 127.5) / 127.5, 1x3x112x112; output 128-d, not normalised (MANIFEST §3)."""
+
+    def __init__(self, models: ModelStore):
+        self.session = models.session("mobilefacenet")
+        self.input_name = self.session.get_inputs()[0].name
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self.model_id = f"mobilefacenet-{models.spec('mobilefacenet').sha256[:12]}"
+
+    @staticmethod
+    def prepare(aligned: np.ndarray) -> np.ndarray:
+        return cv2.dnn.blobFromImage(aligned, 1 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True)
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        return l2_normalise(self.session.run(None, {self.input_name: blob})[0][0])
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        return self.infer(self.prepare(aligned))
+
+
+class InsightFaceEmbedder:
+    """An insightface model pack's recognition model (e.g. buffalo_s/w600k_mbf.onnx).
+
+    Imported only when configured, so the core install never needs insightface. Note: every
+    insightface-released pack is licensed for non-commercial research only.
+    """
+
+    def __init__(self, pack: Path):
+        try:
+            from insightface.model_zoo import get_model  # type: ignore[import-not-found]
+        except ImportError:
+            raise ModelError(
+                "models.embedding_backend: 'insightface' needs the optional extra: "
+                "pip install 'gatectl[insightface]'"
+            ) from None
+        candidates = sorted(Path(pack).glob("*.onnx"))
+        model = None
+        for c in candidates:
+            m = get_model(str(c))
+            if m is not None and getattr(m, "taskname", "") == "recognition":
+                model = m
+                break
+        if model is None:
+            raise ModelError(f"models.insightface_pack: no recognition model found in {pack}")
+        model.prepare(ctx_id=-1)
+        self.model = model
+        self.dim = int(model.output_shape[-1])
+        self.model_id = f"insightface-{Path(model.model_file).stem}"
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        return l2_normalise(self.model.get_feat(aligned)[0])
+
+
+def make_embedder(cfg: ModelsConfig, models: ModelStore) -> Embedder:
+    if cfg.embedding_backend == "insightface":
+        assert cfg.insightface_pack is not None  # enforced by the config model
+        return InsightFaceEmbedder(cfg.insightface_pack)
+    return MobileFaceNetEmbedder(models)

@@ -1,0 +1,122 @@
+"""Model registry: which file each model is, its sha256, and how its onnxruntime session is made.
+
+Weights are verified before a session is created, so a truncated copy or a swapped file on an
+SD card fails at start with one line naming the file, instead of producing silent garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from gatectl.paths import bundled_models_dir
+
+
+class ModelError(Exception):
+    """A model is missing, corrupt or unloadable; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    file: str
+    sha256: str
+    task: str
+    licence: str
+    default: bool
+
+
+def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
+    path = models_dir / "models.toml"
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model registry not found (models.dir points at the wrong folder?)") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable model registry ({exc})") from None
+    return {name: ModelSpec(name=name, **fields) for name, fields in data.items()}
+
+
+@lru_cache(maxsize=None)
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(spec: ModelSpec, models_dir: Path) -> Path:
+    """Return the model's path once its sha256 matches the registry; else raise ModelError."""
+    path = models_dir / spec.file
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model '{spec.name}' is missing") from None
+    digest = _file_sha256(path, st.st_size, st.st_mtime_ns)
+    if digest != spec.sha256:
+        raise ModelError(
+            f"{path}: sha256 mismatch for model '{spec.name}' "
+            f"(expected {spec.sha256[:12]}…, got {digest[:12]}…); the file is corrupt or replaced"
+        )
+    return path
+
+
+class ModelStore:
+    """Opens verified onnxruntime sessions from one models folder, with shared session options."""
+
+    def __init__(self, models_dir: Path | None = None, intra_op_threads: int = 2):
+        self.dir = Path(models_dir) if models_dir else bundled_models_dir()
+        self.threads = intra_op_threads
+        self.registry = load_registry(self.dir)
+        self._sessions: dict[str, object] = {}
+
+    def spec(self, name: str) -> ModelSpec:
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise ModelError(f"{self.dir / 'models.toml'}: no model named '{name}'") from None
+
+    def path(self, name: str) -> Path:
+        return verify(self.spec(name), self.dir)
+
+    def session(self, name: str):
+        """A CPU onnxruntime session, created once and shared by every gate that needs it;
+        sequential execution so two cores are not oversubscribed."""
+        if name not in self._sessions:
+            self._sessions[name] = self._open(name)
+        return self._sessions[name]
+
+    def _open(self, name: str):
+        import onnxruntime as ort
+
+        path = self.path(name)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise ModelError(f"{path}: onnxruntime cannot load model '{name}' ({exc})") from None
+
+    def check_all(self) -> list[tuple[ModelSpec, str | None]]:
+        """(spec, error or None) for every registered model; used by `gatectl doctor`."""
+        out = []
+        for spec in self.registry.values():
+            try:
+                verify(spec, self.dir)
+                out.append((spec, None))
+            except ModelError as exc:
+                out.append((spec, str(exc)))
+        return out
