@@ -207,7 +207,11 @@ class Config(Strict):
                     f"door '{channels[d.relay_channel]}'"
                 )
             channels.setdefault(d.relay_channel, d.name)
+        used: dict[str, str] = {}
         for i, g in enumerate(self.gates):
+            if g.camera in used:
+                errors.append(f"gates[{i}].camera: camera '{g.camera}' already serves gate '{used[g.camera]}'")
+            used.setdefault(g.camera, g.name)
             if g.camera not in cameras:
                 errors.append(f"gates[{i}].camera: unknown camera '{g.camera}'")
             if g.door not in doors:

@@ -56,6 +56,7 @@ class FaceGate:
         self.tracker = FaceTracker(cfg.confirm_window, timeout_s=cfg.track_timeout_s)
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.frames = 0
+        self.last_observations: list[FaceObservation] = []
 
     def reset(self) -> None:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
@@ -80,7 +81,7 @@ class FaceGate:
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
         self.frames += 1
-        observations = self.analyzer.analyze(image)
+        observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
         decisions = []
         for obs, track in zip(observations, tracks):

@@ -70,6 +70,11 @@ def verify(spec: ModelSpec, models_dir: Path) -> Path:
     return path
 
 
+# one session per model file and thread setting for the whole process: every gate, the
+# enroller and the benchmark share them instead of loading the weights again
+_SESSIONS: dict[tuple[Path, int], object] = {}
+
+
 class ModelStore:
     """Opens verified onnxruntime sessions from one models folder, with shared session options."""
 
@@ -77,7 +82,6 @@ class ModelStore:
         self.dir = Path(models_dir) if models_dir else bundled_models_dir()
         self.threads = intra_op_threads
         self.registry = load_registry(self.dir)
-        self._sessions: dict[str, object] = {}
 
     def spec(self, name: str) -> ModelSpec:
         try:
@@ -91,14 +95,15 @@ class ModelStore:
     def session(self, name: str):
         """A CPU onnxruntime session, created once and shared by every gate that needs it;
         sequential execution so two cores are not oversubscribed."""
-        if name not in self._sessions:
-            self._sessions[name] = self._open(name)
-        return self._sessions[name]
+        path = self.path(name)
+        key = (path.resolve(), self.threads)
+        if key not in _SESSIONS:
+            _SESSIONS[key] = self._open(name, path)
+        return _SESSIONS[key]
 
-    def _open(self, name: str):
+    def _open(self, name: str, path: Path):
         import onnxruntime as ort
 
-        path = self.path(name)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

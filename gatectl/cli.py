@@ -1,0 +1,408 @@
+"""The `gatectl` command: thin - parse, call, print. Bad input is one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gatectl.app import App
+from gatectl.camera import CameraGrabber, SourceError
+from gatectl.config import Config, ConfigError, FaceGateConfig, default_config, load_config
+from gatectl.decision import resident_state
+from gatectl.enroll import Enroller, EnrollmentError, Sample
+from gatectl.events import free_disk_mb
+from gatectl.hw.relay import SimulatedRelay
+from gatectl.media import MediaError, iter_media, read_image
+from gatectl.paths import default_data_dir, sample_dir
+from gatectl.store import StoreError
+from gatectl.vision.models import ModelError
+
+log = logging.getLogger("gatectl")
+
+USER_ERRORS = (ConfigError, ModelError, StoreError, MediaError, EnrollmentError, SourceError)
+
+
+class UsageError(Exception):
+    """A bad command-line argument."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_since(text: str, now: float) -> float:
+    """'30m', '2h', '7d' back from now, or an ISO date/time (local time unless it has a zone)."""
+    m = _REL.match(text)
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: cannot read '{text}' (use 30m, 2h, 7d or 2026-11-01T08:00)") from None
+    return dt.timestamp() if dt.tzinfo else dt.replace(tzinfo=None).timestamp()
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def load_samples(photos: list[str]) -> list[Sample]:
+    return [Sample(Path(p).name, read_image(p)) for p in photos]
+
+
+def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0) -> list[Sample]:
+    """Grab ``count`` fresh frames from a configured camera, a second apart."""
+    try:
+        cam = app.cfg.camera(camera)
+    except StopIteration:
+        raise UsageError(f"--camera: unknown camera '{camera}'") from None
+    grabber = CameraGrabber(cam)
+    grabber.start()
+    try:
+        samples = []
+        deadline = time.monotonic() + timeout
+        while len(samples) < count and time.monotonic() < deadline:
+            frame = grabber.get(timeout=1.0)
+            if frame is not None:
+                samples.append(Sample(f"camera {camera} frame {frame.seq}", frame.image))
+                time.sleep(1.0)
+        if not samples:
+            raise SourceError(f"camera {camera}: no frame within {timeout:.0f} s ({grabber.stats()['state']})")
+        return samples
+    finally:
+        grabber.stop()
+
+
+def one_resident(app: App, key: str):
+    found = app.store.find_residents(key)
+    if not found:
+        raise UsageError(f"resident '{key}': not found (give the id from `gatectl residents list`)")
+    if len(found) > 1:
+        raise UsageError(f"resident '{key}': {len(found)} residents share that name; give the id")
+    return found[0]
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_config_check(args, app_factory) -> int:
+    cfg = load_config(args.file)
+    gates = ", ".join(f"{g.name} ({g.kind})" for g in cfg.gates) or "none"
+    print(f"{args.file}: OK - device {cfg.device.id} at {cfg.device.site}; "
+          f"{len(cfg.cameras)} camera(s), {len(cfg.doors)} door(s), gates: {gates}")
+    return 0
+
+
+def cmd_enroll(args, app_factory) -> int:
+    app = app_factory()
+    if bool(args.photo) == bool(args.camera):
+        raise UsageError("enroll: give --photo FILE (repeatable) or --camera NAME, not both")
+    samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
+    r = Enroller(app).enroll_resident(args.name, args.unit, samples)
+    print(f"enrolled resident #{r.id} {r.name} ({r.unit}) with {len(samples)} template(s)")
+    return 0
+
+
+def cmd_residents(args, app_factory) -> int:
+    app = app_factory()
+    store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
+    if args.action == "list":
+        rows = [[str(r.id), r.name, r.unit, resident_state(r, now, days), fmt_time(r.last_seen_at),
+                 str(store.template_count(("resident", r.id)))] for r in store.residents()]
+        print_table(rows, ["id", "name", "unit", "status", "last seen", "templates"])
+        return 0
+    if not args.who:
+        raise UsageError(f"residents {args.action}: which resident? give an id or name")
+    r = one_resident(app, args.who)
+    if args.action == "show":
+        watch = store.watched_residents().get(r.id)
+        for k, v in [("id", r.id), ("uid", r.uid), ("name", r.name), ("unit", r.unit),
+                     ("status", resident_state(r, now, days)), ("enrolled", fmt_time(r.created_at)),
+                     ("last seen", fmt_time(r.last_seen_at)), ("reactivated", fmt_time(r.reactivated_at)),
+                     ("templates", store.template_count(("resident", r.id))),
+                     ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
+            print(f"{k:12} {v}")
+    elif args.action == "remove":
+        files = store.remove_resident(r.id)
+        app.recorder.delete_files(files)
+        print(f"removed resident #{r.id} {r.name}: templates, {len(files)} photo/snapshot file(s) deleted")
+    elif args.action == "reactivate":
+        store.reactivate(r.id)
+        print(f"resident #{r.id} {r.name} is active again")
+    elif args.action == "suspend":
+        store.set_status(r.id, "suspended")
+        print(f"resident #{r.id} {r.name} suspended: the gates will deny them")
+    return 0
+
+
+def cmd_watchlist(args, app_factory) -> int:
+    app = app_factory()
+    store = app.store
+    if args.action == "list":
+        rows = [[str(w.id), w.name, w.reason, f"#{w.resident_id}" if w.resident_id else "-",
+                 str(store.template_count(("watchlist", w.id))), fmt_time(w.created_at)]
+                for w in store.watch_entries()]
+        print_table(rows, ["id", "name", "reason", "resident", "templates", "added"])
+    elif args.action == "add":
+        if args.resident:
+            r = one_resident(app, args.resident)
+            w = store.add_watch(r.name, args.reason, r.id, [], app.embedder.model_id)
+        elif args.photo and args.name:
+            w = Enroller(app).add_watch(args.name, args.reason, load_samples(args.photo))
+        else:
+            raise UsageError("watchlist add: give --resident ID, or --name NAME with --photo FILE")
+        print(f"watchlist entry #{w.id} {w.name} added")
+    else:
+        if not args.id or not args.id.isdigit():
+            raise UsageError("watchlist remove: give the entry id from `gatectl watchlist list`")
+        if not store.remove_watch(int(args.id)):
+            raise UsageError(f"watchlist remove: no entry #{args.id}")
+        print(f"watchlist entry #{args.id} removed")
+    return 0
+
+
+def cmd_events(args, app_factory) -> int:
+    app = app_factory()
+    since = parse_since(args.since, app.clock()) if args.since else None
+    evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit)
+    names = {r.id: r.name for r in app.store.residents()}
+    if args.json:
+        for e in evs:
+            print(json.dumps({**e.__dict__, "resident": names.get(e.resident_id)}, ensure_ascii=False))
+        return 0
+    rows = [[fmt_time(e.ts), e.gate, e.kind, e.decision or "-", names.get(e.resident_id, "-"),
+             e.reason, "-" if e.score is None else f"{e.score:.3f}", e.snapshot or "-"] for e in evs]
+    print_table(rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"])
+    return 0
+
+
+def cmd_doctor(args, app_factory) -> int:
+    app = app_factory()
+    problems = 0
+
+    def report(ok: bool, what: str) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else 'FAIL'}] {what}")
+
+    for spec, err in app.models.check_all():
+        report(err is None, err or f"model {spec.name}: {spec.file} verified ({spec.licence})")
+    try:
+        store = app.store
+        with store.write() as db:
+            db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
+        report(True, f"store {store.path} writable (schema v{store.schema_version})")
+        foreign = store.foreign_model_templates(app.embedder.model_id)
+        report(foreign == 0, f"{foreign} template(s) from another embedding model need re-enrollment"
+               if foreign else "all templates match the embedding model")
+    except StoreError as exc:
+        report(False, str(exc))
+    free = free_disk_mb(app.data_dir)
+    report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
+    for cam in app.cfg.cameras:
+        g = CameraGrabber(cam)
+        g.start()
+        frame = g.get(timeout=args.camera_timeout)
+        st = g.stats()
+        g.stop()
+        report(frame is not None, f"camera {cam.name} ({cam.source}): "
+               + (f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received" if frame is not None
+                  else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"))
+    print("doctor: all checks passed" if problems == 0 else f"doctor: {problems} problem(s)")
+    return 0 if problems == 0 else 1
+
+
+def cmd_run(args, app_factory) -> int:
+    from gatectl.service.runner import Runner
+
+    app = app_factory()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Runner(app, stop).run()
+    return 0
+
+
+def replay_gate(cfg: Config, name: str | None) -> FaceGateConfig:
+    gates = [g for g in cfg.gates if isinstance(g, FaceGateConfig)]
+    if name:
+        gates = [g for g in gates if g.name == name]
+    if not gates:
+        raise UsageError(f"--gate: no face gate named '{name}'" if name else "replay: config has no face gate")
+    return gates[0]
+
+
+def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
+           still_frames: int = 3) -> int:
+    """Feed files through the same gate as `run`; one dict per decision, and one `no_face` per
+    input with no usable face. A still is shown for ``still_frames`` frames, as a camera would."""
+    gate = app.face_gate(replay_gate(app.cfg, gate_name))
+    current: str | None = None
+    decided = seen_faces = False
+    problem: str | None = None
+
+    def close_source() -> None:
+        if current is not None and not decided:
+            emit({"source": current, "decision": "no_face", "resident": None,
+                  "reason": problem or ("no face found" if not seen_faces else "no decision"), "score": None})
+
+    for item in iter_media(paths, still_frames=still_frames):
+        if isinstance(item, MediaError):
+            close_source()
+            current = None
+            print(f"gatectl: {item}", file=sys.stderr)
+            continue
+        if item.source != current or item.index == 0:
+            close_source()
+            gate.reset()
+            current, decided, seen_faces, problem = item.source, False, False, None
+        for d in gate.process(item.image, item.t):
+            decided = True
+            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
+                  "resident": d.resident, "reason": d.reason, "score": round(d.score, 4),
+                  "event": d.event.id, "snapshot": d.event.snapshot})
+        observed = gate.last_observations
+        seen_faces = seen_faces or bool(observed)
+        poor = [o.quality.problem for o in observed if not o.quality.ok]
+        if poor and len(poor) == len(observed):
+            problem = poor[0]
+    close_source()
+    return 0
+
+
+def cmd_replay(args, app_factory) -> int:
+    app = app_factory(relay=SimulatedRelay())
+
+    def emit(d: dict) -> None:
+        if args.json:
+            print(json.dumps(d, ensure_ascii=False), flush=True)
+        else:
+            score = "-" if d["score"] is None else f"{d['score']:.3f}"
+            print(f"{Path(d['source']).name}: {d['decision']} {d['resident'] or '-'} ({d['reason']}) "
+                  f"score {score}", flush=True)
+
+    return replay(app, args.paths, args.gate, emit)
+
+
+def cmd_demo(args, app_factory) -> int:
+    from gatectl.demo import run_demo
+
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="gatectl-demo-"))
+    return run_demo(data, sample_dir(), json_out=args.json)
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> Parser:
+    p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
+    p.add_argument("--config", metavar="FILE", help="device TOML; default: built-in one-gate defaults")
+    p.add_argument("--data", metavar="DIR", help=f"state folder (store, snapshots); default {default_data_dir()}")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    c = sub.add_parser("config", help="check a config file")
+    c.add_argument("action", choices=["check"])
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+
+    e = sub.add_parser("enroll", help="enroll a resident from photos or a live camera")
+    e.add_argument("--name", required=True)
+    e.add_argument("--unit", required=True, help="building-unit-room, e.g. 3-2-1501")
+    e.add_argument("--photo", action="append", default=[], metavar="FILE")
+    e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
+    e.set_defaults(func=cmd_enroll)
+
+    r = sub.add_parser("residents", help="list, show, remove, reactivate or suspend residents")
+    r.add_argument("action", choices=["list", "show", "remove", "reactivate", "suspend"])
+    r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.set_defaults(func=cmd_residents)
+
+    w = sub.add_parser("watchlist", help="faces that raise an alert")
+    w.add_argument("action", choices=["add", "remove", "list"])
+    w.add_argument("id", nargs="?", help="entry id (remove)")
+    w.add_argument("--name")
+    w.add_argument("--photo", action="append", default=[], metavar="FILE")
+    w.add_argument("--resident", metavar="ID", help="put an enrolled resident on the watchlist")
+    w.add_argument("--reason", default="")
+    w.set_defaults(func=cmd_watchlist)
+
+    ev = sub.add_parser("events", help="list recorded events")
+    ev.add_argument("action", choices=["list"])
+    ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
+    ev.add_argument("--kind", choices=["access", "alert", "camera", "system"])
+    ev.add_argument("--gate")
+    ev.add_argument("--limit", type=int, default=200)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_events)
+
+    d = sub.add_parser("doctor", help="check models, store, disk and cameras")
+    d.add_argument("--camera-timeout", type=float, default=5.0)
+    d.set_defaults(func=cmd_doctor)
+
+    sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
+    rp.add_argument("paths", nargs="+", metavar="PATH")
+    rp.add_argument("--gate", help="face gate to use; default the first")
+    rp.add_argument("--json", action="store_true", help="one JSON object per decision")
+    rp.set_defaults(func=cmd_replay)
+
+    dm = sub.add_parser("demo", help="enroll sample residents in a scratch store and replay samples")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gatectl.service.systemd import setup_logging
+
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = load_config(args.config) if args.config else default_config()
+        setup_logging(args.log_level or ("error" if args.command in ("replay", "demo") else cfg.log_level))
+        data = Path(args.data) if args.data else default_data_dir()
+
+        def app_factory(relay=None) -> App:
+            return App(cfg, data, relay=relay)
+
+        return args.func(args, app_factory)
+    except UsageError as exc:
+        msg = str(exc)
+        print(msg if msg.startswith("gatectl") else f"gatectl: {msg}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"gatectl: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
+        log.debug("internal error", exc_info=True)
+        print(f"gatectl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
+              file=sys.stderr)
+        return 70

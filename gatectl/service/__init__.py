@@ -1,0 +1,1 @@
+"""Running as a service: the gate loop, systemd notification, journald logging."""

@@ -1,0 +1,110 @@
+"""`gatectl run`: every configured gate until stopped.
+
+Threads: one grabber per camera (blocking capture), one worker per gate (inference), the
+directory poller, and this supervisor, which pets the systemd watchdog only while every worker
+has made progress recently - a hung worker stops the petting and systemd restarts the service.
+Outputs go to their safe state at start and at shutdown, whatever stopped us.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gatectl.app import App
+from gatectl.camera import CameraGrabber
+from gatectl.events import free_disk_mb
+from gatectl.pipelines.face_gate import FaceGate
+from gatectl.service.systemd import sd_notify, watchdog_interval
+
+log = logging.getLogger("gatectl.run")
+
+RETENTION_EVERY_S = 3600.0
+HEARTBEAT_STALE_S = 10.0
+
+
+class GateWorker:
+    """Pulls the newest frame of one camera and runs one gate on it."""
+
+    def __init__(self, gate: FaceGate, grabber: CameraGrabber, stop: threading.Event):
+        self.gate = gate
+        self.grabber = grabber
+        self.stop = stop
+        self.heartbeat = time.monotonic()
+        self.errors = 0
+        self.thread = threading.Thread(target=self._loop, name=f"gate-{gate.cfg.name}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self.grabber.get(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self.gate.process(frame.image, frame.t_capture)
+            except Exception:  # one bad frame must not take the gate down
+                self.errors += 1
+                log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
+
+
+class Runner:
+    def __init__(self, app: App, stop: threading.Event | None = None):
+        self.app = app
+        self.stop = stop or threading.Event()
+        self.workers: list[GateWorker] = []
+
+    def status(self) -> dict:
+        return {
+            "gates": {w.gate.cfg.name: {"frames": w.gate.frames, "errors": w.errors,
+                                        "camera": w.grabber.stats()} for w in self.workers},
+            "events_unrecorded": self.app.recorder.unrecorded,
+            "free_disk_mb": round(free_disk_mb(self.app.data_dir)),
+        }
+
+    def run(self) -> None:
+        app = self.app
+        app.relay.all_off()
+        app.directory.start()
+        gates = app.face_gates()
+        for gate in gates:
+            grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera))
+            self.workers.append(GateWorker(gate, grabber, self.stop))
+        for w in self.workers:
+            w.grabber.start()
+            w.thread.start()
+        sd_notify("READY=1")
+        log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))
+        try:
+            self._supervise()
+        finally:
+            sd_notify("STOPPING=1")
+            self.stop.set()
+            for w in self.workers:
+                w.thread.join(timeout=5)
+                w.grabber.stop()
+            app.directory.stop()
+            app.relay.all_off()
+            log.info("stopped; outputs off")
+
+    def _supervise(self) -> None:
+        tick = min(watchdog_interval() or 5.0, 5.0)
+        next_retention = time.monotonic()
+        while not self.stop.wait(tick):
+            now = time.monotonic()
+            stale = [w.gate.cfg.name for w in self.workers
+                     if not w.thread.is_alive() or now - w.heartbeat > HEARTBEAT_STALE_S]
+            if stale:
+                log.error("gate worker(s) stalled: %s; withholding the watchdog", ", ".join(stale))
+            else:
+                sd_notify("WATCHDOG=1")
+            if now >= next_retention:
+                s = self.app.cfg.storage
+                try:
+                    self.app.recorder.apply_retention(s.retention_days, s.retention_max_mb)
+                except Exception:
+                    log.exception("retention failed; will retry")
+                next_retention = now + RETENTION_EVERY_S
+            sd_notify("STATUS=" + ", ".join(
+                f"{w.gate.cfg.name}: {w.grabber.stats().get('state')} {w.grabber.stats().get('fps', 0):.1f} fps"
+                for w in self.workers))

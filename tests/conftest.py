@@ -1,0 +1,80 @@
+"""Shared fixtures: real photos from tests/data, real models, a real SQLite file per test."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gatectl.app import App
+from gatectl.config import default_config
+from gatectl.enroll import Enroller, Sample
+from gatectl.hw.relay import SimulatedRelay
+from gatectl.media import read_image
+
+DATA = Path(__file__).parent / "data"
+FACES = DATA / "faces"
+LIVENESS = DATA / "liveness"
+NOFACE = DATA / "noface"
+REPO = Path(__file__).parent.parent
+
+
+def face_truth() -> list[tuple[str, str, int]]:
+    """(file, identity, n_faces) from the shared ground truth."""
+    with open(FACES / "ground_truth.csv", newline="") as f:
+        return [(r["file"], r["identities_left_to_right"], int(r["n_faces"])) for r in csv.DictReader(f)]
+
+
+def single_face_photos() -> dict[str, list[str]]:
+    """identity -> its single-face photos, in file order."""
+    out: dict[str, list[str]] = {}
+    for file, ident, n in face_truth():
+        if n == 1:
+            out.setdefault(ident, []).append(file)
+    return out
+
+
+class FakeClock:
+    """Wall clock the test moves by hand: inactivity and retention without sleeping."""
+
+    def __init__(self, t: float = 1_790_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def relay(clock) -> SimulatedRelay:
+    return SimulatedRelay()
+
+
+@pytest.fixture
+def app(tmp_path, relay, clock) -> App:
+    a = App(default_config(), tmp_path / "state", relay=relay, clock=clock)
+    yield a
+    a.close()
+
+
+def enroll(app: App, name: str, *photos: str, unit: str = "1-1-101"):
+    return Enroller(app).enroll_resident(name, unit, [Sample(p, read_image(FACES / p)) for p in photos])
+
+
+def run_cli(*args: str, data: Path | None = None, config: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "gatectl"]
+    if config:
+        cmd += ["--config", str(config)]
+    if data:
+        cmd += ["--data", str(data)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300, cwd=REPO)

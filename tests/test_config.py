@@ -1,0 +1,128 @@
+"""Config: the examples validate, and every mistake is one line naming its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gatectl.config import ConfigError, default_config, load_config, parse_config
+from tests.conftest import REPO, run_cli
+
+EXAMPLES = sorted((REPO / "config").glob("*.toml"))
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_configs_validate(path: Path):
+    cfg = load_config(path)
+    assert cfg.gates, "every example runs at least one gate"
+    for g in cfg.gates:
+        assert cfg.camera(g.camera) and cfg.door(g.door)
+
+
+def test_defaults_are_one_face_gate_with_simulated_relay():
+    cfg = default_config()
+    assert [g.kind for g in cfg.gates] == ["face"]
+    assert cfg.relay.driver == "simulated"
+    assert cfg.policy.reenroll_after_days == 15
+    assert cfg.cameras[0].kind == "v4l2"
+
+
+def errors_of(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    return exc.value.lines
+
+
+BASE = {
+    "cameras": [{"name": "lobby", "source": "0"}],
+    "doors": [{"name": "d", "relay_channel": 0}],
+    "gates": [{"kind": "face", "name": "g", "camera": "lobby", "door": "d"}],
+}
+
+
+def test_unknown_camera_is_named_with_its_key_path():
+    data = {**BASE, "gates": [{"kind": "face", "name": "g", "camera": "lobby2", "door": "d"}]}
+    assert errors_of(data) == ["gates[0].camera: unknown camera 'lobby2'"]
+
+
+def test_every_error_is_reported_at_once():
+    data = {
+        "cameras": [{"name": "lobby", "source": "0", "fps": -1, "colour": "red"}],
+        "doors": [{"name": "d", "relay_channel": 0, "unlock_seconds": 500}],
+        "gates": [{"kind": "face", "name": "g", "camera": "lobby", "door": "d",
+                   "thresholds": {"matc": 0.4}}],
+        "storage": {"retention_days": 0},
+    }
+    lines = errors_of(data)
+    assert "cameras[0].fps: Input should be greater than 0 (got -1)" in lines
+    assert "cameras[0].colour: unknown key" in lines
+    assert any(l.startswith("doors[0].unlock_seconds: ") and "500" in l for l in lines)
+    assert "gates[0].thresholds.matc: unknown key" in lines
+    assert any(l.startswith("storage.retention_days: ") for l in lines)
+    assert len(lines) == 5
+
+
+def test_cross_references_and_duplicates():
+    data = {
+        "cameras": [{"name": "a", "source": "0"}, {"name": "a", "source": "1"}],
+        "doors": [{"name": "d", "relay_channel": 1}, {"name": "e", "relay_channel": 1}],
+        "gates": [{"kind": "face", "name": "g", "camera": "a", "door": "nope"},
+                  {"kind": "face", "name": "h", "camera": "a", "door": "d"}],
+    }
+    lines = errors_of(data)
+    assert "cameras[1].name: duplicate name 'a'" in lines
+    assert "doors[1].relay_channel: channel 1 already drives door 'd'" in lines
+    assert "gates[0].door: unknown door 'nope'" in lines
+    assert "gates[1].camera: camera 'a' already serves gate 'g'" in lines
+
+
+def test_unknown_gate_kind_and_top_level_typo():
+    data = {**BASE, "gates": [{"kind": "iris", "name": "g", "camera": "lobby", "door": "d"}], "polcy": {}}
+    lines = errors_of(data)
+    assert "polcy: unknown key" in lines
+    assert any(l.startswith("gates[0]: ") and "iris" in l for l in lines)
+
+
+def test_confirm_window_rule():
+    data = {**BASE, "gates": [{"kind": "face", "name": "g", "camera": "lobby", "door": "d",
+                               "confirm_frames": 4, "confirm_window": 3}]}
+    assert errors_of(data) == ["gates[0]: confirm_frames must not exceed confirm_window"]
+
+
+def test_camera_kind_is_inferred(tmp_path):
+    cfg = parse_config({"cameras": [
+        {"name": "a", "source": "2"}, {"name": "b", "source": "/dev/video1"},
+        {"name": "c", "source": "rtsp://10.0.0.5/stream"}, {"name": "d", "source": "clip.mp4"},
+        {"name": "e", "source": str(tmp_path)},
+    ]})
+    assert [c.kind for c in cfg.cameras] == ["v4l2", "v4l2", "url", "video", "images"]
+
+
+def test_cli_config_check_prints_one_line_per_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[cameras]]\nname = "lobby"\nsource = "0"\n[[doors]]\nname = "d"\n'
+                   '[[gates]]\nkind = "face"\nname = "g"\ncamera = "lobby2"\ndoor = "d"\n')
+    r = run_cli("config", "check", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["gatectl: gates[0].camera: unknown camera 'lobby2'"]
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_config_check_syntax_error_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[device\nid = 1\n")
+    r = run_cli("config", "check", str(bad))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"{bad}: TOML syntax error" in r.stderr
+    r = run_cli("config", "check", str(tmp_path / "absent.toml"))
+    assert r.stderr.strip() == f"gatectl: {tmp_path / 'absent.toml'}: config file not found"
+
+
+def test_cli_config_check_ok_on_example():
+    r = run_cli("config", "check", str(EXAMPLES[0]))
+    assert r.returncode == 0 and "OK" in r.stdout

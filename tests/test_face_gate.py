@@ -1,0 +1,239 @@
+"""The face gate end to end on real photos, real models, a real SQLite file, a simulated relay."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatectl.decision import DAY_SECONDS, REENROLL
+from gatectl.enroll import Enroller, EnrollmentError, Sample
+from gatectl.media import read_image
+from gatectl.store import Store
+from tests.conftest import FACES, LIVENESS, NOFACE, enroll, single_face_photos
+
+IDENTITIES = single_face_photos()
+ENROLLED = {ident: photos for ident, photos in IDENTITIES.items() if len(photos) >= 2}
+STRANGERS = {ident: photos for ident, photos in IDENTITIES.items() if len(photos) == 1}
+
+
+def pass_photo(gate, path, frames=3):
+    """A person standing in front of the camera: the same still for a few frames."""
+    gate.reset()
+    img = read_image(path)
+    out = []
+    for i in range(frames):
+        out += gate.process(img, i * 0.1)
+    return out
+
+
+@pytest.fixture
+def gallery_app(app):
+    """Every identity with 2+ photos enrolled from its first photo."""
+    for ident, photos in ENROLLED.items():
+        enroll(app, ident, photos[0])
+    return app
+
+
+def test_test_set_shape():
+    assert len(ENROLLED) >= 5 and STRANGERS, "the shared set has 5 repeated identities and strangers"
+
+
+def test_each_resident_is_granted_on_their_other_photos(gallery_app, relay):
+    gate = gallery_app.face_gate(gallery_app.cfg.gates[0])
+    probes = [(ident, p) for ident, photos in ENROLLED.items() for p in photos[1:]]
+    for ident, photo in probes:
+        [d] = pass_photo(gate, FACES / photo)
+        assert (d.decision, d.resident, d.reason) == ("granted", ident, "resident"), photo
+        assert d.score >= gallery_app.cfg.gates[0].thresholds.match
+    assert len(relay.history) == len(probes)
+    assert {p.channel for p in relay.history} == {0} and relay.history[0].seconds == 5.0
+
+
+def test_strangers_are_denied_with_a_snapshot(gallery_app, relay):
+    gate = gallery_app.face_gate(gallery_app.cfg.gates[0])
+    for ident, [photo] in STRANGERS.items():
+        [d] = pass_photo(gate, FACES / photo)
+        assert (d.decision, d.resident, d.reason) == ("denied", None, "unknown face")
+        assert (gallery_app.snapshot_dir / d.event.snapshot).stat().st_size > 1000
+    assert relay.history == []
+
+
+def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock):
+    """Enroll each single-face photo alone; every other person's photo must not be granted."""
+    from gatectl.app import App
+    from gatectl.config import default_config
+
+    photos = [(ident, p) for ident, ps in IDENTITIES.items() for p in ps]
+    checked = 0
+    for i, (ident, photo) in enumerate(photos):
+        app = App(default_config(), tmp_path / f"s{i}", relay=relay, clock=clock)
+        enroll(app, ident, photo)
+        gate = app.face_gate(app.cfg.gates[0])
+        for other, probe in photos:
+            if other == ident:
+                continue
+            decisions = pass_photo(gate, FACES / probe)
+            assert [d.decision for d in decisions] == ["denied"], (photo, probe)
+            checked += 1
+        app.close()
+    assert checked == sum(a != b for a, _ in photos for b, _ in photos) >= 130
+    assert relay.history == []
+
+
+def test_print_and_screen_attacks_are_denied_and_the_real_face_passes(app, relay):
+    gate = app.face_gate(app.cfg.gates[0])
+    # enroll the real person of the liveness set, then present the attacks and the real face
+    Enroller(app).enroll_resident("real", "1", [Sample("T1", read_image(LIVENESS / "image_T1.jpg"))])
+    for attack in ("image_F1.jpg", "image_F2.jpg"):
+        [d] = pass_photo(gate, LIVENESS / attack)
+        assert (d.decision, d.reason) == ("denied", "liveness"), attack
+        assert d.score < app.cfg.gates[0].thresholds.liveness
+    [d] = pass_photo(gate, LIVENESS / "image_T1.jpg")
+    assert (d.decision, d.resident) == ("granted", "real")
+    assert len(relay.history) == 1
+
+
+@pytest.mark.parametrize("photo,reason", [
+    ("multi_two_people_obama_biden.jpg", "2 faces found, need exactly one person"),
+    ("multi_rose_kit.jpg", "2 faces found, need exactly one person"),
+])
+def test_group_photos_are_refused_at_enrollment(app, photo, reason):
+    with pytest.raises(EnrollmentError) as exc:
+        enroll(app, "x", photo)
+    assert str(exc.value) == f"{photo}: {reason}"
+    assert app.store.residents() == []
+
+
+@pytest.mark.parametrize("photo", sorted(p.name for p in NOFACE.iterdir()))
+def test_no_face_photos_are_refused_at_enrollment(app, photo):
+    with pytest.raises(EnrollmentError, match=f"^{photo}: no face found$"):
+        Enroller(app).enroll_resident("x", "1", [Sample(photo, read_image(NOFACE / photo))])
+
+
+def test_spoof_small_and_blurred_faces_are_refused_at_enrollment(app):
+    import cv2
+
+    en = Enroller(app)
+    with pytest.raises(EnrollmentError, match="^F2: spoof suspected"):
+        en.enroll_resident("x", "1", [Sample("F2", read_image(LIVENESS / "image_F2.jpg"))])
+    img = read_image(FACES / "obama_01.jpg")
+    small = cv2.resize(img, (img.shape[1] // 6, img.shape[0] // 6), interpolation=cv2.INTER_AREA)
+    with pytest.raises(EnrollmentError, match=r"^small: face too small \(\d+ px < 80 px\)$"):
+        en.enroll_resident("x", "1", [Sample("small", small)])
+    blurred = cv2.GaussianBlur(img, (0, 0), 9)
+    with pytest.raises(EnrollmentError, match=r"^blurred: face blurred"):
+        en.enroll_resident("x", "1", [Sample("blurred", blurred)])
+    assert app.store.residents() == []
+
+
+def test_a_face_already_enrolled_is_refused_naming_who(app):
+    enroll(app, "Obama", "obama_01.jpg", unit="1-1-101")
+    with pytest.raises(EnrollmentError, match=r"already belongs to resident #1 Obama \(1-1-101\)"):
+        enroll(app, "Somebody Else", "obama_02.jpg")
+    with pytest.raises(EnrollmentError, match="does not look like the person in obama_03.jpg"):
+        enroll(app, "Mixed", "obama_03.jpg", "biden_01.jpg")
+    assert [r.name for r in app.store.residents()] == ["Obama"]
+
+
+def test_one_pass_one_event(app, relay):
+    """A resident standing at the door for 30 frames: one grant, one event, one pulse."""
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    img = read_image(FACES / "obama_02.jpg")
+    decisions = []
+    for i in range(30):
+        decisions += gate.process(img, i * 0.1)
+    assert [d.decision for d in decisions] == ["granted"]
+    assert len(app.store.events()) == 1 and len(relay.history) == 1
+    # the track ends; the same person again within the cooldown is still the same pass
+    gate.tracker.reset()
+    assert gate.process(img, 3.1) + gate.process(img, 3.2) == []
+    # after the cooldown it is a new pass
+    assert [d.decision for d in gate.process(img, 10.0) + gate.process(img, 10.1)] == ["granted"]
+    assert len(app.store.events()) == 2
+
+
+def test_confirmation_needs_two_of_three_frames(app):
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    img = read_image(FACES / "obama_02.jpg")
+    assert gate.process(img, 0.0) == []  # one frame is not enough
+    assert [d.decision for d in gate.process(img, 0.1)] == ["granted"]
+
+
+def test_inactive_resident_must_reenroll(app, clock, relay):
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    clock.advance(14 * DAY_SECONDS)
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert d.decision == "granted"  # the pass restarts the 15-day period
+    clock.advance(15.5 * DAY_SECONDS)
+    gate.reset()
+    [d] = pass_photo(gate, FACES / "obama_03.jpg")
+    assert (d.decision, d.reason) == ("denied", REENROLL)
+    assert len(relay.history) == 1
+    # shown as such by the residents listing (a fresh store and directory, as the CLI has)
+    from gatectl.decision import resident_state
+
+    [r] = Store(app.store.path).residents()
+    assert resident_state(r, clock(), 15) == REENROLL
+    app.store.reactivate(r.id)
+    app.directory.refresh()
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert d.decision == "granted"
+
+
+def test_watchlist_alerts_for_residents_and_strangers(app, relay):
+    enroll(app, "Obama", "obama_01.jpg")
+    Enroller(app).add_watch("Lin", "police notice 42", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
+    gate = app.face_gate(app.cfg.gates[0])
+    [d] = pass_photo(gate, FACES / "lin_manuel_miranda_01.png")
+    assert (d.decision, d.resident, d.reason, d.event.kind) == ("alert", "Lin", "watchlist: police notice 42", "alert")
+    r = app.store.find_residents("Obama")[0]
+    app.store.add_watch(r.name, "unpaid fees dispute", r.id, [], app.embedder.model_id)
+    app.directory.refresh()
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert (d.decision, d.resident, d.reason) == ("alert", "Obama", "watchlist: unpaid fees dispute")
+    assert relay.history == []
+    assert [e.kind for e in app.store.events(kind="alert")] == ["alert", "alert"]
+
+
+def test_suspended_account_is_denied_by_the_entry_check(app, relay):
+    r = enroll(app, "Obama", "obama_01.jpg")
+    app.store.set_status(r.id, "suspended")
+    app.directory.refresh()
+    gate = app.face_gate(app.cfg.gates[0])
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert (d.decision, d.reason) == ("denied", "account suspended") and relay.history == []
+
+
+def test_enrollment_from_another_process_reaches_a_running_directory(app):
+    """The daemon's directory picks up a CLI enrollment (another connection) without restart."""
+    from gatectl.app import App
+
+    gate = app.face_gate(app.cfg.gates[0])
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert d.decision == "denied"
+    other = App(app.cfg, app.data_dir, clock=app.clock)
+    enroll(other, "Obama", "obama_01.jpg")
+    other.close()
+    assert app.directory.refresh() is True
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    r = app.store.find_residents("Obama")[0]
+    app.store.remove_resident(r.id)
+    app.directory.refresh()
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert d.decision == "denied"
+
+
+def test_enrollment_photos_are_not_kept_unless_configured(app):
+    enroll(app, "Obama", "obama_01.jpg")
+    assert not (app.snapshot_dir / "enrollment").exists()
+    assert app.store.db["enrollment_photos"].count == 0
+    app.cfg.storage.keep_enrollment_photos = True
+    r = enroll(app, "Biden", "biden_01.jpg")
+    kept = list((app.snapshot_dir / "enrollment").rglob("*.jpg"))
+    assert len(kept) == 1
+    files = app.store.remove_resident(r.id)
+    app.recorder.delete_files(files)
+    assert not kept[0].exists()

@@ -1,0 +1,54 @@
+"""1:N gallery: exact against brute force, owner-aware margin, live updates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gatectl.vision.gallery import Gallery
+
+
+def unit(rng, n, dim=128):
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_match_equals_brute_force_on_10k_residents():
+    rng = np.random.default_rng(7)
+    g = Gallery(128)
+    vecs = unit(rng, 10_000)
+    g.replace_all(((("resident", i // 2), vecs[i]) for i in range(10_000)))  # 2 templates each
+    assert len(g) == 10_000 and g.owner_count == 5_000
+    for qi in rng.choice(10_000, 20, replace=False):
+        q = vecs[qi] + 0.3 * unit(rng, 1)[0]
+        q /= np.linalg.norm(q)
+        m = g.match(q)
+        scores = vecs @ q
+        owners = np.arange(10_000) // 2
+        best = int(np.argmax(scores))
+        assert m.owner == ("resident", int(owners[best]))
+        assert np.isclose(m.score, scores[best], atol=1e-5)
+        other = scores[owners != owners[best]].max()
+        assert np.isclose(m.runner_up, other, atol=1e-5)
+
+
+def test_runner_up_ignores_the_best_persons_other_templates():
+    g = Gallery(2)
+    g.replace_all([(("resident", 1), np.array([1.0, 0.0])), (("resident", 1), np.array([0.99, 0.14])),
+                   (("resident", 2), np.array([0.0, 1.0]))])
+    m = g.match(np.array([1.0, 0.0], np.float32))
+    assert m.owner == ("resident", 1)
+    assert np.isclose(m.runner_up, 0.0, atol=1e-6)  # not resident 1's second template (0.99)
+    assert m.margin > 0.99
+
+
+def test_add_and_remove_without_rebuild_from_store():
+    g = Gallery(2)
+    assert g.match(np.array([1.0, 0.0], np.float32)).owner is None
+    g.add(("resident", 5), np.array([[1.0, 0.0]]))
+    g.add(("watchlist", 1), np.array([[0.0, 1.0]]))
+    assert g.match(np.array([0.1, 1.0], np.float32) / np.hypot(0.1, 1)).owner == ("watchlist", 1)
+    g.remove(("watchlist", 1))
+    m = g.match(np.array([0.1, 1.0], np.float32) / np.hypot(0.1, 1))
+    assert m.owner == ("resident", 5) and m.runner_up == -1.0
+    g.remove(("resident", 5))
+    assert len(g) == 0 and g.match(np.array([1.0, 0.0], np.float32)).owner is None
