@@ -382,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         cfg = load_config(args.config) if args.config else default_config()
-        setup_logging(args.log_level or ("error" if args.command in ("replay", "demo") else cfg.log_level))
+        # the daemon logs at the configured level; one-shot commands only say what went wrong
+        quiet = "error" if args.command in ("replay", "demo") else "warning"
+        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
         data = Path(args.data) if args.data else default_data_dir()
 
         def app_factory(relay=None) -> App:

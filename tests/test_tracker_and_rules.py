@@ -1,0 +1,75 @@
+"""Pure parts: track assignment, 2-of-3 confirmation, and the access rules with a fake clock."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gatectl.decision import (DAY_SECONDS, REENROLL, AccountActive, decide_resident, make_entry_checks,
+                              resident_state)
+from gatectl.pipelines.face_tracker import FaceTracker, Vote
+from gatectl.store import Resident, WatchEntry
+
+
+def box(x, y, s=100):
+    return np.array([x, y, x + s, y + s], np.float32)
+
+
+def test_tracks_follow_moving_faces_and_expire():
+    tr = FaceTracker(window=3, timeout_s=1.0)
+    a, b = tr.update([box(0, 0), box(500, 0)], 0.0)
+    assert a.id != b.id
+    a2, b2 = tr.update([box(510, 5), box(10, 5)], 0.1)  # order swapped, both moved a little
+    assert (a2.id, b2.id) == (b.id, a.id)
+    [c] = tr.update([box(0, 0)], 2.0)  # both tracks timed out: a new pass
+    assert c.id not in (a.id, b.id)
+
+
+def test_confirmation_two_of_last_three():
+    tr = FaceTracker(window=3)
+    [t] = tr.update([box(0, 0)], 0)
+    m = Vote("match", ("resident", 1), 0.7)
+    t.votes.append(m)
+    assert t.confirmed(2) is None
+    t.votes.append(Vote("unknown", None, 0.1))
+    assert t.confirmed(2) is None
+    t.votes.append(Vote("match", ("resident", 1), 0.5))
+    c = t.confirmed(2)
+    assert c.key == ("match", ("resident", 1)) and abs(c.score - 0.6) < 1e-9
+    # votes older than the window no longer count
+    t.votes.append(Vote("unknown", None, 0.1))
+    t.votes.append(Vote("match", ("resident", 2), 0.9))
+    assert t.confirmed(2) is None
+
+
+def resident(created=0.0, seen=None, reactivated=None, status="active"):
+    return Resident(1, "u", "Li Lei", "3-2-1501", status, created, seen, reactivated)
+
+
+def test_reenrollment_rule_counts_from_last_pass_or_reactivation():
+    checks = make_entry_checks(["account_active"])
+    day = DAY_SECONDS
+    assert decide_resident(resident(), None, checks, 14.9 * day, 15).decision == "granted"
+    v = decide_resident(resident(), None, checks, 15.1 * day, 15)
+    assert (v.decision, v.reason) == ("denied", REENROLL)
+    assert decide_resident(resident(seen=10 * day), None, checks, 24 * day, 15).decision == "granted"
+    assert decide_resident(resident(seen=1 * day, reactivated=20 * day), None, checks, 30 * day, 15).decision == "granted"
+    assert resident_state(resident(), 16 * day, 15) == REENROLL
+    assert resident_state(resident(), 16 * day, 30) == "active"
+    assert resident_state(resident(status="suspended"), 16 * day, 15) == "suspended"
+
+
+def test_watchlist_beats_everything_and_checks_are_pluggable():
+    w = WatchEntry(3, "w", "Li Lei", "police notice", 1, 0.0)
+    v = decide_resident(resident(status="suspended"), w, [AccountActive()], 0, 15)
+    assert (v.decision, v.kind, v.reason) == ("alert", "alert", "watchlist: police notice")
+
+    class NightCurfew:
+        name = "curfew"
+
+        def check(self, r, now):
+            return "curfew" if (now // 3600) % 24 < 5 else None
+
+    v = decide_resident(resident(), None, [AccountActive(), NightCurfew()], 2 * 3600, 15)
+    assert (v.decision, v.reason) == ("denied", "curfew")
+    v = decide_resident(resident(status="suspended"), None, [AccountActive(), NightCurfew()], 12 * 3600, 15)
+    assert (v.decision, v.reason) == ("denied", "account suspended")
