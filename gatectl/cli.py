@@ -87,6 +87,8 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
         deadline = time.monotonic() + timeout
         while len(samples) < count and time.monotonic() < deadline:
             frame = grabber.get(timeout=1.0)
+            if grabber.stats()["state"] in ("ended", "stopped"):
+                break
             if frame is not None:
                 samples.append(Sample(f"camera {camera} frame {frame.seq}", frame.image))
                 time.sleep(1.0)

@@ -89,7 +89,9 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted((f for f in p.iterdir() if f.is_file() and is_image(f)), key=lambda f: f.name)
 
 
-def iter_media(paths: Iterable[str | Path], still_frames: int = 1) -> Iterator[MediaFrame | MediaError]:
+def iter_media(
+    paths: Iterable[str | Path], still_frames: int = 1
+) -> Iterator[MediaFrame | MediaError]:
     """Frames of every image, folder of images and video in ``paths``, in order.
 
     A still image is repeated ``still_frames`` times with ``t = i / 10`` so replay code sees it
@@ -117,7 +119,10 @@ def iter_media(paths: Iterable[str | Path], still_frames: int = 1) -> Iterator[M
 
 
 def open_capture(
-    target: str, api: int = cv2.CAP_ANY, params: Sequence[int] = (), ffmpeg_options: str | None = None
+    target: str,
+    api: int = cv2.CAP_ANY,
+    params: Sequence[int] = (),
+    ffmpeg_options: str | None = None,
 ) -> cv2.VideoCapture:
     """A ``cv2.VideoCapture`` whose FFmpeg open sees ``ffmpeg_options`` and nothing else.
 

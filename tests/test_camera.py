@@ -29,6 +29,9 @@ from gatectl.media import FFMPEG_OPTIONS_ENV, iter_media, read_image
 from test_media import PHOTOS, write_video
 
 
+Start = Callable[..., CameraGrabber]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -37,7 +40,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 @pytest.fixture
-def grabbers() -> Iterator[Callable[..., CameraGrabber]]:
+def grabbers() -> Iterator[Start]:
     """Start grabbers for a test and always stop them, even when an assert fails."""
     started: list[CameraGrabber] = []
 
@@ -68,7 +71,7 @@ def test_kind_dispatch(video: Path, tmp_path: Path) -> None:
     assert isinstance(open_source(cam("0")), V4L2Source)
 
 
-def test_frames_arrive_with_increasing_seq(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_frames_arrive_with_increasing_seq(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=50, loop=True))
     frames = [grabber.get(timeout=2.0) for _ in range(8)]
     assert all(isinstance(f, Frame) for f in frames)
@@ -80,7 +83,7 @@ def test_frames_arrive_with_increasing_seq(grabbers: Callable[..., CameraGrabber
     assert stats["state"] == "running" and stats["frames"] >= 8 and stats["outages"] == 0
 
 
-def test_video_plays_in_real_time(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_video_plays_in_real_time(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=20, loop=True))
     wait_for(lambda: grabber.stats()["frames"] >= 1)
     time.sleep(1.0)
@@ -89,7 +92,7 @@ def test_video_plays_in_real_time(grabbers: Callable[..., CameraGrabber], video:
     assert 15 <= stats["fps"] <= 25
 
 
-def test_slow_consumer_gets_newest_frame(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_slow_consumer_gets_newest_frame(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=50, loop=True))
     seqs = []
     for _ in range(5):
@@ -103,7 +106,7 @@ def test_slow_consumer_gets_newest_frame(grabbers: Callable[..., CameraGrabber],
     assert grabber.stats()["dropped_overwritten"] > 0
 
 
-def test_get_never_returns_a_frame_twice(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_get_never_returns_a_frame_twice(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=50, loop=True))
     seqs = []
     deadline = time.monotonic() + 0.5
@@ -116,7 +119,7 @@ def test_get_never_returns_a_frame_twice(grabbers: Callable[..., CameraGrabber],
     assert seqs[-1] <= grabber.stats()["frames"]
 
 
-def test_stale_frames_are_dropped_and_counted(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_stale_frames_are_dropped_and_counted(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=2, max_frame_age_ms=50, loop=True))  # a frame every 0.5 s
     wait_for(lambda: grabber.stats()["frames"] >= 1)
     time.sleep(0.2)  # the first frame is now ~200 ms old; the next one is due in ~300 ms
@@ -127,7 +130,7 @@ def test_stale_frames_are_dropped_and_counted(grabbers: Callable[..., CameraGrab
     assert time.monotonic() - fresh.t_capture < 0.05
 
 
-def test_stale_check_uses_the_injected_clock(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_stale_check_uses_the_injected_clock(grabbers: Start, video: Path) -> None:
     offset = [0.0]
     grabber = grabbers(cam(video, fps=50, loop=True), clock=lambda: time.monotonic() + offset[0])
     wait_for(lambda: grabber.stats()["frames"] >= 1)
@@ -137,7 +140,7 @@ def test_stale_check_uses_the_injected_clock(grabbers: Callable[..., CameraGrabb
     assert grabber.stats()["dropped_stale"] >= 1
 
 
-def test_non_looping_video_ends(grabbers: Callable[..., CameraGrabber], tmp_path: Path) -> None:
+def test_non_looping_video_ends(grabbers: Start, tmp_path: Path) -> None:
     short = write_video(tmp_path / "short.avi", frames=6)
     grabber = grabbers(cam(short, fps=100))
     wait_for(lambda: grabber.stats()["state"] == "ended")
@@ -148,7 +151,7 @@ def test_non_looping_video_ends(grabbers: Callable[..., CameraGrabber], tmp_path
     assert time.monotonic() - t0 < 0.5  # an ended stream does not make the caller wait
 
 
-def test_looping_video_keeps_delivering(grabbers: Callable[..., CameraGrabber], tmp_path: Path) -> None:
+def test_looping_video_keeps_delivering(grabbers: Start, tmp_path: Path) -> None:
     short = write_video(tmp_path / "short.avi", frames=6)
     grabber = grabbers(cam(short, fps=100, loop=True))
     wait_for(lambda: grabber.stats()["frames"] >= 20)
@@ -157,7 +160,7 @@ def test_looping_video_keeps_delivering(grabbers: Callable[..., CameraGrabber], 
 
 
 def test_reconnects_when_the_file_appears(
-    grabbers: Callable[..., CameraGrabber], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    grabbers: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gatectl.camera")
     target = tmp_path / "late.avi"
@@ -196,7 +199,7 @@ class StallingVideo(VideoFileSource):
         return super().read()
 
 
-def test_stalled_read_leads_to_reopen(grabbers: Callable[..., CameraGrabber], video: Path) -> None:
+def test_stalled_read_leads_to_reopen(grabbers: Start, video: Path) -> None:
     cfg = cam(video, fps=50, loop=True, stall_timeout_s=0.3, reconnect_max_s=0.5)
     grabber = grabbers(cfg, source_factory=StallingVideo)
     wait_for(lambda: grabber.stats()["frames"] >= 4)
@@ -210,7 +213,9 @@ def test_stalled_read_leads_to_reopen(grabbers: Callable[..., CameraGrabber], vi
     assert stats["state"] == "running" and stats["reopen_attempts"] >= 1 and stats["outages"] == 1
 
 
-def test_image_folder_skips_a_corrupt_image(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_image_folder_skips_a_corrupt_image(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     good = {"a.jpg": PHOTOS[0], "c.png": PHOTOS[2], "d.jpg": PHOTOS[3]}
     for name, photo in good.items():
         shutil.copy(photo, tmp_path / name)
@@ -227,7 +232,7 @@ def test_image_folder_skips_a_corrupt_image(tmp_path: Path, caplog: pytest.LogCa
 
 
 def test_image_folder_camera_keeps_delivering(
-    grabbers: Callable[..., CameraGrabber], tmp_path: Path
+    grabbers: Start, tmp_path: Path
 ) -> None:
     for photo in PHOTOS[:2]:
         shutil.copy(photo, tmp_path / photo.name)
@@ -250,7 +255,7 @@ def closed_port() -> int:
 
 
 def test_url_to_closed_port_fails_fast(
-    grabbers: Callable[..., CameraGrabber], video: Path, monkeypatch: pytest.MonkeyPatch
+    grabbers: Start, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(FFMPEG_OPTIONS_ENV, raising=False)
     url = f"rtsp://127.0.0.1:{closed_port()}/x"

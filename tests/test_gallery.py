@@ -52,3 +52,30 @@ def test_add_and_remove_without_rebuild_from_store():
     assert m.owner == ("resident", 5) and m.runner_up == -1.0
     g.remove(("resident", 5))
     assert len(g) == 0 and g.match(np.array([1.0, 0.0], np.float32)).owner is None
+
+
+def test_large_gallery_split_product_is_exact():
+    """Above SPLIT_ROWS the product runs in two halves on two threads: same answer."""
+    from gatectl.vision.gallery import SPLIT_ROWS
+
+    rng = np.random.default_rng(3)
+    n = SPLIT_ROWS + 1001
+    vecs = unit(rng, n)
+    g = Gallery(128)
+    g.replace_all((("resident", i), vecs[i]) for i in range(n))
+    for qi in (0, n // 2 - 1, n // 2, n - 1):  # both halves and the seam
+        q = vecs[qi] + 0.2 * unit(rng, 1)[0]
+        q /= np.linalg.norm(q)
+        m = g.match(q)
+        scores = vecs @ q
+        assert m.owner == ("resident", int(np.argmax(scores)))
+        assert np.isclose(m.runner_up, np.sort(scores)[-2], atol=1e-5)
+
+
+def test_replace_all_groups_interleaved_owners():
+    g = Gallery(2)
+    g.replace_all([(("resident", 1), np.array([1.0, 0.0])), (("resident", 2), np.array([0.0, 1.0])),
+                   (("resident", 1), np.array([0.8, 0.6]))])
+    m = g.match(np.array([0.0, 1.0], np.float32))
+    assert m.owner == ("resident", 2) and np.isclose(m.runner_up, 0.6)
+    assert g.owner_count == 2 and len(g) == 3

@@ -29,7 +29,9 @@ RGBA_PNG = FACES / "alex_lacamoire_03.png"  # 424x394 PNG with an alpha channel
 PHOTOS = sorted(p for p in FACES.iterdir() if is_image(p))
 
 
-def write_video(path: Path, frames: int, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> Path:
+def write_video(
+    path: Path, frames: int, fps: float = 10.0, size: tuple[int, int] = (320, 240)
+) -> Path:
     """An MJPG .avi made of the real test photos, resized to ``size`` (w, h), in turn."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     assert writer.isOpened()
@@ -185,7 +187,9 @@ def test_open_capture_scopes_ffmpeg_options_to_one_open(
     assert count_frames(open_capture(video)) == 10
 
 
-def test_open_capture_keeps_operator_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_capture_keeps_operator_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(FFMPEG_OPTIONS_ENV, "flags;low_delay")
     video = str(write_video(tmp_path / "clip.avi", frames=10))
     assert count_frames(open_capture(video, ffmpeg_options="fflags;nobuffer")) == 10

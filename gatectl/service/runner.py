@@ -14,7 +14,6 @@ import time
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
-from gatectl.events import free_disk_mb
 from gatectl.pipelines.face_gate import FaceGate
 from gatectl.service.systemd import sd_notify, watchdog_interval
 
@@ -53,14 +52,6 @@ class Runner:
         self.app = app
         self.stop = stop or threading.Event()
         self.workers: list[GateWorker] = []
-
-    def status(self) -> dict:
-        return {
-            "gates": {w.gate.cfg.name: {"frames": w.gate.frames, "errors": w.errors,
-                                        "camera": w.grabber.stats()} for w in self.workers},
-            "events_unrecorded": self.app.recorder.unrecorded,
-            "free_disk_mb": round(free_disk_mb(self.app.data_dir)),
-        }
 
     def run(self) -> None:
         app = self.app
