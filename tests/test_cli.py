@@ -163,13 +163,8 @@ def test_doctor_reports_a_missing_camera(tmp_path):
 def test_run_serves_a_camera_until_sigterm(tmp_path):
     """`gatectl run` on an image-folder camera: decisions recorded, clean stop on SIGTERM."""
     d = tmp_path / "state"
-    cam = tmp_path / "cam"
-    cam.mkdir()
-    (cam / "a.jpg").write_bytes((FACES / "obama_02.jpg").read_bytes())
+    cfg = _folder_camera_config(tmp_path, "obama_02.jpg")
     ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--photo", str(FACES / "obama_01.jpg"), data=d))
-    cfg = tmp_path / "gate.toml"
-    cfg.write_text(f'[[cameras]]\nname = "c"\nsource = "{cam}"\nfps = 5\nloop = true\nmax_frame_age_ms = 2000\n'
-                   '[[doors]]\nname = "d"\n[[gates]]\nkind = "face"\nname = "g"\ncamera = "c"\ndoor = "d"\n')
     proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data", str(d), "run"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -184,4 +179,40 @@ def test_run_serves_a_camera_until_sigterm(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert [json.loads(e)["decision"] for e in events] == ["granted"]
+    assert "stopped; outputs off" in err and "Traceback" not in err
+
+
+def _folder_camera_config(tmp_path, photo):
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    (cam / "a.jpg").write_bytes((FACES / photo).read_bytes())
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(f'[[cameras]]\nname = "c"\nsource = "{cam}"\nfps = 5\nloop = true\nmax_frame_age_ms = 2000\n'
+                   '[[doors]]\nname = "d"\n[[gates]]\nkind = "face"\nname = "g"\ncamera = "c"\ndoor = "d"\n')
+    return cfg
+
+
+def test_enroll_from_a_live_camera(tmp_path):
+    cfg = _folder_camera_config(tmp_path, "obama_01.jpg")
+    d = tmp_path / "state"
+    out = ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--camera", "c", data=d, config=cfg))
+    assert out.strip() == "enrolled resident #1 Obama (1) with 3 template(s)"
+    line = one_line_error(run_cli("enroll", "--name", "X", "--unit", "1", "--camera", "lobby9", data=d, config=cfg))
+    assert line == "gatectl: --camera: unknown camera 'lobby9'"
+
+
+def test_run_without_a_camera_degrades_and_stops_cleanly(tmp_path):
+    """Built-in defaults on a machine with no /dev/video0: the daemon stays up, says why, and
+    stops on SIGTERM with its outputs off."""
+    proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--data", str(tmp_path / "state"), "run"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert "camera 'cam0'" in err and "reconnecting" in err
     assert "stopped; outputs off" in err and "Traceback" not in err
