@@ -67,7 +67,9 @@ class App:
 
     @cached_property
     def directory(self) -> Directory:
-        d = Directory(self.store, self.embedder.model_id, self.embedder.dim)
+        """Reads through its own connection: its poller thread must never see, or run inside,
+        a transaction the gate workers have open on the writer connection."""
+        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim)
         d.refresh()
         return d
 
@@ -92,5 +94,8 @@ class App:
         return [self.face_gate(g) for g in self.cfg.gates if isinstance(g, FaceGateConfig)]
 
     def close(self) -> None:
+        if "directory" in self.__dict__:
+            self.directory.stop()
+            self.directory.store.close()
         if "store" in self.__dict__:
             self.store.close()

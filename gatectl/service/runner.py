@@ -96,6 +96,5 @@ class Runner:
                 except Exception:
                     log.exception("retention failed; will retry")
                 next_retention = now + RETENTION_EVERY_S
-            sd_notify("STATUS=" + ", ".join(
-                f"{w.gate.cfg.name}: {w.grabber.stats().get('state')} {w.grabber.stats().get('fps', 0):.1f} fps"
-                for w in self.workers))
+            cams = [(w.gate.cfg.name, w.grabber.stats()) for w in self.workers]
+            sd_notify("STATUS=" + ", ".join(f"{g}: {st['state']} {st['fps']:.1f} fps" for g, st in cams))
