@@ -15,9 +15,11 @@ from pathlib import Path
 from gatectl.config import Config, FaceGateConfig, FaceQuality
 from gatectl.decision import make_entry_checks
 from gatectl.events import EventRecorder
-from gatectl.hw.relay import Relay, make_relay
+from gatectl.hw.outputs import Outputs
+from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.identities import Directory
 from gatectl.pipelines.face_gate import FaceGate
+from gatectl.service.controls import Controls
 from gatectl.store import Store
 from gatectl.vision.embedder import Embedder, make_embedder
 from gatectl.vision.face import FaceAnalyzer
@@ -26,13 +28,20 @@ from gatectl.vision.liveness import LivenessModel
 from gatectl.vision.models import ModelStore
 
 
+def simulated_boards(cfg: Config) -> dict[str, Relay]:
+    """In-memory stand-ins for every configured board: replay must never drive hardware."""
+    return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
+
+
 class App:
-    def __init__(self, cfg: Config, data_dir: Path, relay: Relay | None = None,
+    def __init__(self, cfg: Config, data_dir: Path, boards: dict[str, Relay] | None = None,
                  clock: Callable[[], float] = time.time):
+        """``boards`` replaces the configured relay boards by name (tests, replay, demo)."""
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         self.clock = clock
-        self._relay = relay
+        self._boards = boards or {}
+
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.data_dir / p
@@ -50,8 +59,18 @@ class App:
         return EventRecorder(self.store, self.snapshot_dir, self.cfg.storage.snapshot_jpeg_quality)
 
     @cached_property
-    def relay(self) -> Relay:
-        return self._relay or make_relay(self.cfg.relay.driver)
+    def boards(self) -> dict[str, Relay]:
+        from gatectl.hw.serial_board import make_board  # pyserial only when a board is used
+
+        return {b.name: self._boards.get(b.name) or make_board(b) for b in self.cfg.boards}
+
+    @cached_property
+    def outputs(self) -> Outputs:
+        return Outputs(self.cfg.outputs, self.boards)
+
+    @cached_property
+    def controls(self) -> Controls:
+        return Controls(self.cfg, self.outputs, self.recorder)
 
     @cached_property
     def models(self) -> ModelStore:
@@ -87,13 +106,16 @@ class App:
         analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
                                  gate.liveness, gate.thresholds.liveness)
         return FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
-                        self.relay, make_entry_checks(self.cfg.policy.entry_checks),
+                        self.controls, make_entry_checks(self.cfg.policy.entry_checks),
                         self.cfg.policy.reenroll_after_days, self.clock)
 
     def face_gates(self) -> list[FaceGate]:
         return [self.face_gate(g) for g in self.cfg.gates if isinstance(g, FaceGateConfig)]
 
     def close(self) -> None:
+        if "boards" in self.__dict__:
+            for board in self.boards.values():
+                board.close()
         if "directory" in self.__dict__:
             self.directory.stop()
             self.directory.store.close()

@@ -12,16 +12,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from gatectl.app import App
+from gatectl.app import App, simulated_boards
 from gatectl.camera import CameraGrabber, SourceError
 from gatectl.config import Config, ConfigError, FaceGateConfig, default_config, load_config
 from gatectl.decision import resident_state
 from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.events import free_disk_mb
-from gatectl.hw.relay import SimulatedRelay
+from gatectl.hw.relay import BoardError
 from gatectl.media import MediaError, iter_media, read_image
 from gatectl.paths import default_data_dir, sample_dir
 from gatectl.store import StoreError
@@ -29,7 +29,7 @@ from gatectl.vision.models import ModelError
 
 log = logging.getLogger("gatectl")
 
-USER_ERRORS = (ConfigError, ModelError, StoreError, MediaError, EnrollmentError, SourceError)
+USER_ERRORS = (ConfigError, ModelError, StoreError, MediaError, EnrollmentError, SourceError, BoardError)
 
 
 class UsageError(Exception):
@@ -222,6 +222,12 @@ def cmd_doctor(args, app_factory) -> int:
                if foreign else "all templates match the embedding model")
     except StoreError as exc:
         report(False, str(exc))
+    for name, board in app.boards.items():
+        try:
+            wait_online(board, args.camera_timeout)
+            report(True, f"relay board {name}: online ({board.status().get('driver')})")
+        except BoardError as exc:
+            report(False, str(exc))
     free = free_disk_mb(app.data_dir)
     report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
     for cam in app.cfg.cameras:
@@ -233,8 +239,78 @@ def cmd_doctor(args, app_factory) -> int:
         report(frame is not None, f"camera {cam.name} ({cam.source}): "
                + (f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received" if frame is not None
                   else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"))
+    app.close()
     print("doctor: all checks passed" if problems == 0 else f"doctor: {problems} problem(s)")
     return 0 if problems == 0 else 1
+
+
+def cmd_relay(args, app_factory) -> int:
+    """For technicians wiring a site: drive one output, or watch the inputs."""
+    app = app_factory()
+    try:
+        if args.action == "pulse":
+            if not args.output:
+                raise UsageError("relay pulse: give --output NAME (see [[outputs]] in the config)")
+            try:
+                o = app.cfg.output(args.output)
+            except StopIteration:
+                names = ", ".join(x.name for x in app.cfg.outputs) or "none configured"
+                raise UsageError(f"--output: unknown output '{args.output}' ({names})") from None
+            board = app.boards[o.board]
+            wait_online(board, args.timeout)
+            seconds = min(args.seconds, o.max_on_s)
+            app.outputs.pulse(o.name, seconds)
+            mode = "board-timed" if board.hw_pulse else "software-timed"
+            label = f"output {o.name} (board {o.board} channel {o.channel})"
+            on = wait_state(board, o.channel, True, time.monotonic() + 1.0)
+            print(f"{label}: {'on' if on else 'NOT reported on'} for {seconds:g} s ({mode})", flush=True)
+            # stay until the pulse has ended: a software-timed one needs this process, and the
+            # technician wants to see the board report the relay off again
+            off = wait_state(board, o.channel, False, time.monotonic() + seconds + 2.0)
+            print(f"{label}: {'off again' if off else 'STILL ON'}")
+            return 0 if on and off else 1
+        for board in app.boards.values():
+            wait_online(board, args.timeout)
+        states = app.controls.input_states()
+        rows = [[i.name, i.board, str(i.index), i.role, i.door or "-",
+                 "?" if states[i.name] is None else ("ACTIVE" if states[i.name] else "inactive")]
+                for i in app.cfg.inputs]
+        print_table(rows, ["input", "board", "index", "role", "door", "state"])
+        for name, board in app.boards.items():
+            raw = board.inputs()
+            print(f"board {name}: " + ("unreachable" if raw is None else
+                                       " ".join(f"{k}:{int(v)}" for k, v in enumerate(raw))))
+        return 0
+    finally:
+        app.close()
+
+
+def wait_online(board, timeout: float) -> None:
+    """A serial board needs a moment to open its port and poll once; say why if it cannot."""
+    deadline = time.monotonic() + timeout
+    while board.status().get("state") != "online":
+        if time.monotonic() > deadline:
+            st = board.status()
+            raise BoardError(f"relay board {st.get('port') or st.get('driver')}: "
+                              f"{st.get('last_error') or 'not answering'}")
+        time.sleep(0.05)
+    while board.inputs() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
+    """Wait for the board's read-back to report ``channel`` as ``on``; False at ``deadline``."""
+    while board.is_on(channel) != on:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def cmd_board_sim(args, app_factory) -> int:
+    from gatectl.hw.board_sim import main as sim_main
+
+    return sim_main(args.sim_args)
 
 
 def cmd_run(args, app_factory) -> int:
@@ -296,7 +372,7 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
 
 
 def cmd_replay(args, app_factory) -> int:
-    app = app_factory(relay=SimulatedRelay())
+    app = app_factory(simulated=True)
 
     def emit(d: dict) -> None:
         if args.json:
@@ -354,7 +430,7 @@ def build_parser() -> Parser:
     ev = sub.add_parser("events", help="list recorded events")
     ev.add_argument("action", choices=["list"])
     ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
-    ev.add_argument("--kind", choices=["access", "alert", "camera", "system"])
+    ev.add_argument("--kind", choices=["access", "alert", "control", "camera", "system"])
     ev.add_argument("--gate")
     ev.add_argument("--limit", type=int, default=200)
     ev.add_argument("--json", action="store_true")
@@ -365,6 +441,18 @@ def build_parser() -> Parser:
     d.set_defaults(func=cmd_doctor)
 
     sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
+
+    rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
+    rl.add_argument("action", choices=["pulse", "inputs"])
+    rl.add_argument("--output", metavar="NAME")
+    rl.add_argument("--seconds", type=float, default=1.0)
+    rl.add_argument("--timeout", type=float, default=5.0, help="wait this long for the board")
+    rl.set_defaults(func=cmd_relay)
+
+    bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
+                        add_help=False)
+    bs.add_argument("sim_args", nargs=argparse.REMAINDER)
+    bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
     rp.add_argument("paths", nargs="+", metavar="PATH")
@@ -385,12 +473,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         cfg = load_config(args.config) if args.config else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
-        quiet = "error" if args.command in ("replay", "demo") else "warning"
+        quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
         setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
         data = Path(args.data) if args.data else default_data_dir()
 
-        def app_factory(relay=None) -> App:
-            return App(cfg, data, relay=relay)
+        def app_factory(simulated: bool = False) -> App:
+            return App(cfg, data, boards=simulated_boards(cfg) if simulated else None)
 
         return args.func(args, app_factory)
     except UsageError as exc:

@@ -91,14 +91,91 @@ def infer_camera_kind(source: str) -> Literal["v4l2", "url", "video", "images"]:
     return "video"
 
 
+class BoardConfig(Strict):
+    """A relay board on a serial port. ``port`` is a device path (prefer a udev symlink such as
+    /dev/gatectl-relay0: CH340 boards have no serial number) or any pyserial URL."""
+
+    name: Name = "main"
+    driver: Literal["simulated", "modbus", "lcus"] = "simulated"
+    port: str = ""
+    baud: int = Field(9600, ge=1200, le=921600)
+    address: int = Field(1, ge=1, le=255, description="Modbus unit address (LCTech boards ship with 255).")
+    channels: int = Field(8, ge=1, le=32)
+    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs the board has (Modbus FC 02).")
+    hw_pulse: bool = Field(True, description="Modbus board has timed 'flash on' (Waveshare 0x0200+ch).")
+    timeout_ms: int = Field(200, ge=10, le=5000, description="Per-request answer timeout.")
+    retries: int = Field(2, ge=0, le=10)
+    poll_ms: int = Field(100, ge=20, le=10000, description="Input polling period.")
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _port_needed(self) -> BoardConfig:
+        if self.driver != "simulated" and not self.port:
+            raise ValueError(f"driver '{self.driver}' needs port = <device or pyserial URL>")
+        return self
+
+
+class OutputConfig(Strict):
+    """A named relay output, e.g. a door strike, a barrier's open contact, an elevator hold."""
+
+    name: Name
+    board: Name = "main"
+    channel: int = Field(0, ge=0, le=31, description="0-based relay number on the board.")
+    max_on_s: float = Field(
+        120.0, gt=0, le=600, description="Cap of any one activation: no output is held on longer."
+    )
+
+
+class InputConfig(Strict):
+    name: Name
+    board: Name = "main"
+    index: int = Field(0, ge=0, le=31, description="0-based discrete input on the board.")
+    role: Literal["door_contact", "exit_button", "fire_alarm", "vehicle_guard", "other"] = "other"
+    door: Name | None = Field(None, description="The door a door_contact or exit_button belongs to.")
+    active_low: bool = Field(
+        False, description="True for normally-closed wiring: an open circuit reads as active."
+    )
+
+
 class DoorConfig(Strict):
     name: Name
-    relay_channel: int = Field(0, ge=0, le=255)
+    output: Name = Field(description="The output that drives the lock.")
     unlock_seconds: float = Field(5.0, gt=0, le=60, description="BACnet Door_Pulse_Time default: 5 s.")
+    held_open_s: float = Field(30.0, gt=0, description="Open longer than this raises door_held_open.")
+    fail_mode: Literal["secure", "safe"] = Field(
+        "secure", description="secure: strike, locked without power; safe: maglock, released by fire alarm."
+    )
+    anti_passback_s: float = Field(0.0, ge=0, description="Same resident refused again within this time.")
 
 
-class RelayConfig(Strict):
-    driver: Literal["simulated"] = "simulated"
+class ElevatorConfig(Strict):
+    """An elevator car's "hold doors open" contact, renewed as short board-timed pulses."""
+
+    name: Name
+    hold_output: Name = Field(description="Dry contact in parallel with the car's door-open button.")
+    alarm_output: Name | None = Field(None, description="Buzzer / voice module in the car.")
+    pulse_s: float = Field(3.0, ge=0.5, le=10, description="Each renewal's length: how long a hung gatectl can hold.")
+    renew_s: float = Field(1.0, gt=0, le=5)
+    release_after_s: float = Field(5.0, gt=0, le=120, description="E-bike unseen this long ends the hold.")
+    cap_s: float = Field(120.0, gt=0, le=600, description="Longest hold; then release and alarm.")
+
+    @model_validator(mode="after")
+    def _renew_inside_pulse(self) -> ElevatorConfig:
+        if self.renew_s >= self.pulse_s:
+            raise ValueError("renew_s must be shorter than pulse_s, or the hold would drop between renewals")
+        return self
+
+
+class BarrierConfig(Strict):
+    """A vehicle barrier arm driven by momentary contacts."""
+
+    name: Name
+    open_output: Name
+    close_output: Name | None = Field(None, description="Only for arms that do not close by themselves.")
+    guard_input: Name | None = Field(None, description="Loop detector / photocell: vehicle under the arm.")
+    pulse_s: float = Field(0.5, gt=0, le=5)
+    auto_close_s: float = Field(30.0, gt=0, description="Close when no vehicle passed within this time.")
+    closing_s: float = Field(6.0, gt=0, le=60, description="Arm travel time; the guard re-opens it meanwhile.")
 
 
 class FaceThresholds(Strict):
@@ -174,8 +251,12 @@ class Config(Strict):
     device: DeviceConfig = DeviceConfig()
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
+    boards: list[BoardConfig] = Field(default_factory=lambda: [BoardConfig()])
+    outputs: list[OutputConfig] = Field(default_factory=list)
+    inputs: list[InputConfig] = Field(default_factory=list)
     doors: list[DoorConfig] = Field(default_factory=list)
-    relay: RelayConfig = RelayConfig()
+    barriers: list[BarrierConfig] = Field(default_factory=list)
+    elevators: list[ElevatorConfig] = Field(default_factory=list)
     gates: list[GateConfig] = Field(default_factory=list)
     storage: StorageConfig = StorageConfig()
     enrollment: EnrollmentConfig = EnrollmentConfig()
@@ -188,10 +269,18 @@ class Config(Strict):
     def door(self, name: str) -> DoorConfig:
         return next(d for d in self.doors if d.name == name)
 
+    def output(self, name: str) -> OutputConfig:
+        return next(o for o in self.outputs if o.name == name)
+
+    def board(self, name: str) -> BoardConfig:
+        return next(b for b in self.boards if b.name == name)
+
     def cross_check(self) -> list[str]:
         """References between sections, reported with the key path of the referring field."""
         errors: list[str] = []
-        for section, items in (("cameras", self.cameras), ("doors", self.doors), ("gates", self.gates)):
+        for section, items in (("cameras", self.cameras), ("boards", self.boards), ("outputs", self.outputs),
+                               ("inputs", self.inputs), ("doors", self.doors), ("barriers", self.barriers),
+                               ("elevators", self.elevators), ("gates", self.gates)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.name in seen:
@@ -199,14 +288,40 @@ class Config(Strict):
                 seen.add(item.name)
         cameras = {c.name for c in self.cameras}
         doors = {d.name for d in self.doors}
-        channels: dict[int, str] = {}
-        for i, d in enumerate(self.doors):
-            if d.relay_channel in channels:
-                errors.append(
-                    f"doors[{i}].relay_channel: channel {d.relay_channel} already drives "
-                    f"door '{channels[d.relay_channel]}'"
-                )
-            channels.setdefault(d.relay_channel, d.name)
+        boards = {b.name: b for b in self.boards}
+        outputs = {o.name for o in self.outputs}
+        wired: dict[tuple[str, int], str] = {}
+        for i, o in enumerate(self.outputs):
+            b = boards.get(o.board)
+            if b is None:
+                errors.append(f"outputs[{i}].board: unknown board '{o.board}'")
+            elif o.channel >= b.channels:
+                errors.append(f"outputs[{i}].channel: board '{o.board}' has channels 0..{b.channels - 1}")
+            elif (o.board, o.channel) in wired:
+                errors.append(f"outputs[{i}].channel: channel {o.channel} of board '{o.board}' already "
+                              f"drives output '{wired[(o.board, o.channel)]}'")
+            wired.setdefault((o.board, o.channel), o.name)
+        for i, inp in enumerate(self.inputs):
+            b = boards.get(inp.board)
+            if b is None:
+                errors.append(f"inputs[{i}].board: unknown board '{inp.board}'")
+            elif inp.index >= b.inputs:
+                errors.append(f"inputs[{i}].index: board '{inp.board}' has {b.inputs} input(s)")
+            if inp.role in ("door_contact", "exit_button") and inp.door not in doors:
+                errors.append(f"inputs[{i}].door: a {inp.role} needs a known door (got {inp.door!r})")
+        inputs = {inp.name: inp for inp in self.inputs}
+        refs: list[tuple[str, str | None]] = [(f"doors[{i}].output", d.output) for i, d in enumerate(self.doors)]
+        for i, b in enumerate(self.barriers):
+            refs += [(f"barriers[{i}].open_output", b.open_output), (f"barriers[{i}].close_output", b.close_output)]
+            if b.guard_input is not None and b.guard_input not in inputs:
+                errors.append(f"barriers[{i}].guard_input: unknown input '{b.guard_input}'")
+            elif b.guard_input is not None and inputs[b.guard_input].role != "vehicle_guard":
+                errors.append(f"barriers[{i}].guard_input: input '{b.guard_input}' needs role = \"vehicle_guard\"")
+        for i, e in enumerate(self.elevators):
+            refs += [(f"elevators[{i}].hold_output", e.hold_output), (f"elevators[{i}].alarm_output", e.alarm_output)]
+        for key, name in refs:
+            if name is not None and name not in outputs:
+                errors.append(f"{key}: unknown output '{name}'")
         used: dict[str, str] = {}
         for i, g in enumerate(self.gates):
             if g.camera in used:
@@ -223,7 +338,8 @@ def default_config() -> Config:
     """Built-in defaults: one face gate on the first USB camera, driving a simulated relay."""
     return Config(
         cameras=[CameraConfig(name="cam0", source="0")],
-        doors=[DoorConfig(name="door", relay_channel=0)],
+        outputs=[OutputConfig(name="door", channel=0)],
+        doors=[DoorConfig(name="door", output="door")],
         gates=[FaceGateConfig(name="gate", camera="cam0", door="door")],
     )
 

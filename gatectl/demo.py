@@ -42,11 +42,11 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
     for name, unit, photo, days_ago in RESIDENTS:
         # enroll "in the past" through a store whose clock is shifted, as if done back then
         then = time.time() - days_ago * DAY_SECONDS
-        past = App(cfg, data, relay=relay, clock=lambda then=then: then)
+        past = App(cfg, data, boards={"main": relay}, clock=lambda then=then: then)
         r = Enroller(past).enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
         say(f"  enrolled #{r.id} {name} ({unit})" + (f", {days_ago} days ago, never seen since" if days_ago else ""))
-    app = App(cfg, data, relay=relay)
+    app = App(cfg, data, boards={"main": relay})
     rose = app.store.find_residents(SUSPENDED)[0]
     app.store.set_status(rose.id, "suspended")
     say(f"  suspended #{rose.id} {rose.name} (account flag from the management)")

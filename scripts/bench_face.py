@@ -90,7 +90,7 @@ def main() -> int:
     ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
     jpeg = jpeg.tobytes()
     data = Path(tempfile.mkdtemp(prefix="gatectl-bench-"))
-    app = App(default_config(), data, relay=SimulatedRelay())
+    app = App(default_config(), data, boards={"main": SimulatedRelay()})
     gate_cfg = app.cfg.gates[0]
     Enroller(app).enroll_resident("bench person", "1-1-101", [Sample(args.photo.name, read_image(args.photo))])
     gate = app.face_gate(gate_cfg)

@@ -62,7 +62,7 @@ def relay(clock) -> SimulatedRelay:
 
 @pytest.fixture
 def app(tmp_path, relay, clock) -> App:
-    a = App(default_config(), tmp_path / "state", relay=relay, clock=clock)
+    a = App(default_config(), tmp_path / "state", boards={"main": relay}, clock=clock)
     yield a
     a.close()
 

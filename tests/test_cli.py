@@ -188,7 +188,7 @@ def _folder_camera_config(tmp_path, photo):
     (cam / "a.jpg").write_bytes((FACES / photo).read_bytes())
     cfg = tmp_path / "gate.toml"
     cfg.write_text(f'[[cameras]]\nname = "c"\nsource = "{cam}"\nfps = 5\nloop = true\nmax_frame_age_ms = 2000\n'
-                   '[[doors]]\nname = "d"\n[[gates]]\nkind = "face"\nname = "g"\ncamera = "c"\ndoor = "d"\n')
+                   '[[outputs]]\nname = "d"\n[[doors]]\nname = "d"\noutput = "d"\n[[gates]]\nkind = "face"\nname = "g"\ncamera = "c"\ndoor = "d"\n')
     return cfg
 
 

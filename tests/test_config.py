@@ -27,7 +27,8 @@ def test_example_configs_validate(path: Path):
 def test_defaults_are_one_face_gate_with_simulated_relay():
     cfg = default_config()
     assert [g.kind for g in cfg.gates] == ["face"]
-    assert cfg.relay.driver == "simulated"
+    assert [b.driver for b in cfg.boards] == ["simulated"]
+    assert cfg.door("door").output == "door" and cfg.output("door").channel == 0
     assert cfg.policy.reenroll_after_days == 15
     assert cfg.cameras[0].kind == "v4l2"
 
@@ -40,7 +41,8 @@ def errors_of(data: dict) -> list[str]:
 
 BASE = {
     "cameras": [{"name": "lobby", "source": "0"}],
-    "doors": [{"name": "d", "relay_channel": 0}],
+    "outputs": [{"name": "d", "channel": 0}],
+    "doors": [{"name": "d", "output": "d"}],
     "gates": [{"kind": "face", "name": "g", "camera": "lobby", "door": "d"}],
 }
 
@@ -53,7 +55,8 @@ def test_unknown_camera_is_named_with_its_key_path():
 def test_every_error_is_reported_at_once():
     data = {
         "cameras": [{"name": "lobby", "source": "0", "fps": -1, "colour": "red"}],
-        "doors": [{"name": "d", "relay_channel": 0, "unlock_seconds": 500}],
+        "outputs": [{"name": "d"}],
+        "doors": [{"name": "d", "output": "d", "unlock_seconds": 500}],
         "gates": [{"kind": "face", "name": "g", "camera": "lobby", "door": "d",
                    "thresholds": {"matc": 0.4}}],
         "storage": {"retention_days": 0},
@@ -70,13 +73,19 @@ def test_every_error_is_reported_at_once():
 def test_cross_references_and_duplicates():
     data = {
         "cameras": [{"name": "a", "source": "0"}, {"name": "a", "source": "1"}],
-        "doors": [{"name": "d", "relay_channel": 1}, {"name": "e", "relay_channel": 1}],
+        "outputs": [{"name": "o1", "channel": 1}, {"name": "o2", "channel": 1}, {"name": "o3", "channel": 9}],
+        "doors": [{"name": "d", "output": "o1"}, {"name": "e", "output": "nope"}],
+        "inputs": [{"name": "c", "role": "door_contact", "door": "x"}, {"name": "f", "index": 8, "role": "fire_alarm"}],
         "gates": [{"kind": "face", "name": "g", "camera": "a", "door": "nope"},
                   {"kind": "face", "name": "h", "camera": "a", "door": "d"}],
     }
     lines = errors_of(data)
     assert "cameras[1].name: duplicate name 'a'" in lines
-    assert "doors[1].relay_channel: channel 1 already drives door 'd'" in lines
+    assert "outputs[1].channel: channel 1 of board 'main' already drives output 'o1'" in lines
+    assert "outputs[2].channel: board 'main' has channels 0..7" in lines
+    assert "doors[1].output: unknown output 'nope'" in lines
+    assert "inputs[0].door: a door_contact needs a known door (got 'x')" in lines
+    assert "inputs[1].index: board 'main' has 8 input(s)" in lines
     assert "gates[0].door: unknown door 'nope'" in lines
     assert "gates[1].camera: camera 'a' already serves gate 'g'" in lines
 
@@ -105,7 +114,7 @@ def test_camera_kind_is_inferred(tmp_path):
 
 def test_cli_config_check_prints_one_line_per_error(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[cameras]]\nname = "lobby"\nsource = "0"\n[[doors]]\nname = "d"\n'
+    bad.write_text('[[cameras]]\nname = "lobby"\nsource = "0"\n[[outputs]]\nname = "d"\n[[doors]]\nname = "d"\noutput = "d"\n'
                    '[[gates]]\nkind = "face"\nname = "g"\ncamera = "lobby2"\ndoor = "d"\n')
     r = run_cli("config", "check", str(bad))
     assert r.returncode == 2

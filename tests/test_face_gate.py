@@ -65,7 +65,7 @@ def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock)
     photos = [(ident, p) for ident, ps in IDENTITIES.items() for p in ps]
     checked = 0
     for i, (ident, photo) in enumerate(photos):
-        app = App(default_config(), tmp_path / f"s{i}", relay=relay, clock=clock)
+        app = App(default_config(), tmp_path / f"s{i}", boards={"main": relay}, clock=clock)
         enroll(app, ident, photo)
         gate = app.face_gate(app.cfg.gates[0])
         for other, probe in photos:

@@ -15,15 +15,16 @@ import numpy as np
 from gatectl.config import DoorConfig, FaceGateConfig
 from gatectl.decision import SPOOF, UNKNOWN, EntryCheck, Verdict, decide_resident, decide_watchlisted
 from gatectl.events import Event, EventRecorder
-from gatectl.hw.relay import Relay
 from gatectl.identities import Directory
 from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote
+from gatectl.service.controls import Controls
 from gatectl.vision.face import FaceAnalyzer, FaceObservation
 from gatectl.vision.gallery import OwnerKey
 
 log = logging.getLogger("gatectl.face_gate")
 
 AMBIGUOUS = Verdict("denied", "ambiguous match", "access")
+ANTI_PASSBACK = Verdict("denied", "anti-passback", "access")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class GateDecision:
 
 class FaceGate:
     def __init__(self, cfg: FaceGateConfig, door: DoorConfig, analyzer: FaceAnalyzer,
-                 directory: Directory, recorder: EventRecorder, relay: Relay,
+                 directory: Directory, recorder: EventRecorder, controls: Controls,
                  checks: list[EntryCheck], reenroll_after_days: float,
                  wall_clock: Callable[[], float]):
         self.cfg = cfg
@@ -49,7 +50,7 @@ class FaceGate:
         self.analyzer = analyzer
         self.directory = directory
         self.recorder = recorder
-        self.relay = relay
+        self.controls = controls
         self.checks = checks
         self.reenroll_after_days = reenroll_after_days
         self.wall_clock = wall_clock
@@ -125,8 +126,11 @@ class FaceGate:
         resident = d.residents.get(oid)
         if resident is None:  # removed since the gallery snapshot was taken
             return UNKNOWN
-        return decide_resident(resident, d.watched_residents.get(oid), self.checks,
-                               self.wall_clock(), self.reenroll_after_days)
+        verdict = decide_resident(resident, d.watched_residents.get(oid), self.checks,
+                                  self.wall_clock(), self.reenroll_after_days)
+        if verdict.decision == "granted" and not self.controls.anti_passback_ok(self.door.name, oid):
+            return ANTI_PASSBACK
+        return verdict
 
     def _act(self, track: Track, verdict: Verdict, owner: OwnerKey | None, score: float,
              image: np.ndarray) -> GateDecision:
@@ -139,7 +143,7 @@ class FaceGate:
         if verdict.decision == "granted":
             assert rid is not None
             self.directory.note_seen(rid, ev.ts)
-            self.relay.pulse(self.door.relay_channel, self.door.unlock_seconds)
+            self.controls.grant(self.door.name, rid)
         name = self.directory.name_of(owner)
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
         log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,

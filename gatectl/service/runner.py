@@ -21,6 +21,7 @@ log = logging.getLogger("gatectl.run")
 
 RETENTION_EVERY_S = 3600.0
 HEARTBEAT_STALE_S = 10.0
+DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
 
 
 class GateWorker:
@@ -55,7 +56,8 @@ class Runner:
 
     def run(self) -> None:
         app = self.app
-        app.relay.all_off()
+        app.outputs.all_off()
+        app.controls.poll()  # the starting input states (an active fire alarm acts at once)
         app.directory.start()
         gates = app.face_gates()
         for gate in gates:
@@ -75,14 +77,23 @@ class Runner:
                 w.thread.join(timeout=5)
                 w.grabber.stop()
             app.directory.stop()
-            app.relay.all_off()
+            app.outputs.all_off()
             log.info("stopped; outputs off")
 
     def _supervise(self) -> None:
-        tick = min(watchdog_interval() or 5.0, 5.0)
+        """Door inputs every DOOR_POLL_S; watchdog, status and retention on slower clocks."""
+        slow_every = min(watchdog_interval() or 5.0, 5.0)
+        next_slow = time.monotonic()
         next_retention = time.monotonic()
-        while not self.stop.wait(tick):
+        while not self.stop.wait(DOOR_POLL_S):
+            try:
+                self.app.controls.poll()
+            except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
+                log.exception("door input poll failed")
             now = time.monotonic()
+            if now < next_slow:
+                continue
+            next_slow = now + slow_every
             stale = [w.gate.cfg.name for w in self.workers
                      if not w.thread.is_alive() or now - w.heartbeat > HEARTBEAT_STALE_S]
             if stale:

@@ -1,0 +1,323 @@
+"""A simulated Modbus RTU relay board (Waveshare dialect) on a pty, for tests and the bench.
+
+The real driver opens ``.port`` (the pty's slave side, e.g. /dev/pts/5) with pyserial exactly
+as it opens /dev/ttyUSB0, so tests exercise the real framing, timeouts and reconnects. The
+simulator behaves like a board, not like a mock:
+
+- requests are framed by the length their function implies, otherwise by a silence gap;
+- a bad CRC or another unit's address gets no reply at all (a real board stays silent);
+- FC 01 read coils, FC 02 read discrete inputs, FC 05 on a coil (FF00/0000, echo), on 0x00FF
+  (all relays), flash-on 0x0200 + ch and flash-off 0x0400 + ch with value x 100 ms timers the
+  simulator runs itself (a new flash re-arms the timer; a plain write cancels it);
+- anything else gets a Modbus exception: 01 illegal function, 02 illegal data address,
+  03 illegal data value; address 0 (broadcast) writes are applied without a reply;
+- with ``baud`` set, each reply is delayed by the wire time of request + reply at that rate
+  (10 bits per byte): a pty delivers bytes instantly, a 9600 baud line does not.
+
+Faults for tests and the bench (``inject``) act on the next matching request(s):
+"timeout" - the request is lost (not executed, no reply); "exception" - the board is busy
+(exception 06, not executed); "garbage", "bad_crc", "short", "foreign" - the request is
+executed but its reply arrives as random bytes, with a corrupted CRC, truncated, or from
+another address. ``dialect="lcus"`` instead applies LCUS ``A0 ch op sum`` frames, silently.
+
+Standalone: ``python -m gatectl.hw.board_sim [--address 1 --channels 8]`` prints the pty path
+and the coil states on every change until Ctrl-C (also ``gatectl board-sim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import select
+import struct
+import sys
+import threading
+import time
+import tty
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from gatectl.hw import lcus, modbus
+
+FAULTS = ("timeout", "garbage", "bad_crc", "short", "foreign", "exception")
+BUSY = 0x06
+MIN_GAP_S = 0.002  # silence that ends a frame of unknown length on a pty
+IDLE_S = 0.05  # longest select() wait: how late stop() and timers are noticed when idle
+
+
+class SimulatedModbusBoard:
+    """A relay board behind a pty; see the module docstring."""
+
+    def __init__(self, address: int = 1, channels: int = 8, inputs: int = 8,
+                 clock: Callable[[], float] = time.monotonic, baud: int | None = None,
+                 dialect: str = "modbus", on_change: Callable[[list[bool]], None] | None = None,
+                 all_coil: bool = True, record: bool = True, seed: int = 0):
+        """``all_coil=False`` models boards without the Waveshare all-relays coil 0x00FF (LCTech
+        clones): FC 05 on it is refused with exception 02, as an unknown address would be.
+        ``record=False`` keeps ``received`` empty, for a bench tool left running for days."""
+        if dialect not in ("modbus", "lcus"):
+            raise ValueError(f"dialect must be 'modbus' or 'lcus', not {dialect!r}")
+        self.address = address
+        self.channels = channels
+        self.clock = clock
+        self.baud = baud
+        self.dialect = dialect
+        self.on_change = on_change
+        self.all_coil = all_coil
+        self.record = record
+        self.received: list[tuple[float, bytes]] = []  # (clock(), frame) of every frame read
+        self._gap_s = max(modbus.frame_gap_s(baud or 9600), MIN_GAP_S)
+        self._coils = [False] * channels
+        self._inputs = [False] * inputs
+        self._timers: dict[int, tuple[float, bool]] = {}  # channel -> (clock() due, state then)
+        self._faults: list[list] = []  # [kind, remaining, function or None]
+        self._rng = random.Random(seed)  # garbage replies are reproducible
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line discipline: bytes pass as they are
+        # we keep the slave open so the pty survives the driver closing and reopening it
+        self.port = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._serve, name="board-sim", daemon=True)
+        self._thread.start()
+
+    # ---- test and bench hooks ----------------------------------------------------------
+
+    def coils(self) -> list[bool]:
+        with self._lock:
+            return list(self._coils)
+
+    def set_coil(self, channel: int, on: bool) -> None:
+        """What the relays were left at (a previous run, a power glitch): start-up tests."""
+        self._apply({channel: on})
+
+    def set_input(self, index: int, active: bool) -> None:
+        """What a wired contact would report on FC 02."""
+        with self._lock:
+            self._inputs[index] = active
+
+    def inject(self, kind: str, count: int = 1, function: int | None = None) -> None:
+        """Misbehave on the next ``count`` requests (of ``function`` only, if given)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULTS)}")
+        if self.dialect != "modbus":
+            raise ValueError("faults are simulated for Modbus only (LCUS never replies)")
+        with self._lock:
+            self._faults.append([kind, count, function])
+
+    def frames(self, since: float = float("-inf")) -> list[bytes]:
+        """Frames received at or after ``since`` (a clock() value)."""
+        return [f for t, f in list(self.received) if t >= since]
+
+    def stop(self) -> None:
+        """Stop serving and close the pty: to the driver this looks like an unplugged adapter."""
+        self._stop.set()
+        self._thread.join(5)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # ---- the board ---------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        buf = bytearray()
+        last_rx = 0.0
+        while not self._stop.is_set():
+            wait = min(self._next_timer() - self.clock(), self._gap_s if buf else IDLE_S)
+            ready, _, _ = select.select([self._master], [], [], max(wait, 0.0))
+            if ready:
+                try:
+                    buf += os.read(self._master, 4096)
+                except OSError:  # pty gone under us: nothing more to serve
+                    return
+                last_rx = time.monotonic()
+            self._fire_timers()
+            silent = time.monotonic() - last_rx >= self._gap_s
+            while (frame := self._take_frame(buf, silent)) is not None:
+                if self.record:
+                    self.received.append((self.clock(), frame))
+                if self.dialect == "lcus":
+                    self._handle_lcus(frame)
+                else:
+                    self._handle(frame)
+
+    def _take_frame(self, buf: bytearray, silent: bool) -> bytes | None:
+        """Cut one frame off ``buf``: by its known length, or everything after a silence."""
+        if self.dialect == "lcus":
+            while buf and buf[0] != lcus.HEAD:
+                del buf[0]  # resynchronise on the header byte
+            n: int | None = lcus.FRAME_LENGTH
+        else:
+            n = modbus.request_length(bytes(buf))
+        if n is not None and len(buf) >= n:
+            frame = bytes(buf[:n])
+        elif silent and buf:
+            frame = bytes(buf)
+        else:
+            return None
+        del buf[:len(frame)]
+        return frame
+
+    def _handle_lcus(self, frame: bytes) -> None:
+        try:
+            channel1, on = lcus.parse_lcus_frame(frame)
+        except lcus.LcusFrameError:
+            return  # a module ignores what it cannot parse
+        if 1 <= channel1 <= self.channels:
+            self._apply({channel1 - 1: on})
+
+    def _handle(self, frame: bytes) -> None:
+        if not modbus.crc_ok(frame) or frame[0] not in (self.address, 0):
+            return  # line noise or another unit's request: a board stays silent
+        fc = frame[1]
+        fault = self._take_fault(fc) if frame[0] else None
+        if fault == "timeout":
+            return
+        if self.baud:
+            time.sleep(modbus.wire_time_s(len(frame), self.baud))  # the request's own transmission
+        reply = self._exception(fc, BUSY) if fault == "exception" else self._execute(frame)
+        if frame[0] == 0:
+            return  # broadcast: applied, never answered
+        reply = self._corrupt(reply, fault)
+        if self.baud:
+            time.sleep(modbus.wire_time_s(len(reply), self.baud))
+        try:
+            os.write(self._master, reply)
+        except OSError:
+            pass  # stopped meanwhile
+
+    def _take_fault(self, fc: int) -> str | None:
+        with self._lock:
+            for fault in self._faults:
+                kind, _, function = fault
+                if function is None or function == fc:
+                    fault[1] -= 1
+                    if fault[1] <= 0:
+                        self._faults.remove(fault)
+                    return kind
+        return None
+
+    def _exception(self, fc: int, code: int) -> bytes:
+        return modbus.with_crc(bytes([self.address, fc | 0x80, code]))
+
+    def _execute(self, frame: bytes) -> bytes:
+        """Apply one valid request; the reply (echo, data or exception)."""
+        fc = frame[1]
+        if fc not in (modbus.READ_COILS, modbus.READ_INPUTS, modbus.WRITE_COIL) or len(frame) != 8:
+            return self._exception(fc, 0x01)
+        reg, value = struct.unpack(">HH", frame[2:6])
+        if fc == modbus.WRITE_COIL:
+            code = self._write(reg, value)
+            return self._exception(fc, code) if code else frame
+        with self._lock:
+            bits = list(self._coils if fc == modbus.READ_COILS else self._inputs)
+        if not 1 <= value <= modbus.MAX_READ_BITS:
+            return self._exception(fc, 0x03)
+        if reg + value > len(bits):
+            return self._exception(fc, 0x02)
+        data = modbus.pack_bits(bits[reg:reg + value])
+        return modbus.with_crc(bytes([self.address, fc, len(data)]) + data)
+
+    def _write(self, reg: int, value: int) -> int:
+        """FC 05 on the Waveshare address map; 0 when done, else the exception code."""
+        flash_on = modbus.FLASH_ON_BASE <= reg < modbus.FLASH_ON_BASE + self.channels
+        flash_off = modbus.FLASH_OFF_BASE <= reg < modbus.FLASH_OFF_BASE + self.channels
+        if flash_on or flash_off:
+            if value == 0:
+                return 0x03
+            channel = reg - (modbus.FLASH_ON_BASE if flash_on else modbus.FLASH_OFF_BASE)
+            with self._lock:
+                self._timers[channel] = (self.clock() + value / 10, not flash_on)
+            self._apply({channel: flash_on}, cancel_timers=False)
+            return 0
+        if reg >= self.channels and not (reg == modbus.ALL_COILS and self.all_coil):
+            return 0x02
+        if value not in (modbus.COIL_ON, modbus.COIL_OFF):
+            return 0x03
+        targets = range(self.channels) if reg == modbus.ALL_COILS else [reg]
+        self._apply({c: value == modbus.COIL_ON for c in targets})
+        return 0
+
+    def _corrupt(self, reply: bytes, fault: str | None) -> bytes:
+        if fault == "garbage":
+            return bytes(self._rng.randrange(256) for _ in reply)
+        if fault == "bad_crc":
+            return reply[:-1] + bytes([reply[-1] ^ 0xFF])
+        if fault == "short":
+            return reply[:max(len(reply) - 3, 1)]
+        if fault == "foreign":
+            return modbus.with_crc(bytes([self.address % 255 + 1]) + reply[1:-2])
+        return reply
+
+    def _apply(self, states: dict[int, bool], cancel_timers: bool = True) -> None:
+        with self._lock:
+            if cancel_timers:
+                for channel in states:
+                    self._timers.pop(channel, None)
+            changed = any(self._coils[c] != on for c, on in states.items())
+            for c, on in states.items():
+                self._coils[c] = on
+            snapshot = list(self._coils)
+        if changed and self.on_change is not None:
+            self.on_change(snapshot)
+
+    def _next_timer(self) -> float:
+        with self._lock:
+            return min((t for t, _ in self._timers.values()), default=float("inf"))
+
+    def _fire_timers(self) -> None:
+        now = self.clock()
+        with self._lock:
+            due = {c: state for c, (t, state) in self._timers.items() if t <= now}
+            for c in due:
+                del self._timers[c]
+        if due:
+            self._apply(due, cancel_timers=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bench tool: serve a simulated board until Ctrl-C, printing every coil change."""
+    ap = argparse.ArgumentParser(prog="gatectl board-sim", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--address", type=int, default=1, help="Modbus unit address (default 1)")
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--inputs", type=int, default=8)
+    ap.add_argument("--baud", type=int, default=9600,
+                    help="reply timing of this line speed (0: as fast as the pty)")
+    ap.add_argument("--dialect", choices=["modbus", "lcus"], default="modbus")
+    ap.add_argument("--link", type=Path, metavar="PATH",
+                    help="also make PATH a symlink to the pty, for a stable `port =` in the config")
+    args = ap.parse_args(argv)
+
+    def show(coils: list[bool]) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        states = " ".join(f"{i + 1}:{'ON' if on else 'off'}" for i, on in enumerate(coils))
+        print(f"{stamp} {states}", flush=True)
+
+    sim = SimulatedModbusBoard(args.address, args.channels, args.inputs, baud=args.baud or None,
+                               dialect=args.dialect, on_change=show, record=False)
+    try:
+        if args.link:
+            args.link.unlink(missing_ok=True)
+            args.link.symlink_to(sim.port)
+        print(f"simulated {args.dialect} relay board on {sim.port}"
+              + (f" (link {args.link})" if args.link else "")
+              + f", address {args.address}, {args.channels} relays, {args.inputs} inputs;"
+              + " Ctrl-C stops",
+              flush=True)
+        show(sim.coils())
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sim.stop()
+        if args.link and args.link.is_symlink():
+            args.link.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The device's controllers at run time: doors, barriers and elevator holds wired to the
+boards' inputs and outputs and to the event log.
+
+Gate pipelines call `grant`, `open_barrier` and `ebike`; the supervisor calls `poll` every few
+tens of milliseconds, which reads the boards' last input snapshots, turns changes into
+controller events (door contact, exit button, vehicle guard, fire alarm) and advances time.
+Every action a controller returns is applied here: pulses and latches to the outputs, alarms
+and notices to the event log. One lock serialises the callers; the controllers stay pure and
+are tested without any of this. A board that refuses a command (offline, queue full) becomes
+an ``output_failed`` alert, never an exception in a gate worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from gatectl.config import Config, InputConfig
+from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
+from gatectl.control.barrier import BarrierController
+from gatectl.control.door import DoorController
+from gatectl.control.elevator_hold import ElevatorHold
+from gatectl.events import EventRecorder
+from gatectl.hw.outputs import Outputs
+from gatectl.hw.relay import BoardError
+
+log = logging.getLogger("gatectl.controls")
+
+
+class Controls:
+    def __init__(self, cfg: Config, outputs: Outputs, recorder: EventRecorder,
+                 clock: Callable[[], float] = time.monotonic):
+        self.outputs = outputs
+        self.recorder = recorder
+        self.clock = clock
+        self.doors = {d.name: DoorController(d) for d in cfg.doors}
+        self.barriers = {b.name: BarrierController(b.open_output, b.close_output, pulse_s=b.pulse_s,
+                                                   auto_close_s=b.auto_close_s, closing_s=b.closing_s)
+                         for b in cfg.barriers}
+        self.elevators = {e.name: ElevatorHold(e.hold_output, e.alarm_output, pulse_s=e.pulse_s,
+                                               renew_s=e.renew_s, release_after_s=e.release_after_s,
+                                               cap_s=e.cap_s)
+                          for e in cfg.elevators}
+        self.inputs: list[InputConfig] = list(cfg.inputs)
+        self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
+        self._last: dict[str, bool] = {}  # input name -> last active state seen
+        self._lock = threading.Lock()
+
+    # ---- called by gate pipelines --------------------------------------------------------
+
+    def anti_passback_ok(self, door: str, resident_id: int | None) -> bool:
+        with self._lock:
+            return self.doors[door].anti_passback_ok(resident_id, self.clock())
+
+    def grant(self, door: str, resident_id: int | None = None) -> None:
+        with self._lock:
+            self._apply(door, self.doors[door].grant(self.clock(), resident_id))
+
+    def exit_request(self, door: str) -> None:
+        with self._lock:
+            self._apply(door, self.doors[door].exit_request(self.clock()))
+
+    def open_barrier(self, barrier: str) -> None:
+        with self._lock:
+            self._apply(barrier, self.barriers[barrier].open(self.clock()))
+
+    def ebike(self, elevator: str, image: np.ndarray | None = None) -> None:
+        """A confirmed e-bike in the car on this frame; ``image`` becomes the hold's snapshot."""
+        with self._lock:
+            self._apply(elevator, self.elevators[elevator].ebike(self.clock()), image)
+
+    # ---- called by the supervisor --------------------------------------------------------
+
+    def input_states(self) -> dict[str, bool | None]:
+        """Active state of every configured input (None: its board is unreachable)."""
+        out: dict[str, bool | None] = {}
+        snapshots = {name: board.inputs() for name, board in self.outputs.boards.items()}
+        for inp in self.inputs:
+            raw = snapshots.get(inp.board)
+            out[inp.name] = None if raw is None or inp.index >= len(raw) else raw[inp.index] != inp.active_low
+        return out
+
+    def poll(self) -> None:
+        """Feed input changes and the passing of time to every controller."""
+        states = self.input_states()
+        with self._lock:
+            now = self.clock()
+            for inp in self.inputs:
+                active = states[inp.name]
+                if active is None or self._last.get(inp.name) == active:
+                    continue
+                first = inp.name not in self._last
+                self._last[inp.name] = active
+                # the first reading is the state we start in, not an event - except a fire
+                # alarm that is already active, which must release fail-safe doors at once
+                if first and not (inp.role == "fire_alarm" and active):
+                    continue
+                self._dispatch(inp, active, now)
+            for group in (self.doors, self.barriers, self.elevators):
+                for name, ctl in group.items():
+                    self._apply(name, ctl.tick(now))
+
+    def status(self) -> dict[str, str]:
+        """One word per controller, for `doctor` and the status topic."""
+        now = self.clock()
+        with self._lock:
+            out = {f"door:{n}": c.state(now) for n, c in self.doors.items()}
+            out.update({f"barrier:{n}": c.state for n, c in self.barriers.items()})
+            out.update({f"elevator:{n}": c.state for n, c in self.elevators.items()})
+        return out
+
+    def _dispatch(self, inp: InputConfig, active: bool, now: float) -> None:
+        if inp.role == "fire_alarm":
+            log.warning("fire alarm input %s %s", inp.name, "ACTIVE" if active else "cleared")
+            for group in (self.doors, self.elevators):
+                for name, ctl in group.items():
+                    self._apply(name, ctl.fire_alarm(now, active))
+        elif inp.role == "door_contact" and inp.door:
+            self._apply(inp.door, self.doors[inp.door].contact(now, active))
+        elif inp.role == "exit_button" and inp.door and active:
+            self._apply(inp.door, self.doors[inp.door].exit_request(now))
+        elif inp.role == "vehicle_guard" and inp.name in self._guards:
+            name = self._guards[inp.name]
+            self._apply(name, self.barriers[name].guard(now, active))
+
+    def _apply(self, source: str, actions: list[Action], image: np.ndarray | None = None) -> None:
+        for a in actions:
+            try:
+                if isinstance(a, Pulse):
+                    self.outputs.pulse(a.output, a.seconds)
+                elif isinstance(a, Latch):
+                    self.outputs.set(a.output, a.on)
+            except BoardError as exc:
+                log.error("%s: %s not carried out: %s", source, a, exc)
+                self.recorder.record(source, "alert", "alert", f"output_failed: {exc}")
+            if isinstance(a, Alarm):
+                log.warning("%s: %s %s", source, a.kind, a.detail)
+                self.recorder.record(source, "alert", "alert", _reason(a), image)
+            elif isinstance(a, Notice):
+                self.recorder.record(source, "control", None, _reason(a), image)
+
+
+def _reason(a: Alarm | Notice) -> str:
+    return f"{a.kind}: {a.detail}" if a.detail else a.kind

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Serial relay benchmark: Modbus round trips and grant -> relay-frame latency on a pty.
+
+Runs the production code (SerialLink for single transactions, SerialBoard for the grant path)
+against the simulated board, which delays each reply by the wire time of request + reply at
+the configured baud (a pty itself is instant), at 9600 and 115200 baud:
+
+- ``round_trip_ms``: write + validated reply of FC 01 read coils (8 coils: 8 + 6 bytes) and of
+  a flash-on write (8 + 8 bytes), back to back; ``wire_floor_ms`` is the pure transmission time
+  of those bytes and ``frame_gap_ms`` the Modbus inter-frame silence the driver keeps before
+  each request (part of every back-to-back round trip).
+- ``grant_to_frame_ms``: from ``board.pulse()`` (what the door logic calls on a grant) to the
+  flash frame's bytes being handed to the OS, taken by the driver's ``on_write`` hook. Grants
+  arrive at random phases of the 100 ms input poll, at least 100 ms apart (so the previous
+  pulse's write and coil read-back are over), so a grant may wait for a poll or read-back in
+  flight: that wait, not the code path, is what the p95 shows at 9600 baud.
+
+Prints progress to stderr and, last, one JSON line on stdout.
+
+    python scripts/bench_serial.py [--iterations 200] [--grants 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import serial
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gatectl.config import BoardConfig  # noqa: E402
+from gatectl.hw import modbus  # noqa: E402
+from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
+from gatectl.hw.serial_board import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
+
+BAUDS = (9600, 115200)
+PULSE_S = 0.5
+
+
+def stats(samples_ms: list[float], with_max: bool = True) -> dict:
+    a = np.asarray(samples_ms)
+    out = {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95)}
+    if with_max:
+        out["max"] = round(float(a.max()), 3)
+    return out
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def round_trips(cfg: BoardConfig, n: int) -> dict:
+    """Single transactions on a port of our own, before the driver's thread opens it."""
+    port = serial.serial_for_url(cfg.port, baudrate=cfg.baud, timeout=READ_TICK_S)
+    counters = Counters()
+    link = SerialLink(port, cfg, counters)
+    try:
+        read = timed(lambda: link.transact(modbus.read_coils(cfg.address, 0, 8)), n)
+        flash = timed(lambda: link.transact(modbus.flash_on(cfg.address, 0, PULSE_S)), n)
+    finally:
+        port.close()
+    bad = {k: v for k, v in counters.snapshot().items()
+           if k not in ("frames_sent", "frames_ok") and v}
+    if bad:
+        raise RuntimeError(f"round trips at {cfg.baud} baud were not clean: {bad}")
+    return {"read_coils": stats(read), "flash_on": stats(flash),
+            "wire_floor_ms": {"read_coils": round(modbus.wire_time_s(8 + 6, cfg.baud) * 1000, 3),
+                              "flash_on": round(modbus.wire_time_s(8 + 8, cfg.baud) * 1000, 3)},
+            "frame_gap_ms": round(modbus.frame_gap_s(cfg.baud) * 1000, 3)}
+
+
+def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, dict]:
+    written = threading.Event()
+    flash_at: list[float] = []
+
+    def on_write(frame: bytes, t: float) -> None:
+        if frame[1] == modbus.WRITE_COIL and frame[2:4] == modbus.FLASH_ON_BASE.to_bytes(2, "big"):
+            flash_at.append(t)
+            written.set()
+
+    board = SerialBoard(cfg, clock=time.perf_counter, on_write=on_write)
+    try:
+        deadline = time.monotonic() + 5
+        while board.status()["state"] != "online":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"board at {cfg.baud} baud not online: "
+                                   f"{board.status()['last_error']}")
+            time.sleep(0.01)
+        samples = []
+        for _ in range(n):
+            time.sleep(0.1 + rng.uniform(0, cfg.poll_ms / 1000))  # any phase of the poll cycle
+            written.clear()
+            t0 = board.clock()
+            board.pulse(0, PULSE_S)
+            if not written.wait(2.0):
+                raise RuntimeError(f"no flash frame written within 2 s at {cfg.baud} baud")
+            samples.append((flash_at[-1] - t0) * 1000)
+        done_by = time.monotonic() + 2
+        while board.status()["commands_ok"] + board.status()["commands_failed"] < n:
+            if time.monotonic() > done_by:
+                raise RuntimeError(f"the last pulse at {cfg.baud} baud never completed")
+            time.sleep(0.01)
+        status = board.status()
+    finally:
+        board.close()
+    keep = ("frames_sent", "frames_ok", "timeouts", "bad_frames", "commands_ok", "commands_failed")
+    return stats(samples), {k: status[k] for k in keep}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iterations", type=int, default=200,
+                    help="round trips per request kind and baud")
+    ap.add_argument("--grants", type=int, default=100, help="pulses per baud for grant_to_frame_ms")
+    args = ap.parse_args()
+    rng = random.Random(1)
+    result: dict = {"round_trip_ms": {}, "grant_to_frame_ms": {}, "driver_counters": {},
+                    "iterations": args.iterations, "grants": args.grants,
+                    "python": platform.python_version(), "pyserial": serial.__version__}
+    for baud in BAUDS:
+        sim = SimulatedModbusBoard(baud=baud)
+        try:
+            cfg = BoardConfig(name="bench", driver="modbus", port=sim.port, baud=baud)
+            print(f"{baud} baud: {args.iterations} x read coils, {args.iterations} x flash-on ...",
+                  file=sys.stderr)
+            result["round_trip_ms"][str(baud)] = round_trips(cfg, args.iterations)
+            print(f"{baud} baud: {args.grants} grants through SerialBoard "
+                  f"(poll every {cfg.poll_ms} ms) ...", file=sys.stderr)
+            g, counters = grant_to_frame(cfg, args.grants, rng)
+            result["grant_to_frame_ms"][str(baud)] = g
+            result["driver_counters"][str(baud)] = counters
+        finally:
+            sim.stop()
+        print(f"{baud} baud: round trips {result['round_trip_ms'][str(baud)]}, grant->frame {g}",
+              file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
