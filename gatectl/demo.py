@@ -3,7 +3,8 @@
 Enrolls four sample residents (one of them 20 days ago and never seen since, one suspended by
 the management), puts a fifth person on the watchlist, then replays other photos of them, a
 stranger, a printed-photo attack and a screen-replay attack through the same gate pipeline as
-`gatectl run`, driving a simulated relay.
+`gatectl run`. The door relay is the real Modbus RTU driver talking over a pty to the simulated
+board (`hw.board_sim`), so the demo shows the exact frames a site's board would receive.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 
 from gatectl.app import App
 from gatectl.cli import replay
-from gatectl.config import default_config
+from gatectl.config import BoardConfig, default_config
 from gatectl.decision import DAY_SECONDS
 from gatectl.enroll import Enroller, Sample
-from gatectl.hw.relay import SimulatedRelay
+from gatectl.hw.board_sim import SimulatedModbusBoard
+from gatectl.hw.modbus import hexs
+from gatectl.hw.serial_board import SerialBoard
 from gatectl.media import read_image
 
 RESIDENTS = [  # name, unit, enrollment photo, days since enrollment
@@ -35,43 +38,68 @@ PROBES = ["faces/obama_02.jpg", "faces/obama_03.jpg", "faces/kit_harington_02.jp
 
 def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
     cfg = default_config()
-    relay = SimulatedRelay()
     door = cfg.doors[0]
     say = (lambda s: None) if json_out else print
     say(f"gatectl demo - state folder {data}")
     for name, unit, photo, days_ago in RESIDENTS:
         # enroll "in the past" through a store whose clock is shifted, as if done back then
         then = time.time() - days_ago * DAY_SECONDS
-        past = App(cfg, data, boards={"main": relay}, clock=lambda then=then: then)
+        past = App(cfg, data, clock=lambda then=then: then)
         r = Enroller(past).enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
         say(f"  enrolled #{r.id} {name} ({unit})" + (f", {days_ago} days ago, never seen since" if days_ago else ""))
-    app = App(cfg, data, boards={"main": relay})
+    sim = SimulatedModbusBoard(address=1, channels=8, inputs=8, baud=9600)
+    sent: list[bytes] = []
+    board = SerialBoard(BoardConfig(name="main", driver="modbus", port=sim.port),
+                        on_write=lambda frame, _t: sent.append(frame))
+    app = App(cfg, data, boards={"main": board})
+    try:
+        return _replay_samples(app, sim, board, sent, door.name, samples, json_out, say)
+    finally:
+        app.close()
+        sim.stop()
+
+
+def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sent: list[bytes],
+                    door: str, samples: Path, json_out: bool, say) -> int:
+    say(f"  relay: simulated Modbus RTU board on {sim.port}, driven by the real serial driver")
     rose = app.store.find_residents(SUSPENDED)[0]
     app.store.set_status(rose.id, "suspended")
     say(f"  suspended #{rose.id} {rose.name} (account flag from the management)")
     wname, reason, wphoto = WATCHED
     w = Enroller(app).add_watch(wname, reason, [Sample(wphoto, read_image(samples / wphoto))])
     say(f"  watchlist #{w.id} {wname}: {reason}")
+    deadline = time.monotonic() + 5
+    while board.status()["state"] != "online" and time.monotonic() < deadline:
+        time.sleep(0.02)
     say("replaying sample photos through gate 'gate' (a still = 3 camera frames):")
+    seen = len(sent)
 
     def emit(d: dict) -> None:
+        nonlocal seen
         d["source"] = str(Path(d["source"]).relative_to(samples))
-        pulses = len(relay.history)
-        d["relay"] = (f"channel {relay.history[-1].channel} pulsed {relay.history[-1].seconds:.0f} s"
-                      if pulses > emit.pulses else None)
-        emit.pulses = pulses
+        d["relay"] = None
+        if d["decision"] == "granted":  # the port thread sends the frame a moment later
+            until = time.monotonic() + 1.0
+            while not any(f[1] == 0x05 and f[2] == 0x02 for f in sent[seen:]) and time.monotonic() < until:
+                time.sleep(0.005)
+            flashes = [f for f in sent[seen:] if f[1] == 0x05 and f[2] == 0x02]
+            d["relay"] = (f"{hexs(flashes[-1])} (relay {flashes[-1][3] + 1} on for "
+                          f"{int.from_bytes(flashes[-1][4:6], 'big') / 10:g} s, board-timed)"
+                          if flashes else "NOT SENT")
+        seen = len(sent)
         if json_out:
             print(json.dumps(d, ensure_ascii=False), flush=True)
         else:
             score = "-" if d["score"] is None else f"{d['score']:.2f}"
-            door_note = f" -> door '{door.name}' {d['relay']}" if d["relay"] else ""
+            door_note = f" -> door '{door}' frame {d['relay']}" if d["relay"] else ""
             print(f"  {d['source']:32} {d['decision']:8} {d['resident'] or '-':16} {d['reason']} "
                   f"(score {score}){door_note}", flush=True)
 
-    emit.pulses = 0  # type: ignore[attr-defined]
     replay(app, [str(samples / p) for p in PROBES], None, emit)
     n_events = len(app.store.events())
-    say(f"{n_events} events recorded with snapshots; try: gatectl --data {data} events list")
-    app.close()
+    say(f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list")
+    st = board.status()
+    say(f"relay board: {st['frames_sent']} frames sent, {st['frames_ok']} answered correctly, "
+        f"{st['bad_frames']} rejected; every door pulse is timed by the board itself")
     return 0

@@ -9,8 +9,9 @@ the configured baud (a pty itself is instant), at 9600 and 115200 baud:
   a flash-on write (8 + 8 bytes), back to back; ``wire_floor_ms`` is the pure transmission time
   of those bytes and ``frame_gap_ms`` the Modbus inter-frame silence the driver keeps before
   each request (part of every back-to-back round trip).
-- ``grant_to_frame_ms``: from ``board.pulse()`` (what the door logic calls on a grant) to the
-  flash frame's bytes being handed to the OS, taken by the driver's ``on_write`` hook. Grants
+- ``grant_to_frame_ms``: from ``Controls.grant()`` (what a gate calls on a granted decision:
+  door controller, named output, driver queue) to the flash frame's bytes being handed to the
+  OS, taken by the driver's ``on_write`` hook. Grants
   arrive at random phases of the 100 ms input poll, at least 100 ms apart (so the previous
   pulse's write and coil read-back are over), so a grant may wait for a poll or read-back in
   flight: that wait, not the code path, is what the p95 shows at 9600 baud.
@@ -32,13 +33,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import tempfile
+
 import numpy as np
 import serial
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gatectl.config import BoardConfig  # noqa: E402
+from gatectl.config import BoardConfig, Config, DoorConfig, OutputConfig  # noqa: E402
+from gatectl.events import EventRecorder  # noqa: E402
+from gatectl.hw.outputs import Outputs  # noqa: E402
+from gatectl.service.controls import Controls  # noqa: E402
+from gatectl.store import Store  # noqa: E402
 from gatectl.hw import modbus  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
 from gatectl.hw.serial_board import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
@@ -94,6 +101,12 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
             written.set()
 
     board = SerialBoard(cfg, clock=time.perf_counter, on_write=on_write)
+    site = Config(boards=[cfg], outputs=[OutputConfig(name="door", board=cfg.name)],
+                  doors=[DoorConfig(name="door", output="door", unlock_seconds=PULSE_S)])
+    tmp = tempfile.TemporaryDirectory()
+    store = Store(Path(tmp.name) / "bench.db")
+    controls = Controls(site, Outputs(site.outputs, {cfg.name: board}),
+                        EventRecorder(store, Path(tmp.name) / "snapshots"), clock=time.perf_counter)
     try:
         deadline = time.monotonic() + 5
         while board.status()["state"] != "online":
@@ -105,8 +118,8 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
         for _ in range(n):
             time.sleep(0.1 + rng.uniform(0, cfg.poll_ms / 1000))  # any phase of the poll cycle
             written.clear()
-            t0 = board.clock()
-            board.pulse(0, PULSE_S)
+            t0 = time.perf_counter()
+            controls.grant("door")
             if not written.wait(2.0):
                 raise RuntimeError(f"no flash frame written within 2 s at {cfg.baud} baud")
             samples.append((flash_at[-1] - t0) * 1000)
@@ -118,6 +131,8 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
         status = board.status()
     finally:
         board.close()
+        store.close()
+        tmp.cleanup()
     keep = ("frames_sent", "frames_ok", "timeouts", "bad_frames", "commands_ok", "commands_failed")
     return stats(samples), {k: status[k] for k in keep}
 

@@ -148,6 +148,8 @@ def test_demo_runs_on_bundled_samples(tmp_path):
     assert by_source["liveness/image_F2.jpg"] == ("denied", "liveness")
     pulses = [o for o in out if o["relay"]]
     assert len(pulses) == 3 and all(o["decision"] == "granted" for o in pulses)
+    # the frame the real driver put on the pty: flash-on relay 1 for 50 x 100 ms
+    assert all(o["relay"].startswith("01 05 02 00 00 32 4D A7 ") for o in pulses)
 
 
 def test_doctor_reports_a_missing_camera(tmp_path):

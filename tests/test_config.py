@@ -19,7 +19,7 @@ def test_there_are_examples():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_configs_validate(path: Path):
     cfg = load_config(path)
-    assert cfg.gates, "every example runs at least one gate"
+    assert cfg.gates or cfg.elevators or cfg.barriers, "every example drives something"
     for g in cfg.gates:
         assert cfg.camera(g.camera) and cfg.door(g.door)
 
@@ -135,3 +135,19 @@ def test_cli_config_check_syntax_error_and_missing_file(tmp_path):
 def test_cli_config_check_ok_on_example():
     r = run_cli("config", "check", str(EXAMPLES[0]))
     assert r.returncode == 0 and "OK" in r.stdout
+
+
+def test_barrier_and_elevator_references_are_checked():
+    lines = errors_of({
+        "outputs": [{"name": "o"}],
+        "inputs": [{"name": "fire", "role": "fire_alarm"}],
+        "barriers": [{"name": "lane", "open_output": "o", "close_output": "nope", "guard_input": "fire"},
+                     {"name": "lane2", "open_output": "o", "guard_input": "ghost"}],
+        "elevators": [{"name": "car", "hold_output": "hold", "alarm_output": "o"}],
+    })
+    assert "barriers[0].close_output: unknown output 'nope'" in lines
+    assert 'barriers[0].guard_input: input \'fire\' needs role = "vehicle_guard"' in lines
+    assert "barriers[1].guard_input: unknown input 'ghost'" in lines
+    assert "elevators[0].hold_output: unknown output 'hold'" in lines
+    lines = errors_of({"elevators": [{"name": "car", "hold_output": "o", "pulse_s": 1, "renew_s": 1}]})
+    assert lines == ["elevators[0]: renew_s must be shorter than pulse_s, or the hold would drop between renewals"]

@@ -178,3 +178,14 @@ def test_dead_port_is_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no-such-tty" in lines[0], r.stderr
+
+
+def test_doctor_reports_an_unplugged_board_and_a_working_one(tmp_path, board):
+    dead = site_config(tmp_path, str(tmp_path / "ttyUSB9"), camera_photo=None)
+    r = run_cli("doctor", "--camera-timeout", "1", config=dead, data=tmp_path / "s")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    fails = [l for l in r.stdout.splitlines() if l.startswith("[FAIL] relay board")]
+    assert len(fails) == 1 and "ttyUSB9" in fails[0] and "No such file" in fails[0], r.stdout
+    live = site_config(tmp_path, board.port, camera_photo=None)
+    r = run_cli("doctor", "--camera-timeout", "1", config=live, data=tmp_path / "s")
+    assert "[ok] relay board main: online (modbus)" in r.stdout.splitlines(), r.stdout
