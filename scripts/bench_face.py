@@ -15,7 +15,6 @@ import json
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -24,6 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchlib import stats, timed  # noqa: E402
 from gatectl.app import App  # noqa: E402
 from gatectl.config import default_config  # noqa: E402
 from gatectl.enroll import Enroller, Sample  # noqa: E402
@@ -31,21 +31,6 @@ from gatectl.hw.relay import SimulatedRelay  # noqa: E402
 from gatectl.media import read_image  # noqa: E402
 from gatectl.vision.face_align import align_face  # noqa: E402
 from gatectl.vision.gallery import Gallery  # noqa: E402
-
-
-def stats(samples_ms: list[float]) -> dict:
-    a = np.asarray(samples_ms)
-    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
-            "max": round(float(a.max()), 3)}
-
-
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def frame_720p(photo: Path) -> np.ndarray:

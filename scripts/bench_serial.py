@@ -28,47 +28,28 @@ import json
 import platform
 import random
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import tempfile
-
-import numpy as np
 import serial
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchlib import stats, timed  # noqa: E402
 from gatectl.config import BoardConfig, Config, DoorConfig, OutputConfig  # noqa: E402
 from gatectl.events import EventRecorder  # noqa: E402
-from gatectl.hw.outputs import Outputs  # noqa: E402
-from gatectl.service.controls import Controls  # noqa: E402
-from gatectl.store import Store  # noqa: E402
 from gatectl.hw import modbus  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
+from gatectl.hw.outputs import Outputs  # noqa: E402
 from gatectl.hw.serial_board import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
+from gatectl.service.controls import Controls  # noqa: E402
+from gatectl.store import Store  # noqa: E402
 
 BAUDS = (9600, 115200)
 PULSE_S = 0.5
-
-
-def stats(samples_ms: list[float], with_max: bool = True) -> dict:
-    a = np.asarray(samples_ms)
-    out = {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95)}
-    if with_max:
-        out["max"] = round(float(a.max()), 3)
-    return out
-
-
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def round_trips(cfg: BoardConfig, n: int) -> dict:

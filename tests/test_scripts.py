@@ -1,0 +1,40 @@
+"""The evaluation and benchmark scripts run, print their JSON line last, and the evaluation
+meets the accuracy the README reports (real models on the repo's real photos). Timings are not
+asserted here: the benchmarks measure them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import DATA, REPO
+
+
+def last_json(*args: str) -> dict:
+    r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_eval_face_meets_the_reported_accuracy():
+    out = last_json("scripts/eval_face.py", "--faces", str(DATA / "faces"), "--liveness", str(DATA / "liveness"))
+    assert out["genuine_pairs"] >= 9 and out["impostor_pairs"] >= 69
+    assert out["false_accepts"] == 0 and out["false_rejects"] == 0
+    assert out["apcer"] == 0.0 and out["bpcer"] == 0.0 and out["failed_to_acquire"] == []
+
+
+def test_bench_face_reports_every_stage():
+    out = last_json("scripts/bench_face.py", "--iterations", "5", "--e2e-gallery", "100")
+    assert set(out["stages_ms"]) == {"decode", "detect", "liveness", "embed", "match"}
+    assert all({"p50", "p95", "max"} <= set(v) for v in out["stages_ms"].values())
+    assert out["end_to_end_ms"]["p50"] > 0 and out["throughput_fps"] > 0
+
+
+def test_bench_serial_is_clean_at_both_bauds():
+    out = last_json("scripts/bench_serial.py", "--iterations", "10", "--grants", "5")
+    for baud in ("9600", "115200"):
+        assert out["round_trip_ms"][baud]["read_coils"]["p50"] >= out["round_trip_ms"][baud]["wire_floor_ms"]["read_coils"]
+        assert out["grant_to_frame_ms"][baud]["p50"] > 0
+        c = out["driver_counters"][baud]
+        assert c["commands_ok"] == 5 and c["timeouts"] == 0 and c["bad_frames"] == 0
