@@ -14,6 +14,7 @@ import time
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
+from gatectl.events import free_disk_mb
 from gatectl.pipelines.face_gate import FaceGate
 from gatectl.service.systemd import sd_notify, watchdog_interval
 
@@ -53,6 +54,24 @@ class Runner:
         self.app = app
         self.stop = stop or threading.Event()
         self.workers: list[GateWorker] = []
+        self.started = time.monotonic()
+
+    def health(self) -> dict:
+        """What an operator needs to see from afar: the status line, the status topic."""
+        boards = {}
+        for name, board in self.app.boards.items():
+            st = board.status()
+            boards[name] = _pick(st, "driver", "state", "last_error", "timeouts", "bad_frames",
+                                 "commands_failed", "reconnects")
+        return {
+            "uptime_s": round(time.monotonic() - self.started),
+            "cameras": {w.gate.cfg.name: _pick(w.grabber.stats(), "state", "fps", "frames", "dropped_stale", "outages")
+                        for w in self.workers},
+            "boards": boards,
+            "controls": self.app.controls.status(),
+            "events_unrecorded": self.app.recorder.unrecorded,
+            "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
+        }
 
     def run(self) -> None:
         app = self.app
@@ -107,5 +126,11 @@ class Runner:
                 except Exception:
                     log.exception("retention failed; will retry")
                 next_retention = now + RETENTION_EVERY_S
-            cams = [(w.gate.cfg.name, w.grabber.stats()) for w in self.workers]
-            sd_notify("STATUS=" + ", ".join(f"{g}: {st['state']} {st['fps']:.1f} fps" for g, st in cams))
+            h = self.health()
+            sd_notify("STATUS=" + ", ".join(
+                [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
+                + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
+
+
+def _pick(d: dict, *keys: str) -> dict:
+    return {k: d.get(k) for k in keys}
