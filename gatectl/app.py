@@ -41,14 +41,16 @@ class App:
         self.data_dir = Path(data_dir)
         self.clock = clock
         self._boards = boards or {}
-
+        self._extra_stores: list[Store] = []
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.data_dir / p
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.path(self.cfg.storage.database), clock=self.clock)
+        sync = self.cfg.sync
+        return Store(self.path(self.cfg.storage.database), clock=self.clock, publish=sync.enabled,
+                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -112,7 +114,37 @@ class App:
     def face_gates(self) -> list[FaceGate]:
         return [self.face_gate(g) for g in self.cfg.gates if isinstance(g, FaceGateConfig)]
 
+    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):
+        """The MQTT client with its command handler and replicator (paho is imported only here).
+        Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
+        from gatectl.config import ConfigError
+        from gatectl.sync.client import SyncClient
+        from gatectl.sync.commands import CommandHandler
+        from gatectl.sync.enrollment import Replicator
+        from gatectl.sync.signing import Verifier, load_public_key
+        from gatectl.sync.topics import Topics
+
+        s = self.cfg.sync
+        keys = {}
+        for kid, text in s.command_keys.items():
+            try:
+                keys[kid] = load_public_key(text)
+            except ValueError as exc:
+                raise ConfigError([f"sync.command_keys.{kid}: {exc}"]) from None
+        # the sync thread reads the outbox on a connection of its own (never inside another
+        # thread's open transaction)
+        store = Store(self.store.path, clock=self.clock, publish=s.enabled, publish_snapshots=s.snapshots,
+                      outbox_max=s.outbox_max)
+        self._extra_stores.append(store)
+        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files)
+        verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
+        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock)
+        topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
+        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock)
+
     def close(self) -> None:
+        for extra in self._extra_stores:
+            extra.close()
         if "boards" in self.__dict__:
             for board in self.boards.values():
                 board.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -307,6 +308,29 @@ def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
     return True
 
 
+def cmd_sync(args, app_factory) -> int:
+    """Works without the daemon and without the broker: both only touch the outbox."""
+    app = app_factory()
+    try:
+        if not app.cfg.sync.enabled:
+            raise UsageError("sync: not enabled in the config ([sync] enabled = true)")
+        if args.action == "resync":
+            app.store.enqueue("resync", app.cfg.device.id)
+            print("resync requested: the daemon sends it with the next outbox drain")
+            return 0
+        for key, value in app.store.outbox_stats().items():
+            print(f"{key:18} {value}")
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_central(args, app_factory) -> int:
+    from gatectl.sync.central import main as central_main
+
+    return central_main(args.central_args)
+
+
 def cmd_board_sim(args, app_factory) -> int:
     from gatectl.hw.board_sim import main as sim_main
 
@@ -320,7 +344,15 @@ def cmd_run(args, app_factory) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Runner(app, stop).run()
+    runner = Runner(app, stop, Path(args.config) if args.config else None)
+    try:
+        runner.run()
+    finally:
+        app.close()
+    if runner.reexec:  # remote config.reload: same process id, so systemd keeps supervising it
+        log.warning("restarting with the reloaded configuration")
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "gatectl", *sys.argv[1:]])
     return 0
 
 
@@ -430,7 +462,7 @@ def build_parser() -> Parser:
     ev = sub.add_parser("events", help="list recorded events")
     ev.add_argument("action", choices=["list"])
     ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
-    ev.add_argument("--kind", choices=["access", "alert", "control", "camera", "system"])
+    ev.add_argument("--kind", choices=["access", "alert", "control", "command", "camera", "system"])
     ev.add_argument("--gate")
     ev.add_argument("--limit", type=int, default=200)
     ev.add_argument("--json", action="store_true")
@@ -441,6 +473,15 @@ def build_parser() -> Parser:
     d.set_defaults(func=cmd_doctor)
 
     sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
+
+    sy = sub.add_parser("sync", help="central sync: outbox state, ask the centre for a full resync")
+    sy.add_argument("action", choices=["status", "resync"])
+    sy.set_defaults(func=cmd_sync)
+
+    ce = sub.add_parser("central", help="reference central-side tool (watch a site, enroll, signed commands)",
+                        add_help=False)
+    ce.add_argument("central_args", nargs=argparse.REMAINDER)
+    ce.set_defaults(func=cmd_central)
 
     rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
     rl.add_argument("action", choices=["pulse", "inputs"])

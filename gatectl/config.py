@@ -247,6 +247,53 @@ class PolicyConfig(Strict):
     )
 
 
+class TlsConfig(Strict):
+    """Broker TLS. ``ca`` alone: server authentication; with ``cert`` and ``key``: mutual TLS
+    (the broker can take the certificate's CN as the device's user name for its ACL)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
+class SyncConfig(Strict):
+    """Central sync over MQTT 5 (paho-mqtt). Offline-first: everything goes through the durable
+    outbox; the device works the same with the broker down."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str = Field("gatectl", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+                        description="Topic root; the tree is <prefix>/v1/<site>/<device>/...")
+    client_id: str | None = Field(None, description="Default: gatectl-<site>-<device>.")
+    username: str | None = None
+    password_file: Path | None = Field(None, description="File holding the broker password (not in this file).")
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(30, ge=5, le=600)
+    session_expiry_s: int = Field(7 * 86400, ge=0, description="Broker keeps our commands this long while offline.")
+    health_interval_s: float = Field(30.0, ge=1)
+    max_inflight: int = Field(200, ge=1, le=65535, description="Published but not yet acknowledged.")
+    outbox_max: int = Field(200_000, ge=50_000, description="Entries kept while offline; beyond, oldest dropped.")
+    snapshots: bool = Field(True, description="Publish snapshot JPEGs on their own topic.")
+    command_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to sign commands.")
+    command_max_ttl_s: float = Field(300.0, gt=0, le=86400)
+    clock_skew_s: float = Field(30.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> SyncConfig:
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file needs username")
+        return self
+
+
 class Config(Strict):
     device: DeviceConfig = DeviceConfig()
     models: ModelsConfig = ModelsConfig()
@@ -261,6 +308,7 @@ class Config(Strict):
     storage: StorageConfig = StorageConfig()
     enrollment: EnrollmentConfig = EnrollmentConfig()
     policy: PolicyConfig = PolicyConfig()
+    sync: SyncConfig = SyncConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def camera(self, name: str) -> CameraConfig:

@@ -92,6 +92,40 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_sync(db: Database) -> None:
+    """Central sync: the durable outbox (rows reference what to publish; payloads are built when
+    sent, so the outbox stays small), tombstones that make deletions win over late upserts,
+    the nonces of signed commands already executed, and door-display announcements."""
+    db.executescript(
+        """
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('event', 'snapshot', 'enroll', 'resync')),
+            ref TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE tombstones (
+            uid TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('resident', 'watchlist')),
+            version INTEGER NOT NULL,
+            deleted_at REAL NOT NULL
+        );
+        CREATE TABLE nonces (nonce TEXT PRIMARY KEY, exp REAL NOT NULL);
+        CREATE INDEX nonces_exp ON nonces(exp);
+        CREATE TABLE announcements (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            door TEXT,
+            until_ts REAL,
+            created_at REAL NOT NULL
+        );
+        ALTER TABLE watchlist ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+        INSERT INTO meta VALUES ('outbox_dropped_events', 0), ('outbox_dropped_snapshots', 0);
+        """
+    )
+
+
 DAY_SECONDS = 86400.0
 
 
@@ -145,9 +179,17 @@ def _resident(row: dict[str, Any]) -> Resident:
 
 
 class Store:
-    def __init__(self, path: Path, clock: Callable[[], float] = now_wall):
+    def __init__(self, path: Path, clock: Callable[[], float] = now_wall, *, publish: bool = False,
+                 publish_snapshots: bool = True, outbox_max: int = 100_000):
+        """``publish``: central sync is configured, so events and local enrollment changes also
+        go to the outbox, in the same transaction (nothing is recorded that is not also queued).
+        ``outbox_max`` bounds the outbox; beyond it the oldest snapshots, then the oldest events
+        are dropped and counted (`outbox_dropped_*` in meta)."""
         self.path = Path(path)
         self.clock = clock
+        self.publish = publish
+        self.publish_snapshots = publish_snapshots
+        self.outbox_max = outbox_max
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,12 +220,29 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Database]:
-        """One transaction under the writer lock; a disk error becomes a one-line StoreError."""
+        """One transaction under the writer lock; a disk error becomes a one-line StoreError.
+
+        BEGIN IMMEDIATE takes SQLite's write lock up front, so a writer on another connection
+        (the sync thread, the CLI) makes this one wait out the busy timeout. A deferred BEGIN
+        that reads first and writes later fails at once with "database is locked" when another
+        connection wrote in between - the busy handler cannot help it."""
         with self._lock:
+            nested = self.db.conn.in_transaction
             try:
-                with self.db.atomic():
+                self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+                try:
                     yield self.db
+                except BaseException:
+                    if nested:
+                        self.db.execute("ROLLBACK TO nested")
+                        self.db.execute("RELEASE nested")
+                    else:
+                        self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("RELEASE nested" if nested else "COMMIT")
             except sqlite3.OperationalError as exc:
+                if not nested and self.db.conn.in_transaction:
+                    self.db.conn.rollback()
                 raise StoreError(f"{self.path}: write failed ({exc})") from None
 
     def _bump_directory(self, db: Database) -> None:
@@ -207,6 +266,7 @@ class Store:
             )
             rid = int(cur.lastrowid)
             self._insert_templates(db, ("resident", rid), templates, model_id, now)
+            self._enqueue_enroll(db, rid)
         return self.resident(rid)
 
     def _insert_templates(self, db: Database, owner: OwnerKey, templates: list[tuple[np.ndarray, float]],
@@ -243,6 +303,7 @@ class Store:
         with self.write() as db:
             db.execute("UPDATE residents SET status = ?, version = version + 1 WHERE id = ?", [status, rid])
             self._bump_directory(db)
+            self._enqueue_enroll(db, rid)
 
     def reactivate(self, rid: int) -> None:
         """Technician vouches for the person: active again, inactivity clock restarts now."""
@@ -252,8 +313,9 @@ class Store:
                 [self.clock(), rid],
             )
             self._bump_directory(db)
+            self._enqueue_enroll(db, rid)
 
-    def remove_resident(self, rid: int) -> list[Path]:
+    def remove_resident(self, rid: int, publish: bool = True) -> list[Path]:
         """Erase a resident and everything derived from them: templates, enrollment photos and
         event snapshots (event rows stay, anonymised, as the gate's audit trail). Returns the
         files to delete; the caller deletes them after the commit, so a crash leaves orphan
@@ -268,9 +330,85 @@ class Store:
             wl = [r["id"] for r in db.query("SELECT id FROM watchlist WHERE resident_id = ?", [rid])]
             for wid in wl:
                 db.execute("DELETE FROM templates WHERE owner_kind = 'watchlist' AND owner_id = ?", [wid])
+            row = db.execute("SELECT uid, version FROM residents WHERE id = ?", [rid]).fetchone()
             db.execute("DELETE FROM residents WHERE id = ?", [rid])
+            if row is not None:
+                uid, version = row
+                db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, 'resident', ?, ?)",
+                           [uid, version + 1, self.clock()])
+                if publish:  # not when the deletion came from the centre
+                    self._enqueue(db, "enroll", uid)
             self._bump_directory(db)
         return files
+
+    # --- replication (central sync) ---------------------------------------------------------
+
+    def version_of(self, uid: str) -> tuple[str | None, int]:
+        """('resident' | 'watchlist' | 'tombstone' | None, version) of a uid: what an incoming
+        change must beat."""
+        for kind, table in (("resident", "residents"), ("watchlist", "watchlist"), ("tombstone", "tombstones")):
+            row = self.db.execute(f"SELECT version FROM {table} WHERE uid = ?", [uid]).fetchone()
+            if row is not None:
+                return kind, int(row[0])
+        return None, 0
+
+    def templates_of(self, owner: OwnerKey) -> list[tuple[np.ndarray, float, str]]:
+        return [(np.frombuffer(r["embedding"], "<f4"), r["quality"], r["model_id"]) for r in self.db.query(
+            "SELECT embedding, quality, model_id FROM templates WHERE owner_kind = ? AND owner_id = ? ORDER BY id",
+            list(owner))]
+
+    def replicate_resident(self, uid: str, version: int, name: str, unit: str, status: str,
+                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> None:
+        """Apply a resident as the centre sent it (no outbox entry: it came from there).
+        ``templates`` None keeps the current ones (a status or name change)."""
+        now = self.clock()
+        with self.write() as db:
+            db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
+            row = db.execute("SELECT id FROM residents WHERE uid = ?", [uid]).fetchone()
+            if row is None:
+                cur = db.execute(
+                    "INSERT INTO residents (uid, name, unit, status, created_at, version) VALUES (?, ?, ?, ?, ?, ?)",
+                    [uid, name, unit, status, now, version])
+                rid = int(cur.lastrowid)
+            else:
+                rid = int(row[0])
+                db.execute("UPDATE residents SET name = ?, unit = ?, status = ?, version = ? WHERE id = ?",
+                           [name, unit, status, version, rid])
+            if templates is not None:
+                db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
+                self._insert_templates(db, ("resident", rid), templates, model_id, now)
+            self._bump_directory(db)
+
+    def replicate_watch(self, uid: str, version: int, name: str, reason: str,
+                        templates: list[tuple[np.ndarray, float]], model_id: str) -> None:
+        now = self.clock()
+        with self.write() as db:
+            db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
+            row = db.execute("SELECT id FROM watchlist WHERE uid = ?", [uid]).fetchone()
+            if row is None:
+                cur = db.execute("INSERT INTO watchlist (uid, name, reason, created_at, version) VALUES (?, ?, ?, ?, ?)",
+                                 [uid, name, reason, now, version])
+                wid = int(cur.lastrowid)
+            else:
+                wid = int(row[0])
+                db.execute("UPDATE watchlist SET name = ?, reason = ?, version = ? WHERE id = ?",
+                           [name, reason, version, wid])
+                db.execute("DELETE FROM templates WHERE owner_kind = 'watchlist' AND owner_id = ?", [wid])
+            self._insert_templates(db, ("watchlist", wid), templates, model_id, now)
+
+    def tombstone(self, uid: str, kind: str, version: int) -> None:
+        """Remember a deletion, so an older upsert arriving late cannot bring the person back."""
+        with self.write() as db:
+            db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?)", [uid, kind, version, self.clock()])
+
+    def tombstone_version(self, uid: str) -> int | None:
+        row = self.db.execute("SELECT version FROM tombstones WHERE uid = ?", [uid]).fetchone()
+        return None if row is None else int(row[0])
+
+    def watch_by_uid(self, uid: str) -> WatchEntry | None:
+        rows = list(self.db.query("SELECT id, uid, name, reason, resident_id, created_at FROM watchlist "
+                                  "WHERE uid = ?", [uid]))
+        return WatchEntry(**rows[0]) if rows else None
 
     def add_enrollment_photo(self, rid: int, path: Path) -> None:
         with self.write() as db:
@@ -302,6 +440,10 @@ class Store:
     def remove_watch(self, wid: int) -> bool:
         with self.write() as db:
             db.execute("DELETE FROM templates WHERE owner_kind='watchlist' AND owner_id=?", [wid])
+            row = db.execute("SELECT uid, version FROM watchlist WHERE id = ?", [wid]).fetchone()
+            if row is not None:
+                db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, 'watchlist', ?, ?)",
+                           [row[0], row[1] + 1, self.clock()])
             cur = db.execute("DELETE FROM watchlist WHERE id = ?", [wid])
             self._bump_directory(db)
         return cur.rowcount > 0
@@ -326,11 +468,98 @@ class Store:
     # --- events ----------------------------------------------------------------------------
 
     def insert_event(self, row: dict[str, Any], seen_resident: int | None = None) -> None:
-        """The event row, and the resident's last-seen time on a grant, in one transaction."""
+        """The event row, the resident's last-seen time on a grant and the outbox entries, in
+        one transaction."""
         with self.write() as db:
             db["events"].insert(row)
             if seen_resident is not None:
                 db.execute("UPDATE residents SET last_seen_at = ? WHERE id = ?", [row["ts"], seen_resident])
+            self._enqueue(db, "event", row["id"])
+            if row.get("snapshot") and self.publish_snapshots:
+                self._enqueue(db, "snapshot", row["id"])
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    def _enqueue(self, db: Database, kind: str, ref: str) -> None:
+        if not self.publish:
+            return
+        cur = db.execute("INSERT INTO outbox (kind, ref, created_at) VALUES (?, ?, ?)", [kind, ref, self.clock()])
+        first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+        if cur.lastrowid - first >= self.outbox_max:  # cheap bound; exact count only when near
+            self._shed(db)
+
+    def _enqueue_enroll(self, db: Database, rid: int) -> None:
+        if self.publish:
+            self._enqueue(db, "enroll", db.execute("SELECT uid FROM residents WHERE id = ?", [rid]).fetchone()[0])
+
+    def _shed(self, db: Database) -> None:
+        """Over the bound: drop the oldest snapshots first (bulky, and the event still says what
+        happened), then the oldest events; counted, and logged by the sync client's status."""
+        excess = db.execute("SELECT count(*) FROM outbox").fetchone()[0] - self.outbox_max
+        for kind, counter in (("snapshot", "outbox_dropped_snapshots"), ("event", "outbox_dropped_events")):
+            if excess <= 0:
+                return
+            cur = db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?)",
+                [kind, excess])
+            db.execute("UPDATE meta SET value = value + ? WHERE key = ?", [cur.rowcount, counter])
+            excess -= cur.rowcount
+
+    def enqueue(self, kind: str, ref: str) -> None:
+        """An outbox entry of its own (a resync request from the CLI)."""
+        with self.write() as db:
+            self._enqueue(db, kind, ref)
+
+    def outbox_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """The next entries to publish, oldest first, with the event row when there is one."""
+        return list(self.db.query(
+            "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, e.decision, e.reason, e.score, "
+            "e.snapshot, r.uid AS resident_uid, w.uid AS watchlist_uid FROM outbox o "
+            "LEFT JOIN events e ON o.kind IN ('event', 'snapshot') AND e.id = o.ref "
+            "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w ON w.id = e.watchlist_id "
+            "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", [seq, limit]))
+
+    def outbox_done(self, seqs: list[int]) -> None:
+        """Entries the broker has acknowledged (PUBACK): gone for good."""
+        if not seqs:
+            return
+        with self.write() as db:
+            for i in range(0, len(seqs), 500):
+                chunk = seqs[i:i + 500]
+                db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+
+    def outbox_stats(self) -> dict[str, Any]:
+        n, oldest = self.db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
+        meta = dict(self.db.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'outbox_dropped_%'").fetchall())
+        return {"pending": int(n), "oldest_age_s": None if oldest is None else round(self.clock() - oldest, 1),
+                "dropped_events": int(meta.get("outbox_dropped_events", 0)),
+                "dropped_snapshots": int(meta.get("outbox_dropped_snapshots", 0))}
+
+    # --- signed-command nonces ---------------------------------------------------------------
+
+    def claim(self, nonce: str, exp: float, now: float) -> bool:
+        """Remember a command's nonce until ``exp``; False if it was seen before (a replay).
+        Committed before the command runs: a crash after it costs the command, never a repeat."""
+        with self.write() as db:
+            db.execute("DELETE FROM nonces WHERE exp < ?", [now])
+            cur = db.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", [nonce, exp])
+        return cur.rowcount == 1
+
+    # --- announcements -----------------------------------------------------------------------
+
+    def announce(self, text: str, door: str | None, until_ts: float | None) -> int:
+        with self.write() as db:
+            cur = db.execute("INSERT INTO announcements (text, door, until_ts, created_at) VALUES (?, ?, ?, ?)",
+                             [text, door, until_ts, self.clock()])
+        return int(cur.lastrowid)
+
+    def announcements(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Current announcements, newest first (expired ones are not shown)."""
+        now = self.clock() if now is None else now
+        return list(self.db.query(
+            "SELECT id, text, door, until_ts, created_at FROM announcements "
+            "WHERE until_ts IS NULL OR until_ts > ? ORDER BY id DESC", [now]))
 
     def events(self, since: float | None = None, kind: str | None = None, gate: str | None = None,
                limit: int = 1000) -> list[EventRow]:

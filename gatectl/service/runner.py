@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
@@ -50,9 +51,13 @@ class GateWorker:
 
 
 class Runner:
-    def __init__(self, app: App, stop: threading.Event | None = None):
+    def __init__(self, app: App, stop: threading.Event | None = None, config_path: Path | None = None):
+        """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults)."""
         self.app = app
         self.stop = stop or threading.Event()
+        self.config_path = config_path
+        self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
+        self.sync = None
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
 
@@ -78,6 +83,9 @@ class Runner:
         app.outputs.all_off()
         app.controls.poll()  # the starting input states (an active fire alarm acts at once)
         app.directory.start()
+        if app.cfg.sync.enabled:
+            self.sync = app.sync_client(self.health, self._reload)
+            self.sync.start()
         gates = app.face_gates()
         for gate in gates:
             grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera))
@@ -96,8 +104,26 @@ class Runner:
                 w.thread.join(timeout=5)
                 w.grabber.stop()
             app.directory.stop()
+            if self.sync is not None:
+                self.sync.stop()
             app.outputs.all_off()
             log.info("stopped; outputs off")
+
+    def _reload(self) -> str:
+        """Remote config.reload: only a config that validates replaces the running one."""
+        from gatectl.config import ConfigError, load_config
+        from gatectl.sync.commands import CommandFailed
+
+        if self.config_path is None:
+            raise CommandFailed("running on built-in defaults: no config file to reload")
+        try:
+            load_config(self.config_path)
+        except ConfigError as exc:
+            raise CommandFailed(f"{self.config_path}: {exc.lines[0]}"
+                                + (f" (+{len(exc.lines) - 1} more)" if len(exc.lines) > 1 else "")) from None
+        self.reexec = True
+        threading.Timer(0.5, self.stop.set).start()  # after the response has gone out
+        return f"{self.config_path} is valid; restarting with it"
 
     def _supervise(self) -> None:
         """Door inputs every DOOR_POLL_S; watchdog, status and retention on slower clocks."""

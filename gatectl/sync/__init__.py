@@ -1,0 +1,1 @@
+"""Central sync over MQTT: outbox, enrollments, signed commands."""

@@ -1,0 +1,307 @@
+"""The MQTT client: the only code that talks to the broker (paho-mqtt 2.x, MQTT 5).
+
+Offline-first. Nothing is published straight from a gate: events, snapshots and enrollment
+changes are rows in the SQLite outbox, written in the same transaction as what they report.
+This client's thread drains the outbox in order while connected, QoS 1, at most
+``max_inflight`` unacknowledged; a row is deleted only after the broker's PUBACK, in batches.
+paho keeps the unacknowledged messages of this process and re-sends them after a reconnect; a
+restart starts again from the oldest row still in the outbox. Receivers drop duplicates by the
+event id; nothing is lost when the broker is down for hours or gatectl is SIGKILLed mid-drain.
+
+Sessions persist (clean_start=False, SessionExpiryInterval), so the broker keeps commands and
+enrollments sent while the device was offline. A retained ``online`` status is published on
+every connect and a retained ``offline`` Last Will covers a lost device. Incoming messages are
+handed to this client's own thread through a bounded queue, so the network loop never waits on
+SQLite.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gatectl import __version__
+from gatectl.config import ConfigError, SyncConfig
+from gatectl.store import Store
+from gatectl.sync.enrollment import EnrollRejected, Replicator, parse, resident_payload
+from gatectl.sync.topics import Topics
+
+log = logging.getLogger("gatectl.sync")
+
+TICK_S = 0.02
+ACK_FLUSH_S = 0.05
+BATCH = 500
+INBOX_SIZE = 1000
+PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
+
+
+def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
+    """A paho client with credentials and TLS from the config; every bad file or certificate is
+    a one-line ConfigError naming the key."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if cfg.username:
+        password = None
+        if cfg.password_file is not None:
+            try:
+                password = cfg.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError([f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]) from None
+        c.username_pw_set(cfg.username, password)
+    if cfg.tls is not None:
+        for key in ("ca", "cert", "key"):
+            path = getattr(cfg.tls, key)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError([f"sync.tls.{key}: file not found: {path}"])
+        try:
+            c.tls_set(ca_certs=str(cfg.tls.ca), certfile=cfg.tls.cert and str(cfg.tls.cert),
+                      keyfile=cfg.tls.key and str(cfg.tls.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            which = "ca" if "verify" in str(exc).lower() or cfg.tls.cert is None else "cert"
+            raise ConfigError([f"sync.tls.{which}: cannot load certificate/key ({exc})"]) from None
+    return c
+
+
+class SyncClient:
+    def __init__(self, cfg: SyncConfig, topics: Topics, store: Store, snapshot_dir: Path,
+                 replicator: Replicator, on_command: Callable[[bytes], dict], health: Callable[[], dict],
+                 clock: Callable[[], float] = time.time):
+        """``store`` must be a connection of this thread's own (reads of the outbox must never
+        see another thread's uncommitted transaction)."""
+        self.cfg = cfg
+        self.snapshot_dir = Path(snapshot_dir)
+        self.topics = topics
+        self.store = store
+        self.replicator = replicator
+        self.on_command = on_command
+        self.health = health
+        self.clock = clock
+        self.client = make_client(cfg, cfg.client_id or f"gatectl-{topics.site}-{topics.device}")
+        self.client.will_set(topics.status, self._status_payload("offline"), qos=1, retain=True)
+        self.client.max_inflight_messages_set(cfg.max_inflight)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.counters = collections.Counter()
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (mid, reason) from paho's thread
+        self._inflight: dict[int, int] = {}  # mid -> outbox seq; this client's thread only
+        self._done: list[int] = []
+        self._cursor = 0  # highest seq handed to paho by this process
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(INBOX_SIZE)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mqtt-sync", daemon=True)
+        self._outage_since: float | None = time.monotonic()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drain what was acknowledged, mark the device offline (retained), disconnect."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+            self._flush_acks(force=True)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # ---- paho callbacks (paho's network thread: no SQLite, no waiting) -----------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        t = self.topics
+        client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1)])
+        client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
+        if self._outage_since is not None:
+            log.info("MQTT connected to %s:%d after %.0f s (session %s)", self.cfg.host, self.cfg.port,
+                     time.monotonic() - self._outage_since, "resumed" if flags.session_present else "new")
+            self._outage_since = None
+        self.counters["connects"] += 1
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("MQTT connection to %s:%d lost (%s); events wait in the outbox",
+                        self.cfg.host, self.cfg.port, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._acks.append((mid, reason_code.value))
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._inbox.put_nowait(msg)
+        except queue.Full:
+            self.counters["inbox_overflow"] += 1
+            log.error("MQTT inbox full; message on %s not handled (the sender will time out)", msg.topic)
+
+    # ---- this client's thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_health = 0.0
+        next_flush = 0.0
+        while not self._stop.is_set():
+            try:
+                self._handle_inbox()
+                self._take_acks()
+                if self.connected.is_set():
+                    self._drain()
+                now = time.monotonic()
+                if now >= next_flush:
+                    self._flush_acks()
+                    next_flush = now + ACK_FLUSH_S
+                if self.connected.is_set() and now >= next_health:
+                    self.publish_status()
+                    next_health = now + self.cfg.health_interval_s
+            except Exception:  # a bad row or message must not end the sync thread
+                log.exception("sync loop error; continuing")
+                time.sleep(0.5)
+            self._stop.wait(TICK_S)
+        self._take_acks()
+
+    def _drain(self) -> None:
+        room = self.cfg.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for row in self.store.outbox_after(self._cursor, min(room, BATCH)):
+            topic, payload, props = self._render(row)
+            self._cursor = row["seq"]
+            if topic is None:
+                self._done.append(row["seq"])  # nothing left to send (deleted meanwhile)
+                continue
+            info = self.client.publish(topic, payload, qos=1, properties=props)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._cursor = row["seq"] - 1  # not taken by paho: try again next tick
+                return
+            self._inflight[info.mid] = row["seq"]
+
+    def _take_acks(self) -> None:
+        while self._acks:
+            mid, reason = self._acks.popleft()
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                continue  # a status publish, a response: not from the outbox
+            if reason >= 0x80 and reason not in PERMANENT_REFUSALS:
+                self.counters["broker_refusals"] += 1  # transient (quota, busy): send again
+                self._cursor = min(self._cursor, seq - 1)
+                continue
+            if reason >= 0x80:
+                self.counters["broker_rejected"] += 1
+                log.error("broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason)
+            self._done.append(seq)
+            self.counters["published"] += 1
+
+    def _flush_acks(self, force: bool = False) -> None:
+        if force:
+            self._take_acks()
+        if self._done:
+            done, self._done = self._done, []
+            self.store.outbox_done(done)
+
+    def _render(self, row: dict) -> tuple[str | None, bytes, Properties | None]:
+        kind, ref, t = row["kind"], row["ref"], self.topics
+        if kind == "event":
+            if row["ts"] is None:
+                return None, b"", None
+            body = {"v": 1, "id": ref, "seq": row["seq"], "site": t.site, "device": t.device,
+                    "ts": row["ts"], "time": datetime.fromtimestamp(row["ts"], timezone.utc).isoformat(),
+                    "gate": row["gate"], "kind": row["event_kind"], "decision": row["decision"],
+                    "reason": row["reason"], "score": row["score"], "resident": row["resident_uid"],
+                    "watchlist": row["watchlist_uid"], "snapshot": row["snapshot"] is not None}
+            return t.events, json.dumps(body, ensure_ascii=False).encode(), None
+        if kind == "snapshot":
+            if row["snapshot"] is None:
+                return None, b"", None
+            try:
+                data = (self.snapshot_dir / row["snapshot"]).read_bytes()
+            except OSError:
+                self.counters["snapshots_missing"] += 1
+                return None, b"", None
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = "image/jpeg"
+            return t.snapshot(ref), data, props
+        if kind == "enroll":
+            body = resident_payload(self.store, ref, t.device)
+            return (None, b"", None) if body is None else (t.enroll_up, json.dumps(body).encode(), None)
+        return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
+
+    def _handle_inbox(self) -> None:
+        for _ in range(100):
+            try:
+                msg = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if msg.topic == self.topics.cmd:
+                self._respond(msg, self.on_command(msg.payload))
+            else:
+                self._respond(msg, self._apply_enrollment(msg))
+
+    def _apply_enrollment(self, msg: mqtt.MQTTMessage) -> dict:
+        try:
+            body = parse(msg.payload)
+            result = self.replicator.apply(body)
+        except EnrollRejected as exc:
+            self.counters["enroll_rejected"] += 1
+            log.warning("enrollment on %s refused: %s", msg.topic, exc)
+            return {"ok": False, "error": str(exc)}
+        self.counters["enroll_applied" if result == "applied" else "enroll_ignored"] += 1
+        log.info("enrollment %s %s v%d: %s", body["type"], body["uid"], body["version"], result)
+        return {"ok": True, "uid": body["uid"], "version": body["version"], "result": result}
+
+    def _respond(self, msg: mqtt.MQTTMessage, body: dict) -> None:
+        """MQTT 5 request/response: to the message's response topic, with its correlation data."""
+        req = getattr(msg, "properties", None)
+        topic = getattr(req, "ResponseTopic", None)
+        if topic is None and msg.topic != self.topics.cmd:
+            return  # enrollments without a response topic are fire-and-forget
+        props = Properties(PacketTypes.PUBLISH)
+        corr = getattr(req, "CorrelationData", None)
+        if corr is not None:
+            props.CorrelationData = corr
+        self.client.publish(topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props)
+
+    def publish_status(self) -> None:
+        self.client.publish(self.topics.status, self._status_payload("online", self.status()), qos=1, retain=True)
+
+    def status(self) -> dict:
+        return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),
+                "inflight": len(self._inflight), **self.counters}
+
+    def _status_payload(self, state: str, extra: dict | None = None) -> bytes:
+        body = {"v": 1, "state": state, "site": self.topics.site, "device": self.topics.device,
+                "version": __version__, "ts": self.clock()}
+        if extra is not None:
+            body["sync"] = extra
+            try:
+                body["health"] = self.health()
+            except Exception as exc:  # health is best effort; the status must still go out
+                body["health"] = {"error": str(exc)}
+        return json.dumps(body).encode()
