@@ -9,7 +9,15 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from ipaddress import IPv4Address
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -23,6 +31,55 @@ def mosquitto_path() -> str:
     if not Path(path).exists():
         raise RuntimeError("mosquitto not found: apt-get install mosquitto")
     return path
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path  # an unrelated CA, for "wrong CA" tests
+
+
+def _write_key(path: Path, key) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def _cert(subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool = False,
+          san: list | None = None) -> x509.Certificate:
+    now = datetime.now(timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+         .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if san:
+        b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(folder: Path, client_cn: str = "dev1") -> Pki:
+    """A test CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatectl test CA")])
+    ca = _cert("gatectl test CA", ca_key, ca_name, ca_key, ca=True)
+    for name, cn, san in (("server", "localhost", [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
+                          ("client", client_cn, None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(cn, key, ca_name, ca_key, san=san)
+        (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(folder / f"{name}.key", key)
+        paths[name] = (folder / f"{name}.pem", folder / f"{name}.key")
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone else's CA")])
+    (folder / "other-ca.pem").write_bytes(
+        _cert("someone else's CA", other_key, other_name, other_key, ca=True).public_bytes(serialization.Encoding.PEM))
+    return Pki(folder / "ca.pem", *paths["server"], *paths["client"], folder / "other-ca.pem")
 
 
 class Broker:

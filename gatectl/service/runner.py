@@ -80,11 +80,12 @@ class Runner:
 
     def run(self) -> None:
         app = self.app
+        if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
+            self.sync = app.sync_client(self.health, self._reload)
         app.outputs.all_off()
         app.controls.poll()  # the starting input states (an active fire alarm acts at once)
         app.directory.start()
-        if app.cfg.sync.enabled:
-            self.sync = app.sync_client(self.health, self._reload)
+        if self.sync is not None:
             self.sync.start()
         gates = app.face_gates()
         for gate in gates:
