@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -286,6 +286,18 @@ class SyncConfig(Strict):
         description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to sign commands.")
     command_max_ttl_s: float = Field(300.0, gt=0, le=86400)
     clock_skew_s: float = Field(30.0, ge=0, le=3600)
+
+    @field_validator("command_keys")
+    @classmethod
+    def _keys_load(cls, keys: dict[str, str]) -> dict[str, str]:
+        from gatectl.sync.signing import load_public_key
+
+        for kid, text in keys.items():
+            try:
+                load_public_key(text)
+            except ValueError as exc:
+                raise ValueError(f"key '{kid}': {exc}") from None
+        return keys
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> SyncConfig:

@@ -151,3 +151,12 @@ def test_barrier_and_elevator_references_are_checked():
     assert "elevators[0].hold_output: unknown output 'hold'" in lines
     lines = errors_of({"elevators": [{"name": "car", "hold_output": "o", "pulse_s": 1, "renew_s": 1}]})
     assert lines == ["elevators[0]: renew_s must be shorter than pulse_s, or the hold would drop between renewals"]
+
+
+def test_sync_settings_are_checked():
+    lines = errors_of({"sync": {"enabled": True, "command_keys": {"k1": "not-a-key"}, "password_file": "/x",
+                                "tls": {"ca": "/ca.pem", "cert": "/c.pem"}, "outbox_max": 1000, "prefix": "a/#"}})
+    assert any(l.startswith("sync.command_keys: key 'k1': not an Ed25519 public key") for l in lines), lines
+    assert "sync.tls: cert and key go together" in lines
+    assert any(l.startswith("sync.outbox_max: ") for l in lines)
+    assert any(l.startswith("sync.prefix: ") for l in lines)
