@@ -301,3 +301,26 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert dev.app.store.resident(r.id).status == "suspended"
     assert run("resident.status", {"uid": "nobody", "status": "active", "version": 11})["error"].startswith("args.uid")
     assert run("self.destruct", {})["error"].startswith("unknown command 'self.destruct'")
+
+
+def test_username_and_password_from_a_file(tmp_path):
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "dev-p", "s3cret"], check=True, capture_output=True)
+    b = Broker(tmp_path / "broker", password_file=pw)
+    b.start()
+    try:
+        secret = tmp_path / "mqtt-password"
+        secret.write_text("s3cret\n")
+        dev = Device(tmp_path / "p", sync_cfg(b, "dev-p", username="dev-p", password_file=str(secret)))
+        dev.close()
+        secret.write_text("wrong\n")
+        cfg = parse_config(sync_cfg(b, "dev-p", username="dev-p", password_file=str(secret)))
+        app = App(cfg, tmp_path / "q")
+        client = app.sync_client(lambda: {}, lambda: "")
+        client.start()
+        time.sleep(1.5)
+        assert not client.connected.is_set()  # refused, and retried in the background
+        client.stop()
+        app.close()
+    finally:
+        b.stop()

@@ -103,6 +103,18 @@ def test_daemon_status_events_remote_open_reload_and_last_will(tmp_path, broker)
         r = run_cli(*args, "door.open", "door=back")
         assert r.returncode == 1 and "unknown door 'back'" in json.loads(r.stdout)["error"]
 
+        r = run_cli("central", "enroll", "--site", SITE, "--port", str(broker.port), "--name", "Barack Obama",
+                    "--unit", "1-101", "--photo", str(FACES / "obama_01.jpg"))
+        assert r.returncode == 0, r.stderr
+        uid = json.loads(r.stdout)["uid"]
+        wait_for(lambda: uid in run_cli("residents", "list", config=cfg, data=tmp_path / "state").stdout
+                 or "Barack Obama" in run_cli("residents", "list", config=cfg, data=tmp_path / "state").stdout,
+                 60, "the pushed resident on the device", step=0.5)
+        r = run_cli("central", "delete", "--site", SITE, "--port", str(broker.port), "--uid", uid)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: "Barack Obama" not in run_cli("residents", "list", config=cfg,
+                                                        data=tmp_path / "state").stdout, 60, "the deletion", step=0.5)
+
         connects = central.statuses["dev-d"]["sync"]["connects"]
         cfg.write_text(cfg.read_text().replace("cooldown_s = 1", "cooldown_s = 2"))
         r = run_cli(*args, "config.reload")
