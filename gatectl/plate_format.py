@@ -1,0 +1,68 @@
+"""Chinese licence-plate formats (GA 36-2018 and the new-energy supplement), as a grammar.
+
+Used twice: the recogniser may only emit strings this grammar can complete (so 'O'/'I', which
+plates never use, or a separator, cannot appear), and a reading is only acted on when it is a
+whole plate. Each format is a sequence of character classes, one per position.
+"""
+
+from __future__ import annotations
+
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, no O
+DIGITS = "0123456789"
+ALNUM = LETTERS + DIGITS
+
+FORMATS: dict[str, list[str]] = {
+    "ordinary": [PROVINCES, LETTERS] + [ALNUM] * 5,
+    "police": [PROVINCES, LETTERS] + [ALNUM] * 4 + ["警"],
+    "coach": [PROVINCES, LETTERS] + [ALNUM] * 4 + ["学"],
+    "consulate": [PROVINCES, LETTERS] + [ALNUM] * 4 + ["领"],
+    "hk_macau": [PROVINCES, "Z"] + [ALNUM] * 4 + ["港澳"],
+    "trailer": [PROVINCES, LETTERS] + [ALNUM] * 4 + ["挂"],
+    "new_energy_small": [PROVINCES, LETTERS, "DF", ALNUM] + [DIGITS] * 4,
+    "new_energy_large": [PROVINCES, LETTERS] + [DIGITS] * 5 + ["DF"],
+    "armed_police": ["W", "J"] + [DIGITS] * 2 + [ALNUM] * 5,
+}
+CHARSET = "".join(sorted(set("".join("".join(classes) for classes in FORMATS.values()))))
+MAX_LENGTH = max(len(f) for f in FORMATS.values())
+
+
+def allowed_next(prefix: str) -> frozenset[str]:
+    """Characters that can follow ``prefix`` in some format."""
+    return _allowed(prefix)
+
+
+_cache: dict[str, frozenset[str]] = {}
+
+
+def _allowed(prefix: str) -> frozenset[str]:
+    hit = _cache.get(prefix)
+    if hit is None:
+        out: set[str] = set()
+        for f in FORMATS.values():
+            if len(prefix) < len(f) and all(c in f[i] for i, c in enumerate(prefix)):
+                out.update(f[len(prefix)])
+        hit = frozenset(out)
+        if len(_cache) < 100_000:
+            _cache[prefix] = hit
+    return hit
+
+
+def kind_of(plate: str) -> str | None:
+    """The format a whole plate matches (more specific first), or None: not a plate."""
+    for kind in ("police", "coach", "consulate", "hk_macau", "trailer", "armed_police",
+                 "new_energy_small", "new_energy_large", "ordinary"):
+        f = FORMATS[kind]
+        if len(plate) == len(f) and all(c in f[i] for i, c in enumerate(plate)):
+            return kind
+    return None
+
+
+def is_plate(text: str) -> bool:
+    return kind_of(text) is not None
+
+
+def normalise(text: str) -> str:
+    """What a technician types into `gatectl plates add`: spaces, dots and dashes dropped,
+    letters upper-case ('粤b 12345' -> '粤B12345')."""
+    return "".join(c for c in text.upper() if c not in " ·.-_")
