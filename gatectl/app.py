@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from gatectl.config import Config, FaceGateConfig, FaceQuality
+from gatectl.config import Config, FaceGateConfig, FaceQuality, PlateGateConfig
 from gatectl.decision import make_entry_checks
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
@@ -111,8 +111,19 @@ class App:
                         self.controls, make_entry_checks(self.cfg.policy.entry_checks),
                         self.cfg.policy.reenroll_after_days, self.clock)
 
-    def face_gates(self) -> list[FaceGate]:
-        return [self.face_gate(g) for g in self.cfg.gates if isinstance(g, FaceGateConfig)]
+    def plate_lane(self, gate: PlateGateConfig):
+        from gatectl.pipelines.plate_lane import PlateLane
+        from gatectl.vision.plate import PlateAnalyzer
+
+        analyzer = PlateAnalyzer(self.models, gate.detector_size, min(0.5, gate.thresholds.detect))
+        return PlateLane(gate, analyzer, self.store, self.recorder, self.controls, self.clock)
+
+    def gate(self, gate):
+        """The pipeline of one configured gate, whatever its kind."""
+        return self.face_gate(gate) if isinstance(gate, FaceGateConfig) else self.plate_lane(gate)
+
+    def gates(self) -> list:
+        return [self.gate(g) for g in self.cfg.gates]
 
     def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):
         """The MQTT client with its command handler and replicator (paho is imported only here).

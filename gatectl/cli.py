@@ -16,9 +16,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from gatectl import plate_format
 from gatectl.app import App, simulated_boards
 from gatectl.camera import CameraGrabber, SourceError
-from gatectl.config import Config, ConfigError, FaceGateConfig, default_config, load_config
+from gatectl.config import Config, ConfigError, PlateGateConfig, default_config, load_config
 from gatectl.decision import resident_state
 from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.events import free_disk_mb
@@ -184,6 +185,67 @@ def cmd_watchlist(args, app_factory) -> int:
         if not store.remove_watch(int(args.id)):
             raise UsageError(f"watchlist remove: no entry #{args.id}")
         print(f"watchlist entry #{args.id} removed")
+    return 0
+
+
+def parse_time(text: str, key: str) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"{key}: cannot read '{text}' (use 2026-11-01 or 2026-11-01T08:00)") from None
+
+
+def cmd_plates(args, app_factory) -> int:
+    """Vehicle lists. Plates are stored exactly as validated: no fuzzy matching, ever."""
+    app = app_factory()
+    store = app.store
+    if args.action == "list":
+        rows = [[p["plate"], p["list"], p["resident"] or "-", p["unit"] or "-", p["note"] or "-",
+                 fmt_time(p["valid_from"]) if p["valid_from"] else "-",
+                 fmt_time(p["valid_to"]) if p["valid_to"] else "-"] for p in store.plates()]
+        print_table(rows, ["plate", "list", "resident", "unit", "note", "from", "to"])
+        return 0
+    if not args.plate:
+        raise UsageError(f"plates {args.action}: give the plate, e.g. 粤B12345")
+    plate = plate_format.normalise(args.plate)
+    if args.action == "remove":
+        n = store.remove_plate(plate, args.list)
+        if not n:
+            raise UsageError(f"plates remove: {plate} is on no list")
+        print(f"{plate} removed from {n} list(s)")
+        return 0
+    if not plate_format.is_plate(plate):
+        raise UsageError(f"plate: '{args.plate}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
+    list_ = args.list or "resident"
+    resident_id = one_resident(app, args.resident).id if args.resident else None
+    if list_ == "visitor" and not args.to:
+        raise UsageError("plates add --list visitor: give --to (end of the visit window)")
+    store.add_plate(plate, list_, resident_id=resident_id, unit=args.unit or "", note=args.note or "",
+                    valid_from=parse_time(args.from_, "--from") if args.from_ else None,
+                    valid_to=parse_time(args.to, "--to") if args.to else None)
+    print(f"{plate} on the {list_} list")
+    return 0
+
+
+def cmd_vehicles(args, app_factory) -> int:
+    app = app_factory()
+    now = app.clock()
+    if args.action == "inside":
+        days = args.days if args.days is not None else max(
+            (g.inside_days_alert for g in app.cfg.gates if isinstance(g, PlateGateConfig)), default=30.0)
+        rows = [[v["plate"], v["lane"], fmt_time(v["entered_at"]), f"{(now - v['entered_at']) / 86400:.1f}",
+                 "LONG STAY" if now - v["entered_at"] > days * 86400 else ""] for v in app.store.vehicles_inside()]
+        print_table(rows, ["plate", "lane", "entered", "days", f"> {days:g} d"])
+        return 0
+    since = parse_since(args.since, now) if args.since else None
+    passes = app.store.vehicle_passes(plate_format.normalise(args.plate) if args.plate else None, since)
+    if args.json:
+        for p in passes:
+            print(json.dumps(p, ensure_ascii=False))
+        return 0
+    rows = [[fmt_time(p["ts"]), p["plate"], p["lane"], p["direction"], p["decision"],
+             "-" if p["inside_s"] is None else f"{p['inside_s'] / 3600:.1f} h", p["event_id"] or "-"] for p in passes]
+    print_table(rows, ["time", "plate", "lane", "direction", "decision", "inside", "event"])
     return 0
 
 
@@ -356,20 +418,59 @@ def cmd_run(args, app_factory) -> int:
     return 0
 
 
-def replay_gate(cfg: Config, name: str | None) -> FaceGateConfig:
-    gates = [g for g in cfg.gates if isinstance(g, FaceGateConfig)]
-    if name:
-        gates = [g for g in gates if g.name == name]
+def replay_gate(cfg: Config, name: str | None):
+    gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
-        raise UsageError(f"--gate: no face gate named '{name}'" if name else "replay: config has no face gate")
+        raise UsageError(f"--gate: no gate named '{name}'" if name else "replay: config has no gate")
     return gates[0]
+
+
+def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
+    """Lane images and videos through a plate lane: one dict per vehicle decided, `no_plate`
+    for an input where no vehicle was decided."""
+    current: str | None = None
+    decided = False
+    last_t = 0.0
+
+    def out(source: str, frame: int | None, decisions) -> None:
+        nonlocal decided
+        for d in decisions:
+            decided = True
+            emit({"source": source, "frame": frame, "gate": d.gate, "plate": d.plate, "color": d.colour,
+                  "decision": d.decision, "reason": d.reason, "score": round(d.score, 4),
+                  "event": d.event.id, "snapshot": d.event.snapshot})
+
+    def close_source() -> None:
+        if current is not None:
+            out(current, None, lane.flush(last_t + 1e6))
+            if not decided:
+                emit({"source": current, "frame": None, "gate": lane.cfg.name, "plate": None, "color": None,
+                      "decision": "no_plate", "reason": "no plate found", "score": None})
+
+    for item in iter_media(paths, still_frames=still_frames):
+        if isinstance(item, MediaError):
+            close_source()
+            current = None
+            print(f"gatectl: {item}", file=sys.stderr)
+            continue
+        if item.source != current or item.index == 0:
+            close_source()
+            lane.reset()
+            current, decided = item.source, False
+        last_t = item.t
+        out(item.source, item.index, lane.process(item.image, item.t))
+    close_source()
+    return 0
 
 
 def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
            still_frames: int = 3) -> int:
     """Feed files through the same gate as `run`; one dict per decision, and one `no_face` per
     input with no usable face. A still is shown for ``still_frames`` frames, as a camera would."""
-    gate = app.face_gate(replay_gate(app.cfg, gate_name))
+    gate_cfg = replay_gate(app.cfg, gate_name)
+    if isinstance(gate_cfg, PlateGateConfig):
+        return replay_plates(app.plate_lane(gate_cfg), paths, emit, still_frames)
+    gate = app.face_gate(gate_cfg)
     current: str | None = None
     decided = seen_faces = False
     problem: str | None = None
@@ -411,8 +512,8 @@ def cmd_replay(args, app_factory) -> int:
             print(json.dumps(d, ensure_ascii=False), flush=True)
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
-            print(f"{Path(d['source']).name}: {d['decision']} {d['resident'] or '-'} ({d['reason']}) "
-                  f"score {score}", flush=True)
+            who = d.get("plate", d.get("resident")) or "-"
+            print(f"{Path(d['source']).name}: {d['decision']} {who} ({d['reason']}) score {score}", flush=True)
 
     return replay(app, args.paths, args.gate, emit)
 
@@ -458,6 +559,25 @@ def build_parser() -> Parser:
     w.add_argument("--resident", metavar="ID", help="put an enrolled resident on the watchlist")
     w.add_argument("--reason", default="")
     w.set_defaults(func=cmd_watchlist)
+
+    pl = sub.add_parser("plates", help="vehicle lists: resident whitelist, visitors, blacklist")
+    pl.add_argument("action", choices=["add", "remove", "list"])
+    pl.add_argument("plate", nargs="?")
+    pl.add_argument("--list", choices=["resident", "visitor", "blacklist"], default=None)
+    pl.add_argument("--resident", metavar="ID", help="the resident the car belongs to")
+    pl.add_argument("--unit")
+    pl.add_argument("--note", help="e.g. the reason for a blacklist entry")
+    pl.add_argument("--from", dest="from_", metavar="TIME", help="valid from (ISO date/time)")
+    pl.add_argument("--to", metavar="TIME", help="valid until (ISO date/time); required for visitors")
+    pl.set_defaults(func=cmd_plates)
+
+    vh = sub.add_parser("vehicles", help="vehicle entry/exit records")
+    vh.add_argument("action", choices=["log", "inside"])
+    vh.add_argument("--plate")
+    vh.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
+    vh.add_argument("--days", type=float, help="inside: flag stays longer than this (default from the lanes)")
+    vh.add_argument("--json", action="store_true")
+    vh.set_defaults(func=cmd_vehicles)
 
     ev = sub.add_parser("events", help="list recorded events")
     ev.add_argument("action", choices=["list"])

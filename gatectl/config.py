@@ -213,7 +213,29 @@ class FaceGateConfig(Strict):
         return self
 
 
-GateConfig = Annotated[Union[FaceGateConfig], Field(discriminator="kind")]
+class PlateThresholds(Strict):
+    detect: float = Field(0.6, ge=0.3, le=1.0, description="Plate detector score needed to act.")
+    char: float = Field(0.4, ge=0.0, le=1.0, description="EVERY character's confidence must reach this.")
+
+
+class PlateGateConfig(Strict):
+    """A vehicle lane: a camera on the lane, the barrier it opens, and the lane's direction."""
+
+    kind: Literal["plate"] = "plate"
+    name: Name
+    camera: Name
+    barrier: Name
+    direction: Literal["entry", "exit"] = "entry"
+    detector_size: Literal[320, 640] = Field(320, description="320: ~8 ms; 640: more reach for small plates.")
+    thresholds: PlateThresholds = PlateThresholds()
+    min_votes: int = Field(2, ge=1, le=20, description="Frames with a whole-plate reading before deciding.")
+    track_timeout_s: float = Field(2.0, gt=0, description="A plate unseen this long: the vehicle has gone.")
+    cooldown_s: float = Field(30.0, ge=0, description="The same plate again within this time is the same vehicle.")
+    open_unknown_on_exit: bool = Field(True, description="Exit lanes let every vehicle out except blacklisted ones.")
+    inside_days_alert: float = Field(30.0, gt=0, description="`gatectl vehicles inside` flags longer stays.")
+
+
+GateConfig = Annotated[Union[FaceGateConfig, PlateGateConfig], Field(discriminator="kind")]
 
 
 class StorageConfig(Strict):
@@ -389,8 +411,10 @@ class Config(Strict):
             used.setdefault(g.camera, g.name)
             if g.camera not in cameras:
                 errors.append(f"gates[{i}].camera: unknown camera '{g.camera}'")
-            if g.door not in doors:
+            if isinstance(g, FaceGateConfig) and g.door not in doors:
                 errors.append(f"gates[{i}].door: unknown door '{g.door}'")
+            if isinstance(g, PlateGateConfig) and g.barrier not in {b.name for b in self.barriers}:
+                errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
         return errors
 
 
@@ -409,7 +433,7 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("face",):  # discriminator tags of the gate union are not keys in the file
+        elif part in ("face", "plate"):  # discriminator tags of the gate union are not keys in the file
             continue
         else:
             out += f".{part}" if out else str(part)

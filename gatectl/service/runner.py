@@ -16,7 +16,6 @@ from pathlib import Path
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
 from gatectl.events import free_disk_mb
-from gatectl.pipelines.face_gate import FaceGate
 from gatectl.service.systemd import sd_notify, watchdog_interval
 
 log = logging.getLogger("gatectl.run")
@@ -29,7 +28,8 @@ DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
 class GateWorker:
     """Pulls the newest frame of one camera and runs one gate on it."""
 
-    def __init__(self, gate: FaceGate, grabber: CameraGrabber, stop: threading.Event):
+    def __init__(self, gate, grabber: CameraGrabber, stop: threading.Event):
+        """``gate``: a FaceGate or a PlateLane (both have ``cfg.name`` and ``process``)."""
         self.gate = gate
         self.grabber = grabber
         self.stop = stop
@@ -88,7 +88,7 @@ class Runner:
         app.directory.start()
         if self.sync is not None:
             self.sync.start()
-        gates = app.face_gates()
+        gates = app.gates()
         for gate in gates:
             grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera))
             self.workers.append(GateWorker(gate, grabber, self.stop))
