@@ -425,41 +425,55 @@ def replay_gate(cfg: Config, name: str | None):
     return gates[0]
 
 
-def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
-    """Lane images and videos through a plate lane: one dict per vehicle decided, `no_plate`
-    for an input where no vehicle was decided."""
+def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
+               frame: Callable) -> None:
+    """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
+    unreadable inputs are reported on stderr and skipped."""
     current: str | None = None
-    decided = False
-    last_t = 0.0
-
-    def out(source: str, frame: int | None, decisions) -> None:
-        nonlocal decided
-        for d in decisions:
-            decided = True
-            emit({"source": source, "frame": frame, "gate": d.gate, "plate": d.plate, "color": d.colour,
-                  "decision": d.decision, "reason": d.reason, "score": round(d.score, 4),
-                  "event": d.event.id, "snapshot": d.event.snapshot})
-
-    def close_source() -> None:
-        if current is not None:
-            out(current, None, lane.flush(last_t + 1e6))
-            if not decided:
-                emit({"source": current, "frame": None, "gate": lane.cfg.name, "plate": None, "color": None,
-                      "decision": "no_plate", "reason": "no plate found", "score": None})
-
     for item in iter_media(paths, still_frames=still_frames):
         if isinstance(item, MediaError):
-            close_source()
+            if current is not None:
+                end()
             current = None
             print(f"gatectl: {item}", file=sys.stderr)
             continue
         if item.source != current or item.index == 0:
-            close_source()
-            lane.reset()
-            current, decided = item.source, False
-        last_t = item.t
-        out(item.source, item.index, lane.process(item.image, item.t))
-    close_source()
+            if current is not None:
+                end()
+            current = item.source
+            begin(current)
+        frame(item)
+    if current is not None:
+        end()
+
+
+def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
+    """Lane images and videos through a plate lane: one dict per vehicle decided, `no_plate`
+    for an input where no vehicle was decided."""
+    state = {"source": None, "decided": False, "t": 0.0}
+
+    def out(frame: int | None, decisions) -> None:
+        for d in decisions:
+            state["decided"] = True
+            emit({"source": state["source"], "frame": frame, "gate": d.gate, "plate": d.plate, "color": d.colour,
+                  "decision": d.decision, "reason": d.reason, "score": round(d.score, 4),
+                  "event": d.event.id, "snapshot": d.event.snapshot})
+
+    def begin(source: str) -> None:
+        lane.reset()
+        state.update(source=source, decided=False)
+
+    def end() -> None:
+        out(None, lane.flush(state["t"] + 1e6))
+        if not state["decided"]:
+            emit({"source": state["source"], "frame": None, "gate": lane.cfg.name, "plate": None, "color": None,
+                  "decision": "no_plate", "reason": "no plate found", "score": None})
+
+    def frame(item) -> None:
+        state["t"] = item.t
+        out(item.index, lane.process(item.image, item.t))
+
+    walk_media(paths, still_frames, begin, end, frame)
     return 0
 
 
@@ -471,36 +485,31 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
     if isinstance(gate_cfg, PlateGateConfig):
         return replay_plates(app.plate_lane(gate_cfg), paths, emit, still_frames)
     gate = app.face_gate(gate_cfg)
-    current: str | None = None
-    decided = seen_faces = False
-    problem: str | None = None
+    state: dict = {"source": None, "decided": False, "seen": False, "problem": None}
 
-    def close_source() -> None:
-        if current is not None and not decided:
-            emit({"source": current, "decision": "no_face", "resident": None,
-                  "reason": problem or ("no face found" if not seen_faces else "no decision"), "score": None})
+    def begin(source: str) -> None:
+        gate.reset()
+        state.update(source=source, decided=False, seen=False, problem=None)
 
-    for item in iter_media(paths, still_frames=still_frames):
-        if isinstance(item, MediaError):
-            close_source()
-            current = None
-            print(f"gatectl: {item}", file=sys.stderr)
-            continue
-        if item.source != current or item.index == 0:
-            close_source()
-            gate.reset()
-            current, decided, seen_faces, problem = item.source, False, False, None
+    def end() -> None:
+        if not state["decided"]:
+            emit({"source": state["source"], "decision": "no_face", "resident": None,
+                  "reason": state["problem"] or ("no face found" if not state["seen"] else "no decision"),
+                  "score": None})
+
+    def frame(item) -> None:
         for d in gate.process(item.image, item.t):
-            decided = True
+            state["decided"] = True
             emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
                   "resident": d.resident, "reason": d.reason, "score": round(d.score, 4),
                   "event": d.event.id, "snapshot": d.event.snapshot})
         observed = gate.last_observations
-        seen_faces = seen_faces or bool(observed)
+        state["seen"] = state["seen"] or bool(observed)
         poor = [o.quality.problem for o in observed if not o.quality.ok]
         if poor and len(poor) == len(observed):
-            problem = poor[0]
-    close_source()
+            state["problem"] = poor[0]
+
+    walk_media(paths, still_frames, begin, end, frame)
     return 0
 
 

@@ -78,3 +78,14 @@ def run_cli(*args: str, data: Path | None = None, config: Path | None = None) ->
     if data:
         cmd += ["--data", str(data)]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A Mosquitto of this test's own on a free port (tests/broker.py), killed afterwards."""
+    from tests.broker import Broker
+
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop(kill=True)

@@ -38,3 +38,16 @@ def test_bench_serial_is_clean_at_both_bauds():
         assert out["grant_to_frame_ms"][baud]["p50"] > 0
         c = out["driver_counters"][baud]
         assert c["commands_ok"] == 5 and c["timeouts"] == 0 and c["bad_frames"] == 0
+
+
+def test_eval_plates_reads_every_scene_plate():
+    out = last_json("scripts/eval_plates.py", "--crops", str(DATA / "plates" / "crops"),
+                    "--scenes", str(DATA / "plates" / "scenes"))
+    assert out["crops"] == 5 and out["crop_exact"] == 5 and out["char_accuracy"] == 1.0
+    assert out["scene_plates"] == 13 and out["scene_recall"] == 1.0 and out["scene_precision"] == 1.0
+
+
+def test_bench_plates_reports_detection_and_reading():
+    out = last_json("scripts/bench_plates.py", "--iterations", "5")
+    assert out["frame"] == "1280x720" and out["plates"] == ["苏ED51712"]
+    assert {"p50", "p95", "max"} <= set(out["analyze_ms"]) and out["decisions"] == 1

@@ -21,7 +21,7 @@ from gatectl.sync.central import Central
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
 from tests.broker import Broker
-from tests.conftest import FACES, REPO, run_cli
+from tests.conftest import FACES, REPO
 
 SITE = "garden"
 
@@ -35,14 +35,6 @@ def wait_for(cond, timeout: float, what: str, step: float = 0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(step)
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop(kill=True)
 
 
 def sync_cfg(broker: Broker, device: str, keys: dict[str, str] | None = None, **extra) -> dict:

@@ -9,9 +9,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
-import pytest
 
 from gatectl.config import SyncConfig, TlsConfig
 from gatectl.sync.central import Central
@@ -66,14 +64,6 @@ health_interval_s = 2
 def start(cfg, data) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data", str(data), "run"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop(kill=True)
 
 
 def test_daemon_status_events_remote_open_reload_and_last_will(tmp_path, broker):
