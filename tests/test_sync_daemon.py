@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 
-
 from gatectl.config import SyncConfig, TlsConfig
 from gatectl.sync.central import Central
 from tests.broker import Broker, make_pki
