@@ -206,5 +206,7 @@ barrier = "arm"
     assert all(set(o) >= {"plate", "color", "decision", "reason", "score"} for o in out)
     r = run_cli("vehicles", "log", "--json", config=cfg_path, data=d)
     assert [json.loads(l)["plate"] for l in r.stdout.splitlines()] == ["皖K66666", "京EA5331"]
+    r = run_cli("vehicles", "inside", "--days", "0", config=cfg_path, data=d)
+    assert [l.split()[0] for l in r.stdout.splitlines()[1:]] == ["皖K66666"] and "LONG STAY" in r.stdout, r.stdout
     r = run_cli("plates", "list", config=cfg_path, data=d)
     assert "粤B12345" in r.stdout and "皖K66666" in r.stdout

@@ -220,7 +220,8 @@ def test_device_can_request_a_full_resync(tmp_path, broker):
 def keyed(tmp_path, broker, central):
     key = generate_private_key()
     cfg = sync_cfg(broker, "dev-k", {"k1": public_key_b64(key)})
-    cfg |= {"outputs": [{"name": "door"}], "doors": [{"name": "front", "output": "door"}]}
+    cfg |= {"outputs": [{"name": "door"}, {"name": "arm", "channel": 1}], "doors": [{"name": "front", "output": "door"}],
+            "barriers": [{"name": "lane", "open_output": "arm"}]}
     dev = Device(tmp_path / "k", cfg)
     yield key, dev, central
     dev.close()
@@ -293,6 +294,9 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert dev.app.store.resident(r.id).status == "suspended"
     assert run("resident.status", {"uid": "nobody", "status": "active", "version": 11})["error"].startswith("args.uid")
     assert run("self.destruct", {})["error"].startswith("unknown command 'self.destruct'")
+    assert run("barrier.open", {"barrier": "lane"})["result"] == "barrier lane opened"
+    assert dev.app.boards["main"].history[-1].channel == 1
+    assert run("barrier.open", {"barrier": "nope"})["error"].startswith("args.barrier: unknown barrier")
 
 
 def test_username_and_password_from_a_file(tmp_path):

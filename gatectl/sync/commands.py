@@ -39,6 +39,7 @@ class CommandHandler:
         self.clock = clock
         self._run = {
             "door.open": self._door_open,
+            "barrier.open": self._barrier_open,
             "display.announce": self._announce,
             "watchlist.add": self._watch_add,
             "watchlist.remove": self._watch_remove,
@@ -75,6 +76,15 @@ class CommandHandler:
             raise CommandFailed(f"args.door: unknown door {door!r} (doors: {', '.join(self.controls.doors)})")
         self.controls.grant(door)
         return f"door {door} unlocked"
+
+    def _barrier_open(self, args: dict) -> str:
+        """The guard on duty lets an unknown vehicle in from the centre's console."""
+        barrier = args.get("barrier")
+        if barrier not in self.controls.barriers:
+            raise CommandFailed(f"args.barrier: unknown barrier {barrier!r} "
+                                f"(barriers: {', '.join(self.controls.barriers) or 'none'})")
+        self.controls.open_barrier(barrier)
+        return f"barrier {barrier} opened"
 
     def _announce(self, args: dict) -> str:
         text = args.get("text")
