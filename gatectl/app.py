@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from gatectl.config import Config, FaceGateConfig, FaceQuality, PlateGateConfig
+from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
 from gatectl.decision import make_entry_checks
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
@@ -118,9 +118,23 @@ class App:
         analyzer = PlateAnalyzer(self.models, gate.detector_size, min(0.5, gate.thresholds.detect))
         return PlateLane(gate, analyzer, self.store, self.recorder, self.controls, self.clock)
 
+    def ebike_gate(self, gate: EbikeGateConfig):
+        from gatectl.pipelines.ebike_gate import EbikeGate
+        from gatectl.vision.object_detect import YoloxDetector
+
+        d = gate.detector
+        session = self.models.session_for_file(d.file) if d.file else self.models.session(d.model)
+        detector = YoloxDetector(session, d.input_size, d.classes, d.threshold, d.tiles)
+        elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
+        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock)
+
     def gate(self, gate):
         """The pipeline of one configured gate, whatever its kind."""
-        return self.face_gate(gate) if isinstance(gate, FaceGateConfig) else self.plate_lane(gate)
+        if isinstance(gate, FaceGateConfig):
+            return self.face_gate(gate)
+        if isinstance(gate, PlateGateConfig):
+            return self.plate_lane(gate)
+        return self.ebike_gate(gate)
 
     def gates(self) -> list:
         return [self.gate(g) for g in self.cfg.gates]

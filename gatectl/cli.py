@@ -19,7 +19,7 @@ from pathlib import Path
 from gatectl import plate_format
 from gatectl.app import App, simulated_boards
 from gatectl.camera import CameraGrabber, SourceError
-from gatectl.config import Config, ConfigError, PlateGateConfig, default_config, load_config
+from gatectl.config import Config, ConfigError, EbikeGateConfig, PlateGateConfig, default_config, load_config
 from gatectl.decision import resident_state
 from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.events import free_disk_mb
@@ -477,6 +477,36 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
     return 0
 
 
+def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
+    """Elevator images and videos through an e-bike gate: a line when an e-bike is confirmed
+    (the hold starts) or gone, and a `clear` line for an input where none was confirmed."""
+    state: dict = {"source": None, "confirmed": False, "best": None}
+
+    def begin(source: str) -> None:
+        gate.reset()
+        state.update(source=source, confirmed=False, best=None)
+
+    def end() -> None:
+        if not state["confirmed"]:
+            best = state["best"]
+            emit({"source": state["source"], "frame": None, "gate": gate.cfg.name, "decision": "clear",
+                  "reason": "no e-bike confirmed", "score": None if best is None else round(best.score, 4),
+                  "label": None if best is None else best.label})
+
+    def frame(item) -> None:
+        for d in gate.process(item.image, item.t):
+            state["confirmed"] = state["confirmed"] or d.decision == "ebike"
+            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
+                  "reason": d.reason, "score": round(d.score, 4),
+                  "boxes": [[round(float(v)) for v in x.box] for x in gate.last_detections]})
+        for det in gate.last_detections:
+            if state["best"] is None or det.score > state["best"].score:
+                state["best"] = det
+
+    walk_media(paths, still_frames, begin, end, frame)
+    return 0
+
+
 def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
            still_frames: int = 3) -> int:
     """Feed files through the same gate as `run`; one dict per decision, and one `no_face` per
@@ -484,6 +514,8 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
     gate_cfg = replay_gate(app.cfg, gate_name)
     if isinstance(gate_cfg, PlateGateConfig):
         return replay_plates(app.plate_lane(gate_cfg), paths, emit, still_frames)
+    if isinstance(gate_cfg, EbikeGateConfig):
+        return replay_ebike(app.ebike_gate(gate_cfg), paths, emit, still_frames)
     gate = app.face_gate(gate_cfg)
     state: dict = {"source": None, "decided": False, "seen": False, "problem": None}
 
@@ -521,7 +553,7 @@ def cmd_replay(args, app_factory) -> int:
             print(json.dumps(d, ensure_ascii=False), flush=True)
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
-            who = d.get("plate", d.get("resident")) or "-"
+            who = d.get("plate", d.get("resident", d.get("label"))) or "-"
             print(f"{Path(d['source']).name}: {d['decision']} {who} ({d['reason']}) score {score}", flush=True)
 
     return replay(app, args.paths, args.gate, emit)

@@ -235,7 +235,57 @@ class PlateGateConfig(Strict):
     inside_days_alert: float = Field(30.0, gt=0, description="`gatectl vehicles inside` flags longer stays.")
 
 
-GateConfig = Annotated[Union[FaceGateConfig, PlateGateConfig], Field(discriminator="kind")]
+class EbikeDetectorConfig(Strict):
+    """The detector of an e-bike gate: the bundled YOLOX-nano (COCO) or a site's own YOLOX export."""
+
+    model: str = Field("yolox_nano", description="Registry name in the models folder.")
+    file: Path | None = Field(None, description="A YOLOX-family ONNX of your own instead (sha256 not checked).")
+    input_size: int = Field(416, ge=160, le=1280, multiple_of=32)
+    classes: dict[str, int] = Field(
+        default_factory=lambda: {"bicycle": 1, "motorcycle": 3},
+        description="Class name -> output index, for every class the gate looks at.")
+    ebike_classes: list[str] = Field(
+        default_factory=lambda: ["motorcycle"], description="Classes that count as an e-bike / moped / scooter.")
+    threshold: float = Field(0.15, ge=0.01, le=1.0)
+    tiles: bool = Field(True, description="Also look at 4 overlapping tiles of the car region (x5 time).")
+
+    @model_validator(mode="after")
+    def _known(self) -> EbikeDetectorConfig:
+        unknown = [c for c in self.ebike_classes if c not in self.classes]
+        if unknown:
+            raise ValueError(f"ebike_classes {unknown} are not in classes")
+        return self
+
+
+class EbikeGateConfig(Strict):
+    """A camera in an elevator car: a confirmed e-bike holds the doors through the elevator."""
+
+    kind: Literal["ebike"] = "ebike"
+    name: Name
+    camera: Name
+    elevator: Name
+    detector: EbikeDetectorConfig = EbikeDetectorConfig()
+    car_region: list[tuple[float, float]] | None = Field(
+        None, description="Polygon of the car floor in 0..1 image coordinates; the landing outside is ignored.")
+    bicycles_allowed: bool = Field(True, description="False: a 'bicycle' detection also holds the car.")
+    confirm_frames: int = Field(3, ge=1, description="Frames with an e-bike needed ...")
+    confirm_window: int = Field(5, ge=1, description="... among the last this many.")
+    announcement: str = Field("电动车禁止进入电梯，请推出轿厢。E-bikes are not allowed in the lift, please take it out.",
+                              min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _checks(self) -> EbikeGateConfig:
+        if self.confirm_frames > self.confirm_window:
+            raise ValueError("confirm_frames must not exceed confirm_window")
+        if self.car_region is not None:
+            if len(self.car_region) < 3:
+                raise ValueError("car_region needs at least 3 points")
+            if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in self.car_region):
+                raise ValueError("car_region points are fractions of the image (0..1)")
+        return self
+
+
+GateConfig = Annotated[Union[FaceGateConfig, PlateGateConfig, EbikeGateConfig], Field(discriminator="kind")]
 
 
 class StorageConfig(Strict):
@@ -415,6 +465,8 @@ class Config(Strict):
                 errors.append(f"gates[{i}].door: unknown door '{g.door}'")
             if isinstance(g, PlateGateConfig) and g.barrier not in {b.name for b in self.barriers}:
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
+            if isinstance(g, EbikeGateConfig) and g.elevator not in {e.name for e in self.elevators}:
+                errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
         return errors
 
 
@@ -433,7 +485,7 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("face", "plate"):  # discriminator tags of the gate union are not keys in the file
+        elif part in ("face", "plate", "ebike"):  # discriminator tags of the gate union are not keys in the file
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -22,7 +22,12 @@ def test_example_configs_validate(path: Path):
     assert cfg.gates or cfg.elevators or cfg.barriers, "every example drives something"
     for g in cfg.gates:
         assert cfg.camera(g.camera)
-        assert cfg.door(g.door) if g.kind == "face" else any(b.name == g.barrier for b in cfg.barriers)
+        if g.kind == "face":
+            assert cfg.door(g.door)
+        elif g.kind == "plate":
+            assert any(b.name == g.barrier for b in cfg.barriers)
+        else:
+            assert any(e.name == g.elevator for e in cfg.elevators)
 
 
 def test_defaults_are_one_face_gate_with_simulated_relay():

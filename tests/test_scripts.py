@@ -51,3 +51,14 @@ def test_bench_plates_reports_detection_and_reading():
     out = last_json("scripts/bench_plates.py", "--iterations", "5")
     assert out["frame"] == "1280x720" and out["plates"] == ["苏ED51712"]
     assert {"p50", "p95", "max"} <= set(out["analyze_ms"]) and out["decisions"] == 1
+
+
+def test_eval_ebike_counts_recall_and_false_alarms():
+    out = last_json("scripts/eval_ebike.py", "--images", str(DATA / "ebike"), "--negatives", str(DATA / "faces"))
+    assert out["positives"] == 6 and out["negatives"] >= 16
+    assert out["false_alarms"] == 0 and out["found"] >= 3  # what the shipped model reaches (MANIFEST)
+
+
+def test_bench_ebike_times_the_detector_and_the_relay_path():
+    out = last_json("scripts/bench_ebike.py", "--iterations", "3", "--confirmations", "3")
+    assert out["input_size"] == 416 and out["confirm_to_relay_ms"]["p50"] > 0

@@ -118,6 +118,16 @@ class ModelStore:
             _SESSIONS[key] = self._open(name, path)
         return _SESSIONS[key]
 
+    def session_for_file(self, path: Path):
+        """A session for a site's own model file (not in the registry, so no sha256 check)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        key = path.resolve()
+        if key not in _SESSIONS:
+            _SESSIONS[key] = self._open(path.name, path)
+        return _SESSIONS[key]
+
     def _open(self, name: str, path: Path):
         import onnxruntime as ort
 

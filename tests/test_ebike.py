@@ -1,0 +1,147 @@
+"""Elevator e-bike gate on the repo's real elevator CCTV frames, with the shipped detector:
+what it finds, that people-only images never hold a car, the car region, confirmation, the hold
+through the elevator state machine, and replay. The shipped YOLOX-nano (COCO) misses the covered
+or top-down mopeds of three frames; those are strict xfails, so a better model makes them fail
+loudly until the expectations are raised."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatectl.app import App, simulated_boards
+from gatectl.config import parse_config
+from gatectl.media import read_image
+from tests.conftest import DATA, FACES, run_cli
+
+EBIKE = DATA / "ebike"
+FOUND = ["paddle_elevator_pic_1.png", "paddle_elevator_pic_4.png", "we0091234_moto.png"]
+MISSED = ["paddle_elevator_det_test.jpg", "paddle_elevator_pic_2.png", "paddle_elevator_pic_3.png"]
+
+
+def site(**gate) -> dict:
+    return {"outputs": [{"name": "hold", "channel": 0, "max_on_s": 5}, {"name": "buzzer", "channel": 1}],
+            "inputs": [{"name": "fire", "index": 7, "role": "fire_alarm"}],
+            "elevators": [{"name": "car_a", "hold_output": "hold", "alarm_output": "buzzer"}],
+            "cameras": [{"name": "car", "source": str(EBIKE), "kind": "images"}],
+            "gates": [{"kind": "ebike", "name": "cam", "camera": "car", "elevator": "car_a", **gate}]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def rig(tmp_path):
+    def make(**gate):
+        cfg = parse_config(site(**gate))
+        clock = Clock()
+        boards = simulated_boards(cfg)
+        boards["main"].clock = clock
+        app = App(cfg, tmp_path, boards=boards, clock=clock)
+        app.controls.clock = clock
+        return app, app.ebike_gate(cfg.gates[0]), boards["main"], clock
+    return make
+
+
+@pytest.mark.parametrize("file", FOUND)
+def test_ebikes_found(rig, file):
+    _, gate, _, _ = rig()
+    dets = gate.find(read_image(EBIKE / file))
+    assert dets and dets[0].label == "motorcycle"
+
+
+@pytest.mark.parametrize("file", MISSED)
+@pytest.mark.xfail(strict=True, reason="YOLOX-nano (COCO) does not see covered / top-down e-mopeds (MANIFEST)")
+def test_ebikes_the_shipped_model_misses(rig, file):
+    _, gate, _, _ = rig()
+    assert gate.find(read_image(EBIKE / file))
+
+
+def test_no_detection_on_people_only_images(rig):
+    _, gate, _, _ = rig()
+    for photo in sorted(FACES.glob("*.jp*g")) + sorted(FACES.glob("*.png")):
+        assert gate.find(read_image(photo)) == [], photo.name
+
+
+def test_bicycles_count_only_where_they_are_not_allowed(rig):
+    _, allowed, _, _ = rig()
+    _, banned, _, _ = rig(bicycles_allowed=False)
+    image = read_image(EBIKE / "yolox_dog_bicycle.jpg")
+    assert allowed.find(image) == []
+    assert {d.label for d in banned.find(image)} == {"bicycle"}
+
+
+def test_car_region_ignores_the_landing(rig):
+    image = read_image(EBIKE / "paddle_elevator_pic_1.png")  # moped at the lower middle of the car
+    _, right_half, _, _ = rig(car_region=[(0.65, 0.0), (1.0, 0.0), (1.0, 1.0), (0.65, 1.0)])
+    _, left_part, _, _ = rig(car_region=[(0.0, 0.0), (0.65, 0.0), (0.65, 1.0), (0.0, 1.0)])
+    assert right_half.find(image) == []
+    assert left_part.find(image)
+
+
+def test_confirmed_ebike_holds_the_car_and_release_after_absence(rig):
+    app, gate, relay, clock = rig()
+    moped = read_image(EBIKE / "paddle_elevator_pic_1.png")
+    people = read_image(FACES / "obama_01.jpg")
+    assert gate.process(moped, 0.0) == [] and gate.process(people, 0.2) == []  # 1 of 3: not yet
+    assert not relay.is_on(0)
+    decided = gate.process(moped, 0.4) + gate.process(moped, 0.6)
+    assert [d.decision for d in decided] == ["ebike"]
+    assert relay.is_on(0) and relay.is_on(1)  # doors held, alarm sounding
+    assert all(p.seconds == 3 for p in relay.history if p.channel == 0)  # pulses, never a latch
+    started = app.store.events()[-1]
+    assert started.reason == "hold_started: e-bike in the car" and started.snapshot
+    assert [a["text"] for a in app.store.announcements()][0].startswith("电动车禁止进入电梯")
+    for i in range(5):  # the e-bike is wheeled out
+        clock.t += 1.0
+        gate.process(people, 1.0 + i)
+        app.controls.poll()
+    clock.t += 1.0
+    app.controls.poll()
+    assert not relay.is_on(0)
+    assert app.store.events()[-1].reason.startswith("hold_ended: e-bike gone")
+
+
+def test_fire_alarm_prevents_the_hold(rig):
+    app, gate, relay, clock = rig()
+    app.controls.poll()
+    relay.set_input(7, True)
+    app.controls.poll()
+    moped = read_image(EBIKE / "paddle_elevator_pic_1.png")
+    for i in range(4):
+        gate.process(moped, i * 0.2)
+    assert not relay.is_on(0)
+
+
+def test_replay_prints_ebike_decisions(tmp_path):
+    cfg = tmp_path / "car.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "car"
+source = "{EBIKE}"
+
+[[outputs]]
+name = "hold"
+
+[[elevators]]
+name = "car_a"
+hold_output = "hold"
+
+[[gates]]
+kind = "ebike"
+name = "cam"
+camera = "car"
+elevator = "car_a"
+""")
+    r = run_cli("replay", "--json", str(EBIKE / "paddle_elevator_pic_1.png"), str(FACES / "obama_01.jpg"),
+                config=cfg, data=tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [(o["source"].split("/")[-1], o["decision"]) for o in out] == [("paddle_elevator_pic_1.png", "ebike"),
+                                                                           ("obama_01.jpg", "clear")]
