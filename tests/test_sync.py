@@ -320,3 +320,19 @@ def test_username_and_password_from_a_file(tmp_path):
         app.close()
     finally:
         b.stop()
+
+
+def test_sync_cli_works_without_broker_or_daemon(tmp_path):
+    from tests.conftest import run_cli
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[device]\nid = "d1"\nsite = "s"\n[sync]\nenabled = true\nport = 1\n')
+    d = tmp_path / "state"
+    r = run_cli("sync", "resync", config=cfg, data=d)
+    assert r.returncode == 0 and "resync requested" in r.stdout, r.stderr
+    r = run_cli("sync", "status", config=cfg, data=d)
+    assert r.returncode == 0
+    stats = dict(line.split(None, 1) for line in r.stdout.splitlines())
+    assert stats["pending"] == "1" and stats["dropped_events"] == "0"
+    r = run_cli("sync", "status", data=d)  # built-in defaults: sync off
+    assert r.returncode == 2 and "not enabled" in r.stderr
