@@ -202,3 +202,16 @@ def test_barrier_auto_closes_when_no_vehicle_comes():
     assert b.tick(29.0) == []
     assert b.tick(30.0) == []  # arm closes by itself: nothing to pulse, state follows
     assert b.state == "closing"
+
+
+def test_remote_release_ends_the_hold_until_the_ebike_has_gone():
+    h = hold()
+    h.ebike(0.0)
+    actions = h.release(10.0)
+    assert Latch("hold", False) in actions and Latch("buzzer", False) in actions
+    assert kinds(actions) == ["hold_released"] and not h.holding
+    h.ebike(11.0)  # the same object still seen: no new hold, no pulses
+    assert not any(isinstance(a, Pulse) for a in h.tick(12.0))
+    assert kinds(h.tick(16.5)) == ["ebike_gone"]
+    assert kinds(h.ebike(20.0)) == ["hold_started"]
+    assert hold().release(0.0) == []  # nothing to release

@@ -220,8 +220,9 @@ def test_device_can_request_a_full_resync(tmp_path, broker):
 def keyed(tmp_path, broker, central):
     key = generate_private_key()
     cfg = sync_cfg(broker, "dev-k", {"k1": public_key_b64(key)})
-    cfg |= {"outputs": [{"name": "door"}, {"name": "arm", "channel": 1}], "doors": [{"name": "front", "output": "door"}],
-            "barriers": [{"name": "lane", "open_output": "arm"}]}
+    cfg |= {"outputs": [{"name": "door"}, {"name": "arm", "channel": 1}, {"name": "hold", "channel": 2}],
+            "doors": [{"name": "front", "output": "door"}], "barriers": [{"name": "lane", "open_output": "arm"}],
+            "elevators": [{"name": "car", "hold_output": "hold"}]}
     dev = Device(tmp_path / "k", cfg)
     yield key, dev, central
     dev.close()
@@ -297,6 +298,10 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert run("barrier.open", {"barrier": "lane"})["result"] == "barrier lane opened"
     assert dev.app.boards["main"].history[-1].channel == 1
     assert run("barrier.open", {"barrier": "nope"})["error"].startswith("args.barrier: unknown barrier")
+    dev.app.controls.ebike("car")
+    assert dev.app.boards["main"].is_on(2)
+    assert run("elevator.release", {"elevator": "car"})["result"] == "elevator car released"
+    assert not dev.app.boards["main"].is_on(2)
 
 
 def test_username_and_password_from_a_file(tmp_path):

@@ -12,13 +12,15 @@ back into service. The alarm output (buzzer, voice module) is driven the same wa
   alarm keeps sounding while the e-bike stays, and a new hold needs the e-bike to leave first.
 - An active fire alarm releases the hold at once and blocks any new one: in fire service the
   lift belongs to the fire brigade.
+- Staff can release a hold remotely (a false alarm: a pram taken for a moped); like a capped hold,
+  it does not come back until the object has left the car.
 """
 
 from __future__ import annotations
 
 from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 
-IDLE, HOLDING, CAPPED = "idle", "holding", "capped"
+IDLE, HOLDING, CAPPED, RELEASED = "idle", "holding", "capped", "released"
 
 
 class ElevatorHold:
@@ -81,9 +83,21 @@ class ElevatorHold:
             self.state = CAPPED
             return [Latch(self.hold_output, False),
                     Alarm("hold_cap_reached", f"e-bike still in the car after {self.cap_s:g} s; doors released")]
-        if now - self._last_pulse >= self.renew_s:
+        if self.state != RELEASED and now - self._last_pulse >= self.renew_s:
             return self._pulses(now)
         return []
+
+    def release(self, now: float, who: str = "remote") -> list[Action]:
+        """Let the car go now; the alarm stops too. No new hold until the object has gone."""
+        if self.state == IDLE:
+            return []
+        out: list[Action] = []
+        if self.state == HOLDING:
+            out.append(Latch(self.hold_output, False))
+        if self.alarm_output:
+            out.append(Latch(self.alarm_output, False))
+        self.state = RELEASED
+        return [*out, Notice("hold_released", f"by {who} after {now - self._started:.0f} s")]
 
     def fire_alarm(self, now: float, active: bool) -> list[Action]:
         if active == self.fire:

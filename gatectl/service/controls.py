@@ -73,6 +73,10 @@ class Controls:
         with self._lock:
             self._apply(elevator, self.elevators[elevator].ebike(self.clock()), image)
 
+    def release_elevator(self, elevator: str, who: str = "remote") -> None:
+        with self._lock:
+            self._apply(elevator, self.elevators[elevator].release(self.clock(), who))
+
     # ---- called by the supervisor --------------------------------------------------------
 
     def input_states(self) -> dict[str, bool | None]:

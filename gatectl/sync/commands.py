@@ -40,6 +40,7 @@ class CommandHandler:
         self._run = {
             "door.open": self._door_open,
             "barrier.open": self._barrier_open,
+            "elevator.release": self._elevator_release,
             "display.announce": self._announce,
             "watchlist.add": self._watch_add,
             "watchlist.remove": self._watch_remove,
@@ -85,6 +86,15 @@ class CommandHandler:
                                 f"(barriers: {', '.join(self.controls.barriers) or 'none'})")
         self.controls.open_barrier(barrier)
         return f"barrier {barrier} opened"
+
+    def _elevator_release(self, args: dict) -> str:
+        """Property staff release an e-bike hold they judge a false alarm (field practice)."""
+        elevator = args.get("elevator")
+        if elevator not in self.controls.elevators:
+            raise CommandFailed(f"args.elevator: unknown elevator {elevator!r} "
+                                f"(elevators: {', '.join(self.controls.elevators) or 'none'})")
+        self.controls.release_elevator(elevator, "central")
+        return f"elevator {elevator} released"
 
     def _announce(self, args: dict) -> str:
         text = args.get("text")
