@@ -247,7 +247,8 @@ class EbikeDetectorConfig(Strict):
     ebike_classes: list[str] = Field(
         default_factory=lambda: ["motorcycle"], description="Classes that count as an e-bike / moped / scooter.")
     threshold: float = Field(0.15, ge=0.01, le=1.0)
-    tiles: bool = Field(True, description="Also look at 4 overlapping tiles of the car region (x5 time).")
+    tiles: int = Field(2, ge=1, le=4, description="1: whole region only; 2/3/4: also a 2x2/3x3/4x4 grid of "
+                                                   "overlapping tiles (one model run each: more reach, more time).")
 
     @model_validator(mode="after")
     def _known(self) -> EbikeDetectorConfig:

@@ -3,8 +3,9 @@
 Pluggable: any YOLOX export with the standard head (``[1, A, 5 + C]`` rows ``x, y, w, h, obj,
 class probs`` over strides 8/16/32, input BGR 0..255 letterboxed top-left with pad 114) works,
 with its class map in the config - so a site can drop in a model trained on its own cars.
-Optionally the image is also cut into 4 overlapping tiles (60% of each side): in a top-down
-wide-angle car a two-wheeler is small and distorted, and the tiles give the model more pixels.
+Optionally the image is also cut into a grid of overlapping tiles (2x2 of 60% of each side, 3x3
+of 45%, 4x4 of 35%): in a top-down wide-angle car a two-wheeler is small and distorted, and the
+tiles give the model more pixels, at one model run per tile.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-TILE = 0.6
+TILE_FRACTION = {2: 0.6, 3: 0.45, 4: 0.35}  # grid -> tile side as a fraction of the image
 NMS_IOU = 0.45
 
 
@@ -26,7 +27,8 @@ class Detection:
 
 
 class YoloxDetector:
-    def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: bool = True):
+    def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
+        """``tiles``: 1 = the whole image only; 2, 3, 4 = also a 2x2, 3x3 or 4x4 grid of tiles."""
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.size = input_size
@@ -62,9 +64,12 @@ class YoloxDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         views = [(0, 0, w, h)]
-        if self.tiles:
-            tw, th = int(w * TILE), int(h * TILE)
-            views += [(x, y, x + tw, y + th) for x in (0, w - tw) for y in (0, h - th)]
+        if self.tiles > 1:
+            frac = TILE_FRACTION[self.tiles]
+            tw, th = int(w * frac), int(h * frac)
+            xs = np.linspace(0, w - tw, self.tiles).astype(int)
+            ys = np.linspace(0, h - th, self.tiles).astype(int)
+            views += [(x, y, x + tw, y + th) for x in xs for y in ys]
         boxes, scores, labels = [], [], []
         for x0, y0, x1, y1 in views:
             b, s, k = self._run(image[y0:y1, x0:x1])
