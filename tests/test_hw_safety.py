@@ -189,3 +189,60 @@ def test_doctor_reports_an_unplugged_board_and_a_working_one(tmp_path, board):
     live = site_config(tmp_path, board.port, camera_photo=None)
     r = run_cli("doctor", "--camera-timeout", "1", config=live, data=tmp_path / "s")
     assert "[ok] relay board main: online (modbus)" in r.stdout.splitlines(), r.stdout
+
+
+def test_elevator_hold_from_a_running_daemon_lapses_when_it_is_killed(tmp_path, board):
+    """`gatectl run` with an e-bike gate on a looping elevator frame: the hold contact is only ever
+    renewed flash-on pulses, never a latch, and a SIGKILL leaves the car free within one pulse."""
+    cam = tmp_path / "car"
+    cam.mkdir()
+    (cam / "a.png").write_bytes((REPO / "tests/data/ebike/paddle_elevator_pic_1.png").read_bytes())
+    cfg = tmp_path / "lift.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "car"
+source = "{cam}"
+kind = "images"
+fps = 5
+loop = true
+max_frame_age_ms = 3000
+
+[[boards]]
+name = "main"
+driver = "modbus"
+port = "{board.port}"
+timeout_ms = 100
+poll_ms = 30
+
+[[outputs]]
+name = "hold"
+channel = 2
+max_on_s = 5
+
+[[elevators]]
+name = "car_a"
+hold_output = "hold"
+pulse_s = 2
+renew_s = 0.5
+
+[[gates]]
+kind = "ebike"
+name = "cam"
+camera = "car"
+elevator = "car_a"
+""")
+    proc = start_run(cfg, tmp_path / "state")
+    try:
+        assert wait_for(lambda: board.coils()[2], 90), "the car was never held"
+        time.sleep(2.5)  # renewals keep it held past one pulse
+        assert board.coils()[2]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = time.monotonic()
+        assert wait_for(lambda: not board.coils()[2], 5), "the board must drop the hold by itself"
+        assert time.monotonic() - killed_at <= 2.5
+    finally:
+        proc.kill()
+        proc.communicate()
+    writes = [f for f in board.frames() if f[1] == 0x05 and f[3] == 2]
+    assert len(writes) >= 3 and all(f == flash_on(1, 2, 2.0) for f in writes), [f.hex() for f in writes]
