@@ -71,28 +71,28 @@ class CommandHandler:
         self.recorder.record("sync", "command", "granted", f"{what}: {result}")
         return {"id": body["id"], "ok": True, "result": result}
 
+    @staticmethod
+    def _target(args: dict, kind: str, known: dict) -> str:
+        """``args[kind]`` when it names a configured door / barrier / elevator; else why not."""
+        name = args.get(kind)
+        if name not in known:
+            raise CommandFailed(f"args.{kind}: unknown {kind} {name!r} ({kind}s: {', '.join(known) or 'none'})")
+        return name
+
     def _door_open(self, args: dict) -> str:
-        door = args.get("door")
-        if door not in self.controls.doors:
-            raise CommandFailed(f"args.door: unknown door {door!r} (doors: {', '.join(self.controls.doors)})")
+        door = self._target(args, "door", self.controls.doors)
         self.controls.grant(door)
         return f"door {door} unlocked"
 
     def _barrier_open(self, args: dict) -> str:
         """The guard on duty lets an unknown vehicle in from the centre's console."""
-        barrier = args.get("barrier")
-        if barrier not in self.controls.barriers:
-            raise CommandFailed(f"args.barrier: unknown barrier {barrier!r} "
-                                f"(barriers: {', '.join(self.controls.barriers) or 'none'})")
+        barrier = self._target(args, "barrier", self.controls.barriers)
         self.controls.open_barrier(barrier)
         return f"barrier {barrier} opened"
 
     def _elevator_release(self, args: dict) -> str:
         """Property staff release an e-bike hold they judge a false alarm (field practice)."""
-        elevator = args.get("elevator")
-        if elevator not in self.controls.elevators:
-            raise CommandFailed(f"args.elevator: unknown elevator {elevator!r} "
-                                f"(elevators: {', '.join(self.controls.elevators) or 'none'})")
+        elevator = self._target(args, "elevator", self.controls.elevators)
         self.controls.release_elevator(elevator, "central")
         return f"elevator {elevator} released"
 
