@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -146,8 +147,10 @@ class Verifier:
             if not isinstance(body.get(field), kind):
                 raise CommandRejected("malformed", f"field '{field}' missing or not {kind.__name__}")
         for field in ("iat", "exp"):
-            if not isinstance(body.get(field), (int, float)) or isinstance(body.get(field), bool):
-                raise CommandRejected("malformed", f"field '{field}' missing or not a number")
+            value = body.get(field)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                # NaN compares false with everything: it would pass the expiry and replay checks
+                raise CommandRejected("malformed", f"field '{field}' missing or not a finite number")
         sig = body.get("sig")
         if not sig:
             raise CommandRejected("unsigned")
