@@ -1,8 +1,35 @@
 """A real Mosquitto of the tests' own, on a free port, that fault tests can stop, kill and
-restart (the machine's broker on 1883 is left alone)."""
+restart (the machine's broker on 1883 is left alone).
+
+Usage::
+
+    from tests.broker import Broker, make_pki, free_port
+
+    with Broker(tmp_path / "broker") as broker:      # start() ... stop()
+        ...connect to broker.host, broker.port...
+        broker.stop(kill=True)                       # a crash: no final save
+        broker.restart()                             # same port, same persistence folder
+
+Things learnt from mosquitto 2.0.11 that shape the config (see ``Broker._config``):
+
+* Run as root it switches to the ``mosquitto`` user unless told ``user root``; it then keeps
+  running but cannot write its persistence file into a root-owned 0700 test folder (it only logs
+  "Error saving in-memory database ... Permission denied"), so persistence would silently not
+  work. Hence ``user root`` whenever we are root.
+* ``max_queued_messages`` defaults to 1000 per client, and 0 means "no maximum";
+  ``max_queued_bytes`` 0 is also "no maximum" (its default). Both are set to 0 so a persistent
+  session can hold tens of thousands of QoS 1 messages for an offline subscriber.
+* ``persistence_location`` is joined to ``mosquitto.db`` by plain string concatenation, so it
+  needs its trailing ``/``.
+* ``autosave_interval 1`` saves the whole in-memory database (written to ``mosquitto.db.new``,
+  then renamed) once a second, so a SIGKILL loses at most about a second of changes. A SIGTERM
+  always saves on the way out. (``autosave_on_changes true`` would instead save after every N
+  changes, which with N=1 rewrites the entire database for every queued message.)
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -17,125 +44,241 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HOST = "127.0.0.1"
+LOG_NAME = "mosquitto.log"  # mosquitto's own log (log_dest file)
+OUT_NAME = "mosquitto.out"  # the process's stdout/stderr (config errors land here)
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
 def mosquitto_path() -> str:
     path = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(path).exists():
+    if not os.access(path, os.X_OK):
         raise RuntimeError("mosquitto not found: apt-get install mosquitto")
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# Test PKI
+
+
 @dataclass
 class Pki:
+    """PEM files of a throwaway PKI. ``other_ca`` is an unrelated CA, for "wrong CA" tests."""
+
     ca: Path
     server_cert: Path
     server_key: Path
     client_cert: Path
     client_key: Path
-    other_ca: Path  # an unrelated CA, for "wrong CA" tests
+    other_ca: Path
 
 
-def _write_key(path: Path, key) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool = False,
-          san: list | None = None) -> x509.Certificate:
+def _cert(subject: str, key, issuer: x509.Certificate | None, issuer_key, *,
+          ca: bool = False, san: list | None = None,
+          usage: list | None = None) -> x509.Certificate:
+    """One certificate, self-signed when ``issuer`` is None.
+
+    It carries the extensions that strict verifiers (OpenSSL's X509_STRICT, which Python 3.13's
+    ``ssl.create_default_context`` turns on) insist on: key usage and subject/authority key ids.
+    """
     now = datetime.now(timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-         .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki = (x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()) if issuer is None
+           else x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+               issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value))
+    b = (x509.CertificateBuilder()
+         .subject_name(_name(subject))
+         .issuer_name(_name(subject) if issuer is None else issuer.subject)
+         .public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - timedelta(days=1))
+         .not_valid_after(now + timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
+                                      key_encipherment=False, data_encipherment=False,
+                                      key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                                      encipher_only=False, decipher_only=False), critical=True)
+         .add_extension(ski, critical=False)
+         .add_extension(aki, critical=False))
     if san:
         b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    if usage:
+        b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     return b.sign(issuer_key, hashes.SHA256())
 
 
+def _write_cert(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _write_key(path: Path, key) -> Path:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
 def make_pki(folder: Path, client_cn: str = "dev1") -> Pki:
-    """A test CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
+    """A test CA, a server certificate for localhost/127.0.0.1 and a client certificate with
+    CN ``client_cn`` (which the broker takes as the username when it requires certificates),
+    plus an unrelated CA. EC P-256 keys; valid from a day ago to 30 days ahead."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatectl test CA")])
-    ca = _cert("gatectl test CA", ca_key, ca_name, ca_key, ca=True)
-    for name, cn, san in (("server", "localhost", [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
-                          ("client", client_cn, None)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert(cn, key, ca_name, ca_key, san=san)
-        (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(folder / f"{name}.key", key)
-        paths[name] = (folder / f"{name}.pem", folder / f"{name}.key")
-    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca = _cert("gatectl test CA", ca_key, None, ca_key, ca=True)
+
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _cert("localhost", server_key, ca, ca_key,
+                   san=[x509.DNSName("localhost"), x509.IPAddress(IPv4Address(HOST))],
+                   usage=[ExtendedKeyUsageOID.SERVER_AUTH])
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert(client_cn, client_key, ca, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
+
     other_key = ec.generate_private_key(ec.SECP256R1())
-    other_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone else's CA")])
-    (folder / "other-ca.pem").write_bytes(
-        _cert("someone else's CA", other_key, other_name, other_key, ca=True).public_bytes(serialization.Encoding.PEM))
-    return Pki(folder / "ca.pem", *paths["server"], *paths["client"], folder / "other-ca.pem")
+    other = _cert("someone else's CA", other_key, None, other_key, ca=True)
+    return Pki(ca=_write_cert(folder / "ca.pem", ca),
+               server_cert=_write_cert(folder / "server.pem", server),
+               server_key=_write_key(folder / "server.key", server_key),
+               client_cert=_write_cert(folder / "client.pem", client),
+               client_key=_write_key(folder / "client.key", client_key),
+               other_ca=_write_cert(folder / "other-ca.pem", other))
+
+
+# ---------------------------------------------------------------------------------------------
+# The broker
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+_live: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that fails before its stop() must not leave a mosquitto behind the test run."""
+    for proc in list(_live):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class Broker:
-    def __init__(self, folder: Path, *, port: int | None = None, tls=None, require_certificate: bool = False,
-                 password_file: Path | None = None):
-        self.folder = Path(folder)
+    """One mosquitto process with its config, log and persistence in ``folder``."""
+
+    def __init__(self, folder: Path, *, port: int | None = None, tls: Pki | None = None,
+                 require_certificate: bool = False, password_file: Path | None = None):
+        self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
+        self.host = HOST
         self.port = port or free_port()
         self.tls = tls
         self.require_certificate = require_certificate
         self.password_file = password_file
         self.proc: subprocess.Popen | None = None
 
-    def _conf(self) -> Path:
-        lines = [f"listener {self.port} {self.host}",
-                 f"allow_anonymous {'false' if self.password_file else 'true'}",
-                 "persistence true", f"persistence_location {self.folder}/",
-                 "autosave_interval 1", "max_queued_messages 0", "max_queued_bytes 0",
-                 f"log_dest file {self.folder}/mosquitto.log", "log_type error", "log_type warning",
-                 "log_type notice"]
-        if self.password_file:
-            lines.append(f"password_file {self.password_file}")
+    @property
+    def conf_path(self) -> Path:
+        return self.folder / "mosquitto.conf"
+
+    @property
+    def db_path(self) -> Path:
+        return self.folder / "mosquitto.db"
+
+    def _config(self) -> str:
+        lines = []
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to `mosquitto` and cannot save the db
+        lines += [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            "autosave_interval 1",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            f"log_dest file {self.folder / LOG_NAME}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if self.password_file is not None:
+            lines.append(f"password_file {Path(self.password_file).resolve()}")
         if self.tls is not None:
-            lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.server_cert}", f"keyfile {self.tls.server_key}",
+            lines += [f"cafile {self.tls.ca}",
+                      f"certfile {self.tls.server_cert}",
+                      f"keyfile {self.tls.server_key}",
                       f"require_certificate {'true' if self.require_certificate else 'false'}"]
             if self.require_certificate:
                 lines.append("use_identity_as_username true")
-        if os.geteuid() == 0:
-            lines.insert(0, "user root")
-        conf = self.folder / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        return conf
+        return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> None:
-        conf = self._conf()
-        self.proc = subprocess.Popen([mosquitto_path(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.folder / "stderr.log", "ab"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {self.log()[-2000:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto not listening on {self.port}: {self.log()[-2000:]}")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """Write the config, start mosquitto in the foreground and return once the port accepts
+        TCP connections. Raises RuntimeError with the log's tail if it exits or never listens."""
+        if self.running():
             return
-        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        self.proc.wait(timeout=10)
+        if _accepts(self.host, self.port):  # the probe below could not tell it from ours
+            raise RuntimeError(f"port {self.port} on {self.host} is already in use")
+        self.conf_path.write_text(self._config())
+        with open(self.folder / OUT_NAME, "ab") as out:
+            self.proc = subprocess.Popen([mosquitto_path(), "-c", str(self.conf_path)],
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=self.folder)
+        _live.add(self.proc)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                _live.discard(self.proc)
+                raise RuntimeError(f"mosquitto exited with {code} on port {self.port}:\n"
+                                   f"{self._tail()}")
+            if _accepts(self.host, self.port):
+                if self.proc.poll() is None:
+                    return
+                continue  # it exited meanwhile: report that above
+            if time.monotonic() > deadline:
+                self.stop(kill=True)
+                raise RuntimeError(f"mosquitto not listening on {self.host}:{self.port} "
+                                   f"after {timeout} s:\n{self._tail()}")
+            time.sleep(0.02)
+
+    def stop(self, kill: bool = False, timeout: float = 30.0) -> None:
+        """SIGTERM and wait (mosquitto saves its persistence on the way out), or SIGKILL when
+        ``kill`` (a crash: whatever the last autosave missed is lost). Does nothing if it is
+        not running. On return the process is gone, so the port can be bound again."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _live.discard(proc)
 
     def restart(self) -> None:
+        """Graceful stop, then start again on the same port with the same persistence."""
         self.stop()
         self.start()
 
@@ -143,12 +286,16 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
-        text = ""
-        for name in ("mosquitto.log", "stderr.log"):
-            p = self.folder / name
-            if p.exists():
-                text += p.read_text(errors="replace")
-        return text
+        """mosquitto's log followed by anything it printed on stdout/stderr, all runs."""
+        parts = []
+        for name in (LOG_NAME, OUT_NAME):
+            path = self.folder / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "".join(parts)
+
+    def _tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def __enter__(self) -> Broker:
         self.start()
@@ -156,3 +303,7 @@ class Broker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else "stopped"
+        return f"Broker({self.host}:{self.port}, {state}, {self.folder})"
