@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,19 @@ FACES = DATA / "faces"
 LIVENESS = DATA / "liveness"
 NOFACE = DATA / "noface"
 REPO = Path(__file__).parent.parent
+
+
+def wait_for(cond, timeout: float = 3.0, what: str = "the condition", step: float = 0.005):
+    """Poll ``cond`` until it is truthy and return its value; fail after ``timeout`` seconds with
+    what was awaited, rather than sleep a fixed time or hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
 
 
 def face_truth() -> list[tuple[str, str, int]]:

@@ -21,20 +21,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from tests.broker import Broker, Pki, free_port, make_pki
+from tests.conftest import wait_for
 
 TIMEOUT = 10.0
 
 
-def wait_until(cond, what: str, timeout: float = TIMEOUT, step: float = 0.01):
-    """Poll ``cond`` until it is truthy; fail after ``timeout`` seconds rather than hang."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def accepts(port: int) -> bool:
@@ -80,20 +71,20 @@ class Client:
         self.c.connect(host or broker.host, broker.port, keepalive=10,
                        clean_start=clean_start, properties=props)
         self.c.loop_start()
-        rc, _ = wait_until(lambda: self.connack and self.connack[-1], "CONNACK")
+        rc, _ = wait_for(lambda: self.connack and self.connack[-1], TIMEOUT, "CONNACK", step=0.01)
         assert not rc.is_failure, f"refused: {rc}"
         return self
 
     def subscribe(self, topic: str) -> None:
         self.c.subscribe(topic, qos=1)
-        wait_until(lambda: self.subacks, "SUBACK")
+        wait_for(lambda: self.subacks, TIMEOUT, "SUBACK", step=0.01)
         assert [rc.value for rc in self.subacks[-1]] == [1], self.subacks[-1]
 
     def close(self) -> None:
         """A clean DISCONNECT (a persistent session stays on the broker)."""
         if self.c.is_connected():
             self.c.disconnect()
-            wait_until(self.disconnected.is_set, "disconnect")
+            wait_for(self.disconnected.is_set, TIMEOUT, "disconnect", step=0.01)
         self.c.loop_stop()
 
 
@@ -111,7 +102,7 @@ def test_start_pubsub_stop_frees_port(tmp_path):
         pub = Client("pub").connect(broker)
         info = pub.c.publish("t/x", b"hello", qos=1)
         info.wait_for_publish(TIMEOUT)
-        wait_until(lambda: sub.messages, "the message")
+        wait_for(lambda: sub.messages, TIMEOUT, "the message", step=0.01)
         assert sub.messages == [b"hello"]
         pub.close()
         sub.close()
@@ -136,7 +127,7 @@ def test_persistent_session_survives_graceful_restart(tmp_path):
         pub = Client("gate-pub").connect(broker)
         for i in range(n):
             pub.c.publish("site/events", str(i).encode(), qos=1)
-        wait_until(lambda: pub.acked == n, f"{n} PUBACKs")
+        wait_for(lambda: pub.acked == n, TIMEOUT, f"{n} PUBACKs", step=0.01)
         pub.close()
 
         broker.restart()
@@ -145,7 +136,7 @@ def test_persistent_session_survives_graceful_restart(tmp_path):
         again = Client("gate-sub")
         again.connect(broker, clean_start=False, expiry=3600)
         assert again.connack[-1][1] is True, "session not present after restart"
-        wait_until(lambda: len(again.messages) >= n, f"{n} queued messages")
+        wait_for(lambda: len(again.messages) >= n, TIMEOUT, f"{n} queued messages", step=0.01)
         got = [int(p) for p in again.messages]
         assert sorted(set(got)) == list(range(n))
         assert list(dict.fromkeys(got)) == list(range(n)), "not in publish order"
@@ -163,14 +154,14 @@ def test_kill_then_restart(tmp_path):
         sub.subscribe("k/t")
         sub.close()
         saved_after = time.time_ns()
-        wait_until(lambda: broker.db_path.exists() and broker.db_path.stat().st_mtime_ns > saved_after,
-                   "an autosave", timeout=5)
+        wait_for(lambda: broker.db_path.exists() and broker.db_path.stat().st_mtime_ns > saved_after,
+                 5, "an autosave", step=0.01)
 
         watcher = Client("k-watch").connect(broker)
         port = broker.port
         broker.stop(kill=True)
         assert not broker.running()
-        wait_until(watcher.disconnected.is_set, "the client to notice")
+        wait_for(watcher.disconnected.is_set, TIMEOUT, "the client to notice", step=0.01)
         watcher.c.loop_stop()
         assert not accepts(port)
 
@@ -181,7 +172,7 @@ def test_kill_then_restart(tmp_path):
         pub.close()
         again = Client("k-sub").connect(broker, clean_start=False, expiry=3600)
         assert again.connack[-1][1] is True
-        wait_until(lambda: again.messages, "the message for the restored session")
+        wait_for(lambda: again.messages, TIMEOUT, "the message for the restored session", step=0.01)
         assert again.messages == [b"after crash"]
         again.close()
     finally:
@@ -236,7 +227,7 @@ def test_mutual_tls(tmp_path, pki):
             pass  # TLS 1.2 fails right in the handshake
         else:  # TLS 1.3: the server's alert arrives after the client's side of the handshake
             anon.c.loop_start()
-            wait_until(anon.disconnected.is_set, "the broker to drop a client without a cert")
+            wait_for(anon.disconnected.is_set, TIMEOUT, "the broker to drop a client without a cert", step=0.01)
             anon.c.loop_stop()
         assert not anon.connack or anon.connack[-1][0].is_failure
 
@@ -253,7 +244,7 @@ def test_password_file(tmp_path):
         anon = Client("anon")
         anon.c.connect(broker.host, broker.port)
         anon.c.loop_start()
-        rc, _ = wait_until(lambda: anon.connack and anon.connack[-1], "CONNACK")
+        rc, _ = wait_for(lambda: anon.connack and anon.connack[-1], TIMEOUT, "CONNACK", step=0.01)
         assert rc.is_failure
         anon.c.loop_stop()
         user = Client("user")

@@ -14,16 +14,9 @@ import pytest
 
 from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.modbus import flash_on
-from tests.conftest import FACES, REPO, run_cli
+from tests.conftest import FACES, REPO, run_cli, wait_for
 
 
-def wait_for(cond, timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
 
 
 @pytest.fixture
@@ -99,12 +92,12 @@ def test_killed_while_unlocked_the_board_relocks_by_itself(tmp_path, board):
     assert r.returncode == 0, r.stderr
     proc = start_run(cfg, d)
     try:
-        assert wait_for(lambda: board.coils()[0], 90), "the resident was never let in"
+        wait_for(lambda: board.coils()[0], 90, "the resident to be let in", step=0.02)
         proc.send_signal(signal.SIGKILL)  # mid-unlock: no finally, no shutdown code runs
         proc.wait(timeout=10)
         killed_at = time.monotonic()
         assert board.coils()[0], "still unlocked right after the kill (the board times it)"
-        assert wait_for(lambda: not board.coils()[0], 5), "the board must relock by its own timer"
+        wait_for(lambda: not board.coils()[0], 5, "the board to relock by its own timer", step=0.02)
         assert time.monotonic() - killed_at <= 3.5
     finally:
         proc.kill()
@@ -122,7 +115,7 @@ def test_outputs_are_forced_off_at_start(tmp_path, board):
     board.set_coil(3, True)
     proc = start_run(cfg, tmp_path / "state")
     try:
-        assert wait_for(lambda: not any(board.coils()), 30), board.coils()
+        wait_for(lambda: not any(board.coils()), 30, "every relay off", step=0.02)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
@@ -139,12 +132,13 @@ def test_door_contact_and_fire_alarm_reach_the_doors(tmp_path, board):
     try:
         time.sleep(3)  # let it start and read the starting input states
         board.set_input(0, True)  # the door opens with no grant
-        assert wait_for(lambda: any("door_forced" in e["reason"] for e in events(d, cfg)), 20)
+        wait_for(lambda: any("door_forced" in e["reason"] for e in events(d, cfg)), 20, "a door_forced alert",
+                 step=0.02)
         board.set_input(0, False)
         board.set_input(7, True)  # fire alarm
-        assert wait_for(lambda: board.coils()[0], 10), "fail-safe door released by the fire alarm"
+        wait_for(lambda: board.coils()[0], 10, "the fire alarm to release the fail-safe door", step=0.02)
         board.set_input(7, False)
-        assert wait_for(lambda: not board.coils()[0], 10), "locked again when the alarm clears"
+        wait_for(lambda: not board.coils()[0], 10, "the door to lock again when the alarm clears", step=0.02)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
@@ -233,13 +227,13 @@ elevator = "car_a"
 """)
     proc = start_run(cfg, tmp_path / "state")
     try:
-        assert wait_for(lambda: board.coils()[2], 90), "the car was never held"
+        wait_for(lambda: board.coils()[2], 90, "the car to be held", step=0.02)
         time.sleep(2.5)  # renewals keep it held past one pulse
         assert board.coils()[2]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         killed_at = time.monotonic()
-        assert wait_for(lambda: not board.coils()[2], 5), "the board must drop the hold by itself"
+        wait_for(lambda: not board.coils()[2], 5, "the board to drop the hold by itself", step=0.02)
         assert time.monotonic() - killed_at <= 2.5
     finally:
         proc.kill()

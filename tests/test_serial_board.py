@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import pytest
 import serial
@@ -19,6 +18,7 @@ from gatectl.hw import modbus
 from gatectl.hw.board_sim import FAULTS, SimulatedModbusBoard
 from gatectl.hw.relay import BoardError, SimulatedRelay
 from gatectl.hw.serial_board import Counters, SerialBoard, SerialLink, make_board
+from tests.conftest import wait_for
 
 BAUD = 115200
 RETRIES = 2
@@ -28,12 +28,6 @@ def h(s: str) -> bytes:
     return bytes.fromhex(s)
 
 
-def wait_for(cond: Callable[[], object], what: str, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def board_cfg(port: str, **kw) -> BoardConfig:
@@ -63,7 +57,7 @@ def start():
         b = SerialBoard(cfg)
         boards.append(b)
         if online:
-            wait_for(lambda: b.status()["state"] == "online", "board online")
+            wait_for(lambda: b.status()["state"] == "online", what="board online")
         return b
 
     yield _start
@@ -76,19 +70,19 @@ def test_hw_pulse_sends_exactly_the_flash_frame_and_the_board_times_it(sim, star
     assert board.hw_pulse
     since = sim.clock()
     board.pulse(1, 3.0)
-    wait_for(lambda: sim.coils()[1], "relay 2 on")
+    wait_for(lambda: sim.coils()[1], what="relay 2 on")
     assert writes(sim, since) == [h("01 05 02 01 00 1E 1D BA")]  # the documented relay-2 3 s frame
-    wait_for(lambda: board.is_on(1), "read-back shows relay 2 on")
+    wait_for(lambda: board.is_on(1), what="read-back shows relay 2 on")
 
     since = sim.clock()
     board.pulse(0, 0.3)
-    wait_for(lambda: sim.coils()[0], "relay 1 on")
+    wait_for(lambda: sim.coils()[0], what="relay 1 on")
     on_at = time.monotonic()
-    wait_for(lambda: not sim.coils()[0], "the board's own timer to open relay 1")
+    wait_for(lambda: not sim.coils()[0], what="the board's own timer to open relay 1")
     assert time.monotonic() - on_at == pytest.approx(0.3, abs=0.1)
     # no OFF from the driver: the board timed it
     assert writes(sim, since) == [modbus.flash_on(1, 0, 0.3)]
-    wait_for(lambda: not board.is_on(0), "read-back at the pulse's end shows relay 1 off")
+    wait_for(lambda: not board.is_on(0), what="read-back at the pulse's end shows relay 1 off")
     assert board.is_on(1)  # the 3 s pulse still runs
 
 
@@ -97,7 +91,7 @@ def test_hw_pulse_renewal_never_shortens_a_running_pulse(sim, start):
     since = sim.clock()
     board.pulse(0, 3.0)
     board.pulse(0, 0.5)  # an elevator-hold renewal arriving while 3 s still run
-    wait_for(lambda: len(writes(sim, since)) == 2, "two flash frames")
+    wait_for(lambda: len(writes(sim, since)) == 2, what="two flash frames")
     first, second = writes(sim, since)
     assert first == h("01 05 02 00 00 1E 4C 7A")
     assert second[2:4] == h("02 00") and int.from_bytes(second[4:6], "big") >= 28
@@ -108,20 +102,20 @@ def test_software_pulse_when_the_board_has_no_flash(sim, start):
     assert not board.hw_pulse
     since = sim.clock()
     board.pulse(2, 0.2)
-    wait_for(lambda: len(writes(sim, since)) == 2, "ON then OFF from the driver")
+    wait_for(lambda: len(writes(sim, since)) == 2, what="ON then OFF from the driver")
     (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since and f[1] == 5]
     assert on == modbus.write_coil(1, 2, True) and off == modbus.write_coil(1, 2, False)
     assert t_off - t_on == pytest.approx(0.2, abs=0.06)
-    wait_for(lambda: not sim.coils()[2] and not board.is_on(2), "relay 3 open, and read back so")
+    wait_for(lambda: not sim.coils()[2] and not board.is_on(2), what="relay 3 open, and read back so")
 
 
 def test_software_relock_is_retried_until_the_board_reports_off(sim, start):
     board = start(board_cfg(sim.port, hw_pulse=False))
     since = sim.clock()
     board.pulse(0, 0.15)
-    wait_for(lambda: sim.coils()[0] and board.status()["commands_ok"] == 1, "relay 1 on")
+    wait_for(lambda: sim.coils()[0] and board.status()["commands_ok"] == 1, what="relay 1 on")
     sim.inject("exception", RETRIES + 1, function=modbus.WRITE_COIL)  # busy when the OFF is due
-    wait_for(lambda: not sim.coils()[0] and not board.is_on(0), "relay 1 off in the end")
+    wait_for(lambda: not sim.coils()[0] and not board.is_on(0), what="relay 1 off in the end")
     assert writes(sim, since).count(modbus.write_coil(1, 0, False)) == RETRIES + 2
     st = board.status()
     assert st["commands_failed"] == 1 and st["exceptions"] == RETRIES + 1
@@ -136,7 +130,7 @@ def test_all_off_at_start_and_at_close(sim, start):
     assert board.status()["on"] == [False] * 8
 
     board.set(3, True)
-    wait_for(lambda: sim.coils()[3] and board.is_on(3), "relay 4 latched on")
+    wait_for(lambda: sim.coils()[3] and board.is_on(3), what="relay 4 latched on")
     since = sim.clock()
     board.pulse(3, 0.1)  # a latched channel stays on: no pulse may end the latch
     time.sleep(0.25)
@@ -165,11 +159,11 @@ def test_per_coil_off_when_the_board_has_no_all_relays_coil(start):
 
 def test_inputs_are_polled(sim, start):
     board = start(board_cfg(sim.port))
-    wait_for(lambda: board.inputs() == [False] * 8, "first input snapshot")
+    wait_for(lambda: board.inputs() == [False] * 8, what="first input snapshot")
     sim.set_input(5, True)
-    wait_for(lambda: board.inputs()[5], "input 6 active", timeout=0.3)  # a few 30 ms polls
+    wait_for(lambda: board.inputs()[5], 0.3, what="input 6 active")  # a few 30 ms polls
     sim.set_input(5, False)
-    wait_for(lambda: not board.inputs()[5], "input 6 inactive", timeout=0.3)
+    wait_for(lambda: not board.inputs()[5], 0.3, what="input 6 inactive")
 
 
 def test_board_without_inputs_reports_an_empty_snapshot(sim, start):
@@ -188,7 +182,7 @@ def test_fault_within_retries_is_retried_and_counted(sim, start, kind):
     sim.inject(kind, RETRIES, function=modbus.WRITE_COIL)
     since = sim.clock()
     board.pulse(0, 5.0)
-    wait_for(lambda: board.status()["commands_ok"] == 1, "the pulse to succeed")
+    wait_for(lambda: board.status()["commands_ok"] == 1, what="the pulse to succeed")
     st = board.status()
     assert sim.coils()[0]
     assert writes(sim, since) == [modbus.flash_on(1, 0, 5.0)] * (RETRIES + 1)
@@ -203,7 +197,7 @@ def test_fault_beyond_retries_fails_the_command_and_is_never_acted_on(sim, start
     board = start(board_cfg(sim.port))
     sim.inject(kind, RETRIES + 1, function=modbus.WRITE_COIL)
     board.set(0, True)
-    wait_for(lambda: board.status()["commands_failed"] == 1, "the command to fail")
+    wait_for(lambda: board.status()["commands_failed"] == 1, what="the command to fail")
     st = board.status()
     assert st["commands_ok"] == 0
     assert st[FAULT_COUNTER.get(kind, "bad_frames")] == RETRIES + 1
@@ -211,7 +205,7 @@ def test_fault_beyond_retries_fails_the_command_and_is_never_acted_on(sim, start
     assert "failed 3 time(s)" in st["last_error"]
     # a busy board did not switch; a garbled reply may hide a switch that happened: either
     # way is_on follows the coil read-back, never the rejected reply
-    wait_for(lambda: board.is_on(0) == sim.coils()[0], "read-back to match the board")
+    wait_for(lambda: board.is_on(0) == sim.coils()[0], what="read-back to match the board")
     assert sim.coils()[0] == (kind != "exception")
 
 
@@ -219,7 +213,7 @@ def test_garbled_polls_never_change_the_inputs(sim, start):
     sim.set_input(1, True)
     board = start(board_cfg(sim.port))
     truth = [i == 1 for i in range(8)]
-    wait_for(lambda: board.inputs() == truth, "first snapshot")
+    wait_for(lambda: board.inputs() == truth, what="first snapshot")
     for kind in ("garbage", "foreign", "bad_crc", "short"):
         sim.inject(kind, RETRIES + 1, function=modbus.READ_INPUTS)
     end = time.monotonic() + 1.0
@@ -235,7 +229,7 @@ def test_board_not_answering_goes_offline_and_back(sim, start, caplog):
     board = start(board_cfg(sim.port))
     sim.inject("timeout", RETRIES + 1, function=modbus.WRITE_COIL)
     board.pulse(0, 1.0)
-    wait_for(lambda: board.status()["reconnects"] == 1, "reconnect after the silent board")
+    wait_for(lambda: board.status()["reconnects"] == 1, what="reconnect after the silent board")
     st = board.status()
     assert st["state"] == "online" and st["commands_failed"] == 1 and st["timeouts"] == RETRIES + 1
     assert not sim.coils()[0]  # the request was lost every time: nothing switched
@@ -247,7 +241,7 @@ def test_board_not_answering_goes_offline_and_back(sim, start, caplog):
 
 def test_wrong_address_is_offline(sim, start):
     board = start(board_cfg(sim.port, address=7), online=False)
-    wait_for(lambda: "no reply" in (board.status()["last_error"] or ""), "the silent board noticed")
+    wait_for(lambda: "no reply" in (board.status()["last_error"] or ""), what="the silent board noticed")
     assert board.status()["state"] == "offline"
     assert board.inputs() is None
     assert not any(f[0] == 1 for f in sim.frames())  # only unit 7 was ever asked
@@ -257,7 +251,7 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
     caplog.set_level(logging.INFO, logger="gatectl.relay")
     link = tmp_path / "gatectl-relay0"
     board = start(board_cfg(str(link)), online=False)
-    wait_for(lambda: board.status()["last_error"] not in (None, "connecting"), "first open attempt")
+    wait_for(lambda: board.status()["last_error"] not in (None, "connecting"), what="first open attempt")
     st = board.status()
     assert st["state"] == "offline" and str(link) in st["last_error"]
     assert board.inputs() is None
@@ -268,19 +262,19 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
     sims = [SimulatedModbusBoard(baud=BAUD)]
     try:
         link.symlink_to(sims[0].port)  # the adapter is plugged in
-        wait_for(lambda: board.status()["state"] == "online", "online once the port exists")
+        wait_for(lambda: board.status()["state"] == "online", what="online once the port exists")
         assert board.status()["reconnects"] == 1
-        wait_for(lambda: board.inputs() is not None, "inputs polled")
+        wait_for(lambda: board.inputs() is not None, what="inputs polled")
 
         sims[0].stop()  # unplugged
-        wait_for(lambda: board.status()["state"] == "offline", "offline after the unplug")
+        wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
         assert board.inputs() is None
 
         sims.append(SimulatedModbusBoard(baud=BAUD))
         sims[1].set_coil(0, True)
         link.unlink()
         link.symlink_to(sims[1].port)  # plugged back in (the udev symlink follows it)
-        wait_for(lambda: board.status()["state"] == "online", "online again")
+        wait_for(lambda: board.status()["state"] == "online", what="online again")
         assert board.status()["reconnects"] == 2
         assert sims[1].coils() == [False] * 8  # every reconnect starts from all off
     finally:
@@ -322,19 +316,19 @@ def test_lcus_driver(start):
 
         since = sim.clock()
         board.pulse(0, 0.2)
-        wait_for(lambda: len(sim.frames(since)) == 2, "ON then OFF")
+        wait_for(lambda: len(sim.frames(since)) == 2, what="ON then OFF")
         (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since]
         assert (on, off) == (h("A0 01 01 A2"), h("A0 01 00 A1"))
         assert t_off - t_on == pytest.approx(0.2, abs=0.06)
-        wait_for(lambda: not sim.coils()[0] and not board.is_on(0), "channel 1 off")
+        wait_for(lambda: not sim.coils()[0] and not board.is_on(0), what="channel 1 off")
 
         board.set(1, True)
-        wait_for(lambda: sim.coils()[1], "channel 2 latched")
+        wait_for(lambda: sim.coils()[1], what="channel 2 latched")
         assert board.is_on(1)
         since = sim.clock()
         board.close()
         wait_for(lambda: len(sim.frames(since)) == 4 and sim.coils() == [False] * 4,
-                 "all off at close")
+                 what="all off at close")
         assert sim.frames(since) == ALL_OFF_LCUS
     finally:
         sim.stop()
@@ -344,18 +338,18 @@ def test_lcus_unplug_is_noticed_without_a_command(start):
     sim = SimulatedModbusBoard(channels=2, dialect="lcus")
     board = start(board_cfg(sim.port, driver="lcus", channels=2))
     sim.stop()
-    wait_for(lambda: board.status()["state"] == "offline", "offline after the unplug")
+    wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
 
 
 def test_write_hook_timestamps_every_frame(sim):
     seen: list[tuple[bytes, float]] = []
     board = SerialBoard(board_cfg(sim.port), on_write=lambda frame, t: seen.append((frame, t)))
     try:
-        wait_for(lambda: board.status()["state"] == "online", "online")
+        wait_for(lambda: board.status()["state"] == "online", what="online")
         t0 = board.clock()
         board.pulse(0, 1.0)
         flash = modbus.flash_on(1, 0, 1.0)
-        wait_for(lambda: any(f == flash for f, _ in seen), "flash frame written")
+        wait_for(lambda: any(f == flash for f, _ in seen), what="flash frame written")
         t_write = next(t for f, t in seen if f == flash)
         assert 0 <= t_write - t0 < 0.5
         assert board.status()["frames_sent"] == len(seen)
@@ -406,7 +400,7 @@ def test_sim_stays_silent_on_bad_crc_and_other_units(sim, link):
     assert read_raw(link, 1) == b""
     assert sim.coils()[0] is False
     link.send(modbus.write_coil(0, 0, True))  # broadcast: applied, never answered
-    wait_for(lambda: sim.coils()[0], "broadcast applied")
+    wait_for(lambda: sim.coils()[0], what="broadcast applied")
     assert read_raw(link, 1) == b""
 
 
@@ -414,13 +408,13 @@ def test_sim_flash_off_and_rearm(sim, link):
     sim.set_coil(2, True)
     link.transact(modbus.flash_off(1, 2, 0.2))
     assert not sim.coils()[2]
-    wait_for(lambda: sim.coils()[2], "the board's timer closes relay 3 again", timeout=0.5)
+    wait_for(lambda: sim.coils()[2], 0.5, what="the board's timer closes relay 3 again")
     link.transact(modbus.flash_on(1, 0, 0.2))
     time.sleep(0.1)
     link.transact(modbus.flash_on(1, 0, 0.2))  # re-arm: 0.2 s from now, not from the first
     time.sleep(0.15)
     assert sim.coils()[0]
-    wait_for(lambda: not sim.coils()[0], "relay 1 open after the re-armed timer", timeout=0.5)
+    wait_for(lambda: not sim.coils()[0], 0.5, what="relay 1 open after the re-armed timer")
 
 
 def test_sim_honours_the_baud_rate():

@@ -21,20 +21,11 @@ from gatectl.sync.central import Central
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
 from tests.broker import Broker
-from tests.conftest import FACES, REPO
+from tests.conftest import FACES, REPO, wait_for
 
 SITE = "garden"
 
 
-def wait_for(cond, timeout: float, what: str, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def sync_cfg(broker: Broker, device: str, keys: dict[str, str] | None = None, **extra) -> dict:
