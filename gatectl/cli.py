@@ -658,7 +658,7 @@ def build_parser() -> Parser:
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
     rp.add_argument("paths", nargs="+", metavar="PATH")
-    rp.add_argument("--gate", help="face gate to use; default the first")
+    rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
     rp.add_argument("--json", action="store_true", help="one JSON object per decision")
     rp.set_defaults(func=cmd_replay)
 

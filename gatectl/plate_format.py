@@ -7,6 +7,8 @@ whole plate. Each format is a sequence of character classes, one per position.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, no O
 DIGITS = "0123456789"
@@ -27,33 +29,23 @@ CHARSET = "".join(sorted(set("".join("".join(classes) for classes in FORMATS.val
 MAX_LENGTH = max(len(f) for f in FORMATS.values())
 
 
+def _fits(text: str, classes: list[str]) -> bool:
+    """Every character of ``text`` is allowed at its position (a prefix of the format)."""
+    return len(text) <= len(classes) and all(c in classes[i] for i, c in enumerate(text))
+
+
+@lru_cache(maxsize=100_000)  # the beam search asks for the same few prefixes on every frame
 def allowed_next(prefix: str) -> frozenset[str]:
     """Characters that can follow ``prefix`` in some format."""
-    return _allowed(prefix)
-
-
-_cache: dict[str, frozenset[str]] = {}
-
-
-def _allowed(prefix: str) -> frozenset[str]:
-    hit = _cache.get(prefix)
-    if hit is None:
-        out: set[str] = set()
-        for f in FORMATS.values():
-            if len(prefix) < len(f) and all(c in f[i] for i, c in enumerate(prefix)):
-                out.update(f[len(prefix)])
-        hit = frozenset(out)
-        if len(_cache) < 100_000:
-            _cache[prefix] = hit
-    return hit
+    return frozenset(c for f in FORMATS.values() if len(prefix) < len(f) and _fits(prefix, f)
+                     for c in f[len(prefix)])
 
 
 def kind_of(plate: str) -> str | None:
     """The format a whole plate matches (more specific first), or None: not a plate."""
     for kind in ("police", "coach", "consulate", "hk_macau", "trailer", "armed_police",
                  "new_energy_small", "new_energy_large", "ordinary"):
-        f = FORMATS[kind]
-        if len(plate) == len(f) and all(c in f[i] for i, c in enumerate(plate)):
+        if len(plate) == len(FORMATS[kind]) and _fits(plate, FORMATS[kind]):
             return kind
     return None
 
