@@ -19,7 +19,7 @@ from gatectl.config import BoardConfig, default_config
 from gatectl.decision import DAY_SECONDS
 from gatectl.enroll import Enroller, Sample
 from gatectl.hw.board_sim import SimulatedModbusBoard
-from gatectl.hw.modbus import hexs
+from gatectl.hw.modbus import hexs, parse_flash_on
 from gatectl.hw.serial_board import SerialBoard
 from gatectl.media import read_image
 
@@ -81,12 +81,15 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
         d["relay"] = None
         if d["decision"] == "granted":  # the port thread sends the frame a moment later
             until = time.monotonic() + 1.0
-            while not any(f[1] == 0x05 and f[2] == 0x02 for f in sent[seen:]) and time.monotonic() < until:
+            flashes: list[bytes] = []
+            while not flashes and time.monotonic() < until:
                 time.sleep(0.005)
-            flashes = [f for f in sent[seen:] if f[1] == 0x05 and f[2] == 0x02]
-            d["relay"] = (f"{hexs(flashes[-1])} (relay {flashes[-1][3] + 1} on for "
-                          f"{int.from_bytes(flashes[-1][4:6], 'big') / 10:g} s, board-timed)"
-                          if flashes else "NOT SENT")
+                flashes = [f for f in sent[seen:] if parse_flash_on(f)]
+            if flashes:
+                channel, seconds = parse_flash_on(flashes[-1])
+                d["relay"] = f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
+            else:
+                d["relay"] = "NOT SENT"
         seen = len(sent)
         if json_out:
             print(json.dumps(d, ensure_ascii=False), flush=True)

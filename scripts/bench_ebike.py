@@ -29,6 +29,7 @@ from benchlib import stats, timed  # noqa: E402
 from gatectl.app import App  # noqa: E402
 from gatectl.config import BoardConfig, parse_config  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
+from gatectl.hw.modbus import parse_flash_on  # noqa: E402
 from gatectl.hw.serial_board import SerialBoard  # noqa: E402
 from gatectl.media import read_image  # noqa: E402
 
@@ -46,7 +47,8 @@ def main() -> int:
     at: list[float] = []
 
     def on_write(data: bytes, t: float) -> None:
-        if data[1] == 0x05 and data[2] == 0x02 and data[3] == 0:  # flash-on, hold channel 0
+        flash = parse_flash_on(data)
+        if flash is not None and flash[0] == 0:  # the hold output is channel 0
             at.append(t)
             written.set()
 

@@ -77,7 +77,7 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
     flash_at: list[float] = []
 
     def on_write(frame: bytes, t: float) -> None:
-        if frame[1] == modbus.WRITE_COIL and frame[2:4] == modbus.FLASH_ON_BASE.to_bytes(2, "big"):
+        if modbus.parse_flash_on(frame) is not None:
             flash_at.append(t)
             written.set()
 

@@ -174,3 +174,11 @@ def test_lcus_rejects():
         parse_lcus_frame(h("A1 01 01 A3"))
     with pytest.raises(LcusFrameError, match="op 02"):
         parse_lcus_frame(h("A0 01 02 A3"))  # a query, not a switching frame
+
+
+def test_parse_flash_on_reads_back_the_builder():
+    assert modbus.parse_flash_on(modbus.flash_on(1, 0, 3)) == (0, 3.0)
+    assert modbus.parse_flash_on(h("01 05 02 01 00 1E 1D BA")) == (1, 3.0)  # documented frame
+    assert modbus.parse_flash_on(modbus.write_coil(1, 0, True)) is None
+    assert modbus.parse_flash_on(modbus.flash_off(1, 0, 0.7)) is None
+    assert modbus.parse_flash_on(modbus.read_coils(1, 0, 8)) is None

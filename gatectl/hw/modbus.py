@@ -110,6 +110,17 @@ def flash_on(addr: int, channel0: int, seconds: float) -> bytes:
     return _request(addr, WRITE_COIL, FLASH_ON_BASE + channel0, flash_units(seconds))
 
 
+def parse_flash_on(frame: bytes) -> tuple[int, float] | None:
+    """(0-based channel, seconds) of a flash-on request, None for any other frame: what the demo
+    and the benchmarks look for among the frames the driver wrote."""
+    if len(frame) != 8 or frame[1] != WRITE_COIL:
+        return None
+    reg, value = struct.unpack(">HH", frame[2:6])
+    if not FLASH_ON_BASE <= reg < FLASH_ON_BASE + 0x100:
+        return None
+    return reg - FLASH_ON_BASE, value / 10
+
+
 def flash_off(addr: int, channel0: int, seconds: float) -> bytes:
     """FC 05 on 0x0400 + channel: the board opens the relay and closes it after ``seconds``."""
     return _request(addr, WRITE_COIL, FLASH_OFF_BASE + channel0, flash_units(seconds))
