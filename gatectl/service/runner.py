@@ -75,7 +75,6 @@ class Runner:
             "boards": boards,
             "controls": self.app.controls.status(),
             "events_unrecorded": self.app.recorder.unrecorded,
-            "announcements": [a["text"] for a in self.app.store.announcements()],
             "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
         }
 

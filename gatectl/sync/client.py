@@ -293,7 +293,8 @@ class SyncClient:
 
     def status(self) -> dict:
         return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),
-                "inflight": len(self._inflight), **self.counters}
+                "inflight": len(self._inflight), "announcements": [a["text"] for a in self.store.announcements()],
+                **self.counters}
 
     def _status_payload(self, state: str, extra: dict | None = None) -> bytes:
         body = {"v": 1, "state": state, "site": self.topics.site, "device": self.topics.device,
