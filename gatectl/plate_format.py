@@ -26,7 +26,6 @@ FORMATS: dict[str, list[str]] = {
     "armed_police": ["W", "J"] + [DIGITS] * 2 + [ALNUM] * 5,
 }
 CHARSET = "".join(sorted(set("".join("".join(classes) for classes in FORMATS.values()))))
-MAX_LENGTH = max(len(f) for f in FORMATS.values())
 
 
 def _fits(text: str, classes: list[str]) -> bool:

@@ -31,9 +31,6 @@ class Outputs:
         board, o = self._target(name)
         return board.is_on(o.channel)
 
-    def names(self) -> list[str]:
-        return list(self._cfg)
-
     def all_off(self) -> None:
         for board in self.boards.values():
             board.all_off()
