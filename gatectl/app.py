@@ -120,11 +120,13 @@ class App:
 
     def ebike_gate(self, gate: EbikeGateConfig):
         from gatectl.pipelines.ebike_gate import EbikeGate
-        from gatectl.vision.object_detect import YoloxDetector
+        from gatectl.vision.object_detect import open_detector
 
         d = gate.detector
         session = self.models.session_for_file(d.file) if d.file else self.models.session(d.model)
-        detector = YoloxDetector(session, d.input_size, d.classes, d.threshold, d.tiles)
+        index = [g.name for g in self.cfg.gates].index(gate.name)
+        detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
+                                 f"gates[{index}].detector")
         elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
         return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock)
 

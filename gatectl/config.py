@@ -236,10 +236,13 @@ class PlateGateConfig(Strict):
 
 
 class EbikeDetectorConfig(Strict):
-    """The detector of an e-bike gate: the bundled YOLOX-nano (COCO) or a site's own YOLOX export."""
+    """The detector of an e-bike gate: the bundled YOLOX-nano (COCO) or a site's own model."""
 
     model: str = Field("yolox_nano", description="Registry name in the models folder.")
-    file: Path | None = Field(None, description="A YOLOX-family ONNX of your own instead (sha256 not checked).")
+    file: Path | None = Field(None, description="An ONNX detector of your own instead (sha256 not checked).")
+    family: Literal["yolox", "yolov8"] = Field(
+        "yolox", description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] boxes "
+                             "and class scores); see gatectl/vision/object_detect.py.")
     input_size: int = Field(416, ge=160, le=1280, multiple_of=32)
     classes: dict[str, int] = Field(
         default_factory=lambda: {"bicycle": 1, "motorcycle": 3},
@@ -255,6 +258,8 @@ class EbikeDetectorConfig(Strict):
         unknown = [c for c in self.ebike_classes if c not in self.classes]
         if unknown:
             raise ValueError(f"ebike_classes {unknown} are not in classes")
+        if self.file is None and self.family != "yolox":
+            raise ValueError("family applies to a model of your own (file = ...); the bundled models are yolox")
         return self
 
 

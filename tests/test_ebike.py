@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from gatectl.app import App, simulated_boards
-from gatectl.config import parse_config
+from gatectl.config import ConfigError, parse_config
 from gatectl.media import read_image
+from gatectl.paths import bundled_models_dir
+from gatectl.vision.models import ModelError, ModelStore
+from gatectl.vision.object_detect import open_detector
 from tests.conftest import DATA, FACES, run_cli
 
 EBIKE = DATA / "ebike"
+MODELS = bundled_models_dir()
 FOUND = ["paddle_elevator_pic_1.png", "paddle_elevator_pic_4.png", "we0091234_moto.png"]
 MISSED = ["paddle_elevator_det_test.jpg", "paddle_elevator_pic_2.png", "paddle_elevator_pic_3.png"]
 
@@ -145,3 +151,64 @@ elevator = "car_a"
     out = [json.loads(l) for l in r.stdout.splitlines()]
     assert [(o["source"].split("/")[-1], o["decision"]) for o in out] == [("paddle_elevator_pic_1.png", "ebike"),
                                                                            ("obama_01.jpg", "clear")]
+
+
+@pytest.fixture(scope="module")
+def yolov8_model(tmp_path_factory):
+    from tests.yolov8_layout import build
+
+    return build(MODELS / "yolox_nano" / "yolox_nano.onnx", tmp_path_factory.mktemp("v8") / "v8.onnx")
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+
+@pytest.mark.parametrize("file", ["we0091234_moto.png", "yolox_dog_bicycle.jpg"])
+def test_yolov8_family_decodes_what_yolox_finds(yolov8_model, file):
+    """Same weights in the two layouts (tests/yolov8_layout.py): each family's pre/post-processing
+    must give the same objects; a wrong channel order, scale, letterbox offset or axis fails."""
+    classes = {"bicycle": 1, "motorcycle": 3}
+    models = ModelStore()
+    yolox = open_detector(models.session("yolox_nano"), "yolox", 416, classes, 0.3, 1, "detector")
+    v8 = open_detector(models.session_for_file(yolov8_model), "yolov8", 416, classes, 0.3, 1, "detector")
+    image = read_image(EBIKE / file)
+    # A square input fills the canvas in both letterboxes: the two must agree exactly.
+    square = cv2.resize(image, (416, 416))
+    a, b = yolox.detect(square), v8.detect(square)
+    assert a and len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.label == y.label and abs(x.score - y.score) < 1e-3 and np.abs(x.box - y.box).max() < 0.5, (x, y)
+    # The real frame: the letterboxes differ (top-left vs centred), the main object must not.
+    x, y = yolox.detect(image)[0], v8.detect(image)[0]
+    assert x.label == y.label and abs(x.score - y.score) < 0.1 and iou(x.box, y.box) > 0.8, (x, y)
+
+
+def test_site_model_of_the_yolov8_family_through_the_gate(rig, yolov8_model):
+    _, gate, _, _ = rig(detector={"file": str(yolov8_model), "family": "yolov8"})
+    dets = gate.find(read_image(EBIKE / "paddle_elevator_pic_1.png"))
+    assert dets and dets[0].label == "motorcycle"
+    assert gate.find(read_image(FACES / "obama_01.jpg")) == []
+
+
+@pytest.mark.parametrize("detector, message", [
+    ({"classes": {"motorcycle": 80}, "ebike_classes": ["motorcycle"]},
+     "gates[0].detector.classes {'motorcycle': 80}: the model has classes 0..79"),
+    ({"input_size": 640}, "gates[0].detector.input_size = 640, but the model takes 416x416 images"),
+    ({"family": "yolov8", "file": "YOLOX"},
+     "gates[0].detector.family = 'yolov8' expects an output [1, 4 + C, A], but the model gives [1, 3549, 85]"),
+])
+def test_a_model_that_does_not_fit_its_config_fails_at_start_with_one_line(rig, detector, message):
+    if detector.get("file") == "YOLOX":
+        detector["file"] = str(MODELS / "yolox_nano" / "yolox_nano.onnx")
+    with pytest.raises(ModelError) as exc:
+        rig(detector=detector)
+    assert str(exc.value) == message
+
+
+def test_family_is_for_a_model_of_your_own():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(site(detector={"family": "yolov8"}))
+    assert "family applies to a model of your own" in str(exc.value)

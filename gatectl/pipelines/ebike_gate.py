@@ -22,7 +22,7 @@ import numpy as np
 from gatectl.config import EbikeGateConfig
 from gatectl.service.controls import Controls
 from gatectl.store import Store
-from gatectl.vision.object_detect import Detection, YoloxDetector
+from gatectl.vision.object_detect import Detection, TiledDetector
 
 log = logging.getLogger("gatectl.ebike")
 
@@ -36,7 +36,7 @@ class EbikeDecision:
 
 
 class EbikeGate:
-    def __init__(self, cfg: EbikeGateConfig, detector: YoloxDetector, controls: Controls, store: Store,
+    def __init__(self, cfg: EbikeGateConfig, detector: TiledDetector, controls: Controls, store: Store,
                  hold_cap_s: float, wall_clock: Callable[[], float]):
         self.cfg = cfg
         self.detector = detector

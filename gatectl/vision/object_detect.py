@@ -1,8 +1,14 @@
-"""YOLOX-family object detector (ONNX), for the elevator e-bike gate.
+"""Object detectors (ONNX) for the elevator e-bike gate, one class per output layout ("family").
 
-Pluggable: any YOLOX export with the standard head (``[1, A, 5 + C]`` rows ``x, y, w, h, obj,
-class probs`` over strides 8/16/32, input BGR 0..255 letterboxed top-left with pad 114) works,
-with its class map in the config - so a site can drop in a model trained on its own cars.
+Pluggable: a site drops in its own model of a supported family, with its class map in the config.
+
+- ``yolox``: the YOLOX head as exported by YOLOX's own tools (raw ``[1, A, 5 + C]`` rows
+  ``x, y, w, h, obj, class probs`` over strides 8/16/32, decoded here; input BGR 0..255,
+  letterboxed top-left with pad 114). The bundled YOLOX-nano is one.
+- ``yolov8``: the anchor-free layout most current trainers export (``[1, 4 + C, A]``: box centre
+  and size in input pixels, then per-class scores, no objectness; input RGB 0..1, letterboxed
+  centred with pad 114) - YOLOv8/v9/v10-without-NMS/11 style heads.
+
 Optionally the image is also cut into a grid of overlapping tiles (2x2 of 60% of each side, 3x3
 of 45%, 4x4 of 35%): in a top-down wide-angle car a two-wheeler is small and distorted, and the
 tiles give the model more pixels, at one model run per tile.
@@ -15,8 +21,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gatectl.vision.models import ModelError
+
 TILE_FRACTION = {2: 0.6, 3: 0.45, 4: 0.35}  # grid -> tile side as a fraction of the image
 NMS_IOU = 0.45
+PAD = 114
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,13 @@ class Detection:
     label: str
 
 
-class YoloxDetector:
+class TiledDetector:
+    """Letterbox, run, decode (per family), then tiles and class-aware NMS (shared)."""
+
+    rgb: bool
+    scale: float  # pixel value multiplier
+    centred: bool  # letterbox padding on both sides (else right/bottom only)
+
     def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
         """``tiles``: 1 = the whole image only; 2, 3, 4 = also a 2x2, 3x3 or 4x4 grid of tiles."""
         self.session = session
@@ -35,30 +50,28 @@ class YoloxDetector:
         self.classes = classes
         self.threshold = threshold
         self.tiles = tiles
-        grids, strides = [], []
-        for stride in (8, 16, 32):
-            n = input_size // stride
-            yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-            grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
-            strides.append(np.full((n * n, 1), stride))
-        self._grid = np.concatenate(grids).astype(np.float32)
-        self._stride = np.concatenate(strides).astype(np.float32)
+        self._idx = np.array(list(classes.values()))
+
+    def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's first output -> (cx, cy, w, h in input pixels, [A, k] scores of the config classes)."""
+        raise NotImplementedError
 
     def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
         r = min(self.size / h, self.size / w)
         nw, nh = max(1, int(w * r)), max(1, int(h * r))
-        canvas = np.full((self.size, self.size, 3), 114, np.uint8)
-        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        out = self.session.run(None, {self.input_name: canvas.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
-        idx = np.array(list(self.classes.values()))
-        scores = out[:, 4:5] * out[:, 5 + idx]
+        dx, dy = ((self.size - nw) // 2, (self.size - nh) // 2) if self.centred else (0, 0)
+        canvas = np.full((self.size, self.size, 3), PAD, np.uint8)
+        canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        if self.rgb:
+            canvas = canvas[:, :, ::-1]
+        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) * self.scale
+        xywh, scores = self._decode(self.session.run(None, {self.input_name: blob})[0][0])
         best = scores.max(1)
         keep = best >= self.threshold
-        out, scores = out[keep], scores[keep]
-        xy = (out[:, :2] + self._grid[keep]) * self._stride[keep]
-        wh = np.exp(out[:, 2:4]) * self._stride[keep]
-        boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1) / r
+        xywh, scores = xywh[keep], scores[keep]
+        xy = xywh[:, :2] - np.array([dx, dy], np.float32)
+        boxes = np.concatenate([xy - xywh[:, 2:] / 2, xy + xywh[:, 2:] / 2], 1) / r
         return boxes, scores.max(1), scores.argmax(1)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -84,3 +97,59 @@ class YoloxDetector:
                                        self.threshold, NMS_IOU)
         return sorted((Detection(b[i].astype(np.float32), float(s[i]), names[int(k[i])])
                        for i in np.asarray(keep).reshape(-1)), key=lambda d: -d.score)
+
+
+class YoloxDetector(TiledDetector):
+    rgb, scale, centred = False, 1.0, False
+
+    def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
+        super().__init__(session, input_size, classes, threshold, tiles)
+        grids, strides = [], []
+        for stride in (8, 16, 32):
+            n = input_size // stride
+            yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+            grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
+            strides.append(np.full((n * n, 1), stride))
+        self._grid = np.concatenate(grids).astype(np.float32)
+        self._stride = np.concatenate(strides).astype(np.float32)
+
+    def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xy = (out[:, :2] + self._grid) * self._stride
+        wh = np.exp(out[:, 2:4]) * self._stride
+        return np.concatenate([xy, wh], 1), out[:, 4:5] * out[:, 5 + self._idx]
+
+
+class Yolov8Detector(TiledDetector):
+    rgb, scale, centred = True, 1 / 255, True
+
+    def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return out[:4].T, out[4 + self._idx].T
+
+
+FAMILIES: dict[str, type[TiledDetector]] = {"yolox": YoloxDetector, "yolov8": Yolov8Detector}
+
+
+def open_detector(session, family: str, input_size: int, classes: dict[str, int], threshold: float,
+                  tiles: int, where: str) -> TiledDetector:
+    """Check the model against its config (``where`` names the config table), then wrap it.
+
+    A model whose fixed input size or class count does not fit the config fails here, at
+    start, with one line - not as an IndexError in the gate worker at the first frame.
+    """
+    shape = session.get_inputs()[0].shape
+    fixed = [d for d in shape[2:4] if isinstance(d, int)]
+    if fixed and any(d != input_size for d in fixed):
+        raise ModelError(f"{where}.input_size = {input_size}, but the model takes {shape[2]}x{shape[3]} images")
+    out = session.get_outputs()[0].shape
+    if len(out) != 3:
+        raise ModelError(f"{where}.family = '{family}', but the model's output has shape {out}")
+    width, anchors = (out[2], out[1]) if family == "yolox" else (out[1], out[2])
+    if isinstance(width, int) and isinstance(anchors, int) and width > anchors:
+        layout = "[1, A, 5 + C]" if family == "yolox" else "[1, 4 + C, A]"
+        raise ModelError(f"{where}.family = '{family}' expects an output {layout}, but the model gives {out}")
+    if isinstance(width, int):
+        n_classes = width - (5 if family == "yolox" else 4)
+        bad = {k: v for k, v in classes.items() if not 0 <= v < n_classes}
+        if bad:
+            raise ModelError(f"{where}.classes {bad}: the model has classes 0..{n_classes - 1}")
+    return FAMILIES[family](session, input_size, classes, threshold, tiles)
