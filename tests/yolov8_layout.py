@@ -14,15 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
-
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    grids, strides = [], []
-    for stride in (8, 16, 32):
-        n = size // stride
-        yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
-        strides.append(np.full((n * n, 1), stride))
-    return (np.concatenate(grids)[None].astype(np.float32), np.concatenate(strides)[None].astype(np.float32))
+from gatectl.vision.object_detect import yolox_grid
 
 
 def build(yolox_path: Path, out_path: Path) -> Path:
@@ -40,7 +32,7 @@ def build(yolox_path: Path, out_path: Path) -> Path:
         [numpy_helper.from_array(np.array([2, 1, 0], np.int64), "bgr_order"),
          numpy_helper.from_array(np.array(255, np.float32), "to_255")]), opset_imports=opset)
 
-    grid, stride = _grid(size)
+    grid, stride = (a[None] for a in yolox_grid(size))
     post = helper.make_model(helper.make_graph(
         [helper.make_node("Split", ["raw"], ["xy", "wh", "obj", "cls"], axis=2, split=[2, 2, 1, width - 5]),
          helper.make_node("Add", ["xy", "grid"], ["xy_g"]),

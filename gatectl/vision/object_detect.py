@@ -99,19 +99,23 @@ class TiledDetector:
                        for i in np.asarray(keep).reshape(-1)), key=lambda d: -d.score)
 
 
+def yolox_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The YOLOX head's anchor points: cell ``(x, y)`` ``[A, 2]`` and stride ``[A, 1]``, strides 8/16/32."""
+    grids, strides = [], []
+    for stride in (8, 16, 32):
+        n = size // stride
+        yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
+        strides.append(np.full((n * n, 1), stride))
+    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
 class YoloxDetector(TiledDetector):
     rgb, scale, centred = False, 1.0, False
 
     def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
         super().__init__(session, input_size, classes, threshold, tiles)
-        grids, strides = [], []
-        for stride in (8, 16, 32):
-            n = input_size // stride
-            yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-            grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
-            strides.append(np.full((n * n, 1), stride))
-        self._grid = np.concatenate(grids).astype(np.float32)
-        self._stride = np.concatenate(strides).astype(np.float32)
+        self._grid, self._stride = yolox_grid(input_size)
 
     def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xy = (out[:, :2] + self._grid) * self._stride
