@@ -138,7 +138,6 @@ def main() -> int:
         g = random_gallery(size, app.embedder.dim, rng, [])
         timed(lambda: g.match(query), 20)
         match_by_size[str(size)] = stats(timed(lambda: g.match(query), n))
-        del g
 
     e2e_ms = float(np.percentile(t_e2e, 50))
     overhead = (float(np.median(t_e2e)) - float(np.median(t_dec))) / float(np.median(t_bare))
