@@ -275,6 +275,12 @@ def cmd_doctor(args, app_factory) -> int:
 
     for spec, err in app.models.check_all():
         report(err is None, err or f"model {spec.name}: {spec.file} verified ({spec.licence})")
+    for gate in app.cfg.gates:
+        try:  # builds the gate as `run` would: its models loaded and checked against the config
+            app.gate(gate)
+            report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
+        except USER_ERRORS as exc:
+            report(False, f"gate {gate.name} ({gate.kind}): {exc}")
     try:
         store = app.store
         with store.write() as db:

@@ -125,7 +125,8 @@ def test_fire_alarm_prevents_the_hold(rig):
     assert not relay.is_on(0)
 
 
-def test_replay_prints_ebike_decisions(tmp_path):
+def car_config(tmp_path, detector: str = ""):
+    """A config file for `gatectl` runs: one car camera on the test frames, its e-bike gate."""
     cfg = tmp_path / "car.toml"
     cfg.write_text(f"""
 [[cameras]]
@@ -144,7 +145,12 @@ kind = "ebike"
 name = "cam"
 camera = "car"
 elevator = "car_a"
-""")
+{detector}""")
+    return cfg
+
+
+def test_replay_prints_ebike_decisions(tmp_path):
+    cfg = car_config(tmp_path)
     r = run_cli("replay", "--json", str(EBIKE / "paddle_elevator_pic_1.png"), str(FACES / "obama_01.jpg"),
                 config=cfg, data=tmp_path / "s")
     assert r.returncode == 0, r.stderr
@@ -212,3 +218,15 @@ def test_family_is_for_a_model_of_your_own():
     with pytest.raises(ConfigError) as exc:
         parse_config(site(detector={"family": "yolov8"}))
     assert "family applies to a model of your own" in str(exc.value)
+
+
+def test_doctor_reports_a_detector_that_does_not_fit_its_config(tmp_path):
+    r = run_cli("doctor", "--camera-timeout", "1", config=car_config(tmp_path, "[gates.detector]\ninput_size = 640"),
+                data=tmp_path / "s")
+    assert r.returncode == 1
+    assert "[FAIL] gate cam (ebike): gates[0].detector.input_size = 640, but the model takes 416x416 images" \
+        in r.stdout.splitlines()
+    r = run_cli("doctor", "--camera-timeout", "1", config=car_config(tmp_path, "[gates.detector]\ninput_size = 416"),
+                data=tmp_path / "s")
+    assert r.returncode == 0, r.stdout
+    assert "[ok] gate cam (ebike): pipeline ready" in r.stdout.splitlines()
