@@ -9,6 +9,7 @@ flash-on frame written to the pty of the simulated board (the driver's write hoo
 Prints progress to stderr and, last, one JSON line on stdout.
 
     python scripts/bench_ebike.py [--iterations 50] [--confirmations 30]
+    python scripts/bench_ebike.py --file site.onnx --family yolov8 --input-size 640   # a site's model
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--confirmations", type=int, default=30)
+    ap.add_argument("--file", type=Path, help="an ONNX detector of your own instead of the bundled YOLOX-nano")
+    ap.add_argument("--family", choices=["yolox", "yolov8"], default="yolox", help="output layout of --file")
+    ap.add_argument("--input-size", type=int, default=416)
     args = ap.parse_args()
+    detector = {"input_size": args.input_size}
+    if args.file:
+        detector |= {"file": str(args.file), "family": args.family}
     frame = read_image(FRAME)
     sim = SimulatedModbusBoard(baud=115200)
     written = threading.Event()
@@ -59,7 +66,7 @@ def main() -> int:
                                        "release_after_s": 0.05}],
                         "cameras": [{"name": "c", "source": "0"}],
                         "gates": [{"kind": "ebike", "name": "cam", "camera": "c", "elevator": "car",
-                                   "confirm_frames": 1, "confirm_window": 1}]})
+                                   "confirm_frames": 1, "confirm_window": 1, "detector": detector}]})
     with tempfile.TemporaryDirectory() as tmp:
         app = App(cfg, Path(tmp), boards={"main": board})
         gate = app.ebike_gate(cfg.gates[0])
