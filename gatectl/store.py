@@ -629,13 +629,24 @@ class Store:
 
     # --- signed-command nonces ---------------------------------------------------------------
 
-    def claim(self, nonce: str, exp: float, now: float) -> bool:
-        """Remember a command's nonce until ``exp``; False if it was seen before (a replay).
-        Committed before the command runs: a crash after it costs the command, never a repeat."""
+    def claim(self, nonce: str, exp: float, iat: float, forget_before: float) -> bool:
+        """Remember a command's nonce (with its ``exp``) and raise the high-water mark of accepted
+        issue times to ``iat``; False if the nonce was seen before (a replay). Nonces are
+        forgotten by command time (``exp`` before ``forget_before``, which the verifier derives
+        from that mark), never by the wall clock, which can be set back. Committed before the
+        command runs: a crash after it costs the command, never a repeat."""
         with self.write() as db:
-            db.execute("DELETE FROM nonces WHERE exp < ?", [now])
+            db.execute("DELETE FROM nonces WHERE exp < ?", [forget_before])
             cur = db.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", [nonce, exp])
+            if cur.rowcount == 1:
+                db.execute("INSERT INTO meta VALUES ('command_iat_max_ms', ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value = max(value, excluded.value)", [int(iat * 1000)])
         return cur.rowcount == 1
+
+    def newest_iat(self) -> float | None:
+        """The issue time of the newest command ever accepted here (survives restarts)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'command_iat_max_ms'").fetchone()
+        return None if row is None else row[0] / 1000
 
     # --- announcements -----------------------------------------------------------------------
 

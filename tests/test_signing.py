@@ -68,8 +68,9 @@ def test_other_key_under_known_kid_is_bad_signature(verifier):
 
 
 def test_garbage_signature_is_bad_signature(key, verifier):
-    for sig in ("not base64!", "AAAA", 12345):
+    for sig in ("not base64!", "AAAA"):
         assert rejected(verifier, {**signed(key), "sig": sig}).reason == "bad_signature"
+    assert rejected(verifier, {**signed(key), "sig": 12345}).reason == "malformed"  # the schema is strict
 
 
 def test_unknown_kid(key, verifier):
@@ -136,14 +137,16 @@ def test_rejection_message_format():
     assert CommandRejected("expired", "x").reason == "expired"
 
 
-def test_memory_nonce_store_forgets_expired():
+def test_memory_nonce_store_forgets_by_command_time():
     store = MemoryNonceStore()
-    assert store.claim("a", NOW + 10, NOW) and not store.claim("a", NOW + 10, NOW + 5)
+    assert store.claim("a", NOW + 10, NOW, NOW - 100) and not store.claim("a", NOW + 10, NOW, NOW - 100)
     for i in range(1000):
-        assert store.claim(f"n{i}", NOW + 10, NOW)
-    assert store.claim("late", NOW + 100, NOW + 11)
-    assert len(store._seen) == 1  # everything that expired was purged: memory stays bounded
-    assert store.claim("a", NOW + 100, NOW + 11)  # an expired nonce may be claimed again
+        assert store.claim(f"n{i}", NOW + 10, NOW, NOW - 100)
+    assert store.newest_iat() == NOW
+    assert store.claim("late", NOW + 100, NOW + 50, NOW + 11)
+    assert len(store._seen) == 1  # every nonce that expired before the given time is gone
+    assert store.newest_iat() == NOW + 50
+    assert store.claim("a", NOW + 100, NOW + 11, NOW + 11)  # a forgotten nonce may be claimed again
 
 
 def test_private_key_round_trip_mode_and_no_overwrite(tmp_path, key):

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
-import math
+import logging
 import os
+import re
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -23,15 +27,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-REQUIRED = (("cmd", str), ("args", dict), ("device", str), ("id", str), ("nonce", str), ("kid", str))
+from gatectl.safe_text import shown
+from gatectl.sync.inbound import Command, Refused, load_json, validated
+
+log = logging.getLogger("gatectl.sync")
 
 
 class CommandRejected(Exception):
     """Why a command was refused; ``reason`` is a short code for responses and counters."""
 
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+    def __init__(self, reason: str, detail: str = "", cmd_id: str | None = None):
+        super().__init__(f"{reason}: {shown(detail)}" if detail else reason)
         self.reason = reason
+        self.cmd_id = cmd_id  # when it could be read, so the sender can match the answer
 
 
 def canonical(body: dict) -> bytes:
@@ -103,8 +111,13 @@ def sign_command(key: Ed25519PrivateKey, kid: str, device: str, cmd: str, args: 
 
 
 class NonceStore(Protocol):
-    def claim(self, nonce: str, exp: float, now: float) -> bool:
-        """True the first time ``nonce`` is seen (remembered until ``exp``), False after."""
+    def claim(self, nonce: str, exp: float, iat: float, forget_before: float) -> bool:
+        """True the first time ``nonce`` is seen: it is remembered with ``exp`` and the
+        high-water mark of accepted issue times raised to ``iat``, in one step; nonces whose
+        ``exp`` is before ``forget_before`` are forgotten. False for a nonce seen before."""
+
+    def newest_iat(self) -> float | None:
+        """The highest ``iat`` ever claimed (persisted by the device's store), None if none."""
 
 
 class MemoryNonceStore:
@@ -112,63 +125,134 @@ class MemoryNonceStore:
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
+        self._newest: float | None = None
 
-    def claim(self, nonce: str, exp: float, now: float) -> bool:
-        self._seen = {n: e for n, e in self._seen.items() if e >= now}
+    def claim(self, nonce: str, exp: float, iat: float, forget_before: float) -> bool:
+        self._seen = {n: e for n, e in self._seen.items() if e >= forget_before}
         if nonce in self._seen:
             return False
         self._seen[nonce] = exp
+        self._newest = iat if self._newest is None else max(self._newest, iat)
         return True
+
+    def newest_iat(self) -> float | None:
+        return self._newest
+
+
+class ClockGuard:
+    """Notices the device's wall clock going backwards, which would re-open replays: a Pi
+    without an RTC boots with fake-hwclock's last saved time, and plain NTP is unauthenticated.
+
+    Within a process the wall clock is compared with the monotonic clock (which no one can set):
+    if ``wall - monotonic`` falls more than ``skew_s`` below the highest value seen, the wall
+    clock went back. Across restarts the store's high-water mark of accepted issue times does
+    the same job: a clock more than ``skew_s`` behind the newest accepted command is wrong.
+    Trust comes back when the clock has caught up with that mark and, after a jump within the
+    process, when the centre's signed time confirms it: a verified command newer than any
+    accepted so far (so not a captured one) whose issue time agrees with the device clock.
+    """
+
+    def __init__(self, skew_s: float, monotonic: Callable[[], float] = time.monotonic):
+        self.skew_s = skew_s
+        self.monotonic = monotonic
+        self._offset: float | None = None  # highest wall - monotonic seen
+        self.jumped: float | None = None  # seconds the wall clock went back, until re-trusted
+        self._said: str | None = None
+
+    def problem(self, now: float, newest_iat: float | None) -> str | None:
+        """Why the wall clock ``now`` cannot be trusted for time-based decisions, or None."""
+        offset = now - self.monotonic()
+        if self._offset is None or offset > self._offset:
+            self._offset = offset
+        elif offset < self._offset - self.skew_s:
+            self.jumped = self._offset - offset
+        why = None
+        if self.jumped is not None:
+            why = f"the wall clock went back {self.jumped:.0f} s (monotonic clock)"
+        elif newest_iat is not None and now < newest_iat - self.skew_s:
+            why = f"the wall clock is {newest_iat - now:.0f} s behind the newest accepted command"
+        if why is not None and self._said is None:
+            log.error("%s: time-based commands are refused until the clock is trusted again "
+                      "(see docs/mqtt.md, Clock)", why)
+        self._said = why
+        return why
+
+    def confirmed(self, now: float) -> None:
+        """The centre's signed time agrees with ``now``: trust the wall clock from here on."""
+        if self.jumped is not None:
+            log.warning("wall clock confirmed by a signed command from the centre; commands accepted again")
+        self.jumped = None
+        self._said = None
+        self._offset = now - self.monotonic()
 
 
 class Verifier:
     def __init__(self, keys: dict[str, Ed25519PublicKey], device: str, nonces: NonceStore, *,
-                 max_ttl_s: float = 300.0, skew_s: float = 30.0):
+                 max_ttl_s: float = 300.0, skew_s: float = 30.0, clock_guard: ClockGuard | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.keys = keys
         self.device = device
         self.nonces = nonces
         self.max_ttl_s = max_ttl_s
         self.skew_s = skew_s
+        self.clock = clock_guard or ClockGuard(skew_s, monotonic)
+        self.monotonic = self.clock.monotonic
+        # nonces claimed by this process, kept for the longest TTL on the monotonic clock
+        # whatever the wall clock and the store's pruning do
+        self._recent: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     def verify(self, payload: bytes | dict, now: float) -> dict:
-        """The verified body, or CommandRejected. The nonce is claimed last, so a forged message
-        cannot burn the nonce of a genuine one."""
-        body = payload
-        if isinstance(payload, (bytes, bytearray)):
-            try:
-                body = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
-                raise CommandRejected("malformed", "not JSON") from None
-        if not isinstance(body, dict):
-            raise CommandRejected("malformed", "not a JSON object")
-        if body.get("v") != 1:
-            raise CommandRejected("malformed", "field 'v' must be 1")
-        for field, kind in REQUIRED:
-            if not isinstance(body.get(field), kind):
-                raise CommandRejected("malformed", f"field '{field}' missing or not {kind.__name__}")
-        for field in ("iat", "exp"):
-            value = body.get(field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                # NaN compares false with everything: it would pass the expiry and replay checks
-                raise CommandRejected("malformed", f"field '{field}' missing or not a finite number")
-        sig = body.get("sig")
-        if not sig:
-            raise CommandRejected("unsigned")
-        key = self.keys.get(body["kid"])
-        if key is None:
-            raise CommandRejected("unknown_key", f"key id '{body['kid']}' is not pinned on this device")
+        """The verified body, or CommandRejected. Cheap checks first (size and depth bounded by
+        the caller, schema), then the signature, then time; the nonce is claimed last, so a
+        forged message cannot burn the nonce of a genuine one."""
         try:
-            key.verify(base64.b64decode(sig, validate=True), canonical(body))
-        except (InvalidSignature, binascii.Error, ValueError, TypeError):
-            raise CommandRejected("bad_signature") from None
-        if body["device"] != self.device:
-            raise CommandRejected("wrong_device", f"for '{body['device']}', this is '{self.device}'")
-        if now > body["exp"]:
-            raise CommandRejected("expired", f"{now - body['exp']:.0f} s ago")
-        if body["iat"] > now + self.skew_s:
-            raise CommandRejected("not_yet_valid", f"issued {body['iat'] - now:.0f} s in the future")
-        if body["exp"] - body["iat"] > self.max_ttl_s:
-            raise CommandRejected("too_long_lived", f"valid {body['exp'] - body['iat']:.0f} s > {self.max_ttl_s:g} s")
-        if not self.nonces.claim(body["nonce"], body["exp"] + self.skew_s, now):
-            raise CommandRejected("replayed", f"nonce {body['nonce']} already used")
+            body = load_json(payload) if isinstance(payload, (bytes, bytearray)) else payload
+            if not isinstance(body, dict):
+                raise Refused("malformed", "not a JSON object")
+            cmd = validated(Command, body)
+        except Refused as exc:
+            raise CommandRejected(exc.reason if exc.reason == "too_deep" else "malformed",
+                                  str(exc).split(": ", 1)[-1] if ": " in str(exc) else "",
+                                  cmd_id=_token_of(payload if isinstance(payload, dict) else None)) from None
+        if not cmd.sig:
+            raise CommandRejected("unsigned", cmd_id=cmd.id)
+        key = self.keys.get(cmd.kid)
+        if key is None:
+            raise CommandRejected("unknown_key", f"key id '{cmd.kid}' is not pinned on this device", cmd_id=cmd.id)
+        try:
+            key.verify(base64.b64decode(cmd.sig, validate=True), canonical(body))
+        except (InvalidSignature, binascii.Error, ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+            raise CommandRejected("bad_signature", cmd_id=cmd.id) from None
+        if cmd.device != self.device:
+            raise CommandRejected("wrong_device", f"for '{cmd.device}', this is '{self.device}'", cmd_id=cmd.id)
+        newest = self.nonces.newest_iat()
+        untrusted = self.clock.problem(now, newest)
+        if untrusted is not None:
+            proof = (newest is None or cmd.iat > newest) and abs(cmd.iat - now) <= self.skew_s
+            if not proof or self.clock.jumped is None:
+                raise CommandRejected("clock_untrusted", untrusted, cmd_id=cmd.id)
+            self.clock.confirmed(now)
+        if now > cmd.exp:
+            raise CommandRejected("expired", f"{now - cmd.exp:.0f} s ago", cmd_id=cmd.id)
+        if cmd.iat > now + self.skew_s:
+            raise CommandRejected("not_yet_valid", f"issued {cmd.iat - now:.0f} s in the future", cmd_id=cmd.id)
+        if cmd.exp - cmd.iat > self.max_ttl_s:
+            raise CommandRejected("too_long_lived", f"valid {cmd.exp - cmd.iat:.0f} s > {self.max_ttl_s:g} s",
+                                  cmd_id=cmd.id)
+        if newest is not None and cmd.iat < newest - self.max_ttl_s:
+            raise CommandRejected("stale", f"issued {newest - cmd.iat:.0f} s before the newest accepted command",
+                                  cmd_id=cmd.id)
+        mono = self.monotonic()
+        while self._recent and next(iter(self._recent.values())) < mono - self.max_ttl_s - self.skew_s:
+            self._recent.popitem(last=False)
+        forget_before = max(newest or cmd.iat, cmd.iat) - self.max_ttl_s - self.skew_s
+        if cmd.nonce in self._recent or not self.nonces.claim(cmd.nonce, cmd.exp, cmd.iat, forget_before):
+            raise CommandRejected("replayed", f"nonce {cmd.nonce} already used", cmd_id=cmd.id)
+        self._recent[cmd.nonce] = mono
         return body
+
+
+def _token_of(body: dict | None) -> str | None:
+    """The command id of a message refused before its schema was checked, when it is one."""
+    cid = body.get("id") if isinstance(body, dict) else None
+    return cid if isinstance(cid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", cid) else None

@@ -1,0 +1,274 @@
+"""Every message that arrives from the broker is hostile until this module has checked it.
+
+The checks run cheapest first, each with a cost bounded by the message's size, which is itself
+bounded per topic before anything is queued (paho's callback; the broker is also told our
+MQTT 5 Maximum Packet Size, so it never sends anything bigger):
+
+1. size per topic (``sync.max_command_bytes``, ``sync.max_enroll_bytes``),
+2. JSON nesting depth, counted on the raw bytes before the parser can recurse,
+3. JSON itself (``NaN`` / ``Infinity`` literals refused),
+4. a strict pydantic schema: no unknown keys, no type coercion, bounded lengths and numbers,
+   no lone surrogates or control characters in text that may be stored, logged or displayed.
+
+What is refused costs one counter increment and, within a budget per source topic (a token
+bucket, ``sync.refusals_per_s`` / ``sync.refusal_burst``), one escaped log line; beyond the
+budget nothing but the counter, and the next line says how many were not logged. Whatever a
+caller does for a refusal beyond that (a ``command`` event, a response) it does only when
+`Refusals.refuse` returns True, so a flood of junk cannot grow the database or the log.
+Genuine messages are never dropped by a rate limit: a limit on accepted traffic would drop the
+centre's signed commands in a flood on their topic just as surely as the junk, and dropped
+enrollments would be lost residents. The budget limits what refusals cost, not what arrives.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from gatectl.safe_text import shown
+
+log = logging.getLogger("gatectl.sync")
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_DEPTH = 16
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_PAIR = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+class Refused(Exception):
+    """An inbound message that will not be acted on; ``reason`` is a short code for counters
+    and responses, the text one bounded, escaped line."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {shown(detail)}" if detail else reason)
+        self.reason = reason
+
+
+# ---- JSON -------------------------------------------------------------------------------------
+
+def check_depth(payload: bytes, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` without parsing it (json.loads recurses
+    once per level and a few thousand ``[`` raise RecursionError). Strings are blanked first so
+    brackets inside them do not count; each pass of the loop then removes the innermost
+    bracket pairs, so the work is ``max_depth`` regex passes over the payload at most."""
+    brackets = _STRING.sub(b'""', payload).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= max_depth:
+        return  # fewer openings than levels allowed: the common case, one pass
+    for _ in range(max_depth):
+        brackets = _PAIR.sub(b"", brackets)
+        if not brackets:
+            return
+    raise Refused("too_deep", f"JSON nested deeper than {max_depth} levels (or unbalanced)")
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def load_json(payload: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """The parsed payload, or Refused ("too_deep" / "malformed")."""
+    check_depth(payload, max_depth)
+    try:
+        return json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise Refused("malformed", f"not JSON ({str(exc)[:80]})") from None
+
+
+def validated(model: type[M], data: Any, where: str = "") -> M:
+    """``data`` checked against ``model``; the first problem as ``where.field: message``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        first = errors[0]
+        loc = ".".join(str(p) for p in (where, *first["loc"]) if p != "")
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise Refused("malformed", f"{loc or 'payload'}: {first['msg']}{more}") from None
+
+
+# ---- schema building blocks -------------------------------------------------------------------
+
+def _clean_text(text: str) -> str:
+    """Text that will be stored, logged or shown: valid UTF-8 and no control characters (a
+    lone surrogate cannot be written to SQLite; a newline or escape has no place in a name)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid UTF-8 (lone surrogate)") from None
+    if not text.isprintable():
+        raise ValueError("text contains control characters")
+    return text
+
+
+class InboundModel(BaseModel):
+    """Base of every inbound payload: unknown keys refused, no coercion ("3" is not 3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+"""Ids, nonces, key ids, device, door and model names: short, ASCII, nothing to escape."""
+Text = Annotated[str, AfterValidator(_clean_text)]
+Seconds = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
+"""A wall-clock time (seconds since the epoch, up to the year 5138)."""
+Version = Annotated[int, Field(ge=0, lt=2**53)]
+"""Fits SQLite's INTEGER and a JSON number exactly; the enrollment authority bounds it further."""
+
+
+class Command(InboundModel):
+    """A signed command's envelope; ``args`` are checked per command once the signature is."""
+
+    v: Literal[1]
+    cmd: Token
+    args: dict[str, Any]
+    device: Token
+    id: Token
+    iat: Seconds
+    exp: Seconds
+    nonce: Token
+    kid: Token
+    sig: Annotated[str, Field(max_length=128)] = ""
+
+
+class DoorArgs(InboundModel):
+    door: Token
+
+
+class BarrierArgs(InboundModel):
+    barrier: Token
+
+
+class ElevatorArgs(InboundModel):
+    elevator: Token
+
+
+class AnnounceArgs(InboundModel):
+    text: Annotated[Text, Field(min_length=1, max_length=500)]
+    door: Token | None = None
+    seconds: Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)] | None = None
+
+
+class NoArgs(InboundModel):
+    pass
+
+
+class Template(InboundModel):
+    model: Token
+    dim: Annotated[int, Field(ge=1, le=4096)]
+    quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 1.0
+    emb: Annotated[str, Field(max_length=4 * 4096 * 4 // 3 + 4)]
+
+
+class Enrollment(InboundModel):
+    """An enrollment change as it arrives (the fields `sync.enrollment.Replicator` uses)."""
+
+    v: Literal[1]
+    type: Literal["resident", "watchlist"]
+    op: Literal["upsert", "delete"]
+    uid: Token
+    version: Version
+    name: Annotated[Text, Field(max_length=200)] = ""
+    unit: Annotated[Text, Field(max_length=64)] = ""
+    status: Literal["active", "suspended"] = "active"
+    reason: Annotated[Text, Field(max_length=500)] = ""
+    origin: Token | None = None
+    templates: list[Template] | None = None
+
+
+class WatchAddArgs(InboundModel):
+    uid: Token
+    version: Version
+    name: Annotated[Text, Field(max_length=200)] = ""
+    reason: Annotated[Text, Field(max_length=500)] = ""
+    templates: list[Template]
+
+
+class WatchRemoveArgs(InboundModel):
+    uid: Token
+    version: Version
+
+
+class StatusArgs(InboundModel):
+    uid: Token
+    status: Literal["active", "suspended"]
+    version: Version
+
+
+def enrollment(payload: bytes, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
+    """A checked enrollment change as the dict `Replicator.apply` takes, or Refused."""
+    change = validated(Enrollment, load_json(payload, max_depth))
+    if change.templates is not None and len(change.templates) > max_templates:
+        raise Refused("malformed", f"templates: {len(change.templates)} > {max_templates} per person")
+    return change.model_dump(exclude_none=True)
+
+
+def enroll_limit(max_templates: int, dim: int) -> int:
+    """The default size limit of an enrollment message: ``max_templates`` templates of ``dim``
+    float32 values in base64, each with its JSON keys, plus room for names and ids."""
+    return max_templates * (4 * dim * 4 // 3 + 160) + 4096
+
+
+# ---- refusal accounting -----------------------------------------------------------------------
+
+class TokenBucket:
+    """At most ``rate`` per second on average and ``burst`` at once (monotonic clock)."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Refusals:
+    """What refused input costs: one counter increment, and within a budget per source (the
+    topic kind: ``cmd``, ``enroll``) one warning line saying how many went unlogged before it.
+    Called from paho's thread (size) and the sync thread (everything else)."""
+
+    def __init__(self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic):
+        self.per_s = per_s
+        self.burst = burst
+        self.clock = clock
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._unlogged: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def refuse(self, source: str, reason: str, detail: str = "") -> bool:
+        """Count one refusal; True if it may be logged (and answered, and recorded) now."""
+        with self._lock:
+            self.counters[f"refused_{source}_{reason}"] += 1
+            bucket = self._buckets.get(source)
+            if bucket is None:
+                bucket = self._buckets[source] = TokenBucket(self.per_s, self.burst, self.clock)
+            if not bucket.take():
+                self._unlogged[source] += 1
+                return False
+            unlogged, self._unlogged[source] = self._unlogged[source], 0
+        more = f" ({unlogged} more refused since the last line)" if unlogged else ""
+        log.warning("%s message refused (%s)%s%s", source, reason, f": {shown(detail)}" if detail else "", more)
+        return True
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.counters.values())
