@@ -148,6 +148,7 @@ class App:
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
         from gatectl.sync.enrollment import Replicator
+        from gatectl.sync.inbound import Refusals
         from gatectl.sync.signing import Verifier, load_public_key
         from gatectl.sync.topics import Topics
 
@@ -165,9 +166,12 @@ class App:
         self._extra_stores.append(store)
         replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files)
         verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
-        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock)
+        refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
+        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
+                                 refusals)
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
-        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock)
+        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
+                          refusals)
 
     def close(self) -> None:
         for extra in self._extra_stores:

@@ -364,6 +364,16 @@ class SyncConfig(Strict):
         description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to sign commands.")
     command_max_ttl_s: float = Field(300.0, gt=0, le=86400)
     clock_skew_s: float = Field(30.0, ge=0, le=3600)
+    max_command_bytes: int = Field(16_384, ge=1024, le=1 << 20,
+                                   description="Larger messages on the cmd topic are refused unread.")
+    max_templates: int = Field(10, ge=1, le=100, description="Templates per person accepted in one enrollment.")
+    max_enroll_bytes: int | None = Field(
+        None, ge=4096, le=64 << 20,
+        description="Larger enrollment messages are refused unread; default: max_templates x embedding size.")
+    max_json_depth: int = Field(16, ge=4, le=64, description="Deeper-nested inbound JSON is refused unparsed.")
+    refusals_per_s: float = Field(1.0, gt=0, le=100,
+                                  description="Refused messages logged (and answered) per second per topic.")
+    refusal_burst: int = Field(10, ge=1, le=1000, description="Refusals logged at once before the rate applies.")
 
     @field_validator("command_keys")
     @classmethod

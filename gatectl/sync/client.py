@@ -11,8 +11,10 @@ event id; nothing is lost when the broker is down for hours or gatectl is SIGKIL
 Sessions persist (clean_start=False, SessionExpiryInterval), so the broker keeps commands and
 enrollments sent while the device was offline. A retained ``online`` status is published on
 every connect and a retained ``offline`` Last Will covers a lost device. Incoming messages are
-handed to this client's own thread through a bounded queue, so the network loop never waits on
-SQLite.
+handed to this client's own thread through a bounded queue per topic kind, so the network loop
+never waits on SQLite and a flood on one topic cannot crowd out the other; what arrives is checked
+by `inbound` (size here in paho's callback, then depth, JSON and schema) and refused at a bounded
+cost, never with a pause of the sync thread.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from paho.mqtt.properties import Properties
 
 from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
+from gatectl.safe_text import shown
 from gatectl.store import Store
-from gatectl.sync.enrollment import EnrollRejected, Replicator, parse, resident_payload
+from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
+from gatectl.sync.inbound import Refusals, Refused, enroll_limit, enrollment
 from gatectl.sync.topics import Topics
 
 log = logging.getLogger("gatectl.sync")
@@ -43,7 +47,8 @@ log = logging.getLogger("gatectl.sync")
 TICK_S = 0.02
 ACK_FLUSH_S = 0.05
 BATCH = 500
-INBOX_SIZE = 1000
+INBOX_SIZE = 1000  # per topic kind
+INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 
 
@@ -75,8 +80,8 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
 
 class SyncClient:
     def __init__(self, cfg: SyncConfig, topics: Topics, store: Store, snapshot_dir: Path,
-                 replicator: Replicator, on_command: Callable[[bytes], dict], health: Callable[[], dict],
-                 clock: Callable[[], float] = time.time):
+                 replicator: Replicator, on_command: Callable[[bytes], dict | None], health: Callable[[], dict],
+                 clock: Callable[[], float] = time.time, refusals: Refusals | None = None):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
         see another thread's uncommitted transaction)."""
         self.cfg = cfg
@@ -97,11 +102,15 @@ class SyncClient:
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self.counters = collections.Counter()
+        self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
+        self.limits = {"cmd": cfg.max_command_bytes,
+                       "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim)}
+        self._kinds = {topics.cmd: "cmd", topics.enroll_device: "enroll", topics.enroll_site: "enroll"}
         self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (mid, reason) from paho's thread
         self._inflight: dict[int, int] = {}  # mid -> outbox seq; this client's thread only
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(INBOX_SIZE)
+        self._inbox = {kind: queue.Queue(INBOX_SIZE) for kind in self.limits}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-sync", daemon=True)
         self._outage_since: float | None = time.monotonic()
@@ -111,6 +120,9 @@ class SyncClient:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.session_expiry_s
+        # the broker never sends a packet bigger than our largest limit (plus topic and
+        # properties): a 128 MB message must not even reach paho's buffers
+        props.MaximumPacketSize = max(self.limits.values()) + 4096
         self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False,
                                   properties=props)
         self.client.loop_start()
@@ -157,11 +169,18 @@ class SyncClient:
         self._acks.append((mid, reason_code.value))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        kind = self._kinds.get(msg.topic)
+        if kind is None:
+            self.refusals.refuse("other", "unexpected_topic", msg.topic)
+            return
+        if len(msg.payload) > self.limits[kind]:
+            self.refusals.refuse(kind, "too_large", f"{len(msg.payload)} bytes > {self.limits[kind]}")
+            return
         try:
-            self._inbox.put_nowait(msg)
+            self._inbox[kind].put_nowait(msg)
         except queue.Full:
             self.counters["inbox_overflow"] += 1
-            log.error("MQTT inbox full; message on %s not handled (the sender will time out)", msg.topic)
+            self.refusals.refuse(kind, "inbox_full", "message not handled (the sender will time out)")
 
     # ---- this client's thread ----------------------------------------------------------------
 
@@ -181,9 +200,9 @@ class SyncClient:
                 if self.connected.is_set() and now >= next_health:
                     self.publish_status()
                     next_health = now + self.cfg.health_interval_s
-            except Exception:  # a bad row or message must not end the sync thread
-                log.exception("sync loop error; continuing")
-                time.sleep(0.5)
+            except Exception as exc:  # a bad row must not end the sync thread, nor pause it
+                if self.refusals.refuse("sync", "loop_error", f"{type(exc).__name__}: {exc}"):
+                    log.debug("sync loop error", exc_info=True)
             self._stop.wait(TICK_S)
         self._take_acks()
 
@@ -254,34 +273,53 @@ class SyncClient:
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
     def _handle_inbox(self) -> None:
-        for _ in range(100):
-            try:
-                msg = self._inbox.get_nowait()
-            except queue.Empty:
+        """Commands and enrollments in turn until both queues are empty or the time budget is
+        spent; each message on its own, so one that breaks a handler costs only itself."""
+        deadline = time.monotonic() + INBOX_BUDGET_S
+        while time.monotonic() < deadline:
+            took = False
+            for kind, inbox in self._inbox.items():
+                try:
+                    msg = inbox.get_nowait()
+                except queue.Empty:
+                    continue
+                took = True
+                try:
+                    body = self.on_command(msg.payload) if kind == "cmd" else self._apply_enrollment(msg)
+                    if body is not None:
+                        self._respond(msg, body)
+                except Exception as exc:  # a bug for one message: counted, logged within budget
+                    if self.refusals.refuse(kind, "handler_error", f"{type(exc).__name__}: {exc}"):
+                        log.debug("handler error", exc_info=True)
+            if not took:
                 return
-            if msg.topic == self.topics.cmd:
-                self._respond(msg, self.on_command(msg.payload))
-            else:
-                self._respond(msg, self._apply_enrollment(msg))
 
-    def _apply_enrollment(self, msg: mqtt.MQTTMessage) -> dict:
+    def _apply_enrollment(self, msg: mqtt.MQTTMessage) -> dict | None:
         try:
-            body = parse(msg.payload)
+            body = enrollment(msg.payload, self.cfg.max_templates, self.cfg.max_json_depth)
+        except Refused as exc:
+            self.counters["enroll_rejected"] += 1
+            return {"ok": False, "error": str(exc)} if self.refusals.refuse("enroll", exc.reason, exc.detail) else None
+        try:
             result = self.replicator.apply(body)
         except EnrollRejected as exc:
             self.counters["enroll_rejected"] += 1
-            log.warning("enrollment on %s refused: %s", msg.topic, exc)
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": shown(exc)} if self.refusals.refuse("enroll", "rejected", str(exc)) else None
         self.counters["enroll_applied" if result == "applied" else "enroll_ignored"] += 1
-        log.info("enrollment %s %s v%d: %s", body["type"], body["uid"], body["version"], result)
+        log.info("enrollment %s %s v%d: %s", body["type"], shown(body["uid"]), body["version"], shown(result))
         return {"ok": True, "uid": body["uid"], "version": body["version"], "result": result}
 
     def _respond(self, msg: mqtt.MQTTMessage, body: dict) -> None:
-        """MQTT 5 request/response: to the message's response topic, with its correlation data."""
+        """MQTT 5 request/response: to the message's response topic, with its correlation data.
+        Only topics of this device's own response subtree are used: a response topic naming
+        anything else (another device's events, the centre's inbox) gets the default one."""
         req = getattr(msg, "properties", None)
         topic = getattr(req, "ResponseTopic", None)
         if topic is None and msg.topic != self.topics.cmd:
             return  # enrollments without a response topic are fire-and-forget
+        if topic is not None and topic != self.topics.cmd_resp and not topic.startswith(self.topics.cmd_resp + "/"):
+            self.counters["response_topic_refused"] += 1
+            topic = None
         props = Properties(PacketTypes.PUBLISH)
         corr = getattr(req, "CorrelationData", None)
         if corr is not None:
@@ -294,7 +332,7 @@ class SyncClient:
     def status(self) -> dict:
         return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),
                 "inflight": len(self._inflight), "announcements": [a["text"] for a in self.store.announcements()],
-                **self.counters}
+                **self.counters, "refused": self.refusals.counts()}
 
     def _status_payload(self, state: str, extra: dict | None = None) -> bytes:
         body = {"v": 1, "state": state, "site": self.topics.site, "device": self.topics.device,

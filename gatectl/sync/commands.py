@@ -2,25 +2,27 @@
 
 The signature, expiry and nonce checks live in `signing`; the nonce is claimed in SQLite
 before anything runs, so a command re-delivered by the broker after a reconnect (or after a
-crash of gatectl) is answered ``replayed`` and never acted on twice. Every command, accepted or
-not, leaves a ``command`` event.
+crash of gatectl) is answered ``replayed`` and never acted on twice. Every verified command
+leaves a ``command`` event; a refused one leaves an event, a log line and a response only within
+the refusal budget (`inbound.Refusals`), so junk cannot grow the database or the log. The
+arguments of each command are checked against its schema (`inbound`) once the signature is.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
 from gatectl.events import EventRecorder
+from gatectl.safe_text import shown
 from gatectl.service.controls import Controls
 from gatectl.store import Store
 from gatectl.sync.enrollment import EnrollRejected, Replicator
+from gatectl.sync.inbound import (AnnounceArgs, BarrierArgs, DoorArgs, ElevatorArgs, NoArgs, Refusals, Refused,
+                                  StatusArgs, WatchAddArgs, WatchRemoveArgs, validated)
 from gatectl.sync.signing import CommandRejected, Verifier
 
 log = logging.getLogger("gatectl.sync")
-
-MAX_ANNOUNCEMENT = 500
 
 
 class CommandFailed(Exception):
@@ -29,7 +31,8 @@ class CommandFailed(Exception):
 
 class CommandHandler:
     def __init__(self, verifier: Verifier, store: Store, recorder: EventRecorder, controls: Controls,
-                 replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float]):
+                 replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float],
+                 refusals: Refusals | None = None):
         self.verifier = verifier
         self.store = store
         self.recorder = recorder
@@ -37,101 +40,92 @@ class CommandHandler:
         self.replicator = replicator
         self.reload = reload
         self.clock = clock
+        self.refusals = refusals or Refusals()
+        # command -> (schema of its args, what runs it)
         self._run = {
-            "door.open": self._door_open,
-            "barrier.open": self._barrier_open,
-            "elevator.release": self._elevator_release,
-            "display.announce": self._announce,
-            "watchlist.add": self._watch_add,
-            "watchlist.remove": self._watch_remove,
-            "resident.status": self._resident_status,
-            "config.reload": lambda args: self.reload(),
+            "door.open": (DoorArgs, self._door_open),
+            "barrier.open": (BarrierArgs, self._barrier_open),
+            "elevator.release": (ElevatorArgs, self._elevator_release),
+            "display.announce": (AnnounceArgs, self._announce),
+            "watchlist.add": (WatchAddArgs, self._watch_add),
+            "watchlist.remove": (WatchRemoveArgs, self._watch_remove),
+            "resident.status": (StatusArgs, self._resident_status),
+            "config.reload": (NoArgs, lambda args: self.reload()),
         }
 
-    def handle(self, payload: bytes) -> dict:
-        """The response body: ``{"id", "ok", "result" | "error"}``."""
+    def handle(self, payload: bytes) -> dict | None:
+        """The response body: ``{"id", "ok", "result" | "error"}``; None for a refusal beyond
+        the refusal budget (counted only: no event, no log line, no answer)."""
         try:
             body = self.verifier.verify(payload, self.clock())
         except CommandRejected as exc:
-            log.warning("command rejected: %s", exc)
+            if not self.refusals.refuse("cmd", exc.reason, str(exc)):
+                return None
             self.recorder.record("sync", "command", "denied", f"rejected: {exc}")
-            return {"id": _id_of(payload), "ok": False, "error": f"rejected: {exc}"}
-        name, args = body["cmd"], body["args"]
-        what = f"{name} ({body['id']}, key {body['kid']})"
+            return {"id": exc.cmd_id, "ok": False, "error": f"rejected: {exc}"}
+        name = body["cmd"]
+        what = f"{name} ({body['id']}, key {body['kid']})"  # each a short ASCII token (schema)
         try:
-            run = self._run.get(name)
-            if run is None:
+            if name not in self._run:
                 raise CommandFailed(f"unknown command '{name}' (known: {', '.join(self._run)})")
+            schema, run = self._run[name]
+            try:
+                args = validated(schema, body["args"], "args")
+            except Refused as exc:
+                raise CommandFailed(exc.detail) from None
             result = run(args)
         except (CommandFailed, EnrollRejected) as exc:
-            log.warning("command %s failed: %s", what, exc)
-            self.recorder.record("sync", "command", "denied", f"{what}: {exc}")
-            return {"id": body["id"], "ok": False, "error": str(exc)}
-        log.info("command %s: %s", what, result)
-        self.recorder.record("sync", "command", "granted", f"{what}: {result}")
+            log.warning("command %s failed: %s", what, shown(exc))
+            self.recorder.record("sync", "command", "denied", shown(f"{what}: {exc}", 500))
+            return {"id": body["id"], "ok": False, "error": shown(exc, 500)}
+        log.info("command %s: %s", what, shown(result))
+        self.recorder.record("sync", "command", "granted", shown(f"{what}: {result}", 500))
         return {"id": body["id"], "ok": True, "result": result}
 
     @staticmethod
-    def _target(args: dict, kind: str, known: dict) -> str:
-        """``args[kind]`` when it names a configured door / barrier / elevator; else why not."""
-        name = args.get(kind)
+    def _target(name: str, kind: str, known: dict) -> str:
+        """``name`` when it is a configured door / barrier / elevator; else why not."""
         if name not in known:
             raise CommandFailed(f"args.{kind}: unknown {kind} {name!r} ({kind}s: {', '.join(known) or 'none'})")
         return name
 
-    def _door_open(self, args: dict) -> str:
-        door = self._target(args, "door", self.controls.doors)
+    def _door_open(self, args: DoorArgs) -> str:
+        door = self._target(args.door, "door", self.controls.doors)
         self.controls.grant(door)
         return f"door {door} unlocked"
 
-    def _barrier_open(self, args: dict) -> str:
+    def _barrier_open(self, args: BarrierArgs) -> str:
         """The guard on duty lets an unknown vehicle in from the centre's console."""
-        barrier = self._target(args, "barrier", self.controls.barriers)
+        barrier = self._target(args.barrier, "barrier", self.controls.barriers)
         self.controls.open_barrier(barrier)
         return f"barrier {barrier} opened"
 
-    def _elevator_release(self, args: dict) -> str:
+    def _elevator_release(self, args: ElevatorArgs) -> str:
         """Property staff release an e-bike hold they judge a false alarm (field practice)."""
-        elevator = self._target(args, "elevator", self.controls.elevators)
+        elevator = self._target(args.elevator, "elevator", self.controls.elevators)
         self.controls.release_elevator(elevator, "central")
         return f"elevator {elevator} released"
 
-    def _announce(self, args: dict) -> str:
-        text = args.get("text")
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_ANNOUNCEMENT:
-            raise CommandFailed(f"args.text: 1..{MAX_ANNOUNCEMENT} characters of text required")
-        seconds = args.get("seconds")
-        if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
-            raise CommandFailed("args.seconds: a positive number")
-        until = None if seconds is None else self.clock() + float(seconds)
-        aid = self.store.announce(text.strip(), args.get("door"), until)
+    def _announce(self, args: AnnounceArgs) -> str:
+        if not args.text.strip():
+            raise CommandFailed("args.text: text required, not only spaces")
+        until = None if args.seconds is None else self.clock() + args.seconds
+        aid = self.store.announce(args.text.strip(), args.door, until)
         return f"announcement {aid} shown"
 
-    def _watch_add(self, args: dict) -> str:
-        return self._replicate({**args, "type": "watchlist", "op": "upsert"})
+    def _watch_add(self, args: WatchAddArgs) -> str:
+        return self._replicate({**args.model_dump(), "type": "watchlist", "op": "upsert"})
 
-    def _watch_remove(self, args: dict) -> str:
-        return self._replicate({**args, "type": "watchlist", "op": "delete"})
+    def _watch_remove(self, args: WatchRemoveArgs) -> str:
+        return self._replicate({**args.model_dump(), "type": "watchlist", "op": "delete"})
 
-    def _resident_status(self, args: dict) -> str:
-        uid = args.get("uid")
-        found = self.store.find_residents(uid) if isinstance(uid, str) else []
+    def _resident_status(self, args: StatusArgs) -> str:
+        found = self.store.find_residents(args.uid)
         if not found:
-            raise CommandFailed(f"args.uid: no resident {uid!r} on this device")
+            raise CommandFailed(f"args.uid: no resident {args.uid!r} on this device")
         r = found[0]
-        return self._replicate({"uid": r.uid, "version": args.get("version"), "type": "resident", "op": "upsert",
-                                "name": r.name, "unit": r.unit, "status": args.get("status")})
+        return self._replicate({"uid": r.uid, "version": args.version, "type": "resident", "op": "upsert",
+                                "name": r.name, "unit": r.unit, "status": args.status})
 
     def _replicate(self, body: dict) -> str:
-        if not isinstance(body.get("uid"), str) or not isinstance(body.get("version"), int):
-            raise CommandFailed("args: uid (text) and version (integer) are required")
         return self.replicator.apply({"v": 1, **body})
-
-
-def _id_of(payload: bytes) -> str | None:
-    """The command id of a rejected message, when it can be read, so the sender can match it."""
-    try:
-        body = json.loads(payload)
-        return body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
-    except (ValueError, UnicodeDecodeError):
-        return None

@@ -50,8 +50,9 @@ class Refused(Exception):
     and responses, the text one bounded, escaped line."""
 
     def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {shown(detail)}" if detail else reason)
         self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {shown(detail)}" if detail else reason)
 
 
 # ---- JSON -------------------------------------------------------------------------------------
@@ -269,6 +270,7 @@ class Refusals:
         log.warning("%s message refused (%s)%s%s", source, reason, f": {shown(detail)}" if detail else "", more)
         return True
 
-    def total(self) -> int:
+    def counts(self) -> dict[str, int]:
+        """Refusals so far by source and reason (for the status message)."""
         with self._lock:
-            return sum(self.counters.values())
+            return dict(self.counters)

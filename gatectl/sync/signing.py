@@ -205,15 +205,14 @@ class Verifier:
         """The verified body, or CommandRejected. Cheap checks first (size and depth bounded by
         the caller, schema), then the signature, then time; the nonce is claimed last, so a
         forged message cannot burn the nonce of a genuine one."""
+        body = None
         try:
             body = load_json(payload) if isinstance(payload, (bytes, bytearray)) else payload
             if not isinstance(body, dict):
                 raise Refused("malformed", "not a JSON object")
             cmd = validated(Command, body)
         except Refused as exc:
-            raise CommandRejected(exc.reason if exc.reason == "too_deep" else "malformed",
-                                  str(exc).split(": ", 1)[-1] if ": " in str(exc) else "",
-                                  cmd_id=_token_of(payload if isinstance(payload, dict) else None)) from None
+            raise CommandRejected(exc.reason, exc.detail, cmd_id=_token_of(body)) from None
         if not cmd.sig:
             raise CommandRejected("unsigned", cmd_id=cmd.id)
         key = self.keys.get(cmd.kid)
@@ -252,7 +251,7 @@ class Verifier:
         return body
 
 
-def _token_of(body: dict | None) -> str | None:
+def _token_of(body: object) -> str | None:
     """The command id of a message refused before its schema was checked, when it is one."""
     cid = body.get("id") if isinstance(body, dict) else None
     return cid if isinstance(cid, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", cid) else None
