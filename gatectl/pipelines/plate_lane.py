@@ -22,6 +22,7 @@ from gatectl.decision import Verdict
 from gatectl.events import Event, EventRecorder
 from gatectl.pipelines.plate_tracker import PlateTrack, PlateTracker
 from gatectl.plate_rules import decide_plate
+from gatectl.safe_text import shown
 from gatectl.service.controls import Controls
 from gatectl.store import Store
 from gatectl.vision.plate import PlateAnalyzer, PlateObservation
@@ -98,5 +99,5 @@ class PlateLane:
             self.store.record_pass(plate, self.cfg.name, self.cfg.direction, event.ts, verdict.decision, event.id)
         if verdict.decision == "granted":
             self.controls.open_barrier(self.cfg.barrier)
-        log.info("lane %s: %s %s (%s)", self.cfg.name, label, verdict.decision, verdict.reason)
+        log.info("lane %s: %s %s (%s)", self.cfg.name, shown(label), verdict.decision, shown(verdict.reason))
         return LaneDecision(self.cfg.name, plate, track.colour, verdict.decision, verdict.reason, score, event)
