@@ -79,6 +79,7 @@ class Pki:
     client_cert: Path
     client_key: Path
     other_ca: Path
+    ca_key: Path | None = None  # to issue more certificates (`issue`)
 
 
 def _name(cn: str) -> x509.Name:
@@ -87,13 +88,13 @@ def _name(cn: str) -> x509.Name:
 
 def _cert(subject: str, key, issuer: x509.Certificate | None, issuer_key, *,
           ca: bool = False, san: list | None = None,
-          usage: list | None = None) -> x509.Certificate:
+          usage: list | None = None, expired: bool = False) -> x509.Certificate:
     """One certificate, self-signed when ``issuer`` is None.
 
     It carries the extensions that strict verifiers (OpenSSL's X509_STRICT, which Python 3.13's
     ``ssl.create_default_context`` turns on) insist on: key usage and subject/authority key ids.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc) - (timedelta(days=60) if expired else timedelta(0))
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     aki = (x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()) if issuer is None
            else x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
@@ -155,7 +156,27 @@ def make_pki(folder: Path, client_cn: str = "dev1") -> Pki:
                server_key=_write_key(folder / "server.key", server_key),
                client_cert=_write_cert(folder / "client.pem", client),
                client_key=_write_key(folder / "client.key", client_key),
-               other_ca=_write_cert(folder / "other-ca.pem", other))
+               other_ca=_write_cert(folder / "other-ca.pem", other),
+               ca_key=_write_key(folder / "ca.key", ca_key))
+
+
+def issue(pki: Pki, name: str, folder: Path, *, server_names: list[str] | None = None,
+          expired: bool = False) -> tuple[Path, Path]:
+    """Another certificate from the test CA: a client certificate with CN ``name``, or with
+    ``server_names`` a server certificate for those DNS names (for hostname-mismatch tests);
+    ``expired`` makes one that ended a month ago. Returns (cert, key) paths in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    if server_names:
+        cert = _cert(server_names[0], key, ca, ca_key, san=[x509.DNSName(n) for n in server_names],
+                     usage=[ExtendedKeyUsageOID.SERVER_AUTH], expired=expired)
+    else:
+        cert = _cert(name, key, ca, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH], expired=expired)
+    stem = name.replace("/", "_")
+    return _write_cert(folder / f"{stem}.pem", cert), _write_key(folder / f"{stem}.key", key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +206,10 @@ class Broker:
     """One mosquitto process with its config, log and persistence in ``folder``."""
 
     def __init__(self, folder: Path, *, port: int | None = None, tls: Pki | None = None,
-                 require_certificate: bool = False, password_file: Path | None = None):
+                 require_certificate: bool = False, password_file: Path | None = None,
+                 acl_file: Path | None = None, server_cert: tuple[Path, Path] | None = None):
+        """``acl_file``: a Mosquitto ACL file (config/mosquitto-acl.conf); ``server_cert``:
+        (cert, key) to serve instead of the PKI's own (an expired or misnamed one)."""
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.host = HOST
@@ -193,6 +217,8 @@ class Broker:
         self.tls = tls
         self.require_certificate = require_certificate
         self.password_file = password_file
+        self.acl_file = acl_file
+        self.server_cert = server_cert
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -209,7 +235,7 @@ class Broker:
             lines.append("user root")  # else it drops to `mosquitto` and cannot save the db
         lines += [
             f"listener {self.port} {self.host}",
-            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            f"allow_anonymous {'false' if self.password_file or self.require_certificate else 'true'}",
             "persistence true",
             f"persistence_location {self.folder}/",
             "autosave_interval 1",
@@ -222,10 +248,13 @@ class Broker:
         ]
         if self.password_file is not None:
             lines.append(f"password_file {Path(self.password_file).resolve()}")
+        if self.acl_file is not None:
+            lines.append(f"acl_file {Path(self.acl_file).resolve()}")
         if self.tls is not None:
+            cert, key = self.server_cert or (self.tls.server_cert, self.tls.server_key)
             lines += [f"cafile {self.tls.ca}",
-                      f"certfile {self.tls.server_cert}",
-                      f"keyfile {self.tls.server_key}",
+                      f"certfile {cert}",
+                      f"keyfile {key}",
                       f"require_certificate {'true' if self.require_certificate else 'false'}"]
             if self.require_certificate:
                 lines.append("use_identity_as_username true")
