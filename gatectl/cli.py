@@ -299,6 +299,8 @@ def cmd_doctor(args, app_factory) -> int:
             report(False, str(exc))
     free = free_disk_mb(app.data_dir)
     report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
+    if app.cfg.sync.enabled:
+        report(*sync_check(app.cfg))
     for cam in app.cfg.cameras:
         g = CameraGrabber(cam)
         g.start()
@@ -352,6 +354,17 @@ def cmd_relay(args, app_factory) -> int:
         return 0
     finally:
         app.close()
+
+
+def sync_check(cfg) -> tuple[bool, str]:
+    """The doctor's broker check: one connection with the configured TLS and credentials."""
+    from gatectl.sync.diagnose import probe
+
+    try:
+        ok, line = probe(cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}")
+    except ConfigError as exc:
+        ok, line = False, "; ".join(exc.lines)
+    return ok, f"sync: {line}"
 
 
 def wait_online(board, timeout: float) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
 from gatectl.safe_text import shown
 from gatectl.store import Store
+from gatectl.sync.diagnose import ProblemLog, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
 from gatectl.sync.inbound import Refusals, Refused, enroll_limit, enrollment
 from gatectl.sync.topics import Topics
@@ -100,7 +102,12 @@ class SyncClient:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_log = self._on_log
         self.connected = threading.Event()
+        self.problems = ProblemLog()  # TLS, login, unreachable: one line each, repeated with backoff
+        self._answered = False  # the broker sent a CONNACK (either way) on the current connection
+        self._socket_error: str | None = None  # what paho logged last, for a drop before the CONNACK
         self.counters = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
         self.limits = {"cmd": cfg.max_command_bytes,
@@ -145,9 +152,12 @@ class SyncClient:
     # ---- paho callbacks (paho's network thread: no SQLite, no waiting) -----------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._answered = True
         if reason_code.is_failure:
-            log.warning("MQTT broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            self.counters["connect_failures"] += 1
+            self.problems.report(explain(self.cfg, refused=str(reason_code)))
             return
+        self.problems.solved()
         t = self.topics
         client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1)])
         client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
@@ -158,8 +168,27 @@ class SyncClient:
         self.counters["connects"] += 1
         self.connected.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        """paho calls this inside its ``except OSError`` around the connect: the exception (TLS
+        verification, refused, unreachable) is the current one."""
+        self.counters["connect_failures"] += 1
+        self.problems.report(explain(self.cfg, sys.exc_info()[1]))
+
+    def _on_log(self, client, userdata, level, buf) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._socket_error = buf
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        answered, self._answered = self._answered, False
+        if self._stop.is_set():
+            return  # our own disconnect
+        if not answered:  # closed before any CONNACK: TLS alert, plaintext against TLS, ACL, ...
+            self.counters["connect_failures"] += 1
+            self.problems.report(explain(self.cfg, dropped=self._socket_error))
+            self._socket_error = None
+            return
+        self._socket_error = None
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             log.warning("MQTT connection to %s:%d lost (%s); events wait in the outbox",

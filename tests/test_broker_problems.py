@@ -1,0 +1,111 @@
+"""TLS, login and reachability problems (issue 12): each is one clear error line naming the
+setting or file, not repeated per retry, and `gatectl doctor` shows it as one [FAIL] line
+(or [ok] when the broker takes us). Real Mosquitto, real certificates, real `gatectl run`
+machinery in this process (App.sync_client) and the real CLI for the doctor."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+import pytest
+
+from gatectl.app import App
+from gatectl.config import parse_config
+from tests.broker import Broker, free_port, issue, make_pki
+from tests.conftest import run_cli, wait_for
+from tests.test_sync import SITE, toml
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pki")
+    pki = make_pki(folder, client_cn="dev-t")
+    extra = {"misnamed": issue(pki, "broker.example", folder, server_names=["broker.example"]),
+             "expired_server": issue(pki, "localhost-old", folder, server_names=["localhost"], expired=True),
+             "expired_client": issue(pki, "dev-t-old", folder, expired=True)}
+    return pki, extra
+
+
+def case_setup(case: str, pki, extra, tmp_path) -> tuple[Broker | None, dict, str]:
+    """(broker to start, sync config, what the one error line must contain)."""
+    tls = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
+    host = "localhost"
+    if case == "wrong_ca":
+        b = Broker(tmp_path / "b", tls=pki)
+        return b, {"host": host, "port": b.port, "tls": {**tls, "ca": str(pki.other_ca)}}, \
+            f"certificate not trusted by sync.tls.ca {pki.other_ca}"
+    if case == "hostname_mismatch":
+        b = Broker(tmp_path / "b", tls=pki, server_cert=extra["misnamed"])
+        return b, {"host": host, "port": b.port, "tls": tls}, "not valid for the name in sync.host 'localhost'"
+    if case == "expired_server_certificate":
+        b = Broker(tmp_path / "b", tls=pki, server_cert=extra["expired_server"])
+        return b, {"host": host, "port": b.port, "tls": tls}, "its certificate has expired"
+    if case == "expired_client_certificate":
+        b = Broker(tmp_path / "b", tls=pki, require_certificate=True)
+        cert, key = extra["expired_client"]
+        return b, {"host": host, "port": b.port, "tls": {**tls, "cert": str(cert), "key": str(key)}}, \
+            f"refused our client certificate sync.tls.cert {cert}"
+    if case == "tls_against_plaintext":
+        b = Broker(tmp_path / "b")
+        return b, {"host": "127.0.0.1", "port": b.port, "tls": tls}, "a plaintext listener? (sync.tls is set)"
+    if case == "plaintext_against_tls":
+        b = Broker(tmp_path / "b", tls=pki)
+        return b, {"host": "127.0.0.1", "port": b.port}, "a TLS listener? (sync.tls is not set)"
+    if case == "bad_password":
+        pw = tmp_path / "passwd"
+        subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "dev-t", "right"], check=True, capture_output=True)
+        mine = tmp_path / "mine"
+        mine.write_text("wrong\n")
+        b = Broker(tmp_path / "b", password_file=pw)
+        return b, {"host": "127.0.0.1", "port": b.port, "username": "dev-t", "password_file": str(mine)}, \
+            f"refused the login as sync.username 'dev-t' (password from sync.password_file {mine})"
+    assert case == "unreachable"
+    return None, {"host": "127.0.0.1", "port": free_port()}, "unreachable: connection refused"
+
+
+CASES = ["wrong_ca", "hostname_mismatch", "expired_server_certificate", "expired_client_certificate",
+         "tls_against_plaintext", "plaintext_against_tls", "bad_password", "unreachable"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_connection_problem_is_one_clear_line_not_one_per_retry(case, pki, tmp_path, caplog):
+    broker, sync, expect = case_setup(case, *pki, tmp_path)
+    if broker is not None:
+        broker.start()
+    cfg = parse_config({"device": {"id": "dev-t", "site": SITE}, "sync": {"enabled": True, **sync}})
+    app = App(cfg, tmp_path / "d")
+    client = app.sync_client(lambda: {}, lambda: "")
+    try:
+        with caplog.at_level(logging.INFO, "gatectl.sync"):
+            client.start()
+            wait_for(lambda: client.counters["connect_failures"] >= 3, 30, "three failed attempts")
+            assert not client.connected.is_set()
+    finally:
+        client.stop(timeout=2)
+        app.close()
+        if broker is not None:
+            broker.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gatectl.sync" and r.levelno >= logging.WARNING]
+    assert len(lines) == 1, lines
+    assert expect in lines[0], lines[0]
+
+
+def test_doctor_reports_the_broker_connection(pki, tmp_path):
+    pki, extra = pki
+    good = Broker(tmp_path / "good", tls=pki, require_certificate=True)
+    good.start()
+    try:
+        tls = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
+        for name, sync, expect in (
+                ("ok", {"host": "localhost", "port": good.port, "tls": tls},
+                 f"[ok] sync: MQTT broker localhost:{good.port}: connected (TLS)"),
+                ("bad", {"host": "localhost", "port": good.port, "tls": {**tls, "ca": str(pki.other_ca)}},
+                 f"[FAIL] sync: MQTT broker localhost:{good.port}: certificate not trusted by sync.tls.ca")):
+            cfg = tmp_path / f"{name}.toml"
+            cfg.write_text(toml({"device": {"id": "dev-t", "site": SITE}, "sync": {"enabled": True, **sync}}))
+            r = run_cli("doctor", config=cfg, data=tmp_path / name)
+            lines = [line for line in r.stdout.splitlines() if "sync:" in line]
+            assert len(lines) == 1 and lines[0].startswith(expect), r.stdout + r.stderr
+    finally:
+        good.stop()
