@@ -109,3 +109,21 @@ def test_doctor_reports_the_broker_connection(pki, tmp_path):
             assert len(lines) == 1 and lines[0].startswith(expect), r.stdout + r.stderr
     finally:
         good.stop()
+
+
+def test_the_same_problem_is_repeated_only_with_backoff(caplog):
+    from gatectl.sync.diagnose import ProblemLog
+
+    t = [0.0]
+    p = ProblemLog(first_repeat_s=60, max_repeat_s=240, clock=lambda: t[0])
+    with caplog.at_level(logging.ERROR, "gatectl.sync"):
+        for _ in range(2000):  # a retry a second for 2,000 s
+            p.report("MQTT broker x:1 unreachable: connection refused")
+            t[0] += 1
+        p.report("MQTT broker x:1: certificate not trusted")  # a new problem: at once
+        assert p.solved() == "MQTT broker x:1: certificate not trusted"
+        p.report("MQTT broker x:1: certificate not trusted")  # after a success: at once again
+    at = [r.getMessage() for r in caplog.records]
+    # first line, then after 60, 120, 240, 240... s: 1 + 1 + 1 + 7 for 2,000 s, and the two others
+    assert 9 <= len(at) <= 12, at
+    assert "still failing after 61 attempts" in at[1] and len(set(at)) == len(at) - 1

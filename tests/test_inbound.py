@@ -207,3 +207,22 @@ def test_response_topic_outside_the_device_is_not_used(keyed, broker):
     finally:
         atk.close()
         spy.close()
+
+
+def test_enrollment_size_is_bounded_by_templates_times_dimension():
+    import base64
+
+    import numpy as np
+
+    from gatectl.sync.inbound import enroll_limit, enrollment
+
+    dim = 128
+    tpl = {"model": "mobilefacenet-x", "dim": dim, "quality": 0.9,
+           "emb": base64.b64encode(np.ones(dim, "<f4").tobytes()).decode()}
+    change = {"v": 1, "type": "resident", "op": "upsert", "uid": "u1", "version": 3, "name": "王芳", "unit": "3-2"}
+    ten = json.dumps({**change, "templates": [tpl] * 10}, ensure_ascii=False).encode()
+    assert len(ten) <= enroll_limit(10, dim) < 4 * len(ten)  # fits, but not with room for much else
+    assert enrollment(ten, 10)["name"] == "王芳"
+    with pytest.raises(Refused) as exc:
+        enrollment(json.dumps({**change, "templates": [tpl] * 11}).encode(), 10)
+    assert "11 > 10" in str(exc.value)

@@ -172,7 +172,8 @@ class Template(InboundModel):
 
 
 class Enrollment(InboundModel):
-    """An enrollment change as it arrives (the fields `sync.enrollment.Replicator` uses)."""
+    """An enrollment change as it arrives (the fields `sync.enrollment.Replicator` uses); the
+    signature is checked by the replicator on the dict this validates."""
 
     v: Literal[1]
     type: Literal["resident", "watchlist"]
@@ -185,6 +186,11 @@ class Enrollment(InboundModel):
     reason: Annotated[Text, Field(max_length=500)] = ""
     origin: Token | None = None
     templates: list[Template] | None = None
+    # the centre's signature over the change and its target (the enrollment authority's fields)
+    site: Token | None = None
+    device: Token | Literal["*"] | None = None
+    kid: Token | None = None
+    sig: Annotated[str, Field(max_length=128)] | None = None
 
 
 class WatchAddArgs(InboundModel):
@@ -207,11 +213,13 @@ class StatusArgs(InboundModel):
 
 
 def enrollment(payload: bytes, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
-    """A checked enrollment change as the dict `Replicator.apply` takes, or Refused."""
-    change = validated(Enrollment, load_json(payload, max_depth))
+    """A checked enrollment change, or Refused. The parsed dict itself is returned, not the
+    model's dump: a signature covers the bytes as sent, without defaults filled in."""
+    data = load_json(payload, max_depth)
+    change = validated(Enrollment, data)
     if change.templates is not None and len(change.templates) > max_templates:
         raise Refused("malformed", f"templates: {len(change.templates)} > {max_templates} per person")
-    return change.model_dump(exclude_none=True)
+    return data
 
 
 def enroll_limit(max_templates: int, dim: int) -> int:
