@@ -28,21 +28,20 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
+import paho.mqtt.client as mqtt
+from benchlib import stats
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from benchlib import stats  # noqa: E402
-from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command  # noqa: E402
-from gatectl.sync.topics import Topics  # noqa: E402
-from tests.broker import Broker  # noqa: E402
+from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
+from gatectl.sync.topics import Topics
+from tests.broker import Broker
 
 SITE, DEVICE, KID = "flood", "dev-f", "k1"
 PHOTO = REPO / "tests" / "data" / "faces" / "lin_manuel_miranda_01.png"

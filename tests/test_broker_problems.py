@@ -75,7 +75,7 @@ def test_connection_problem_is_one_clear_line_not_one_per_retry(case, pki, tmp_p
         broker.start()
     cfg = parse_config({"device": {"id": "dev-t", "site": SITE}, "sync": {"enabled": True, **sync}})
     app = App(cfg, tmp_path / "d")
-    client = app.sync_client(lambda: {}, lambda: "")
+    client = app.sync_client(dict, lambda: "")
     try:
         with caplog.at_level(logging.INFO, "gatectl.sync"):
             client.start()
@@ -92,7 +92,7 @@ def test_connection_problem_is_one_clear_line_not_one_per_retry(case, pki, tmp_p
 
 
 def test_doctor_reports_the_broker_connection(pki, tmp_path):
-    pki, extra = pki
+    pki, _ = pki
     good = Broker(tmp_path / "good", tls=pki, require_certificate=True)
     good.start()
     try:

@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatectl.sync.inbound import Command, Enrollment, Refusals, Refused, check_depth, load_json, validated
+from gatectl.sync.inbound import (
+    Command,
+    Enrollment,
+    Refusals,
+    Refused,
+    check_depth,
+    load_json,
+    validated,
+)
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
 from gatectl.sync.topics import Topics
 from tests.conftest import wait_for
@@ -107,7 +116,7 @@ class Attacker:
         self.c.subscribe(t.cmd_resp, qos=1)
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = t.cmd_resp
-        props.CorrelationData = corr = body["id"].encode()
+        props.CorrelationData = corr = uuid.uuid4().bytes  # a replayed body is a new request
         self.c.publish(t.cmd, json.dumps(body).encode(), qos=1, properties=props)
         return wait_for(lambda: self.responses.get(corr), timeout, f"the answer to {body['cmd']}")
 
@@ -166,7 +175,7 @@ def test_malformed_payloads_never_stall_commands_or_grow_the_store(keyed, broker
 
 
 def test_oversized_messages_are_refused_unread(keyed, broker, caplog):
-    key, dev, central = keyed
+    key, dev, _ = keyed
     t = Topics("gatectl", SITE, "dev-k")
     atk = Attacker(broker)
     try:
@@ -192,7 +201,7 @@ def test_oversized_messages_are_refused_unread(keyed, broker, caplog):
 
 
 def test_response_topic_outside_the_device_is_not_used(keyed, broker):
-    key, dev, central = keyed
+    _, dev, _ = keyed
     t = Topics("gatectl", SITE, "dev-k")
     seen: list[str] = []
     spy = Attacker(broker, "spy")

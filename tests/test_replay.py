@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import time
 
-from gatectl.store import Store
 from gatectl.app import App, simulated_boards
 from gatectl.config import parse_config
-from gatectl.sync.signing import (ClockGuard, MemoryNonceStore, Verifier, generate_private_key, public_key_b64,
-                                  sign_command)
+from gatectl.store import Store
+from gatectl.sync.signing import (
+    ClockGuard,
+    MemoryNonceStore,
+    Verifier,
+    generate_private_key,
+    public_key_b64,
+    sign_command,
+)
 from tests.conftest import FakeClock, wait_for
+from tests.test_inbound import Attacker
 from tests.test_signing import DEVICE, NOW, rejected, signed
-from tests.test_sync import Device, central, pulses, sync_cfg  # noqa: F401 (fixture)
+from tests.test_sync import Device, pulses, sync_cfg
 
 
 class Mono:
@@ -126,7 +133,7 @@ def test_nonce_table_stays_bounded(tmp_path):
     store.close()
 
 
-def test_replay_on_a_device_after_pruning_and_clock_rollback(tmp_path, broker, central):
+def test_replay_on_a_device_after_pruning_and_clock_rollback(tmp_path, broker):
     """Through the real broker: a door.open captured off the wire, the nonces pruned by later
     traffic, the device clock set back: the replay opens nothing."""
     key = generate_private_key()
@@ -136,8 +143,9 @@ def test_replay_on_a_device_after_pruning_and_clock_rollback(tmp_path, broker, c
     dev = Device.__new__(Device)
     dev.cfg = parse_config(cfg)
     dev.app = App(dev.cfg, tmp_path / "r", boards=simulated_boards(dev.cfg), clock=clock)
-    dev.client = dev.app.sync_client(lambda: {}, lambda: "no reload")
+    dev.client = dev.app.sync_client(dict, lambda: "no reload")
     dev.client.start()
+    central = Attacker(broker, "centre")  # plays the centre: signed commands, MQTT 5 request/response
     try:
         wait_for(dev.client.connected.is_set, 10, "the device to connect")
         captured = sign_command(key, "k1", "dev-r", "door.open", {"door": "front"}, now=clock.t)
@@ -152,4 +160,5 @@ def test_replay_on_a_device_after_pruning_and_clock_rollback(tmp_path, broker, c
         assert resp["ok"] is False and resp["error"].split(":")[1].strip() in ("stale", "clock_untrusted"), resp
         assert pulses(dev) == 2
     finally:
+        central.close()
         dev.close()
