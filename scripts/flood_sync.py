@@ -6,8 +6,9 @@ door on the simulated relay board), then, from a separate process, publishes jun
 messages/s for ``--seconds`` over the device's three inbound topics (cmd, its enroll topic, the
 site's enroll topic), cycling through every payload class that used to hurt: nested JSON,
 signed with the wrong key under the pinned key id (costs a signature check), not JSON, a lone
-surrogate in ``kid``, a version of 2**64, quality "nan", over the command size limit, and once
-a second a 1 MB ``kid``. Meanwhile ``--commands`` genuine signed door.open commands are sent at even
+surrogate in ``kid``, a version of 2**64, quality "nan", over the command size limit, once a
+second a 1 MB ``kid``, and at the start one message of ``--huge-mb`` MB (a 128 MB one once
+took the daemon's RSS to 635 MB). Meanwhile ``--commands`` genuine signed door.open commands are sent at even
 intervals, each awaited up to 10 s (MQTT 5 request/response).
 
 Prints progress to stderr and, last, one JSON object on stdout: junk sent and rate achieved,
@@ -73,13 +74,15 @@ def junk_payloads() -> list[bytes]:
             json.dumps({**forged, "pad": "x" * 17_000}).encode()]
 
 
-def junk_worker(port: int, rate: float, seconds: float) -> int:
+def junk_worker(port: int, rate: float, seconds: float, huge_mb: int) -> int:
     """Runs in its own process (so its publishing does not share a GIL with the measurement)."""
     t = Topics("gatectl", SITE, DEVICE)
     topics = [t.cmd, t.enroll_device, t.enroll_site]
     payloads = junk_payloads()
     huge = json.dumps({**json.loads(payloads[1]), "kid": "k" * 1_000_000}).encode()  # once a second
     c = client(port, f"junk-{os.getpid()}")
+    if huge_mb:
+        c.publish(t.cmd, b"[" * (huge_mb << 20), qos=1).wait_for_publish(120)
     sent = 0
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
@@ -190,8 +193,8 @@ def run(args, folder: Path, port: int) -> dict:
         rows0, size0 = db_state(db)
         log0 = log_path.stat().st_size
         say(f"daemon online; flooding {args.rate:.0f} msg/s for {args.seconds:.0f} s")
-        junk = subprocess.Popen([sys.executable, __file__, "--junk-worker", str(port), str(args.rate), str(args.seconds)],
-                                stdout=subprocess.PIPE, text=True)
+        junk = subprocess.Popen([sys.executable, __file__, "--junk-worker", str(port), str(args.rate),
+                                 str(args.seconds), str(args.huge_mb)], stdout=subprocess.PIPE, text=True)
         sent: dict[bytes, float] = {}
         gap = args.seconds / (args.commands + 1)
         start = time.monotonic()
@@ -222,7 +225,7 @@ def run(args, folder: Path, port: int) -> dict:
                 "answer_ms": stats(latency) if latency else None,
                 "event_rows_added": rows1 - rows0, "db_bytes_added": size1 - size0,
                 "log_bytes_added": log_path.stat().st_size - log0,
-                "daemon_peak_rss_mb": peak_rss_mb(daemon.pid),
+                "huge_message_mb": args.huge_mb, "daemon_peak_rss_mb": peak_rss_mb(daemon.pid),
                 "refused": sync.get("refused"), "inbox_overflow": sync.get("inbox_overflow", 0)}
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -235,12 +238,13 @@ def run(args, folder: Path, port: int) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--junk-worker":
-        return junk_worker(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--junk-worker":
+        return junk_worker(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=3000.0, help="junk messages per second")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--commands", type=int, default=10, help="genuine signed commands during the flood")
+    ap.add_argument("--huge-mb", type=int, default=128, help="one message this big first (0: none)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

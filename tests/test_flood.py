@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 def test_genuine_commands_are_answered_during_a_junk_flood():
     r = subprocess.run([sys.executable, "scripts/flood_sync.py", "--rate", "600", "--seconds", "5",
-                        "--commands", "5"], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+                        "--commands", "5", "--huge-mb", "16"], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["genuine_sent"] == 5 and got["genuine_answered_ok"] == 5, got
@@ -22,3 +22,4 @@ def test_genuine_commands_are_answered_during_a_junk_flood():
     # bounded by the refusal budget and the gate's own events, not by the thousands of junk messages
     assert got["event_rows_added"] <= 60, got
     assert got["log_bytes_added"] < 50_000, got
+    assert got["daemon_peak_rss_mb"] < 400, got  # bounded memory (proof that big ones never arrive: test_inbound)
