@@ -21,6 +21,9 @@ Things learnt from mosquitto 2.0.11 that shape the config (see ``Broker._config`
   session can hold tens of thousands of QoS 1 messages for an offline subscriber.
 * ``persistence_location`` is joined to ``mosquitto.db`` by plain string concatenation, so it
   needs its trailing ``/``.
+* It opens its listen sockets *before* loading the TLS files, so a port that accepts does not
+  mean a broker that will stay up (a missing cafile makes it exit right after); `start` waits
+  for its "mosquitto version X running" log line as well.
 * ``autosave_interval 1`` saves the whole in-memory database (written to ``mosquitto.db.new``,
   then renamed) once a second, so a SIGKILL loses at most about a second of changes. A SIGTERM
   always saves on the way out. (``autosave_on_changes true`` would instead save after every N
@@ -49,6 +52,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 HOST = "127.0.0.1"
 LOG_NAME = "mosquitto.log"  # mosquitto's own log (log_dest file)
 OUT_NAME = "mosquitto.out"  # the process's stdout/stderr (config errors land here)
+RUNNING = " running"  # mosquitto logs "mosquitto version X running" once fully configured
 
 
 def free_port() -> int:
@@ -245,6 +249,7 @@ class Broker:
             "log_type error",
             "log_type warning",
             "log_type notice",
+            "log_type information",  # its "running" line: listeners open before TLS files load
         ]
         if self.password_file is not None:
             lines.append(f"password_file {Path(self.password_file).resolve()}")
@@ -268,6 +273,7 @@ class Broker:
         if _accepts(self.host, self.port):  # the probe below could not tell it from ours
             raise RuntimeError(f"port {self.port} on {self.host} is already in use")
         self.conf_path.write_text(self._config())
+        runs = self.log().count(RUNNING)
         with open(self.folder / OUT_NAME, "ab") as out:
             self.proc = subprocess.Popen([mosquitto_path(), "-c", str(self.conf_path)],
                                          stdin=subprocess.DEVNULL, stdout=out,
@@ -280,7 +286,7 @@ class Broker:
                 _live.discard(self.proc)
                 raise RuntimeError(f"mosquitto exited with {code} on port {self.port}:\n"
                                    f"{self._tail()}")
-            if _accepts(self.host, self.port):
+            if _accepts(self.host, self.port) and self.log().count(RUNNING) > runs:
                 if self.proc.poll() is None:
                     return
                 continue  # it exited meanwhile: report that above
