@@ -104,11 +104,15 @@ def test_daemon_status_events_remote_open_reload_and_last_will(tmp_path, broker)
                                                         data=tmp_path / "state").stdout, 60, "the deletion", step=0.5)
 
         connects = central.statuses["dev-d"]["sync"]["connects"]
+        uptime = central.statuses["dev-d"]["health"]["uptime_s"]
         cfg.write_text(cfg.read_text().replace("cooldown_s = 1", "cooldown_s = 2"))
         r = run_cli(*args, "config.reload")
         assert r.returncode == 0 and "restarting" in json.loads(r.stdout)["result"], r.stdout
+        # the old process's last status also said connects == 1: the new one has a shorter uptime
         wait_for(lambda: central.statuses["dev-d"].get("sync", {}).get("connects") == 1
-                 and central.statuses["dev-d"]["state"] == "online", 60, "the restarted daemon online")
+                 and central.statuses["dev-d"]["state"] == "online"
+                 and central.statuses["dev-d"].get("health", {}).get("uptime_s", 1e9) < uptime, 60,
+                 "the restarted daemon online")
         assert proc.poll() is None and connects >= 1  # same process (exec), back online
 
         cfg.write_text(cfg.read_text().replace("cooldown_s = 2", "cooldown_s = -1"))
