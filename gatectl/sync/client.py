@@ -332,8 +332,7 @@ class SyncClient:
     def _apply_enrollment(self, msg: mqtt.MQTTMessage) -> dict | None:
         try:
             body = enrollment(msg.payload, self.cfg.max_templates, self.cfg.max_json_depth)
-        except Refused as exc:
-            self.counters["enroll_rejected"] += 1
+        except Refused as exc:  # counted by reason in `refusals` only
             return {"ok": False, "error": str(exc)} if self.refusals.refuse("enroll", exc.reason, exc.detail) else None
         try:
             result = self.replicator.apply(body)
