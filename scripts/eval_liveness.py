@@ -125,10 +125,15 @@ class Tally:
         self.errors += (not outcome.accepted) if bona_fide else outcome.accepted
 
     def report(self, bona_fide: bool) -> dict:
-        rate = round(self.errors / self.n, 4) if self.n else None
-        return {"samples": self.n, ("bpcer" if bona_fide else "apcer"): rate,
+        """The rate over every sample with a face (too close = refused), and over those whose
+        frame showed the face's surroundings (the ones liveness decided)."""
+        decided = self.n - self.too_close
+        wrong = self.errors - self.too_close if bona_fide else self.errors
+        name = "bpcer" if bona_fide else "apcer"
+        return {"samples": self.n, name: round(self.errors / self.n, 4) if self.n else None,
                 ("refused" if bona_fide else "accepted"): self.errors,
-                "too_close": self.too_close, "no_face": self.no_face}
+                "too_close": self.too_close, "no_face": self.no_face,
+                f"{name}_with_context": round(wrong / decided, 4) if decided else None}
 
 
 def read_truth(folder: Path) -> list[dict]:

@@ -158,6 +158,11 @@ def test_a_liveness_refusal_can_be_upgraded_within_the_same_pass(app, relay):
     d = gate._decide(track, img, 0.0)
     assert (d.decision, d.reason) == ("denied", TOO_CLOSE.reason)
     assert gate._decide(track, img, 0.1) is None  # one event per refusal, not one per frame
+    track.votes.extend([Vote("spoof", None, 0.1)] * 2)
+    d = gate._decide(track, img, 0.15)
+    assert (d.decision, d.reason) == ("denied", SPOOF.reason)
+    track.votes.extend([Vote("too_close")] * 2)
+    assert gate._decide(track, img, 0.17) is None  # wavering: no second event for the same reason
     track.votes.extend([Vote("match", owner, 0.8), Vote("match", owner, 0.8)])
     d = gate._decide(track, img, 0.2)
     assert (d.decision, d.resident) == ("granted", "Obama")

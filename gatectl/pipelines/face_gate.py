@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gatectl.config import DoorConfig, FaceGateConfig
-from gatectl.decision import SPOOF, TOO_CLOSE, UNKNOWN, EntryCheck, Verdict, decide_resident, decide_watchlisted
+from gatectl.decision import (
+    SPOOF,
+    TOO_CLOSE,
+    UNKNOWN,
+    EntryCheck,
+    Verdict,
+    decide_resident,
+    decide_watchlisted,
+)
 from gatectl.events import Event, EventRecorder
 from gatectl.identities import Directory
 from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote
@@ -117,9 +125,9 @@ class FaceGate:
             track.outcome = "unknown"
             return self._act(track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image)
         if c.kind in ("spoof", "too_close"):
-            if track.outcome == c.kind:
-                return None
             track.outcome = c.kind
+            if not self.liveness.first_refusal(track.id, c.kind):
+                return None
             self.liveness_refused += 1
             return self._act(track, SPOOF if c.kind == "spoof" else TOO_CLOSE, None, c.score, image)
         assert c.owner is not None

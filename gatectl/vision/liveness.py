@@ -129,13 +129,25 @@ class TrackLiveness:
     def __init__(self, window: int):
         self.window = window
         self._scores: dict[int, deque[float]] = {}
+        self._refused: dict[int, set[str]] = {}
 
     def fuse(self, track_id: int, p_real: float) -> float:
         scores = self._scores.setdefault(track_id, deque(maxlen=self.window))
         scores.append(p_real)
         return float(np.mean(scores))
 
+    def first_refusal(self, track_id: int, reason: str) -> bool:
+        """True the first time a track is refused for this reason: one event per reason and
+        pass, however often a face wavers between 'too close' and 'spoof'."""
+        seen = self._refused.setdefault(track_id, set())
+        if reason in seen:
+            return False
+        seen.add(reason)
+        return True
+
     def keep_only(self, track_ids: set[int]) -> None:
         """Forget tracks that ended (the tracker dropped them)."""
         for tid in set(self._scores) - track_ids:
             del self._scores[tid]
+        for tid in set(self._refused) - track_ids:
+            del self._refused[tid]
