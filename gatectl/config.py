@@ -182,9 +182,7 @@ class FaceThresholds(Strict):
     detect: float = Field(0.8, ge=0.3, le=1.0, description="YuNet score; the MANIFEST advises 0.8-0.9.")
     match: float = Field(0.40, ge=0.0, le=1.0, description="Cosine similarity for a 1:N match.")
     margin: float = Field(0.08, ge=0.0, le=1.0, description="Best minus best other person.")
-    liveness: float = Field(0.4, ge=0.0, le=1.0, description=(
-        "Fused MiniFASNet p(real) of a face track; 0.4 chosen on the liveness dev set "
-        "(models/MANIFEST.md)."))
+    liveness: float = Field(0.5, ge=0.0, le=1.0, description="Fused MiniFASNet p(real).")
 
 
 class FaceQuality(Strict):
