@@ -37,6 +37,11 @@ def extract_template(analyzer: FaceAnalyzer, sample: Sample) -> tuple[np.ndarray
     obs = faces[0]
     if not obs.quality.ok:
         raise EnrollmentError(f"{sample.label}: {obs.quality.problem}")
+    if obs.too_close:
+        raise EnrollmentError(
+            f"{sample.label}: face too close to the edges of the picture for the liveness check; "
+            "use a photo that shows the head and shoulders"
+        )
     if not analyzer.is_live(obs):
         raise EnrollmentError(
             f"{sample.label}: spoof suspected (liveness {obs.p_real:.2f}); photograph the person, "

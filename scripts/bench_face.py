@@ -115,11 +115,11 @@ def main() -> int:
     det_blob, _ = an.detector.prepare(frame)
     live_blobs = an.liveness.crops(frame, face.box)
     emb_blob = an.embedder.prepare(aligned)
-    det_s, live_s, emb_s = an.detector.session, an.liveness.sessions, an.embedder.session
+    det_s, live_runs, emb_s = an.detector.session, an.liveness.runs, an.embedder.session
 
     def bare() -> None:
         det_s.run(None, {an.detector.input_name: det_blob})
-        for (s, name, _), b in zip(live_s, live_blobs):
+        for (s, name, _, _), b in zip(live_runs, live_blobs):
             s.run(None, {name: b})
         emb_s.run(None, {an.embedder.input_name: emb_blob})
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Face recognition (and optionally liveness) accuracy at the configured thresholds.
 
-    python scripts/eval_face.py --faces DIR [--liveness DIR] [--config FILE]
+    python scripts/eval_face.py --faces DIR [--liveness DIR [--framings]] [--config FILE]
 
 --faces DIR holds images and a ground_truth.csv with columns file, identities_left_to_right,
 n_faces (the shared test set's shape). Every single-face image is embedded by the same analyzer
 a gate uses; every pair of images is then a genuine pair (same identity) or an impostor pair.
 FAR = impostor pairs scoring >= the match threshold; FRR = genuine pairs scoring below it.
 --liveness DIR (ground_truth.csv: file, label real|spoof) adds APCER (attacks passed) and
-BPCER (real faces refused) in ISO/IEC 30107-3 terms. Prints, last, one JSON line.
+BPCER (real faces refused) in ISO/IEC 30107-3 terms, per attack kind, and with --framings per
+camera aspect over framings cut from every sample (scripts/eval_liveness.py); --framings
+also frames the --faces photos (bona fide). Prints, last, one JSON line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from gatectl.app import App  # noqa: E402
 from gatectl.config import ConfigError, FaceGateConfig, default_config, load_config  # noqa: E402
 from gatectl.media import MediaError, read_image  # noqa: E402
+from scripts.eval_liveness import evaluate as evaluate_liveness  # noqa: E402
 
 
 def read_truth(folder: Path) -> list[dict]:
@@ -42,6 +45,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=Path, required=True)
     ap.add_argument("--liveness", type=Path)
+    ap.add_argument("--framings", action="store_true", help="liveness also on camera framings of every sample")
     ap.add_argument("--config", type=Path, help="device config; default: built-in defaults")
     args = ap.parse_args()
     try:
@@ -89,23 +93,11 @@ def main() -> int:
         "face_photos_below_liveness_threshold": sum(p < gate.thresholds.liveness for p in p_real_of_genuine_faces),
     }
     if args.liveness:
-        attacks = bona_fide = attacks_passed = bona_fide_refused = 0
-        for row in read_truth(args.liveness):
-            img = read_image(args.liveness / row["file"])
-            faces = analyzer.detector.detect(img)
-            if not faces:
-                continue
-            passed = live_model.p_real(img, faces[0].box) >= gate.thresholds.liveness
-            if row["label"] == "spoof":
-                attacks += 1
-                attacks_passed += passed
-            else:
-                bona_fide += 1
-                bona_fide_refused += not passed
-        result.update({"liveness_threshold": gate.thresholds.liveness, "attacks": attacks,
-                       "apcer": round(attacks_passed / attacks, 4) if attacks else None,
-                       "bona_fide": bona_fide,
-                       "bpcer": round(bona_fide_refused / bona_fide, 4) if bona_fide else None})
+        result.update(evaluate_liveness(analyzer.detector, live_model, gate.thresholds.liveness,
+                                        args.liveness, args.framings))
+    if args.framings:  # the face photos are bona fide: every one of their framings should pass
+        result["face_photos_liveness"] = evaluate_liveness(
+            analyzer.detector, live_model, gate.thresholds.liveness, args.faces, True)
     print(json.dumps(result))
     return 0
 

@@ -13,13 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from gatectl.config import DoorConfig, FaceGateConfig
-from gatectl.decision import SPOOF, UNKNOWN, EntryCheck, Verdict, decide_resident, decide_watchlisted
+from gatectl.decision import (
+    SPOOF,
+    TOO_CLOSE,
+    UNKNOWN,
+    EntryCheck,
+    Verdict,
+    decide_resident,
+    decide_watchlisted,
+)
 from gatectl.events import Event, EventRecorder
 from gatectl.identities import Directory
 from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote
 from gatectl.service.controls import Controls
 from gatectl.vision.face import FaceAnalyzer, FaceObservation
 from gatectl.vision.gallery import OwnerKey
+from gatectl.vision.liveness import TrackLiveness
 
 log = logging.getLogger("gatectl.face_gate")
 
@@ -56,6 +65,8 @@ class FaceGate:
         self.wall_clock = wall_clock
         self.tracker = FaceTracker(cfg.confirm_window, timeout_s=cfg.track_timeout_s)
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
+        self.liveness = TrackLiveness(cfg.confirm_window)
+        self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
 
@@ -68,8 +79,10 @@ class FaceGate:
         """One frame's opinion about one face; None when the face is not usable this frame."""
         if not obs.quality.ok:
             return None
+        if obs.too_close:
+            return Vote("too_close")
         if not self.analyzer.is_live(obs):
-            return Vote("spoof", None, float(obs.p_real or 0.0))
+            return Vote("spoof", None, float(obs.p_real_track or obs.p_real or 0.0))
         assert obs.embedding is not None
         m = self.directory.gallery.match(obs.embedding)
         th = self.cfg.thresholds
@@ -84,8 +97,11 @@ class FaceGate:
         self.frames += 1
         observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
+        self.liveness.keep_only({tr.id for tr in self.tracker.tracks})
         decisions = []
         for obs, track in zip(observations, tracks):
+            if obs.p_real is not None:
+                obs.p_real_track = self.liveness.fuse(track.id, obs.p_real)
             v = self.vote(obs)
             if v is not None:
                 track.votes.append(v)
@@ -95,9 +111,10 @@ class FaceGate:
         return decisions
 
     def _decide(self, track: Track, image: np.ndarray, t: float) -> GateDecision | None:
-        # a spoof or a recognised person ends the track's decisions; an unknown face may
-        # still be recognised later in the same pass (walking closer), so it may be upgraded
-        if track.outcome not in (None, "unknown"):
+        # a recognised person ends the track's decisions; an unknown face may still be
+        # recognised later in the same pass (walking closer), and a face refused for liveness
+        # (too close, or its first frames doubtful) may still pass on the track's fused p(real)
+        if track.outcome not in (None, "unknown", "spoof", "too_close"):
             return None
         c = track.confirmed(self.cfg.confirm_frames)
         if c is None:
@@ -107,9 +124,12 @@ class FaceGate:
                 return None
             track.outcome = "unknown"
             return self._act(track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image)
-        if c.kind == "spoof":
-            track.outcome = "spoof"
-            return self._act(track, SPOOF, None, c.score, image)
+        if c.kind in ("spoof", "too_close"):
+            track.outcome = c.kind
+            if not self.liveness.first_refusal(track.id, c.kind):
+                return None
+            self.liveness_refused += 1
+            return self._act(track, SPOOF if c.kind == "spoof" else TOO_CLOSE, None, c.score, image)
         assert c.owner is not None
         track.outcome = "match"
         last = self._last_decided.get(c.owner)

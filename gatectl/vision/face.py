@@ -1,7 +1,9 @@
 """Face analysis for one frame: detect, quality gate, align, liveness, embed.
 
 Expensive stages run only on faces that passed the cheap ones: a face too small or blurred is
-never sent to liveness or the embedder, and a spoof is never embedded. Stage times are kept so
+never sent to liveness or the embedder, nor is a face too near for liveness to be judged. A
+face liveness doubts is still embedded: the gate decides on p(real) fused over the frames of
+its track, not on one frame. Stage times are kept so
 the benchmark can report them from the same code path the gate runs.
 """
 
@@ -24,7 +26,9 @@ from gatectl.vision.liveness import LivenessModel
 class FaceObservation:
     face: Face
     quality: QualityReport
-    p_real: float | None = None  # None: liveness off, or not reached (poor quality)
+    p_real: float | None = None  # None: liveness off, or not reached (poor quality, too close)
+    too_close: bool = False  # the frame does not show enough around the face to judge liveness
+    p_real_track: float | None = None  # set by a gate: p(real) fused over the face's track
     embedding: np.ndarray | None = None  # None: not reached (poor quality or spoof)
     aligned: np.ndarray | None = None
 
@@ -62,11 +66,12 @@ class FaceAnalyzer:
             if not obs.quality.ok:
                 continue
             if self.liveness is not None:
+                if not self.liveness.has_context(image.shape[:2], face.box):
+                    obs.too_close = True
+                    continue
                 ta = time.perf_counter()
                 obs.p_real = self.liveness.p_real(image, face.box)
                 live_ms += (time.perf_counter() - ta) * 1000
-                if obs.p_real < self.liveness_threshold:
-                    continue
             tb = time.perf_counter()
             obs.embedding = self.embedder.embed(aligned)
             embed_ms += (time.perf_counter() - tb) * 1000
@@ -74,4 +79,8 @@ class FaceAnalyzer:
         return out
 
     def is_live(self, obs: FaceObservation) -> bool:
-        return obs.p_real is None or obs.p_real >= self.liveness_threshold
+        """The track's fused p(real) when a gate set it, else this frame's."""
+        if obs.too_close:
+            return False
+        p = obs.p_real if obs.p_real_track is None else obs.p_real_track
+        return p is None or p >= self.liveness_threshold

@@ -1,0 +1,170 @@
+"""Liveness on real camera frames of every common aspect and face size (issue 13, issue 20).
+
+The frames are cut from the project's real photos (tests/data/faces: genuine people;
+tests/data/liveness: the MiniFASNet authors' printed-photo and screen-replay attacks and their
+real face) at 16:9, 4:3, 1:1 and 3:4, the face at several positions and sizes, and run through
+the analyzer a gate uses with the real models.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from gatectl.decision import SPOOF, TOO_CLOSE
+from gatectl.enroll import Enroller, EnrollmentError, Sample
+from gatectl.media import read_image
+from gatectl.pipelines.face_tracker import Track, Vote
+from scripts.eval_liveness import ASPECTS, camera_framings
+from tests.conftest import FACES, LIVENESS, enroll
+
+
+def samples() -> list[tuple[str, bool]]:
+    """(path, genuine) for every single-face photo and every liveness sample."""
+    with open(FACES / "ground_truth.csv", newline="") as f:
+        out = [(str(FACES / r["file"]), True) for r in csv.DictReader(f) if r["n_faces"] == "1"]
+    with open(LIVENESS / "ground_truth.csv", newline="") as f:
+        out += [(str(LIVENESS / r["file"]), r["label"] == "real") for r in csv.DictReader(f)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def framed(tmp_path_factory):
+    """(photo, aspect, variant, genuine, frame height, face box, observation) for every framing."""
+    from gatectl.app import App
+    from gatectl.config import default_config
+
+    app = App(default_config(), tmp_path_factory.mktemp("framing"))
+    gate = app.cfg.gates[0]
+    analyzer = app.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side, True,
+                            gate.thresholds.liveness)
+    rows = []
+    for path, genuine in samples():
+        img = read_image(path)
+        [face] = analyzer.detector.detect(img)
+        for aspect, variant, frame in camera_framings(img, face.box):
+            observations = analyzer.analyze(frame)
+            if not observations:
+                continue
+            obs = max(observations, key=lambda o: o.face.width * o.face.height)
+            rows.append((path.rsplit("/", 1)[1], aspect, variant, genuine, frame.shape[:2], obs))
+    yield analyzer, rows
+    app.close()
+
+
+def test_framings_cover_every_aspect_and_face_size(framed):
+    _, rows = framed
+    assert {r[1] for r in rows} == set(ASPECTS)
+    for aspect in ASPECTS:
+        genuine = [r for r in rows if r[1] == aspect and r[3]]
+        attacks = [r for r in rows if r[1] == aspect and not r[3]]
+        assert len(genuine) >= 15 and attacks, aspect
+    assert len({r[2] for r in rows}) >= 20
+
+
+def test_genuine_faces_pass_at_every_aspect_or_are_asked_to_step_back(framed):
+    """Never refused as a spoof: a real face with its surroundings in the frame passes; one so
+    near that the frame cannot show them is 'too close' (the gate asks to step back)."""
+    analyzer, rows = framed
+    refused = [(r[0], r[1], r[2], round(r[5].p_real, 3)) for r in rows
+               if r[3] and not r[5].too_close and not analyzer.is_live(r[5])]
+    assert refused == []
+    decided = [r for r in rows if r[3] and not r[5].too_close]
+    for aspect in ASPECTS:
+        assert sum(r[1] == aspect for r in decided) >= 4, aspect
+
+
+def test_only_faces_filling_the_frame_are_too_close(framed):
+    """A face whose box is under half the frame height and clear of the side edges has room
+    around it: it is decided, whatever the aspect."""
+    _, rows = framed
+    roomy = []
+    for r in rows:
+        (h, w), box = r[4], r[5].face.box
+        cx = (box[0] + box[2]) / 2
+        if (box[3] - box[1]) < 0.5 * h and 0.3 * w <= cx <= 0.7 * w and (box[2] - box[0]) < 0.5 * w:
+            roomy.append(r)
+    assert len(roomy) >= 30
+    assert [(r[0], r[1], r[2]) for r in roomy if r[5].too_close] == []
+
+
+def test_the_issue_13_frames_are_not_called_spoofs(framed):
+    """obama_02 at 16:9 and 4:3 and biden_02 at 4:3, each the widest frame of that aspect
+    centred on the face, were refused as spoofs (p_real 0.04-0.16 on main). The face fills
+    70-95% of those frames' height: the person is asked to step back; the wider framings pass."""
+    analyzer, rows = framed
+    by_key = {(r[0], r[1], r[2]): r[5] for r in rows}
+    for photo, aspect in (("obama_02.jpg", "16:9"), ("obama_02.jpg", "4:3"), ("biden_02.jpg", "4:3")):
+        obs = by_key[(photo, aspect, "widest")]
+        assert obs.too_close or analyzer.is_live(obs), (photo, aspect, obs.p_real)
+    for photo in ("obama_02.jpg", "biden_02.jpg"):
+        for aspect in ("1:1", "3:4"):
+            obs = by_key[(photo, aspect, "widest")]
+            assert not obs.too_close and analyzer.is_live(obs), (photo, aspect, obs.p_real)
+
+
+def test_attacks_stay_refused_at_every_aspect(framed):
+    analyzer, rows = framed
+    attacks = [r for r in rows if not r[3]]
+    accepted = [(r[0], r[1], r[2], round(r[5].p_real, 3)) for r in attacks if analyzer.is_live(r[5])]
+    assert len(attacks) >= 30
+    assert accepted == []
+
+
+def test_a_photo_cropped_to_the_face_is_refused_at_enrollment_with_what_to_do(app):
+    img = read_image(LIVENESS / "image_T1.jpg")
+    faces = app.enrollment_analyzer().detector.detect(img)
+    x1, y1, x2, y2 = (int(v) for v in faces[0].box)
+    with pytest.raises(EnrollmentError, match="^T1 face: face too close"):
+        Enroller(app).enroll_resident("x", "1", [Sample("T1 face", img[y1:y2, x1:x2])])
+
+
+def pass_frames(gate, image, t0, frames=3):
+    out = []
+    for i in range(frames):
+        out += gate.process(image, t0 + i * 0.1)
+    return out
+
+
+def test_a_resident_refused_for_liveness_is_told_why_can_retry_and_is_counted(app, relay):
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    img = read_image(FACES / "obama_02.jpg")
+    [face] = gate.analyzer.detector.detect(img)
+    [close_up] = [f for a, v, f in camera_framings(img, face.box) if (a, v) == ("16:9", "widest")]
+    [d] = pass_frames(gate, close_up, 0.0)
+    assert (d.decision, d.reason, d.resident) == ("denied", TOO_CLOSE.reason, None)
+    assert gate.liveness_refused == 1
+    # the next pass (the person stepped back) is decided on its own: no lock-out
+    [d] = pass_frames(gate, img, 10.0)
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    [d] = pass_frames(gate, read_image(LIVENESS / "image_F2.jpg"), 20.0)
+    assert (d.decision, d.reason) == ("denied", SPOOF.reason)
+    assert gate.liveness_refused == 2
+    assert [e.reason for e in app.store.events()].count(TOO_CLOSE.reason) == 1
+    assert len(relay.history) == 1
+
+
+def test_a_liveness_refusal_can_be_upgraded_within_the_same_pass(app, relay):
+    """A face first refused (too close, or a blurred first frame) and then seen live in the
+    same track is granted: the refusal does not end the pass."""
+    [resident] = [enroll(app, "Obama", "obama_01.jpg")]
+    gate = app.face_gate(app.cfg.gates[0])
+    img = read_image(FACES / "obama_02.jpg")
+    track = Track(1, img[:1, :1], 0.0, gate.cfg.confirm_window)
+    owner = ("resident", resident.id)
+    track.votes.extend([Vote("too_close"), Vote("too_close")])
+    d = gate._decide(track, img, 0.0)
+    assert (d.decision, d.reason) == ("denied", TOO_CLOSE.reason)
+    assert gate._decide(track, img, 0.1) is None  # one event per refusal, not one per frame
+    track.votes.extend([Vote("spoof", None, 0.1)] * 2)
+    d = gate._decide(track, img, 0.15)
+    assert (d.decision, d.reason) == ("denied", SPOOF.reason)
+    track.votes.extend([Vote("too_close")] * 2)
+    assert gate._decide(track, img, 0.17) is None  # wavering: no second event for the same reason
+    track.votes.extend([Vote("match", owner, 0.8), Vote("match", owner, 0.8)])
+    d = gate._decide(track, img, 0.2)
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    track.votes.extend([Vote("spoof", None, 0.1)] * 3)
+    assert gate._decide(track, img, 0.3) is None  # a granted pass is over
