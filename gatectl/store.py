@@ -238,12 +238,16 @@ class EventRow:
 
 def _reads(method: Callable) -> Callable:
     """A query the daemon runs while serving (directory reload, plate lookup, outbox drain,
-    status): a broken file raises the store's one-line StoreError, never a raw sqlite3 error."""
+    status): a broken file raises the store's one-line StoreError, never a raw sqlite3 error.
+    It runs under the writer lock: sqlite-utils wraps a query in a savepoint, and on the shared
+    writer connection that savepoint interleaved with another thread's transaction fails
+    ("no such savepoint") - found by the clock-jump test, a status read racing an alert event."""
 
     @functools.wraps(method)
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            with self._lock:
+                return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: read failed ({exc})") from None
 

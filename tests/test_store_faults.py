@@ -78,12 +78,12 @@ def test_every_sqlite_error_on_a_corrupt_file_is_a_store_error(tmp_path):
 def test_corrupt_store_still_opens_the_door_for_a_recognised_resident(tmp_path, relay, clock, caplog):
     """The decision used to raise before the door: every resident locked out, no journal line."""
     data = tmp_path / "state"
-    first = App(default_config(), data, boards={"main": relay}, clock=clock, monotonic=clock.monotonic)
+    first = App(default_config(), data, boards={"main": relay}, clock=clock)
     enroll(first, "Barack Obama", "obama_01.jpg")
     first.close()
     corrupt_table(data / "gatectl.db", "events")
 
-    app = App(default_config(), data, boards={"main": relay}, clock=clock, monotonic=clock.monotonic)
+    app = App(default_config(), data, boards={"main": relay}, clock=clock)
     try:
         gate = app.face_gate(app.cfg.gates[0])
         img = read_image(FACES / "obama_02.jpg")
@@ -100,10 +100,12 @@ def test_corrupt_store_still_opens_the_door_for_a_recognised_resident(tmp_path, 
 
         # the gate worker is doing its job: the supervisor keeps petting the watchdog
         worker = _worker_on(gate, img)
-        wait_for(lambda: worker.gate.frames >= 6, timeout=60, what="frames through the gate")
-        assert not worker.stalled(time.monotonic()) and worker.errors == 0
-        worker.stop.set()
-        worker.thread.join(timeout=10)
+        try:
+            wait_for(lambda: worker.gate.frames >= 6, timeout=60, what="frames through the gate")
+            assert not worker.stalled(time.monotonic()) and worker.errors == 0
+        finally:
+            worker.stop.set()
+            worker.thread.join(timeout=10)
     finally:
         app.close()
 
@@ -138,15 +140,15 @@ def test_a_worker_failing_on_every_frame_withholds_the_watchdog():
             raise RuntimeError("every frame fails")
 
     logging.getLogger("gatectl.run").disabled = True
+    w = _worker_on(Broken(), np.zeros((8, 8, 3), np.uint8))
     try:
-        w = _worker_on(Broken(), np.zeros((8, 8, 3), np.uint8))
         wait_for(lambda: w.errors >= 3, what="failing frames")
         assert w.heartbeat > time.monotonic() - 5  # the old check saw a live, fresh worker
         assert not w.stalled(time.monotonic())
         assert w.stalled(time.monotonic() + 11)  # failing for longer than HEARTBEAT_STALE_S
+    finally:
         w.stop.set()
         w.thread.join(timeout=5)
-    finally:
         logging.getLogger("gatectl.run").disabled = False
 
 
