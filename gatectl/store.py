@@ -651,10 +651,11 @@ class Store:
         return list(self.db.query(sql + " ORDER BY p.list, p.plate"))
 
     def record_pass(self, plate: str, lane: str, direction: str, ts: float, decision: str,
-                    event_id: str | None) -> float | None:
-        """An entry or exit; returns the time inside for an exit of a vehicle seen entering."""
+                    event_id: str | None, wait_s: float | None = None) -> float | None:
+        """An entry or exit; returns the time inside for an exit of a vehicle seen entering.
+        ``wait_s`` bounds the wait for the write lock (the lane's decision path)."""
         inside = None
-        with self.write() as db:
+        with self.write(wait_s) as db:
             if direction == "entry" and decision == "granted":
                 db.execute("INSERT OR REPLACE INTO vehicles_inside VALUES (?, ?, ?)", [plate, ts, lane])
             elif direction == "exit" and decision == "granted":

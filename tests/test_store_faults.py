@@ -366,10 +366,10 @@ def ro_mount(tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+                                           capture_output=True, check=False).returncode != 0:
         pytest.skip("mounting a tmpfs needs root")
     yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def test_read_only_filesystem_is_one_clear_line(ro_mount):
@@ -386,3 +386,106 @@ def test_read_only_filesystem_is_one_clear_line(ro_mount):
         res = run_cli(*args, data=data)
         assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
         assert "read-only" in res.stderr and "Traceback" not in res.stderr
+
+
+def _bench_config(tmp_path: Path) -> Path:
+    """A face gate on a looping image folder: the resident walks up (3 frames), walks away
+    (10 frames without a face, so the track ends), and comes back - a pass every ~2.6 s."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        (frames / f"a{i}.jpg").write_bytes((FACES / "obama_02.jpg").read_bytes())
+    for i in range(10):
+        (frames / f"b{i:02d}.jpg").write_bytes((REPO / "tests/data/noface/yolox_dog_bicycle.jpg").read_bytes())
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "folder"
+source = "{frames}"
+kind = "images"
+fps = 5
+loop = true
+max_frame_age_ms = 2000
+
+[[outputs]]
+name = "door"
+channel = 0
+
+[[doors]]
+name = "door"
+output = "door"
+
+[[gates]]
+kind = "face"
+name = "bench-gate"
+camera = "folder"
+door = "door"
+cooldown_s = 0
+""")
+    return cfg
+
+
+def test_daemon_keeps_opening_and_spools_while_another_process_holds_the_lock(tmp_path):
+    """`gatectl run` for real: a `sqlite3`-style second process holds the write lock; the
+    resident still gets in at once, the watchdog keeps being petted, the events wait in the
+    spool and reach the store (and its outbox) when the lock is released."""
+    import socket
+
+    cfg = _bench_config(tmp_path)
+    data = tmp_path / "state"
+    res = run_cli("enroll", "--name", "Barack Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"),
+                  data=data, config=cfg)
+    assert res.returncode == 0, res.stderr
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(0.2)
+    messages: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                messages.append((time.monotonic(), sock.recv(4096).decode()))
+            except OSError:
+                continue
+
+    threading.Thread(target=listen, daemon=True).start()
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify), WATCHDOG_USEC="2000000")
+    proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data", str(data), "run"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: [lines.append(ln.rstrip("\n")) for ln in proc.stderr], daemon=True).start()
+    granted = lambda: [ln for ln in lines if "bench-gate: granted" in ln]  # noqa: E731
+    locker = None
+    try:
+        wait_for(granted, timeout=120, what="a first grant")
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(data / "gatectl.db")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert locker.stdout.readline().strip() == "locked"
+        locked_at, before = time.monotonic(), len(granted())
+        unstored = wait_for(lambda: [ln for ln in lines if "EVENT NOT STORED" in ln], timeout=60,
+                            what="an event the locked store refused")
+        assert "spooled for the store's recovery" in unstored[0] and "database is locked" in unstored[0]
+        wait_for(lambda: len(granted()) >= before + 2, timeout=60, what="two grants while the lock is held")
+        wait_for(lambda: sum(t > locked_at + 3 and m == "WATCHDOG=1" for t, m in messages) >= 2, timeout=30,
+                 what="the watchdog still petted while the store is locked")
+        spooled_ids = [json.loads(ln[ln.index("{"):])["id"] for ln in lines if "EVENT NOT STORED" in ln]
+        locker.communicate("\n", timeout=10)
+        wait_for(lambda: any("spooled event(s) inserted" in ln for ln in lines), timeout=30,
+                 what="the spool drained into the store")
+    finally:
+        if locker is not None and locker.poll() is None:
+            locker.kill()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            done.set()
+    assert proc.returncode == 0 and not any("Traceback" in ln for ln in lines), "\n".join(lines[-30:])
+    store = Store(data / "gatectl.db")
+    stored = {e.id: e for e in store.events(limit=10_000)}
+    assert spooled_ids and all(i in stored for i in spooled_ids)
+    assert all(stored[i].decision == "granted" for i in spooled_ids)
+    assert not (data / "gatectl.db.spool").exists()
