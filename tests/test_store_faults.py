@@ -195,7 +195,12 @@ def test_run_moves_a_corrupt_store_aside_instead_of_crash_looping(tmp_path, dama
         line = wait_for(lambda: daemon.saw("store corrupt") or daemon.proc.poll() is not None, timeout=120,
                         what="the corrupt-store alert")
         assert daemon.proc.poll() is None, "\n".join(daemon.lines)
-        assert "moved aside to gatectl.db.corrupt-" in line and "residents must be enrolled again" in line
+        assert "moved aside to gatectl.db.corrupt-" in line
+        if damage == "schema":  # nothing readable: everyone must be enrolled again (no centre)
+            assert "nothing salvaged" in line and "residents must be enrolled again" in line
+        else:  # who may pass was intact: restored; the events stay in the corrupt copy
+            assert "salvaged 1 residents, 0 watchlist, 1 templates, 0 tombstones" in line
+            assert "enrolled again" not in line
         wait_for(lambda: daemon.saw("running 1 gate"), timeout=120, what="the gates to start")
         assert daemon.stop() == 0
     finally:
@@ -206,6 +211,7 @@ def test_run_moves_a_corrupt_store_aside_instead_of_crash_looping(tmp_path, dama
     fresh = Store(db)
     [alert] = fresh.events(kind="alert")
     assert alert.gate == "system" and "store corrupt" in alert.reason
+    assert [r.name for r in fresh.residents()] == ([] if damage == "schema" else ["Li Lei"])
     fresh.close()
     # the next start finds a healthy store: nothing more is moved
     again = _Daemon(data)
@@ -231,9 +237,43 @@ def test_corrupt_store_asks_the_centre_for_a_resync(tmp_path):
         Runner(app)._recover_store()
         rows = app.store.outbox_after(0, 10)
         assert [r["kind"] for r in rows] == ["event", "resync"]
-        assert "resync requested from the centre" in app.store.events(kind="alert")[0].reason
+        reason = app.store.events(kind="alert")[0].reason
+        assert "resync requested from the centre" in reason and "lost residents/watchlist/templates" in reason
+        assert app.store.residents() == []
     finally:
         app.close()
+
+
+def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
+    """A resident restored without their watchlist entry would be let in: the identity tables
+    come back together or not at all; plates and nonces on their own."""
+    from gatectl.store import quarantine_if_corrupt, salvage
+
+    db = tmp_path / "g.db"
+    s = Store(db)
+    r = s.add_resident("Li Lei", "1", [(VEC, 1.0)], "m")
+    s.add_watch("Li Lei", "banned", r.id, [], "m")
+    s.add_plate("川A8H458", "resident", unit="3-1201")
+    s.claim("nonce-1", time.time() + 600, time.time())
+    s.close()
+    corrupt_table(db, "watchlist")
+    target, problem = quarantine_if_corrupt(db, "20261202-000000")
+    assert "malformed" in problem or "watchlist" in problem
+    fresh = Store(db)
+    summary, restored = salvage(target, fresh)
+    assert not restored and fresh.residents() == [] and fresh.watch_entries() == []
+    assert summary.startswith("salvaged 1 plates, 1 nonces; lost residents/watchlist/templates/tombstones")
+    assert [p["plate"] for p in fresh.plates()] == ["川A8H458"] and not fresh.claim("nonce-1", 0, 0)
+    fresh.close()
+
+    # a template page of noise that still parses is not a face: not restored either
+    db2 = tmp_path / "h.db"
+    s = Store(db2)
+    s.add_resident("A", "1", [(np.full(128, 7.0, np.float32), 1.0)], "m")
+    s.close()
+    fresh = Store(tmp_path / "fresh.db")
+    summary, restored = salvage(db2, fresh)
+    assert not restored and "is not a unit vector" in summary and fresh.residents() == []
 
 
 LOCKER = """

@@ -20,7 +20,8 @@ from gatectl.camera import CameraGrabber
 from gatectl.clock import ClockJump
 from gatectl.events import free_disk_mb
 from gatectl.service.systemd import sd_notify, watchdog_interval
-from gatectl.store import quarantine_if_corrupt
+from gatectl.safe_text import shown
+from gatectl.store import quarantine_if_corrupt, salvage
 
 log = logging.getLogger("gatectl.run")
 
@@ -140,10 +141,11 @@ class Runner:
         if moved is None:
             return
         target, problem = moved
-        reason = (f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created"
-                  + ("; resync requested from the centre" if app.cfg.sync.enabled else
-                     "; no central sync: residents must be enrolled again"))
-        log.critical("%s", reason)
+        salvaged, restored = salvage(target, app.store)
+        reason = (f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created, "
+                  f"{salvaged}" + ("; resync requested from the centre" if app.cfg.sync.enabled else
+                                   "" if restored else "; no central sync: residents must be enrolled again"))
+        log.critical("%s", shown(reason, 2000))
         app.recorder.record("system", "alert", "alert", reason)
         if app.cfg.sync.enabled:
             app.store.enqueue("resync", app.cfg.device.id)
