@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -106,12 +106,15 @@ class EventSpool:
     def append(self, row: dict, seen_resident: int | None) -> bool:
         line = (json.dumps({"row": row, "seen": seen_resident}, separators=(",", ":")) + "\n").encode()
         with self.lock:
-            if self.size() + len(line) > self.max_bytes:
+            size = self.size()
+            if size + len(line) + 1 > self.max_bytes:
                 self.dropped += 1
                 return False
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
                 try:
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        line = b"\n" + line  # end a line torn by a power cut: it must not swallow this one
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:
@@ -121,8 +124,9 @@ class EventSpool:
                 return False
         return True
 
-    def _read(self) -> tuple[list[tuple[dict, int | None]], int]:
-        """The valid entries and the number of bytes they were read from (caller holds the lock)."""
+    def _read(self, report: bool = True) -> tuple[list[tuple[dict, int | None]], int]:
+        """The valid entries and the number of bytes they were read from (caller holds the lock);
+        ``report``: count and log the malformed lines (the drain does, once per line)."""
         try:
             with open(self.path, "rb") as f:
                 data = f.read(self.max_bytes + 65536)
@@ -132,16 +136,19 @@ class EventSpool:
         items = []
         for raw in data[:end].splitlines():
             item = _spooled(raw)
-            if item is None:
+            if item is None and report:
                 self.bad_lines += 1
                 log.error("event spool %s: dropped a malformed line: %s", self.path, shown(raw.decode("utf-8", "replace")))
-            else:
+            elif item is not None:
                 items.append(item)
-        return items, end if end else len(data) if len(data) >= self.max_bytes else 0
+        if not end and len(data) >= self.max_bytes:
+            end = len(data)  # one endless line, no event: cut it
+        return items, end
 
     def entries(self) -> list[tuple[dict, int | None]]:
+        """The well-formed spooled events (malformed lines are reported by the drain)."""
         with self.lock:
-            return self._read()[0]
+            return self._read(report=False)[0]
 
     def drain(self, store: Store, wait_s: float | None) -> int:
         """Insert every spooled event (idempotent by event id) and cut what was inserted from the
@@ -160,11 +167,15 @@ class EventSpool:
             return inserted
 
 
-_EVENT_TYPES = {f.name: f.type for f in fields(Event)}
+_OPT_INT, _OPT_STR, _NUM = (int, type(None)), (str, type(None)), (int, float)
+_EVENT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "ts": _NUM, "gate": (str,), "kind": (str,), "decision": _OPT_STR, "reason": (str,),
+    "resident_id": _OPT_INT, "watchlist_id": _OPT_INT, "score": (*_NUM, type(None)), "snapshot": _OPT_STR,
+    "snapshot_bytes": (int,)}
 
 
 def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
-    """One spool line -> (event row, resident seen) if it has exactly the Event fields."""
+    """One spool line -> (event row, resident seen) if it is exactly an Event of sane types."""
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -172,11 +183,11 @@ def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
     if not isinstance(obj, dict) or set(obj) != {"row", "seen"} or not isinstance(obj["row"], dict):
         return None
     row, seen = obj["row"], obj["seen"]
-    if set(row) != set(_EVENT_TYPES) or not isinstance(row["id"], str) or len(row["id"]) != 26:
+    if set(row) != set(_EVENT_FIELD_TYPES) or not isinstance(seen, _OPT_INT) or isinstance(seen, bool):
         return None
-    if not isinstance(row["ts"], (int, float)) or not all(isinstance(row[k], str) for k in ("gate", "kind", "reason")):
+    if not all(isinstance(row[k], t) and not isinstance(row[k], bool) for k, t in _EVENT_FIELD_TYPES.items()):
         return None
-    if seen is not None and not isinstance(seen, int):
+    if len(row["id"]) != 26 or len(row["reason"]) > 4096 or (row["snapshot"] and ".." in row["snapshot"]):
         return None
     return row, seen
 

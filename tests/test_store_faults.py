@@ -332,13 +332,25 @@ def test_spool_is_bounded_and_reads_its_own_file_as_untrusted(tmp_path, caplog):
     assert 5 < n < 20 and spool.dropped == 1 and spool.size() <= 2048
     with open(spool.path, "ab") as f:  # a line that is not an event, and a torn last line
         f.write(b'{"row": {"id": "\\u001b[31mforged"}, "seen": null}\n{"row": {"id": "01')
-    with caplog.at_level(logging.ERROR):
-        items = spool.entries()
-    assert len(items) == n and spool.bad_lines == 1
-    assert any("malformed line" in m and "\x1b" not in m for m in caplog.messages)
+    assert len(spool.entries()) == n
     store = Store(tmp_path / "g.db")
-    assert spool.drain(store, None) == n and len(store.events()) == n
+    with caplog.at_level(logging.ERROR):
+        assert spool.drain(store, None) == n and len(store.events()) == n
+    assert spool.bad_lines == 1
+    assert any("malformed line" in m and "\x1b" not in m for m in caplog.messages)
     assert spool.path.read_bytes() == b'{"row": {"id": "01'  # the torn line waits; nothing invented
+    # the next event does not vanish into the torn line: it starts a line of its own
+    assert spool.append(dict(row, id=new_event_id(99.0), score=0.5), None)
+    assert spool.drain(store, None) == 1 and spool.bad_lines == 2 and not spool.path.exists()
+    assert len(store.events()) == n + 1
+
+
+def test_spool_field_types_cover_every_event_field():
+    from dataclasses import fields
+
+    from gatectl.events import _EVENT_FIELD_TYPES, Event
+
+    assert set(_EVENT_FIELD_TYPES) == {f.name for f in fields(Event)}
 
 
 def test_retention_sweeps_orphans_and_tmp_files_but_never_a_referenced_one(tmp_path):
@@ -496,7 +508,7 @@ def test_daemon_keeps_opening_and_spools_while_another_process_holds_the_lock(tm
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: [lines.append(ln.rstrip("\n")) for ln in proc.stderr], daemon=True).start()
-    granted = lambda: [ln for ln in lines if "bench-gate: granted" in ln]  # noqa: E731
+    granted = lambda: [ln for ln in lines if "bench-gate: granted" in ln]
     locker = None
     try:
         wait_for(granted, timeout=120, what="a first grant")

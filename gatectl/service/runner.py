@@ -19,8 +19,8 @@ from gatectl.app import App
 from gatectl.camera import CameraGrabber
 from gatectl.clock import ClockJump
 from gatectl.events import free_disk_mb
-from gatectl.service.systemd import sd_notify, watchdog_interval
 from gatectl.safe_text import shown
+from gatectl.service.systemd import sd_notify, watchdog_interval
 from gatectl.store import quarantine_if_corrupt, salvage
 
 log = logging.getLogger("gatectl.run")
