@@ -311,14 +311,16 @@ class Store:
         ``wait_s`` bounds the wait for both locks (this store's thread lock and SQLite's write
         lock) on the decision path: a backup or a `sqlite3` shell holding the write lock then
         costs a door ``wait_s``, not the 5 s busy timeout; the caller takes the disk-full path."""
+        t0 = time.monotonic()
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
             raise StoreError(f"{self.path}: write failed (busy: another writer held the lock > {wait_s:.2f} s)")
         try:
             nested = self.db.conn.in_transaction
             bounded = wait_s is not None and not nested
             try:
-                if bounded:
-                    self.db.execute(f"PRAGMA busy_timeout={max(1, round(wait_s * 1000))}")
+                if bounded:  # what is left of the budget, for SQLite's lock
+                    left_ms = max(1, round((wait_s - (time.monotonic() - t0)) * 1000))
+                    self.db.execute(f"PRAGMA busy_timeout={left_ms}")
                 try:
                     self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
                 finally:
