@@ -12,9 +12,10 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from gatectl.clock import ClockWatch
 from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
 from gatectl.decision import make_entry_checks
-from gatectl.events import EventRecorder
+from gatectl.events import EventRecorder, EventSpool
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.identities import Directory
@@ -35,11 +36,13 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
 
 class App:
     def __init__(self, cfg: Config, data_dir: Path, boards: dict[str, Relay] | None = None,
-                 clock: Callable[[], float] = time.time):
-        """``boards`` replaces the configured relay boards by name (tests, replay, demo)."""
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        """``boards`` replaces the configured relay boards by name (tests, replay, demo);
+        ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares."""
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         self.clock = clock
+        self.monotonic = monotonic
         self._boards = boards or {}
         self._extra_stores: list[Store] = []
 
@@ -58,7 +61,15 @@ class App:
 
     @cached_property
     def recorder(self) -> EventRecorder:
-        return EventRecorder(self.store, self.snapshot_dir, self.cfg.storage.snapshot_jpeg_quality)
+        s = self.cfg.storage
+        spool = EventSpool(self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024)
+        return EventRecorder(self.store, self.snapshot_dir, s.snapshot_jpeg_quality, spool=spool,
+                             lock_wait_s=s.lock_wait_ms / 1000)
+
+    @cached_property
+    def clockwatch(self) -> ClockWatch:
+        """Whether the wall clock may drive time-based rules (re-enrollment, retention)."""
+        return ClockWatch(self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s)
 
     @cached_property
     def boards(self) -> dict[str, Relay]:
@@ -109,7 +120,7 @@ class App:
                                  gate.liveness, gate.thresholds.liveness)
         return FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
                         self.controls, make_entry_checks(self.cfg.policy.entry_checks),
-                        self.cfg.policy.reenroll_after_days, self.clock)
+                        self.cfg.policy.reenroll_after_days, self.clockwatch.rule_time)
 
     def plate_lane(self, gate: PlateGateConfig):
         from gatectl.pipelines.plate_lane import PlateLane

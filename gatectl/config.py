@@ -303,6 +303,26 @@ class StorageConfig(Strict):
     keep_enrollment_photos: bool = Field(
         False, description="GB/T 35273: enrollment photos are discarded once templates exist."
     )
+    event_retention_days: float = Field(
+        180, ge=1, le=3650,
+        description="Event rows older than this are deleted; access events are kept exactly this long "
+                    "(180 days: the usual requirement for access records in China).",
+    )
+    event_max_rows: int = Field(
+        1_000_000, ge=1000, le=50_000_000,
+        description="Above this many event rows the oldest non-access events are deleted; access events "
+                    "younger than event_retention_days are never deleted to meet it.",
+    )
+    lock_wait_ms: int = Field(
+        300, ge=20, le=2000,
+        description="Longest a decision waits for the database write lock (a backup, a sqlite3 shell) "
+                    "before its event goes to the spool and the door opens anyway.",
+    )
+    spool_max_kb: int = Field(
+        1024, ge=16, le=65536,
+        description="Size cap of the fsynced spool of events the store could not take (about 3 events "
+                    "per KB); beyond it an event reaches only the journal (EVENT NOT STORED).",
+    )
 
 
 class EnrollmentConfig(Strict):
@@ -322,6 +342,23 @@ class PolicyConfig(Strict):
     entry_checks: list[Literal["account_active"]] = Field(
         default_factory=lambda: ["account_active"],
         description="Pluggable checks run on every otherwise-granted resident.",
+    )
+
+
+class ClockConfig(Strict):
+    """Jump detection for devices without an RTC or with a bad NTP server: the wall clock is
+    compared with the monotonic clock; time-based rules (snapshot and event retention, the
+    re-enrollment rule) do not act on a clock that just jumped (docs/architecture.md)."""
+
+    jump_s: float = Field(
+        60, ge=1, le=3600,
+        description="A change of wall minus monotonic time larger than this is a clock jump.",
+    )
+    settle_s: float = Field(
+        3600, ge=60, le=7 * 86400,
+        description="After a jump the clock is trusted again once it has agreed with the monotonic "
+                    "clock (no further jump) for this long, or at once when it returns to the "
+                    "pre-jump time base.",
     )
 
 
@@ -408,6 +445,7 @@ class Config(Strict):
     storage: StorageConfig = StorageConfig()
     enrollment: EnrollmentConfig = EnrollmentConfig()
     policy: PolicyConfig = PolicyConfig()
+    clock: ClockConfig = ClockConfig()
     sync: SyncConfig = SyncConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

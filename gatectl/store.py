@@ -9,6 +9,9 @@ threads share a single writer connection.
 
 from __future__ import annotations
 
+import errno
+import functools
+import os
 import sqlite3
 import threading
 import time
@@ -26,7 +29,31 @@ from gatectl.vision.gallery import OwnerKey
 
 
 class StoreError(Exception):
-    """The database cannot be opened or written; one line naming the file."""
+    """The database cannot be opened, read or written; one line naming the file."""
+
+
+BUSY_TIMEOUT_MS = 5000  # CLI and maintenance writes wait this long for another writer
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether the filesystem holding ``folder`` (or its nearest existing parent) is read-only."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open_error(path: Path, exc: BaseException) -> str:
+    """One line for a store that cannot be opened; a read-only filesystem (an SD card the kernel
+    remounted read-only after I/O errors) says so plainly instead of SQLite's 'unable to open'."""
+    if _read_only(path.parent) or getattr(exc, "errno", None) == errno.EROFS:
+        return (f"{path}: the filesystem holding the state folder is read-only; remount it read-write "
+                f"(a failing SD card is often remounted read-only) or set storage.database elsewhere")
+    if isinstance(exc, OSError):
+        return f"{path}: cannot create database folder ({exc.strerror})"
+    return f"{path}: cannot open database ({exc})"
 
 
 migrations = Migrations("gatectl")
@@ -209,6 +236,24 @@ class EventRow:
     snapshot: str | None
 
 
+def _reads(method: Callable) -> Callable:
+    """A query the daemon runs while serving (directory reload, plate lookup, outbox drain,
+    status): a broken file raises the store's one-line StoreError, never a raw sqlite3 error.
+    It runs under the writer lock: sqlite-utils wraps a query in a savepoint, and on the shared
+    writer connection that savepoint interleaved with another thread's transaction fails
+    ("no such savepoint") - found by the clock-jump test, a status read racing an alert event."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self._lock:
+                return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: read failed ({exc})") from None
+
+    return wrapper
+
+
 def _resident(row: dict[str, Any]) -> Resident:
     return Resident(**{k: row[k] for k in Resident.__dataclass_fields__})
 
@@ -228,9 +273,9 @@ class Store:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=5, check_same_thread=False,
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
                                    isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             fresh = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
             if fresh:
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective before any table
@@ -241,10 +286,10 @@ class Store:
             self.db = Database(conn)
             migrations.apply(self.db)
             conn.execute(f"PRAGMA user_version={self.schema_version}")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open database ({exc})") from None
+        except sqlite3.Error as exc:
+            raise StoreError(_open_error(self.path, exc)) from None
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot create database folder ({exc.strerror})") from None
+            raise StoreError(_open_error(self.path, exc)) from None
 
     @property
     def schema_version(self) -> int:
@@ -254,35 +299,71 @@ class Store:
         self.db.close()
 
     @contextmanager
-    def write(self) -> Iterator[Database]:
-        """One transaction under the writer lock; a disk error becomes a one-line StoreError.
+    def write(self, wait_s: float | None = None) -> Iterator[Database]:
+        """One transaction under the writer lock; any sqlite3 error (disk full, I/O error, a
+        corrupt page, a read-only file) becomes a one-line StoreError.
 
         BEGIN IMMEDIATE takes SQLite's write lock up front, so a writer on another connection
         (the sync thread, the CLI) makes this one wait out the busy timeout. A deferred BEGIN
         that reads first and writes later fails at once with "database is locked" when another
-        connection wrote in between - the busy handler cannot help it."""
-        with self._lock:
+        connection wrote in between - the busy handler cannot help it.
+
+        ``wait_s`` bounds the wait for both locks (this store's thread lock and SQLite's write
+        lock) on the decision path: a backup or a `sqlite3` shell holding the write lock then
+        costs a door ``wait_s``, not the 5 s busy timeout; the caller takes the disk-full path."""
+        t0 = time.monotonic()
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StoreError(f"{self.path}: write failed (busy: another writer held the lock > {wait_s:.2f} s)")
+        try:
             nested = self.db.conn.in_transaction
+            bounded = wait_s is not None and not nested
             try:
-                self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+                if bounded:  # what is left of the budget, for SQLite's lock
+                    left_ms = max(1, round((wait_s - (time.monotonic() - t0)) * 1000))
+                    self.db.execute(f"PRAGMA busy_timeout={left_ms}")
                 try:
-                    yield self.db
-                except BaseException:
-                    if nested:
-                        self.db.execute("ROLLBACK TO nested")
-                        self.db.execute("RELEASE nested")
-                    else:
-                        self.db.execute("ROLLBACK")
-                    raise
+                    self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+                finally:
+                    if bounded:
+                        self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            except sqlite3.Error as exc:
+                raise StoreError(self._write_error(exc)) from None
+            try:
+                yield self.db
                 self.db.execute("RELEASE nested" if nested else "COMMIT")
-            except sqlite3.OperationalError as exc:
-                if not nested and self.db.conn.in_transaction:
+            except BaseException as exc:
+                self._rollback(nested)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(self._write_error(exc)) from None
+                raise
+        finally:
+            self._lock.release()
+
+    def _write_error(self, exc: sqlite3.Error) -> str:
+        if _read_only(self.path.parent):
+            return f"{self.path}: write failed (the filesystem is read-only: {exc})"
+        return f"{self.path}: write failed ({exc})"
+
+    def _rollback(self, nested: bool) -> None:
+        """Undo the open transaction; on a broken file the rollback may fail too, and then the
+        connection is left without a transaction rather than raising a second error."""
+        try:
+            if nested:
+                self.db.execute("ROLLBACK TO nested")
+                self.db.execute("RELEASE nested")
+            elif self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            if not nested and self.db.conn.in_transaction:
+                try:
                     self.db.conn.rollback()
-                raise StoreError(f"{self.path}: write failed ({exc})") from None
+                except sqlite3.Error:
+                    pass
 
     def _bump_directory(self, db: Database) -> None:
         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_rev'")
 
+    @_reads
     def directory_rev(self) -> int:
         """Bumped by every change to residents, templates or the watchlist, from any process,
         so a running daemon notices a CLI enrollment without a restart."""
@@ -327,6 +408,7 @@ class Store:
             sql, args = "SELECT * FROM residents WHERE uid = ? OR name = ?", [key, key]
         return [_resident(r) for r in self.db.query(sql, args)]
 
+    @_reads
     def residents(self) -> list[Resident]:
         return [_resident(r) for r in self.db.query("SELECT * FROM residents ORDER BY id")]
 
@@ -466,6 +548,7 @@ class Store:
                 self._bump_directory(db)
         return self.watch_entries(wid)[0]
 
+    @_reads
     def watch_entries(self, wid: int | None = None) -> list[WatchEntry]:
         sql = "SELECT id, uid, name, reason, resident_id, created_at FROM watchlist"
         rows = self.db.query(sql + (" WHERE id = ?" if wid is not None else " ORDER BY id"),
@@ -502,16 +585,44 @@ class Store:
 
     # --- events ----------------------------------------------------------------------------
 
-    def insert_event(self, row: dict[str, Any], seen_resident: int | None = None) -> None:
+    def insert_event(self, row: dict[str, Any], seen_resident: int | None = None,
+                     wait_s: float | None = None) -> None:
         """The event row, the resident's last-seen time on a grant and the outbox entries, in
-        one transaction."""
-        with self.write() as db:
-            db["events"].insert(row)
-            if seen_resident is not None:
-                db.execute("UPDATE residents SET last_seen_at = ? WHERE id = ?", [row["ts"], seen_resident])
-            self._enqueue(db, "event", row["id"])
-            if row.get("snapshot") and self.publish_snapshots:
-                self._enqueue(db, "snapshot", row["id"])
+        one transaction. ``wait_s`` bounds the wait for the write lock (the decision path)."""
+        with self.write(wait_s) as db:
+            self._insert_event(db, row, seen_resident)
+
+    def _insert_event(self, db: Database, row: dict[str, Any], seen_resident: int | None) -> bool:
+        """INSERT OR IGNORE, so a spooled event inserted twice (a crash between the insert and
+        the spool's cut) is one row and one outbox entry; True if the row is new."""
+        cur = db.execute(f"INSERT OR IGNORE INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+        if cur.rowcount != 1:
+            return False
+        if seen_resident is not None:  # the later of the stored and this pass (spooled events are late)
+            db.execute("UPDATE residents SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
+                       [row["ts"], seen_resident])
+        self._enqueue(db, "event", row["id"])
+        if row.get("snapshot") and self.publish_snapshots:
+            self._enqueue(db, "snapshot", row["id"])
+        return True
+
+    def insert_spooled(self, items: list[tuple[dict[str, Any], int | None]], wait_s: float | None = None) -> int:
+        """Events that waited in the spool, with their outbox rows, in one transaction; a
+        resident or watchlist entry removed meanwhile is dropped from the row (as erasure would
+        have done). Returns the number of new rows."""
+        with self.write(wait_s) as db:
+            residents = {r[0] for r in db.execute("SELECT id FROM residents")}
+            watch = {r[0] for r in db.execute("SELECT id FROM watchlist")}
+            new = 0
+            for row, seen in items:
+                row = dict(row)
+                if row.get("resident_id") not in residents:
+                    row["resident_id"], seen = None, None
+                if row.get("watchlist_id") not in watch:
+                    row["watchlist_id"] = None
+                new += self._insert_event(db, row, seen)
+        return new
 
     # --- vehicles ---------------------------------------------------------------------------
 
@@ -532,6 +643,7 @@ class Store:
                              [plate, list_] if list_ else [plate])
         return cur.rowcount
 
+    @_reads
     def plates(self, plate: str | None = None) -> list[dict[str, Any]]:
         """List entries (exact plate only: no tolerance for a wrong character)."""
         sql = ("SELECT p.*, r.name AS resident, r.status AS resident_status FROM plates p "
@@ -541,10 +653,11 @@ class Store:
         return list(self.db.query(sql + " ORDER BY p.list, p.plate"))
 
     def record_pass(self, plate: str, lane: str, direction: str, ts: float, decision: str,
-                    event_id: str | None) -> float | None:
-        """An entry or exit; returns the time inside for an exit of a vehicle seen entering."""
+                    event_id: str | None, wait_s: float | None = None) -> float | None:
+        """An entry or exit; returns the time inside for an exit of a vehicle seen entering.
+        ``wait_s`` bounds the wait for the write lock (the lane's decision path)."""
         inside = None
-        with self.write() as db:
+        with self.write(wait_s) as db:
             if direction == "entry" and decision == "granted":
                 db.execute("INSERT OR REPLACE INTO vehicles_inside VALUES (?, ?, ?)", [plate, ts, lane])
             elif direction == "exit" and decision == "granted":
@@ -601,6 +714,7 @@ class Store:
         with self.write() as db:
             self._enqueue(db, kind, ref)
 
+    @_reads
     def outbox_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """The next entries to publish, oldest first, with the event row when there is one."""
         return list(self.db.query(
@@ -619,6 +733,7 @@ class Store:
                 chunk = seqs[i:i + 500]
                 db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
+    @_reads
     def outbox_stats(self) -> dict[str, Any]:
         n, oldest = self.db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
         meta = dict(self.db.execute(
@@ -656,6 +771,7 @@ class Store:
                              [text, door, until_ts, self.clock()])
         return int(cur.lastrowid)
 
+    @_reads
     def announcements(self, now: float | None = None) -> list[dict[str, Any]]:
         """Current announcements, newest first (expired ones are not shown)."""
         now = self.clock() if now is None else now
@@ -663,6 +779,7 @@ class Store:
             "SELECT id, text, door, until_ts, created_at FROM announcements "
             "WHERE until_ts IS NULL OR until_ts > ? ORDER BY id DESC", [now]))
 
+    @_reads
     def events(self, since: float | None = None, kind: str | None = None, gate: str | None = None,
                limit: int = 1000) -> list[EventRow]:
         where, args = [], []
@@ -675,12 +792,55 @@ class Store:
                " ORDER BY id DESC LIMIT ?")
         return [EventRow(**r) for r in self.db.query(sql, args + [limit])][::-1]
 
+    @_reads
     def snapshot_usage(self) -> tuple[int, int]:
         """(number of snapshot files, total bytes) referenced by events."""
         n, total = self.db.execute(
             "SELECT count(*), coalesce(sum(snapshot_bytes), 0) FROM events WHERE snapshot IS NOT NULL"
         ).fetchone()
         return int(n), int(total)
+
+    @_reads
+    def referenced_files(self) -> set[str]:
+        """Every file in the snapshot folder a row still points at (event snapshots and kept
+        enrollment photos): what the orphan sweep must never delete."""
+        keep = {r[0] for r in self.db.execute("SELECT snapshot FROM events WHERE snapshot IS NOT NULL")}
+        keep.update(str(r[0]) for r in self.db.execute("SELECT path FROM enrollment_photos"))
+        return keep
+
+    def expire_events(self, older_than: float, max_rows: int | None, batch: int = 2000) -> list[Path]:
+        """Event rows older than the cut-off (the legal keeping period of access records), then,
+        over ``max_rows``, the oldest events that are not access events; an access event younger
+        than the cut-off is never deleted for the count. In batches, so a first run on a large
+        table holds the write lock only briefly each time. Returns the snapshots to delete."""
+        files: list[Path] = []
+        while batch_files := self._delete_events("ts < ? ORDER BY ts", [older_than], batch):
+            files += [f for f in batch_files if f is not None]
+        excess = 0 if max_rows is None else self.event_count() - max_rows
+        while excess > 0:
+            batch_files = self._delete_events("kind != 'access' ORDER BY ts", [], min(batch, excess))
+            if not batch_files:
+                break
+            files += [f for f in batch_files if f is not None]
+            excess -= len(batch_files)
+        return files
+
+    def _delete_events(self, where: str, args: list[Any], limit: int) -> list[Path | None]:
+        """Delete up to ``limit`` events matching ``where`` with their outbox entries (a vehicle
+        pass keeps its row, without the event link); one entry per row: its snapshot or None."""
+        with self.write() as db:
+            rows = db.execute(f"SELECT id, snapshot FROM events WHERE {where} LIMIT ?", args + [limit]).fetchall()
+            if rows:
+                ids = [r[0] for r in rows]
+                marks = ",".join("?" * len(ids))
+                db.execute(f"DELETE FROM outbox WHERE kind IN ('event', 'snapshot') AND ref IN ({marks})", ids)
+                db.execute(f"UPDATE vehicle_passes SET event_id = NULL WHERE event_id IN ({marks})", ids)
+                db.execute(f"DELETE FROM events WHERE id IN ({marks})", ids)
+        return [Path(r[1]) if r[1] else None for r in rows]
+
+    @_reads
+    def event_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def expire_snapshots(self, older_than: float, max_bytes: int) -> list[Path]:
         """Detach the snapshots older than the cut-off, then the oldest until the total fits the
@@ -703,3 +863,98 @@ class Store:
             for eid, _ in doomed:
                 db.execute("UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE id = ?", [eid])
         return [Path(p) for _, p in doomed]
+
+
+QUARANTINE_KEEP = 3  # corrupt copies kept for a technician (sqlite3 .recover); older ones go
+
+
+def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
+    """At daemon start: if the database file is corrupt (an SD card lost pages), move it and its
+    WAL aside as ``<name>.corrupt-<stamp>`` so a fresh store can be created instead of the
+    service failing on every restart. Returns (where it went, what SQLite said), or None for a
+    healthy or absent file. A file that merely cannot be opened (locked, read-only, missing
+    folder) is not corruption: Store() reports that in one line."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+        problem = None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+    except sqlite3.OperationalError:
+        return None
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        problem = str(exc)
+    if problem is None:
+        return None
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm", ""):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            os.replace(src, target.with_name(target.name + suffix))
+    old = sorted(path.parent.glob(f"{path.name}.corrupt-*[0-9]"))
+    for stale in old[:-QUARANTINE_KEEP]:
+        for suffix in ("", "-wal", "-shm"):
+            stale.with_name(stale.name + suffix).unlink(missing_ok=True)
+    return target, problem
+
+
+# Who may pass, all-or-nothing: a resident restored without the watchlist entry or tombstone
+# that concerns them would be let in, so either every one of these tables reads back whole and
+# valid, or none is restored (everyone is locked out until a resync or re-enrollment).
+IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones")
+SALVAGE_EXTRA = ("plates", "nonces")  # each on its own: a lost plate list or nonce table denies, never admits
+
+
+def salvage(src: Path, store: Store) -> tuple[str, bool]:
+    """Copy what can still be read whole from a quarantined store into the fresh one: the
+    identity tables together, then the plate lists and the command nonces (so a signed command
+    already run cannot be replayed). Events stay in the quarantined copy. Returns one line
+    saying what was saved and lost, and whether the identities (who may pass) were restored."""
+    try:
+        conn = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"nothing salvaged ({exc})", False
+    done, lost, identities = [], [], False
+    try:
+        groups = [IDENTITY_TABLES] + [(t,) for t in SALVAGE_EXTRA]
+        for group in groups:
+            try:
+                tables = {t: _readable_rows(conn, t) for t in group}
+            except (sqlite3.Error, ValueError) as exc:
+                lost.append(f"{'/'.join(group)} ({exc})")
+                continue
+            with store.write() as db:
+                for table, (cols, rows) in tables.items():
+                    mine = {c.name for c in store.db[table].columns}
+                    keep = [i for i, c in enumerate(cols) if c in mine]
+                    names = ", ".join(cols[i] for i in keep)
+                    db.execute(f"DELETE FROM {table}")
+                    db.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(keep))})",
+                                        [[r[i] for i in keep] for r in rows])
+                    done.append(f"{len(rows)} {table}")
+                if group is IDENTITY_TABLES:
+                    store._bump_directory(db)
+                    identities = True
+    finally:
+        conn.close()
+    return ("salvaged " + ", ".join(done) if done else "nothing salvaged") + (
+        "; lost " + "; ".join(lost) if lost else ""), identities
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[tuple]]:
+    """Every row of a table, or an error: a corrupt page raises, and so does a face template
+    that is not a finite unit vector (a page of noise that happened to parse)."""
+    cur = conn.execute(f"SELECT * FROM {table}")
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if table == "templates":
+        emb = cols.index("embedding")
+        for r in rows:
+            v = np.frombuffer(r[emb], "<f4") if isinstance(r[emb], bytes) and len(r[emb]) % 4 == 0 else None
+            if v is None or not v.size or not np.all(np.isfinite(v)) or abs(float(v @ v) - 1.0) > 1e-3:
+                raise ValueError(f"template {r[0]} is not a unit vector")
+    return cols, rows

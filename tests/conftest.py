@@ -52,15 +52,25 @@ def single_face_photos() -> dict[str, list[str]]:
 
 
 class FakeClock:
-    """Wall clock the test moves by hand: inactivity and retention without sleeping."""
+    """Wall clock the test moves by hand: inactivity and retention without sleeping.
+    ``advance`` is time passing (the monotonic clock moves too); ``jump`` moves the wall clock
+    alone, as a bad NTP step or a device without an RTC does."""
 
     def __init__(self, t: float = 1_790_000_000.0):
         self.t = t
+        self.mono = 1000.0
 
     def __call__(self) -> float:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.mono
+
     def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.mono += seconds
+
+    def jump(self, seconds: float) -> None:
         self.t += seconds
 
 
@@ -76,7 +86,7 @@ def relay(clock) -> SimulatedRelay:
 
 @pytest.fixture
 def app(tmp_path, relay, clock) -> App:
-    a = App(default_config(), tmp_path / "state", boards={"main": relay}, clock=clock)
+    a = App(default_config(), tmp_path / "state", boards={"main": relay}, clock=clock, monotonic=clock.monotonic)
     yield a
     a.close()
 

@@ -210,3 +210,25 @@ barrier = "arm"
     assert [l.split()[0] for l in r.stdout.splitlines()[1:]] == ["皖K66666"] and "LONG STAY" in r.stdout, r.stdout
     r = run_cli("plates", "list", config=cfg_path, data=d)
     assert "粤B12345" in r.stdout and "皖K66666" in r.stdout
+
+
+def test_a_locked_store_does_not_keep_a_resident_car_out(tmp_path):
+    """Another process holding the write lock made the pass record raise before the barrier."""
+    import subprocess
+    import sys
+
+    from tests.test_store_faults import LOCKER
+
+    lane = Lane(tmp_path)
+    lane.app.store.add_plate("川A8H458", "resident", unit="3-1201")
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(lane.app.store.path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        [d] = lane.drive("we0091234_Quicker_20220930_180856.png", frames=6)
+        assert (d.plate, d.decision) == ("川A8H458", "granted") and lane.pulses() == 1
+        assert len(lane.app.recorder.spool.entries()) == 1
+    finally:
+        locker.communicate("\n", timeout=10)
+    assert lane.app.recorder.drain_spool() == 1
+    assert [e.id for e in lane.app.store.events()] == [d.event.id]

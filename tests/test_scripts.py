@@ -62,3 +62,9 @@ def test_eval_ebike_counts_recall_and_false_alarms():
 def test_bench_ebike_times_the_detector_and_the_relay_path():
     out = last_json("scripts/bench_ebike.py", "--iterations", "3", "--confirmations", "3")
     assert out["input_size"] == 416 and out["confirm_to_relay_ms"]["p50"] > 0
+
+
+def test_bench_store_measures_the_fault_paths():
+    out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
+    assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
+    assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly

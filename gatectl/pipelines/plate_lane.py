@@ -24,7 +24,7 @@ from gatectl.pipelines.plate_tracker import PlateTrack, PlateTracker
 from gatectl.plate_rules import decide_plate
 from gatectl.safe_text import shown
 from gatectl.service.controls import Controls
-from gatectl.store import Store
+from gatectl.store import Store, StoreError
 from gatectl.vision.plate import PlateAnalyzer, PlateObservation
 
 log = logging.getLogger("gatectl.plate_lane")
@@ -96,7 +96,11 @@ class PlateLane:
                                      f"{label} {self.cfg.direction}: {verdict.reason}", track.best_frame,
                                      score=score)
         if plate is not None and confident:
-            self.store.record_pass(plate, self.cfg.name, self.cfg.direction, event.ts, verdict.decision, event.id)
+            try:
+                self.store.record_pass(plate, self.cfg.name, self.cfg.direction, event.ts, verdict.decision,
+                                       event.id, wait_s=self.recorder.lock_wait_s)
+            except StoreError as exc:  # the event (spooled) says what happened; the barrier goes on
+                log.error("lane %s: pass of %s not recorded (%s)", self.cfg.name, plate, exc)
         if verdict.decision == "granted":
             self.controls.open_barrier(self.cfg.barrier)
         log.info("lane %s: %s %s (%s)", self.cfg.name, shown(label), verdict.decision, shown(verdict.reason))

@@ -2,7 +2,9 @@
 
 Threads: one grabber per camera (blocking capture), one worker per gate (inference), the
 directory poller, and this supervisor, which pets the systemd watchdog only while every worker
-has made progress recently - a hung worker stops the petting and systemd restarts the service.
+is doing its job - a hung worker, or one failing on every frame, stops the petting and systemd
+restarts the service. A store that refuses writes does not: the doors keep opening from the
+in-memory directory and events go to the spool, which a restart would not improve.
 Outputs go to their safe state at start and at shutdown, whatever stopped us.
 """
 
@@ -15,8 +17,11 @@ from pathlib import Path
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
+from gatectl.clock import ClockJump
 from gatectl.events import free_disk_mb
+from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
+from gatectl.store import quarantine_if_corrupt, salvage
 
 log = logging.getLogger("gatectl.run")
 
@@ -35,6 +40,7 @@ class GateWorker:
         self.stop = stop
         self.heartbeat = time.monotonic()
         self.errors = 0
+        self.failing_since: float | None = None  # first failure of the current run of failures
         self.thread = threading.Thread(target=self._loop, name=f"gate-{gate.cfg.name}", daemon=True)
 
     def _loop(self) -> None:
@@ -45,9 +51,17 @@ class GateWorker:
                 continue
             try:
                 self.gate.process(frame.image, frame.t_capture)
+                self.failing_since = None
             except Exception:  # one bad frame must not take the gate down
                 self.errors += 1
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
+
+    def stalled(self, now: float) -> bool:
+        """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""
+        return (not self.thread.is_alive() or now - self.heartbeat > HEARTBEAT_STALE_S
+                or (self.failing_since is not None and now - self.failing_since > HEARTBEAT_STALE_S))
 
 
 class Runner:
@@ -60,6 +74,7 @@ class Runner:
         self.sync = None
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
+        self._retention_held = False
 
     def health(self) -> dict:
         """What an operator needs to see from afar: the status line, the status topic."""
@@ -75,11 +90,17 @@ class Runner:
             "boards": boards,
             "controls": self.app.controls.status(),
             "events_unrecorded": self.app.recorder.unrecorded,
+            "store_failing": self.app.recorder.store_failing,
+            "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
+            "clock": self.app.clockwatch.status(),
             "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
         }
 
     def run(self) -> None:
         app = self.app
+        self._recover_store()
+        app.clockwatch.on_change = self._clock_changed
+        app.clockwatch.observe()
         if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
             self.sync = app.sync_client(self.health, self._reload)
         app.outputs.all_off()
@@ -110,6 +131,39 @@ class Runner:
             app.outputs.all_off()
             log.info("stopped; outputs off")
 
+    def _recover_store(self) -> None:
+        """A corrupt database (an SD card that lost pages) is moved aside and a fresh one made,
+        with a loud alert and a resync request to the centre - rather than failing every start
+        while systemd restarts us in a loop. The corrupt copy stays for a technician."""
+        app = self.app
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(app.clock()))
+        moved = quarantine_if_corrupt(app.path(app.cfg.storage.database), stamp)
+        if moved is None:
+            return
+        target, problem = moved
+        salvaged, restored = salvage(target, app.store)
+        reason = (f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created, "
+                  f"{salvaged}" + ("; resync requested from the centre" if app.cfg.sync.enabled else
+                                   "" if restored else "; no central sync: residents must be enrolled again"))
+        log.critical("%s", shown(reason, 2000))
+        app.recorder.record("system", "alert", "alert", reason)
+        if app.cfg.sync.enabled:
+            app.store.enqueue("resync", app.cfg.device.id)
+
+    def _clock_changed(self, jump: ClockJump | None) -> None:
+        """A jump (or the return to trust): logged and raised as an alert event."""
+        if jump is None:
+            log.warning("clock trusted again: retention and the re-enrollment rule use the wall clock")
+            return
+        watch = self.app.clockwatch
+        if watch.trusted:
+            reason = f"{jump.describe()} (wall vs monotonic): back on the trusted time base"
+        else:
+            reason = (f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
+                      f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)")
+        log.warning("%s", reason)
+        self.app.recorder.record("system", "alert", "alert", reason)
+
     def _reload(self) -> str:
         """Remote config.reload: only a config that validates replaces the running one."""
         from gatectl.config import ConfigError, load_config
@@ -136,27 +190,46 @@ class Runner:
                 self.app.controls.poll()
             except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
                 log.exception("door input poll failed")
+            self.app.clockwatch.observe()
             now = time.monotonic()
             if now < next_slow:
                 continue
             next_slow = now + slow_every
-            stale = [w.gate.cfg.name for w in self.workers
-                     if not w.thread.is_alive() or now - w.heartbeat > HEARTBEAT_STALE_S]
+            stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
-                log.error("gate worker(s) stalled: %s; withholding the watchdog", ", ".join(stale))
+                log.error("gate worker(s) stalled or failing on every frame: %s; withholding the watchdog",
+                          ", ".join(stale))
             else:
                 sd_notify("WATCHDOG=1")
+            try:
+                self.app.recorder.drain_spool()
+            except Exception:
+                log.exception("event spool drain failed; will retry")
             if now >= next_retention:
-                s = self.app.cfg.storage
-                try:
-                    self.app.recorder.apply_retention(s.retention_days, s.retention_max_mb)
-                except Exception:
-                    log.exception("retention failed; will retry")
-                next_retention = now + RETENTION_EVERY_S
+                next_retention = self._retention(now)
             h = self.health()
             sd_notify("STATUS=" + ", ".join(
                 [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
                 + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
+
+
+    def _retention(self, now: float) -> float:
+        """Snapshot and event retention and the orphan sweep, unless the clock just jumped
+        (every cut-off is a wall-time difference); returns when to run next: in an hour, or
+        on the next slow tick while the clock is held."""
+        if not self.app.clockwatch.trusted:
+            if not self._retention_held:
+                log.warning("retention held: the clock jumped and is not trusted yet")
+            self._retention_held = True
+            return now
+        self._retention_held = False
+        s = self.app.cfg.storage
+        try:
+            self.app.recorder.apply_retention(s.retention_days, s.retention_max_mb,
+                                              event_days=s.event_retention_days, event_max_rows=s.event_max_rows)
+        except Exception:
+            log.exception("retention failed; will retry")
+        return now + RETENTION_EVERY_S
 
 
 def _pick(d: dict, *keys: str) -> dict:

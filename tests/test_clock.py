@@ -1,0 +1,133 @@
+"""Clock jumps: the watch fed injected (wall, monotonic) readings, and the rules it holds -
+the re-enrollment rule of a real face gate and snapshot retention of a running supervisor."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from gatectl.clock import ClockWatch
+from gatectl.decision import REENROLL
+from gatectl.store import DAY_SECONDS
+from tests.conftest import FACES, enroll, wait_for
+from tests.test_face_gate import pass_photo
+
+T0 = 1_790_000_000.0
+
+
+class Clocks:
+    """A wall and a monotonic clock the test moves separately."""
+
+    def __init__(self):
+        self.wall, self.mono = T0, 50.0
+
+    def tick(self, s: float) -> None:
+        self.wall += s
+        self.mono += s
+
+
+def watch(c: Clocks, **kw) -> tuple[ClockWatch, list]:
+    seen: list = []
+    w = ClockWatch(lambda: c.wall, lambda: c.mono, jump_s=60, settle_s=3600, on_change=seen.append, **kw)
+    w.observe()
+    return w, seen
+
+
+def test_ticking_and_ntp_slewing_are_not_jumps():
+    c = Clocks()
+    w, seen = watch(c)
+    for _ in range(1000):
+        c.tick(5.0)
+        c.wall += 0.0025  # 500 ppm, the most NTP slews
+        w.observe()
+    assert w.trusted and w.jumps == 0 and seen == []
+    assert w.rule_time() == c.wall
+
+
+def test_a_forward_jump_holds_rules_on_the_trusted_time_base_until_it_settles():
+    c = Clocks()
+    w, seen = watch(c)
+    c.tick(10)
+    c.wall += 31 * DAY_SECONDS  # no RTC, bad NTP
+    jump = w.observe()
+    assert jump is not None and round(jump.seconds) == 31 * DAY_SECONDS
+    assert jump.describe() == "clock jumped forward by 31.0 days"
+    assert not w.trusted and seen == [jump]
+    c.tick(100)
+    assert w.rule_time() == c.wall - 31 * DAY_SECONDS  # the pre-jump base, advanced by monotonic
+    c.tick(3000)
+    w.observe()
+    assert not w.trusted  # not yet stable for settle_s
+    c.tick(601)
+    w.observe()
+    assert w.trusted and seen[-1] is None and w.rule_time() == c.wall
+    assert w.status() == {"trusted": True, "jumps": 1, "last_jump_s": round(31 * DAY_SECONDS, 1),
+                          "since_jump_s": None}
+
+
+def test_a_jump_undone_is_trusted_at_once_and_a_second_jump_restarts_the_wait():
+    c = Clocks()
+    w, seen = watch(c)
+    c.wall += 16 * DAY_SECONDS
+    w.observe()
+    c.tick(1800)
+    c.wall -= 16 * DAY_SECONDS  # NTP corrected the bad step: back on the old base
+    w.observe()
+    assert w.trusted and w.jumps == 2 and seen[-1].seconds < 0
+    c.wall -= 2 * DAY_SECONDS  # backwards this time
+    w.observe()
+    c.tick(3000)
+    c.wall += 600
+    w.observe()  # another jump while untrusted: the settle period starts again
+    c.tick(3000)
+    w.observe()
+    assert not w.trusted
+    assert abs(w.rule_time() - (c.wall + 2 * DAY_SECONDS - 600)) < 1e-6
+    w.confirm()  # an operator or the centre vouches for the new time
+    assert w.trusted and seen[-1] is None and w.rule_time() == c.wall
+
+
+def test_a_clock_jump_does_not_make_every_resident_reenroll(app, clock, relay):
+    """A 16-day jump made every resident 're-enrollment required'; a real 16 days still does."""
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    app.clockwatch.observe()
+    clock.jump(16 * DAY_SECONDS)
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")
+    assert (d.decision, d.reason) == ("granted", "resident")
+    assert not app.clockwatch.trusted
+    clock.advance(16 * DAY_SECONDS)  # time really passes; the clock settles and is trusted
+    gate.reset()
+    [d] = pass_photo(gate, FACES / "obama_03.jpg")
+    assert (d.decision, d.reason) == ("denied", REENROLL)
+    assert app.clockwatch.trusted and len(relay.history) == 1
+
+
+def test_a_jump_raises_an_alert_and_holds_retention(app, clock):
+    """A 31-day jump deleted every snapshot by retention."""
+    from gatectl.service.runner import Runner
+
+    rec = app.recorder
+    evs = [rec.record("lobby", "access", "denied", "unknown face", np.full((32, 32, 3), 99, np.uint8))
+           for _ in range(3)]
+    runner = Runner(app)
+    runner.run_thread = threading.Thread(target=runner.run, daemon=True)
+    runner.run_thread.start()
+    try:
+        wait_for(lambda: runner.workers, timeout=120, what="the gates to start")
+        clock.jump(31 * DAY_SECONDS)
+        [alert] = wait_for(lambda: app.store.events(kind="alert"), timeout=10, what="the clock alert")
+        assert alert.gate == "system" and alert.reason.startswith("clock jumped forward by 31.0 days")
+        assert "held until the clock is trusted" in alert.reason
+        now = time.monotonic()
+        assert runner._retention(now) == now  # held: tried again on the next slow tick
+        assert all((app.snapshot_dir / e.snapshot).exists() for e in evs)
+        assert [e.snapshot is not None for e in app.store.events(kind="access")] == [True] * 3
+        app.clockwatch.confirm()
+        runner._retention(time.monotonic())
+        assert not any((app.snapshot_dir / e.snapshot).exists() for e in evs)
+    finally:
+        runner.stop.set()
+        runner.run_thread.join(timeout=30)
