@@ -146,6 +146,8 @@ class FaceGate:
             self.controls.grant(self.door.name, rid)
         name = self.directory.name_of(owner)
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
+        # ids, never names: the journal is kept and shipped, and cannot be erased per person
+        who = f"{owner[0]} #{owner[1]}" if owner else "-"
         log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
-                name or "-", verdict.reason, score, ev.id)
+                who, verdict.reason, score, ev.id)
         return GateDecision(self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id)

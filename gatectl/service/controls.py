@@ -13,6 +13,7 @@ an ``output_failed`` alert, never an exception in a gate worker.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -27,16 +28,20 @@ from gatectl.control.elevator_hold import ElevatorHold
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
+from gatectl.store import StoreError
 
 log = logging.getLogger("gatectl.controls")
 
 
 class Controls:
     def __init__(self, cfg: Config, outputs: Outputs, recorder: EventRecorder,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] | None = None):
+        """``clock`` times the controllers (monotonic); ``wall_clock`` (default: the recorder's)
+        stamps what must outlive the process, such as anti-passback passes."""
         self.outputs = outputs
         self.recorder = recorder
         self.clock = clock
+        self.wall_clock = wall_clock or recorder.clock
         self.doors = {d.name: DoorController(d) for d in cfg.doors}
         self.barriers = {b.name: BarrierController(b.open_output, b.close_output, pulse_s=b.pulse_s,
                                                    auto_close_s=b.auto_close_s, closing_s=b.closing_s)
@@ -49,6 +54,22 @@ class Controls:
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
+        self._restore_anti_passback()
+
+    def _restore_anti_passback(self) -> None:
+        """Passes stored before a restart, moved onto this process's monotonic clock (a pass
+        stamped in the future by a clock set back counts as now)."""
+        now, wall = self.clock(), self.wall_clock()
+        for name, door in self.doors.items():
+            window = door.cfg.anti_passback_s
+            if window <= 0:
+                continue
+            try:
+                passes = self.recorder.store.recent_passes(name, wall - window)
+            except (StoreError, sqlite3.Error) as exc:
+                log.error("door %s: stored anti-passback not read (%s); starting without it", name, exc)
+                continue
+            door.restore_passes({rid: now - max(wall - ts, 0.0) for rid, ts in passes.items()})
 
     # ---- called by gate pipelines --------------------------------------------------------
 
@@ -58,7 +79,13 @@ class Controls:
 
     def grant(self, door: str, resident_id: int | None = None) -> None:
         with self._lock:
-            self._apply(door, self.doors[door].grant(self.clock(), resident_id))
+            ctl = self.doors[door]
+            self._apply(door, ctl.grant(self.clock(), resident_id))
+            if resident_id is not None and ctl.cfg.anti_passback_s > 0:
+                try:  # after the door opened: a store problem must not keep anyone out
+                    self.recorder.store.note_pass(door, resident_id, self.wall_clock(), ctl.cfg.anti_passback_s)
+                except (StoreError, sqlite3.Error) as exc:
+                    log.error("door %s: anti-passback pass of resident #%d not stored: %s", door, resident_id, exc)
 
     def exit_request(self, door: str) -> None:
         with self._lock:
