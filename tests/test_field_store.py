@@ -5,6 +5,7 @@ entry is kept, not dropped silently."""
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 
 from gatectl.config import Config
