@@ -104,6 +104,14 @@ class DoorController:
         self._unlocked_until = None
         return [Latch(self.cfg.output, False), Notice("fire_alarm", "cleared; door locked again")]
 
+    def restore(self, now: float) -> list[Action]:
+        """What the outputs must be after a board came back from an outage (it starts all off):
+        a fail-safe door released by an active fire alarm is released again. A pulse that was
+        running is not resumed: a door never opens later than its grant."""
+        if self._fire and self.cfg.fail_mode == "safe":
+            return [Latch(self.cfg.output, True)]
+        return []
+
     def unlocked(self, now: float) -> bool:
         return self._unlocked_until is not None and now < self._unlocked_until
 

@@ -87,6 +87,10 @@ class ElevatorHold:
             return self._pulses(now)
         return []
 
+    def restore(self, now: float) -> list[Action]:
+        """After a board outage (it starts all off): renew the running hold and alarm now."""
+        return self._pulses(now) if self.state in (HOLDING, CAPPED) else []
+
     def release(self, now: float, who: str = "remote") -> list[Action]:
         """Let the car go now; the alarm stops too. No new hold until the object has gone."""
         if self.state == IDLE:

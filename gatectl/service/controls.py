@@ -54,6 +54,8 @@ class Controls:
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
+        self._boards: dict[str, tuple[str | None, int]] = {}  # board -> (state, reconnects) last seen
+        self._boards_down: set[str] = set()  # boards whose outage was recorded
         self._restore_anti_passback()
 
     def _restore_anti_passback(self) -> None:
@@ -131,9 +133,46 @@ class Controls:
                 if first and not (inp.role == "fire_alarm" and active):
                     continue
                 self._dispatch(inp, active, now)
+            for board in self._watch_boards():
+                self._restore(board, now)
             for group in (self.doors, self.barriers, self.elevators):
                 for name, ctl in group.items():
                     self._apply(name, ctl.tick(now))
+
+    def _watch_boards(self) -> list[str]:
+        """Boards that (re)connected since the last poll; their outages become ``system``
+        events. A reconnect is told by the driver's reconnect counter, so an outage shorter than
+        a poll period is not missed; the first connect at start-up is no outage."""
+        back = []
+        for name, board in self.outputs.boards.items():
+            st = board.status()
+            state, error, n = st.get("state"), st.get("last_error"), int(st.get("reconnects") or 0)
+            prev_state, prev_n = self._boards.get(name, (None, n))
+            self._boards[name] = (state, n)
+            connecting = state != "online" and error in (None, "connecting")
+            if state != "online" and not connecting and name not in self._boards_down:
+                self._boards_down.add(name)
+                self._system(name, f"relay_board_offline: {error}")
+            if state == "online" and (n != prev_n or prev_state not in (None, "online")):
+                if n != prev_n and name not in self._boards_down:
+                    self._boards_down.add(name)
+                    self._system(name, "relay_board_offline: brief outage")  # between two polls
+                if name in self._boards_down:
+                    self._boards_down.discard(name)
+                    self._system(name, "relay_board_online")
+                back.append(name)
+        return back
+
+    def _restore(self, board: str, now: float) -> None:
+        """A board that came back starts all off: give it what the controllers want now (a
+        fail-safe door released by an active fire alarm, a running elevator hold)."""
+        for group in (self.doors, self.elevators):
+            for name, ctl in group.items():
+                self._apply(name, [a for a in ctl.restore(now)
+                                   if isinstance(a, (Pulse, Latch)) and self.outputs.board_of(a.output) == board])
+
+    def _system(self, source: str, reason: str) -> None:
+        self.recorder.record(source, "system", None, reason)
 
     def status(self) -> dict[str, str]:
         """One word per controller, for `doctor` and the status topic."""

@@ -1,0 +1,144 @@
+"""Controllers after board outages, the elevator hold's cumulative cap, and the events a centre
+and a guard need (issue 13), on the real serial driver and the pty board simulator."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gatectl.config import BoardConfig, Config
+from gatectl.events import EventRecorder
+from gatectl.hw import modbus
+from gatectl.hw.board_sim import SimulatedModbusBoard
+from gatectl.hw.outputs import Outputs
+from gatectl.hw.serial_board import SerialBoard
+from gatectl.service.controls import Controls
+from gatectl.store import Store
+from tests.conftest import wait_for
+
+BAUD = 115200
+RETRIES = 1
+
+FIRE_SITE = {
+    "outputs": [{"name": "door", "channel": 0}],
+    "inputs": [{"name": "fire", "index": 7, "role": "fire_alarm"}],
+    "doors": [{"name": "door", "output": "door", "fail_mode": "safe"}],
+}
+
+
+def board_cfg(port: str) -> BoardConfig:
+    return BoardConfig(driver="modbus", port=port, baud=BAUD, timeout_ms=50, poll_ms=30, retries=RETRIES,
+                       reconnect_max_s=0.2)
+
+
+class Poller:
+    """What the runner's supervisor does: Controls.poll() every 20 ms, on its own thread."""
+
+    def __init__(self, controls: Controls):
+        self.controls = controls
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.controls.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def fire_rig(tmp_path):
+    """A fail-safe door and a fire-alarm input on one Modbus board behind a udev-style symlink."""
+    link = tmp_path / "relay0"
+    sims = [SimulatedModbusBoard(baud=BAUD)]
+    link.symlink_to(sims[0].port)
+    board = SerialBoard(board_cfg(str(link)))
+    wait_for(lambda: board.status()["state"] == "online", what="board online")
+    cfg = Config.model_validate(FIRE_SITE)
+    store = Store(tmp_path / "g.db", publish=True)
+    controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "snaps"))
+    poller = Poller(controls)
+
+    def replug() -> SimulatedModbusBoard:
+        fire = sims[-1]._inputs[7]
+        sims[-1].stop()  # unplugged
+        wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
+        sims.append(SimulatedModbusBoard(baud=BAUD))
+        sims[-1].set_input(7, fire)  # the alarm panel still reports what it reported
+        link.unlink()
+        link.symlink_to(sims[-1].port)
+        return sims[-1]
+
+    yield sims, board, store, replug
+    poller.stop()
+    board.close()
+    for s in sims:
+        s.stop()
+    store.close()
+
+
+def system_reasons(store: Store) -> list[str]:
+    return [e.reason.split(":")[0] for e in store.events(kind="system")]
+
+
+def test_fire_released_door_is_released_again_after_every_replug(fire_rig):
+    sims, board, store, replug = fire_rig
+    sims[0].set_input(7, True)
+    wait_for(lambda: sims[0].coils()[0], 5, "the fire alarm to release the fail-safe door")
+    for _ in range(3):
+        sim = replug()
+        wait_for(lambda: board.status()["state"] == "online", 5, "online again")
+        # the reconnect switched everything off; the controllers want the door released
+        wait_for(lambda: sim.coils()[0], 3, "the door released again after the replug")
+        assert sim.frames() and any(f == modbus.write_coil(1, 0, True) for f in sim.frames())
+    sim.set_input(7, False)
+    wait_for(lambda: not sim.coils()[0], 3, "the door to lock when the alarm clears")
+    # each outage is a system event pair, synced through the outbox like every event
+    assert system_reasons(store) == ["relay_board_offline", "relay_board_online"] * 3
+    kinds = [row["event_kind"] for row in store.outbox_after(0, 1000) if row["kind"] == "event"]
+    assert kinds.count("system") == 6
+
+
+def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
+    """An outage without a replug: the board stops answering, the driver reconnects (all off)."""
+    sims, board, store, _ = fire_rig
+    sim = sims[0]
+    sim.set_input(7, True)
+    wait_for(lambda: sim.coils()[0], 5, "the fire alarm to release the fail-safe door")
+    for i in range(5):
+        before = board.status()["reconnects"]
+        sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
+        wait_for(lambda: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
+        wait_for(lambda: sim.coils()[0], 3, f"the door released again after outage {i + 1}")
+    assert system_reasons(store).count("relay_board_online") == 5
+
+
+def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path):
+    """`gatectl run` end to end: fire alarm active, the board goes silent and the driver
+    reconnects (switching all off); the daemon releases the fail-safe door again."""
+    import signal
+
+    from tests.test_hw_safety import site_config, start_run
+
+    sim = SimulatedModbusBoard()
+    cfg = site_config(tmp_path, sim.port, camera_photo=None)
+    cfg.write_text(cfg.read_text().replace("unlock_seconds = 3\n", 'unlock_seconds = 3\nfail_mode = "safe"\n'))
+    sim.set_input(7, True)
+    proc = start_run(cfg, tmp_path / "state")
+    try:
+        wait_for(lambda: sim.coils()[0], 30, "the fire alarm to release the fail-safe door", step=0.02)
+        for i in range(3):
+            since = sim.clock()
+            sim.inject("timeout", 3, function=modbus.READ_INPUTS)  # retries = 2 in site_config
+            all_off = modbus.write_all(1, False)
+            wait_for(lambda: all_off in sim.frames(since), 10, f"reconnect {i + 1} (all off)", step=0.02)
+            wait_for(lambda: sim.coils()[0], 5, f"the door released again after outage {i + 1}", step=0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        sim.stop()
+    assert proc.returncode == 0, err
