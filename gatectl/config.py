@@ -156,13 +156,20 @@ class ElevatorConfig(Strict):
     alarm_output: Name | None = Field(None, description="Buzzer / voice module in the car.")
     pulse_s: float = Field(3.0, ge=0.5, le=10, description="Each renewal's length: how long a hung gatectl can hold.")
     renew_s: float = Field(1.0, gt=0, le=5)
-    release_after_s: float = Field(5.0, gt=0, le=120, description="E-bike unseen this long ends the hold.")
-    cap_s: float = Field(120.0, gt=0, le=600, description="Longest hold; then release and alarm.")
+    release_after_s: float = Field(5.0, gt=0, le=120, description="E-bike unseen this long pauses the hold.")
+    cap_s: float = Field(120.0, gt=0, le=600,
+                         description="Longest total hold per episode (one object's stay); then release and alert.")
+    episode_gap_s: float = Field(60.0, gt=0, le=3600,
+                                 description="Nothing seen this long: the object has left; ends the episode.")
+    cooldown_s: float = Field(300.0, ge=0, le=3600,
+                              description="After a capped or staff-released hold, no new hold for this long.")
 
     @model_validator(mode="after")
     def _renew_inside_pulse(self) -> ElevatorConfig:
         if self.renew_s >= self.pulse_s:
             raise ValueError("renew_s must be shorter than pulse_s, or the hold would drop between renewals")
+        if self.episode_gap_s < self.release_after_s:
+            raise ValueError("episode_gap_s must not be shorter than release_after_s")
         return self
 
 

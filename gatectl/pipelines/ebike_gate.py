@@ -92,7 +92,7 @@ class EbikeGate:
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
                 out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
             if dets:
-                self.controls.ebike(self.cfg.elevator, image)
+                self.controls.ebike(self.cfg.elevator, image, f"{dets[0].label} {dets[0].score:.2f} in the car")
         elif self.active and not any(self.window):
             self.active = False
             out.append(EbikeDecision(self.cfg.name, "clear", "no e-bike in the car", 0.0))

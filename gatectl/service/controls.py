@@ -48,7 +48,8 @@ class Controls:
                          for b in cfg.barriers}
         self.elevators = {e.name: ElevatorHold(e.hold_output, e.alarm_output, pulse_s=e.pulse_s,
                                                renew_s=e.renew_s, release_after_s=e.release_after_s,
-                                               cap_s=e.cap_s)
+                                               cap_s=e.cap_s, episode_gap_s=e.episode_gap_s,
+                                               cooldown_s=e.cooldown_s)
                           for e in cfg.elevators}
         self.inputs: list[InputConfig] = list(cfg.inputs)
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
@@ -97,10 +98,11 @@ class Controls:
         with self._lock:
             self._apply(barrier, self.barriers[barrier].open(self.clock()))
 
-    def ebike(self, elevator: str, image: np.ndarray | None = None) -> None:
-        """A confirmed e-bike in the car on this frame; ``image`` becomes the hold's snapshot."""
+    def ebike(self, elevator: str, image: np.ndarray | None = None, detail: str = "e-bike in the car") -> None:
+        """A confirmed e-bike in the car on this frame; ``image`` becomes the snapshot of the
+        ``ebike_in_car`` alert that starts an episode."""
         with self._lock:
-            self._apply(elevator, self.elevators[elevator].ebike(self.clock()), image)
+            self._apply(elevator, self.elevators[elevator].ebike(self.clock(), detail), image)
 
     def release_elevator(self, elevator: str, who: str = "remote") -> None:
         with self._lock:
@@ -198,6 +200,9 @@ class Controls:
             self._apply(name, self.barriers[name].guard(now, active))
 
     def _apply(self, source: str, actions: list[Action], image: np.ndarray | None = None) -> None:
+        """``image`` is the snapshot of the alerts among ``actions`` (of the notices when there
+        is no alert: one photo per occurrence, not one per event)."""
+        notice_image = None if any(isinstance(a, Alarm) for a in actions) else image
         for a in actions:
             try:
                 if isinstance(a, Pulse):
@@ -211,7 +216,7 @@ class Controls:
                 log.warning("%s: %s %s", source, a.kind, a.detail)
                 self.recorder.record(source, "alert", "alert", _reason(a), image)
             elif isinstance(a, Notice):
-                self.recorder.record(source, "control", None, _reason(a), image)
+                self.recorder.record(source, "control", None, _reason(a), notice_image)
 
 
 def _reason(a: Alarm | Notice) -> str:
