@@ -107,9 +107,11 @@ class App:
     def face_gate(self, gate: FaceGateConfig) -> FaceGate:
         analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
                                  gate.liveness, gate.thresholds.liveness)
-        return FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
-                        self.controls, make_entry_checks(self.cfg.policy.entry_checks),
-                        self.cfg.policy.reenroll_after_days, self.clock)
+        fg = FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
+                      self.controls, make_entry_checks(self.cfg.policy.entry_checks),
+                      self.cfg.policy.reenroll_after_days, self.clock)
+        self.controls.set_door_camera(gate.door, fg.recent_frame)
+        return fg
 
     def plate_lane(self, gate: PlateGateConfig):
         from gatectl.pipelines.plate_lane import PlateLane

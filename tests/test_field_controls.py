@@ -218,3 +218,65 @@ def test_episode_settings_are_bounded_in_the_config():
         with pytest.raises(ConfigError) as exc:
             parse_config(cfg)
         assert exc.value.lines[0].startswith("elevators[0]"), exc.value.lines
+
+
+# ---- events a centre and a guard need --------------------------------------------------------
+
+def test_door_forced_and_held_open_are_alerts_with_a_frame_of_the_door_camera(tmp_path):
+    from gatectl.app import App
+    from gatectl.hw.relay import SimulatedRelay
+    from gatectl.media import read_image
+    from tests.conftest import FACES
+
+    cfg = Config.model_validate({
+        "cameras": [{"name": "cam0", "source": "0"}],
+        "outputs": [{"name": "door", "channel": 0}],
+        "inputs": [{"name": "contact", "index": 0, "role": "door_contact", "door": "door"}],
+        "doors": [{"name": "door", "output": "door", "held_open_s": 0.3}],
+        "gates": [{"kind": "face", "name": "gate", "camera": "cam0", "door": "door"}],
+    })
+    relay = SimulatedRelay()
+    app = App(cfg, tmp_path / "state", boards={"main": relay})
+    try:
+        gate = app.gates()[0]
+        gate.process(read_image(FACES / "lin_manuel_miranda_01.png"), 0.0)  # the camera sees the door
+        app.controls.poll()  # starting input states
+        relay.set_input(0, True)  # opened with no grant
+        app.controls.poll()
+        wait_for(lambda: (app.controls.poll(), len(app.store.events(kind="alert")) == 2)[1], 5,
+                 "door_held_open after 0.3 s")
+        forced, held = app.store.events(kind="alert")
+        assert forced.reason.startswith("door_forced") and held.reason.startswith("door_held_open")
+        for e in (forced, held):
+            assert e.snapshot and (app.snapshot_dir / e.snapshot).stat().st_size > 1000
+    finally:
+        app.close()
+
+
+def test_camera_lost_and_recovered_are_camera_events_in_the_outbox(tmp_path):
+    from gatectl.app import App
+    from gatectl.camera import CameraGrabber
+    from gatectl.config import CameraConfig, default_config
+    from gatectl.hw.relay import SimulatedRelay
+    from gatectl.service.runner import camera_events
+    from tests.conftest import FACES
+
+    cfg = default_config().model_copy(update={"sync": default_config().sync.model_copy(update={"enabled": True})})
+    app = App(cfg, tmp_path / "state", boards={"main": SimulatedRelay()})
+    folder = tmp_path / "cam"
+    cam = CameraConfig(name="lobby", source=str(folder), kind="images", fps=20, loop=True, reconnect_max_s=0.3)
+    grabber = CameraGrabber(cam, on_event=camera_events(app, "lobby"))
+    grabber.start()
+    try:
+        wait_for(lambda: app.store.events(kind="camera"), 5, "camera_lost")
+        folder.mkdir()
+        (folder / "a.jpg").write_bytes((FACES / "obama_01.jpg").read_bytes())
+        wait_for(lambda: len(app.store.events(kind="camera")) == 2, 5, "camera_recovered")
+    finally:
+        grabber.stop()
+    lost, back = app.store.events(kind="camera")
+    assert (lost.gate, lost.reason.split(":")[0]) == ("lobby", "camera_lost")
+    assert back.reason.startswith("camera_recovered: frames again after")
+    outbox = [r for r in app.store.outbox_after(0, 100) if r["kind"] == "event"]
+    assert [r["event_kind"] for r in outbox] == ["camera", "camera"]
+    app.close()

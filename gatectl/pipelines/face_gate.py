@@ -7,6 +7,7 @@ pulsed after, so a door never opens without a record of why.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ log = logging.getLogger("gatectl.face_gate")
 
 AMBIGUOUS = Verdict("denied", "ambiguous match", "access")
 ANTI_PASSBACK = Verdict("denied", "anti-passback", "access")
+RECENT_FRAME_S = 5.0  # an older frame shows the door as it was, not as it is
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,20 @@ class FaceGate:
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
+        self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
 
     def reset(self) -> None:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
         self.tracker.reset()
         self._last_decided.clear()
+
+    def recent_frame(self, max_age_s: float = RECENT_FRAME_S) -> np.ndarray | None:
+        """The last frame this gate looked at, if it is recent: the snapshot of a door alert
+        (forced, held open) raised between two decisions."""
+        last = self._last_frame
+        if last is None or time.monotonic() - last[0] > max_age_s:
+            return None
+        return last[1]
 
     def vote(self, obs: FaceObservation) -> Vote | None:
         """One frame's opinion about one face; None when the face is not usable this frame."""
@@ -82,6 +93,7 @@ class FaceGate:
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
         self.frames += 1
+        self._last_frame = (time.monotonic(), image)
         observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
         decisions = []

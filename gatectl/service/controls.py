@@ -57,6 +57,7 @@ class Controls:
         self._lock = threading.Lock()
         self._boards: dict[str, tuple[str | None, int]] = {}  # board -> (state, reconnects) last seen
         self._boards_down: set[str] = set()  # boards whose outage was recorded
+        self._door_frames: dict[str, Callable[[], np.ndarray | None]] = {}
         self._restore_anti_passback()
 
     def _restore_anti_passback(self) -> None:
@@ -108,6 +109,11 @@ class Controls:
         with self._lock:
             self._apply(elevator, self.elevators[elevator].release(self.clock(), who))
 
+    def set_door_camera(self, door: str, recent_frame: Callable[[], np.ndarray | None]) -> None:
+        """Where a door's alerts (forced, held open) take their snapshot from: the newest frame
+        of the gate watching it, or None when it has none recent enough."""
+        self._door_frames[door] = recent_frame
+
     # ---- called by the supervisor --------------------------------------------------------
 
     def input_states(self) -> dict[str, bool | None]:
@@ -137,7 +143,9 @@ class Controls:
                 self._dispatch(inp, active, now)
             for board in self._watch_boards():
                 self._restore(board, now)
-            for group in (self.doors, self.barriers, self.elevators):
+            for name, door in self.doors.items():
+                self._apply_door(name, door.tick(now))
+            for group in (self.barriers, self.elevators):
                 for name, ctl in group.items():
                     self._apply(name, ctl.tick(now))
 
@@ -192,12 +200,23 @@ class Controls:
                 for name, ctl in group.items():
                     self._apply(name, ctl.fire_alarm(now, active))
         elif inp.role == "door_contact" and inp.door:
-            self._apply(inp.door, self.doors[inp.door].contact(now, active))
+            self._apply_door(inp.door, self.doors[inp.door].contact(now, active))
         elif inp.role == "exit_button" and inp.door and active:
             self._apply(inp.door, self.doors[inp.door].exit_request(now))
         elif inp.role == "vehicle_guard" and inp.name in self._guards:
             name = self._guards[inp.name]
             self._apply(name, self.barriers[name].guard(now, active))
+
+    def _apply_door(self, door: str, actions: list[Action]) -> None:
+        """A door's actions; its alerts carry a frame of the door's camera when there is one."""
+        image = None
+        frame = self._door_frames.get(door)
+        if frame is not None and any(isinstance(a, Alarm) for a in actions):
+            try:
+                image = frame()
+            except Exception:  # noqa: BLE001 - a snapshot is a bonus: the alert goes out regardless
+                log.exception("door %s: no snapshot for the alert", door)
+        self._apply(door, actions, image)
 
     def _apply(self, source: str, actions: list[Action], image: np.ndarray | None = None) -> None:
         """``image`` is the snapshot of the alerts among ``actions`` (of the notices when there
