@@ -525,7 +525,7 @@ class CameraGrabber:
             return
         try:
             self._on_event(kind, detail)
-        except Exception:  # noqa: BLE001 - recording an outage must not end the grab loop
+        except Exception:  # recording an outage must not end the grab loop
             log.exception("camera '%s': %s not recorded", self.cfg.name, kind)
 
     def _end(self, source: FrameSource) -> None:

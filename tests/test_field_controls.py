@@ -93,7 +93,7 @@ def test_fire_released_door_is_released_again_after_every_replug(fire_rig):
         sim = replug()
         wait_for(lambda: board.status()["state"] == "online", 5, "online again")
         # the reconnect switched everything off; the controllers want the door released
-        wait_for(lambda: sim.coils()[0], 3, "the door released again after the replug")
+        wait_for(lambda sim=sim: sim.coils()[0], 3, "the door released again after the replug")
         assert sim.frames() and any(f == modbus.write_coil(1, 0, True) for f in sim.frames())
     sim.set_input(7, False)
     wait_for(lambda: not sim.coils()[0], 3, "the door to lock when the alarm clears")
@@ -112,7 +112,7 @@ def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
     for i in range(5):
         before = board.status()["reconnects"]
         sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
-        wait_for(lambda: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
+        wait_for(lambda before=before: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
         wait_for(lambda: sim.coils()[0], 3, f"the door released again after outage {i + 1}")
     assert system_reasons(store).count("relay_board_online") == 5
 
@@ -135,7 +135,8 @@ def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path)
             since = sim.clock()
             sim.inject("timeout", 3, function=modbus.READ_INPUTS)  # retries = 2 in site_config
             all_off = modbus.write_all(1, False)
-            wait_for(lambda: all_off in sim.frames(since), 10, f"reconnect {i + 1} (all off)", step=0.02)
+            wait_for(lambda all_off=all_off, since=since: all_off in sim.frames(since), 10, f"reconnect {i + 1} (all off)",
+                     step=0.02)
             wait_for(lambda: sim.coils()[0], 5, f"the door released again after outage {i + 1}", step=0.02)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -179,8 +180,7 @@ def simulate(h, seen, until: float, step: float = 0.2):
 def test_an_ebike_left_in_the_car_is_held_once_per_episode_not_all_hour():
     """The field case: the object stays an hour, the detector misses it for 6 s every 100 s.
     Before: every miss ended the hold and the next sighting started a fresh 120 s one."""
-    flaky = lambda t: t % 100 < 94  # noqa: E731
-    held, alerts, notices = simulate(lift(), flaky, 3600)
+    held, alerts, notices = simulate(lift(), lambda t: t % 100 < 94, 3600)
     assert held <= 120 + 3  # the cap, plus at most one renewal pulse running out
     assert held >= 110
     assert alerts == ["ebike_in_car", "hold_cap_reached"]  # one alert to staff per episode, one at the cap
@@ -189,8 +189,7 @@ def test_an_ebike_left_in_the_car_is_held_once_per_episode_not_all_hour():
 
 def test_a_new_episode_within_the_cool_down_gets_no_hold():
     h = lift(cooldown_s=300)
-    present = lambda t: t < 200 or 400 <= t < 450 or t >= 700  # noqa: E731
-    held, alerts, notices = simulate(h, present, 800)
+    held, alerts, notices = simulate(h, lambda t: t < 200 or 400 <= t < 450 or t >= 700, 800)
     # episode 1: capped at 120 s; gone 200..400 (> episode_gap_s); episode 2 at 400 is inside the
     # cool-down that started at the cap (t = 120): alert, no hold; episode 3 at 700: a hold again
     assert alerts == ["ebike_in_car", "hold_cap_reached", "ebike_in_car", "ebike_in_car"]

@@ -214,7 +214,7 @@ class Controls:
         if frame is not None and any(isinstance(a, Alarm) for a in actions):
             try:
                 image = frame()
-            except Exception:  # noqa: BLE001 - a snapshot is a bonus: the alert goes out regardless
+            except Exception:  # a snapshot is a bonus: the alert goes out regardless
                 log.exception("door %s: no snapshot for the alert", door)
         self._apply(door, actions, image)
 
