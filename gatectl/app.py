@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
 from gatectl.decision import make_entry_checks
+from gatectl.display import Display
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
@@ -75,6 +76,10 @@ class App:
         return Controls(self.cfg, self.outputs, self.recorder)
 
     @cached_property
+    def display(self) -> Display:
+        return Display(self.cfg.display)
+
+    @cached_property
     def models(self) -> ModelStore:
         return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads)
 
@@ -130,7 +135,7 @@ class App:
         detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
                                  f"gates[{index}].detector")
         elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
-        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock)
+        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock, display=self.display)
 
     def gate(self, gate):
         """The pipeline of one configured gate, whatever its kind."""
@@ -167,7 +172,8 @@ class App:
         self._extra_stores.append(store)
         replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files)
         verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
-        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock)
+        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
+                                 display=self.display)
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
         return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock)
 

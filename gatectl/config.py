@@ -391,6 +391,29 @@ class SyncConfig(Strict):
         return self
 
 
+class DisplayConfig(Strict):
+    """The announcement display (door panel, lift LED text display); see gatectl/display.py.
+    Without one, announcements are stored and echoed in the status, and said not to be shown."""
+
+    kind: Literal["none", "http", "command"] = Field(
+        "none", description="http: POST the JSON announcement to url; command: run it with the JSON on stdin.")
+    url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$",
+                            description="The display's endpoint (kind = \"http\").")
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        None, min_length=1, max_length=64, description="argv, no shell (kind = \"command\").")
+    timeout_s: float = Field(2.0, gt=0, le=10, description="Longest wait for the display to accept.")
+
+    @model_validator(mode="after")
+    def _target(self) -> DisplayConfig:
+        if self.kind == "http" and (self.url is None or self.command is not None):
+            raise ValueError('kind = "http" needs url (and no command)')
+        if self.kind == "command" and (self.command is None or self.url is not None):
+            raise ValueError('kind = "command" needs command (and no url)')
+        if self.kind == "none" and (self.url is not None or self.command is not None):
+            raise ValueError('url and command need kind = "http" or "command"')
+        return self
+
+
 class Config(Strict):
     device: DeviceConfig = DeviceConfig()
     models: ModelsConfig = ModelsConfig()
@@ -406,6 +429,7 @@ class Config(Strict):
     enrollment: EnrollmentConfig = EnrollmentConfig()
     policy: PolicyConfig = PolicyConfig()
     sync: SyncConfig = SyncConfig()
+    display: DisplayConfig = DisplayConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def camera(self, name: str) -> CameraConfig:

@@ -12,6 +12,8 @@ import json
 import logging
 from collections.abc import Callable
 
+from gatectl.config import DisplayConfig
+from gatectl.display import Display
 from gatectl.events import EventRecorder
 from gatectl.service.controls import Controls
 from gatectl.store import Store
@@ -29,7 +31,10 @@ class CommandFailed(Exception):
 
 class CommandHandler:
     def __init__(self, verifier: Verifier, store: Store, recorder: EventRecorder, controls: Controls,
-                 replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float]):
+                 replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float],
+                 display: Display | None = None):
+        """``display``: where announcements are shown (None: nowhere; they are stored only)."""
+        self.display = display or Display(DisplayConfig())
         self.verifier = verifier
         self.store = store
         self.recorder = recorder
@@ -104,8 +109,13 @@ class CommandHandler:
         if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
             raise CommandFailed("args.seconds: a positive number")
         until = None if seconds is None else self.clock() + float(seconds)
-        aid = self.store.announce(text.strip(), args.get("door"), until)
-        return f"announcement {aid} shown"
+        door = args.get("door")
+        if door is not None and not isinstance(door, str):
+            raise CommandFailed("args.door: a door name (text)")
+        aid = self.store.announce(text.strip(), door, until)
+        result = self.display.show(text.strip(), door, until)  # the reply says what really happened
+        return f"announcement {aid} {result.detail}" if result.ok else \
+            f"announcement {aid} stored, not shown: {result.detail}"
 
     def _watch_add(self, args: dict) -> str:
         return self._replicate({**args, "type": "watchlist", "op": "upsert"})
