@@ -476,6 +476,11 @@ class Store:
         if unit.strip():
             db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
                        "WHERE resident_id = ? AND instr(reason, ?) > 0", [unit, rid, unit])
+        # a plate decision names the unit of the plate's resident ("京A12345 entry: resident 3-1")
+        for plate, plate_unit in db.execute("SELECT plate, unit FROM plates WHERE resident_id = ?", [rid]).fetchall():
+            for u in {unit, plate_unit} - {""}:
+                db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
+                           "WHERE instr(reason, ?) > 0 AND instr(reason, ?) > 0", [u, plate, u])
 
     # --- replication (central sync) ---------------------------------------------------------
 

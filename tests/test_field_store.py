@@ -125,6 +125,8 @@ def test_erasure_leaves_no_name_in_events_outbox_or_info_logs(tmp_path, caplog):
     old = rec.record("g", "alert", "alert", "watchlist: Rose Leslie (7-1-702)", resident_id=r.id,
                      watchlist_id=w.id)
     other = rec.record("g", "command", "granted", "resident.status Rose Leslie suspended")
+    s.add_plate("京A12345", "resident", resident_id=r.id, unit="7-1-702")
+    plate = rec.record("lane", "access", "granted", "京A12345 entry: resident 7-1-702")
     s.remove_resident(r.id)
     dump = "\n".join(s.db.conn.iterdump())
     kept = s.watch_entries()
@@ -134,6 +136,7 @@ def test_erasure_leaves_no_name_in_events_outbox_or_info_logs(tmp_path, caplog):
     assert "Rose Leslie" not in dump_without_watch and "7-1-702" not in dump_without_watch
     reasons = {e.id: e.reason for e in s.events()}
     assert "Rose" not in reasons[old.id] and "Rose" not in reasons[other.id]
+    assert reasons[plate.id] == "京A12345 entry: resident [unit]"
     outbox = " ".join(str(row) for row in s.outbox_after(0, 100))
     assert "Rose" not in outbox and "7-1-702" not in outbox
 
