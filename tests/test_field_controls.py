@@ -18,7 +18,7 @@ from gatectl.store import Store
 from tests.conftest import wait_for
 
 BAUD = 115200
-RETRIES = 1
+RETRIES = 2
 
 FIRE_SITE = {
     "outputs": [{"name": "door", "channel": 0}],
@@ -35,14 +35,18 @@ def board_cfg(port: str) -> BoardConfig:
 class Poller:
     """What the runner's supervisor does: Controls.poll() every 20 ms, on its own thread."""
 
-    def __init__(self, controls: Controls):
+    def __init__(self, controls: Controls, each=None):
+        """``each``: called before every poll too (an e-bike gate reporting its frames)."""
         self.controls = controls
+        self.each = each
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
+            if self.each is not None:
+                self.each()
             self.controls.poll()
 
     def stop(self) -> None:
@@ -97,10 +101,12 @@ def test_fire_released_door_is_released_again_after_every_replug(fire_rig):
         assert sim.frames() and any(f == modbus.write_coil(1, 0, True) for f in sim.frames())
     sim.set_input(7, False)
     wait_for(lambda: not sim.coils()[0], 3, "the door to lock when the alarm clears")
-    # each outage is a system event pair, synced through the outbox like every event
-    assert system_reasons(store) == ["relay_board_offline", "relay_board_online"] * 3
+    # each outage is a system event pair, synced through the outbox like every event (a loaded
+    # machine may add an outage of its own: pairs, at least one per replug)
+    reasons = system_reasons(store)
+    assert len(reasons) >= 6 and reasons == ["relay_board_offline", "relay_board_online"] * (len(reasons) // 2)
     kinds = [row["event_kind"] for row in store.outbox_after(0, 1000) if row["kind"] == "event"]
-    assert kinds.count("system") == 6
+    assert kinds.count("system") == len(reasons)
 
 
 def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
@@ -114,7 +120,7 @@ def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
         sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
         wait_for(lambda before=before: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
         wait_for(lambda: sim.coils()[0], 3, f"the door released again after outage {i + 1}")
-    assert system_reasons(store).count("relay_board_online") == 5
+    assert system_reasons(store).count("relay_board_online") >= 5
 
 
 def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path):
@@ -143,6 +149,30 @@ def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path)
         _, err = proc.communicate(timeout=20)
         sim.stop()
     assert proc.returncode == 0, err
+
+
+def test_running_elevator_hold_is_renewed_at_once_after_a_reconnect(tmp_path):
+    """Renewals come every renew_s (5 s here); after an outage (all off) the hold must not wait
+    for the next one."""
+    sim = SimulatedModbusBoard(baud=BAUD)
+    board = SerialBoard(board_cfg(sim.port))
+    cfg = Config.model_validate({"outputs": [{"name": "hold", "channel": 2}],
+                                 "elevators": [{"name": "car", "hold_output": "hold", "pulse_s": 10, "renew_s": 5}]})
+    store = Store(tmp_path / "g.db")
+    controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "snaps"))
+    wait_for(lambda: board.status()["state"] == "online", what="board online")
+    poller = Poller(controls, each=lambda: controls.ebike("car"))
+    try:
+        wait_for(lambda: sim.coils()[2], 5, "the car held")
+        before = board.status()["reconnects"]
+        sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
+        wait_for(lambda: board.status()["reconnects"] > before, 5, "the reconnect")
+        wait_for(lambda: sim.coils()[2], 1.5, "the hold renewed right after the reconnect")
+    finally:
+        poller.stop()
+        board.close()
+        sim.stop()
+        store.close()
 
 
 # ---- elevator hold: cumulative cap per episode, cool-down, alerts ------------------------------
