@@ -3,6 +3,10 @@ and a guard need (issue 13), on the real serial driver and the pty board simulat
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -15,7 +19,7 @@ from gatectl.hw.outputs import Outputs
 from gatectl.hw.serial_board import SerialBoard
 from gatectl.service.controls import Controls
 from gatectl.store import Store
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 
 BAUD = 115200
 RETRIES = 2
@@ -184,27 +188,13 @@ def lift(**kw):
     return ElevatorHold("hold", "buzzer", **args)
 
 
-def simulate(h, seen, until: float, step: float = 0.2):
-    """Drive ``h`` with a frame every ``step`` s while ``seen(t)``; returns (seconds the hold
-    contact was energised, alert kinds, notice kinds)."""
-    from gatectl.control.actions import Alarm, Latch, Notice, Pulse
-
-    held, hold_until, alerts, notices = 0.0, 0.0, [], []
-    t = 0.0
-    while t < until:
-        actions = (h.ebike(t) if seen(t) else []) + h.tick(t)
-        for a in actions:
-            if isinstance(a, Pulse) and a.output == "hold":
-                hold_until = max(hold_until, t + a.seconds)
-            elif isinstance(a, Latch) and a.output == "hold" and not a.on:
-                hold_until = t
-            elif isinstance(a, Alarm):
-                alerts.append(a.kind)
-            elif isinstance(a, Notice):
-                notices.append(a.kind)
-        held += step if t < hold_until else 0.0
-        t = round(t + step, 3)
-    return held, alerts, notices
+def simulate(h, seen, until: float):
+    """scripts/sim_elevator_hold.py's simulation: (seconds held, alert kinds, notice kinds)."""
+    spec = importlib.util.spec_from_file_location("sim_elevator_hold", REPO / "scripts" / "sim_elevator_hold.py")
+    sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sim)
+    out = sim.simulate(h, seen, until)
+    return out["held_s"], out["alerts"], out["notices"]
 
 
 def test_an_ebike_left_in_the_car_is_held_once_per_episode_not_all_hour():
@@ -309,3 +299,12 @@ def test_camera_lost_and_recovered_are_camera_events_in_the_outbox(tmp_path):
     outbox = [r for r in app.store.outbox_after(0, 100) if r["kind"] == "event"]
     assert [r["event_kind"] for r in outbox] == ["camera", "camera"]
     app.close()
+
+
+def test_sim_elevator_hold_script_reports_the_held_fraction():
+    r = subprocess.run([sys.executable, "scripts/sim_elevator_hold.py", "--hours", "0.5"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["held_s"] <= 123 and out["held_fraction"] < 0.07
+    assert out["alerts"] == {"ebike_in_car": 1, "hold_cap_reached": 1} and out["notices"]["hold_started"] == 1
