@@ -110,8 +110,8 @@ class CommandHandler:
             raise CommandFailed("args.seconds: a positive number")
         until = None if seconds is None else self.clock() + float(seconds)
         door = args.get("door")
-        if door is not None and not isinstance(door, str):
-            raise CommandFailed("args.door: a door name (text)")
+        if door is not None and (not isinstance(door, str) or not 0 < len(door) <= 64):
+            raise CommandFailed("args.door: a door name (1..64 characters)")
         aid = self.store.announce(text.strip(), door, until)
         result = self.display.show(text.strip(), door, until)  # the reply says what really happened
         return f"announcement {aid} {result.detail}" if result.ok else \
