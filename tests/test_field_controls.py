@@ -114,17 +114,18 @@ def test_fire_released_door_is_released_again_after_every_replug(fire_rig):
 
 
 def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
-    """An outage without a replug: the board stops answering, the driver reconnects (all off)."""
+    """An outage without a replug: the board stops answering, the driver reconnects (all off);
+    20 of 20 outages (the field report: locked after 20 of 20)."""
     sims, board, store, _ = fire_rig
     sim = sims[0]
     sim.set_input(7, True)
     wait_for(lambda: sim.coils()[0], 5, "the fire alarm to release the fail-safe door")
-    for i in range(5):
+    for i in range(20):
         before = board.status()["reconnects"]
         sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
         wait_for(lambda before=before: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
         wait_for(lambda: sim.coils()[0], 3, f"the door released again after outage {i + 1}")
-    assert system_reasons(store).count("relay_board_online") >= 5
+    assert system_reasons(store).count("relay_board_online") >= 20
 
 
 def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path):
