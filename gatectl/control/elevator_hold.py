@@ -9,7 +9,8 @@ back into service. The alarm output (buzzer, voice module) is driven the same wa
   (pipeline-confirmed) e-bike, raises ``ebike_in_car`` (an alert, with the frame), and ends only
   when nothing has been reported for ``episode_gap_s``. A detector misses an object that stays
   in the car now and then; before episodes, each miss of ``release_after_s`` ended the hold and
-  the next sighting started a fresh one, so a moped left in the car held it 92.6% of an hour.
+  the next sighting started a fresh one, so a moped left in the car held it most of an hour
+  (92.6% in the field report; `scripts/sim_elevator_hold.py` measures it).
 - Within an episode the doors are held while the e-bike is reported; a hold pauses when it has
   not been reported for ``release_after_s`` and resumes when it is seen again.
 - The holds of an episode together never last longer than ``cap_s``: then the doors are

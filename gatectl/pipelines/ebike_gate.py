@@ -88,10 +88,10 @@ class EbikeGate:
         self.window.append(bool(dets))
         out = []
         if sum(self.window) >= self.cfg.confirm_frames:
+            best = dets[0] if dets else None
+            reason = f"{best.label} {best.score:.2f} in the car" if best else "e-bike in the car"
             if not self.active:
                 self.active = True
-                best = dets[0] if dets else None
-                reason = f"{best.label} {best.score:.2f} in the car" if best else "e-bike in the car"
                 until = self.wall_clock() + self.hold_cap_s
                 self.store.announce(self.cfg.announcement, self.cfg.elevator, until)
                 if self.display is not None:
@@ -99,7 +99,7 @@ class EbikeGate:
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
                 out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
             if dets:
-                self.controls.ebike(self.cfg.elevator, image, f"{dets[0].label} {dets[0].score:.2f} in the car")
+                self.controls.ebike(self.cfg.elevator, image, reason)
         elif self.active and not any(self.window):
             self.active = False
             out.append(EbikeDecision(self.cfg.name, "clear", "no e-bike in the car", 0.0))
