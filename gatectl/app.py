@@ -15,6 +15,7 @@ from pathlib import Path
 from gatectl.clock import ClockWatch
 from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
 from gatectl.decision import make_entry_checks
+from gatectl.display import Display
 from gatectl.events import EventRecorder, EventSpool
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
@@ -86,6 +87,10 @@ class App:
         return Controls(self.cfg, self.outputs, self.recorder)
 
     @cached_property
+    def display(self) -> Display:
+        return Display(self.cfg.display)
+
+    @cached_property
     def models(self) -> ModelStore:
         return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads)
 
@@ -118,9 +123,11 @@ class App:
     def face_gate(self, gate: FaceGateConfig) -> FaceGate:
         analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
                                  gate.liveness, gate.thresholds.liveness)
-        return FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
-                        self.controls, make_entry_checks(self.cfg.policy.entry_checks),
-                        self.cfg.policy.reenroll_after_days, self.clockwatch.rule_time)
+        fg = FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
+                      self.controls, make_entry_checks(self.cfg.policy.entry_checks),
+                      self.cfg.policy.reenroll_after_days, self.clockwatch.rule_time)
+        self.controls.set_door_camera(gate.door, fg.recent_frame)
+        return fg
 
     def plate_lane(self, gate: PlateGateConfig):
         from gatectl.pipelines.plate_lane import PlateLane
@@ -139,7 +146,7 @@ class App:
         detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
                                  f"gates[{index}].detector")
         elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
-        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock)
+        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock, display=self.display)
 
     def gate(self, gate):
         """The pipeline of one configured gate, whatever its kind."""
@@ -179,7 +186,7 @@ class App:
         verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
         refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
         handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
-                                 refusals)
+                                 refusals, display=self.display)
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
         return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
                           refusals)

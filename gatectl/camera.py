@@ -344,10 +344,15 @@ class CameraGrabber:
         cfg: CameraConfig,
         source_factory: Callable[[CameraConfig], FrameSource] = open_source,
         clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_event(kind, detail)`` is told ``camera_lost`` at the start of each outage and
+        ``camera_recovered`` when frames flow again (the runner records them as ``camera``
+        events); it runs on the grab thread, and an exception in it is logged, not raised."""
         self.cfg = cfg
         self._factory = source_factory
         self._clock = clock
+        self._on_event = on_event
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -483,6 +488,7 @@ class CameraGrabber:
                 if outage_since is not None:
                     log.info("camera '%s': frames flowing again after %.1f s outage",
                              self.cfg.name, now - outage_since)
+                    self._tell("camera_recovered", f"frames again after {now - outage_since:.1f} s")
                     outage_since, delay = None, self._backoff_start
                 mark = now
                 self._publish(image, now)
@@ -512,6 +518,15 @@ class CameraGrabber:
             self._last_error = reason
         log.warning("camera '%s': %s; reconnecting (backoff %.1f s doubling up to %g s)",
                     self.cfg.name, reason, self._backoff_start, self.cfg.reconnect_max_s)
+        self._tell("camera_lost", reason)
+
+    def _tell(self, kind: str, detail: str) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, detail)
+        except Exception:  # recording an outage must not end the grab loop
+            log.exception("camera '%s': %s not recorded", self.cfg.name, kind)
 
     def _end(self, source: FrameSource) -> None:
         with self._cond:

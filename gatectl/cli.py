@@ -150,9 +150,13 @@ def cmd_residents(args, app_factory) -> int:
                      ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
             print(f"{k:12} {v}")
     elif args.action == "remove":
+        watch = store.watched_residents().get(r.id)
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
         print(f"removed resident #{r.id} {r.name}: templates, {len(files)} photo/snapshot file(s) deleted")
+        if watch is not None:
+            print(f"kept watchlist entry #{watch.id} (with the face, so the alert still works); "
+                  f"erase it too with `gatectl watchlist remove {watch.id}`")
     elif args.action == "reactivate":
         store.reactivate(r.id)
         print(f"resident #{r.id} {r.name} is active again")

@@ -156,13 +156,20 @@ class ElevatorConfig(Strict):
     alarm_output: Name | None = Field(None, description="Buzzer / voice module in the car.")
     pulse_s: float = Field(3.0, ge=0.5, le=10, description="Each renewal's length: how long a hung gatectl can hold.")
     renew_s: float = Field(1.0, gt=0, le=5)
-    release_after_s: float = Field(5.0, gt=0, le=120, description="E-bike unseen this long ends the hold.")
-    cap_s: float = Field(120.0, gt=0, le=600, description="Longest hold; then release and alarm.")
+    release_after_s: float = Field(5.0, gt=0, le=120, description="E-bike unseen this long pauses the hold.")
+    cap_s: float = Field(120.0, gt=0, le=600,
+                         description="Longest total hold per episode (one object's stay); then release and alert.")
+    episode_gap_s: float = Field(60.0, gt=0, le=3600,
+                                 description="Nothing seen this long: the object has left; ends the episode.")
+    cooldown_s: float = Field(300.0, ge=0, le=3600,
+                              description="After a capped or staff-released hold, no new hold for this long.")
 
     @model_validator(mode="after")
     def _renew_inside_pulse(self) -> ElevatorConfig:
         if self.renew_s >= self.pulse_s:
             raise ValueError("renew_s must be shorter than pulse_s, or the hold would drop between renewals")
+        if self.episode_gap_s < self.release_after_s:
+            raise ValueError("episode_gap_s must not be shorter than release_after_s")
         return self
 
 
@@ -431,6 +438,29 @@ class SyncConfig(Strict):
         return self
 
 
+class DisplayConfig(Strict):
+    """The announcement display (door panel, lift LED text display); see gatectl/display.py.
+    Without one, announcements are stored and echoed in the status, and said not to be shown."""
+
+    kind: Literal["none", "http", "command"] = Field(
+        "none", description="http: POST the JSON announcement to url; command: run it with the JSON on stdin.")
+    url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$",
+                            description="The display's endpoint (kind = \"http\").")
+    command: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        None, min_length=1, max_length=64, description="argv, no shell (kind = \"command\").")
+    timeout_s: float = Field(2.0, gt=0, le=10, description="Longest wait for the display to accept.")
+
+    @model_validator(mode="after")
+    def _target(self) -> DisplayConfig:
+        if self.kind == "http" and (self.url is None or self.command is not None):
+            raise ValueError('kind = "http" needs url (and no command)')
+        if self.kind == "command" and (self.command is None or self.url is not None):
+            raise ValueError('kind = "command" needs command (and no url)')
+        if self.kind == "none" and (self.url is not None or self.command is not None):
+            raise ValueError('url and command need kind = "http" or "command"')
+        return self
+
+
 class Config(Strict):
     device: DeviceConfig = DeviceConfig()
     models: ModelsConfig = ModelsConfig()
@@ -447,6 +477,7 @@ class Config(Strict):
     policy: PolicyConfig = PolicyConfig()
     clock: ClockConfig = ClockConfig()
     sync: SyncConfig = SyncConfig()
+    display: DisplayConfig = DisplayConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def camera(self, name: str) -> CameraConfig:

@@ -188,6 +188,82 @@ def m003_vehicles(db: Database) -> None:
     )
 
 
+_NEVER_REUSED = ("residents", "watchlist")
+
+
+@migrations(transactional=False)
+def m004_ids_never_reused(db: Database) -> None:
+    """Resident and watchlist ids are never handed out again (AUTOINCREMENT): with a plain
+    INTEGER PRIMARY KEY, removing the newest resident gave the next one the same id, and with it
+    the cooldown and anti-passback state the gates keep by id.
+
+    SQLite cannot add AUTOINCREMENT to a table, so each is rebuilt and renamed over the old one.
+    That needs foreign keys off (dropping the old table would otherwise cascade into templates'
+    owners, events and plates), and PRAGMA foreign_keys is ignored inside a transaction: hence
+    a non-transactional migration with a transaction of its own, re-runnable if a crash comes
+    between its COMMIT and the record of it being applied. The sequence starts at the highest id
+    still referenced anywhere."""
+    conn = db.conn
+    if all("AUTOINCREMENT" in (db[t].schema or "").upper() for t in _NEVER_REUSED):
+        return
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in _NEVER_REUSED:
+                sql = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?",
+                                   [table]).fetchone()[0]
+                if "AUTOINCREMENT" in sql.upper():
+                    continue
+                head = f"CREATE TABLE {table} ("
+                if not sql.startswith(head) or "id INTEGER PRIMARY KEY," not in sql:
+                    raise sqlite3.DatabaseError(f"unexpected schema of table {table}")
+                body = sql[len(head):].replace("id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+                conn.execute(f"CREATE TABLE {table}_new ({body}")
+                conn.execute(f"INSERT INTO {table}_new SELECT * FROM {table}")
+                conn.execute(f"DROP TABLE {table}")
+                conn.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+            highest = {
+                "residents": "SELECT max(x) FROM (SELECT max(id) x FROM residents UNION ALL "
+                             "SELECT max(resident_id) FROM events UNION ALL "
+                             "SELECT max(owner_id) FROM templates WHERE owner_kind = 'resident')",
+                "watchlist": "SELECT max(x) FROM (SELECT max(id) x FROM watchlist UNION ALL "
+                             "SELECT max(watchlist_id) FROM events UNION ALL "
+                             "SELECT max(owner_id) FROM templates WHERE owner_kind = 'watchlist')",
+            }
+            for table, query in highest.items():
+                top = conn.execute(query).fetchone()[0] or 0
+                conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", [table])
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, top])
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.DatabaseError(f"ids migration would break {len(broken)} reference(s)")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
+
+
+@migrations()
+def m005_anti_passback(db: Database) -> None:
+    """Timed anti-passback survives a restart: the last grant per door and resident, by wall
+    time (the controllers' monotonic clock starts again with the process). Erasing the
+    resident erases these rows."""
+    db.executescript(
+        """
+        CREATE TABLE anti_passback (
+            door TEXT NOT NULL,
+            resident_id INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            ts REAL NOT NULL,
+            PRIMARY KEY (door, resident_id)
+        );
+        CREATE INDEX anti_passback_resident ON anti_passback(resident_id);
+        """
+    )
+
+
 DAY_SECONDS = 86400.0
 
 
@@ -433,20 +509,32 @@ class Store:
             self._enqueue_enroll(db, rid)
 
     def remove_resident(self, rid: int, publish: bool = True) -> list[Path]:
-        """Erase a resident and everything derived from them: templates, enrollment photos and
-        event snapshots (event rows stay, anonymised, as the gate's audit trail). Returns the
-        files to delete; the caller deletes them after the commit, so a crash leaves orphan
-        files (swept by retention) rather than rows pointing at nothing."""
+        """Erase a resident and everything derived from them: templates, enrollment photos,
+        event snapshots, and their name and unit wherever an event reason still carries them
+        (rows written before reasons referenced ids only); event rows stay, anonymised, as the
+        gate's audit trail. Returns the files to delete; the caller deletes them after the
+        commit, so a crash leaves orphan files (swept by retention) rather than rows pointing
+        at nothing.
+
+        A watchlist entry made from this resident is kept, detached, with the resident's face
+        templates moved to it: a guard expects someone on the watchlist to still raise the alert
+        after they moved out (`gatectl watchlist remove` erases the entry and the face)."""
         with self.write() as db:
             files = [Path(r["path"]) for r in db.query(
                 "SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])]
             files += [Path(r["snapshot"]) for r in db.query(
                 "SELECT snapshot FROM events WHERE resident_id = ? AND snapshot IS NOT NULL", [rid])]
             db.execute("UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE resident_id = ?", [rid])
+            person = db.execute("SELECT name, unit FROM residents WHERE id = ?", [rid]).fetchone()
+            if person is not None:
+                self._scrub_reasons(db, rid, *person)
+            wl = [r["id"] for r in db.query("SELECT id FROM watchlist WHERE resident_id = ? ORDER BY id", [rid])]
+            if wl:
+                db.execute("UPDATE templates SET owner_kind = 'watchlist', owner_id = ? "
+                           "WHERE owner_kind = 'resident' AND owner_id = ?", [wl[0], rid])
+                db.execute("UPDATE watchlist SET resident_id = NULL, version = version + 1 WHERE resident_id = ?",
+                           [rid])
             db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
-            wl = [r["id"] for r in db.query("SELECT id FROM watchlist WHERE resident_id = ?", [rid])]
-            for wid in wl:
-                db.execute("DELETE FROM templates WHERE owner_kind = 'watchlist' AND owner_id = ?", [wid])
             row = db.execute("SELECT uid, version FROM residents WHERE id = ?", [rid]).fetchone()
             db.execute("DELETE FROM residents WHERE id = ?", [rid])
             if row is not None:
@@ -457,6 +545,24 @@ class Store:
                     self._enqueue(db, "enroll", uid)
             self._bump_directory(db)
         return files
+
+    @staticmethod
+    def _scrub_reasons(db: Database, rid: int, name: str, unit: str) -> None:
+        """The name out of every event reason (a command's text may name anyone), the unit out
+        of the resident's own events (a unit alone, such as "1", is too common to replace
+        everywhere)."""
+        erased = f"[resident #{rid}]"
+        if name.strip():
+            db.execute("UPDATE events SET reason = replace(reason, ?, ?) WHERE instr(reason, ?) > 0",
+                       [name, erased, name])
+        if unit.strip():
+            db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
+                       "WHERE resident_id = ? AND instr(reason, ?) > 0", [unit, rid, unit])
+        # a plate decision names the unit of the plate's resident ("京A12345 entry: resident 3-1")
+        for plate, plate_unit in db.execute("SELECT plate, unit FROM plates WHERE resident_id = ?", [rid]).fetchall():
+            for u in {unit, plate_unit} - {""}:
+                db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
+                           "WHERE instr(reason, ?) > 0 AND instr(reason, ?) > 0", [u, plate, u])
 
     # --- replication (central sync) ---------------------------------------------------------
 
@@ -623,6 +729,19 @@ class Store:
                     row["watchlist_id"] = None
                 new += self._insert_event(db, row, seen)
         return new
+
+    # --- anti-passback -----------------------------------------------------------------------
+
+    def note_pass(self, door: str, resident_id: int, ts: float, window_s: float) -> None:
+        """A resident's grant at a door with anti-passback; passes older than the window go."""
+        with self.write() as db:
+            db.execute("DELETE FROM anti_passback WHERE door = ? AND ts < ?", [door, ts - window_s])
+            db.execute("INSERT OR REPLACE INTO anti_passback VALUES (?, ?, ?)", [door, resident_id, ts])
+
+    def recent_passes(self, door: str, since: float) -> dict[int, float]:
+        """resident id -> wall time of their last grant at ``door`` since ``since``."""
+        return {int(r[0]): float(r[1]) for r in self.db.execute(
+            "SELECT resident_id, ts FROM anti_passback WHERE door = ? AND ts >= ?", [door, since])}
 
     # --- vehicles ---------------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ def test_watchlist_commands(tmp_path):
     assert "police notice" in ok(run_cli("watchlist", "list", data=d))
     [alert] = [json.loads(l) for l in ok(run_cli("replay", "--json", str(FACES / "lin_manuel_miranda_01.png"),
                                                    data=d)).splitlines()]
-    assert (alert["decision"], alert["resident"], alert["reason"]) == ("alert", "Lin", "watchlist: police notice")
+    assert (alert["decision"], alert["resident"], alert["reason"]) == ("alert", "Lin", "watchlist #1: police notice")
     ok(run_cli("watchlist", "remove", "1", data=d))
     assert ok(run_cli("watchlist", "list", data=d)).count("\n") == 1  # header only
     assert one_line_error(run_cli("watchlist", "remove", "1", data=d)) == "gatectl: watchlist remove: no entry #1"

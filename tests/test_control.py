@@ -107,7 +107,8 @@ def hold(**kw) -> ElevatorHold:
 def test_hold_renewed_with_short_pulses_while_the_ebike_is_seen():
     h = hold()
     actions = h.ebike(0.0)
-    assert Pulse("hold", 3) in actions and Pulse("buzzer", 3) in actions and kinds(actions) == ["hold_started"]
+    assert Pulse("hold", 3) in actions and Pulse("buzzer", 3) in actions
+    assert kinds(actions) == ["ebike_in_car", "hold_started"]  # an alert (with the frame), then the hold
     assert h.holding
     renewals = []
     t = 0.0
@@ -129,10 +130,14 @@ def test_hold_released_after_the_ebike_is_gone():
     assert Latch("hold", False) in actions and Latch("buzzer", False) in actions
     assert kinds(actions) == ["hold_ended"] and not h.holding
     assert h.tick(8.0) == []
-    assert kinds(h.ebike(9.0)) == ["hold_started"]  # a new e-bike: a new hold
+    assert kinds(h.ebike(9.0)) == ["hold_resumed"]  # seen again within the episode: same cap
+    h.tick(9.5)
+    h.tick(14.0)  # paused again
+    assert kinds(h.tick(69.0)) == ["ebike_gone"]  # unseen for episode_gap_s: the episode is over
+    assert kinds(h.ebike(70.0)) == ["ebike_in_car", "hold_started"]  # a new e-bike: a new episode
 
 
-def test_hold_capped_releases_and_alarms_and_needs_the_ebike_to_leave():
+def test_hold_capped_releases_and_alarms_and_needs_the_episode_to_end_and_the_cool_down():
     h = hold()
     h.ebike(0.0)
     t, actions = 0.0, []
@@ -147,8 +152,11 @@ def test_hold_capped_releases_and_alarms_and_needs_the_ebike_to_leave():
     h.ebike(121.0)
     later = h.tick(121.5)
     assert Pulse("buzzer", 3) in later and Pulse("hold", 3) not in later
-    assert kinds(h.tick(127.0)) == ["ebike_gone"]
-    assert kinds(h.ebike(130.0)) == ["hold_started"]
+    assert h.tick(127.0) == [] and h.ebike(130.0) == []  # a missed detection is not a new e-bike
+    assert kinds(h.tick(190.0)) == ["ebike_gone"]  # unseen for episode_gap_s
+    assert kinds(h.ebike(200.0)) == ["ebike_in_car", "hold_refused"]  # inside the cool-down
+    h.tick(260.0)
+    assert kinds(h.ebike(421.0)) == ["ebike_in_car", "hold_started"]  # cool-down over
 
 
 def test_fire_alarm_releases_the_hold_and_blocks_new_ones():
@@ -159,7 +167,7 @@ def test_fire_alarm_releases_the_hold_and_blocks_new_ones():
     assert h.ebike(2.0) == [] and h.tick(3.0) == []  # no hold, no pulse, while the alarm is on
     assert not any(isinstance(a, Pulse) for t in range(4, 60) for a in [*h.ebike(t), *h.tick(t)])
     h.fire_alarm(60.0, False)
-    assert kinds(h.ebike(61.0)) == ["hold_started"]
+    assert kinds(h.ebike(61.0)) == ["ebike_in_car", "hold_started"]
 
 
 def test_fire_alarm_active_before_the_ebike():
@@ -212,6 +220,7 @@ def test_remote_release_ends_the_hold_until_the_ebike_has_gone():
     assert kinds(actions) == ["hold_released"] and not h.holding
     h.ebike(11.0)  # the same object still seen: no new hold, no pulses
     assert not any(isinstance(a, Pulse) for a in h.tick(12.0))
-    assert kinds(h.tick(16.5)) == ["ebike_gone"]
-    assert kinds(h.ebike(20.0)) == ["hold_started"]
+    assert h.tick(16.5) == [] and h.ebike(20.0) == []  # the same episode
+    assert kinds(h.tick(80.0)) == ["ebike_gone"]
+    assert kinds(h.ebike(320.0)) == ["ebike_in_car", "hold_started"]  # after the cool-down
     assert hold().release(0.0) == []  # nothing to release

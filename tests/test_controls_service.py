@@ -88,8 +88,9 @@ def test_elevator_hold_renewed_released_and_recorded_with_snapshot(rig):
         clock.t += 0.2
     hold_pulses = [p for p in relay.history if p.channel == 3]
     assert 9 <= len(hold_pulses) <= 11 and all(p.seconds == 3 for p in hold_pulses)
-    started = store.events()[0]
-    assert started.reason == "hold_started: e-bike in the car" and started.snapshot
+    alert, started = store.events()[:2]
+    assert (alert.kind, alert.reason) == ("alert", "ebike_in_car: e-bike in the car") and alert.snapshot
+    assert (started.kind, started.reason, started.snapshot) == ("control", "hold_started: e-bike in the car", None)
     clock.t += 5
     controls.poll()
     assert not relay.is_on(3) and not relay.is_on(4)
@@ -125,7 +126,7 @@ def test_hold_cap_raises_an_alert(rig):
         clock.t += 1
     assert not relay.is_on(3) and relay.is_on(4)  # doors released, buzzer still sounding
     alerts = [e for e in store.events() if e.kind == "alert"]
-    assert [a.reason.split(":")[0] for a in alerts] == ["hold_cap_reached"]
+    assert [a.reason.split(":")[0] for a in alerts] == ["ebike_in_car", "hold_cap_reached"]
 
 
 def test_elevator_lease_lapses_on_the_board_when_gatectl_hangs(tmp_path):

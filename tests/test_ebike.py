@@ -101,8 +101,9 @@ def test_confirmed_ebike_holds_the_car_and_release_after_absence(rig):
     assert [d.decision for d in decided] == ["ebike"]
     assert relay.is_on(0) and relay.is_on(1)  # doors held, alarm sounding
     assert all(p.seconds == 3 for p in relay.history if p.channel == 0)  # pulses, never a latch
-    started = app.store.events()[-1]
-    assert started.reason == "hold_started: e-bike in the car" and started.snapshot
+    alert, started = app.store.events()[-2:]
+    assert (alert.kind, alert.reason.split(" ")[0], alert.reason.endswith("in the car")) == ("alert", "ebike_in_car:", True)
+    assert alert.snapshot and started.reason.startswith("hold_started: motorcycle")
     assert [a["text"] for a in app.store.announcements()][0].startswith("电动车禁止进入电梯")
     for i in range(5):  # the e-bike is wheeled out
         clock.t += 1.0

@@ -187,12 +187,12 @@ def test_watchlist_alerts_for_residents_and_strangers(app, relay):
     Enroller(app).add_watch("Lin", "police notice 42", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
     gate = app.face_gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "lin_manuel_miranda_01.png")
-    assert (d.decision, d.resident, d.reason, d.event.kind) == ("alert", "Lin", "watchlist: police notice 42", "alert")
+    assert (d.decision, d.resident, d.reason, d.event.kind) == ("alert", "Lin", "watchlist #1: police notice 42", "alert")
     r = app.store.find_residents("Obama")[0]
     app.store.add_watch(r.name, "unpaid fees dispute", r.id, [], app.embedder.model_id)
     app.directory.refresh()
     [d] = pass_photo(gate, FACES / "obama_02.jpg")
-    assert (d.decision, d.resident, d.reason) == ("alert", "Obama", "watchlist: unpaid fees dispute")
+    assert (d.decision, d.resident, d.reason) == ("alert", "Obama", "watchlist #2: unpaid fees dispute")
     assert relay.history == []
     assert [e.kind for e in app.store.events(kind="alert")] == ["alert", "alert"]
 

@@ -80,7 +80,9 @@ def test_remove_resident_erases_templates_and_snapshots(tmp_path):
     assert not (tmp_path / "snaps" / ea.snapshot).exists()
     assert (tmp_path / "snaps" / eb.snapshot).exists()
     assert s.template_count(("resident", a.id)) == 0 and s.template_count(("resident", b.id)) == 1
-    assert [r.name for r in s.residents()] == ["B"] and s.watch_entries() == []
+    assert [r.name for r in s.residents()] == ["B"]
+    # the watchlist entry is kept (detached, with the face) rather than dropped silently
+    assert [(w.name, w.resident_id) for w in s.watch_entries()] == [("A", None)]
     ev = {e.id: e for e in s.events()}
     assert ev[ea.id].resident_id is None and ev[ea.id].snapshot is None  # audit row kept, anonymised
     assert s.directory_rev() > rev

@@ -61,7 +61,7 @@ def test_reenrollment_rule_counts_from_last_pass_or_reactivation():
 def test_watchlist_beats_everything_and_checks_are_pluggable():
     w = WatchEntry(3, "w", "Li Lei", "police notice", 1, 0.0)
     v = decide_resident(resident(status="suspended"), w, [AccountActive()], 0, 15)
-    assert (v.decision, v.kind, v.reason) == ("alert", "alert", "watchlist: police notice")
+    assert (v.decision, v.kind, v.reason) == ("alert", "alert", "watchlist #3: police notice")
 
     class NightCurfew:
         name = "curfew"

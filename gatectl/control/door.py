@@ -12,6 +12,7 @@ Semantics follow access-control practice (BACnet Access Door, 2N, Rosslare manua
   lever gives free egress, and power must not be what holds anyone in.
 - Optional timed anti-passback: the same resident is refused again at this door within
   ``anti_passback_s`` (a face held to the camera twice, a photo passed back through the gate).
+  The passes are also stored (`service.controls`), so a restart does not forget them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class DoorController:
             return True
         last = self._last_pass.get(resident_id)
         return last is None or now - last >= window
+
+    def restore_passes(self, passes: dict[int, float]) -> None:
+        """Passes remembered from before a restart (resident id -> time on this controller's
+        clock), so anti-passback does not start from a clean slate."""
+        self._last_pass.update(passes)
 
     def grant(self, now: float, resident_id: int | None = None) -> list[Action]:
         if resident_id is not None and self.cfg.anti_passback_s > 0:
@@ -97,6 +103,14 @@ class DoorController:
             return [Latch(self.cfg.output, True), Notice("fire_alarm", "active; fail-safe door released")]
         self._unlocked_until = None
         return [Latch(self.cfg.output, False), Notice("fire_alarm", "cleared; door locked again")]
+
+    def restore(self, now: float) -> list[Action]:
+        """What the outputs must be after a board came back from an outage (it starts all off):
+        a fail-safe door released by an active fire alarm is released again. A pulse that was
+        running is not resumed: a door never opens later than its grant."""
+        if self._fire and self.cfg.fail_mode == "safe":
+            return [Latch(self.cfg.output, True)]
+        return []
 
     def unlocked(self, now: float) -> bool:
         return self._unlocked_until is not None and now < self._unlocked_until

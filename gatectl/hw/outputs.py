@@ -27,6 +27,10 @@ class Outputs:
         board, o = self._target(name)
         board.set(o.channel, on)
 
+    def board_of(self, name: str) -> str:
+        """The board an output is wired to."""
+        return self._cfg[name].board
+
     def is_on(self, name: str) -> bool:
         board, o = self._target(name)
         return board.is_on(o.channel)

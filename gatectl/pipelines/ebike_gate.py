@@ -4,9 +4,10 @@ Only the car region (a polygon in the config) is looked at, so a moped waiting o
 outside the open doors is not an e-bike *in the car*. A frame counts when the detector finds an
 e-bike class there; ``confirm_frames`` of the last ``confirm_window`` frames confirm it. From
 then on every frame that still sees it renews the elevator hold (`control.elevator_hold`: short
-board-timed pulses, capped, overridden by the fire alarm), whose start and end are events with a
-snapshot; the announcement goes to the car's display. The hold ends by itself once no frame has
-seen the e-bike for the elevator's ``release_after_s``.
+board-timed pulses, a cap per episode, overridden by the fire alarm), whose episode starts with
+an ``ebike_in_car`` alert with a snapshot; the announcement is stored and goes to the display
+(`gatectl.display`). The hold pauses once no frame has seen the e-bike for the elevator's
+``release_after_s``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from gatectl.config import EbikeGateConfig
+from gatectl.display import Display
 from gatectl.service.controls import Controls
 from gatectl.store import Store
 from gatectl.vision.object_detect import Detection, TiledDetector
@@ -37,8 +39,10 @@ class EbikeDecision:
 
 class EbikeGate:
     def __init__(self, cfg: EbikeGateConfig, detector: TiledDetector, controls: Controls, store: Store,
-                 hold_cap_s: float, wall_clock: Callable[[], float]):
+                 hold_cap_s: float, wall_clock: Callable[[], float], display: Display | None = None):
+        """``display``: where the announcement is shown (queued: a gate worker never waits)."""
         self.cfg = cfg
+        self.display = display
         self.detector = detector
         self.controls = controls
         self.store = store
@@ -84,15 +88,18 @@ class EbikeGate:
         self.window.append(bool(dets))
         out = []
         if sum(self.window) >= self.cfg.confirm_frames:
+            best = dets[0] if dets else None
+            reason = f"{best.label} {best.score:.2f} in the car" if best else "e-bike in the car"
             if not self.active:
                 self.active = True
-                best = dets[0] if dets else None
-                reason = f"{best.label} {best.score:.2f} in the car" if best else "e-bike in the car"
-                self.store.announce(self.cfg.announcement, self.cfg.elevator, self.wall_clock() + self.hold_cap_s)
+                until = self.wall_clock() + self.hold_cap_s
+                self.store.announce(self.cfg.announcement, self.cfg.elevator, until)
+                if self.display is not None:
+                    self.display.show_later(self.cfg.announcement, self.cfg.elevator, until)
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
                 out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
             if dets:
-                self.controls.ebike(self.cfg.elevator, image)
+                self.controls.ebike(self.cfg.elevator, image, reason)
         elif self.active and not any(self.window):
             self.active = False
             out.append(EbikeDecision(self.cfg.name, "clear", "no e-bike in the car", 0.0))

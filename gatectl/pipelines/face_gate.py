@@ -7,6 +7,7 @@ pulsed after, so a door never opens without a record of why.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ log = logging.getLogger("gatectl.face_gate")
 
 AMBIGUOUS = Verdict("denied", "ambiguous match", "access")
 ANTI_PASSBACK = Verdict("denied", "anti-passback", "access")
+RECENT_FRAME_S = 5.0  # an older frame shows the door as it was, not as it is
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,20 @@ class FaceGate:
         self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
+        self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
 
     def reset(self) -> None:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
         self.tracker.reset()
         self._last_decided.clear()
+
+    def recent_frame(self, max_age_s: float = RECENT_FRAME_S) -> np.ndarray | None:
+        """The last frame this gate looked at, if it is recent: the snapshot of a door alert
+        (forced, held open) raised between two decisions."""
+        last = self._last_frame
+        if last is None or time.monotonic() - last[0] > max_age_s:
+            return None
+        return last[1]
 
     def vote(self, obs: FaceObservation) -> Vote | None:
         """One frame's opinion about one face; None when the face is not usable this frame."""
@@ -95,6 +106,7 @@ class FaceGate:
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
         self.frames += 1
+        self._last_frame = (time.monotonic(), image)
         observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
         self.liveness.keep_only({tr.id for tr in self.tracker.tracks})
@@ -166,6 +178,8 @@ class FaceGate:
             self.controls.grant(self.door.name, rid)
         name = self.directory.name_of(owner)
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
+        # ids, never names: the journal is kept and shipped, and cannot be erased per person
+        who = f"{owner[0]} #{owner[1]}" if owner else "-"
         log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
-                name or "-", verdict.reason, score, ev.id)
+                who, verdict.reason, score, ev.id)
         return GateDecision(self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id)

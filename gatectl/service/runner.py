@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gatectl.app import App
@@ -110,7 +111,7 @@ class Runner:
             self.sync.start()
         gates = app.gates()
         for gate in gates:
-            grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera))
+            grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera))
             self.workers.append(GateWorker(gate, grabber, self.stop))
         for w in self.workers:
             w.grabber.start()
@@ -230,6 +231,14 @@ class Runner:
         except Exception:
             log.exception("retention failed; will retry")
         return now + RETENTION_EVERY_S
+
+
+def camera_events(app: App, camera: str) -> Callable[[str, str], None]:
+    """A camera's outages as ``camera`` events (synced like every event): a guard and the
+    centre see that a door was blind, and for how long."""
+    def record(kind: str, detail: str) -> None:
+        app.recorder.record(camera, "camera", None, f"{kind}: {detail}")
+    return record
 
 
 def _pick(d: dict, *keys: str) -> dict:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from gatectl.config import DisplayConfig
+from gatectl.display import Display
 from gatectl.events import EventRecorder
 from gatectl.safe_text import shown
 from gatectl.service.controls import Controls
@@ -32,7 +34,9 @@ class CommandFailed(Exception):
 class CommandHandler:
     def __init__(self, verifier: Verifier, store: Store, recorder: EventRecorder, controls: Controls,
                  replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float],
-                 refusals: Refusals | None = None):
+                 refusals: Refusals | None = None, display: Display | None = None):
+        """``display``: where announcements are shown (None: nowhere; they are stored only)."""
+        self.display = display or Display(DisplayConfig())
         self.verifier = verifier
         self.store = store
         self.recorder = recorder
@@ -111,7 +115,9 @@ class CommandHandler:
             raise CommandFailed("args.text: text required, not only spaces")
         until = None if args.seconds is None else self.clock() + args.seconds
         aid = self.store.announce(args.text.strip(), args.door, until)
-        return f"announcement {aid} shown"
+        result = self.display.show(args.text.strip(), args.door, until)  # the reply says what really happened
+        return f"announcement {aid} {result.detail}" if result.ok else \
+            f"announcement {aid} stored, not shown: {result.detail}"
 
     def _watch_add(self, args: WatchAddArgs) -> str:
         return self._replicate({**args.model_dump(), "type": "watchlist", "op": "upsert"})
