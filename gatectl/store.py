@@ -1058,6 +1058,10 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
                 if group is IDENTITY_TABLES:
                     store._bump_directory(db)
                     identities = True
+                if group == ("nonces",):  # the replay high-water mark goes with the nonces it prunes
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'command_iat_max_ms'").fetchone()
+                    if row is not None:
+                        db.execute("INSERT OR REPLACE INTO meta VALUES ('command_iat_max_ms', ?)", [int(row[0])])
     finally:
         conn.close()
     return ("salvaged " + ", ".join(done) if done else "nothing salvaged") + (

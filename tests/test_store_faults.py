@@ -254,7 +254,7 @@ def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
     r = s.add_resident("Li Lei", "1", [(VEC, 1.0)], "m")
     s.add_watch("Li Lei", "banned", r.id, [], "m")
     s.add_plate("川A8H458", "resident", unit="3-1201")
-    s.claim("nonce-1", time.time() + 600, time.time())
+    s.claim("nonce-1", time.time() + 600, time.time(), forget_before=0)
     s.close()
     corrupt_table(db, "watchlist")
     target, problem = quarantine_if_corrupt(db, "20261202-000000")
@@ -263,7 +263,8 @@ def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
     summary, restored = salvage(target, fresh)
     assert not restored and fresh.residents() == [] and fresh.watch_entries() == []
     assert summary.startswith("salvaged 1 plates, 1 nonces; lost residents/watchlist/templates/tombstones")
-    assert [p["plate"] for p in fresh.plates()] == ["川A8H458"] and not fresh.claim("nonce-1", 0, 0)
+    assert [p["plate"] for p in fresh.plates()] == ["川A8H458"] and not fresh.claim("nonce-1", 0, 0, 0)
+    assert fresh.newest_iat() == pytest.approx(time.time(), abs=60)
     fresh.close()
 
     # a template page of noise that still parses is not a face: not restored either
