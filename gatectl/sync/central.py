@@ -240,6 +240,8 @@ class Central:
             if first:
                 self._print({"topic": "events", **body})
         elif kind == "status":
+            if body.get("v") != 1 or body.get("state") not in ("online", "offline"):
+                raise Malformed("not a v1 status with state online/offline")
             self.statuses[device] = body
             self._print({"topic": "status", "device": device, "state": body.get("state")})
         elif kind == "enroll/up":
@@ -253,6 +255,8 @@ class Central:
             self._ack(device, "requests", _int(body, "seq"))
             self._resync(device)
         elif kind == "cmd/resp":
+            if not isinstance(body.get("ok"), bool):
+                raise Malformed("a response without 'ok'")
             corr = getattr(getattr(msg, "properties", None), "CorrelationData", None)
             try:
                 self.responses.put_nowait((corr, body))
