@@ -57,7 +57,7 @@ def test_broker_crash_without_its_persistence_file_loses_no_event(tmp_path):
     for i in range(n):
         app.recorder.record("lobby", "access", "denied", f"e{i}")
     stored = {r["id"] for r in app.store.db.query("SELECT id FROM events")}
-    client = app.sync_client(lambda: {}, lambda: "")
+    client = app.sync_client(dict, lambda: "")
     client.start()
     try:
         wait_for(lambda: client.counters["published"] >= n, 60, "every event PUBACKed", step=0.05)

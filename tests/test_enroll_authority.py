@@ -23,7 +23,13 @@ from gatectl.enroll import Enroller, Sample
 from gatectl.media import read_image
 from gatectl.sync.central import Central
 from gatectl.sync.enrollment import MAX_VERSION, encode_templates
-from gatectl.sync.signing import generate_private_key, public_key_b64, save_private_key, sign_change, sign_command
+from gatectl.sync.signing import (
+    generate_private_key,
+    public_key_b64,
+    save_private_key,
+    sign_change,
+    sign_command,
+)
 from gatectl.sync.topics import Topics
 from tests.broker import Broker
 from tests.conftest import FACES, run_cli, wait_for

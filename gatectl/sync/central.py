@@ -195,7 +195,7 @@ class Central:
         except Malformed as exc:
             self.counters["malformed"] += 1
             self._warn("malformed", f"central: message on {shown(msg.topic)} refused: {exc}")
-        except Exception as exc:  # a bug here must cost one message, not the centre
+        except Exception as exc:  # noqa: BLE001 - a bug here must cost one message, not the centre
             self.counters["errors"] += 1
             self._warn("error", f"central: message on {shown(msg.topic)} not handled: {shown(repr(exc))}")
 
@@ -247,10 +247,13 @@ class Central:
         elif kind == "enroll/up":
             seq = _int(body, "seq") if "seq" in body else None
             try:
-                self._decide(device, _request(body))
+                decided = self._decide(device, _request(body))
+            except Malformed:
+                decided = True  # refused for good: asking again would not change it
+                raise
             finally:
-                if seq is not None:
-                    self._ack(device, "requests", seq)  # decided: the device need not ask again
+                if seq is not None and decided:
+                    self._ack(device, "requests", seq)  # the device need not ask again
         elif kind == "resync":
             self._ack(device, "requests", _int(body, "seq"))
             self._resync(device)
@@ -263,15 +266,16 @@ class Central:
             except queue.Full:
                 self.counters["responses_dropped"] += 1
 
-    def _decide(self, device: str, req: dict) -> None:
-        """Accept or refuse a device's request; an accepted one becomes a signed change."""
+    def _decide(self, device: str, req: dict) -> bool:
+        """Accept or refuse a device's request (an accepted one becomes a signed change); False
+        when this instance does not decide (no key, or not serving), so the device asks again."""
         self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "op": req["op"]})
         if not self.relay:
-            return
+            return False
         if self.key is None:
             self.counters["requests_undecided"] += 1
             self._warn("nokey", "central: no signing key (--key): enrollment requests are not decided")
-            return
+            return False
         with self.lock:
             owner = self.owners.get(req["uid"])
         why = ("device requests are refused here" if self.device_requests != "own"
@@ -281,9 +285,10 @@ class Central:
         if why is not None:
             self.counters["requests_refused"] += 1
             self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "refused": why})
-            return
+            return True
         self.counters["requests_accepted"] += 1
         self.push({"v": 1, **req, "origin": device}, wait=False)
+        return True
 
     def _resync(self, device: str) -> None:
         now = time.monotonic()
@@ -342,7 +347,7 @@ class Central:
         while not self._stop.wait(ACK_FLUSH_S):
             try:
                 self._flush_acks()
-            except Exception as exc:  # never let the receipts stop
+            except Exception as exc:  # noqa: BLE001 - never let the receipts stop
                 self._warn("ack", f"central: receipts not sent: {shown(repr(exc))}")
 
     def next_version(self, uid: str) -> int:
