@@ -147,7 +147,7 @@ class App:
         from gatectl.config import ConfigError
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
-        from gatectl.sync.enrollment import Replicator
+        from gatectl.sync.enrollment import DuplicateRule, Replicator
         from gatectl.sync.inbound import Refusals
         from gatectl.sync.signing import Verifier, load_public_key
         from gatectl.sync.topics import Topics
@@ -166,7 +166,9 @@ class App:
         self._extra_stores.append(store)
         replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files,
                                 keys=keys, site=self.cfg.device.site, device=self.cfg.device.id,
-                                check_duplicate=self._duplicate_rule(store), clock=self.clock, skew_s=s.clock_skew_s)
+                                duplicates=DuplicateRule(Directory(store, self.embedder.model_id, self.embedder.dim),
+                                                         self.cfg.enrollment.duplicate_threshold),
+                                clock=self.clock, skew_s=s.clock_skew_s)
         verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
         refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
         handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
@@ -174,27 +176,6 @@ class App:
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
         return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
                           refusals)
-
-    def _duplicate_rule(self, store: Store) -> Callable:
-        """The enrollment duplicate-face rule for templates arriving from the centre, on a
-        directory of the sync thread's own (its store connection is that thread's). The
-        message names no one: it goes to the log."""
-        from gatectl.enroll import DuplicateFace, check_duplicate
-        from gatectl.sync.enrollment import EnrollRejected
-
-        directory = Directory(store, self.embedder.model_id, self.embedder.dim)
-        threshold = self.cfg.enrollment.duplicate_threshold
-
-        def rule(templates: list, uid: str) -> None:
-            own = store.resident_by_uid(uid)
-            try:
-                check_duplicate(directory, templates, threshold, None if own is None else ("resident", own.id))
-            except DuplicateFace as exc:
-                whose = f"{exc.owner[0]} #{exc.owner[1]}" if exc.owner else "another enrolled person"
-                raise EnrollRejected(f"this face already belongs to {whose} here (similarity {exc.score:.2f}); "
-                                     "the same duplicate rule as `gatectl enroll`") from None
-
-        return rule
 
     def close(self) -> None:
         for extra in self._extra_stores:

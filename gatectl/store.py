@@ -426,12 +426,15 @@ class Store:
             list(owner))]
 
     def replicate_resident(self, uid: str, version: int, name: str, unit: str, status: str,
-                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> None:
+                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> tuple[int, int, int]:
         """Apply a resident as the centre sent it (no outbox entry: it came from there).
-        ``templates`` None keeps the current ones (a status or name change)."""
+        ``templates`` None keeps the current ones (a status or name change). Returns (row id,
+        directory revision before, after), both read inside the transaction, so a caller can
+        tell whether anyone else changed the directory meanwhile."""
         _stored_version(version)
         now = self.clock()
         with self.write() as db:
+            rev_before = self.directory_rev()
             db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
             row = db.execute("SELECT id FROM residents WHERE uid = ?", [uid]).fetchone()
             if row is None:
@@ -447,6 +450,8 @@ class Store:
                 db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
                 self._insert_templates(db, ("resident", rid), templates, model_id, now)
             self._bump_directory(db)
+            rev_after = self.directory_rev()
+        return rid, rev_before, rev_after
 
     def replicate_watch(self, uid: str, version: int, name: str, reason: str,
                         templates: list[tuple[np.ndarray, float]], model_id: str) -> None:

@@ -383,3 +383,44 @@ def test_sqlite_never_holds_an_impossible_version(tmp_path):
     assert store.version_of("u") == (None, 0)
     store.close()
     assert sqlite3.connect(tmp_path / "g.db").execute("SELECT count(*) FROM residents").fetchone()[0] == 0
+
+
+def test_the_duplicate_rule_sees_each_change_of_a_resync_and_anyone_elses(tmp_path):
+    """Changes applied one after the other (a resync) are checked against each other without a
+    reload each; a resident added meanwhile by another connection (the CLI) is seen too."""
+    from gatectl.identities import Directory
+    from gatectl.store import Store
+    from gatectl.sync.enrollment import DuplicateRule, EnrollRejected, Replicator
+
+    rng = np.random.default_rng(7)
+
+    def face() -> np.ndarray:
+        v = rng.standard_normal(128).astype("f4")
+        return v / np.linalg.norm(v)
+
+    store = Store(tmp_path / "g.db")
+    key = generate_private_key()
+    rule = DuplicateRule(Directory(store, "m", 128), 0.4)
+    rep = Replicator(store, "m", 128, lambda files: None, keys={KID: key.public_key()}, site=SITE, device="d",
+                     duplicates=rule)
+    faces = [face() for _ in range(3)]
+    version = [now_ms()]
+
+    def push(uid: str, vec: np.ndarray) -> str:
+        version[0] += 1
+        body = sign_change(key, KID, change(uid, version[0], name=uid, unit="1", templates=encode_templates(
+            [(vec, 0.9)], "m")), site=SITE)
+        return rep.receive(json.dumps(body).encode())[1]
+
+    assert push("a", faces[0]) == "applied" and push("b", faces[1]) == "applied"
+    reloads = rule.directory.rev
+    with pytest.raises(EnrollRejected, match="already belongs to resident #1"):
+        push("a-again", faces[0] + 0.01 * face())  # the first change of the batch, seen in place
+    assert push("b", faces[1]) == "applied"  # b's own face for b: fine
+    cli = Store(tmp_path / "g.db")  # another connection, as `gatectl enroll` would be
+    other = cli.add_resident("C", "2", [(faces[2], 0.9)], "m")
+    with pytest.raises(EnrollRejected, match=f"resident #{other.id}"):
+        push("c-copy", faces[2])
+    assert rule.directory.rev > reloads
+    cli.close()
+    store.close()

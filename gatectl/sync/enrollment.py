@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gatectl.identities import Directory
 from gatectl.safe_text import shown
 from gatectl.store import MAX_VERSION, Store
 from gatectl.sync.signing import CommandRejected, verify_change
 
-__all__ = ["MAX_VERSION", "EnrollRejected", "Replicator", "check_version", "decode_templates",
+__all__ = ["MAX_VERSION", "DuplicateRule", "EnrollRejected", "Replicator", "check_version", "decode_templates",
            "encode_templates", "parse", "resident_payload"]
 
 class EnrollRejected(Exception):
@@ -121,15 +122,50 @@ def parse(payload: bytes) -> dict:
     return body
 
 
+class DuplicateRule:
+    """The enrollment duplicate-face rule (`gatectl.enroll.check_duplicate`, the one rule for
+    every way a template arrives) for changes from the centre, on a directory of the sync
+    thread's own. It is reloaded from the store only when something other than this replicator
+    changed it; the replicator's own changes update it in place, so a resync of N residents
+    costs N gallery updates rather than N reloads (170 ms each at 5,000 residents)."""
+
+    def __init__(self, directory: Directory, threshold: float):
+        self.directory = directory
+        self.threshold = threshold
+
+    def check(self, templates: list[tuple[np.ndarray, float]], uid: str) -> None:
+        """EnrollRejected if the face is someone else's here; the line names no one (it is logged)."""
+        from gatectl.enroll import DuplicateFace, check_duplicate  # the vision stack: only on a device
+
+        own = self.directory.store.resident_by_uid(uid)
+        try:
+            check_duplicate(self.directory, templates, self.threshold, None if own is None else ("resident", own.id))
+        except DuplicateFace as exc:
+            whose = f"{exc.owner[0]} #{exc.owner[1]}" if exc.owner else "another enrolled person"
+            raise EnrollRejected(f"resident {shown(uid, 40)}: this face already belongs to {whose} here "
+                                 f"(similarity {exc.score:.2f}); the same duplicate rule as `gatectl enroll`") from None
+
+    def applied(self, templates: list[tuple[np.ndarray, float]], rid: int, rev_before: int, rev_after: int) -> None:
+        """After this replicator stored resident ``rid`` with ``templates``: update in place
+        when the directory was current until then, else leave it for a reload."""
+        d = self.directory
+        if rev_before != d.rev:
+            return
+        owner = ("resident", rid)
+        d.gallery.remove(owner)
+        d.gallery.add(owner, np.stack([v for v, _ in templates]))
+        d.residents[rid] = d.store.resident(rid)
+        d.rev = rev_after
+
+
 class Replicator:
     """Verifies enrollment changes from the centre and applies them to this device's store."""
 
     def __init__(self, store: Store, model_id: str, dim: int, delete_files: Callable[[list[Path]], None], *,
                  keys: dict[str, Ed25519PublicKey], site: str, device: str,
-                 check_duplicate: Callable[[list[tuple[np.ndarray, float]], str], None] | None = None,
+                 duplicates: DuplicateRule | None = None,
                  clock: Callable[[], float] = time.time, skew_s: float = 30.0):
-        """``check_duplicate(templates, uid)`` raises EnrollRejected when the face is someone
-        else's (None: no rule, e.g. a device without a directory)."""
+        """``duplicates``: the duplicate-face rule for arriving templates (None: no rule)."""
         self.store = store
         self.model_id = model_id
         self.dim = dim
@@ -137,7 +173,7 @@ class Replicator:
         self.keys = keys
         self.site = site
         self.device = device
-        self.check_duplicate = check_duplicate
+        self.duplicates = duplicates
         self.clock = clock
         self.skew_s = skew_s
 
@@ -172,10 +208,12 @@ class Replicator:
             status = body.get("status", "active")
             if status not in ("active", "suspended"):
                 raise EnrollRejected(f"unknown status {shown(status, 20)!r}")
-            if templates and self.check_duplicate is not None:
-                self.check_duplicate(templates, uid)
-            self.store.replicate_resident(uid, version, str(body.get("name", "")), str(body.get("unit", "")),
-                                          status, templates, self.model_id)
+            if templates and self.duplicates is not None:
+                self.duplicates.check(templates, uid)
+            applied = self.store.replicate_resident(uid, version, str(body.get("name", "")),
+                                                    str(body.get("unit", "")), status, templates, self.model_id)
+            if templates and self.duplicates is not None:
+                self.duplicates.applied(templates, *applied)
         else:
             if not templates:
                 raise EnrollRejected(f"watchlist entry {shown(uid, 40)} has no templates")
