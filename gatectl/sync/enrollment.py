@@ -135,7 +135,10 @@ class DuplicateRule:
 
     def check(self, templates: list[tuple[np.ndarray, float]], uid: str) -> None:
         """EnrollRejected if the face is someone else's here; the line names no one (it is logged)."""
-        from gatectl.enroll import DuplicateFace, check_duplicate  # the vision stack: only on a device
+        from gatectl.enroll import (  # the vision stack: only on a device
+            DuplicateFace,
+            check_duplicate,
+        )
 
         own = self.directory.store.resident_by_uid(uid)
         try:
