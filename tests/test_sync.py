@@ -287,7 +287,8 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert dev.app.store.watch_entries() == []
 
     r = Enroller(dev.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
-    # versions are the centre's clock in ms (the centre has signed Rose's enrollment meanwhile)
+    # versions are the centre's clock in ms: wait for its signed answer to the enrollment request
+    wait_for(lambda: dev.app.store.version_of(r.uid)[1] > 1, 15, "the centre's signed version of Rose")
     now_ms = int(time.time() * 1000)
     assert run("resident.status", {"uid": r.uid, "status": "suspended", "version": now_ms})["ok"]
     assert dev.app.store.resident(r.id).status == "suspended"
