@@ -424,3 +424,29 @@ def test_the_duplicate_rule_sees_each_change_of_a_resync_and_anyone_elses(tmp_pa
     assert rule.directory.rev > reloads
     cli.close()
     store.close()
+
+
+def test_a_restarted_centre_remembers_who_added_each_resident(tmp_path, broker, key):
+    """Without its state a restarted centre would take device A's request for the centre's own
+    resident as a new resident, and publish A's face under that uid to every device."""
+    cfg = SyncConfig(enabled=True, host=broker.host, port=broker.port)
+    state = tmp_path / "central.db"
+    c = Central(cfg, SITE, key=key, kid=KID, state=state)
+    c.start()
+    tpl = [{"model": "m", "dim": 4, "quality": 0.9, "emb": "AACAPwAAgD8AAIA/AACAPw=="}]
+    c.push(change("u-kit", now_ms(), name="Kit", unit="1", status="active", templates=tpl))
+    c.stop()
+    c = Central(cfg, SITE, key=key, kid=KID, state=state)
+    c.start()
+    try:
+        assert c.owners == {"u-kit": "central"} and c.residents["u-kit"]["sig"]
+        ta = Topics("gatectl", SITE, "dev-a")
+        raw_publish(broker, ta.enroll_up, change("u-kit", 1, name="Kit", unit="1", status="active", templates=tpl,
+                                                 origin="dev-a", seq=7))
+        raw_publish(broker, ta.enroll_up, change("u-new", 1, name="New", unit="2", status="active", templates=tpl,
+                                                 origin="dev-a", seq=8))
+        wait_for(lambda: c.counters["requests_refused"] == 1 and c.counters["requests_accepted"] == 1, 10,
+                 "the decisions")
+        assert c.owners == {"u-kit": "central", "u-new": "dev-a"}
+    finally:
+        c.stop()

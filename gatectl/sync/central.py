@@ -3,7 +3,7 @@ without the real central server (and the tests have a real counterpart on the br
 
     gatectl central keygen --out central.key [--kid K]       Ed25519 key that signs commands
                                                               and enrollment changes
-    gatectl central serve --site S --key central.key [--kid K] [--device-requests own|refuse]
+    gatectl central serve --site S --key central.key [--kid K] [--device-requests own|refuse] [--state F]
                                                               print live events and statuses as
                                                               JSON lines; confirm them to each
                                                               device (ack); decide the devices'
@@ -27,6 +27,7 @@ import argparse
 import collections
 import json
 import queue
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -132,10 +133,14 @@ class Central:
     signed with the centre's key."""
 
     def __init__(self, cfg: SyncConfig, site: str, relay: bool = True, client_id: str | None = None,
-                 key: Ed25519PrivateKey | None = None, kid: str = "central-1", device_requests: str = "own"):
+                 key: Ed25519PrivateKey | None = None, kid: str = "central-1", device_requests: str = "own",
+                 state: Path | None = None):
         """A fixed ``client_id`` makes the session persistent: the broker keeps what arrives
         while this side is away (the real centre must not miss events either). ``key`` signs
-        enrollment changes (pushes, accepted requests); without it nothing is relayed."""
+        enrollment changes (pushes, accepted requests); without it nothing is relayed.
+        ``state``: an SQLite file keeping the signed changes and which device added which
+        resident across restarts - without it a restarted centre would take a device's request
+        for a resident it has forgotten as a new resident, and let that device overwrite it."""
         self.cfg = cfg
         self.site = site
         self.relay = relay
@@ -164,6 +169,13 @@ class Central:
         self._last_log: dict[str, float] = {}
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="central-ack", daemon=True)
+        self._db: sqlite3.Connection | None = None
+        if state is not None:
+            self._db = sqlite3.connect(str(state), check_same_thread=False, isolation_level=None)
+            self._db.execute("CREATE TABLE IF NOT EXISTS changes (uid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                             "body TEXT NOT NULL)")
+            for uid, owner, body in self._db.execute("SELECT uid, owner, body FROM changes"):
+                self.residents[uid], self.owners[uid] = json.loads(body), owner
 
     def start(self, timeout: float = 10.0) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -182,6 +194,8 @@ class Central:
         self._flush_acks()
         self.client.disconnect()
         self.client.loop_stop()
+        if self._db is not None:
+            self._db.close()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
@@ -319,7 +333,10 @@ class Central:
             if held is not None and held["version"] >= change.get("version", 0):
                 return False
             self.residents[change["uid"]] = change
-            self.owners.setdefault(change["uid"], device or "central")
+            owner = self.owners.setdefault(change["uid"], device or "central")
+            if self._db is not None:
+                self._db.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?)",
+                                 [change["uid"], owner, json.dumps(change)])
             return True
 
     def _print(self, line: dict) -> None:
@@ -453,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="Ed25519 private key (from keygen) that signs enrollment changes")
             p.add_argument("--kid", default="central-1")
         if name == "serve":
+            p.add_argument("--state", type=Path, default=None,
+                           help="SQLite file keeping the signed changes and who added each resident "
+                                "(default: central-<site>.db here)")
             p.add_argument("--device-requests", choices=["own", "refuse"], default="own",
                            help="own: a device may add residents and change or remove those it added; "
                                 "refuse: only the centre enrolls")
@@ -490,8 +510,9 @@ def _run(args) -> int:
         print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(key)}"')
         return 0
     key = load_private_key(args.key) if args.key else None  # before connecting: a bad key is one line
+    state = (args.state or Path(f"central-{args.site}.db")) if args.action == "serve" else None
     central = Central(_connection(args), args.site, relay=args.action == "serve", key=key, kid=args.kid,
-                      device_requests=getattr(args, "device_requests", "own"))
+                      device_requests=getattr(args, "device_requests", "own"), state=state)
     if args.action == "cmd":
         body = sign_command(key, args.kid, args.device, args.command, _kv(args.args), now=time.time(), ttl_s=args.ttl)
         central.start()
