@@ -269,8 +269,9 @@ class Central:
                 if seq is not None and decided:
                     self._ack(device, "requests", seq)  # the device need not ask again
         elif kind == "resync":
-            self._ack(device, "requests", _int(body, "seq"))
-            self._resync(device)
+            seq = _int(body, "seq")
+            if self.relay and self._resync(device):  # only the serving centre answers (and confirms) it
+                self._ack(device, "requests", seq)
         elif kind == "cmd/resp":
             if not isinstance(body.get("ok"), bool):
                 raise Malformed("a response without 'ok'")
@@ -304,17 +305,20 @@ class Central:
         self.push({"v": 1, **req, "origin": device}, wait=False)
         return True
 
-    def _resync(self, device: str) -> None:
+    def _resync(self, device: str) -> bool:
+        """Send the device every signed change held; False when it asked too soon (it will ask
+        again: the request is not confirmed)."""
         now = time.monotonic()
         if now - self._last_resync.get(device, -RESYNC_EVERY_S) < RESYNC_EVERY_S:
             self.counters["resync_limited"] += 1
-            return
+            return False
         self._last_resync[device] = now
         with self.lock:
             changes = list(self.residents.values())
         for change in changes:  # signed for the whole site: valid on this device's own topic
             self.client.publish(f"{self.root}/{device}/enroll", json.dumps(change).encode(), qos=1)
         self._print({"topic": "resync", "device": device, "sent": len(changes)})
+        return True
 
     def _learn(self, payload: bytes) -> None:
         """Remember a site-wide change for resyncs, if it is signed by this centre's key."""
