@@ -362,8 +362,9 @@ class SyncClient:
             return t.snapshot(ref), data, props
         if kind == "enroll":  # a request: the centre decides, signs and publishes the change
             body = resident_payload(self.store, ref, t.device)
-            return (None, b"", None) if body is None else (t.enroll_up, json.dumps({**body, "seq": row["seq"]}).encode(),
-                                                           None)
+            if body is None:
+                return None, b"", None
+            return t.enroll_up, json.dumps({**body, "seq": row["seq"]}).encode(), None
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
     def _handle_inbox(self) -> bool:

@@ -148,6 +148,8 @@ def sign_change(key: Ed25519PrivateKey, kid: str, change: dict, *, site: str, de
 
 def verify_change(keys: dict[str, Ed25519PublicKey], body: dict, *, site: str, device: str) -> None:
     """CommandRejected unless the change is signed by a pinned key for this site and device."""
+    if not body.get("sig"):
+        raise CommandRejected("unsigned")
     for field in ("kid", "site", "device"):
         if not isinstance(body.get(field), str):
             raise CommandRejected("malformed", f"field '{field}' missing or not text")
