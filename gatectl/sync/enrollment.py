@@ -31,7 +31,6 @@ Requests from a device have the same shape without ``site``/``device``/``kid``/`
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from gatectl.store import MAX_VERSION, Store
 from gatectl.sync.signing import CommandRejected, verify_change
 
 __all__ = ["MAX_VERSION", "DuplicateRule", "EnrollRejected", "Replicator", "check_version", "decode_templates",
-           "encode_templates", "parse", "resident_payload"]
+           "encode_templates", "resident_payload"]
 
 class EnrollRejected(Exception):
     """A change this device cannot apply; one line saying why."""
@@ -105,21 +104,6 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
     if version is None:
         return None
     return {"v": 1, "type": "resident", "op": "delete", "uid": uid, "version": version, "origin": origin}
-
-
-def parse(payload: bytes) -> dict:
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EnrollRejected(f"not JSON ({shown(exc, 80)})") from None
-    if not isinstance(body, dict) or body.get("v") != 1:
-        raise EnrollRejected("not a v1 enrollment object")
-    for key, kind in (("uid", str), ("version", int), ("op", str), ("type", str)):
-        if not isinstance(body.get(key), kind) or isinstance(body.get(key), bool):
-            raise EnrollRejected(f"field '{key}' missing or not {kind.__name__}")
-    if body["type"] not in ("resident", "watchlist") or body["op"] not in ("upsert", "delete"):
-        raise EnrollRejected(f"unknown change {shown(body['type'], 20)}/{shown(body['op'], 20)}")
-    return body
 
 
 class DuplicateRule:
