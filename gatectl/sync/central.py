@@ -44,8 +44,16 @@ from gatectl.config import ConfigError, SyncConfig, TlsConfig
 from gatectl.safe_text import shown
 from gatectl.sync.client import make_client
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack
-from gatectl.sync.signing import (CommandRejected, generate_private_key, load_private_key, public_key_b64,
-                                  save_private_key, sign_change, sign_command, verify_change)
+from gatectl.sync.signing import (
+    CommandRejected,
+    generate_private_key,
+    load_private_key,
+    public_key_b64,
+    save_private_key,
+    sign_change,
+    sign_command,
+    verify_change,
+)
 from gatectl.sync.topics import VERSION, Topics, device_of
 
 
