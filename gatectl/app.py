@@ -165,7 +165,7 @@ class App:
         from gatectl.config import ConfigError
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
-        from gatectl.sync.enrollment import Replicator
+        from gatectl.sync.enrollment import DuplicateRule, Replicator
         from gatectl.sync.inbound import Refusals
         from gatectl.sync.signing import Verifier, load_public_key
         from gatectl.sync.topics import Topics
@@ -182,7 +182,11 @@ class App:
         store = Store(self.store.path, clock=self.clock, publish=s.enabled, publish_snapshots=s.snapshots,
                       outbox_max=s.outbox_max)
         self._extra_stores.append(store)
-        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files)
+        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files,
+                                keys=keys, site=self.cfg.device.site, device=self.cfg.device.id,
+                                duplicates=DuplicateRule(Directory(store, self.embedder.model_id, self.embedder.dim),
+                                                         self.cfg.enrollment.duplicate_threshold),
+                                clock=self.clock, skew_s=s.clock_skew_s)
         verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
         refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
         handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,

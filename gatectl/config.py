@@ -406,6 +406,10 @@ class SyncConfig(Strict):
     command_keys: dict[str, str] = Field(
         default_factory=dict,
         description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to sign commands.")
+    ack_timeout_s: float = Field(
+        60.0, ge=1, le=3600,
+        description="An outbox row the broker took but the centre has not confirmed (ack topic) within this is "
+                    "sent again; the wait doubles per attempt up to 32 x. Rows are deleted only on the centre's ack.")
     command_max_ttl_s: float = Field(300.0, gt=0, le=86400)
     clock_skew_s: float = Field(30.0, ge=0, le=3600)
     max_command_bytes: int = Field(16_384, ge=1024, le=1 << 20,

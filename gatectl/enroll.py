@@ -14,12 +14,47 @@ import numpy as np
 
 from gatectl.app import App
 from gatectl.events import encode_jpeg, write_file_durably
+from gatectl.identities import Directory
 from gatectl.store import Resident, WatchEntry
 from gatectl.vision.face import FaceAnalyzer
+from gatectl.vision.gallery import OwnerKey
 
 
 class EnrollmentError(Exception):
     """Why a photo or an enrollment was refused: one line for the technician."""
+
+
+class DuplicateFace(EnrollmentError):
+    """The face is already someone else's; ``owner`` and ``score`` say whose and how close, for
+    callers that must not show the name (the sync log)."""
+
+    def __init__(self, message: str, owner: OwnerKey | None, score: float):
+        super().__init__(message)
+        self.owner = owner
+        self.score = score
+
+
+def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, float]], threshold: float,
+                    same: OwnerKey | None = None) -> None:
+    """DuplicateFace if a template matches anyone enrolled (resident or watchlist entry) other
+    than ``same`` at ``threshold`` or closer. The one duplicate rule for every way a resident's
+    template arrives: photos here, the centre's changes in `gatectl.sync.enrollment`."""
+    directory.refresh()
+    for vec, _ in templates:
+        m = directory.gallery.match(vec)
+        if m.owner is None:
+            continue
+        if m.owner == same:
+            if m.runner_up >= threshold:
+                raise DuplicateFace(f"this face also matches another enrolled person (similarity {m.runner_up:.2f})",
+                                    None, m.runner_up)
+            continue
+        if m.score >= threshold:
+            kind, oid = m.owner
+            who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
+            desc = (f"resident #{oid} {who.name} ({who.unit})" if isinstance(who, Resident)
+                    else f"watchlist entry #{oid} {who.name if who else '?'}")
+            raise DuplicateFace(f"this face already belongs to {desc} (similarity {m.score:.2f})", m.owner, m.score)
 
 
 @dataclass(frozen=True)
@@ -71,17 +106,7 @@ class Enroller:
         return templates
 
     def _check_duplicate(self, templates: list[tuple[np.ndarray, float]]) -> None:
-        d = self.app.directory
-        d.refresh()
-        thr = self.app.cfg.enrollment.duplicate_threshold
-        for vec, _ in templates:
-            m = d.gallery.match(vec)
-            if m.owner is not None and m.score >= thr:
-                kind, oid = m.owner
-                who = d.residents.get(oid) if kind == "resident" else d.watch.get(oid)
-                desc = (f"resident #{oid} {who.name} ({who.unit})" if isinstance(who, Resident)
-                        else f"watchlist entry #{oid} {who.name if who else '?'}")
-                raise EnrollmentError(f"this face already belongs to {desc} (similarity {m.score:.2f})")
+        check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold)
 
     def enroll_resident(self, name: str, unit: str, samples: list[Sample]) -> Resident:
         templates = self.templates(samples)

@@ -264,6 +264,32 @@ def m005_anti_passback(db: Database) -> None:
     )
 
 
+# Enrollment versions are the centre's issue time in milliseconds: a version beyond 2100-01-01
+# cannot be genuine. Far below SQLite's int64, so `version + 1` never overflows either.
+MAX_VERSION = 4_102_444_800_000
+
+
+@migrations()
+def m006_authority(db: Database) -> None:
+    """Outbox rows are deleted when the centre acknowledges them by event id (an index on ref),
+    and versions no signed change can carry - planted through the unsigned enrollment channel
+    of earlier releases (2**62 blocked a re-add; 2**63-1 crashed `residents remove`) - are reset,
+    so the centre's next change corrects those records."""
+    db.executescript(f"""
+        CREATE INDEX IF NOT EXISTS outbox_ref ON outbox(ref);
+        UPDATE residents SET version = 0 WHERE version >= {MAX_VERSION} OR version < 0;
+        UPDATE watchlist SET version = 0 WHERE version >= {MAX_VERSION} OR version < 0;
+        UPDATE tombstones SET version = 0 WHERE version >= {MAX_VERSION} OR version < 0;
+        """)
+
+
+def _stored_version(version: int) -> int:
+    """A version as it may be written: ValueError (never SQLite's OverflowError) otherwise."""
+    if not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
+        raise ValueError(f"version {version!r} outside 0..{MAX_VERSION}")
+    return version
+
+
 DAY_SECONDS = 86400.0
 
 
@@ -476,8 +502,14 @@ class Store:
             raise KeyError(rid)
         return _resident(rows[0])
 
+    def resident_by_uid(self, uid: str) -> Resident | None:
+        """By uid only: what protocol code (sync, commands) must use - an id or a name coming
+        from the network must never select somebody."""
+        rows = list(self.db.query("SELECT * FROM residents WHERE uid = ?", [uid]))
+        return _resident(rows[0]) if rows else None
+
     def find_residents(self, key: str) -> list[Resident]:
-        """By id, uid or exact name: what a technician types."""
+        """By id, uid or exact name: what a technician types (never protocol code)."""
         if key.isdigit():
             sql, args = "SELECT * FROM residents WHERE id = ?", [int(key)]
         else:
@@ -494,7 +526,8 @@ class Store:
 
     def set_status(self, rid: int, status: str) -> None:
         with self.write() as db:
-            db.execute("UPDATE residents SET status = ?, version = version + 1 WHERE id = ?", [status, rid])
+            db.execute("UPDATE residents SET status = ?, version = min(version + 1, ?) WHERE id = ?",
+                       [status, MAX_VERSION, rid])
             self._bump_directory(db)
             self._enqueue_enroll(db, rid)
 
@@ -502,8 +535,8 @@ class Store:
         """Technician vouches for the person: active again, inactivity clock restarts now."""
         with self.write() as db:
             db.execute(
-                "UPDATE residents SET status='active', reactivated_at=?, version=version+1 WHERE id=?",
-                [self.clock(), rid],
+                "UPDATE residents SET status='active', reactivated_at=?, version=min(version+1, ?) WHERE id=?",
+                [self.clock(), MAX_VERSION, rid],
             )
             self._bump_directory(db)
             self._enqueue_enroll(db, rid)
@@ -540,7 +573,7 @@ class Store:
             if row is not None:
                 uid, version = row
                 db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, 'resident', ?, ?)",
-                           [uid, version + 1, self.clock()])
+                           [uid, min(version + 1, MAX_VERSION), self.clock()])
                 if publish:  # not when the deletion came from the centre
                     self._enqueue(db, "enroll", uid)
             self._bump_directory(db)
@@ -581,11 +614,15 @@ class Store:
             list(owner))]
 
     def replicate_resident(self, uid: str, version: int, name: str, unit: str, status: str,
-                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> None:
+                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> tuple[int, int, int]:
         """Apply a resident as the centre sent it (no outbox entry: it came from there).
-        ``templates`` None keeps the current ones (a status or name change)."""
+        ``templates`` None keeps the current ones (a status or name change). Returns (row id,
+        directory revision before, after), both read inside the transaction, so a caller can
+        tell whether anyone else changed the directory meanwhile."""
+        _stored_version(version)
         now = self.clock()
         with self.write() as db:
+            rev_before = self.directory_rev()
             db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
             row = db.execute("SELECT id FROM residents WHERE uid = ?", [uid]).fetchone()
             if row is None:
@@ -601,9 +638,12 @@ class Store:
                 db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
                 self._insert_templates(db, ("resident", rid), templates, model_id, now)
             self._bump_directory(db)
+            rev_after = self.directory_rev()
+        return rid, rev_before, rev_after
 
     def replicate_watch(self, uid: str, version: int, name: str, reason: str,
                         templates: list[tuple[np.ndarray, float]], model_id: str) -> None:
+        _stored_version(version)
         now = self.clock()
         with self.write() as db:
             db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
@@ -621,6 +661,7 @@ class Store:
 
     def tombstone(self, uid: str, kind: str, version: int) -> None:
         """Remember a deletion, so an older upsert arriving late cannot bring the person back."""
+        _stored_version(version)
         with self.write() as db:
             db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?)", [uid, kind, version, self.clock()])
 
@@ -667,7 +708,7 @@ class Store:
             row = db.execute("SELECT uid, version FROM watchlist WHERE id = ?", [wid]).fetchone()
             if row is not None:
                 db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, 'watchlist', ?, ?)",
-                           [row[0], row[1] + 1, self.clock()])
+                           [row[0], min(row[1] + 1, MAX_VERSION), self.clock()])
             cur = db.execute("DELETE FROM watchlist WHERE id = ?", [wid])
             self._bump_directory(db)
         return cur.rowcount > 0
@@ -836,15 +877,38 @@ class Store:
     @_reads
     def outbox_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """The next entries to publish, oldest first, with the event row when there is one."""
-        return list(self.db.query(
-            "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, e.decision, e.reason, e.score, "
-            "e.snapshot, r.uid AS resident_uid, w.uid AS watchlist_uid FROM outbox o "
-            "LEFT JOIN events e ON o.kind IN ('event', 'snapshot') AND e.id = o.ref "
-            "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w ON w.id = e.watchlist_id "
-            "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", [seq, limit]))
+        return list(self.db.query(self._OUTBOX_SELECT + "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", [seq, limit]))
+
+    _OUTBOX_SELECT = (
+        "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, e.decision, e.reason, e.score, "
+        "e.snapshot, r.uid AS resident_uid, w.uid AS watchlist_uid FROM outbox o "
+        "LEFT JOIN events e ON o.kind IN ('event', 'snapshot') AND e.id = o.ref "
+        "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w ON w.id = e.watchlist_id ")
+
+    def outbox_rows(self, seqs: list[int]) -> list[dict[str, Any]]:
+        """The entries among ``seqs`` still in the outbox (to send again), oldest first."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i:i + 500]
+            out += self.db.query(self._OUTBOX_SELECT + f"WHERE o.seq IN ({','.join('?' * len(chunk))})", chunk)
+        return sorted(out, key=lambda r: r["seq"])
+
+    def outbox_acked(self, events: list[str], snapshots: list[str], requests: list[int]) -> list[int]:
+        """Entries the centre has confirmed (events and snapshots by event id, requests by
+        seq): gone for good. Returns the seqs deleted."""
+        done: list[int] = []
+        with self.write() as db:
+            for kinds, col, values in (("'event'", "ref", events), ("'snapshot'", "ref", snapshots),
+                                       ("'enroll', 'resync'", "seq", requests)):
+                for i in range(0, len(values), 500):
+                    chunk = values[i:i + 500]
+                    done += [r[0] for r in db.execute(
+                        f"DELETE FROM outbox WHERE kind IN ({kinds}) AND {col} IN ({','.join('?' * len(chunk))}) "
+                        "RETURNING seq", chunk).fetchall()]
+        return done
 
     def outbox_done(self, seqs: list[int]) -> None:
-        """Entries the broker has acknowledged (PUBACK): gone for good."""
+        """Entries with nothing left to send, or refused by the broker for good: gone."""
         if not seqs:
             return
         with self.write() as db:

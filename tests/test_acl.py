@@ -74,7 +74,7 @@ def test_device_may_write_only_its_own_up_topics(site):
     for rest in ("status", "events", "snapshots/01JD3W9R8Q", "enroll/up", "resync", "cmd/resp"):
         assert dev.publish(f"{base}/{rest}", rest.encode()) in ACCEPTED, rest
     wait_for(lambda: sum(t.startswith(base) for t, _ in centre.got) == 6, 10, "the allowed publishes at the centre")
-    forbidden = [f"{base}/cmd", f"{base}/enroll", "gatectl/v1/garden/enroll",
+    forbidden = [f"{base}/cmd", f"{base}/enroll", f"{base}/ack", "gatectl/v1/garden/enroll",
                  "gatectl/v1/garden/b5-south/events", "gatectl/v1/garden/b5-south/cmd",
                  "gatectl/v1/lake/b5-north/events", "gatectl/v1/lake/enroll", "gatectl/v1/garden/b5-north2/events",
                  "other/topic"]

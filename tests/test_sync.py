@@ -24,6 +24,8 @@ from tests.broker import Broker
 from tests.conftest import FACES, REPO, wait_for
 
 SITE = "garden"
+CENTRAL_KEY = generate_private_key()  # the reference centre's: signs enrollment changes
+CENTRAL_KID = "central-1"
 
 
 
@@ -31,7 +33,7 @@ SITE = "garden"
 def sync_cfg(broker: Broker, device: str, keys: dict[str, str] | None = None, **extra) -> dict:
     return {"device": {"id": device, "site": SITE},
             "sync": {"enabled": True, "host": broker.host, "port": broker.port,
-                     "command_keys": keys or {}, **extra}}
+                     "command_keys": {CENTRAL_KID: public_key_b64(CENTRAL_KEY), **(keys or {})}, **extra}}
 
 
 def toml(d: dict) -> str:
@@ -56,7 +58,8 @@ def toml(d: dict) -> str:
 
 @pytest.fixture
 def central(broker):
-    c = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, client_id="central-test")
+    c = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, client_id="central-test",
+                key=CENTRAL_KEY, kid=CENTRAL_KID)
     c.start()
     yield c
     c.stop()
@@ -135,7 +138,8 @@ def test_outbox_is_bounded_and_counts_what_it_drops(tmp_path):
 # ---- enrollments ------------------------------------------------------------------------------
 
 def test_enrollment_round_trip_between_two_devices_with_deletion(tmp_path, broker):
-    relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True)
+    relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True,
+                    key=CENTRAL_KEY, kid=CENTRAL_KID)
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b"))
@@ -186,7 +190,8 @@ def test_template_from_another_model_is_refused_with_the_reason(tmp_path, broker
 
 
 def test_device_can_request_a_full_resync(tmp_path, broker):
-    relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True)
+    relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True,
+                    key=CENTRAL_KEY, kid=CENTRAL_KID)
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     try:
@@ -282,9 +287,12 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert dev.app.store.watch_entries() == []
 
     r = Enroller(dev.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
-    assert run("resident.status", {"uid": r.uid, "status": "suspended", "version": 10})["ok"]
+    # versions are the centre's clock in ms: wait for its signed answer to the enrollment request
+    wait_for(lambda: dev.app.store.version_of(r.uid)[1] > 1, 15, "the centre's signed version of Rose")
+    now_ms = int(time.time() * 1000)
+    assert run("resident.status", {"uid": r.uid, "status": "suspended", "version": now_ms})["ok"]
     assert dev.app.store.resident(r.id).status == "suspended"
-    assert run("resident.status", {"uid": "nobody", "status": "active", "version": 11})["error"].startswith("args.uid")
+    assert run("resident.status", {"uid": "nobody", "status": "active", "version": now_ms})["error"].startswith("args.uid")
     assert run("self.destruct", {})["error"].startswith("unknown command 'self.destruct'")
     assert run("barrier.open", {"barrier": "lane"})["result"] == "barrier lane opened"
     assert dev.app.boards["main"].history[-1].channel == 1

@@ -92,13 +92,14 @@ def test_daemon_status_events_remote_open_reload_and_last_will(tmp_path, broker)
         r = run_cli(*args, "door.open", "door=back")
         assert r.returncode == 1 and "unknown door 'back'" in json.loads(r.stdout)["error"]
 
-        r = run_cli("central", "enroll", "--site", SITE, "--port", str(broker.port), "--name", "Barack Obama",
-                    "--unit", "1-101", "--photo", str(FACES / "obama_01.jpg"))
+        signing = ["--key", str(key), "--kid", "k1"]  # the same key signs enrollment changes
+        r = run_cli("central", "enroll", "--site", SITE, "--port", str(broker.port), *signing, "--name",
+                    "Barack Obama", "--unit", "1-101", "--photo", str(FACES / "obama_01.jpg"))
         assert r.returncode == 0, r.stderr
         uid = json.loads(r.stdout)["uid"]
         wait_for(lambda: "Barack Obama" in run_cli("residents", "list", config=cfg, data=tmp_path / "state").stdout,
                  60, "the pushed resident on the device", step=0.5)
-        r = run_cli("central", "delete", "--site", SITE, "--port", str(broker.port), "--uid", uid)
+        r = run_cli("central", "delete", "--site", SITE, "--port", str(broker.port), *signing, "--uid", uid)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: "Barack Obama" not in run_cli("residents", "list", config=cfg,
                                                         data=tmp_path / "state").stdout, 60, "the deletion", step=0.5)
@@ -156,3 +157,52 @@ def test_mutual_tls_connects_and_bad_tls_settings_are_one_line(tmp_path):
         r = run_cli("run", config=cfg, data=tmp_path / "state2")
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"gatectl: {expect}"), r.stderr
+
+
+def test_an_unsigned_enrollment_of_a_strangers_face_never_opens_a_live_daemons_door(tmp_path, broker):
+    """Issue 12: one unsigned message on <prefix>/v1/<site>/enroll carrying a stranger's own
+    template opened the door 0.9 s later; reusing a resident's uid recorded the pass as theirs."""
+    import time
+
+    from gatectl.app import App
+    from gatectl.config import default_config
+    from gatectl.enroll import Enroller, Sample
+    from gatectl.media import read_image
+    from gatectl.sync.enrollment import encode_templates
+    from gatectl.sync.signing import generate_private_key, public_key_b64
+    from gatectl.sync.topics import Topics
+    from tests.test_enroll_authority import raw_publish
+
+    key = generate_private_key()
+    cfg = write_config(tmp_path, broker, public_key_b64(key))  # the camera shows the stranger
+    scratch = App(default_config(), tmp_path / "scratch")
+    stranger = encode_templates(Enroller(scratch).templates(
+        [Sample("s", read_image(FACES / "lin_manuel_miranda_01.png"))]), scratch.embedder.model_id)
+    scratch.close()
+    central = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, client_id="c-atk",
+                      key=key, kid="k1")
+    central.start()
+    proc = start(cfg, tmp_path / "state")
+    try:
+        wait_for(lambda: central.statuses.get("dev-d", {}).get("health", {}).get("cameras"), 60, "the daemon")
+
+        def frames() -> int:
+            return central.statuses["dev-d"]["health"]["cameras"]["g"]["frames"]
+
+        change = {"v": 1, "type": "resident", "op": "upsert", "uid": "u-stranger", "version": int(time.time() * 1000),
+                  "name": "Stranger", "unit": "0-0", "status": "active", "templates": stranger, "origin": "central"}
+        raw_publish(broker, Topics("gatectl", SITE, "dev-d").enroll_site, change)
+        wait_for(lambda: central.statuses["dev-d"].get("sync", {}).get("enroll_rejected", 0) >= 1, 30,
+                 "the daemon's refusal in its status")
+        seen = frames()
+        wait_for(lambda: frames() >= seen + 6, 30, "three more seconds of frames of the stranger", step=0.1)
+        assert not [e for e in central.events.values() if e.get("decision") == "granted"]
+
+        central.push({**change, "version": None})  # the centre's own, signed: now the door opens
+        ev = wait_for(lambda: [e for e in central.events.values() if e.get("decision") == "granted"], 60,
+                      "a grant after the signed enrollment", step=0.1)[0]
+        assert ev["resident"] == "u-stranger"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        central.stop()

@@ -3,10 +3,14 @@
 Offline-first. Nothing is published straight from a gate: events, snapshots and enrollment
 changes are rows in the SQLite outbox, written in the same transaction as what they report.
 This client's thread drains the outbox in order while connected, QoS 1, at most
-``max_inflight`` unacknowledged; a row is deleted only after the broker's PUBACK, in batches.
-paho keeps the unacknowledged messages of this process and re-sends them after a reconnect; a
-restart starts again from the oldest row still in the outbox. Receivers drop duplicates by the
-event id; nothing is lost when the broker is down for hours or gatectl is SIGKILLed mid-drain.
+``max_inflight`` unacknowledged. A row is deleted only when the centre confirms it on the
+``ack`` topic (`gatectl.sync.delivery`), never at the broker's PUBACK: a broker that dies without
+its persistence file loses what it queued for an offline centre, so rows PUBACKed but not
+confirmed within ``ack_timeout_s`` are sent again (the wait doubling per attempt). paho keeps
+the unacknowledged messages of this process and re-sends them after a reconnect; a restart
+starts again from the oldest row still in the outbox. Receivers drop duplicates by the event
+id; nothing is lost when the broker is down for hours, loses its queue, or gatectl is
+SIGKILLed mid-drain.
 
 Sessions persist (clean_start=False, SessionExpiryInterval), so the broker keeps commands and
 enrollments sent while the device was offline. A retained ``online`` status is published on
@@ -20,6 +24,7 @@ cost, never with a pause of the sync thread.
 from __future__ import annotations
 
 import collections
+import heapq
 import json
 import logging
 import queue
@@ -39,6 +44,7 @@ from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
 from gatectl.safe_text import shown
 from gatectl.store import Store
+from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
 from gatectl.sync.diagnose import ProblemLog, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
 from gatectl.sync.inbound import Refusals, Refused, enroll_limit, enrollment
@@ -51,8 +57,10 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
-CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll")  # one round of the inbox: 4 commands, 1 enrollment
+CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")  # one round: 4 commands, 1 enrollment, 1 receipt
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
+RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `delivery` allows
+MAX_RESEND_DOUBLINGS = 5  # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
 
 
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
@@ -112,10 +120,14 @@ class SyncClient:
         self.counters = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
         self.limits = {"cmd": cfg.max_command_bytes,
-                       "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim)}
-        self._kinds = {topics.cmd: "cmd", topics.enroll_device: "enroll", topics.enroll_site: "enroll"}
+                       "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
+                       "ack": RECEIPT_BYTES}
+        self._kinds = {topics.cmd: "cmd", topics.enroll_device: "enroll", topics.enroll_site: "enroll",
+                       topics.ack: "ack"}
         self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (mid, reason) from paho's thread
-        self._inflight: dict[int, int] = {}  # mid -> outbox seq; this client's thread only
+        self._inflight: dict[int, tuple[int, bool]] = {}  # mid -> (outbox seq, resent); this thread only
+        self._awaiting: dict[int, int] = {}  # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        self._due: list[tuple[float, int]] = []  # heap of (monotonic time to send again, seq)
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process
         self._inbox = {kind: queue.Queue(INBOX_SIZE) for kind in self.limits}
@@ -160,7 +172,7 @@ class SyncClient:
             return
         self.problems.solved()
         t = self.topics
-        client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1)])
+        client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1), (t.ack, 1)])
         client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
         if self._outage_since is not None:
             log.info("MQTT connected to %s:%d after %.0f s (session %s)", self.cfg.host, self.cfg.port,
@@ -223,6 +235,7 @@ class SyncClient:
                 busy = self._handle_inbox()
                 self._take_acks()
                 if self.connected.is_set():
+                    self._resend()
                     self._drain()
                 now = time.monotonic()
                 if now >= next_flush:
@@ -252,23 +265,71 @@ class SyncClient:
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 self._cursor = row["seq"] - 1  # not taken by paho: try again next tick
                 return
-            self._inflight[info.mid] = row["seq"]
+            self._inflight[info.mid] = (row["seq"], False)
+
+    def _resend(self) -> None:
+        """Rows the broker took but the centre has not confirmed in time: publish them again,
+        oldest due first, within the in-flight window."""
+        now = time.monotonic()
+        room = self.cfg.max_inflight - len(self._inflight)
+        seqs: list[int] = []
+        while self._due and self._due[0][0] <= now and len(seqs) < min(room, BATCH):
+            seq = heapq.heappop(self._due)[1]
+            if seq in self._awaiting:
+                seqs.append(seq)
+        if not seqs:
+            return
+        rows = {r["seq"]: r for r in self.store.outbox_rows(seqs)}
+        for seq in seqs:
+            row = rows.get(seq)
+            topic, payload, props = self._render(row) if row is not None else (None, b"", None)
+            if topic is None:  # confirmed or deleted meanwhile
+                self._awaiting.pop(seq, None)
+                continue
+            info = self.client.publish(topic, payload, qos=1, properties=props)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                heapq.heappush(self._due, (now + self.cfg.ack_timeout_s, seq))
+                continue
+            self._inflight[info.mid] = (seq, True)
+            self.counters["resent"] += 1
 
     def _take_acks(self) -> None:
         while self._acks:
             mid, reason = self._acks.popleft()
-            seq = self._inflight.pop(mid, None)
+            seq, resent = self._inflight.pop(mid, (None, False))
             if seq is None:
                 continue  # a status publish, a response: not from the outbox
             if reason >= 0x80 and reason not in PERMANENT_REFUSALS:
                 self.counters["broker_refusals"] += 1  # transient (quota, busy): send again
-                self._cursor = min(self._cursor, seq - 1)
+                if resent:
+                    heapq.heappush(self._due, (time.monotonic() + self.cfg.ack_timeout_s, seq))
+                else:
+                    self._cursor = min(self._cursor, seq - 1)
                 continue
             if reason >= 0x80:
                 self.counters["broker_rejected"] += 1
                 log.error("broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason)
-            self._done.append(seq)
+                self._awaiting.pop(seq, None)
+                self._done.append(seq)
+                continue
+            sends = self._awaiting.get(seq, 0) + 1
+            self._awaiting[seq] = sends  # kept until the centre confirms it
+            wait = self.cfg.ack_timeout_s * 2 ** min(sends - 1, MAX_RESEND_DOUBLINGS)
+            heapq.heappush(self._due, (time.monotonic() + wait, seq))
             self.counters["published"] += 1
+
+    def _take_receipt(self, payload: bytes) -> None:
+        """The centre's receipt: the rows it confirms are deleted for good."""
+        try:
+            ack = parse_ack(payload)
+        except BadAck as exc:
+            self.counters["ack_malformed"] += 1
+            log.warning("receipt on %s refused: %s", self.topics.ack, exc)
+            return
+        done = self.store.outbox_acked(ack.events, ack.snapshots, ack.requests)
+        for seq in done:
+            self._awaiting.pop(seq, None)
+        self.counters["confirmed"] += len(done)
 
     def _flush_acks(self, force: bool = False) -> None:
         if force:
@@ -299,9 +360,11 @@ class SyncClient:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = "image/jpeg"
             return t.snapshot(ref), data, props
-        if kind == "enroll":
+        if kind == "enroll":  # a request: the centre decides, signs and publishes the change
             body = resident_payload(self.store, ref, t.device)
-            return (None, b"", None) if body is None else (t.enroll_up, json.dumps(body).encode(), None)
+            if body is None:
+                return None, b"", None
+            return t.enroll_up, json.dumps({**body, "seq": row["seq"]}).encode(), None
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
     def _handle_inbox(self) -> bool:
@@ -319,6 +382,9 @@ class SyncClient:
                     continue
                 took = True
                 try:
+                    if kind == "ack":
+                        self._take_receipt(msg.payload)
+                        continue
                     body = self.on_command(msg.payload) if kind == "cmd" else self._apply_enrollment(msg)
                     if body is not None:
                         self._respond(msg, body)
@@ -335,7 +401,7 @@ class SyncClient:
         except Refused as exc:  # counted by reason in `refusals` only
             return {"ok": False, "error": str(exc)} if self.refusals.refuse("enroll", exc.reason, exc.detail) else None
         try:
-            result = self.replicator.apply(body)
+            result = self.replicator.receive(body)
         except EnrollRejected as exc:
             self.counters["enroll_rejected"] += 1
             return {"ok": False, "error": shown(exc)} if self.refusals.refuse("enroll", "rejected", str(exc)) else None
@@ -365,7 +431,8 @@ class SyncClient:
 
     def status(self) -> dict:
         return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),
-                "inflight": len(self._inflight), "announcements": [a["text"] for a in self.store.announcements()],
+                "inflight": len(self._inflight), "awaiting_receipt": len(self._awaiting),
+                "announcements": [a["text"] for a in self.store.announcements()],
                 **self.counters, "refused": self.refusals.counts()}
 
     def _status_payload(self, state: str, extra: dict | None = None) -> bytes:

@@ -126,10 +126,9 @@ class CommandHandler:
         return self._replicate({**args.model_dump(), "type": "watchlist", "op": "delete"})
 
     def _resident_status(self, args: StatusArgs) -> str:
-        found = self.store.find_residents(args.uid)
-        if not found:
-            raise CommandFailed(f"args.uid: no resident {args.uid!r} on this device")
-        r = found[0]
+        r = self.store.resident_by_uid(args.uid)  # by uid only, never an id or a name
+        if r is None:
+            raise CommandFailed(f"args.uid: no resident {shown(args.uid, 40)!r} on this device")
         return self._replicate({"uid": r.uid, "version": args.version, "type": "resident", "op": "upsert",
                                 "name": r.name, "unit": r.unit, "status": args.status})
 

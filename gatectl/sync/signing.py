@@ -6,6 +6,12 @@ keys by key id (``kid``, for rotation). Each command carries an issue time, an e
 nonce: the expiry bounds how long a nonce must be remembered (so the nonce table stays small),
 the skew tolerates slightly unsynced clocks, and the nonce stops replays - an MQTT broker
 re-delivers QoS 1 messages after a reconnect, and a similar system once unlocked a door twice.
+
+Enrollment changes (residents, templates, status, watchlist entries) are signed by the same
+keys over the same canonical form (`sign_change` / `verify_change`): the signature covers the
+uid, version, op, type and the target (site, and one device or ``*`` for the whole site), so a
+change cannot be retargeted, and a retained or late one only ever means what the centre said.
+Changes carry no expiry or nonce: they are idempotent by version, bounded in `enrollment`.
 """
 
 from __future__ import annotations
@@ -102,12 +108,56 @@ def load_public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+def sign(key: Ed25519PrivateKey, kid: str, body: dict) -> dict:
+    """``body`` with ``kid`` and ``sig`` (Ed25519 over `canonical`, base64) added."""
+    body = {**body, "kid": kid}
+    body.pop("sig", None)
+    body["sig"] = base64.b64encode(key.sign(canonical(body))).decode()
+    return body
+
+
+def check_signature(keys: dict[str, Ed25519PublicKey], body: dict) -> None:
+    """CommandRejected unless ``body`` is signed by one of the pinned ``keys`` (commands and
+    enrollment changes alike). ``kid`` must already be known to be text."""
+    sig = body.get("sig")
+    if not sig:
+        raise CommandRejected("unsigned")
+    key = keys.get(body["kid"])
+    if key is None:
+        raise CommandRejected("unknown_key", f"key id '{shown(body['kid'], 40)}' is not pinned on this device")
+    try:
+        key.verify(base64.b64decode(sig, validate=True), canonical(body))
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):
+        raise CommandRejected("bad_signature") from None
+
+
 def sign_command(key: Ed25519PrivateKey, kid: str, device: str, cmd: str, args: dict, *, now: float,
                  ttl_s: float = 30.0, cmd_id: str | None = None, nonce: str | None = None) -> dict:
     body = {"v": 1, "cmd": cmd, "args": args, "device": device, "id": cmd_id or secrets.token_hex(16),
-            "iat": now, "exp": now + ttl_s, "nonce": nonce or secrets.token_hex(16), "kid": kid}
-    body["sig"] = base64.b64encode(key.sign(canonical(body))).decode()
-    return body
+            "iat": now, "exp": now + ttl_s, "nonce": nonce or secrets.token_hex(16)}
+    return sign(key, kid, body)
+
+
+ALL_DEVICES = "*"
+
+
+def sign_change(key: Ed25519PrivateKey, kid: str, change: dict, *, site: str, device: str = ALL_DEVICES) -> dict:
+    """An enrollment change signed for ``site`` and one ``device`` (default: every device of it)."""
+    return sign(key, kid, {**change, "site": site, "device": device})
+
+
+def verify_change(keys: dict[str, Ed25519PublicKey], body: dict, *, site: str, device: str) -> None:
+    """CommandRejected unless the change is signed by a pinned key for this site and device."""
+    if not body.get("sig"):
+        raise CommandRejected("unsigned")
+    for field in ("kid", "site", "device"):
+        if not isinstance(body.get(field), str):
+            raise CommandRejected("malformed", f"field '{field}' missing or not text")
+    check_signature(keys, body)
+    if body["site"] != site:
+        raise CommandRejected("wrong_site", f"for site '{shown(body['site'], 40)}', this is '{site}'")
+    if body["device"] not in (ALL_DEVICES, device):
+        raise CommandRejected("wrong_device", f"for '{shown(body['device'], 40)}', this is '{device}'")
 
 
 class NonceStore(Protocol):

@@ -3,12 +3,13 @@
     <prefix>/v1/<site>/<device>/status        retained JSON; the Last Will sets it offline
     <prefix>/v1/<site>/<device>/events        event JSON, QoS 1, never retained
     <prefix>/v1/<site>/<device>/snapshots/<event id>   JPEG bytes, QoS 1
-    <prefix>/v1/<site>/<device>/enroll/up     enrollment changes made on the device
+    <prefix>/v1/<site>/<device>/enroll/up     requests for changes made on the device (the centre decides)
     <prefix>/v1/<site>/<device>/resync        the device asks for every resident
     <prefix>/v1/<site>/<device>/enroll        enrollments for this device (resync answers)
     <prefix>/v1/<site>/enroll                 enrollments for every device of the site
     <prefix>/v1/<site>/<device>/cmd           signed commands (MQTT 5 response topic + correlation data)
     <prefix>/v1/<site>/<device>/cmd/resp      default response topic
+    <prefix>/v1/<site>/<device>/ack           the centre's receipts: outbox rows it has stored
 
 The device id is a level of its own so a broker ACL can pin each device to its subtree
 (`pattern write gatectl/v1/+/%u/#`).
@@ -69,6 +70,10 @@ class Topics:
     @property
     def cmd_resp(self) -> str:
         return f"{self.base}/cmd/resp"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.base}/ack"
 
 
 def device_of(topic: str, prefix: str) -> tuple[str, str, str] | None:
