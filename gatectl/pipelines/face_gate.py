@@ -101,7 +101,10 @@ class FaceGate:
             return Vote("unknown", None, max(m.score, 0.0))
         if m.margin < th.margin:
             return Vote("ambiguous", None, m.score)
-        return Vote("match", m.owner, m.score)
+        # the same face under a watchlist entry wins over its resident entry (or a second entry)
+        watched = [(s, o) for o, s in m.linked if o[0] == "watchlist"]
+        owner = m.owner if m.owner[0] == "watchlist" or not watched else max(watched)[1]
+        return Vote("match", owner, m.score)
 
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
