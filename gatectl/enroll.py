@@ -14,6 +14,7 @@ import numpy as np
 
 from gatectl.app import App
 from gatectl.events import encode_jpeg, write_file_durably
+from gatectl.identities import select_templates
 from gatectl.safe_text import shown
 from gatectl.store import Resident, WatchEntry
 from gatectl.vision.face import FaceAnalyzer
@@ -69,7 +70,7 @@ class Enroller:
                     f"{samples[i].label}: does not look like the person in {samples[0].label} "
                     f"(similarity {sim:.2f} < {thr:.2f})"
                 )
-        return templates
+        return select_templates(templates, self.app.cfg.enrollment.keep_templates)
 
     def _check_duplicate(self, templates: list[tuple[np.ndarray, float]]) -> None:
         d = self.app.directory

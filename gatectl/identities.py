@@ -11,10 +11,31 @@ import logging
 import threading
 from dataclasses import replace
 
+import numpy as np
+
 from gatectl.store import Resident, Store, WatchEntry
 from gatectl.vision.gallery import Gallery, OwnerKey
 
 log = logging.getLogger("gatectl.identities")
+
+
+# Two enrollment photos this similar are the same picture twice (a burst, a re-encode): the
+# second adds nothing to the gallery but rows.
+DUPLICATE_TEMPLATE = 0.92
+
+
+def select_templates(templates: list[tuple[np.ndarray, float]], keep: int,
+                     duplicate: float = DUPLICATE_TEMPLATE) -> list[tuple[np.ndarray, float]]:
+    """The ``keep`` best templates (by quality score) of one person, skipping near-copies of one
+    already kept. Several templates cover what one photo misses (glasses, light, a slight turn);
+    more than a few only add rows, and so chances for a stranger to resemble one of them."""
+    kept: list[tuple[np.ndarray, float]] = []
+    for vec, q in sorted(templates, key=lambda t: -t[1]):
+        if len(kept) == keep:
+            break
+        if all(float(vec @ k) < duplicate for k, _ in kept):
+            kept.append((vec, q))
+    return kept
 
 
 def same_face_groups(gallery: Gallery, threshold: float) -> list[list[OwnerKey]]:

@@ -20,6 +20,7 @@ from gatectl.vision.models import ModelError, ModelStore
 class Embedder(Protocol):
     model_id: str
     dim: int
+    impostor_tail: tuple[float, float] | None  # see decision.size_aware_threshold
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         """L2-normalised float32 vector for one 112x112 BGR aligned face."""
@@ -38,6 +39,7 @@ class MobileFaceNetEmbedder:
         self.input_name = self.session.get_inputs()[0].name
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         self.model_id = f"mobilefacenet-{models.spec('mobilefacenet').sha256[:12]}"
+        self.impostor_tail = models.spec("mobilefacenet").impostor_tail
 
     @staticmethod
     def prepare(aligned: np.ndarray) -> np.ndarray:
@@ -78,6 +80,7 @@ class InsightFaceEmbedder:
         self.model = model
         self.dim = int(model.output_shape[-1])
         self.model_id = f"insightface-{Path(model.model_file).stem}"
+        self.impostor_tail = None  # not measured here: the fixed match threshold applies
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         return l2_normalise(self.model.get_feat(aligned)[0])
