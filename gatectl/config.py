@@ -47,6 +47,9 @@ class ModelsConfig(Strict):
     )
     intra_op_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads per session.")
     embedding_backend: Literal["mobilefacenet", "insightface"] = "mobilefacenet"
+    embedding_flip: bool = Field(
+        True, description="MobileFaceNet: embed the face and its mirror image and sum (more accurate, ~1 ms)."
+    )
     insightface_pack: Path | None = Field(
         None, description="insightface model-pack folder; only with embedding_backend='insightface'."
     )

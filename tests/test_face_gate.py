@@ -283,3 +283,37 @@ def test_watchlist_add_refuses_a_face_already_listed(app):
     assert len(app.store.watch_entries()) == 1
     Enroller(app).add_watch("Lin", "", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
     assert len(app.store.watch_entries()) == 2
+
+
+def test_the_match_threshold_rises_with_the_gallery(app, relay):
+    """A resident scoring 0.58 is let in among a few people, but not among 10,000: there the
+    stranger target (thresholds.stranger_far) needs a higher score (decision.size_aware_threshold)."""
+    import numpy as np
+
+    from gatectl.vision.gallery import Gallery
+
+    enroll(app, "Biden", "biden_01.jpg")
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    small = gate.match_threshold()
+    [d] = pass_photo(gate, FACES / "biden_02.jpg")
+    assert (d.decision, d.resident) == ("granted", "Biden") and small < d.score < 0.62
+    rng = np.random.default_rng(0)
+    big = Gallery(app.embedder.dim)  # 10,000 people who look like no one (random directions)
+    big.replace_all([*app.store.iter_templates(app.embedder.model_id),
+                     *((("resident", 10**6 + i), v) for i, v in enumerate(rng.standard_normal((9_998, app.embedder.dim))))])
+    app.directory.gallery = big
+    assert gate.match_threshold() > 0.62 > small
+    [d] = pass_photo(gate, FACES / "biden_02.jpg")
+    assert (d.decision, d.reason) == ("denied", "unknown face")
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")  # 0.72: still recognised at 10,000
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    assert len(relay.history) == 2
+
+
+def test_enrollment_keeps_at_most_the_configured_templates(app):
+    r = enroll(app, "Obama", "obama_01.jpg", "obama_02.jpg", "obama_03.jpg")
+    assert app.store.template_count(("resident", r.id)) == 3
+    app.cfg.enrollment.keep_templates = 2
+    r = enroll(app, "Alex", "alex_lacamoire_01.jpg", "alex_lacamoire_02.jpg", "alex_lacamoire_03.png")
+    assert app.store.template_count(("resident", r.id)) == 2
