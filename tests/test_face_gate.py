@@ -272,7 +272,7 @@ def test_a_resident_watchlisted_by_photo_alerts_instead_of_being_granted(app, re
     app.directory.refresh()
     gate = app.face_gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "alex_lacamoire_03.png")
-    assert (d.decision, d.reason, d.resident) == ("alert", "watchlist: notice 7", "Alex (police)")
+    assert (d.decision, d.reason, d.resident) == ("alert", "watchlist #1: notice 7", "Alex (police)")
     assert relay.history == []
 
 
