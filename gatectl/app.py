@@ -106,7 +106,8 @@ class App:
     def directory(self) -> Directory:
         """Reads through its own connection: its poller thread must never see, or run inside,
         a transaction the gate workers have open on the writer connection."""
-        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim)
+        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim,
+                      self.cfg.enrollment.duplicate_threshold)
         d.refresh()
         return d
 

@@ -47,6 +47,9 @@ class ModelsConfig(Strict):
     )
     intra_op_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads per session.")
     embedding_backend: Literal["mobilefacenet", "insightface"] = "mobilefacenet"
+    embedding_flip: bool = Field(
+        True, description="MobileFaceNet: embed the face and its mirror image and sum (more accurate, ~1 ms)."
+    )
     insightface_pack: Path | None = Field(
         None, description="insightface model-pack folder; only with embedding_backend='insightface'."
     )
@@ -189,6 +192,12 @@ class FaceThresholds(Strict):
     detect: float = Field(0.8, ge=0.3, le=1.0, description="YuNet score; the MANIFEST advises 0.8-0.9.")
     match: float = Field(0.40, ge=0.0, le=1.0, description="Cosine similarity for a 1:N match.")
     margin: float = Field(0.08, ge=0.0, le=1.0, description="Best minus best other person.")
+    stranger_far: float = Field(
+        0.001, ge=0.0, le=0.1,
+        description="Chance a stranger may be granted as someone at the current gallery size: "
+                    "raises `match` as the gallery grows (from the embedder's measured impostor "
+                    "tail in models.toml); 0 keeps `match` fixed.",
+    )
     liveness: float = Field(0.5, ge=0.0, le=1.0, description="Fused MiniFASNet p(real).")
 
 
@@ -212,6 +221,10 @@ class FaceGateConfig(Strict):
     confirm_window: int = Field(3, ge=1, description="... among the last this many of one face track.")
     cooldown_s: float = Field(5.0, ge=0, description="One grant per resident per gate in this time.")
     track_timeout_s: float = Field(1.5, gt=0, description="A face unseen this long ends its track.")
+    fusion: Literal["fused", "votes"] = Field(
+        "fused", description="fused: match the mean embedding of a track's live frames once it has "
+                             "confirm_frames of them; votes: confirm_frames agreeing per-frame matches.",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> FaceGateConfig:
@@ -341,6 +354,9 @@ class EnrollmentConfig(Strict):
     liveness_threshold: float = Field(0.5, ge=0.0, le=1.0)
     duplicate_threshold: float = Field(
         0.40, ge=0.0, le=1.0, description="A new face this close to someone enrolled is refused."
+    )
+    keep_templates: int = Field(
+        3, ge=1, le=10, description="Templates kept per person: the best by quality, near-copies skipped."
     )
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from gatectl.app import App
 from gatectl.events import encode_jpeg, write_file_durably
-from gatectl.identities import Directory
+from gatectl.identities import Directory, select_templates
+from gatectl.safe_text import shown
 from gatectl.store import Resident, WatchEntry
 from gatectl.vision.face import FaceAnalyzer
 from gatectl.vision.gallery import OwnerKey
@@ -103,7 +104,7 @@ class Enroller:
                     f"{samples[i].label}: does not look like the person in {samples[0].label} "
                     f"(similarity {sim:.2f} < {thr:.2f})"
                 )
-        return templates
+        return select_templates(templates, self.app.cfg.enrollment.keep_templates)
 
     def _check_duplicate(self, templates: list[tuple[np.ndarray, float]]) -> None:
         check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold)
@@ -123,11 +124,23 @@ class Enroller:
         return resident
 
     def add_watch(self, name: str, reason: str, samples: list[Sample]) -> WatchEntry:
-        """A non-resident to alert on. No liveness or duplicate rule: the photo usually comes
-        from the police or a printed notice, and may well show someone also enrolled."""
+        """A person to alert on. No liveness rule: the photo usually comes from the police or a
+        printed notice. It may well show someone also enrolled (the gate then alerts for that
+        resident), but not someone already listed: a face listed twice is one entry too many."""
         analyzer = self.app.analyzer(self.app.cfg.enrollment.quality, self.app.cfg.enrollment.detect_threshold,
                                      640, liveness=False, liveness_threshold=0.0)
         templates = [extract_template(analyzer, s) for s in samples]
+        d = self.app.directory
+        d.refresh()
+        thr = self.app.cfg.enrollment.duplicate_threshold
+        for (vec, _), sample in zip(templates, samples):
+            for (kind, oid), score in d.gallery.owners_above(vec, thr):
+                if kind == "watchlist":
+                    w = d.watch.get(oid)
+                    raise EnrollmentError(
+                        f"{sample.label}: this face is already on the watchlist as entry #{oid} "
+                        f"{shown(w.name) if w else '?'} (similarity {score:.2f}); remove that entry "
+                        "first to replace it")
         entry = self.app.store.add_watch(name, reason, None, templates, self.app.embedder.model_id)
         self.app.directory.refresh()
         return entry

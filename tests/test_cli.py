@@ -101,6 +101,18 @@ def test_watchlist_commands(tmp_path):
     assert one_line_error(run_cli("watchlist", "remove", "1", data=d)) == "gatectl: watchlist remove: no entry #1"
 
 
+def test_a_second_watchlist_entry_of_one_face_is_refused_and_the_alert_stays(tmp_path):
+    """Issue 13 repro: the same person added twice made replay say 'denied (ambiguous match)'."""
+    d = tmp_path / "state"
+    ok(run_cli("watchlist", "add", "--name", "A (1)", "--photo", str(FACES / "alex_lacamoire_01.jpg"), data=d))
+    line = one_line_error(run_cli("watchlist", "add", "--name", "A (1)", "--photo",
+                                  str(FACES / "alex_lacamoire_02.jpg"), data=d))
+    assert "already on the watchlist as entry #1" in line
+    [alert] = [json.loads(l) for l in ok(run_cli("replay", "--json", str(FACES / "alex_lacamoire_03.png"),
+                                                   data=d)).splitlines()]
+    assert (alert["decision"], alert["resident"]) == ("alert", "A (1)")
+
+
 def test_replay_prints_every_decision_kind(tmp_path):
     d = tmp_path / "state"
     ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--photo", str(FACES / "obama_01.jpg"), data=d))

@@ -223,7 +223,7 @@ def test_a_store_poisoned_by_an_older_version_is_repaired_at_start(tmp_path):
     store.db.execute("INSERT INTO tombstones VALUES ('u-gone', 'resident', ?, 0)", [2**62])
     files = store.remove_resident(r.id)  # never an OverflowError
     assert files == [] and store.tombstone_version(r.uid) == MAX_VERSION
-    store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_authority'")  # as before this version
+    store.db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_authority'")  # as before this version
     store.close()
     store = Store(tmp_path / "g.db")
     assert store.tombstone_version("u-gone") == 0 and store.tombstone_version(r.uid) == 0

@@ -237,3 +237,83 @@ def test_enrollment_photos_are_not_kept_unless_configured(app):
     files = app.store.remove_resident(r.id)
     app.recorder.delete_files(files)
     assert not kept[0].exists()
+
+
+def _watch(app, name, *photos, reason=""):
+    """A watchlist entry straight into the store, as a centre push or an older store has it
+    (bypassing the CLI's refusal of a face already listed)."""
+    analyzer = app.analyzer(app.cfg.enrollment.quality, 0.8, 640, liveness=False, liveness_threshold=0.0)
+    from gatectl.enroll import extract_template
+
+    templates = [extract_template(analyzer, Sample(p, read_image(FACES / p))) for p in photos]
+    return app.store.add_watch(name, reason, None, templates, app.embedder.model_id)
+
+
+def test_two_watchlist_entries_of_one_person_still_alert(app, relay):
+    """Issue 13: two entries for one face made the margin rule say 'ambiguous match', no alert."""
+    _watch(app, "A (1)", "alex_lacamoire_01.jpg")
+    _watch(app, "A (2)", "alex_lacamoire_02.jpg")
+    enroll(app, "Obama", "obama_01.jpg")
+    app.directory.refresh()
+    gate = app.face_gate(app.cfg.gates[0])
+    [d] = pass_photo(gate, FACES / "alex_lacamoire_03.png")
+    assert (d.decision, d.event.kind) == ("alert", "alert") and d.resident in ("A (1)", "A (2)")
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")  # another identity is still told apart
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    assert [p.channel for p in relay.history] == [0]
+
+
+@pytest.mark.parametrize("watch_photo", ["alex_lacamoire_01.jpg", "alex_lacamoire_02.jpg"])
+def test_a_resident_watchlisted_by_photo_alerts_instead_of_being_granted(app, relay, watch_photo):
+    """Issue 13: the watchlist hit must win over a resident match of the same face, whichever of
+    the two scores higher on the probe."""
+    enroll(app, "Alex", "alex_lacamoire_01.jpg")
+    _watch(app, "Alex (police)", watch_photo, reason="notice 7")
+    app.directory.refresh()
+    gate = app.face_gate(app.cfg.gates[0])
+    [d] = pass_photo(gate, FACES / "alex_lacamoire_03.png")
+    assert (d.decision, d.reason, d.resident) == ("alert", "watchlist #1: notice 7", "Alex (police)")
+    assert relay.history == []
+
+
+def test_watchlist_add_refuses_a_face_already_listed(app):
+    Enroller(app).add_watch("A (1)", "", [Sample("alex_lacamoire_01.jpg", read_image(FACES / "alex_lacamoire_01.jpg"))])
+    with pytest.raises(EnrollmentError, match=r"already on the watchlist as entry #1"):
+        Enroller(app).add_watch("A (2)", "", [Sample("a2", read_image(FACES / "alex_lacamoire_02.jpg"))])
+    assert len(app.store.watch_entries()) == 1
+    Enroller(app).add_watch("Lin", "", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
+    assert len(app.store.watch_entries()) == 2
+
+
+def test_the_match_threshold_rises_with_the_gallery(app, relay):
+    """A resident scoring 0.58 is let in among a few people, but not among 10,000: there the
+    stranger target (thresholds.stranger_far) needs a higher score (decision.size_aware_threshold)."""
+    import numpy as np
+
+    from gatectl.vision.gallery import Gallery
+
+    enroll(app, "Biden", "biden_01.jpg")
+    enroll(app, "Obama", "obama_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    small = gate.match_threshold()
+    [d] = pass_photo(gate, FACES / "biden_02.jpg")
+    assert (d.decision, d.resident) == ("granted", "Biden") and small < d.score < 0.62
+    rng = np.random.default_rng(0)
+    big = Gallery(app.embedder.dim)  # 10,000 people who look like no one (random directions)
+    big.replace_all([*app.store.iter_templates(app.embedder.model_id),
+                     *((("resident", 10**6 + i), v) for i, v in enumerate(rng.standard_normal((9_998, app.embedder.dim))))])
+    app.directory.gallery = big
+    assert gate.match_threshold() > 0.62 > small
+    [d] = pass_photo(gate, FACES / "biden_02.jpg")
+    assert (d.decision, d.reason) == ("denied", "unknown face")
+    [d] = pass_photo(gate, FACES / "obama_02.jpg")  # 0.72: still recognised at 10,000
+    assert (d.decision, d.resident) == ("granted", "Obama")
+    assert len(relay.history) == 2
+
+
+def test_enrollment_keeps_at_most_the_configured_templates(app):
+    r = enroll(app, "Obama", "obama_01.jpg", "obama_02.jpg", "obama_03.jpg")
+    assert app.store.template_count(("resident", r.id)) == 3
+    app.cfg.enrollment.keep_templates = 2
+    r = enroll(app, "Alex", "alex_lacamoire_01.jpg", "alex_lacamoire_02.jpg", "alex_lacamoire_03.png")
+    assert app.store.template_count(("resident", r.id)) == 2

@@ -79,3 +79,37 @@ def test_replace_all_groups_interleaved_owners():
     m = g.match(np.array([0.0, 1.0], np.float32))
     assert m.owner == ("resident", 2) and np.isclose(m.runner_up, 0.6)
     assert g.owner_count == 2 and len(g) == 3
+
+
+def test_linked_owners_are_one_identity_for_the_margin():
+    """Issue 13: the same face under two entries is one identity, not two close people."""
+    g = Gallery(2)
+    g.replace_all([(("watchlist", 1), np.array([1.0, 0.0])), (("watchlist", 2), np.array([0.98, 0.2])),
+                   (("resident", 3), np.array([0.0, 1.0]))])
+    q = np.array([1.0, 0.05], np.float32) / np.hypot(1.0, 0.05)
+    assert g.match(q).margin < 0.1  # unlinked: entry 2 is the runner-up
+    g.link([[("watchlist", 1), ("watchlist", 2)]])
+    m = g.match(q)
+    assert m.owner == ("watchlist", 1) and np.isclose(m.runner_up, q[1], atol=1e-6)
+    assert [o for o, _ in m.linked] == [("watchlist", 2)] and m.linked[0][1] > 0.9
+    g.add(("resident", 4), np.array([[-1.0, 0.0]]))  # links survive copy-on-write updates
+    assert g.match(q).linked and g.identities() == [[("watchlist", 1), ("watchlist", 2)]]
+    g.remove(("resident", 3))
+    m = g.match(q)
+    assert m.linked and np.isclose(m.runner_up, -q[0], atol=1e-6)
+
+
+def test_same_face_groups_link_watchlist_entries_but_never_two_residents():
+    from gatectl.identities import same_face_groups
+
+    g = Gallery(3)
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    between = (a + b) / np.linalg.norm(a + b)  # resembles both residents (0.71 each)
+    g.replace_all([(("resident", 1), a), (("resident", 2), b), (("watchlist", 7), a * 0.9 + 0.1 * b),
+                   (("watchlist", 8), between), (("watchlist", 9), np.array([0.0, 0.0, 1.0]))])
+    groups = sorted(sorted(x) for x in same_face_groups(g, 0.6))
+    assert len(groups) == 1 and ("watchlist", 9) not in groups[0]
+    members = set(groups[0])
+    assert {("resident", 1), ("watchlist", 7)} <= members
+    assert not {("resident", 1), ("resident", 2)} <= members
+    assert g.owners_above(a.astype(np.float32), 0.6)[0] == (("resident", 1), 1.0)

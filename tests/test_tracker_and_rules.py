@@ -73,3 +73,52 @@ def test_watchlist_beats_everything_and_checks_are_pluggable():
     assert (v.decision, v.reason) == ("denied", "curfew")
     v = decide_resident(resident(status="suspended"), None, [AccountActive(), NightCurfew()], 12 * 3600, 15)
     assert (v.decision, v.reason) == ("denied", "account suspended")
+
+
+def test_fused_confirmation_needs_enough_live_frames_and_spoofs_still_win():
+    from gatectl.pipelines.face_tracker import confirm, fuse
+
+    tr = FaceTracker(window=3)
+    [t] = tr.update([box(0, 0)], 0)
+    seen = []
+
+    def ident(vec):
+        seen.append(vec)
+        return Vote("match", ("resident", 1), float(vec[0]))
+
+    a, b = np.array([1.0, 0.0], np.float32), np.array([0.6, 0.8], np.float32)
+    t.votes.append(Vote("live"))
+    t.embeddings.append(a)
+    assert confirm(t, 2, "fused", ident) is None and not seen  # one live frame is not enough
+    t.votes.append(Vote("live"))
+    t.embeddings.append(b)
+    c = confirm(t, 2, "fused", ident)
+    assert c.kind == "match" and np.allclose(seen[-1], fuse([a, b])) and np.isclose(np.linalg.norm(seen[-1]), 1)
+    s = FaceTracker(window=3).update([box(0, 0)], 0)[0]
+    s.votes.extend([Vote("spoof", None, 0.2), Vote("spoof", None, 0.3)])
+    c = confirm(s, 2, "fused", ident)
+    assert c.kind == "spoof" and np.isclose(c.score, 0.25)
+
+
+def test_enrollment_keeps_the_best_templates_without_near_copies():
+    from gatectl.identities import select_templates
+
+    a, b, c = np.array([1.0, 0.0], np.float32), np.array([0.6, 0.8], np.float32), np.array([0.0, 1.0], np.float32)
+    near_a = np.array([0.999, 0.045], np.float32)
+    kept = select_templates([(a, 0.5), (near_a, 0.9), (b, 0.7), (c, 0.1)], keep=2)
+    assert [q for _, q in kept] == [0.9, 0.7]  # best first; a is a near-copy of near_a
+    assert [q for _, q in select_templates([(a, 0.5), (near_a, 0.9), (b, 0.7), (c, 0.1)], keep=5)] == [0.9, 0.7, 0.1]
+
+
+def test_threshold_rises_with_the_gallery_to_hold_the_stranger_rate():
+    import math
+
+    from gatectl.decision import size_aware_threshold
+
+    tail = (0.0, 0.12)
+    th = [size_aware_threshold(0.40, n, 0.001, tail) for n in (1, 100, 1_000, 10_000)]
+    assert th[0] == 0.40 and th == sorted(th) and th[-1] > 0.6
+    p = 0.5 * math.erfc((th[-1] - tail[0]) / (tail[1] * math.sqrt(2)))  # per-identity chance at 10k
+    assert math.isclose(1 - (1 - p) ** 10_000, 0.001, rel_tol=1e-3)
+    assert size_aware_threshold(0.40, 10_000, 0.0, tail) == 0.40  # switched off
+    assert size_aware_threshold(0.40, 10_000, 0.001, None) == 0.40  # no measured tail

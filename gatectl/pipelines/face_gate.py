@@ -22,10 +22,12 @@ from gatectl.decision import (
     Verdict,
     decide_resident,
     decide_watchlisted,
+    identify,
+    size_aware_threshold,
 )
 from gatectl.events import Event, EventRecorder
 from gatectl.identities import Directory
-from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote
+from gatectl.pipelines.face_tracker import FaceTracker, Track, Vote, confirm
 from gatectl.service.controls import Controls
 from gatectl.vision.face import FaceAnalyzer, FaceObservation
 from gatectl.vision.gallery import OwnerKey
@@ -69,6 +71,7 @@ class FaceGate:
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.liveness = TrackLiveness(cfg.confirm_window)
         self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
+        self._threshold: tuple[int, float] = (-1, cfg.thresholds.match)  # (identities, match threshold)
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
@@ -95,13 +98,23 @@ class FaceGate:
         if not self.analyzer.is_live(obs):
             return Vote("spoof", None, float(obs.p_real_track or obs.p_real or 0.0))
         assert obs.embedding is not None
-        m = self.directory.gallery.match(obs.embedding)
-        th = self.cfg.thresholds
-        if m.owner is None or m.score < th.match:
-            return Vote("unknown", None, max(m.score, 0.0))
-        if m.margin < th.margin:
-            return Vote("ambiguous", None, m.score)
-        return Vote("match", m.owner, m.score)
+        if self.cfg.fusion == "fused":  # matched once per decision, on the fused embedding
+            return Vote("live", None, float(obs.p_real or 1.0))
+        return self.identify(obs.embedding)
+
+    def match_threshold(self) -> float:
+        """``thresholds.match``, raised for the gallery's size (decision.size_aware_threshold)."""
+        n = self.directory.gallery.owner_count
+        if self._threshold[0] != n:
+            th = self.cfg.thresholds
+            self._threshold = (n, size_aware_threshold(th.match, n, th.stranger_far,
+                                                       self.analyzer.embedder.impostor_tail))
+        return self._threshold[1]
+
+    def identify(self, embedding: np.ndarray) -> Vote:
+        m = self.directory.gallery.match(embedding)
+        kind, owner = identify(m, self.match_threshold(), self.cfg.thresholds.margin)
+        return Vote(kind, owner, max(m.score, 0.0) if kind == "unknown" else m.score)
 
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
@@ -117,6 +130,8 @@ class FaceGate:
             v = self.vote(obs)
             if v is not None:
                 track.votes.append(v)
+                if obs.embedding is not None and v.kind != "spoof":
+                    track.embeddings.append(obs.embedding)
             d = self._decide(track, image, t)
             if d is not None:
                 decisions.append(d)
@@ -128,7 +143,7 @@ class FaceGate:
         # (too close, or its first frames doubtful) may still pass on the track's fused p(real)
         if track.outcome not in (None, "unknown", "spoof", "too_close"):
             return None
-        c = track.confirmed(self.cfg.confirm_frames)
+        c = confirm(track, self.cfg.confirm_frames, self.cfg.fusion, self.identify)
         if c is None:
             return None
         if c.kind in ("unknown", "ambiguous"):

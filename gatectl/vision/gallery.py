@@ -1,7 +1,10 @@
 """In-memory 1:N face matcher: one normalised float32 matrix, one matrix-vector product per face.
 
 Templates are kept grouped by owner (a resident or a watchlist entry), so "best score of anyone
-else" is one masked max over the same score vector. The matrix is replaced copy-on-write and
+else" is one masked max over the same score vector. Owners that are the same person (a resident
+who is also on the watchlist by photo, two watchlist entries of one face) can be linked into one
+*identity*: the runner-up is then the best score of another identity, never of the same face
+under another entry. The matrix is replaced copy-on-write and
 published by a single reference assignment: the frame loop reads whichever snapshot is current
 and is never blocked by an enrollment, a removal or a full reload.
 """
@@ -42,7 +45,8 @@ def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 class Match:
     owner: OwnerKey | None
     score: float  # best cosine similarity (-1 if the gallery is empty)
-    runner_up: float  # best score of any other owner (-1 if none)
+    runner_up: float  # best score of any other identity (-1 if none)
+    linked: tuple[tuple[OwnerKey, float], ...] = ()  # the best identity's other owners, their best score
 
     @property
     def margin(self) -> float:
@@ -56,11 +60,19 @@ class _Snapshot:
     starts: np.ndarray  # row range of each owner: [starts[k], ends[k])
     ends: np.ndarray
     row_owner: np.ndarray  # (N,) index into owners
+    links: dict[int, tuple[int, ...]]  # owner index -> the other owners of its identity
 
 
-def _build(owners: list[OwnerKey], counts: np.ndarray, matrix: np.ndarray) -> _Snapshot:
+def _build(owners: list[OwnerKey], counts: np.ndarray, matrix: np.ndarray,
+           identities: list[list[OwnerKey]] | None = None) -> _Snapshot:
     ends = np.cumsum(counts)
-    return _Snapshot(matrix, owners, ends - counts, ends, np.repeat(np.arange(len(owners)), counts))
+    index = {o: k for k, o in enumerate(owners)}
+    links: dict[int, tuple[int, ...]] = {}
+    for group in identities or []:
+        members = [index[o] for o in group if o in index]
+        for k in members if len(members) > 1 else ():
+            links[k] = tuple(m for m in members if m != k)
+    return _Snapshot(matrix, owners, ends - counts, ends, np.repeat(np.arange(len(owners)), counts), links)
 
 
 class Gallery:
@@ -104,11 +116,47 @@ class Gallery:
         counts = np.bincount(owner_of_row, minlength=len(index))
         self._snap = _build(list(index), counts, self._normalise(np.ascontiguousarray(matrix)))
 
+    def owners(self) -> list[OwnerKey]:
+        return list(self._snap.owners)
+
+    def identities(self) -> list[list[OwnerKey]]:
+        """The linked groups (owners of one person), as ``link`` was given them."""
+        s = self._snap
+        return [[s.owners[k], *(s.owners[m] for m in ms)] for k, ms in s.links.items() if k < min(ms)]
+
+    def link(self, identities: list[list[OwnerKey]]) -> None:
+        """Declare groups of owners that are one person (copy-on-write, replaces earlier links)."""
+        s = self._snap
+        counts = s.ends - s.starts
+        self._snap = _build(s.owners, counts, s.matrix, identities)
+
     def _rebuild(self, groups: dict[OwnerKey, np.ndarray]) -> None:
         owners = list(groups)
         counts = np.array([len(groups[o]) for o in owners], np.int64)
         matrix = np.concatenate([groups[o] for o in owners]) if owners else np.zeros((0, self.dim), np.float32)
-        self._snap = _build(owners, counts, np.ascontiguousarray(matrix))
+        self._snap = _build(owners, counts, np.ascontiguousarray(matrix), self.identities())
+
+    def vectors(self, owner: OwnerKey) -> np.ndarray:
+        """The (normalised) templates of one owner; empty if it has none."""
+        s = self._snap
+        for k, o in enumerate(s.owners):
+            if o == owner:
+                return s.matrix[s.starts[k]:s.ends[k]]
+        return np.zeros((0, self.dim), np.float32)
+
+    def owners_above(self, query: np.ndarray, threshold: float) -> list[tuple[OwnerKey, float]]:
+        """Every owner with a template scoring >= ``threshold``, best first, with its best score:
+        the duplicate checks ask this (is this face already here, under which entries)."""
+        s = self._snap
+        if len(s.matrix) == 0:
+            return []
+        scores = _scores(s.matrix, query)
+        rows = np.flatnonzero(scores >= threshold)
+        best: dict[int, float] = {}
+        for r in rows:
+            k = int(s.row_owner[r])
+            best[k] = max(best.get(k, -1.0), float(scores[r]))
+        return sorted(((s.owners[k], v) for k, v in best.items()), key=lambda kv: -kv[1])
 
     def _groups(self) -> dict[OwnerKey, np.ndarray]:
         s = self._snap
@@ -127,7 +175,8 @@ class Gallery:
             self._rebuild(groups)
 
     def match(self, query: np.ndarray) -> Match:
-        """Best owner for an L2-normalised query, and the best score of anyone else."""
+        """Best owner for an L2-normalised query, the best score of any other identity, and the
+        scores of the owners linked to the best one (the same person under another entry)."""
         snap = self._snap
         if len(snap.matrix) == 0:
             return Match(None, -1.0, -1.0)
@@ -136,5 +185,10 @@ class Gallery:
         best = float(scores[i])
         k = int(snap.row_owner[i])
         scores[snap.starts[k]:snap.ends[k]] = -np.inf
-        runner = float(scores.max()) if len(snap.owners) > 1 else -1.0
-        return Match(snap.owners[k], best, runner)
+        linked = []
+        for m in snap.links.get(k, ()):
+            if snap.ends[m] > snap.starts[m]:
+                linked.append((snap.owners[m], float(scores[snap.starts[m]:snap.ends[m]].max())))
+                scores[snap.starts[m]:snap.ends[m]] = -np.inf
+        runner = float(scores.max()) if len(snap.owners) > 1 + len(linked) else -1.0
+        return Match(snap.owners[k], best, runner, tuple(linked))

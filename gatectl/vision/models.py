@@ -33,6 +33,9 @@ class ModelSpec:
     task: str
     licence: str
     default: bool
+    # embedders: (mean, sigma) of the normal fitted to the upper tail of per-identity stranger
+    # scores on the dev set (scripts/eval_face.py prints it); sets the gallery-size-aware threshold
+    impostor_tail: tuple[float, float] | None = None
 
 
 def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
@@ -43,7 +46,12 @@ def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
         raise ModelError(f"{path}: model registry not found (models.dir points at the wrong folder?)") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"{path}: unreadable model registry ({exc})") from None
-    return {name: ModelSpec(name=name, **fields) for name, fields in data.items()}
+    try:
+        return {name: ModelSpec(name=name, **{k: tuple(v) if k == "impostor_tail" else v
+                                              for k, v in fields.items()})
+                for name, fields in data.items()}
+    except TypeError as exc:
+        raise ModelError(f"{path}: bad model entry ({exc})") from None
 
 
 @lru_cache(maxsize=None)
