@@ -407,15 +407,16 @@ def cmd_sync(args, app_factory) -> int:
 
 
 def cmd_central(args, app_factory) -> int:
+    """Everything after `central` is the reference tool's own command line (with its --help)."""
     from gatectl.sync.central import main as central_main
 
     return central_main(args.central_args)
 
 
 def cmd_board_sim(args, app_factory) -> int:
-    from gatectl.hw.board_sim import main as sim_main
+    from gatectl.hw.board_sim import serve
 
-    return sim_main(args.sim_args)
+    return serve(args)
 
 
 def cmd_run(args, app_factory) -> int:
@@ -658,9 +659,10 @@ def build_parser() -> Parser:
     sy.add_argument("action", choices=["status", "resync"])
     sy.set_defaults(func=cmd_sync)
 
+    # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
+    # (argparse.REMAINDER after a subcommand refuses options such as --help)
     ce = sub.add_parser("central", help="reference central-side tool (watch a site, enroll, signed commands)",
                         add_help=False)
-    ce.add_argument("central_args", nargs=argparse.REMAINDER)
     ce.set_defaults(func=cmd_central)
 
     rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
@@ -670,9 +672,11 @@ def build_parser() -> Parser:
     rl.add_argument("--timeout", type=float, default=5.0, help="wait this long for the board")
     rl.set_defaults(func=cmd_relay)
 
+    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+
     bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
-                        add_help=False)
-    bs.add_argument("sim_args", nargs=argparse.REMAINDER)
+                        epilog=CONSOLE_HELP)
+    add_arguments(bs)
     bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
@@ -691,7 +695,11 @@ def main(argv: list[str] | None = None) -> int:
     from gatectl.service.systemd import setup_logging
 
     try:
-        args = build_parser().parse_args(argv)
+        args, rest = build_parser().parse_known_args(argv)
+        if args.command == "central":
+            args.central_args = rest
+        elif rest:
+            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {' '.join(rest)}")
         cfg = load_config(args.config) if args.config else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
