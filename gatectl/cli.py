@@ -25,7 +25,8 @@ from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.events import free_disk_mb
 from gatectl.hw.relay import BoardError
 from gatectl.media import MediaError, iter_media, read_image
-from gatectl.paths import default_data_dir, sample_dir
+from gatectl.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
+                           system_state_dir)
 from gatectl.store import StoreError
 from gatectl.vision.models import ModelError
 
@@ -99,6 +100,42 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
         return samples
     finally:
         grabber.stop()
+
+
+def check_ownership(app: App) -> None:
+    """Refuse to work in a state folder that belongs to another user (the service's, when run
+    with sudo): the SQLite WAL/shm files and snapshots created now would belong to us, and the
+    service could no longer open its own store."""
+    for folder in dict.fromkeys((app.data_dir, app.store_path.parent, app.snapshot_dir)):
+        owner = foreign_owner(folder)
+        if owner is not None:
+            user = owner.split(" ")[0]
+            raise UsageError(f"{folder} belongs to {owner}: files created there now would lock that user "
+                             f"(the service) out; run as it: sudo -u {user} gatectl ...")
+
+
+def scratch_config(cfg: Config) -> Config:
+    """The same config with its store and snapshots relative to a scratch folder, sync off."""
+    storage = cfg.storage.model_copy(update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"),
+                                             "state_dir": None})
+    return cfg.model_copy(update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})})
+
+
+def scratch_store(app: App, folder: Path) -> Path:
+    """Copy the service's store into ``folder`` (read-only on the original, a consistent
+    snapshot even while the daemon writes) and return the folder; an absent store is empty."""
+    import sqlite3
+
+    src = app.store_path
+    folder.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        return folder
+    try:
+        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(folder / "gatectl.db") as d:
+            s.backup(d)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{src}: cannot copy the store for replay ({exc})") from None
+    return folder
 
 
 def one_resident(app: App, key: str):
@@ -426,7 +463,7 @@ def cmd_run(args, app_factory) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runner = Runner(app, stop, Path(args.config) if args.config else None)
+    runner = Runner(app, stop, args.config_path)
     try:
         runner.run()
     finally:
@@ -446,15 +483,18 @@ def replay_gate(cfg: Config, name: str | None):
 
 
 def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
-               frame: Callable) -> None:
+               frame: Callable) -> int:
     """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
-    unreadable inputs are reported on stderr and skipped."""
+    unreadable inputs are reported on stderr and skipped. Returns 1 if there was one (the exit
+    code: a script replaying a folder must notice a file that was never looked at), else 0."""
     current: str | None = None
+    failed = 0
     for item in iter_media(paths, still_frames=still_frames):
         if isinstance(item, MediaError):
             if current is not None:
                 end()
             current = None
+            failed = 1
             print(f"gatectl: {item}", file=sys.stderr)
             continue
         if item.source != current or item.index == 0:
@@ -465,6 +505,7 @@ def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None]
         frame(item)
     if current is not None:
         end()
+    return failed
 
 
 def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
@@ -493,8 +534,7 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
         state["t"] = item.t
         out(item.index, lane.process(item.image, item.t))
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
@@ -523,8 +563,7 @@ def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_fra
             if state["best"] is None or det.score > state["best"].score:
                 state["best"] = det
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
@@ -561,12 +600,19 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
         if poor and len(poor) == len(observed):
             state["problem"] = poor[0]
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def cmd_replay(args, app_factory) -> int:
-    app = app_factory(simulated=True)
+    """On a scratch copy of the store unless --store: a replay's events, snapshots and "last
+    seen" must not enter the real audit trail nor restart anyone's 15-day inactivity clock."""
+    if args.store:
+        return _replay_cmd(args, app_factory(simulated=True))
+    with tempfile.TemporaryDirectory(prefix="gatectl-replay-") as scratch:
+        return _replay_cmd(args, app_factory(simulated=True, scratch=Path(scratch)))
+
+
+def _replay_cmd(args, app: App) -> int:
 
     def emit(d: dict) -> None:
         if args.json:
@@ -576,7 +622,10 @@ def cmd_replay(args, app_factory) -> int:
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
             print(f"{Path(d['source']).name}: {d['decision']} {who} ({d['reason']}) score {score}", flush=True)
 
-    return replay(app, args.paths, args.gate, emit)
+    try:
+        return replay(app, args.paths, args.gate, emit)
+    finally:
+        app.close()
 
 
 def cmd_demo(args, app_factory) -> int:
@@ -590,8 +639,11 @@ def cmd_demo(args, app_factory) -> int:
 
 def build_parser() -> Parser:
     p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
-    p.add_argument("--config", metavar="FILE", help="device TOML; default: built-in one-gate defaults")
-    p.add_argument("--data", metavar="DIR", help=f"state folder (store, snapshots); default {default_data_dir()}")
+    p.add_argument("--config", metavar="FILE", help="device TOML; default $GATECTL_CONFIG, else the service's "
+                   f"{system_config_path()}, else built-in one-gate defaults")
+    p.add_argument("--data", metavar="DIR", help="state folder (store, snapshots); default the config's "
+                   f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
+                   f"{default_data_dir()[0]}")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -683,6 +735,8 @@ def build_parser() -> Parser:
     rp.add_argument("paths", nargs="+", metavar="PATH")
     rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
     rp.add_argument("--json", action="store_true", help="one JSON object per decision")
+    rp.add_argument("--store", action="store_true",
+                    help="record into the real store (events, snapshots, last seen); default a scratch copy")
     rp.set_defaults(func=cmd_replay)
 
     dm = sub.add_parser("demo", help="enroll sample residents in a scratch store and replay samples")
@@ -700,14 +754,32 @@ def main(argv: list[str] | None = None) -> int:
             args.central_args = rest
         elif rest:
             raise UsageError(f"gatectl {args.command}: unrecognized arguments: {' '.join(rest)}")
-        cfg = load_config(args.config) if args.config else default_config()
+        config_path, config_origin = find_config(args.config)
+        args.config_path = config_path
+        # these never act on the service's config or state, so a broken one must not stop them
+        own = args.command in ("board-sim", "central", "config", "demo")
+        cfg = load_config(config_path) if config_path and not own else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
         setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
-        data = Path(args.data) if args.data else default_data_dir()
+        service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
+        data, data_origin = ((Path(args.data), "--data") if args.data
+                             else default_data_dir(cfg.storage.state_dir, service_config))
+        announced = False
 
-        def app_factory(simulated: bool = False) -> App:
-            return App(cfg, data, boards=simulated_boards(cfg) if simulated else None)
+        def app_factory(simulated: bool = False, scratch: Path | None = None) -> App:
+            """The App on the service's state; ``scratch``: on a copy of its store there."""
+            nonlocal announced
+            if not announced and (data_origin != "--data" or service_config):
+                announced = True  # what was picked for the technician, said once on stderr
+                print(f"gatectl: config {config_path or '-'} ({config_origin}); state {data} ({data_origin})",
+                      file=sys.stderr)
+            boards = simulated_boards(cfg) if simulated else None
+            app = App(cfg, data, boards=boards)
+            check_ownership(app)
+            if scratch is None:
+                return app
+            return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards)
 
         return args.func(args, app_factory)
     except UsageError as exc:

@@ -295,6 +295,9 @@ GateConfig = Annotated[Union[FaceGateConfig, PlateGateConfig, EbikeGateConfig], 
 
 
 class StorageConfig(Strict):
+    state_dir: Path | None = Field(
+        None, description="Absolute state folder of the service and the CLI (else $STATE_DIRECTORY, then "
+                          "/var/lib/gatectl); the relative paths below are inside it.")
     database: Path = Path("gatectl.db")
     snapshots: Path = Path("snapshots")
     retention_days: float = Field(30, gt=0)

@@ -4,6 +4,7 @@ lists. Real store, real models, real pty board."""
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import threading
 
 from gatectl.config import BoardConfig
 from gatectl.hw.serial_board import SerialBoard
-from tests.conftest import REPO, run_cli, wait_for
+from tests.conftest import FACES, REPO, run_cli, wait_for
 
 
 def ok(r):
@@ -94,3 +95,87 @@ def test_board_sim_console_drives_inputs_over_real_modbus(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- the CLI finds the service's config and state ------------------------------------------
+
+def cli_env(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The CLI with no --config / --data, as a technician types it on an installed device."""
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k not in ("GATECTL_CONFIG", "STATE_DIRECTORY")}
+    return subprocess.run([sys.executable, "-m", "gatectl", *args], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env={**full, **env})
+
+
+def test_cli_uses_the_service_config_and_state(tmp_path):
+    root = tmp_path / "root"
+    etc = root / "etc" / "gatectl"
+    etc.mkdir(parents=True)
+    (etc / "gatectl.toml").write_text('[device]\nid = "lobby-1"\n')
+    env = {"GATECTL_ROOT": str(root), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    state = root / "var" / "lib" / "gatectl"
+    r = cli_env("enroll", "--name", "Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"), env=env)
+    ok(r)
+    assert r.stderr.strip() == (f"gatectl: config {etc / 'gatectl.toml'} (the service's config); "
+                                f"state {state} (the service's state folder)")
+    assert (state / "gatectl.db").is_file() and not (tmp_path / "xdg").exists()
+    listing = ok(cli_env("residents", "list", env=env))
+    assert listing.splitlines()[1].split()[:2] == ["1", "Obama"]
+    # $GATECTL_CONFIG wins over /etc; the config's storage.state_dir over /var/lib
+    other = tmp_path / "other"
+    cfg = tmp_path / "other.toml"
+    cfg.write_text(f'[storage]\nstate_dir = "{other}"\n')
+    r = cli_env("residents", "list", env={**env, "GATECTL_CONFIG": str(cfg)})
+    assert ok(r).count("\n") == 1 and f"state {other} (storage.state_dir)" in r.stderr
+    assert (other / "gatectl.db").is_file()
+
+
+def test_cli_refuses_to_create_files_in_another_users_state(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to give the folder to another user")
+    state = tmp_path / "root" / "var" / "lib" / "gatectl"
+    state.mkdir(parents=True)  # the service's StateDirectory: found without any config
+    r = cli_env("enroll", "--name", "Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"),
+                env={"GATECTL_ROOT": str(tmp_path / "root")})
+    ok(r)
+    for p in [state, *state.iterdir()]:
+        os.chown(p, 65534, 65534)  # the service's user
+    (state / "gatectl.db-wal").unlink(missing_ok=True)
+    (state / "gatectl.db-shm").unlink(missing_ok=True)
+    before = sorted(p.name for p in state.iterdir())
+    for args in (["residents", "list"], ["enroll", "--name", "Kit", "--unit", "2", "--photo",
+                                         str(FACES / "kit_harington_01.jpeg")]):
+        r = cli_env(*args, env={"GATECTL_ROOT": str(tmp_path / "root")})
+        assert r.returncode == 2, r
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"gatectl: {state} belongs to ") and "sudo -u" in last, r.stderr
+    assert sorted(p.name for p in state.iterdir()) == before  # no root-owned WAL or shm file
+    assert all(p.stat().st_uid == 65534 for p in state.iterdir())
+
+
+# --- replay leaves the real store alone -----------------------------------------------------
+
+def test_replay_uses_a_scratch_store_and_fails_on_unreadable_input(tmp_path):
+    d = tmp_path / "state"
+    ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--photo", str(FACES / "obama_01.jpg"), data=d))
+    db_before = (d / "gatectl.db").stat().st_size
+    r = run_cli("replay", "--json", str(FACES / "obama_02.jpg"), str(tmp_path / "missing.jpg"), data=d)
+    assert r.returncode == 1, r
+    [granted] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert (granted["decision"], granted["resident"]) == ("granted", "Obama")
+    assert r.stderr.strip() == f"gatectl: {tmp_path / 'missing.jpg'}: no such file or folder"
+    assert ok(run_cli("events", "list", "--json", data=d)) == ""
+    assert "last seen    -" in ok(run_cli("residents", "show", "1", data=d))
+    assert not (d / "snapshots").exists() or not any((d / "snapshots").rglob("*.jpg"))
+    assert (d / "gatectl.db").stat().st_size == db_before
+    # asked for: into the real store, exit 0 when every input was read
+    r = run_cli("replay", "--store", "--json", str(FACES / "obama_02.jpg"), data=d)
+    [granted] = [json.loads(line) for line in ok(r).splitlines()]
+    assert [json.loads(line)["id"] for line in ok(run_cli("events", "list", "--json", data=d)).splitlines()] \
+        == [granted["event"]]
+    assert "last seen    -" not in ok(run_cli("residents", "show", "1", data=d))
