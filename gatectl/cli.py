@@ -150,7 +150,11 @@ def one_resident(app: App, key: str):
 # --- commands --------------------------------------------------------------------------------
 
 def cmd_config_check(args, app_factory) -> int:
+    """Everything `run` would refuse on before touching the hardware, files included."""
     cfg = load_config(args.file)
+    problems = cfg.startup_problems()
+    if problems:
+        raise ConfigError([f"{args.file}: {line}" for line in problems])
     gates = ", ".join(f"{g.name} ({g.kind})" for g in cfg.gates) or "none"
     print(f"{args.file}: OK - device {cfg.device.id} at {cfg.device.site}; "
           f"{len(cfg.cameras)} camera(s), {len(cfg.doors)} door(s), gates: {gates}")
@@ -310,6 +314,14 @@ def cmd_doctor(args, app_factory) -> int:
         problems += not ok
         print(f"[{'ok' if ok else 'FAIL'}] {what}")
 
+    for line in app.cfg.startup_problems():  # what `run` refuses on, as `config check` says it
+        report(False, line)
+    if app.cfg.sync.enabled and not app.cfg.sync.missing_files():
+        try:  # built as `run` builds it: keys, password file and certificates loaded
+            app.sync_client(lambda: {}, lambda: "")
+            report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
+        except USER_ERRORS as exc:
+            report(False, str(exc))
     for spec, err in app.models.check_all():
         report(err is None, err or f"model {spec.name}: {spec.file} verified ({spec.licence})")
     for gate in app.cfg.gates:
@@ -460,6 +472,9 @@ def cmd_run(args, app_factory) -> int:
     from gatectl.service.runner import Runner
 
     app = app_factory()
+    problems = app.cfg.startup_problems()
+    if problems:
+        raise ConfigError(problems)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

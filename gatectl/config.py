@@ -7,6 +7,7 @@ reported as one line naming its key path (``gates[0].camera: unknown camera 'lob
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -390,6 +391,13 @@ class SyncConfig(Strict):
                 raise ValueError(f"key '{kid}': {exc}") from None
         return keys
 
+    def missing_files(self) -> list[str]:
+        """The broker password and TLS files that are absent or unreadable, one line each."""
+        named = [("sync.password_file", self.password_file)]
+        if self.tls is not None:
+            named += [(f"sync.tls.{k}", getattr(self.tls, k)) for k in ("ca", "cert", "key")]
+        return [line for key, path in named if path is not None and (line := _file_problem(key, path, file=True))]
+
     @model_validator(mode="after")
     def _password_needs_user(self) -> SyncConfig:
         if self.password_file is not None and not self.username:
@@ -425,6 +433,23 @@ class Config(Strict):
 
     def board(self, name: str) -> BoardConfig:
         return next(b for b in self.boards if b.name == name)
+
+    def startup_problems(self) -> list[str]:
+        """What makes `gatectl run` refuse to start beyond the schema: nothing to run, or a file
+        the config names that is missing or unreadable. The one list `config check`, `doctor`
+        and `run` all use (and the sync client, for its files), so they cannot disagree."""
+        problems = [] if self.gates else ["gates: no gate configured: `gatectl run` would watch nothing"]
+        m = self.models
+        if m.dir is not None:
+            problems += filter(None, [_file_problem("models.dir", m.dir, file=False)])
+        if m.embedding_backend == "insightface" and m.insightface_pack is not None:
+            problems += filter(None, [_file_problem("models.insightface_pack", m.insightface_pack, file=False)])
+        for i, g in enumerate(self.gates):
+            if isinstance(g, EbikeGateConfig) and g.detector.file is not None:
+                problems += filter(None, [_file_problem(f"gates[{i}].detector.file", g.detector.file, file=True)])
+        if self.sync.enabled:
+            problems += self.sync.missing_files()
+        return problems
 
     def cross_check(self) -> list[str]:
         """References between sections, reported with the key path of the referring field."""
@@ -487,6 +512,17 @@ class Config(Strict):
             if isinstance(g, EbikeGateConfig) and g.elevator not in {e.name for e in self.elevators}:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
         return errors
+
+
+def _file_problem(key: str, path: Path, file: bool) -> str | None:
+    """``key: file not found: path`` (or folder / unreadable), None when ``path`` is usable."""
+    p = Path(path)
+    what = "file" if file else "folder"
+    if not (p.is_file() if file else p.is_dir()):
+        return f"{key}: {what} not found: {p}"
+    if not os.access(p, os.R_OK | (0 if file else os.X_OK)):
+        return f"{key}: cannot read {what} {p} (permission denied)"
+    return None
 
 
 def default_config() -> Config:
@@ -553,4 +589,6 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError([f"{p}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: TOML syntax error: {exc}"]) from None
+    if not data:  # an empty or all-comment file is a mistake (wrong path, truncated copy), not defaults
+        raise ConfigError([f"{p}: empty config: nothing is set (start from config/lobby-face-gate.toml)"])
     return parse_config(data, str(p))

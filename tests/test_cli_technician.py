@@ -179,3 +179,58 @@ def test_replay_uses_a_scratch_store_and_fails_on_unreadable_input(tmp_path):
     assert [json.loads(line)["id"] for line in ok(run_cli("events", "list", "--json", data=d)).splitlines()] \
         == [granted["event"]]
     assert "last seen    -" not in ok(run_cli("residents", "show", "1", data=d))
+
+
+# --- config check, doctor and run agree -----------------------------------------------------
+
+def test_config_check_doctor_and_run_refuse_the_same_missing_files(tmp_path):
+    cfg = tmp_path / "gatectl.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "c"
+source = "{tmp_path / 'frames'}/"
+[[outputs]]
+name = "door"
+[[doors]]
+name = "door"
+output = "door"
+[[gates]]
+kind = "face"
+name = "g"
+camera = "c"
+door = "door"
+[sync]
+enabled = true
+port = 1
+username = "dev"
+password_file = "{tmp_path / 'mqtt.pass'}"
+[sync.tls]
+ca = "{tmp_path / 'ca.pem'}"
+""")
+    want = [f"sync.password_file: file not found: {tmp_path / 'mqtt.pass'}",
+            f"sync.tls.ca: file not found: {tmp_path / 'ca.pem'}"]
+    r = run_cli("config", "check", str(cfg))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"gatectl: {cfg}: {w}" for w in want], r.stderr
+    r = run_cli("doctor", "--camera-timeout", "0.2", config=cfg, data=tmp_path / "s")
+    assert r.returncode == 1 and "all checks passed" not in r.stdout
+    assert [line for line in r.stdout.splitlines() if line.startswith("[FAIL] sync")] == [f"[FAIL] {w}" for w in want]
+    r = run_cli("run", config=cfg, data=tmp_path / "s")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"gatectl: {w}" for w in want], r.stderr
+    # with the files there, all three are past them
+    (tmp_path / "mqtt.pass").write_text("secret\n")
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    assert "sync" not in run_cli("config", "check", str(cfg)).stderr
+    r = run_cli("doctor", "--camera-timeout", "0.2", config=cfg, data=tmp_path / "s")
+    assert "[FAIL] sync.tls.ca: cannot load certificate/key" in r.stdout, r.stdout
+
+
+def test_empty_config_is_an_error(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    assert one_line_error(run_cli("config", "check", str(empty))) == \
+        f"gatectl: {empty}: empty config: nothing is set (start from config/lobby-face-gate.toml)"
+    assert "empty config" in one_line_error(run_cli("doctor", config=empty, data=tmp_path / "s"))
+    no_gates = tmp_path / "wiring.toml"
+    no_gates.write_text('[[outputs]]\nname = "door"\n')
+    assert one_line_error(run_cli("config", "check", str(no_gates))) == \
+        f"gatectl: {no_gates}: gates: no gate configured: `gatectl run` would watch nothing"
