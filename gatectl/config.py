@@ -191,6 +191,9 @@ class FaceQuality(Strict):
     min_sharpness: float = Field(25.0, ge=0, description="Laplacian variance of the aligned face.")
     max_yaw: float = Field(0.45, gt=0, le=1, description="Nose offset from the eye midline / eye distance.")
     max_roll_deg: float = Field(30.0, gt=0, le=90)
+    min_detail: float = Field(
+        0.0, ge=0, le=1.5, description="Fine over coarse detail of the aligned face (face_quality.detail_ratio); "
+                                       "refuses a face enlarged from a tiny one. 0 = off; real faces score >= 0.7.")
 
 
 class FaceGateConfig(Strict):
@@ -312,7 +315,7 @@ class StorageConfig(Strict):
 class EnrollmentConfig(Strict):
     """Enrollment is stricter than a gate: a poor template hurts every later pass."""
 
-    quality: FaceQuality = FaceQuality(min_face_px=80, min_sharpness=30.0, max_yaw=0.35)
+    quality: FaceQuality = FaceQuality(min_face_px=80, min_sharpness=30.0, max_yaw=0.35, min_detail=0.55)
     detect_threshold: float = Field(0.8, ge=0.3, le=1.0)
     liveness: bool = True
     liveness_threshold: float = Field(0.5, ge=0.0, le=1.0)

@@ -234,3 +234,115 @@ def test_empty_config_is_an_error(tmp_path):
     no_gates.write_text('[[outputs]]\nname = "door"\n')
     assert one_line_error(run_cli("config", "check", str(no_gates))) == \
         f"gatectl: {no_gates}: gates: no gate configured: `gatectl run` would watch nothing"
+
+
+# --- re-enrollment, rename, move, photos ----------------------------------------------------
+
+def test_reenroll_the_same_resident_and_update_them(tmp_path):
+    import sqlite3
+
+    d = tmp_path / "state"
+    ok(run_cli("enroll", "--name", "Barack", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"), data=d))
+    with sqlite3.connect(d / "gatectl.db") as db:  # enrolled 20 days ago, never seen since
+        db.execute("UPDATE residents SET created_at = created_at - 20 * 86400")
+    assert "re-enrollment required" in ok(run_cli("residents", "list", data=d))
+    line = one_line_error(run_cli("enroll", "--name", "Barack", "--unit", "1-1-101",
+                                  "--photo", str(FACES / "obama_02.jpg"), data=d))
+    assert "already belongs to resident #1 Barack (1-1-101)" in line and "enroll --resident 1" in line
+    out = ok(run_cli("enroll", "--resident", "1", "--photo", str(FACES / "obama_02.jpg"), data=d))
+    assert out.strip() == ("resident #1 Barack (1-1-101): 1 template(s) added, 2 in all; "
+                           "inactivity clock restarted")
+    assert ok(run_cli("residents", "list", data=d)).splitlines()[1].split()[3] == "active"
+    line = one_line_error(run_cli("enroll", "--resident", "1", "--photo", str(FACES / "biden_01.jpg"), data=d))
+    assert line.startswith("gatectl: biden_01.jpg: does not look like resident #1 Barack")
+    out = ok(run_cli("residents", "update", "1", "--name", "Barack H. Obama", "--unit", "2-1-101", data=d))
+    assert out.strip() == "resident #1 is now Barack H. Obama (2-1-101)"
+    out = ok(run_cli("residents", "update", "1", "--replace-photos", str(FACES / "obama_03.jpg"), data=d))
+    assert "templates replaced by 1 photo(s), 1 template(s) in all" in out
+    line = one_line_error(run_cli("residents", "update", "1", "--add-photo", str(FACES / "kit_harington_01.jpeg"),
+                                  data=d))
+    assert "does not look like resident #1" in line
+    [g] = [json.loads(x) for x in ok(run_cli("replay", "--json", str(FACES / "obama_02.jpg"), data=d)).splitlines()]
+    assert (g["decision"], g["resident"]) == ("granted", "Barack H. Obama")
+    assert one_line_error(run_cli("residents", "update", "1", data=d)).startswith("gatectl: residents update: give")
+
+
+# --- names, units and the quality gate ------------------------------------------------------
+
+def test_enroll_refuses_blank_or_unprintable_names_and_an_enlarged_tiny_face(tmp_path):
+    import cv2
+
+    d = tmp_path / "state"
+    photo = str(FACES / "obama_01.jpg")
+    cases = [(["--name", "  ", "--unit", "1"], "gatectl: --name: empty; give a real value"),
+             (["--name", "Eve", "--unit", ""], "gatectl: --unit: empty; give a real value"),
+             (["--name", "x" * 65, "--unit", "1"], "gatectl: --name: 65 characters, at most 64: "),
+             (["--name", "Eve\x1b[2J\nroot", "--unit", "1"],
+              "gatectl: --name: contains a control or non-printable character: Eve\\x1b[2J\\x0aroot")]
+    for args, want in cases:
+        line = one_line_error(run_cli("enroll", *args, "--photo", photo, data=d))
+        assert line.startswith(want), line
+    # a face shrunk to ~20 px and enlarged back: big, sharp enough for the Laplacian, no detail
+    img = cv2.imread(photo)
+    small = cv2.resize(img, None, fx=20 / 236, fy=20 / 236, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "enlarged.png"), cv2.resize(small, img.shape[1::-1], interpolation=cv2.INTER_CUBIC))
+    line = one_line_error(run_cli("enroll", "--name", "Eve", "--unit", "1", "--photo", str(tmp_path / "enlarged.png"),
+                                  data=d))
+    assert line.startswith("gatectl: enlarged.png: face enlarged or blurred, no fine detail"), line
+    assert ok(run_cli("residents", "list", "--json", data=d)) == ""  # nothing was enrolled
+
+
+# --- argument checks: relay pulse, visitor windows, conflicting lists ------------------------
+
+def test_relay_pulse_seconds_and_plate_windows_are_checked(tmp_path):
+    d = tmp_path / "state"
+    for bad in ("0", "-1", "nan", "inf"):
+        line = one_line_error(run_cli("relay", "pulse", "--output", "door", "--seconds", bad, data=d))
+        assert line == f"gatectl relay: argument --seconds: '{bad}' is not a number in 0.1..600 s", line
+    line = one_line_error(run_cli("plates", "add", "粤B12345", "--list", "visitor", "--from", "2099-01-02",
+                                  "--to", "2099-01-01", data=d))
+    assert line.startswith("gatectl: --to: 2099-01-01 00:00:00") and "is not after --from 2099-01-02" in line
+    line = one_line_error(run_cli("plates", "add", "粤B12345", "--list", "visitor", "--to", "2020-01-01", data=d))
+    assert "is already past" in line
+    assert ok(run_cli("plates", "list", "--json", data=d)) == ""
+    r = run_cli("plates", "add", "粤B12345", "--unit", "1-101", data=d)
+    assert ok(r).strip() == "粤B12345 on the resident list" and r.stderr == ""
+    r = run_cli("plates", "add", "粤B12345", "--list", "blacklist", "--note", "fees", data=d)
+    assert ok(r).strip() == "粤B12345 on the blacklist list"
+    assert r.stderr.startswith("gatectl: warning: 粤B12345 is also on the resident list: the blacklist wins")
+
+
+# --- lists: --json, filters, paging, zones --------------------------------------------------
+
+def test_lists_take_json_filters_and_say_what_was_left_out(tmp_path):
+    import re
+
+    d = tmp_path / "state"
+    for name, unit, photo in (("Barack Obama", "1-1-101", "obama_01.jpg"), ("Joe Biden", "1-2-202", "biden_01.jpg"),
+                              ("Kit Harington", "2-1-301", "kit_harington_01.jpeg")):
+        ok(run_cli("enroll", "--name", name, "--unit", unit, "--photo", str(FACES / photo), data=d))
+    ok(run_cli("residents", "suspend", "2", data=d))
+
+    def names(*args):
+        return [json.loads(x)["name"] for x in ok(run_cli("residents", "list", "--json", *args, data=d)).splitlines()]
+    assert names("--unit", "1") == ["Barack Obama", "Joe Biden"]
+    assert names("--unit", "1-1-101") == ["Barack Obama"]
+    assert names("--name", "HARING") == ["Kit Harington"]
+    assert names("--status", "suspended") == ["Joe Biden"]
+    r = run_cli("residents", "list", "--limit", "2", data=d)
+    assert len(ok(r).splitlines()) == 3 and r.stderr.strip() == "gatectl: 1 more not shown (--offset 2 for the next page)"
+    assert names("--offset", "2") == ["Kit Harington"]
+    rec = json.loads(ok(run_cli("residents", "list", "--json", "--limit", "1", data=d)))
+    assert set(rec) >= {"id", "uid", "name", "unit", "status", "created_at", "last_seen_at", "templates"}
+    enrolled = [x for x in ok(run_cli("residents", "show", "1", data=d)).splitlines() if x.startswith("enrolled")]
+    assert re.search(r"\d\d:\d\d:\d\d[+-]\d\d:\d\d$", enrolled[0]), enrolled  # says its zone
+    ok(run_cli("plates", "add", "粤B12345", "--resident", "1", "--unit", "1-1-101", data=d))
+    ok(run_cli("plates", "add", "沪AD12345", "--list", "blacklist", data=d))
+    plates = [json.loads(x) for x in ok(run_cli("plates", "list", "--json", "--list", "blacklist", data=d)).splitlines()]
+    assert [p["plate"] for p in plates] == ["沪AD12345"]
+    assert [json.loads(x)["plate"] for x in ok(run_cli("plates", "list", "--json", "--name", "obama",
+                                                       data=d)).splitlines()] == ["粤B12345"]
+    ok(run_cli("watchlist", "add", "--resident", "3", "--reason", "tailgating", data=d))
+    [w] = [json.loads(x) for x in ok(run_cli("watchlist", "list", "--json", "--name", "kit", data=d)).splitlines()]
+    assert (w["name"], w["reason"], w["resident_id"]) == ("Kit Harington", "tailgating", 3)
+    assert ok(run_cli("watchlist", "list", "--json", "--name", "nobody", data=d)) == ""
