@@ -26,9 +26,9 @@ from gatectl.enroll import NAME_MAX, REASON_MAX, UNIT_MAX, Enroller, EnrollmentE
 from gatectl.events import free_disk_mb
 from gatectl.hw.relay import BoardError
 from gatectl.media import MediaError, iter_media, read_image
-from gatectl.safe_text import shown
 from gatectl.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
                            system_state_dir)
+from gatectl.safe_text import shown
 from gatectl.store import StoreError
 from gatectl.vision.models import ModelError
 
@@ -118,7 +118,7 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
     try:
         cam = app.cfg.camera(camera)
     except StopIteration:
-        raise UsageError(f"--camera: unknown camera '{camera}'") from None
+        raise UsageError(f"--camera: unknown camera '{shown(camera, 40)}'") from None
     grabber = CameraGrabber(cam)
     grabber.start()
     try:
@@ -177,9 +177,9 @@ def scratch_store(app: App, folder: Path) -> Path:
 def one_resident(app: App, key: str):
     found = app.store.find_residents(key)
     if not found:
-        raise UsageError(f"resident '{key}': not found (give the id from `gatectl residents list`)")
+        raise UsageError(f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)")
     if len(found) > 1:
-        raise UsageError(f"resident '{key}': {len(found)} residents share that name; give the id")
+        raise UsageError(f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id")
     return found[0]
 
 
@@ -251,19 +251,19 @@ def cmd_residents(args, app_factory) -> int:
                      ("last seen", fmt_time(r.last_seen_at)), ("reactivated", fmt_time(r.reactivated_at)),
                      ("templates", store.template_count(("resident", r.id))),
                      ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
-            print(f"{k:12} {v}")
+            print(f"{k:12} {shown(v)}")
     elif args.action == "remove":
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
-        print(f"removed resident #{r.id} {r.name}: templates, {len(files)} photo/snapshot file(s) deleted")
+        print(f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot file(s) deleted")
     elif args.action == "update":
         return update_resident(app, r, args)
     elif args.action == "reactivate":
         store.reactivate(r.id)
-        print(f"resident #{r.id} {r.name} is active again")
+        print(f"resident #{r.id} {shown(r.name)} is active again")
     elif args.action == "suspend":
         store.set_status(r.id, "suspended")
-        print(f"resident #{r.id} {r.name} suspended: the gates will deny them")
+        print(f"resident #{r.id} {shown(r.name)} suspended: the gates will deny them")
     return 0
 
 
@@ -342,11 +342,11 @@ def cmd_plates(args, app_factory) -> int:
     if args.action == "remove":
         n = store.remove_plate(plate, args.list)
         if not n:
-            raise UsageError(f"plates remove: {plate} is on no list")
+            raise UsageError(f"plates remove: {shown(plate, 20)} is on no list")
         print(f"{plate} removed from {n} list(s)")
         return 0
     if not plate_format.is_plate(plate):
-        raise UsageError(f"plate: '{args.plate}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
+        raise UsageError(f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
     list_ = args.list or "resident"
     unit = checked_text("--unit", args.unit, UNIT_MAX, required=False)
     note = checked_text("--note", args.note, REASON_MAX, required=False)
@@ -422,7 +422,7 @@ def cmd_doctor(args, app_factory) -> int:
         report(False, line)
     if app.cfg.sync.enabled and not app.cfg.sync.missing_files():
         try:  # built as `run` builds it: keys, password file and certificates loaded
-            app.sync_client(lambda: {}, lambda: "")
+            app.sync_client(dict, str)
             report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
         except USER_ERRORS as exc:
             report(False, str(exc))
@@ -479,7 +479,7 @@ def cmd_relay(args, app_factory) -> int:
                 o = app.cfg.output(args.output)
             except StopIteration:
                 names = ", ".join(x.name for x in app.cfg.outputs) or "none configured"
-                raise UsageError(f"--output: unknown output '{args.output}' ({names})") from None
+                raise UsageError(f"--output: unknown output '{shown(args.output, 40)}' ({names})") from None
             board = app.boards[o.board]
             wait_online(board, args.timeout)
             seconds = min(args.seconds, o.max_on_s)
@@ -600,7 +600,7 @@ def cmd_run(args, app_factory) -> int:
 def replay_gate(cfg: Config, name: str | None):
     gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
-        raise UsageError(f"--gate: no gate named '{name}'" if name else "replay: config has no gate")
+        raise UsageError(f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate")
     return gates[0]
 
 
@@ -742,7 +742,8 @@ def _replay_cmd(args, app: App) -> int:
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
-            print(f"{Path(d['source']).name}: {d['decision']} {who} ({d['reason']}) score {score}", flush=True)
+            print(f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
+                  f"score {score}", flush=True)
 
     try:
         return replay(app, args.paths, args.gate, emit)
@@ -900,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "central":
             args.central_args = rest
         elif rest:
-            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {' '.join(rest)}")
+            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}")
         config_path, config_origin = find_config(args.config)
         args.config_path = config_path
         # these never act on the service's config or state, so a broken one must not stop them
@@ -929,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
             return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards)
 
         return args.func(args, app_factory)
-    except UsageError as exc:
+    except UsageError as exc:  # outside text in a message went through shown() where it was quoted
         msg = str(exc)
         print(msg if msg.startswith("gatectl") else f"gatectl: {msg}", file=sys.stderr)
         return 2

@@ -104,7 +104,7 @@ def cli_env(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
 
     full = {k: v for k, v in os.environ.items() if k not in ("GATECTL_CONFIG", "STATE_DIRECTORY")}
-    return subprocess.run([sys.executable, "-m", "gatectl", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gatectl", *args], check=False, capture_output=True, text=True,
                           timeout=300, cwd=REPO, env={**full, **env})
 
 

@@ -187,9 +187,9 @@ def test_every_setting_is_described_and_every_number_bounded():
                 missing.append(f"{key}: no description")
             ann = str(field.annotation)
             kinds = {type(m) for m in field.metadata}
-            if ("int" in ann or "float" in ann) and "Literal" not in ann and "dict" not in ann and "list" not in ann:
-                if not kinds & {Ge, Gt} or not kinds & {Le, Lt}:
-                    missing.append(f"{key}: number without a lower and an upper bound")
+            number = ("int" in ann or "float" in ann) and not any(x in ann for x in ("Literal", "dict", "list"))
+            if number and (not kinds & {Ge, Gt} or not kinds & {Le, Lt}):
+                missing.append(f"{key}: number without a lower and an upper bound")
             if ann.startswith(("list", "dict", "typing.List", "typing.Dict")) and MaxLen not in kinds:
                 missing.append(f"{key}: collection without a maximum length")
     assert missing == []
