@@ -570,9 +570,19 @@ def cmd_central(args, app_factory) -> int:
 
 
 def cmd_board_sim(args, app_factory) -> int:
-    from gatectl.hw.board_sim import serve
+    """With --board, the simulator answers as that configured board and knows its inputs' names."""
+    from gatectl.hw.board_sim import fill_defaults, serve
 
-    return serve(args)
+    if not args.board:
+        return serve(args)
+    cfg = args.load_config()
+    try:
+        board = cfg.board(args.board)
+    except StopIteration:
+        raise UsageError(f"--board: no board '{shown(args.board, 40)}' in the config "
+                         f"({', '.join(b.name for b in cfg.boards) or 'none'})") from None
+    fill_defaults(args, board)
+    return serve(args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name})
 
 
 def cmd_run(args, app_factory) -> int:
@@ -877,6 +887,8 @@ def build_parser() -> Parser:
     bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
                         epilog=CONSOLE_HELP)
     add_arguments(bs)
+    bs.add_argument("--board", metavar="NAME", help="answer as this [[boards]] entry of the config (address, "
+                    "channels, inputs, baud) and accept its [[inputs]] names on the console")
     bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
@@ -907,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         # these never act on the service's config or state, so a broken one must not stop them
         own = args.command in ("board-sim", "central", "config", "demo")
         cfg = load_config(config_path) if config_path and not own else default_config()
+        args.load_config = lambda: load_config(config_path) if config_path else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
         setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))

@@ -346,3 +346,62 @@ def test_lists_take_json_filters_and_say_what_was_left_out(tmp_path):
     [w] = [json.loads(x) for x in ok(run_cli("watchlist", "list", "--json", "--name", "kit", data=d)).splitlines()]
     assert (w["name"], w["reason"], w["resident_id"]) == ("Kit Harington", "tailgating", 3)
     assert ok(run_cli("watchlist", "list", "--json", "--name", "nobody", data=d)) == ""
+
+
+def test_board_sim_answers_as_a_configured_board_and_names_its_inputs(tmp_path):
+    link = tmp_path / "relay0"
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "c"
+source = "0"
+[[boards]]
+name = "main"
+driver = "modbus"
+port = "{link}"
+address = 5
+channels = 4
+inputs = 4
+baud = 115200
+poll_ms = 30
+[[outputs]]
+name = "lock"
+[[inputs]]
+name = "front_contact"
+index = 0
+role = "door_contact"
+door = "front"
+[[inputs]]
+name = "fire"
+index = 2
+role = "fire_alarm"
+[[doors]]
+name = "front"
+output = "lock"
+[[gates]]
+kind = "face"
+name = "g"
+camera = "c"
+door = "front"
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "board-sim", "--board", "main",
+                             "--baud", "0", "--link", str(link)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    lines = Lines(proc)
+    try:
+        assert "address 5, 4 relays, 4 inputs" in lines.wait(lambda s: s.startswith("simulated"))
+        assert lines.wait(lambda s: s.startswith("inputs:")).strip() == \
+            "inputs: 1 front_contact (door_contact), 3 fire (fire_alarm)"
+        proc.stdin.write("in fire on\n")
+        proc.stdin.flush()
+        assert "inputs 1:off 2:off 3:ACTIVE 4:off" in lines.wait(lambda s: s.startswith("relays"))
+        out = ok(run_cli("relay", "inputs", config=cfg, data=tmp_path / "s"))
+        states = {line.split()[0]: line.split()[-1] for line in out.splitlines()[1:3]}
+        assert states == {"front_contact": "inactive", "fire": "ACTIVE"}, out
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -294,31 +294,43 @@ class SimulatedModbusBoard:
             self._apply(due, cancel_timers=False)
 
 
-CONSOLE_HELP = ("console: in N on|off|toggle (input N as the board labels it, 1 = the config's index 0), "
-                "relay N on|off, status, help, quit")
+CONSOLE_HELP = ("console: in N|NAME on|off|toggle (input N as the board labels it, 1 = the config's index 0; "
+                "NAME: an [[inputs]] name with --board), relay N on|off, status, help, quit")
+DEFAULTS = {"address": 1, "channels": 8, "inputs": 8, "baud": 9600}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The bench tool's options, shared by `python -m gatectl.hw.board_sim` and `gatectl board-sim`."""
-    ap.add_argument("--address", type=number_in(1, 255, int), default=1, metavar="1..255",
+    ap.add_argument("--address", type=number_in(1, 255, int), metavar="1..255",
                     help="Modbus unit address (default 1)")
-    ap.add_argument("--channels", type=number_in(1, 32, int), default=8, metavar="1..32",
+    ap.add_argument("--channels", type=number_in(1, 32, int), metavar="1..32",
                     help="relays (default 8)")
-    ap.add_argument("--inputs", type=number_in(0, 32, int), default=8, metavar="0..32",
+    ap.add_argument("--inputs", type=number_in(0, 32, int), metavar="0..32",
                     help="discrete inputs: door contacts, exit buttons, fire alarm (default 8)")
-    ap.add_argument("--baud", type=number_in(0, 921600, int), default=9600, metavar="BAUD",
-                    help="reply timing of this line speed (0: as fast as the pty)")
+    ap.add_argument("--baud", type=number_in(0, 921600, int), metavar="BAUD",
+                    help="reply timing of this line speed (0: as fast as the pty; default 9600)")
     ap.add_argument("--dialect", choices=["modbus", "lcus"], default="modbus")
     ap.add_argument("--link", type=Path, metavar="PATH",
                     help="also make PATH a symlink to the pty, for a stable `port =` in the config")
 
 
-def console_command(sim: SimulatedModbusBoard, line: str) -> str | None:
+def fill_defaults(args: argparse.Namespace, board=None) -> None:
+    """Options not given: from ``board`` (a config's BoardConfig, so the simulator answers as
+    the configured board would), else the DEFAULTS."""
+    for key, default in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(board, key) if board is not None else default)
+
+
+def console_command(sim: SimulatedModbusBoard, line: str, names: dict[str, int] | None = None) -> str | None:
     """One console line typed by the technician; the answer to print, or None for `quit`.
 
     Inputs are what the wired contacts report (door contact, exit button, fire alarm): typing
-    `in 3 on` is the fire panel closing its contact on input 3."""
+    `in 3 on` (or `in fire on` with ``names`` {"fire": 2}) is the fire panel closing its contact
+    on input 3."""
     words = line.split()
+    if len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in (names or {}):
+        words[1] = str(names[words[1]] + 1)
     if not words:
         return ""
     cmd, rest = words[0].lower(), words[1:]
@@ -345,10 +357,13 @@ def console_command(sim: SimulatedModbusBoard, line: str) -> str | None:
     return f"error: cannot read {shown(line.strip(), 60)}; {CONSOLE_HELP}"
 
 
-def serve(args: argparse.Namespace, stdin=None) -> int:
+def serve(args: argparse.Namespace, stdin=None, names: dict[str, tuple[int, str]] | None = None) -> int:
     """Serve a simulated board until Ctrl-C, SIGTERM or `quit`, printing every change and
-    obeying console commands read from ``stdin`` (a closed stdin just ends the console)."""
+    obeying console commands read from ``stdin`` (a closed stdin just ends the console).
+    ``names``: input name -> (0-based index, role), the config's [[inputs]] on this board."""
     stdin = sys.stdin if stdin is None else stdin
+    fill_defaults(args)
+    indices = {name: index for name, (index, _) in (names or {}).items()}
     stop = threading.Event()
 
     def show(coils: list[bool]) -> None:
@@ -375,11 +390,14 @@ def serve(args: argparse.Namespace, stdin=None) -> int:
               + " Ctrl-C stops",
               flush=True)
         print(CONSOLE_HELP, flush=True)
+        if names:
+            print("inputs: " + ", ".join(f"{i + 1} {n} ({role})" for n, (i, role) in sorted(
+                names.items(), key=lambda x: x[1][0])), flush=True)
         show(sim.coils())
 
         def console() -> None:
             for line in stdin:
-                answer = console_command(sim, line)
+                answer = console_command(sim, line, indices)
                 if answer is None:
                     break
                 if answer:
