@@ -397,7 +397,11 @@ def cmd_vehicles(args, app_factory) -> int:
 def cmd_events(args, app_factory) -> int:
     app = app_factory()
     since = parse_since(args.since, app.clock()) if args.since else None
-    evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit)
+    evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit + 1)
+    if len(evs) > args.limit:  # the newest --limit are shown; say that older ones exist
+        evs = evs[1:]
+        print(f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to see them)",
+              file=sys.stderr)
     names = {r.id: r.name for r in app.store.residents()}
     if args.json:
         for e in evs:

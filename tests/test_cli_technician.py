@@ -179,6 +179,10 @@ def test_replay_uses_a_scratch_store_and_fails_on_unreadable_input(tmp_path):
     assert [json.loads(line)["id"] for line in ok(run_cli("events", "list", "--json", data=d)).splitlines()] \
         == [granted["event"]]
     assert "last seen    -" not in ok(run_cli("residents", "show", "1", data=d))
+    ok(run_cli("replay", "--store", "--json", str(FACES / "biden_01.jpg"), data=d))
+    r = run_cli("events", "list", "--json", "--limit", "1", data=d)
+    assert [json.loads(line)["reason"] for line in ok(r).splitlines()] == ["unknown face"]  # the newest
+    assert r.stderr.strip() == "gatectl: older events not shown (the newest 1; --limit N or --since to see them)"
 
 
 # --- config check, doctor and run agree -----------------------------------------------------
