@@ -145,9 +145,8 @@ def check_ownership(app: App) -> None:
     for folder in dict.fromkeys((app.data_dir, app.store_path.parent, app.snapshot_dir)):
         owner = foreign_owner(folder)
         if owner is not None:
-            user = owner.split(" ")[0]
-            raise UsageError(f"{folder} belongs to {owner}: files created there now would lock that user "
-                             f"(the service) out; run as it: sudo -u {user} gatectl ...")
+            raise UsageError(f"{folder} belongs to user {owner}: files created there now would lock that user "
+                             f"(the service) out; run as it: sudo -u '{owner}' gatectl ...")
 
 
 def scratch_config(cfg: Config) -> Config:

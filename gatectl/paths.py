@@ -80,7 +80,7 @@ def default_data_dir(state_dir: Path | None = None, service_config: bool = False
 
 
 def foreign_owner(folder: Path) -> str | None:
-    """The user owning an existing ``folder``, if that is not us: files we would create there
+    """The user (name, or #uid) owning an existing ``folder``, if that is not us: files we would create there
     (the SQLite WAL and shm files, snapshots) would belong to us and lock the service out of
     its own store. We refuse rather than chown: a chown needs root, and half-done it is worse."""
     try:
@@ -92,6 +92,6 @@ def foreign_owner(folder: Path) -> str | None:
     try:
         import pwd
 
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return pwd.getpwuid(uid).pw_name
     except (KeyError, ImportError):
-        return f"uid {uid}"
+        return f"#{uid}"  # how sudo -u names a user without a passwd entry
