@@ -455,7 +455,7 @@ def cmd_doctor(args, app_factory) -> int:
             report(False, str(exc))
     free = free_disk_mb(app.data_dir)
     report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
-    if app.cfg.sync.enabled:
+    if app.cfg.sync.enabled and not app.cfg.sync.missing_files():  # missing files: said once above
         report(*sync_check(app.cfg))
     for cam in app.cfg.cameras:
         g = CameraGrabber(cam)
