@@ -50,10 +50,14 @@ class App:
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.data_dir / p
 
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.cfg.storage.database)
+
     @cached_property
     def store(self) -> Store:
         sync = self.cfg.sync
-        return Store(self.path(self.cfg.storage.database), clock=self.clock, publish=sync.enabled,
+        return Store(self.store_path, clock=self.clock, publish=sync.enabled,
                      publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
 
     @property

@@ -18,14 +18,17 @@ from pathlib import Path
 
 from gatectl import plate_format
 from gatectl.app import App, simulated_boards
+from gatectl.argtypes import number_in
 from gatectl.camera import CameraGrabber, SourceError
 from gatectl.config import Config, ConfigError, EbikeGateConfig, PlateGateConfig, default_config, load_config
 from gatectl.decision import resident_state
-from gatectl.enroll import Enroller, EnrollmentError, Sample
+from gatectl.enroll import NAME_MAX, REASON_MAX, UNIT_MAX, Enroller, EnrollmentError, Sample, checked_text
 from gatectl.events import free_disk_mb
 from gatectl.hw.relay import BoardError
 from gatectl.media import MediaError, iter_media, read_image
-from gatectl.paths import default_data_dir, sample_dir
+from gatectl.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
+                           system_state_dir)
+from gatectl.safe_text import shown
 from gatectl.store import StoreError
 from gatectl.vision.models import ModelError
 
@@ -46,9 +49,11 @@ class Parser(argparse.ArgumentParser):
 # --- helpers ---------------------------------------------------------------------------------
 
 def fmt_time(ts: float | None) -> str:
+    """Local time with its UTC offset (2026-11-01 08:00:00+08:00): a log read from another
+    zone, or copied into a report, still says when."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -62,14 +67,46 @@ def parse_since(text: str, now: float) -> float:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since: cannot read '{text}' (use 30m, 2h, 7d or 2026-11-01T08:00)") from None
+        raise UsageError(f"--since: cannot read '{shown(text, 40)}' (use 30m, 2h, 7d or 2026-11-01T08:00)") from None
     return dt.timestamp() if dt.tzinfo else dt.replace(tzinfo=None).timestamp()
 
 
-def print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for r in [header, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+def print_table(rows: list[list], header: list[str]) -> None:
+    """Columns padded to width; every cell escaped (names, units, reasons come from outside)."""
+    cells = [[shown(x) for x in r] for r in [header, *rows]]
+    widths = [max(len(x) for x in col) for col in zip(*cells)]
+    for r in cells:
+        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def page(items: list, args) -> list:
+    """The --offset/--limit window of a list; says on stderr how many were left out."""
+    window = items[args.offset:args.offset + args.limit]
+    left = len(items) - args.offset - len(window)
+    if left > 0:
+        print(f"gatectl: {left} more not shown (--offset {args.offset + len(window)} for the next page)",
+              file=sys.stderr)
+    return window
+
+
+def print_list(args, records: list[dict], header: list[str], row: Callable[[dict], list]) -> None:
+    """One JSON object per line with --json, else a table; --offset/--limit either way."""
+    records = page(records, args)
+    if args.json:
+        for rec in records:
+            print(json.dumps(rec, ensure_ascii=False))
+    else:
+        print_table([row(rec) for rec in records], header)
+
+
+def matches(text: str | None, needle: str | None) -> bool:
+    """--name filters: case-insensitive part of the name."""
+    return needle is None or needle.casefold() in (text or "").casefold()
+
+
+def unit_matches(unit: str | None, wanted: str | None) -> bool:
+    """--unit filters: the unit, or every unit under it ('3-2' finds '3-2-1501')."""
+    return wanted is None or unit == wanted or (unit or "").startswith(wanted.rstrip("-/ ") + "-")
 
 
 def load_samples(photos: list[str]) -> list[Sample]:
@@ -81,7 +118,7 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
     try:
         cam = app.cfg.camera(camera)
     except StopIteration:
-        raise UsageError(f"--camera: unknown camera '{camera}'") from None
+        raise UsageError(f"--camera: unknown camera '{shown(camera, 40)}'") from None
     grabber = CameraGrabber(cam)
     grabber.start()
     try:
@@ -101,19 +138,58 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
         grabber.stop()
 
 
+def check_ownership(app: App) -> None:
+    """Refuse to work in a state folder that belongs to another user (the service's, when run
+    with sudo): the SQLite WAL/shm files and snapshots created now would belong to us, and the
+    service could no longer open its own store."""
+    for folder in dict.fromkeys((app.data_dir, app.store_path.parent, app.snapshot_dir)):
+        owner = foreign_owner(folder)
+        if owner is not None:
+            raise UsageError(f"{folder} belongs to user {owner}: files created there now would lock that user "
+                             f"(the service) out; run as it: sudo -u '{owner}' gatectl ...")
+
+
+def scratch_config(cfg: Config) -> Config:
+    """The same config with its store and snapshots relative to a scratch folder, sync off."""
+    storage = cfg.storage.model_copy(update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"),
+                                             "state_dir": None})
+    return cfg.model_copy(update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})})
+
+
+def scratch_store(app: App, folder: Path) -> Path:
+    """Copy the service's store into ``folder`` (read-only on the original, a consistent
+    snapshot even while the daemon writes) and return the folder; an absent store is empty."""
+    import sqlite3
+
+    src = app.store_path
+    folder.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        return folder
+    try:
+        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(folder / "gatectl.db") as d:
+            s.backup(d)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{src}: cannot copy the store for replay ({exc})") from None
+    return folder
+
+
 def one_resident(app: App, key: str):
     found = app.store.find_residents(key)
     if not found:
-        raise UsageError(f"resident '{key}': not found (give the id from `gatectl residents list`)")
+        raise UsageError(f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)")
     if len(found) > 1:
-        raise UsageError(f"resident '{key}': {len(found)} residents share that name; give the id")
+        raise UsageError(f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id")
     return found[0]
 
 
 # --- commands --------------------------------------------------------------------------------
 
 def cmd_config_check(args, app_factory) -> int:
+    """Everything `run` would refuse on before touching the hardware, files included."""
     cfg = load_config(args.file)
+    problems = cfg.startup_problems()
+    if problems:
+        raise ConfigError([f"{args.file}: {line}" for line in problems])
     gates = ", ".join(f"{g.name} ({g.kind})" for g in cfg.gates) or "none"
     print(f"{args.file}: OK - device {cfg.device.id} at {cfg.device.site}; "
           f"{len(cfg.cameras)} camera(s), {len(cfg.doors)} door(s), gates: {gates}")
@@ -121,12 +197,29 @@ def cmd_config_check(args, app_factory) -> int:
 
 
 def cmd_enroll(args, app_factory) -> int:
-    app = app_factory()
+    """A new resident, or with --resident more photos of an enrolled one (re-enrollment)."""
     if bool(args.photo) == bool(args.camera):
         raise UsageError("enroll: give --photo FILE (repeatable) or --camera NAME, not both")
+    if args.resident:
+        if args.name or args.unit:
+            raise UsageError("enroll --resident: the name and unit are theirs already "
+                             "(`residents update ID --name/--unit` changes them)")
+    else:
+        if args.name is None or args.unit is None:
+            raise UsageError("enroll: give --name and --unit (or --resident ID to re-enroll someone)")
+        checked_text("--name", args.name, NAME_MAX)  # before loading any model
+        checked_text("--unit", args.unit, UNIT_MAX)
+    app = app_factory()
+    who = one_resident(app, args.resident) if args.resident else None
     samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
+    if who is not None:
+        r = Enroller(app).add_photos(who, samples)
+        print(f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) added, "
+              f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
+              + ("; still suspended (`residents reactivate` lifts it)" if r.status == "suspended" else ""))
+        return 0
     r = Enroller(app).enroll_resident(args.name, args.unit, samples)
-    print(f"enrolled resident #{r.id} {r.name} ({r.unit}) with {len(samples)} template(s)")
+    print(f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} template(s)")
     return 0
 
 
@@ -134,10 +227,19 @@ def cmd_residents(args, app_factory) -> int:
     app = app_factory()
     store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
     if args.action == "list":
-        rows = [[str(r.id), r.name, r.unit, resident_state(r, now, days), fmt_time(r.last_seen_at),
-                 str(store.template_count(("resident", r.id)))] for r in store.residents()]
-        print_table(rows, ["id", "name", "unit", "status", "last seen", "templates"])
+        records = [{"id": r.id, "uid": r.uid, "name": r.name, "unit": r.unit,
+                    "status": resident_state(r, now, days), "created_at": r.created_at,
+                    "last_seen_at": r.last_seen_at, "templates": store.template_count(("resident", r.id))}
+                   for r in store.residents()
+                   if matches(r.name, args.name) and unit_matches(r.unit, args.unit)]
+        records = [x for x in records if args.status is None or x["status"] == args.status]
+        print_list(args, records, ["id", "name", "unit", "status", "last seen", "templates"],
+                   lambda x: [x["id"], x["name"], x["unit"], x["status"], fmt_time(x["last_seen_at"]), x["templates"]])
         return 0
+    if args.status is not None or (args.action != "update" and (
+            args.name is not None or args.unit is not None or args.add_photo or args.replace_photos)):
+        raise UsageError(f"residents {args.action}: --name, --unit and --status filter `list`; "
+                         "--name, --unit and photos are for `update`")
     if not args.who:
         raise UsageError(f"residents {args.action}: which resident? give an id or name")
     r = one_resident(app, args.who)
@@ -148,21 +250,42 @@ def cmd_residents(args, app_factory) -> int:
                      ("last seen", fmt_time(r.last_seen_at)), ("reactivated", fmt_time(r.reactivated_at)),
                      ("templates", store.template_count(("resident", r.id))),
                      ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
-            print(f"{k:12} {v}")
+            print(f"{k:12} {shown(v)}")
     elif args.action == "remove":
         watch = store.watched_residents().get(r.id)
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
-        print(f"removed resident #{r.id} {r.name}: templates, {len(files)} photo/snapshot file(s) deleted")
+        print(f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot file(s) deleted")
         if watch is not None:
             print(f"kept watchlist entry #{watch.id} (with the face, so the alert still works); "
                   f"erase it too with `gatectl watchlist remove {watch.id}`")
+    elif args.action == "update":
+        return update_resident(app, r, args)
     elif args.action == "reactivate":
         store.reactivate(r.id)
-        print(f"resident #{r.id} {r.name} is active again")
+        print(f"resident #{r.id} {shown(r.name)} is active again")
     elif args.action == "suspend":
         store.set_status(r.id, "suspended")
-        print(f"resident #{r.id} {r.name} suspended: the gates will deny them")
+        print(f"resident #{r.id} {shown(r.name)} suspended: the gates will deny them")
+    return 0
+
+
+def update_resident(app: App, r, args) -> int:
+    """Rename, move to another unit, add photos or replace them: one change per option given."""
+    if args.add_photo and args.replace_photos:
+        raise UsageError("residents update: --add-photo or --replace-photos, not both")
+    if not (args.name or args.unit or args.add_photo or args.replace_photos):
+        raise UsageError("residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE")
+    name = checked_text("--name", args.name, NAME_MAX) if args.name is not None else None
+    unit = checked_text("--unit", args.unit, UNIT_MAX) if args.unit is not None else None
+    photos = args.add_photo or args.replace_photos
+    if photos:  # first: refused photos leave the name and unit as they were
+        r = Enroller(app).add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
+        print(f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
+              f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) in all")
+    if name is not None or unit is not None:
+        r = app.store.update_resident(r.id, name=name, unit=unit)
+        print(f"resident #{r.id} is now {shown(r.name)} ({shown(r.unit)})")
     return 0
 
 
@@ -170,19 +293,23 @@ def cmd_watchlist(args, app_factory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
-        rows = [[str(w.id), w.name, w.reason, f"#{w.resident_id}" if w.resident_id else "-",
-                 str(store.template_count(("watchlist", w.id))), fmt_time(w.created_at)]
-                for w in store.watch_entries()]
-        print_table(rows, ["id", "name", "reason", "resident", "templates", "added"])
+        records = [{"id": w.id, "uid": w.uid, "name": w.name, "reason": w.reason, "resident_id": w.resident_id,
+                    "templates": store.template_count(("watchlist", w.id)), "created_at": w.created_at}
+                   for w in store.watch_entries() if matches(w.name, args.name)]
+        print_list(args, records, ["id", "name", "reason", "resident", "templates", "added"],
+                   lambda x: [x["id"], x["name"], x["reason"], f"#{x['resident_id']}" if x["resident_id"] else "-",
+                              x["templates"], fmt_time(x["created_at"])])
     elif args.action == "add":
+        reason = checked_text("--reason", args.reason, REASON_MAX, required=False)
         if args.resident:
             r = one_resident(app, args.resident)
-            w = store.add_watch(r.name, args.reason, r.id, [], app.embedder.model_id)
+            w = store.add_watch(r.name, reason, r.id, [], app.embedder.model_id)
         elif args.photo and args.name:
-            w = Enroller(app).add_watch(args.name, args.reason, load_samples(args.photo))
+            checked_text("--name", args.name, NAME_MAX)
+            w = Enroller(app).add_watch(args.name, reason, load_samples(args.photo))
         else:
             raise UsageError("watchlist add: give --resident ID, or --name NAME with --photo FILE")
-        print(f"watchlist entry #{w.id} {w.name} added")
+        print(f"watchlist entry #{w.id} {shown(w.name)} added")
     else:
         if not args.id or not args.id.isdigit():
             raise UsageError("watchlist remove: give the entry id from `gatectl watchlist list`")
@@ -196,7 +323,7 @@ def parse_time(text: str, key: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UsageError(f"{key}: cannot read '{text}' (use 2026-11-01 or 2026-11-01T08:00)") from None
+        raise UsageError(f"{key}: cannot read '{shown(text, 40)}' (use 2026-11-01 or 2026-11-01T08:00)") from None
 
 
 def cmd_plates(args, app_factory) -> int:
@@ -204,10 +331,13 @@ def cmd_plates(args, app_factory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
-        rows = [[p["plate"], p["list"], p["resident"] or "-", p["unit"] or "-", p["note"] or "-",
-                 fmt_time(p["valid_from"]) if p["valid_from"] else "-",
-                 fmt_time(p["valid_to"]) if p["valid_to"] else "-"] for p in store.plates()]
-        print_table(rows, ["plate", "list", "resident", "unit", "note", "from", "to"])
+        records = [{k: p[k] for k in ("plate", "list", "resident_id", "resident", "unit", "note", "valid_from",
+                                      "valid_to")} for p in store.plates()
+                   if (args.list is None or p["list"] == args.list) and matches(p["resident"], args.name)
+                   and unit_matches(p["unit"], args.unit)]
+        print_list(args, records, ["plate", "list", "resident", "unit", "note", "from", "to"],
+                   lambda p: [p["plate"], p["list"], p["resident"] or "-", p["unit"] or "-", p["note"] or "-",
+                              fmt_time(p["valid_from"]), fmt_time(p["valid_to"])])
         return 0
     if not args.plate:
         raise UsageError(f"plates {args.action}: give the plate, e.g. 粤B12345")
@@ -215,19 +345,33 @@ def cmd_plates(args, app_factory) -> int:
     if args.action == "remove":
         n = store.remove_plate(plate, args.list)
         if not n:
-            raise UsageError(f"plates remove: {plate} is on no list")
+            raise UsageError(f"plates remove: {shown(plate, 20)} is on no list")
         print(f"{plate} removed from {n} list(s)")
         return 0
     if not plate_format.is_plate(plate):
-        raise UsageError(f"plate: '{args.plate}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
+        raise UsageError(f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
     list_ = args.list or "resident"
+    unit = checked_text("--unit", args.unit, UNIT_MAX, required=False)
+    note = checked_text("--note", args.note, REASON_MAX, required=False)
     resident_id = one_resident(app, args.resident).id if args.resident else None
     if list_ == "visitor" and not args.to:
         raise UsageError("plates add --list visitor: give --to (end of the visit window)")
-    store.add_plate(plate, list_, resident_id=resident_id, unit=args.unit or "", note=args.note or "",
-                    valid_from=parse_time(args.from_, "--from") if args.from_ else None,
-                    valid_to=parse_time(args.to, "--to") if args.to else None)
+    valid_from = parse_time(args.from_, "--from") if args.from_ else None
+    valid_to = parse_time(args.to, "--to") if args.to else None
+    if valid_to is not None and valid_from is not None and valid_to <= valid_from:
+        raise UsageError(f"--to: {fmt_time(valid_to)} is not after --from {fmt_time(valid_from)}")
+    if valid_to is not None and valid_to <= app.clock():
+        raise UsageError(f"--to: {fmt_time(valid_to)} is already past: the pass would never open the barrier")
+    others = {p["list"] for p in store.plates(plate)} - {list_}
+    store.add_plate(plate, list_, resident_id=resident_id, unit=unit, note=note,
+                    valid_from=valid_from, valid_to=valid_to)
     print(f"{plate} on the {list_} list")
+    if list_ == "blacklist" and others:
+        print(f"gatectl: warning: {plate} is also on the {' and '.join(sorted(others))} list: "
+              "the blacklist wins, the lanes raise an alert for it", file=sys.stderr)
+    elif "blacklist" in others:
+        print(f"gatectl: warning: {plate} is also on the blacklist, which wins: the lanes will not open for it "
+              f"(`plates remove {plate} --list blacklist` lifts it)", file=sys.stderr)
     return 0
 
 
@@ -256,7 +400,11 @@ def cmd_vehicles(args, app_factory) -> int:
 def cmd_events(args, app_factory) -> int:
     app = app_factory()
     since = parse_since(args.since, app.clock()) if args.since else None
-    evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit)
+    evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit + 1)
+    if len(evs) > args.limit:  # the newest --limit are shown; say that older ones exist
+        evs = evs[1:]
+        print(f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to see them)",
+              file=sys.stderr)
     names = {r.id: r.name for r in app.store.residents()}
     if args.json:
         for e in evs:
@@ -277,6 +425,14 @@ def cmd_doctor(args, app_factory) -> int:
         problems += not ok
         print(f"[{'ok' if ok else 'FAIL'}] {what}")
 
+    for line in app.cfg.startup_problems():  # what `run` refuses on, as `config check` says it
+        report(False, line)
+    if app.cfg.sync.enabled and not app.cfg.sync.missing_files():
+        try:  # built as `run` builds it: keys, password file and certificates loaded
+            app.sync_client(dict, str)
+            report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
+        except USER_ERRORS as exc:
+            report(False, str(exc))
     for spec, err in app.models.check_all():
         report(err is None, err or f"model {spec.name}: {spec.file} verified ({spec.licence})")
     for gate in app.cfg.gates:
@@ -303,7 +459,7 @@ def cmd_doctor(args, app_factory) -> int:
             report(False, str(exc))
     free = free_disk_mb(app.data_dir)
     report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
-    if app.cfg.sync.enabled:
+    if app.cfg.sync.enabled and not app.cfg.sync.missing_files():  # missing files: said once above
         report(*sync_check(app.cfg))
     for cam in app.cfg.cameras:
         g = CameraGrabber(cam)
@@ -330,10 +486,13 @@ def cmd_relay(args, app_factory) -> int:
                 o = app.cfg.output(args.output)
             except StopIteration:
                 names = ", ".join(x.name for x in app.cfg.outputs) or "none configured"
-                raise UsageError(f"--output: unknown output '{args.output}' ({names})") from None
+                raise UsageError(f"--output: unknown output '{shown(args.output, 40)}' ({names})") from None
             board = app.boards[o.board]
             wait_online(board, args.timeout)
             seconds = min(args.seconds, o.max_on_s)
+            if seconds < args.seconds:
+                print(f"gatectl: --seconds {args.seconds:g} capped at outputs.{o.name}.max_on_s = {o.max_on_s:g}",
+                      file=sys.stderr)
             app.outputs.pulse(o.name, seconds)
             mode = "board-timed" if board.hw_pulse else "software-timed"
             label = f"output {o.name} (board {o.board} channel {o.channel})"
@@ -411,25 +570,39 @@ def cmd_sync(args, app_factory) -> int:
 
 
 def cmd_central(args, app_factory) -> int:
+    """Everything after `central` is the reference tool's own command line (with its --help)."""
     from gatectl.sync.central import main as central_main
 
     return central_main(args.central_args)
 
 
 def cmd_board_sim(args, app_factory) -> int:
-    from gatectl.hw.board_sim import main as sim_main
+    """With --board, the simulator answers as that configured board and knows its inputs' names."""
+    from gatectl.hw.board_sim import fill_defaults, serve
 
-    return sim_main(args.sim_args)
+    if not args.board:
+        return serve(args)
+    cfg = args.load_config()
+    try:
+        board = cfg.board(args.board)
+    except StopIteration:
+        raise UsageError(f"--board: no board '{shown(args.board, 40)}' in the config "
+                         f"({', '.join(b.name for b in cfg.boards) or 'none'})") from None
+    fill_defaults(args, board)
+    return serve(args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name})
 
 
 def cmd_run(args, app_factory) -> int:
     from gatectl.service.runner import Runner
 
     app = app_factory()
+    problems = app.cfg.startup_problems()
+    if problems:
+        raise ConfigError(problems)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runner = Runner(app, stop, Path(args.config) if args.config else None)
+    runner = Runner(app, stop, args.config_path)
     try:
         runner.run()
     finally:
@@ -444,20 +617,23 @@ def cmd_run(args, app_factory) -> int:
 def replay_gate(cfg: Config, name: str | None):
     gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
-        raise UsageError(f"--gate: no gate named '{name}'" if name else "replay: config has no gate")
+        raise UsageError(f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate")
     return gates[0]
 
 
 def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
-               frame: Callable) -> None:
+               frame: Callable) -> int:
     """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
-    unreadable inputs are reported on stderr and skipped."""
+    unreadable inputs are reported on stderr and skipped. Returns 1 if there was one (the exit
+    code: a script replaying a folder must notice a file that was never looked at), else 0."""
     current: str | None = None
+    failed = 0
     for item in iter_media(paths, still_frames=still_frames):
         if isinstance(item, MediaError):
             if current is not None:
                 end()
             current = None
+            failed = 1
             print(f"gatectl: {item}", file=sys.stderr)
             continue
         if item.source != current or item.index == 0:
@@ -468,6 +644,7 @@ def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None]
         frame(item)
     if current is not None:
         end()
+    return failed
 
 
 def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
@@ -496,8 +673,7 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
         state["t"] = item.t
         out(item.index, lane.process(item.image, item.t))
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
@@ -526,8 +702,7 @@ def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_fra
             if state["best"] is None or det.score > state["best"].score:
                 state["best"] = det
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
@@ -564,12 +739,19 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
         if poor and len(poor) == len(observed):
             state["problem"] = poor[0]
 
-    walk_media(paths, still_frames, begin, end, frame)
-    return 0
+    return walk_media(paths, still_frames, begin, end, frame)
 
 
 def cmd_replay(args, app_factory) -> int:
-    app = app_factory(simulated=True)
+    """On a scratch copy of the store unless --store: a replay's events, snapshots and "last
+    seen" must not enter the real audit trail nor restart anyone's 15-day inactivity clock."""
+    if args.store:
+        return _replay_cmd(args, app_factory(simulated=True))
+    with tempfile.TemporaryDirectory(prefix="gatectl-replay-") as scratch:
+        return _replay_cmd(args, app_factory(simulated=True, scratch=Path(scratch)))
+
+
+def _replay_cmd(args, app: App) -> int:
 
     def emit(d: dict) -> None:
         if args.json:
@@ -577,9 +759,13 @@ def cmd_replay(args, app_factory) -> int:
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
-            print(f"{Path(d['source']).name}: {d['decision']} {who} ({d['reason']}) score {score}", flush=True)
+            print(f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
+                  f"score {score}", flush=True)
 
-    return replay(app, args.paths, args.gate, emit)
+    try:
+        return replay(app, args.paths, args.gate, emit)
+    finally:
+        app.close()
 
 
 def cmd_demo(args, app_factory) -> int:
@@ -591,10 +777,22 @@ def cmd_demo(args, app_factory) -> int:
 
 # --- parser ----------------------------------------------------------------------------------
 
+def add_list_options(p: argparse.ArgumentParser) -> None:
+    """`list` output: JSON lines, and a window of a long list (the rest is counted on stderr)."""
+    p.add_argument("--json", action="store_true", help="list: one JSON object per line (times in epoch seconds)")
+    p.add_argument("--limit", type=number_in(1, 100_000, int), default=100, metavar="N",
+                   help="list: at most N rows (default 100)")
+    p.add_argument("--offset", type=number_in(0, 10**9, int), default=0, metavar="N",
+                   help="list: skip the first N rows")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
-    p.add_argument("--config", metavar="FILE", help="device TOML; default: built-in one-gate defaults")
-    p.add_argument("--data", metavar="DIR", help=f"state folder (store, snapshots); default {default_data_dir()}")
+    p.add_argument("--config", metavar="FILE", help="device TOML; default $GATECTL_CONFIG, else the service's "
+                   f"{system_config_path()}, else built-in one-gate defaults")
+    p.add_argument("--data", metavar="DIR", help="state folder (store, snapshots); default the config's "
+                   f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
+                   f"{default_data_dir()[0]}")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -604,15 +802,24 @@ def build_parser() -> Parser:
     c.set_defaults(func=cmd_config_check)
 
     e = sub.add_parser("enroll", help="enroll a resident from photos or a live camera")
-    e.add_argument("--name", required=True)
-    e.add_argument("--unit", required=True, help="building-unit-room, e.g. 3-2-1501")
+    e.add_argument("--name", help=f"at most {NAME_MAX} printable characters")
+    e.add_argument("--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)")
+    e.add_argument("--resident", metavar="ID", help="re-enroll: add these photos to an enrolled resident "
+                   "(restarts their inactivity clock)")
     e.add_argument("--photo", action="append", default=[], metavar="FILE")
     e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
     e.set_defaults(func=cmd_enroll)
 
-    r = sub.add_parser("residents", help="list, show, remove, reactivate or suspend residents")
-    r.add_argument("action", choices=["list", "show", "remove", "reactivate", "suspend"])
+    r = sub.add_parser("residents", help="list, show, update, remove, reactivate or suspend residents")
+    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
     r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.add_argument("--name", help="update: new name")
+    r.add_argument("--unit", help="update: move to this unit")
+    r.add_argument("--add-photo", action="append", default=[], metavar="FILE", help="update: more photos")
+    r.add_argument("--replace-photos", action="append", default=[], metavar="FILE",
+                   help="update: these photos instead of all the old ones")
+    r.add_argument("--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter")
+    add_list_options(r)
     r.set_defaults(func=cmd_residents)
 
     w = sub.add_parser("watchlist", help="faces that raise an alert")
@@ -622,6 +829,7 @@ def build_parser() -> Parser:
     w.add_argument("--photo", action="append", default=[], metavar="FILE")
     w.add_argument("--resident", metavar="ID", help="put an enrolled resident on the watchlist")
     w.add_argument("--reason", default="")
+    add_list_options(w)
     w.set_defaults(func=cmd_watchlist)
 
     pl = sub.add_parser("plates", help="vehicle lists: resident whitelist, visitors, blacklist")
@@ -633,13 +841,16 @@ def build_parser() -> Parser:
     pl.add_argument("--note", help="e.g. the reason for a blacklist entry")
     pl.add_argument("--from", dest="from_", metavar="TIME", help="valid from (ISO date/time)")
     pl.add_argument("--to", metavar="TIME", help="valid until (ISO date/time); required for visitors")
+    pl.add_argument("--name", help="list: part of the owner's name")
+    add_list_options(pl)
     pl.set_defaults(func=cmd_plates)
 
     vh = sub.add_parser("vehicles", help="vehicle entry/exit records")
     vh.add_argument("action", choices=["log", "inside"])
     vh.add_argument("--plate")
     vh.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
-    vh.add_argument("--days", type=float, help="inside: flag stays longer than this (default from the lanes)")
+    vh.add_argument("--days", type=number_in(0, 3650, unit=" days"), metavar="N",
+                    help="inside: flag stays longer than this (default from the lanes)")
     vh.add_argument("--json", action="store_true")
     vh.set_defaults(func=cmd_vehicles)
 
@@ -648,12 +859,13 @@ def build_parser() -> Parser:
     ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
     ev.add_argument("--kind", choices=["access", "alert", "control", "command", "camera", "system"])
     ev.add_argument("--gate")
-    ev.add_argument("--limit", type=int, default=200)
+    ev.add_argument("--limit", type=number_in(1, 100_000, int), default=200, metavar="N")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_events)
 
     d = sub.add_parser("doctor", help="check models, store, disk and cameras")
-    d.add_argument("--camera-timeout", type=float, default=5.0)
+    d.add_argument("--camera-timeout", type=number_in(0.1, 120, unit=" s"), default=5.0, metavar="S",
+                   help="wait this long for each camera's first frame (0.1..120 s)")
     d.set_defaults(func=cmd_doctor)
 
     sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
@@ -662,27 +874,36 @@ def build_parser() -> Parser:
     sy.add_argument("action", choices=["status", "resync"])
     sy.set_defaults(func=cmd_sync)
 
+    # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
+    # (argparse.REMAINDER after a subcommand refuses options such as --help)
     ce = sub.add_parser("central", help="reference central-side tool (watch a site, enroll, signed commands)",
                         add_help=False)
-    ce.add_argument("central_args", nargs=argparse.REMAINDER)
     ce.set_defaults(func=cmd_central)
 
     rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
     rl.add_argument("action", choices=["pulse", "inputs"])
     rl.add_argument("--output", metavar="NAME")
-    rl.add_argument("--seconds", type=float, default=1.0)
-    rl.add_argument("--timeout", type=float, default=5.0, help="wait this long for the board")
+    rl.add_argument("--seconds", type=number_in(0.1, 600, unit=" s"), default=1.0, metavar="S",
+                    help="pulse length, 0.1..600 s, capped at the output's max_on_s (default 1)")
+    rl.add_argument("--timeout", type=number_in(0.1, 120, unit=" s"), default=5.0, metavar="S",
+                    help="wait this long for the board (0.1..120 s)")
     rl.set_defaults(func=cmd_relay)
 
+    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+
     bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
-                        add_help=False)
-    bs.add_argument("sim_args", nargs=argparse.REMAINDER)
+                        epilog=CONSOLE_HELP)
+    add_arguments(bs)
+    bs.add_argument("--board", metavar="NAME", help="answer as this [[boards]] entry of the config (address, "
+                    "channels, inputs, baud) and accept its [[inputs]] names on the console")
     bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
     rp.add_argument("paths", nargs="+", metavar="PATH")
     rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
     rp.add_argument("--json", action="store_true", help="one JSON object per decision")
+    rp.add_argument("--store", action="store_true",
+                    help="record into the real store (events, snapshots, last seen); default a scratch copy")
     rp.set_defaults(func=cmd_replay)
 
     dm = sub.add_parser("demo", help="enroll sample residents in a scratch store and replay samples")
@@ -695,18 +916,41 @@ def main(argv: list[str] | None = None) -> int:
     from gatectl.service.systemd import setup_logging
 
     try:
-        args = build_parser().parse_args(argv)
-        cfg = load_config(args.config) if args.config else default_config()
+        args, rest = build_parser().parse_known_args(argv)
+        if args.command == "central":
+            args.central_args = rest
+        elif rest:
+            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}")
+        config_path, config_origin = find_config(args.config)
+        args.config_path = config_path
+        # these never act on the service's config or state, so a broken one must not stop them
+        own = args.command in ("board-sim", "central", "config", "demo")
+        cfg = load_config(config_path) if config_path and not own else default_config()
+        args.load_config = lambda: load_config(config_path) if config_path else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
         setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
-        data = Path(args.data) if args.data else default_data_dir()
+        service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
+        data, data_origin = ((Path(args.data), "--data") if args.data
+                             else default_data_dir(cfg.storage.state_dir, service_config))
+        announced = False
 
-        def app_factory(simulated: bool = False) -> App:
-            return App(cfg, data, boards=simulated_boards(cfg) if simulated else None)
+        def app_factory(simulated: bool = False, scratch: Path | None = None) -> App:
+            """The App on the service's state; ``scratch``: on a copy of its store there."""
+            nonlocal announced
+            if not announced and (data_origin != "--data" or service_config):
+                announced = True  # what was picked for the technician, said once on stderr
+                print(f"gatectl: config {config_path or '-'} ({config_origin}); state {data} ({data_origin})",
+                      file=sys.stderr)
+            boards = simulated_boards(cfg) if simulated else None
+            app = App(cfg, data, boards=boards)
+            check_ownership(app)
+            if scratch is None:
+                return app
+            return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards)
 
         return args.func(args, app_factory)
-    except UsageError as exc:
+    except UsageError as exc:  # outside text in a message went through shown() where it was quoted
         msg = str(exc)
         print(msg if msg.startswith("gatectl") else f"gatectl: {msg}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ config asks to keep them (GB/T 35273 data minimisation).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,11 @@ from gatectl.safe_text import shown
 from gatectl.store import Resident, WatchEntry
 from gatectl.vision.face import FaceAnalyzer
 from gatectl.vision.gallery import OwnerKey
+
+NAME_MAX = 64  # characters of a name (residents, watchlist entries)
+UNIT_MAX = 32  # "3-2-1501", "Block B / 12F / 1203"
+REASON_MAX = 200  # a watchlist reason, a plate note
+MAX_TEMPLATES = 20  # per resident: more photos add little and slow every 1:N search
 
 
 class EnrollmentError(Exception):
@@ -53,9 +59,25 @@ def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, floa
         if m.score >= threshold:
             kind, oid = m.owner
             who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
-            desc = (f"resident #{oid} {who.name} ({who.unit})" if isinstance(who, Resident)
-                    else f"watchlist entry #{oid} {who.name if who else '?'}")
-            raise DuplicateFace(f"this face already belongs to {desc} (similarity {m.score:.2f})", m.owner, m.score)
+            desc = (f"resident #{oid} {shown(who.name)} ({shown(who.unit)})" if isinstance(who, Resident)
+                    else f"watchlist entry #{oid} {shown(who.name) if who else '?'}")
+            hint = f"; to give them these photos: gatectl enroll --resident {oid}" if kind == "resident" else ""
+            raise DuplicateFace(f"this face already belongs to {desc} (similarity {m.score:.2f}){hint}",
+                                m.owner, m.score)
+
+
+def checked_text(what: str, value: str | None, limit: int, required: bool = True) -> str:
+    """A name, unit or reason as it will be stored: trimmed, printable, at most ``limit``
+    characters; not blank if ``required``. It reaches guard screens, logs and the centre, where
+    a control character or escape forges lines and a blank one names no one."""
+    text = (value or "").strip()
+    if not text and required:
+        raise EnrollmentError(f"{what}: empty; give a real value")
+    if len(text) > limit:
+        raise EnrollmentError(f"{what}: {len(text)} characters, at most {limit}: {shown(text, 40)}")
+    if not all(ch.isprintable() for ch in text):
+        raise EnrollmentError(f"{what}: contains a control or non-printable character: {shown(text, 60)}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -106,22 +128,63 @@ class Enroller:
                 )
         return select_templates(templates, self.app.cfg.enrollment.keep_templates)
 
-    def _check_duplicate(self, templates: list[tuple[np.ndarray, float]]) -> None:
-        check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold)
+    def _check_duplicate(self, templates: list[tuple[np.ndarray, float]],
+                         own: tuple[str, int] | None = None) -> None:
+        """Refuse a face that is someone else's; ``own`` is the resident being given more photos."""
+        check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold, same=own)
+
+    def _check_same_person(self, resident: Resident, templates: list[tuple[np.ndarray, float]],
+                           samples: list[Sample]) -> None:
+        """New photos for a resident must show them (against their templates of this model)."""
+        model = self.app.embedder.model_id
+        old = [v for v, _, m in self.app.store.templates_of(("resident", resident.id)) if m == model]
+        if not old:
+            return  # only templates of another model (or none): nothing to compare with
+        thr = self.app.cfg.enrollment.duplicate_threshold
+        for (vec, _), sample in zip(templates, samples):
+            best = float(np.max(np.stack(old) @ vec))
+            if best < thr:
+                raise EnrollmentError(
+                    f"{sample.label}: does not look like resident #{resident.id} {shown(resident.name)} "
+                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, --replace-photos")
+
+    def _keep_photos(self, resident: Resident, samples: list[Sample]) -> None:
+        if not self.app.cfg.storage.keep_enrollment_photos:
+            return
+        stamp = time.time_ns()  # never the name of an older photo of theirs
+        for i, s in enumerate(samples):
+            rel = f"enrollment/{resident.uid}/{stamp}-{i}.jpg"
+            write_file_durably(self.app.snapshot_dir / rel,
+                               encode_jpeg(s.image, self.app.cfg.storage.snapshot_jpeg_quality))
+            self.app.store.add_enrollment_photo(resident.id, rel)
 
     def enroll_resident(self, name: str, unit: str, samples: list[Sample]) -> Resident:
+        name, unit = checked_text("name", name, NAME_MAX), checked_text("unit", unit, UNIT_MAX)
         templates = self.templates(samples)
         self._check_duplicate(templates)
-        store = self.app.store
-        resident = store.add_resident(name, unit, templates, self.app.embedder.model_id)
-        if self.app.cfg.storage.keep_enrollment_photos:
-            for i, s in enumerate(samples):
-                rel = f"enrollment/{resident.uid}/{i}.jpg"
-                write_file_durably(self.app.snapshot_dir / rel,
-                                   encode_jpeg(s.image, self.app.cfg.storage.snapshot_jpeg_quality))
-                store.add_enrollment_photo(resident.id, rel)
+        resident = self.app.store.add_resident(name, unit, templates, self.app.embedder.model_id)
+        self._keep_photos(resident, samples)
         self.app.directory.refresh()
         return resident
+
+    def add_photos(self, resident: Resident, samples: list[Sample], replace: bool = False) -> Resident:
+        """Re-enroll: more photos of an enrolled resident, or with ``replace`` new ones instead
+        of all the old (a changed face, templates of a previous model). Their inactivity clock
+        restarts; a suspension stays (that is the management's, see `residents reactivate`)."""
+        templates = self.templates(samples)
+        owner = ("resident", resident.id)
+        if not replace:
+            have = self.app.store.template_count(owner)
+            if have + len(templates) > MAX_TEMPLATES:
+                raise EnrollmentError(f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
+                                      "use --replace-photos")
+            self._check_same_person(resident, templates, samples)
+        self._check_duplicate(templates, own=owner)
+        files = self.app.store.add_templates(resident.id, templates, self.app.embedder.model_id, replace=replace)
+        self.app.recorder.delete_files(files)
+        self._keep_photos(resident, samples)
+        self.app.directory.refresh()
+        return self.app.store.resident(resident.id)
 
     def add_watch(self, name: str, reason: str, samples: list[Sample]) -> WatchEntry:
         """A person to alert on. No liveness rule: the photo usually comes from the police or a
@@ -129,6 +192,7 @@ class Enroller:
         resident), but not someone already listed: a face listed twice is one entry too many."""
         analyzer = self.app.analyzer(self.app.cfg.enrollment.quality, self.app.cfg.enrollment.detect_threshold,
                                      640, liveness=False, liveness_threshold=0.0)
+        name, reason = checked_text("name", name, NAME_MAX), checked_text("reason", reason, REASON_MAX, False)
         templates = [extract_template(analyzer, s) for s in samples]
         d = self.app.directory
         d.refresh()

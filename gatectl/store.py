@@ -541,6 +541,34 @@ class Store:
             self._bump_directory(db)
             self._enqueue_enroll(db, rid)
 
+    def update_resident(self, rid: int, *, name: str | None = None, unit: str | None = None) -> Resident:
+        """Rename or move a resident (another unit); templates and history stay theirs."""
+        with self.write() as db:
+            db.execute("UPDATE residents SET name = coalesce(?, name), unit = coalesce(?, unit), "
+                       "version = version + 1 WHERE id = ?", [name, unit, rid])
+            self._bump_directory(db)
+            self._enqueue_enroll(db, rid)
+        return self.resident(rid)
+
+    def add_templates(self, rid: int, templates: list[tuple[np.ndarray, float]], model_id: str, *,
+                      replace: bool = False) -> list[Path]:
+        """More templates for a resident, or (``replace``) these instead of all the old ones and
+        their enrollment photos. Restarts the inactivity clock: a technician has just seen the
+        person, which is what "re-enrollment required" asks for. Returns the photo files the
+        caller deletes after the commit."""
+        now = self.clock()
+        with self.write() as db:
+            files: list[Path] = []
+            if replace:
+                files = [Path(r["path"]) for r in db.query(
+                    "SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])]
+                db.execute("DELETE FROM enrollment_photos WHERE resident_id = ?", [rid])
+                db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
+            self._insert_templates(db, ("resident", rid), templates, model_id, now)
+            db.execute("UPDATE residents SET reactivated_at = ?, version = version + 1 WHERE id = ?", [now, rid])
+            self._enqueue_enroll(db, rid)
+        return files
+
     def remove_resident(self, rid: int, publish: bool = True) -> list[Path]:
         """Erase a resident and everything derived from them: templates, enrollment photos,
         event snapshots, and their name and unit wherever an event reason still carries them

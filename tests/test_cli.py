@@ -42,7 +42,7 @@ def test_enroll_list_show_remove_cycle(tmp_path):
     show = ok(run_cli("residents", "show", "Biden", data=d))
     assert "unit         1-2-202" in show and "templates    1" in show
     # a pass leaves an event with a snapshot
-    rp = ok(run_cli("replay", "--json", str(FACES / "biden_02.jpg"), data=d))
+    rp = ok(run_cli("replay", "--store", "--json", str(FACES / "biden_02.jpg"), data=d))
     [event] = [json.loads(l) for l in rp.splitlines()]
     assert (event["decision"], event["resident"]) == ("granted", "Biden")
     snap = d / "snapshots" / event["snapshot"]
@@ -118,7 +118,8 @@ def test_replay_prints_every_decision_kind(tmp_path):
     ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--photo", str(FACES / "obama_01.jpg"), data=d))
     r = run_cli("replay", "--json", str(FACES / "obama_02.jpg"), str(FACES / "biden_01.jpg"),
                 str(LIVENESS / "image_F1.jpg"), str(NOFACE), str(tmp_path / "missing.jpg"), data=d)
-    out = [json.loads(l) for l in ok(r).splitlines()]
+    assert r.returncode == 1  # an input could not be read
+    out = [json.loads(l) for l in r.stdout.splitlines()]
     got = [(os.path.basename(o["source"]), o["decision"], o["resident"], o["reason"]) for o in out]
     assert got == [
         ("obama_02.jpg", "granted", "Obama", "resident"),

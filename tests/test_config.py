@@ -166,3 +166,50 @@ def test_sync_settings_are_checked():
     assert "sync.tls: cert and key go together" in lines
     assert any(l.startswith("sync.outbox_max: ") for l in lines)
     assert any(l.startswith("sync.prefix: ") for l in lines)
+
+
+def _models():
+    import gatectl.config as c
+
+    return [m for m in vars(c).values() if isinstance(m, type) and issubclass(m, c.Strict) and m is not c.Strict]
+
+
+def test_every_setting_is_described_and_every_number_bounded():
+    """Review aid that cannot rot: a new field without a description or a number without both
+    bounds fails here, naming it."""
+    from annotated_types import Ge, Gt, Le, Lt, MaxLen
+
+    missing = []
+    for model in _models():
+        for name, field in model.model_fields.items():
+            key = f"{model.__name__}.{name}"
+            if not field.description:
+                missing.append(f"{key}: no description")
+            ann = str(field.annotation)
+            kinds = {type(m) for m in field.metadata}
+            number = ("int" in ann or "float" in ann) and not any(x in ann for x in ("Literal", "dict", "list"))
+            if number and (not kinds & {Ge, Gt} or not kinds & {Le, Lt}):
+                missing.append(f"{key}: number without a lower and an upper bound")
+            if ann.startswith(("list", "dict", "typing.List", "typing.Dict")) and MaxLen not in kinds:
+                missing.append(f"{key}: collection without a maximum length")
+    assert missing == []
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"gates": [{"kind": "face", "name": "g", "camera": "c", "door": "d", "thresholds": {"match": 0, "margin": 0}}]},
+     "gates[0].thresholds.match"),
+    ({"gates": [{"kind": "face", "name": "g", "camera": "c", "door": "d", "thresholds": {"margin": 0}}]}, "gates[0].thresholds.margin"),
+    ({"cameras": [{"name": "c", "source": "0", "stall_timeout_s": float("inf")}]}, "cameras[0].stall_timeout_s"),
+    ({"cameras": [{"name": "c", "source": "0", "stall_timeout_s": 1e12}]}, "cameras[0].stall_timeout_s"),
+    ({"cameras": [{"name": "c", "source": "0", "max_frame_age_ms": 999999999}]}, "cameras[0].max_frame_age_ms"),
+    ({"storage": {"snapshots": "../../etc/cron.d"}}, "storage.snapshots"),
+    ({"storage": {"snapshots": "/etc/cron.d"}}, "storage.snapshots"),
+    ({"storage": {"database": "/dev/null"}}, "storage.database"),
+    ({"storage": {"state_dir": "relative/state"}}, "storage.state_dir"),
+    ({"doors": [{"name": "d", "output": "o", "held_open_s": float("nan")}]}, "doors[0].held_open_s"),
+    ({"policy": {"reenroll_after_days": 1e9}}, "policy.reenroll_after_days"),
+    ({"enrollment": {"duplicate_threshold": 0}}, "enrollment.duplicate_threshold"),
+])
+def test_values_that_disable_security_or_break_the_daemon_are_refused(data, key):
+    lines = errors_of(data)
+    assert any(line.startswith(f"{key}: ") for line in lines), lines

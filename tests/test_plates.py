@@ -197,7 +197,7 @@ barrier = "arm"
     r = run_cli("plates", "add", "粤B1234O", config=cfg_path, data=d)
     assert r.returncode == 2 and r.stderr.strip().startswith("gatectl: plate: '粤B1234O' is not a valid Chinese plate")
     assert run_cli("plates", "add", "皖K66666", config=cfg_path, data=d).returncode == 0
-    r = run_cli("replay", "--json", str(PLATES / "scenes" / "we0091234_single_yellow.jpg"),
+    r = run_cli("replay", "--store", "--json", str(PLATES / "scenes" / "we0091234_single_yellow.jpg"),
                 str(PLATES / "scenes" / "we0091234_double_yellow.jpg"), config=cfg_path, data=d)
     assert r.returncode == 0, r.stderr
     out = [json.loads(line) for line in r.stdout.splitlines()]

@@ -20,8 +20,10 @@ Faults for tests and the bench (``inject``) act on the next matching request(s):
 executed but its reply arrives as random bytes, with a corrupted CRC, truncated, or from
 another address. ``dialect="lcus"`` instead applies LCUS ``A0 ch op sum`` frames, silently.
 
-Standalone: ``python -m gatectl.hw.board_sim [--address 1 --channels 8]`` prints the pty path
-and the coil states on every change until Ctrl-C (also ``gatectl board-sim``).
+Standalone: ``gatectl board-sim [--address 1 --channels 8 --link ./relay0]`` (also ``python -m
+gatectl.hw.board_sim``) prints the pty path and the coil states on every change until Ctrl-C,
+SIGTERM or ``quit``; its console (stdin) sets the inputs a wired board would report, e.g.
+``in 1 on`` (a door contact closing), ``in 3 toggle`` (the fire alarm), ``status``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import os
 import random
 import select
+import signal
 import struct
 import sys
 import threading
@@ -39,7 +42,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from gatectl.argtypes import number_in
 from gatectl.hw import lcus, modbus
+from gatectl.safe_text import shown
 
 FAULTS = ("timeout", "garbage", "bad_crc", "short", "foreign", "exception")
 BUSY = 0x06
@@ -97,6 +102,16 @@ class SimulatedModbusBoard:
         """What a wired contact would report on FC 02."""
         with self._lock:
             self._inputs[index] = active
+
+    def input_states(self) -> list[bool]:
+        with self._lock:
+            return list(self._inputs)
+
+    def describe(self) -> str:
+        """Relays and inputs as the board labels them (1-based), for the console."""
+        relays = " ".join(f"{i + 1}:{'ON' if on else 'off'}" for i, on in enumerate(self.coils()))
+        inputs = " ".join(f"{i + 1}:{'ACTIVE' if on else 'off'}" for i, on in enumerate(self.input_states()))
+        return f"relays {relays} | inputs {inputs or 'none'}"
 
     def inject(self, kind: str, count: int = 1, function: int | None = None) -> None:
         """Misbehave on the next ``count`` requests (of ``function`` only, if given)."""
@@ -279,18 +294,77 @@ class SimulatedModbusBoard:
             self._apply(due, cancel_timers=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Bench tool: serve a simulated board until Ctrl-C, printing every coil change."""
-    ap = argparse.ArgumentParser(prog="gatectl board-sim", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--address", type=int, default=1, help="Modbus unit address (default 1)")
-    ap.add_argument("--channels", type=int, default=8)
-    ap.add_argument("--inputs", type=int, default=8)
-    ap.add_argument("--baud", type=int, default=9600,
-                    help="reply timing of this line speed (0: as fast as the pty)")
+CONSOLE_HELP = ("console: in N|NAME on|off|toggle (input N as the board labels it, 1 = the config's index 0; "
+                "NAME: an [[inputs]] name with --board), relay N on|off, status, help, quit")
+DEFAULTS = {"address": 1, "channels": 8, "inputs": 8, "baud": 9600}
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The bench tool's options, shared by `python -m gatectl.hw.board_sim` and `gatectl board-sim`."""
+    ap.add_argument("--address", type=number_in(1, 255, int), metavar="1..255",
+                    help="Modbus unit address (default 1)")
+    ap.add_argument("--channels", type=number_in(1, 32, int), metavar="1..32",
+                    help="relays (default 8)")
+    ap.add_argument("--inputs", type=number_in(0, 32, int), metavar="0..32",
+                    help="discrete inputs: door contacts, exit buttons, fire alarm (default 8)")
+    ap.add_argument("--baud", type=number_in(0, 921600, int), metavar="BAUD",
+                    help="reply timing of this line speed (0: as fast as the pty; default 9600)")
     ap.add_argument("--dialect", choices=["modbus", "lcus"], default="modbus")
     ap.add_argument("--link", type=Path, metavar="PATH",
                     help="also make PATH a symlink to the pty, for a stable `port =` in the config")
-    args = ap.parse_args(argv)
+
+
+def fill_defaults(args: argparse.Namespace, board=None) -> None:
+    """Options not given: from ``board`` (a config's BoardConfig, so the simulator answers as
+    the configured board would), else the DEFAULTS."""
+    for key, default in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(board, key) if board is not None else default)
+
+
+def console_command(sim: SimulatedModbusBoard, line: str, names: dict[str, int] | None = None) -> str | None:
+    """One console line typed by the technician; the answer to print, or None for `quit`.
+
+    Inputs are what the wired contacts report (door contact, exit button, fire alarm): typing
+    `in 3 on` (or `in fire on` with ``names`` {"fire": 2}) is the fire panel closing its contact
+    on input 3."""
+    words = line.split()
+    if len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in (names or {}):
+        words[1] = str(names[words[1]] + 1)
+    if not words:
+        return ""
+    cmd, rest = words[0].lower(), words[1:]
+    if cmd in ("quit", "exit"):
+        return None
+    if cmd == "help":
+        return CONSOLE_HELP
+    if cmd == "status":
+        return sim.describe()
+    if cmd in ("in", "input", "relay") and len(rest) == 2 and rest[0].isdigit():
+        n, state = int(rest[0]), rest[1].lower()
+        count = len(sim.input_states()) if cmd != "relay" else sim.channels
+        if not 1 <= n <= count:
+            return f"error: {cmd} {n}: the board has {cmd if cmd == 'relay' else 'input'}s 1..{count}"
+        current = sim.input_states()[n - 1] if cmd != "relay" else sim.coils()[n - 1]
+        wanted = {"on": True, "off": False, "1": True, "0": False, "toggle": not current}.get(state)
+        if wanted is None:
+            return f"error: {cmd} {n}: say on, off or toggle (got {shown(state, 20)})"
+        if cmd == "relay":
+            sim.set_coil(n - 1, wanted)
+        else:
+            sim.set_input(n - 1, wanted)
+        return sim.describe()
+    return f"error: cannot read {shown(line.strip(), 60)}; {CONSOLE_HELP}"
+
+
+def serve(args: argparse.Namespace, stdin=None, names: dict[str, tuple[int, str]] | None = None) -> int:
+    """Serve a simulated board until Ctrl-C, SIGTERM or `quit`, printing every change and
+    obeying console commands read from ``stdin`` (a closed stdin just ends the console).
+    ``names``: input name -> (0-based index, role), the config's [[inputs]] on this board."""
+    stdin = sys.stdin if stdin is None else stdin
+    fill_defaults(args)
+    indices = {name: index for name, (index, _) in (names or {}).items()}
+    stop = threading.Event()
 
     def show(coils: list[bool]) -> None:
         stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
@@ -299,24 +373,57 @@ def main(argv: list[str] | None = None) -> int:
 
     sim = SimulatedModbusBoard(args.address, args.channels, args.inputs, baud=args.baud or None,
                                dialect=args.dialect, on_change=show, record=False)
+    linked = False
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         if args.link:
+            if args.link.exists() and not args.link.is_symlink():
+                print(f"gatectl board-sim: --link {args.link}: exists and is not a symlink; not replacing it",
+                      file=sys.stderr)
+                return 2
             args.link.unlink(missing_ok=True)
             args.link.symlink_to(sim.port)
+            linked = True
         print(f"simulated {args.dialect} relay board on {sim.port}"
               + (f" (link {args.link})" if args.link else "")
               + f", address {args.address}, {args.channels} relays, {args.inputs} inputs;"
               + " Ctrl-C stops",
               flush=True)
+        print(CONSOLE_HELP, flush=True)
+        if names:
+            print("inputs: " + ", ".join(f"{i + 1} {n} ({role})" for n, (i, role) in sorted(
+                names.items(), key=lambda x: x[1][0])), flush=True)
         show(sim.coils())
-        while True:
-            time.sleep(3600)
+
+        def console() -> None:
+            for line in stdin:
+                answer = console_command(sim, line, indices)
+                if answer is None:
+                    break
+                if answer:
+                    print(answer, flush=True)
+            else:
+                return  # stdin closed (run in the background): keep serving
+            stop.set()
+
+        threading.Thread(target=console, name="board-sim-console", daemon=True).start()
+        while not stop.wait(0.2):
+            pass
+        return 0
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sim.stop()
-        if args.link and args.link.is_symlink():
+        if linked and args.link.is_symlink():
             args.link.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bench tool: serve a simulated board until Ctrl-C, printing every coil change."""
+    ap = argparse.ArgumentParser(prog="python -m gatectl.hw.board_sim", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return serve(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

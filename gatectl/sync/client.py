@@ -66,6 +66,9 @@ MAX_RESEND_DOUBLINGS = 5  # the wait for the centre's receipt grows to 32 x ack_
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
     """A paho client with credentials and TLS from the config; every bad file or certificate is
     a one-line ConfigError naming the key."""
+    missing = cfg.missing_files()  # the same check as `config check` and `doctor`
+    if missing:
+        raise ConfigError(missing)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     if cfg.username:
         password = None
@@ -76,10 +79,6 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
                 raise ConfigError([f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]) from None
         c.username_pw_set(cfg.username, password)
     if cfg.tls is not None:
-        for key in ("ca", "cert", "key"):
-            path = getattr(cfg.tls, key)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError([f"sync.tls.{key}: file not found: {path}"])
         try:
             c.tls_set(ca_certs=str(cfg.tls.ca), certfile=cfg.tls.cert and str(cfg.tls.cert),
                       keyfile=cfg.tls.key and str(cfg.tls.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
