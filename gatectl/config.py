@@ -156,7 +156,7 @@ class DoorConfig(Strict):
     name: Name
     output: Name = Field(description="The output that drives the lock.")
     unlock_seconds: float = Field(5.0, gt=0, le=60, description="BACnet Door_Pulse_Time default: 5 s.")
-    held_open_s: float = Field(30.0, ge=1, le=3600, description="Open longer than this raises door_held_open "
+    held_open_s: float = Field(30.0, ge=0.2, le=3600, description="Open longer than this raises door_held_open "
                                                                  "(1-3600 s).")
     fail_mode: Literal["secure", "safe"] = Field(
         "secure", description="secure: strike, locked without power; safe: maglock, released by fire alarm."

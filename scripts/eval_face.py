@@ -294,7 +294,9 @@ def extrapolate(scores: dict[str, list[float]], gate: FaceGateConfig, impostor_t
 
 def collect_shots(app: App, gate: FaceGateConfig, folder: Path, rows: list[dict]):
     """Analyse the set once: each frontal photo as a pass of 3 frames, each profile photo alone."""
-    analyzer = app.analyzer(FaceQuality(min_face_px=16, min_sharpness=0.0, max_yaw=1.0, max_roll_deg=90.0),
+    # no quality gate here (below the config bounds on purpose): the recogniser itself is measured
+    off = FaceQuality.model_construct(min_face_px=16, min_sharpness=0.0, max_yaw=1.0, max_roll_deg=90.0)
+    analyzer = app.analyzer(off,
                             gate.thresholds.detect, gate.detect_long_side, False, 0.0)
     enroll_q = app.cfg.enrollment.quality
     people: dict[str, list[list[Shot]]] = {}

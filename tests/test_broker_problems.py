@@ -105,7 +105,7 @@ def test_doctor_reports_the_broker_connection(pki, tmp_path):
             cfg = tmp_path / f"{name}.toml"
             cfg.write_text(toml({"device": {"id": "dev-t", "site": SITE}, "sync": {"enabled": True, **sync}}))
             r = run_cli("doctor", config=cfg, data=tmp_path / name)
-            lines = [line for line in r.stdout.splitlines() if "sync:" in line]
+            lines = [line for line in r.stdout.splitlines() if "sync: MQTT broker" in line]
             assert len(lines) == 1 and lines[0].startswith(expect), r.stdout + r.stderr
     finally:
         good.stop()
