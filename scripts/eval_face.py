@@ -30,7 +30,6 @@ import itertools
 import json
 import math
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +40,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gatectl.app import App  # noqa: E402
-from gatectl.config import ConfigError, FaceGateConfig, FaceQuality, default_config, load_config  # noqa: E402
+from gatectl.config import FaceGateConfig, FaceQuality  # noqa: E402
 from gatectl.decision import identify, size_aware_threshold  # noqa: E402
 from gatectl.identities import select_templates  # noqa: E402
 from gatectl.media import MediaError, read_image  # noqa: E402
 from gatectl.pipelines.face_tracker import Track, Vote, confirm, fuse  # noqa: E402
 from gatectl.vision.face_quality import assess  # noqa: E402
 from gatectl.vision.gallery import Gallery  # noqa: E402
-from scripts.eval_liveness import evaluate as evaluate_liveness  # noqa: E402
+from scripts.eval_liveness import evaluate as evaluate_liveness, face_app  # noqa: E402
 
 
 def read_truth(folder: Path) -> list[dict]:
@@ -353,12 +352,7 @@ def main() -> int:
     ap.add_argument("--gallery-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[10, 30, 100],
                     help="1:N: smaller galleries to measure too, comma-separated")
     args = ap.parse_args()
-    try:
-        cfg = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
-        raise SystemExit(f"eval_face: {exc.lines[0]}") from None
-    gate = next(g for g in cfg.gates if isinstance(g, FaceGateConfig))
-    app = App(cfg, Path(tempfile.mkdtemp(prefix="gatectl-eval-")))
+    cfg, gate, app = face_app("eval_face", args.config)
     # recognition is measured on its own: liveness is reported separately below
     analyzer = app.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side, False, 0.0)
     live_model = app.liveness

@@ -192,20 +192,26 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
     return result
 
 
+def face_app(prog: str, config: Path | None):
+    """The config, its first face gate and an App on a scratch state folder, for an evaluation;
+    a bad config is one line naming the script."""
+    from gatectl.app import App
+
+    try:
+        cfg = load_config(config) if config else default_config()
+    except ConfigError as exc:
+        raise SystemExit(f"{prog}: {exc.lines[0]}") from None
+    gate = next(g for g in cfg.gates if isinstance(g, FaceGateConfig))
+    return cfg, gate, App(cfg, Path(tempfile.mkdtemp(prefix="gatectl-eval-")))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--liveness", type=Path, required=True)
     ap.add_argument("--framings", action="store_true", help="add camera framings of every sample")
     ap.add_argument("--config", type=Path, help="device config; default: built-in defaults")
     args = ap.parse_args()
-    from gatectl.app import App
-
-    try:
-        cfg = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
-        raise SystemExit(f"eval_liveness: {exc.lines[0]}") from None
-    gate = next(g for g in cfg.gates if isinstance(g, FaceGateConfig))
-    app = App(cfg, Path(tempfile.mkdtemp(prefix="gatectl-eval-")))
+    _, gate, app = face_app("eval_liveness", args.config)
     detector = app.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side, False, 0.0).detector
     print(json.dumps(evaluate(detector, app.liveness, gate.thresholds.liveness, args.liveness, args.framings)))
     return 0

@@ -113,3 +113,16 @@ def broker(tmp_path):
     b.start()
     yield b
     b.stop(kill=True)
+
+
+def ok(r):
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stdout
+
+
+def one_line_error(r, code=2):
+    assert r.returncode == code, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]

@@ -14,20 +14,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from tests.conftest import FACES, LIVENESS, NOFACE, REPO, run_cli
+from tests.conftest import FACES, LIVENESS, NOFACE, REPO, ok, one_line_error, run_cli
 
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
-    return r.stdout
-
-
-def one_line_error(r, code=2):
-    assert r.returncode == code, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 def test_enroll_list_show_remove_cycle(tmp_path):

@@ -12,20 +12,8 @@ import threading
 
 from gatectl.config import BoardConfig
 from gatectl.hw.serial_board import SerialBoard
-from tests.conftest import FACES, REPO, run_cli, wait_for
+from tests.conftest import FACES, REPO, ok, one_line_error, run_cli, wait_for
 
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
-    return r.stdout
-
-
-def one_line_error(r, code=2):
-    assert r.returncode == code, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 # --- board-sim and central take their own options ------------------------------------------
