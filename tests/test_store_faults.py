@@ -27,6 +27,7 @@ from gatectl.media import read_image
 from gatectl.service.runner import GateWorker
 from gatectl.store import DAY_SECONDS, Store, StoreError
 from tests.conftest import FACES, REPO, FakeClock, enroll, run_cli, wait_for
+from scripts.bench_store import LOCKER  # the same lock holder the benchmark measures with
 
 VEC = np.ones(128, np.float32) / np.sqrt(128)
 PAGE = 4096
@@ -277,14 +278,6 @@ def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
     assert not restored and "is not a unit vector" in summary and fresh.residents() == []
 
 
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-"""
 
 
 def test_a_held_write_lock_bounds_the_wait_and_the_event_is_spooled_then_inserted(tmp_path, caplog):
