@@ -116,19 +116,20 @@ def sign(key: Ed25519PrivateKey, kid: str, body: dict) -> dict:
     return body
 
 
-def check_signature(keys: dict[str, Ed25519PublicKey], body: dict) -> None:
-    """CommandRejected unless ``body`` is signed by one of the pinned ``keys`` (commands and
-    enrollment changes alike). ``kid`` must already be known to be text."""
+def check_signature(keys: dict[str, Ed25519PublicKey], body: dict, cmd_id: str | None = None) -> None:
+    """CommandRejected (carrying ``cmd_id``) unless ``body`` is signed by one of the pinned
+    ``keys`` (commands and enrollment changes alike). ``kid`` must already be known to be text."""
     sig = body.get("sig")
     if not sig:
-        raise CommandRejected("unsigned")
+        raise CommandRejected("unsigned", cmd_id=cmd_id)
     key = keys.get(body["kid"])
     if key is None:
-        raise CommandRejected("unknown_key", f"key id '{shown(body['kid'], 40)}' is not pinned on this device")
+        raise CommandRejected("unknown_key", f"key id '{shown(body['kid'], 64)}' is not pinned on this device",
+                              cmd_id=cmd_id)
     try:
         key.verify(base64.b64decode(sig, validate=True), canonical(body))
-    except (InvalidSignature, binascii.Error, ValueError, TypeError):
-        raise CommandRejected("bad_signature") from None
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+        raise CommandRejected("bad_signature", cmd_id=cmd_id) from None
 
 
 def sign_command(key: Ed25519PrivateKey, kid: str, device: str, cmd: str, args: dict, *, now: float,
@@ -263,15 +264,7 @@ class Verifier:
             cmd = validated(Command, body)
         except Refused as exc:
             raise CommandRejected(exc.reason, exc.detail, cmd_id=_token_of(body)) from None
-        if not cmd.sig:
-            raise CommandRejected("unsigned", cmd_id=cmd.id)
-        key = self.keys.get(cmd.kid)
-        if key is None:
-            raise CommandRejected("unknown_key", f"key id '{cmd.kid}' is not pinned on this device", cmd_id=cmd.id)
-        try:
-            key.verify(base64.b64decode(cmd.sig, validate=True), canonical(body))
-        except (InvalidSignature, binascii.Error, ValueError, TypeError):  # UnicodeEncodeError is a ValueError
-            raise CommandRejected("bad_signature", cmd_id=cmd.id) from None
+        check_signature(self.keys, body, cmd.id)
         if cmd.device != self.device:
             raise CommandRejected("wrong_device", f"for '{cmd.device}', this is '{self.device}'", cmd_id=cmd.id)
         newest = self.nonces.newest_iat()
