@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.app import App  # noqa: E402
+from gatectl.runtime.app import App  # noqa: E402
 from gatectl.config import BoardConfig, parse_config  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
 from gatectl.hw.modbus import parse_flash_on  # noqa: E402
 from gatectl.hw.serial_board import SerialBoard  # noqa: E402
-from gatectl.media import read_image  # noqa: E402
+from gatectl.sources.media import read_image  # noqa: E402
 
 FRAME = REPO / "tests/data/ebike/paddle_elevator_pic_1.png"
 

@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.app import App  # noqa: E402
+from gatectl.runtime.app import App  # noqa: E402
 from gatectl.config import default_config  # noqa: E402
-from gatectl.enroll import Enroller, Sample  # noqa: E402
+from gatectl.people.enroll import Enroller, Sample  # noqa: E402
 from gatectl.hw.relay import SimulatedRelay  # noqa: E402
-from gatectl.media import read_image  # noqa: E402
-from gatectl.vision.face_align import align_face  # noqa: E402
-from gatectl.vision.gallery import Gallery  # noqa: E402
+from gatectl.sources.media import read_image  # noqa: E402
+from gatectl.vision.face.align import align_face  # noqa: E402
+from gatectl.vision.face.gallery import Gallery  # noqa: E402
 
 
 def frame_720p(photo: Path) -> np.ndarray:

@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.app import App, simulated_boards  # noqa: E402
+from gatectl.runtime.app import App, simulated_boards  # noqa: E402
 from gatectl.config import parse_config  # noqa: E402
-from gatectl.media import read_image  # noqa: E402
+from gatectl.sources.media import read_image  # noqa: E402
 
 
 def main() -> int:

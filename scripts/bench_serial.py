@@ -40,12 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
 from gatectl.config import BoardConfig, Config, DoorConfig, OutputConfig  # noqa: E402
-from gatectl.events import EventRecorder  # noqa: E402
+from gatectl.store.recorder import EventRecorder  # noqa: E402
 from gatectl.hw import modbus  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
 from gatectl.hw.outputs import Outputs  # noqa: E402
 from gatectl.hw.serial_board import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
-from gatectl.service.controls import Controls  # noqa: E402
+from gatectl.control.controls import Controls  # noqa: E402
 from gatectl.store import Store  # noqa: E402
 
 BAUDS = (9600, 115200)

@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gatectl.app import App, simulated_boards  # noqa: E402
+from gatectl.runtime.app import App, simulated_boards  # noqa: E402
 from gatectl.config import EbikeGateConfig, load_config, parse_config  # noqa: E402
-from gatectl.media import read_image  # noqa: E402
+from gatectl.sources.media import read_image  # noqa: E402
 
 POSITIVE = ("electric moped", "e-bike", "ebike", "scooter", "moped", "motorcycle", "electric bicycle")
 DEFAULT = {"outputs": [{"name": "hold"}], "elevators": [{"name": "car", "hold_output": "hold"}],

@@ -37,9 +37,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gatectl.config import ConfigError, FaceGateConfig, default_config, load_config  # noqa: E402
-from gatectl.media import MediaError, read_image  # noqa: E402
-from gatectl.vision.face_detect import FaceDetector  # noqa: E402
-from gatectl.vision.liveness import LivenessModel  # noqa: E402
+from gatectl.sources.media import MediaError, read_image  # noqa: E402
+from gatectl.vision.face.detect import FaceDetector  # noqa: E402
+from gatectl.vision.face.liveness import LivenessModel  # noqa: E402
 
 # aspect name -> (width / height, the width of a camera of that aspect)
 ASPECTS = {"16:9": (16 / 9, 1280), "4:3": (4 / 3, 640), "1:1": (1.0, 720), "3:4": (3 / 4, 480)}
@@ -195,7 +195,7 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
 def face_app(prog: str, config: Path | None):
     """The config, its first face gate and an App on a scratch state folder, for an evaluation;
     a bad config is one line naming the script."""
-    from gatectl.app import App
+    from gatectl.runtime.app import App
 
     try:
         cfg = load_config(config) if config else default_config()

@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gatectl.media import read_image  # noqa: E402
+from gatectl.sources.media import read_image  # noqa: E402
 from gatectl.vision.models import ModelStore  # noqa: E402
-from gatectl.vision.plate import PlateAnalyzer  # noqa: E402
+from gatectl.vision.plate.analyzer import PlateAnalyzer  # noqa: E402
 
 
 def plate_of(path: Path) -> str:

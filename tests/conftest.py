@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.app import App
+from gatectl.runtime.app import App
 from gatectl.config import default_config
-from gatectl.enroll import Enroller, Sample
+from gatectl.people.enroll import Enroller, Sample
 from gatectl.hw.relay import SimulatedRelay
-from gatectl.media import read_image
+from gatectl.sources.media import read_image
 
 DATA = Path(__file__).parent / "data"
 FACES = DATA / "faces"

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from gatectl.app import App, simulated_boards
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import load_config
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from gatectl.app import App
+from gatectl.runtime.app import App
 from gatectl.config import parse_config
 from tests.broker import Broker, free_port, issue, make_pki
 from tests.conftest import run_cli, wait_for

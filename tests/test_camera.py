@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gatectl.camera import (
+from gatectl.sources.camera import (
     CameraGrabber,
     Frame,
     ImageFolderSource,
@@ -25,7 +25,7 @@ from gatectl.camera import (
     open_source,
 )
 from gatectl.config import CameraConfig
-from gatectl.media import FFMPEG_OPTIONS_ENV, iter_media, read_image
+from gatectl.sources.media import FFMPEG_OPTIONS_ENV, iter_media, read_image
 from test_media import PHOTOS, write_video
 
 

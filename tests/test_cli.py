@@ -124,7 +124,7 @@ def test_replay_prints_every_decision_kind(tmp_path):
 def test_replay_of_a_video_gives_one_decision_per_pass(tmp_path):
     import cv2
 
-    from gatectl.media import read_image
+    from gatectl.sources.media import read_image
 
     d = tmp_path / "state"
     ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--photo", str(FACES / "obama_01.jpg"), data=d))

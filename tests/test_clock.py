@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from gatectl.clock import ClockWatch
-from gatectl.decision import REENROLL
+from gatectl.runtime.clock import ClockWatch
+from gatectl.domain.access import REENROLL
 from gatectl.store import DAY_SECONDS
 from tests.conftest import FACES, enroll, wait_for
 from tests.test_face_gate import pass_photo
@@ -107,7 +107,7 @@ def test_a_clock_jump_does_not_make_every_resident_reenroll(app, clock, relay):
 
 def test_a_jump_raises_an_alert_and_holds_retention(app, clock):
     """A 31-day jump deleted every snapshot by retention."""
-    from gatectl.service.runner import Runner
+    from gatectl.runtime.runner import Runner
 
     rec = app.recorder
     evs = [rec.record("lobby", "access", "denied", "unknown face", np.full((32, 32, 3), 99, np.uint8))

@@ -12,13 +12,13 @@ import cv2
 import pytest
 
 from gatectl.config import BoardConfig, Config
-from gatectl.events import EventRecorder
+from gatectl.store.recorder import EventRecorder
 from gatectl.hw import modbus
 from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import SimulatedRelay
 from gatectl.hw.serial_board import SerialBoard
-from gatectl.service.controls import Controls
+from gatectl.control.controls import Controls
 from gatectl.store import Store
 from tests.conftest import FACES
 

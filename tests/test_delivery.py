@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 
-from gatectl.app import App
+from gatectl.runtime.app import App
 from gatectl.config import SyncConfig, parse_config
-from gatectl.sync.central import Central
+from gatectl.runtime.central import Central
 from gatectl.sync.topics import Topics
 from tests.broker import Broker
 from tests.conftest import wait_for

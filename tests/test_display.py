@@ -12,12 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from gatectl.app import App, simulated_boards
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import ConfigError, parse_config
-from gatectl.display import Display
-from gatectl.pipelines.ebike_gate import EbikeGate
+from gatectl.hw.display import Display
+from gatectl.gates.ebike.gate import EbikeGate
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
-from gatectl.vision.object_detect import Detection
+from gatectl.vision.objects import Detection
 from tests.conftest import wait_for
 
 

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from gatectl.app import App, simulated_boards
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import ConfigError, parse_config
-from gatectl.media import read_image
-from gatectl.paths import bundled_models_dir
+from gatectl.sources.media import read_image
+from gatectl.core.paths import bundled_models_dir
 from gatectl.vision.models import ModelError, ModelStore
-from gatectl.vision.object_detect import open_detector
+from gatectl.vision.objects import open_detector
 from tests.conftest import DATA, FACES, run_cli
 
 EBIKE = DATA / "ebike"

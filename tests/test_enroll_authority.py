@@ -19,9 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gatectl.config import SyncConfig
-from gatectl.enroll import Enroller, Sample
-from gatectl.media import read_image
-from gatectl.sync.central import Central
+from gatectl.people.enroll import Enroller, Sample
+from gatectl.sources.media import read_image
+from gatectl.runtime.central import Central
 from gatectl.sync.enrollment import MAX_VERSION, encode_templates
 from gatectl.sync.signing import (
     generate_private_key,
@@ -393,7 +393,7 @@ def test_sqlite_never_holds_an_impossible_version(tmp_path):
 def test_the_duplicate_rule_sees_each_change_of_a_resync_and_anyone_elses(tmp_path):
     """Changes applied one after the other (a resync) are checked against each other without a
     reload each; a resident added meanwhile by another connection (the CLI) is seen too."""
-    from gatectl.identities import Directory
+    from gatectl.people.directory import Directory
     from gatectl.store import Store
     from gatectl.sync.enrollment import DuplicateRule, EnrollRejected, Replicator
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gatectl.config import default_config
-from gatectl.vision.gallery import Gallery
+from gatectl.vision.face.gallery import Gallery
 from tests.conftest import REPO
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gatectl.decision import DAY_SECONDS, REENROLL
-from gatectl.enroll import Enroller, EnrollmentError, Sample
-from gatectl.media import read_image
+from gatectl.domain.access import DAY_SECONDS, REENROLL
+from gatectl.people.enroll import Enroller, EnrollmentError, Sample
+from gatectl.sources.media import read_image
 from gatectl.store import Store
 from tests.conftest import FACES, LIVENESS, NOFACE, enroll, single_face_photos
 
@@ -59,7 +59,7 @@ def test_strangers_are_denied_with_a_snapshot(gallery_app, relay):
 
 def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock):
     """Enroll each single-face photo alone; every other person's photo must not be granted."""
-    from gatectl.app import App
+    from gatectl.runtime.app import App
     from gatectl.config import default_config
 
     photos = [(ident, p) for ident, ps in IDENTITIES.items() for p in ps]
@@ -172,7 +172,7 @@ def test_inactive_resident_must_reenroll(app, clock, relay):
     assert (d.decision, d.reason) == ("denied", REENROLL)
     assert len(relay.history) == 1
     # shown as such by the residents listing (a fresh store and directory, as the CLI has)
-    from gatectl.decision import resident_state
+    from gatectl.domain.access import resident_state
 
     [r] = Store(app.store.path).residents()
     assert resident_state(r, clock(), 15) == REENROLL
@@ -208,7 +208,7 @@ def test_suspended_account_is_denied_by_the_entry_check(app, relay):
 
 def test_enrollment_from_another_process_reaches_a_running_directory(app):
     """The daemon's directory picks up a CLI enrollment (another connection) without restart."""
-    from gatectl.app import App
+    from gatectl.runtime.app import App
 
     gate = app.face_gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "obama_02.jpg")
@@ -243,7 +243,7 @@ def _watch(app, name, *photos, reason=""):
     """A watchlist entry straight into the store, as a centre push or an older store has it
     (bypassing the CLI's refusal of a face already listed)."""
     analyzer = app.analyzer(app.cfg.enrollment.quality, 0.8, 640, liveness=False, liveness_threshold=0.0)
-    from gatectl.enroll import extract_template
+    from gatectl.people.enroll import extract_template
 
     templates = [extract_template(analyzer, Sample(p, read_image(FACES / p))) for p in photos]
     return app.store.add_watch(name, reason, None, templates, app.embedder.model_id)
@@ -290,7 +290,7 @@ def test_the_match_threshold_rises_with_the_gallery(app, relay):
     stranger target (thresholds.stranger_far) needs a higher score (decision.size_aware_threshold)."""
     import numpy as np
 
-    from gatectl.vision.gallery import Gallery
+    from gatectl.vision.face.gallery import Gallery
 
     enroll(app, "Biden", "biden_01.jpg")
     enroll(app, "Obama", "obama_01.jpg")

@@ -12,12 +12,12 @@ import threading
 import pytest
 
 from gatectl.config import BoardConfig, Config
-from gatectl.events import EventRecorder
+from gatectl.store.recorder import EventRecorder
 from gatectl.hw import modbus
 from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.serial_board import SerialBoard
-from gatectl.service.controls import Controls
+from gatectl.control.controls import Controls
 from gatectl.store import Store
 from tests.conftest import REPO, wait_for
 
@@ -243,9 +243,9 @@ def test_episode_settings_are_bounded_in_the_config():
 # ---- events a centre and a guard need --------------------------------------------------------
 
 def test_door_forced_and_held_open_are_alerts_with_a_frame_of_the_door_camera(tmp_path):
-    from gatectl.app import App
+    from gatectl.runtime.app import App
     from gatectl.hw.relay import SimulatedRelay
-    from gatectl.media import read_image
+    from gatectl.sources.media import read_image
     from tests.conftest import FACES
 
     cfg = Config.model_validate({
@@ -274,11 +274,11 @@ def test_door_forced_and_held_open_are_alerts_with_a_frame_of_the_door_camera(tm
 
 
 def test_camera_lost_and_recovered_are_camera_events_in_the_outbox(tmp_path):
-    from gatectl.app import App
-    from gatectl.camera import CameraGrabber
+    from gatectl.runtime.app import App
+    from gatectl.sources.camera import CameraGrabber
     from gatectl.config import CameraConfig, default_config
     from gatectl.hw.relay import SimulatedRelay
-    from gatectl.service.runner import camera_events
+    from gatectl.runtime.runner import camera_events
     from tests.conftest import FACES
 
     cfg = default_config().model_copy(update={"sync": default_config().sync.model_copy(update={"enabled": True})})

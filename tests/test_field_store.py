@@ -9,10 +9,10 @@ import logging
 import numpy as np
 
 from gatectl.config import Config
-from gatectl.events import EventRecorder
+from gatectl.store.recorder import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import SimulatedRelay
-from gatectl.service.controls import Controls
+from gatectl.control.controls import Controls
 from gatectl.store import Store
 from tests.conftest import FakeClock
 
@@ -114,7 +114,7 @@ def test_anti_passback_survives_a_restart(tmp_path):
 def test_erasure_leaves_no_name_in_events_outbox_or_info_logs(tmp_path, caplog):
     """An old-style reason ('watchlist: Rose Leslie') is scrubbed on removal, and new reasons
     never carry a name: they reference the watchlist entry by id."""
-    from gatectl.decision import decide_watchlisted
+    from gatectl.domain.access import decide_watchlisted
 
     s = Store(tmp_path / "g.db", publish=True)
     r = s.add_resident("Rose Leslie", "7-1-702", [(VEC, 0.9)], "m1")
@@ -156,9 +156,9 @@ def test_removing_a_watchlisted_resident_keeps_the_watchlist_entry_with_its_face
 
 
 def test_face_gate_info_log_carries_no_name(tmp_path, caplog):
-    from gatectl.app import App
+    from gatectl.runtime.app import App
     from gatectl.config import default_config
-    from gatectl.media import read_image
+    from gatectl.sources.media import read_image
     from tests.conftest import FACES, enroll
 
     app = App(default_config(), tmp_path / "state", boards={"main": SimulatedRelay()}, clock=FakeClock())

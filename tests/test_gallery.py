@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gatectl.vision.gallery import Gallery
+from gatectl.vision.face.gallery import Gallery
 
 
 def unit(rng, n, dim=128):
@@ -56,7 +56,7 @@ def test_add_and_remove_without_rebuild_from_store():
 
 def test_large_gallery_split_product_is_exact():
     """Above SPLIT_ROWS the product runs in two halves on two threads: same answer."""
-    from gatectl.vision.gallery import SPLIT_ROWS
+    from gatectl.vision.face.gallery import SPLIT_ROWS
 
     rng = np.random.default_rng(3)
     n = SPLIT_ROWS + 1001
@@ -100,7 +100,7 @@ def test_linked_owners_are_one_identity_for_the_margin():
 
 
 def test_same_face_groups_link_watchlist_entries_but_never_two_residents():
-    from gatectl.identities import same_face_groups
+    from gatectl.people.directory import same_face_groups
 
     g = Gallery(3)
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])

@@ -12,10 +12,10 @@ import csv
 
 import pytest
 
-from gatectl.decision import SPOOF, TOO_CLOSE
-from gatectl.enroll import Enroller, EnrollmentError, Sample
-from gatectl.media import read_image
-from gatectl.pipelines.face_tracker import Track, Vote
+from gatectl.domain.access import SPOOF, TOO_CLOSE
+from gatectl.people.enroll import Enroller, EnrollmentError, Sample
+from gatectl.sources.media import read_image
+from gatectl.gates.face.tracker import Track, Vote
 from scripts.eval_liveness import ASPECTS, camera_framings
 from tests.conftest import FACES, LIVENESS, enroll
 
@@ -32,7 +32,7 @@ def samples() -> list[tuple[str, bool]]:
 @pytest.fixture(scope="module")
 def framed(tmp_path_factory):
     """(photo, aspect, variant, genuine, frame height, face box, observation) for every framing."""
-    from gatectl.app import App
+    from gatectl.runtime.app import App
     from gatectl.config import default_config
 
     app = App(default_config(), tmp_path_factory.mktemp("framing"))

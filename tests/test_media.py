@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gatectl.media import (
+from gatectl.sources.media import (
     FFMPEG_OPTIONS_ENV,
     MediaError,
     MediaFrame,

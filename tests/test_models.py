@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from gatectl.config import ModelsConfig
-from gatectl.paths import bundled_models_dir
-from gatectl.vision.embedder import make_embedder
+from gatectl.core.paths import bundled_models_dir
+from gatectl.vision.face.embedder import make_embedder
 from gatectl.vision.models import ModelError, ModelStore, load_registry
 
 MODELS = bundled_models_dir()
@@ -65,7 +65,7 @@ def test_missing_model_and_missing_registry(tmp_path):
 
 
 def test_default_path_does_not_import_insightface():
-    code = ("import sys; from gatectl.app import App; from gatectl.config import default_config; "
+    code = ("import sys; from gatectl.runtime.app import App; from gatectl.config import default_config; "
             "import tempfile; a = App(default_config(), tempfile.mkdtemp()); a.embedder; a.liveness; "
             "print('insightface' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from gatectl import plate_format
-from gatectl.app import App, simulated_boards
+from gatectl.domain import plate_format
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import parse_config
-from gatectl.media import read_image
+from gatectl.sources.media import read_image
 from gatectl.vision.models import ModelStore
-from gatectl.vision.plate import PlateAnalyzer
-from gatectl.vision.plate_read import PlateReader
+from gatectl.vision.plate.analyzer import PlateAnalyzer
+from gatectl.vision.plate.read import PlateReader
 from tests.conftest import DATA, run_cli
 
 PLATES = DATA / "plates"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from gatectl.app import App, simulated_boards
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import parse_config
 from gatectl.store import Store
 from gatectl.sync.signing import (

@@ -1,6 +1,6 @@
 """Outside text is shown as one bounded, printable line (log forging, terminal escapes)."""
 
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 
 
 def test_printable_names_in_any_script_pass_unchanged():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gatectl.events import EventRecorder
+from gatectl.store.recorder import EventRecorder
 from gatectl.store import DAY_SECONDS, Store, StoreError
 from tests.conftest import FakeClock
 

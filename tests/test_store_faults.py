@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gatectl.app import App
+from gatectl.runtime.app import App
 from gatectl.config import default_config
-from gatectl.events import EventRecorder, EventSpool, new_event_id
-from gatectl.media import read_image
-from gatectl.service.runner import GateWorker
+from gatectl.store.recorder import EventRecorder, EventSpool, new_event_id
+from gatectl.sources.media import read_image
+from gatectl.runtime.runner import GateWorker
 from gatectl.store import DAY_SECONDS, Store, StoreError
 from tests.conftest import FACES, REPO, FakeClock, enroll, run_cli, wait_for
 from scripts.bench_store import LOCKER  # the same lock holder the benchmark measures with
@@ -226,7 +226,7 @@ def test_run_moves_a_corrupt_store_aside_instead_of_crash_looping(tmp_path, dama
 
 def test_corrupt_store_asks_the_centre_for_a_resync(tmp_path):
     from gatectl.config import parse_config
-    from gatectl.service.runner import Runner
+    from gatectl.runtime.runner import Runner
 
     data = tmp_path / "state"
     data.mkdir()
@@ -342,7 +342,7 @@ def test_spool_is_bounded_and_reads_its_own_file_as_untrusted(tmp_path, caplog):
 def test_spool_field_types_cover_every_event_field():
     from dataclasses import fields
 
-    from gatectl.events import _EVENT_FIELD_TYPES, Event
+    from gatectl.store.recorder import _EVENT_FIELD_TYPES, Event
 
     assert set(_EVENT_FIELD_TYPES) == {f.name for f in fields(Event)}
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.app import App, simulated_boards
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import SyncConfig, parse_config
-from gatectl.enroll import Enroller, Sample
-from gatectl.media import read_image
-from gatectl.sync.central import Central
+from gatectl.people.enroll import Enroller, Sample
+from gatectl.sources.media import read_image
+from gatectl.runtime.central import Central
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
 from tests.broker import Broker

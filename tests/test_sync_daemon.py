@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from gatectl.config import SyncConfig, TlsConfig
-from gatectl.sync.central import Central
+from gatectl.runtime.central import Central
 from tests.broker import Broker, make_pki
 from tests.conftest import FACES, REPO, run_cli, wait_for
 from tests.test_sync import SITE
@@ -164,10 +164,10 @@ def test_an_unsigned_enrollment_of_a_strangers_face_never_opens_a_live_daemons_d
     template opened the door 0.9 s later; reusing a resident's uid recorded the pass as theirs."""
     import time
 
-    from gatectl.app import App
+    from gatectl.runtime.app import App
     from gatectl.config import default_config
-    from gatectl.enroll import Enroller, Sample
-    from gatectl.media import read_image
+    from gatectl.people.enroll import Enroller, Sample
+    from gatectl.sources.media import read_image
     from gatectl.sync.enrollment import encode_templates
     from gatectl.sync.signing import generate_private_key, public_key_b64
     from gatectl.sync.topics import Topics

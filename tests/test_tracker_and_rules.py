@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gatectl.decision import (DAY_SECONDS, REENROLL, AccountActive, decide_resident, make_entry_checks,
+from gatectl.domain.access import (DAY_SECONDS, REENROLL, AccountActive, decide_resident, make_entry_checks,
                               resident_state)
-from gatectl.pipelines.face_tracker import FaceTracker, Vote
+from gatectl.gates.face.tracker import FaceTracker, Vote
 from gatectl.store import Resident, WatchEntry
 
 
@@ -76,7 +76,7 @@ def test_watchlist_beats_everything_and_checks_are_pluggable():
 
 
 def test_fused_confirmation_needs_enough_live_frames_and_spoofs_still_win():
-    from gatectl.pipelines.face_tracker import confirm, fuse
+    from gatectl.gates.face.tracker import confirm, fuse
 
     tr = FaceTracker(window=3)
     [t] = tr.update([box(0, 0)], 0)
@@ -101,7 +101,7 @@ def test_fused_confirmation_needs_enough_live_frames_and_spoofs_still_win():
 
 
 def test_enrollment_keeps_the_best_templates_without_near_copies():
-    from gatectl.identities import select_templates
+    from gatectl.people.directory import select_templates
 
     a, b, c = np.array([1.0, 0.0], np.float32), np.array([0.6, 0.8], np.float32), np.array([0.0, 1.0], np.float32)
     near_a = np.array([0.999, 0.045], np.float32)
@@ -113,7 +113,7 @@ def test_enrollment_keeps_the_best_templates_without_near_copies():
 def test_threshold_rises_with_the_gallery_to_hold_the_stranger_rate():
     import math
 
-    from gatectl.decision import size_aware_threshold
+    from gatectl.domain.access import size_aware_threshold
 
     tail = (0.0, 0.12)
     th = [size_aware_threshold(0.40, n, 0.001, tail) for n in (1, 100, 1_000, 10_000)]

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from gatectl.vision.object_detect import yolox_grid
+from gatectl.vision.objects import yolox_grid
 
 
 def build(yolox_path: Path, out_path: Path) -> Path:

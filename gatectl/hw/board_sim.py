@@ -42,9 +42,9 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from gatectl.argtypes import number_in
+from gatectl.core.argtypes import number_in
 from gatectl.hw import lcus, modbus
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 
 FAULTS = ("timeout", "garbage", "bad_crc", "short", "foreign", "exception")
 BUSY = 0x06

@@ -42,7 +42,7 @@ from paho.mqtt.properties import Properties
 
 from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 from gatectl.store import Store
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
 from gatectl.sync.diagnose import ProblemLog, explain

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 
 from gatectl.config import DisplayConfig
-from gatectl.display import Display
-from gatectl.events import EventRecorder
-from gatectl.safe_text import shown
-from gatectl.service.controls import Controls
+from gatectl.hw.display import Display
+from gatectl.store.recorder import EventRecorder
+from gatectl.core.safe_text import shown
+from gatectl.control.controls import Controls
 from gatectl.store import Store
 from gatectl.sync.enrollment import EnrollRejected, Replicator
 from gatectl.sync.inbound import (AnnounceArgs, BarrierArgs, DoorArgs, ElevatorArgs, NoArgs, Refusals, Refused,

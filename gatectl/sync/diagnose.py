@@ -22,7 +22,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from gatectl.config import SyncConfig
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.sync")
 

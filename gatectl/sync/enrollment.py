@@ -15,7 +15,7 @@ no higher than the device's clock plus ``sync.clock_skew_s`` and never beyond `M
 so no message can pin a record forever. A deletion leaves a tombstone and erases the templates
 and snapshots at once. Templates travel as float32 vectors with the id of the model that made
 them; a template from another model is refused, and a resident's templates pass the same
-duplicate-face rule as a local enrollment (`gatectl.enroll.check_duplicate`).
+duplicate-face rule as a local enrollment (`gatectl.people.enroll.check_duplicate`).
 
 Payload (JSON), resident::
 
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gatectl.identities import Directory
-from gatectl.safe_text import shown
+from gatectl.people.directory import Directory
+from gatectl.core.safe_text import shown
 from gatectl.store import MAX_VERSION, Store
 from gatectl.sync.signing import CommandRejected, verify_change
 
@@ -107,7 +107,7 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
 
 
 class DuplicateRule:
-    """The enrollment duplicate-face rule (`gatectl.enroll.check_duplicate`, the one rule for
+    """The enrollment duplicate-face rule (`gatectl.people.enroll.check_duplicate`, the one rule for
     every way a template arrives) for changes from the centre, on a directory of the sync
     thread's own. It is reloaded from the store only when something other than this replicator
     changed it; the replicator's own changes update it in place, so a resync of N residents
@@ -119,7 +119,7 @@ class DuplicateRule:
 
     def check(self, templates: list[tuple[np.ndarray, float]], uid: str) -> None:
         """EnrollRejected if the face is someone else's here; the line names no one (it is logged)."""
-        from gatectl.enroll import (  # the vision stack: only on a device
+        from gatectl.people.enroll import (  # the vision stack: only on a device
             DuplicateFace,
             check_duplicate,
         )

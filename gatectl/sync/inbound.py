@@ -41,7 +41,7 @@ from pydantic import (
     ValidationError,
 )
 
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.sync")
 

@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gatectl.safe_text import shown
+from gatectl.core.safe_text import shown
 from gatectl.sync.inbound import Command, Refused, load_json, validated
 
 log = logging.getLogger("gatectl.sync")

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from gatectl.paths import bundled_models_dir
+from gatectl.core.paths import bundled_models_dir
 
 
 class ModelError(Exception):

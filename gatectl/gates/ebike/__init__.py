@@ -1,0 +1,1 @@
+"""The elevator e-bike gate: detections in the car region, N-of-M confirmation, the hold."""

@@ -1,0 +1,1 @@
+"""The pedestrian face gate: tracks, votes, fusion, liveness per track, rules, then the door."""

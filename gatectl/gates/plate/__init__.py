@@ -1,0 +1,1 @@
+"""The vehicle lane: plates across frames with a per-character vote, vehicle rules, the barrier."""

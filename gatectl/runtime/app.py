@@ -1,0 +1,213 @@
+"""Assembly: builds the store, models, directory and gates from one Config.
+
+Everything is created lazily, so `gatectl residents list` never loads a model and `gatectl run`
+loads each ONNX session once for all gates. `run`, `replay`, `demo`, the tests and the
+benchmarks all get their pipelines from here; only the frame source and the relay differ.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from gatectl.runtime.clock import ClockWatch
+from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
+from gatectl.domain.access import make_entry_checks
+from gatectl.hw.display import Display
+from gatectl.store.recorder import EventRecorder, EventSpool
+from gatectl.hw.outputs import Outputs
+from gatectl.hw.relay import Relay, SimulatedRelay
+from gatectl.people.directory import Directory
+from gatectl.gates.face.gate import FaceGate
+from gatectl.control.controls import Controls
+from gatectl.store import Store
+from gatectl.vision.face.embedder import Embedder, make_embedder
+from gatectl.vision.face.analyzer import FaceAnalyzer
+from gatectl.vision.face.detect import FaceDetector
+from gatectl.vision.face.liveness import LivenessModel
+from gatectl.vision.models import ModelStore
+
+
+def simulated_boards(cfg: Config) -> dict[str, Relay]:
+    """In-memory stand-ins for every configured board: replay must never drive hardware."""
+    return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
+
+
+class App:
+    def __init__(self, cfg: Config, data_dir: Path, boards: dict[str, Relay] | None = None,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        """``boards`` replaces the configured relay boards by name (tests, replay, demo);
+        ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares."""
+        self.cfg = cfg
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self.monotonic = monotonic
+        self._boards = boards or {}
+        self._extra_stores: list[Store] = []
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.cfg.storage.database)
+
+    @cached_property
+    def store(self) -> Store:
+        sync = self.cfg.sync
+        return Store(self.store_path, clock=self.clock, publish=sync.enabled,
+                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path(self.cfg.storage.snapshots)
+
+    @cached_property
+    def recorder(self) -> EventRecorder:
+        s = self.cfg.storage
+        spool = EventSpool(self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024)
+        return EventRecorder(self.store, self.snapshot_dir, s.snapshot_jpeg_quality, spool=spool,
+                             lock_wait_s=s.lock_wait_ms / 1000)
+
+    @cached_property
+    def clockwatch(self) -> ClockWatch:
+        """Whether the wall clock may drive time-based rules (re-enrollment, retention)."""
+        return ClockWatch(self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s)
+
+    @cached_property
+    def boards(self) -> dict[str, Relay]:
+        from gatectl.hw.serial_board import make_board  # pyserial only when a board is used
+
+        return {b.name: self._boards.get(b.name) or make_board(b) for b in self.cfg.boards}
+
+    @cached_property
+    def outputs(self) -> Outputs:
+        return Outputs(self.cfg.outputs, self.boards)
+
+    @cached_property
+    def controls(self) -> Controls:
+        return Controls(self.cfg, self.outputs, self.recorder)
+
+    @cached_property
+    def display(self) -> Display:
+        return Display(self.cfg.display)
+
+    @cached_property
+    def models(self) -> ModelStore:
+        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return make_embedder(self.cfg.models, self.models)
+
+    @cached_property
+    def liveness(self) -> LivenessModel:
+        return LivenessModel(self.models)
+
+    @cached_property
+    def directory(self) -> Directory:
+        """Reads through its own connection: its poller thread must never see, or run inside,
+        a transaction the gate workers have open on the writer connection."""
+        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim,
+                      self.cfg.enrollment.duplicate_threshold)
+        d.refresh()
+        return d
+
+    def analyzer(self, quality: FaceQuality, detect_threshold: float, long_side: int,
+                 liveness: bool, liveness_threshold: float) -> FaceAnalyzer:
+        detector = FaceDetector(self.models, long_side, detect_threshold)
+        return FaceAnalyzer(detector, self.embedder, self.liveness if liveness else None,
+                            quality, liveness_threshold)
+
+    def enrollment_analyzer(self) -> FaceAnalyzer:
+        e = self.cfg.enrollment
+        return self.analyzer(e.quality, e.detect_threshold, 640, e.liveness, e.liveness_threshold)
+
+    def face_gate(self, gate: FaceGateConfig) -> FaceGate:
+        analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
+                                 gate.liveness, gate.thresholds.liveness)
+        fg = FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
+                      self.controls, make_entry_checks(self.cfg.policy.entry_checks),
+                      self.cfg.policy.reenroll_after_days, self.clockwatch.rule_time)
+        self.controls.set_door_camera(gate.door, fg.recent_frame)
+        return fg
+
+    def plate_lane(self, gate: PlateGateConfig):
+        from gatectl.gates.plate.lane import PlateLane
+        from gatectl.vision.plate.analyzer import PlateAnalyzer
+
+        analyzer = PlateAnalyzer(self.models, gate.detector_size, min(0.5, gate.thresholds.detect))
+        return PlateLane(gate, analyzer, self.store, self.recorder, self.controls, self.clock)
+
+    def ebike_gate(self, gate: EbikeGateConfig):
+        from gatectl.gates.ebike.gate import EbikeGate
+        from gatectl.vision.objects import open_detector
+
+        d = gate.detector
+        session = self.models.session_for_file(d.file) if d.file else self.models.session(d.model)
+        index = [g.name for g in self.cfg.gates].index(gate.name)
+        detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
+                                 f"gates[{index}].detector")
+        elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
+        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock, display=self.display)
+
+    def gate(self, gate):
+        """The pipeline of one configured gate, whatever its kind."""
+        if isinstance(gate, FaceGateConfig):
+            return self.face_gate(gate)
+        if isinstance(gate, PlateGateConfig):
+            return self.plate_lane(gate)
+        return self.ebike_gate(gate)
+
+    def gates(self) -> list:
+        return [self.gate(g) for g in self.cfg.gates]
+
+    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):
+        """The MQTT client with its command handler and replicator (paho is imported only here).
+        Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
+        from gatectl.config import ConfigError
+        from gatectl.sync.client import SyncClient
+        from gatectl.sync.commands import CommandHandler
+        from gatectl.sync.enrollment import DuplicateRule, Replicator
+        from gatectl.sync.inbound import Refusals
+        from gatectl.sync.signing import Verifier, load_public_key
+        from gatectl.sync.topics import Topics
+
+        s = self.cfg.sync
+        keys = {}
+        for kid, text in s.command_keys.items():
+            try:
+                keys[kid] = load_public_key(text)
+            except ValueError as exc:
+                raise ConfigError([f"sync.command_keys.{kid}: {exc}"]) from None
+        # the sync thread reads the outbox on a connection of its own (never inside another
+        # thread's open transaction)
+        store = Store(self.store.path, clock=self.clock, publish=s.enabled, publish_snapshots=s.snapshots,
+                      outbox_max=s.outbox_max)
+        self._extra_stores.append(store)
+        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files,
+                                keys=keys, site=self.cfg.device.site, device=self.cfg.device.id,
+                                duplicates=DuplicateRule(Directory(store, self.embedder.model_id, self.embedder.dim),
+                                                         self.cfg.enrollment.duplicate_threshold),
+                                clock=self.clock, skew_s=s.clock_skew_s)
+        verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
+        refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
+        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
+                                 refusals, display=self.display)
+        topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
+        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
+                          refusals)
+
+    def close(self) -> None:
+        for extra in self._extra_stores:
+            extra.close()
+        if "boards" in self.__dict__:
+            for board in self.boards.values():
+                board.close()
+        if "directory" in self.__dict__:
+            self.directory.stop()
+            self.directory.store.close()
+        if "store" in self.__dict__:
+            self.store.close()

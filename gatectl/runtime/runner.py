@@ -1,0 +1,245 @@
+"""`gatectl run`: every configured gate until stopped.
+
+Threads: one grabber per camera (blocking capture), one worker per gate (inference), the
+directory poller, and this supervisor, which pets the systemd watchdog only while every worker
+is doing its job - a hung worker, or one failing on every frame, stops the petting and systemd
+restarts the service. A store that refuses writes does not: the doors keep opening from the
+in-memory directory and events go to the spool, which a restart would not improve.
+Outputs go to their safe state at start and at shutdown, whatever stopped us.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gatectl.runtime.app import App
+from gatectl.sources.camera import CameraGrabber
+from gatectl.runtime.clock import ClockJump
+from gatectl.store.recorder import free_disk_mb
+from gatectl.core.safe_text import shown
+from gatectl.runtime.systemd import sd_notify, watchdog_interval
+from gatectl.store import quarantine_if_corrupt, salvage
+
+log = logging.getLogger("gatectl.run")
+
+RETENTION_EVERY_S = 3600.0
+HEARTBEAT_STALE_S = 10.0
+DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
+
+
+class GateWorker:
+    """Pulls the newest frame of one camera and runs one gate on it."""
+
+    def __init__(self, gate, grabber: CameraGrabber, stop: threading.Event):
+        """``gate``: a FaceGate or a PlateLane (both have ``cfg.name`` and ``process``)."""
+        self.gate = gate
+        self.grabber = grabber
+        self.stop = stop
+        self.heartbeat = time.monotonic()
+        self.errors = 0
+        self.failing_since: float | None = None  # first failure of the current run of failures
+        self.thread = threading.Thread(target=self._loop, name=f"gate-{gate.cfg.name}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self.grabber.get(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self.gate.process(frame.image, frame.t_capture)
+                self.failing_since = None
+            except Exception:  # one bad frame must not take the gate down
+                self.errors += 1
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
+
+    def stalled(self, now: float) -> bool:
+        """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""
+        return (not self.thread.is_alive() or now - self.heartbeat > HEARTBEAT_STALE_S
+                or (self.failing_since is not None and now - self.failing_since > HEARTBEAT_STALE_S))
+
+
+class Runner:
+    def __init__(self, app: App, stop: threading.Event | None = None, config_path: Path | None = None):
+        """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults)."""
+        self.app = app
+        self.stop = stop or threading.Event()
+        self.config_path = config_path
+        self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
+        self.sync = None
+        self.workers: list[GateWorker] = []
+        self.started = time.monotonic()
+        self._retention_held = False
+
+    def health(self) -> dict:
+        """What an operator needs to see from afar: the status line, the status topic."""
+        boards = {}
+        for name, board in self.app.boards.items():
+            st = board.status()
+            boards[name] = _pick(st, "driver", "state", "last_error", "timeouts", "bad_frames",
+                                 "commands_failed", "reconnects")
+        return {
+            "uptime_s": round(time.monotonic() - self.started),
+            "cameras": {w.gate.cfg.name: _pick(w.grabber.stats(), "state", "fps", "frames", "dropped_stale", "outages")
+                        for w in self.workers},
+            "boards": boards,
+            "controls": self.app.controls.status(),
+            "events_unrecorded": self.app.recorder.unrecorded,
+            "store_failing": self.app.recorder.store_failing,
+            "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
+            "clock": self.app.clockwatch.status(),
+            "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
+        }
+
+    def run(self) -> None:
+        app = self.app
+        self._recover_store()
+        app.clockwatch.on_change = self._clock_changed
+        app.clockwatch.observe()
+        if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
+            self.sync = app.sync_client(self.health, self._reload)
+        app.outputs.all_off()
+        app.controls.poll()  # the starting input states (an active fire alarm acts at once)
+        app.directory.start()
+        if self.sync is not None:
+            self.sync.start()
+        gates = app.gates()
+        for gate in gates:
+            grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera))
+            self.workers.append(GateWorker(gate, grabber, self.stop))
+        for w in self.workers:
+            w.grabber.start()
+            w.thread.start()
+        sd_notify("READY=1")
+        log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))
+        try:
+            self._supervise()
+        finally:
+            sd_notify("STOPPING=1")
+            self.stop.set()
+            for w in self.workers:
+                w.thread.join(timeout=5)
+                w.grabber.stop()
+            app.directory.stop()
+            if self.sync is not None:
+                self.sync.stop()
+            app.outputs.all_off()
+            log.info("stopped; outputs off")
+
+    def _recover_store(self) -> None:
+        """A corrupt database (an SD card that lost pages) is moved aside and a fresh one made,
+        with a loud alert and a resync request to the centre - rather than failing every start
+        while systemd restarts us in a loop. The corrupt copy stays for a technician."""
+        app = self.app
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(app.clock()))
+        moved = quarantine_if_corrupt(app.path(app.cfg.storage.database), stamp)
+        if moved is None:
+            return
+        target, problem = moved
+        salvaged, restored = salvage(target, app.store)
+        reason = (f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created, "
+                  f"{salvaged}" + ("; resync requested from the centre" if app.cfg.sync.enabled else
+                                   "" if restored else "; no central sync: residents must be enrolled again"))
+        log.critical("%s", shown(reason, 2000))
+        app.recorder.record("system", "alert", "alert", reason)
+        if app.cfg.sync.enabled:
+            app.store.enqueue("resync", app.cfg.device.id)
+
+    def _clock_changed(self, jump: ClockJump | None) -> None:
+        """A jump (or the return to trust): logged and raised as an alert event."""
+        if jump is None:
+            log.warning("clock trusted again: retention and the re-enrollment rule use the wall clock")
+            return
+        watch = self.app.clockwatch
+        if watch.trusted:
+            reason = f"{jump.describe()} (wall vs monotonic): back on the trusted time base"
+        else:
+            reason = (f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
+                      f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)")
+        log.warning("%s", reason)
+        self.app.recorder.record("system", "alert", "alert", reason)
+
+    def _reload(self) -> str:
+        """Remote config.reload: only a config that validates replaces the running one."""
+        from gatectl.config import ConfigError, load_config
+        from gatectl.sync.commands import CommandFailed
+
+        if self.config_path is None:
+            raise CommandFailed("running on built-in defaults: no config file to reload")
+        try:
+            load_config(self.config_path)
+        except ConfigError as exc:
+            raise CommandFailed(f"{self.config_path}: {exc.lines[0]}"
+                                + (f" (+{len(exc.lines) - 1} more)" if len(exc.lines) > 1 else "")) from None
+        self.reexec = True
+        threading.Timer(0.5, self.stop.set).start()  # after the response has gone out
+        return f"{self.config_path} is valid; restarting with it"
+
+    def _supervise(self) -> None:
+        """Door inputs every DOOR_POLL_S; watchdog, status and retention on slower clocks."""
+        slow_every = min(watchdog_interval() or 5.0, 5.0)
+        next_slow = time.monotonic()
+        next_retention = time.monotonic()
+        while not self.stop.wait(DOOR_POLL_S):
+            try:
+                self.app.controls.poll()
+            except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
+                log.exception("door input poll failed")
+            self.app.clockwatch.observe()
+            now = time.monotonic()
+            if now < next_slow:
+                continue
+            next_slow = now + slow_every
+            stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
+            if stale:
+                log.error("gate worker(s) stalled or failing on every frame: %s; withholding the watchdog",
+                          ", ".join(stale))
+            else:
+                sd_notify("WATCHDOG=1")
+            try:
+                self.app.recorder.drain_spool()
+            except Exception:
+                log.exception("event spool drain failed; will retry")
+            if now >= next_retention:
+                next_retention = self._retention(now)
+            h = self.health()
+            sd_notify("STATUS=" + ", ".join(
+                [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
+                + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
+
+
+    def _retention(self, now: float) -> float:
+        """Snapshot and event retention and the orphan sweep, unless the clock just jumped
+        (every cut-off is a wall-time difference); returns when to run next: in an hour, or
+        on the next slow tick while the clock is held."""
+        if not self.app.clockwatch.trusted:
+            if not self._retention_held:
+                log.warning("retention held: the clock jumped and is not trusted yet")
+            self._retention_held = True
+            return now
+        self._retention_held = False
+        s = self.app.cfg.storage
+        try:
+            self.app.recorder.apply_retention(s.retention_days, s.retention_max_mb,
+                                              event_days=s.event_retention_days, event_max_rows=s.event_max_rows)
+        except Exception:
+            log.exception("retention failed; will retry")
+        return now + RETENTION_EVERY_S
+
+
+def camera_events(app: App, camera: str) -> Callable[[str, str], None]:
+    """A camera's outages as ``camera`` events (synced like every event): a guard and the
+    centre see that a door was blind, and for how long."""
+    def record(kind: str, detail: str) -> None:
+        app.recorder.record(camera, "camera", None, f"{kind}: {detail}")
+    return record
+
+
+def _pick(d: dict, *keys: str) -> dict:
+    return {k: d.get(k) for k in keys}

@@ -1,1 +1,0 @@
-"""Running as a service: the gate loop, systemd notification, journald logging."""

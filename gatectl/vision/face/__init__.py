@@ -1,0 +1,1 @@
+"""Face perception: detect, quality, align, liveness, embed, and the 1:N gallery."""

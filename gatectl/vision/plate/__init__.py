@@ -1,0 +1,1 @@
+"""Plate perception: detect, rectify, read through the plate grammar, colour."""
