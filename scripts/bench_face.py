@@ -24,10 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.runtime.app import App  # noqa: E402
+
 from gatectl.config import default_config  # noqa: E402
-from gatectl.people.enroll import Enroller, Sample  # noqa: E402
 from gatectl.hw.relay import SimulatedRelay  # noqa: E402
+from gatectl.people.enroll import Sample  # noqa: E402
+from gatectl.runtime.app import App  # noqa: E402
 from gatectl.sources.media import read_image  # noqa: E402
 from gatectl.vision.face.align import align_face  # noqa: E402
 from gatectl.vision.face.gallery import Gallery  # noqa: E402
@@ -77,7 +78,7 @@ def main() -> int:
     data = Path(tempfile.mkdtemp(prefix="gatectl-bench-"))
     app = App(default_config(), data, boards={"main": SimulatedRelay()})
     gate_cfg = app.cfg.gates[0]
-    Enroller(app).enroll_resident("bench person", "1-1-101", [Sample(args.photo.name, read_image(args.photo))])
+    app.enroller().enroll_resident("bench person", "1-1-101", [Sample(args.photo.name, read_image(args.photo))])
     gate = app.face_gate(gate_cfg)
     an = gate.analyzer
     faces = an.detector.detect(frame)

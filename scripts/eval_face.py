@@ -39,15 +39,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gatectl.runtime.app import App  # noqa: E402
 from gatectl.config import FaceGateConfig, FaceQuality  # noqa: E402
-from gatectl.domain.access import identify, size_aware_threshold  # noqa: E402
-from gatectl.people.directory import select_templates  # noqa: E402
-from gatectl.sources.media import MediaError, read_image  # noqa: E402
+from gatectl.domain.face_match import identify, size_aware_threshold  # noqa: E402
 from gatectl.gates.face.tracker import Track, Vote, confirm, fuse  # noqa: E402
-from gatectl.vision.face.quality import assess  # noqa: E402
+from gatectl.people.directory import select_templates  # noqa: E402
+from gatectl.runtime.app import App  # noqa: E402
+from gatectl.sources.media import MediaError, read_image  # noqa: E402
 from gatectl.vision.face.gallery import Gallery  # noqa: E402
-from scripts.eval_liveness import evaluate as evaluate_liveness, face_app  # noqa: E402
+from gatectl.vision.face.quality import assess  # noqa: E402
+from scripts.eval_liveness import evaluate as evaluate_liveness  # noqa: E402
+from scripts.eval_liveness import face_app
 
 
 def read_truth(folder: Path) -> list[dict]:

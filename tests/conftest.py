@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.runtime.app import App
 from gatectl.config import default_config
-from gatectl.people.enroll import Enroller, Sample
 from gatectl.hw.relay import SimulatedRelay
+from gatectl.people.enroll import Sample
+from gatectl.runtime.app import App
 from gatectl.sources.media import read_image
 
 DATA = Path(__file__).parent / "data"
@@ -92,7 +92,7 @@ def app(tmp_path, relay, clock) -> App:
 
 
 def enroll(app: App, name: str, *photos: str, unit: str = "1-1-101"):
-    return Enroller(app).enroll_resident(name, unit, [Sample(p, read_image(FACES / p)) for p in photos])
+    return app.enroller().enroll_resident(name, unit, [Sample(p, read_image(FACES / p)) for p in photos])
 
 
 def run_cli(*args: str, data: Path | None = None, config: Path | None = None) -> subprocess.CompletedProcess:

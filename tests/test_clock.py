@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from gatectl.runtime.clock import ClockWatch
 from gatectl.domain.access import REENROLL
-from gatectl.store import DAY_SECONDS
+from gatectl.domain.records import DAY_SECONDS
+from gatectl.runtime.clock import ClockWatch
 from tests.conftest import FACES, enroll, wait_for
 from tests.test_face_gate import pass_photo
 

@@ -19,9 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gatectl.config import SyncConfig
-from gatectl.people.enroll import Enroller, Sample
-from gatectl.sources.media import read_image
+from gatectl.people.enroll import Sample
 from gatectl.runtime.central import Central
+from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import MAX_VERSION, encode_templates
 from gatectl.sync.signing import (
     generate_private_key,
@@ -53,7 +53,7 @@ def raw_publish(broker: Broker, topic: str, payload: bytes | dict, *, retain: bo
 
 
 def templates(app, photo: str) -> list[dict]:
-    t = Enroller(app).templates([Sample(photo, read_image(FACES / photo))])
+    t = app.enroller().templates([Sample(photo, read_image(FACES / photo))])
     return encode_templates(t, app.embedder.model_id)
 
 
@@ -147,7 +147,7 @@ def test_a_change_not_signed_by_the_centre_for_this_device_is_refused_and_never_
 
 def test_a_signature_covers_watchlist_and_status_changes_too(dev, broker, key):
     """The enrollment channel overrode the signed watchlist.add and resident.status commands."""
-    r = Enroller(dev.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
     t = Topics("gatectl", SITE, "dev-a")
     before = dev.app.store.templates_of(("resident", r.id))
     takeover = change(r.uid, now_ms(), name="Rose Leslie", unit="2-302", status="active",
@@ -189,7 +189,7 @@ def test_impossible_versions_are_refused_and_residents_remove_still_works(tmp_pa
     dev = Device(tmp_path / "state", cfg)
     t = Topics("gatectl", SITE, "dev-v")
     try:
-        r = Enroller(dev.app).enroll_resident("Kit Harington", "2-301",
+        r = dev.app.enroller().enroll_resident("Kit Harington", "2-301",
                                               [Sample("k", read_image(FACES / "kit_harington_01.jpeg"))])
         held = dev.app.store.version_of(r.uid)
         # a delete with version 2**62 erased a resident and blocked re-adding; 2**63-1 made
@@ -233,7 +233,7 @@ def test_a_store_poisoned_by_an_older_version_is_repaired_at_start(tmp_path):
 # ---- uid only, and the duplicate-face rule for every template that arrives ----------------------
 
 def test_a_centre_delete_for_an_id_or_a_name_erases_nobody(dev, broker, key):
-    e = Enroller(dev.app)
+    e = dev.app.enroller()
     a = e.enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))])
     b = e.enroll_resident("Wang Fang", "3-2-1201", [Sample("b", read_image(FACES / "biden_01.jpg"))])
     assert b.id == 2
@@ -249,7 +249,7 @@ def test_a_centre_delete_for_an_id_or_a_name_erases_nobody(dev, broker, key):
 
 def test_a_centre_push_of_an_enrolled_face_under_another_name_is_refused(tmp_path, dev, broker, key):
     """`central enroll --name "Kit Central" --photo <photo of a suspended resident>` was applied."""
-    kit = Enroller(dev.app).enroll_resident("Kit Harington", "2-301",
+    kit = dev.app.enroller().enroll_resident("Kit Harington", "2-301",
                                             [Sample("k", read_image(FACES / "kit_harington_01.jpeg"))])
     dev.app.store.set_status(kit.id, "suspended")
     keyfile = tmp_path / "central.key"
@@ -292,7 +292,7 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a", pub))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b", pub))
     try:
-        r = Enroller(a.app).enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))])
         assert a.app.store.resident(r.id).name == "Barack Obama"  # applied at once on the operator's device
         got = wait_for(lambda: b.app.store.find_residents(r.uid), 15, "the resident on device B")
         assert got[0].name == "Barack Obama"
@@ -310,7 +310,7 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
         raw_publish(broker, ta.enroll_up, change("u-kit", now_ms() + 1000, name="Kit", unit="2-301",
                                                  status="suspended", origin="dev-a"))
         # device B's resident, asked to be suspended by device A
-        rb = Enroller(b.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+        rb = b.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
         wait_for(lambda: a.app.store.find_residents(rb.uid), 15, "B's resident on A")
         raw_publish(broker, ta.enroll_up, change(rb.uid, now_ms() + 1000, name="Rose Leslie", unit="2-302",
                                                  status="suspended", origin="dev-b"))
@@ -338,7 +338,7 @@ def test_an_enrollment_made_offline_applies_locally_and_goes_up_later(tmp_path, 
                      key=key, kid=KID)
     try:
         broker.stop()
-        r = Enroller(a.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
         assert a.app.store.resident(r.id).status == "active"
         broker.start()
         centre.start()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gatectl.domain.access import DAY_SECONDS, REENROLL
-from gatectl.people.enroll import Enroller, EnrollmentError, Sample
+from gatectl.domain.access import REENROLL
+from gatectl.domain.records import DAY_SECONDS
+from gatectl.people.enroll import EnrollmentError, Sample
 from gatectl.sources.media import read_image
 from gatectl.store import Store
 from tests.conftest import FACES, LIVENESS, NOFACE, enroll, single_face_photos
@@ -59,8 +60,8 @@ def test_strangers_are_denied_with_a_snapshot(gallery_app, relay):
 
 def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock):
     """Enroll each single-face photo alone; every other person's photo must not be granted."""
-    from gatectl.runtime.app import App
     from gatectl.config import default_config
+    from gatectl.runtime.app import App
 
     photos = [(ident, p) for ident, ps in IDENTITIES.items() for p in ps]
     checked = 0
@@ -82,7 +83,7 @@ def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock)
 def test_print_and_screen_attacks_are_denied_and_the_real_face_passes(app, relay):
     gate = app.face_gate(app.cfg.gates[0])
     # enroll the real person of the liveness set, then present the attacks and the real face
-    Enroller(app).enroll_resident("real", "1", [Sample("T1", read_image(LIVENESS / "image_T1.jpg"))])
+    app.enroller().enroll_resident("real", "1", [Sample("T1", read_image(LIVENESS / "image_T1.jpg"))])
     for attack in ("image_F1.jpg", "image_F2.jpg"):
         [d] = pass_photo(gate, LIVENESS / attack)
         assert (d.decision, d.reason) == ("denied", "liveness"), attack
@@ -106,13 +107,13 @@ def test_group_photos_are_refused_at_enrollment(app, photo, reason):
 @pytest.mark.parametrize("photo", sorted(p.name for p in NOFACE.iterdir()))
 def test_no_face_photos_are_refused_at_enrollment(app, photo):
     with pytest.raises(EnrollmentError, match=f"^{photo}: no face found$"):
-        Enroller(app).enroll_resident("x", "1", [Sample(photo, read_image(NOFACE / photo))])
+        app.enroller().enroll_resident("x", "1", [Sample(photo, read_image(NOFACE / photo))])
 
 
 def test_spoof_small_and_blurred_faces_are_refused_at_enrollment(app):
     import cv2
 
-    en = Enroller(app)
+    en = app.enroller()
     with pytest.raises(EnrollmentError, match="^F2: spoof suspected"):
         en.enroll_resident("x", "1", [Sample("F2", read_image(LIVENESS / "image_F2.jpg"))])
     img = read_image(FACES / "obama_01.jpg")
@@ -184,7 +185,7 @@ def test_inactive_resident_must_reenroll(app, clock, relay):
 
 def test_watchlist_alerts_for_residents_and_strangers(app, relay):
     enroll(app, "Obama", "obama_01.jpg")
-    Enroller(app).add_watch("Lin", "police notice 42", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
+    app.enroller().add_watch("Lin", "police notice 42", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
     gate = app.face_gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "lin_manuel_miranda_01.png")
     assert (d.decision, d.resident, d.reason, d.event.kind) == ("alert", "Lin", "watchlist #1: police notice 42", "alert")
@@ -277,11 +278,11 @@ def test_a_resident_watchlisted_by_photo_alerts_instead_of_being_granted(app, re
 
 
 def test_watchlist_add_refuses_a_face_already_listed(app):
-    Enroller(app).add_watch("A (1)", "", [Sample("alex_lacamoire_01.jpg", read_image(FACES / "alex_lacamoire_01.jpg"))])
+    app.enroller().add_watch("A (1)", "", [Sample("alex_lacamoire_01.jpg", read_image(FACES / "alex_lacamoire_01.jpg"))])
     with pytest.raises(EnrollmentError, match=r"already on the watchlist as entry #1"):
-        Enroller(app).add_watch("A (2)", "", [Sample("a2", read_image(FACES / "alex_lacamoire_02.jpg"))])
+        app.enroller().add_watch("A (2)", "", [Sample("a2", read_image(FACES / "alex_lacamoire_02.jpg"))])
     assert len(app.store.watch_entries()) == 1
-    Enroller(app).add_watch("Lin", "", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
+    app.enroller().add_watch("Lin", "", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
     assert len(app.store.watch_entries()) == 2
 
 

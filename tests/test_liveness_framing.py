@@ -13,9 +13,9 @@ import csv
 import pytest
 
 from gatectl.domain.access import SPOOF, TOO_CLOSE
-from gatectl.people.enroll import Enroller, EnrollmentError, Sample
-from gatectl.sources.media import read_image
 from gatectl.gates.face.tracker import Track, Vote
+from gatectl.people.enroll import EnrollmentError, Sample
+from gatectl.sources.media import read_image
 from scripts.eval_liveness import ASPECTS, camera_framings
 from tests.conftest import FACES, LIVENESS, enroll
 
@@ -32,8 +32,8 @@ def samples() -> list[tuple[str, bool]]:
 @pytest.fixture(scope="module")
 def framed(tmp_path_factory):
     """(photo, aspect, variant, genuine, frame height, face box, observation) for every framing."""
-    from gatectl.runtime.app import App
     from gatectl.config import default_config
+    from gatectl.runtime.app import App
 
     app = App(default_config(), tmp_path_factory.mktemp("framing"))
     gate = app.cfg.gates[0]
@@ -117,7 +117,7 @@ def test_a_photo_cropped_to_the_face_is_refused_at_enrollment_with_what_to_do(ap
     faces = app.enrollment_analyzer().detector.detect(img)
     x1, y1, x2, y2 = (int(v) for v in faces[0].box)
     with pytest.raises(EnrollmentError, match="^T1 face: face too close"):
-        Enroller(app).enroll_resident("x", "1", [Sample("T1 face", img[y1:y2, x1:x2])])
+        app.enroller().enroll_resident("x", "1", [Sample("T1 face", img[y1:y2, x1:x2])])
 
 
 def pass_frames(gate, image, t0, frames=3):

@@ -10,8 +10,18 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gatectl.sync.signing import (CommandRejected, MemoryNonceStore, Verifier, canonical, generate_private_key,
-                                  load_private_key, load_public_key, public_key_b64, save_private_key, sign_command)
+from gatectl.core.keys import load_public_key
+from gatectl.sync.signing import (
+    CommandRejected,
+    MemoryNonceStore,
+    Verifier,
+    canonical,
+    generate_private_key,
+    load_private_key,
+    public_key_b64,
+    save_private_key,
+    sign_command,
+)
 
 NOW = 1_800_000_000.0
 DEVICE = "gate-north"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gatectl.domain.records import DAY_SECONDS
+from gatectl.store import Store, StoreError
 from gatectl.store.recorder import EventRecorder
-from gatectl.store import DAY_SECONDS, Store, StoreError
 from tests.conftest import FakeClock
 
 VEC = np.ones(128, np.float32) / np.sqrt(128)

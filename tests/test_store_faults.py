@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gatectl.runtime.app import App
 from gatectl.config import default_config
-from gatectl.store.recorder import EventRecorder, EventSpool, new_event_id
-from gatectl.sources.media import read_image
+from gatectl.domain.records import DAY_SECONDS
+from gatectl.runtime.app import App
 from gatectl.runtime.runner import GateWorker
-from gatectl.store import DAY_SECONDS, Store, StoreError
-from tests.conftest import FACES, REPO, FakeClock, enroll, run_cli, wait_for
+from gatectl.sources.media import read_image
+from gatectl.store import Store, StoreError
+from gatectl.store.recorder import EventRecorder, EventSpool, new_event_id
 from scripts.bench_store import LOCKER  # the same lock holder the benchmark measures with
+from tests.conftest import FACES, REPO, FakeClock, enroll, run_cli, wait_for
 
 VEC = np.ones(128, np.float32) / np.sqrt(128)
 PAGE = 4096
@@ -342,7 +343,8 @@ def test_spool_is_bounded_and_reads_its_own_file_as_untrusted(tmp_path, caplog):
 def test_spool_field_types_cover_every_event_field():
     from dataclasses import fields
 
-    from gatectl.store.recorder import _EVENT_FIELD_TYPES, Event
+    from gatectl.domain.records import Event
+    from gatectl.store.recorder import _EVENT_FIELD_TYPES
 
     assert set(_EVENT_FIELD_TYPES) == {f.name for f in fields(Event)}
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.runtime.app import App, simulated_boards
 from gatectl.config import SyncConfig, parse_config
-from gatectl.people.enroll import Enroller, Sample
-from gatectl.sources.media import read_image
+from gatectl.people.enroll import Sample
+from gatectl.runtime.app import App, simulated_boards
 from gatectl.runtime.central import Central
+from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
 from tests.broker import Broker
@@ -144,7 +144,7 @@ def test_enrollment_round_trip_between_two_devices_with_deletion(tmp_path, broke
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b"))
     try:
-        r = Enroller(a.app).enroll_resident("Barack Obama", "1-101", [Sample("o1", read_image(FACES / "obama_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o1", read_image(FACES / "obama_01.jpg"))])
         got = wait_for(lambda: b.app.store.find_residents(r.uid), 15, "the resident on device B")
         assert got[0].name == "Barack Obama" and got[0].unit == "1-101"
         ta = a.app.store.templates_of(("resident", r.id))
@@ -152,7 +152,7 @@ def test_enrollment_round_trip_between_two_devices_with_deletion(tmp_path, broke
         assert len(tb) == len(ta) == 1 and float(ta[0][0] @ tb[0][0]) > 0.9999
         # B recognises the person from another photo, with A's template
         b.app.directory.refresh()
-        face = Enroller(b.app).templates([Sample("o2", read_image(FACES / "obama_02.jpg"))])[0][0]
+        face = b.app.enroller().templates([Sample("o2", read_image(FACES / "obama_02.jpg"))])[0][0]
         m = b.app.directory.gallery.match(face)
         assert m.owner == ("resident", got[0].id) and m.score > 0.5
 
@@ -195,7 +195,7 @@ def test_device_can_request_a_full_resync(tmp_path, broker):
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     try:
-        r = Enroller(a.app).enroll_resident("Kit Harington", "2-301",
+        r = a.app.enroller().enroll_resident("Kit Harington", "2-301",
                                             [Sample("k", read_image(FACES / "kit_harington_01.jpeg"))])
         wait_for(lambda: r.uid in relay.residents, 15, "the centre to learn the resident")
     finally:
@@ -277,7 +277,7 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert [a["text"] for a in dev.app.store.announcements()] == ["Water off 9-12 tomorrow"]
     assert run("display.announce", {"text": ""})["error"].startswith("args.text")
 
-    templates = Enroller(dev.app).templates([Sample("a", read_image(FACES / "alex_lacamoire_01.jpg"))])
+    templates = dev.app.enroller().templates([Sample("a", read_image(FACES / "alex_lacamoire_01.jpg"))])
     wl = {"uid": "w-1", "version": 1, "name": "Alex L", "reason": "police notice",
           "templates": encode_templates(templates, dev.app.embedder.model_id)}
     resp = run("watchlist.add", wl)
@@ -286,7 +286,7 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert run("watchlist.remove", {"uid": "w-1", "version": 2})["ok"]
     assert dev.app.store.watch_entries() == []
 
-    r = Enroller(dev.app).enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
     # versions are the centre's clock in ms: wait for its signed answer to the enrollment request
     wait_for(lambda: dev.app.store.version_of(r.uid)[1] > 1, 15, "the centre's signed version of Rose")
     now_ms = int(time.time() * 1000)

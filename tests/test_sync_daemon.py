@@ -164,9 +164,9 @@ def test_an_unsigned_enrollment_of_a_strangers_face_never_opens_a_live_daemons_d
     template opened the door 0.9 s later; reusing a resident's uid recorded the pass as theirs."""
     import time
 
-    from gatectl.runtime.app import App
     from gatectl.config import default_config
-    from gatectl.people.enroll import Enroller, Sample
+    from gatectl.people.enroll import Sample
+    from gatectl.runtime.app import App
     from gatectl.sources.media import read_image
     from gatectl.sync.enrollment import encode_templates
     from gatectl.sync.signing import generate_private_key, public_key_b64
@@ -176,7 +176,7 @@ def test_an_unsigned_enrollment_of_a_strangers_face_never_opens_a_live_daemons_d
     key = generate_private_key()
     cfg = write_config(tmp_path, broker, public_key_b64(key))  # the camera shows the stranger
     scratch = App(default_config(), tmp_path / "scratch")
-    stranger = encode_templates(Enroller(scratch).templates(
+    stranger = encode_templates(scratch.enroller().templates(
         [Sample("s", read_image(FACES / "lin_manuel_miranda_01.png"))]), scratch.embedder.model_id)
     scratch.close()
     central = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, client_id="c-atk",

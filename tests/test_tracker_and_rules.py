@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from gatectl.domain.access import (DAY_SECONDS, REENROLL, AccountActive, decide_resident, make_entry_checks,
-                              resident_state)
+from gatectl.domain.access import (
+    REENROLL,
+    AccountActive,
+    decide_resident,
+    make_entry_checks,
+    resident_state,
+)
+from gatectl.domain.records import DAY_SECONDS, Resident, WatchEntry
 from gatectl.gates.face.tracker import FaceTracker, Vote
-from gatectl.store import Resident, WatchEntry
 
 
 def box(x, y, s=100):
@@ -113,7 +118,7 @@ def test_enrollment_keeps_the_best_templates_without_near_copies():
 def test_threshold_rises_with_the_gallery_to_hold_the_stranger_rate():
     import math
 
-    from gatectl.domain.access import size_aware_threshold
+    from gatectl.domain.face_match import size_aware_threshold
 
     tail = (0.0, 0.12)
     th = [size_aware_threshold(0.40, n, 0.001, tail) for n in (1, 100, 1_000, 10_000)]

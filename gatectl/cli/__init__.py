@@ -16,20 +16,40 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from gatectl.domain import plate_format
-from gatectl.runtime.app import App, simulated_boards
+from gatectl.config import (
+    Config,
+    ConfigError,
+    EbikeGateConfig,
+    PlateGateConfig,
+    default_config,
+    load_config,
+)
 from gatectl.core.argtypes import number_in
-from gatectl.sources.camera import CameraGrabber, SourceError
-from gatectl.config import Config, ConfigError, EbikeGateConfig, PlateGateConfig, default_config, load_config
-from gatectl.domain.access import resident_state
-from gatectl.people.enroll import NAME_MAX, REASON_MAX, UNIT_MAX, Enroller, EnrollmentError, Sample, checked_text
-from gatectl.store.recorder import free_disk_mb
-from gatectl.hw.relay import BoardError
-from gatectl.sources.media import MediaError, iter_media, read_image
-from gatectl.core.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
-                           system_state_dir)
+from gatectl.core.paths import (
+    default_data_dir,
+    find_config,
+    foreign_owner,
+    sample_dir,
+    system_config_path,
+    system_state_dir,
+)
 from gatectl.core.safe_text import shown
+from gatectl.domain import plate_format
+from gatectl.domain.access import resident_state
+from gatectl.hw.relay import BoardError
+from gatectl.people.enroll import (
+    NAME_MAX,
+    REASON_MAX,
+    UNIT_MAX,
+    EnrollmentError,
+    Sample,
+    checked_text,
+)
+from gatectl.runtime.app import App, simulated_boards
+from gatectl.sources.camera import CameraGrabber, SourceError
+from gatectl.sources.media import MediaError, iter_media, read_image
 from gatectl.store import StoreError
+from gatectl.store.recorder import free_disk_mb
 from gatectl.vision.models import ModelError
 
 log = logging.getLogger("gatectl")
@@ -213,12 +233,12 @@ def cmd_enroll(args, app_factory) -> int:
     who = one_resident(app, args.resident) if args.resident else None
     samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
     if who is not None:
-        r = Enroller(app).add_photos(who, samples)
+        r = app.enroller().add_photos(who, samples)
         print(f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) added, "
               f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
               + ("; still suspended (`residents reactivate` lifts it)" if r.status == "suspended" else ""))
         return 0
-    r = Enroller(app).enroll_resident(args.name, args.unit, samples)
+    r = app.enroller().enroll_resident(args.name, args.unit, samples)
     print(f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} template(s)")
     return 0
 
@@ -280,7 +300,7 @@ def update_resident(app: App, r, args) -> int:
     unit = checked_text("--unit", args.unit, UNIT_MAX) if args.unit is not None else None
     photos = args.add_photo or args.replace_photos
     if photos:  # first: refused photos leave the name and unit as they were
-        r = Enroller(app).add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
+        r = app.enroller().add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
         print(f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
               f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) in all")
     if name is not None or unit is not None:
@@ -306,7 +326,7 @@ def cmd_watchlist(args, app_factory) -> int:
             w = store.add_watch(r.name, reason, r.id, [], app.embedder.model_id)
         elif args.photo and args.name:
             checked_text("--name", args.name, NAME_MAX)
-            w = Enroller(app).add_watch(args.name, reason, load_samples(args.photo))
+            w = app.enroller().add_watch(args.name, reason, load_samples(args.photo))
         else:
             raise UsageError("watchlist add: give --resident ID, or --name NAME with --photo FILE")
         print(f"watchlist entry #{w.id} {shown(w.name)} added")

@@ -504,7 +504,7 @@ class SyncConfig(Strict):
     @field_validator("command_keys")
     @classmethod
     def _keys_load(cls, keys: dict[str, str]) -> dict[str, str]:
-        from gatectl.sync.signing import load_public_key
+        from gatectl.core.keys import load_public_key
 
         for kid, text in keys.items():
             try:

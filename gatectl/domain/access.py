@@ -7,13 +7,10 @@ by someone else (the central server's account flag today; fees, time windows lat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Protocol
 
-from gatectl.store import DAY_SECONDS, Resident, WatchEntry
-from gatectl.vision.face.gallery import Match, OwnerKey
+from gatectl.domain.records import DAY_SECONDS, Resident, WatchEntry
 
 REENROLL = "re-enrollment required"
 
@@ -46,35 +43,6 @@ ENTRY_CHECKS: dict[str, type] = {"account_active": AccountActive}
 
 def make_entry_checks(names: list[str]) -> list[EntryCheck]:
     return [ENTRY_CHECKS[n]() for n in names]
-
-
-def identify(m: Match, match: float, margin: float) -> tuple[str, OwnerKey | None]:
-    """Who a face is, from its 1:N match: ("match", owner), ("unknown", None) when no one is
-    close enough, or ("ambiguous", None) when another identity is within ``margin`` (the usual
-    false accept in the field is a stranger close to two people). The same face under a
-    watchlist entry wins over its resident entry, so a watchlisted resident is never granted."""
-    if m.owner is None or m.score < match:
-        return "unknown", None
-    if m.margin < margin:
-        return "ambiguous", None
-    watched = [(s, o) for o, s in m.linked if o[0] == "watchlist"]
-    if m.owner[0] == "watchlist" or not watched:
-        return "match", m.owner
-    return "match", max(watched)[1]
-
-
-def size_aware_threshold(base: float, identities: int, stranger_far: float,
-                         impostor_tail: tuple[float, float] | None) -> float:
-    """The match threshold for a gallery of ``identities`` people. A stranger is compared with
-    everyone enrolled, so the chance that *someone* resembles them grows with the gallery:
-    1 - (1 - p)^N for a per-identity chance p. This raises the threshold until that stays
-    within ``stranger_far``, using the embedder's measured impostor tail (mean, sigma of a
-    normal fitted to the upper tail of per-identity stranger scores); never below ``base``."""
-    if stranger_far <= 0 or impostor_tail is None or identities < 1:
-        return base
-    p = -math.expm1(math.log1p(-stranger_far) / identities)
-    mu, sigma = impostor_tail
-    return max(base, mu - sigma * NormalDist().inv_cdf(p))
 
 
 def needs_reenrollment(resident: Resident, now: float, reenroll_after_days: float) -> bool:

@@ -13,8 +13,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from gatectl.store import Resident, Store, WatchEntry
-from gatectl.vision.face.gallery import Gallery, OwnerKey
+from gatectl.domain.records import OwnerKey, Resident, WatchEntry
+from gatectl.store import Store
+from gatectl.vision.face.gallery import Gallery
 
 log = logging.getLogger("gatectl.identities")
 

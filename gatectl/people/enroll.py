@@ -9,17 +9,20 @@ config asks to keep them (GB/T 35273 data minimisation).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from gatectl.runtime.app import App
-from gatectl.store.recorder import encode_jpeg, write_file_durably
-from gatectl.people.directory import Directory, select_templates
+from gatectl.config import EnrollmentConfig, StorageConfig
 from gatectl.core.safe_text import shown
-from gatectl.store import Resident, WatchEntry
+from gatectl.domain.face_match import duplicate_of
+from gatectl.domain.records import OwnerKey, Resident, WatchEntry
+from gatectl.people.directory import Directory, select_templates
+from gatectl.store import Store
+from gatectl.store.recorder import encode_jpeg, write_file_durably
 from gatectl.vision.face.analyzer import FaceAnalyzer
-from gatectl.vision.face.gallery import OwnerKey
 
 NAME_MAX = 64  # characters of a name (residents, watchlist entries)
 UNIT_MAX = 32  # "3-2-1501", "Block B / 12F / 1203"
@@ -48,22 +51,20 @@ def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, floa
     template arrives: photos here, the centre's changes in `gatectl.sync.enrollment`."""
     directory.refresh()
     for vec, _ in templates:
-        m = directory.gallery.match(vec)
-        if m.owner is None:
+        dup = duplicate_of(directory.gallery.match(vec), threshold, same)
+        if dup is None:
             continue
-        if m.owner == same:
-            if m.runner_up >= threshold:
-                raise DuplicateFace(f"this face also matches another enrolled person (similarity {m.runner_up:.2f})",
-                                    None, m.runner_up)
-            continue
-        if m.score >= threshold:
-            kind, oid = m.owner
-            who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
-            desc = (f"resident #{oid} {shown(who.name)} ({shown(who.unit)})" if isinstance(who, Resident)
-                    else f"watchlist entry #{oid} {shown(who.name) if who else '?'}")
-            hint = f"; to give them these photos: gatectl enroll --resident {oid}" if kind == "resident" else ""
-            raise DuplicateFace(f"this face already belongs to {desc} (similarity {m.score:.2f}){hint}",
-                                m.owner, m.score)
+        owner, score = dup
+        if owner is None:
+            raise DuplicateFace(f"this face also matches another enrolled person (similarity {score:.2f})",
+                                None, score)
+        kind, oid = owner
+        who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
+        desc = (f"resident #{oid} {shown(who.name)} ({shown(who.unit)})" if isinstance(who, Resident)
+                else f"watchlist entry #{oid} {shown(who.name) if who else '?'}")
+        hint = f"; to give them these photos: gatectl enroll --resident {oid}" if kind == "resident" else ""
+        raise DuplicateFace(f"this face already belongs to {desc} (similarity {score:.2f}){hint}",
+                            owner, score)
 
 
 def checked_text(what: str, value: str | None, limit: int, required: bool = True) -> str:
@@ -110,15 +111,30 @@ def extract_template(analyzer: FaceAnalyzer, sample: Sample) -> tuple[np.ndarray
 
 
 class Enroller:
-    def __init__(self, app: App):
-        self.app = app
-        self.analyzer = app.enrollment_analyzer()
+    """Enrollment with its parts given, not looked up: the analyzers, the directory it checks
+    duplicates against, the store it writes to and where kept photos go. `runtime.app.App.enroller`
+    assembles one; the reference centre and the tests use the same."""
+
+    def __init__(self, analyzer: FaceAnalyzer, watch_analyzer: Callable[[], FaceAnalyzer],
+                 directory: Directory, store: Store, delete_files: Callable[[list[Path]], None],
+                 model_id: str, cfg: EnrollmentConfig, storage: StorageConfig, snapshot_dir: Path):
+        """``watch_analyzer`` builds the analyzer of watchlist photos (no liveness rule) when one
+        is first needed; ``delete_files`` removes replaced photos from the snapshot folder."""
+        self.analyzer = analyzer
+        self._watch_analyzer = watch_analyzer
+        self.directory = directory
+        self.store = store
+        self.delete_files = delete_files
+        self.model_id = model_id
+        self.cfg = cfg
+        self.storage = storage
+        self.snapshot_dir = snapshot_dir
 
     def templates(self, samples: list[Sample]) -> list[tuple[np.ndarray, float]]:
         if not samples:
             raise EnrollmentError("no photo given: use --photo FILE (repeatable) or --camera NAME")
         templates = [extract_template(self.analyzer, s) for s in samples]
-        thr = self.app.cfg.enrollment.duplicate_threshold
+        thr = self.cfg.duplicate_threshold
         for i in range(1, len(templates)):
             sim = float(templates[0][0] @ templates[i][0])
             if sim < thr:
@@ -126,21 +142,21 @@ class Enroller:
                     f"{samples[i].label}: does not look like the person in {samples[0].label} "
                     f"(similarity {sim:.2f} < {thr:.2f})"
                 )
-        return select_templates(templates, self.app.cfg.enrollment.keep_templates)
+        return select_templates(templates, self.cfg.keep_templates)
 
     def _check_duplicate(self, templates: list[tuple[np.ndarray, float]],
                          own: tuple[str, int] | None = None) -> None:
         """Refuse a face that is someone else's; ``own`` is the resident being given more photos."""
-        check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold, same=own)
+        check_duplicate(self.directory, templates, self.cfg.duplicate_threshold, same=own)
 
     def _check_same_person(self, resident: Resident, templates: list[tuple[np.ndarray, float]],
                            samples: list[Sample]) -> None:
         """New photos for a resident must show them (against their templates of this model)."""
-        model = self.app.embedder.model_id
-        old = [v for v, _, m in self.app.store.templates_of(("resident", resident.id)) if m == model]
+        model = self.model_id
+        old = [v for v, _, m in self.store.templates_of(("resident", resident.id)) if m == model]
         if not old:
             return  # only templates of another model (or none): nothing to compare with
-        thr = self.app.cfg.enrollment.duplicate_threshold
+        thr = self.cfg.duplicate_threshold
         for (vec, _), sample in zip(templates, samples):
             best = float(np.max(np.stack(old) @ vec))
             if best < thr:
@@ -149,22 +165,22 @@ class Enroller:
                     f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, --replace-photos")
 
     def _keep_photos(self, resident: Resident, samples: list[Sample]) -> None:
-        if not self.app.cfg.storage.keep_enrollment_photos:
+        if not self.storage.keep_enrollment_photos:
             return
         stamp = time.time_ns()  # never the name of an older photo of theirs
         for i, s in enumerate(samples):
             rel = f"enrollment/{resident.uid}/{stamp}-{i}.jpg"
-            write_file_durably(self.app.snapshot_dir / rel,
-                               encode_jpeg(s.image, self.app.cfg.storage.snapshot_jpeg_quality))
-            self.app.store.add_enrollment_photo(resident.id, rel)
+            write_file_durably(self.snapshot_dir / rel,
+                               encode_jpeg(s.image, self.storage.snapshot_jpeg_quality))
+            self.store.add_enrollment_photo(resident.id, rel)
 
     def enroll_resident(self, name: str, unit: str, samples: list[Sample]) -> Resident:
         name, unit = checked_text("name", name, NAME_MAX), checked_text("unit", unit, UNIT_MAX)
         templates = self.templates(samples)
         self._check_duplicate(templates)
-        resident = self.app.store.add_resident(name, unit, templates, self.app.embedder.model_id)
+        resident = self.store.add_resident(name, unit, templates, self.model_id)
         self._keep_photos(resident, samples)
-        self.app.directory.refresh()
+        self.directory.refresh()
         return resident
 
     def add_photos(self, resident: Resident, samples: list[Sample], replace: bool = False) -> Resident:
@@ -174,29 +190,28 @@ class Enroller:
         templates = self.templates(samples)
         owner = ("resident", resident.id)
         if not replace:
-            have = self.app.store.template_count(owner)
+            have = self.store.template_count(owner)
             if have + len(templates) > MAX_TEMPLATES:
                 raise EnrollmentError(f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
                                       "use --replace-photos")
             self._check_same_person(resident, templates, samples)
         self._check_duplicate(templates, own=owner)
-        files = self.app.store.add_templates(resident.id, templates, self.app.embedder.model_id, replace=replace)
-        self.app.recorder.delete_files(files)
+        files = self.store.add_templates(resident.id, templates, self.model_id, replace=replace)
+        self.delete_files(files)
         self._keep_photos(resident, samples)
-        self.app.directory.refresh()
-        return self.app.store.resident(resident.id)
+        self.directory.refresh()
+        return self.store.resident(resident.id)
 
     def add_watch(self, name: str, reason: str, samples: list[Sample]) -> WatchEntry:
         """A person to alert on. No liveness rule: the photo usually comes from the police or a
         printed notice. It may well show someone also enrolled (the gate then alerts for that
         resident), but not someone already listed: a face listed twice is one entry too many."""
-        analyzer = self.app.analyzer(self.app.cfg.enrollment.quality, self.app.cfg.enrollment.detect_threshold,
-                                     640, liveness=False, liveness_threshold=0.0)
+        analyzer = self._watch_analyzer()
         name, reason = checked_text("name", name, NAME_MAX), checked_text("reason", reason, REASON_MAX, False)
         templates = [extract_template(analyzer, s) for s in samples]
-        d = self.app.directory
+        d = self.directory
         d.refresh()
-        thr = self.app.cfg.enrollment.duplicate_threshold
+        thr = self.cfg.duplicate_threshold
         for (vec, _), sample in zip(templates, samples):
             for (kind, oid), score in d.gallery.owners_above(vec, thr):
                 if kind == "watchlist":
@@ -205,6 +220,6 @@ class Enroller:
                         f"{sample.label}: this face is already on the watchlist as entry #{oid} "
                         f"{shown(w.name) if w else '?'} (similarity {score:.2f}); remove that entry "
                         "first to replace it")
-        entry = self.app.store.add_watch(name, reason, None, templates, self.app.embedder.model_id)
-        self.app.directory.refresh()
+        entry = self.store.add_watch(name, reason, None, templates, self.model_id)
+        self.directory.refresh()
         return entry

@@ -12,20 +12,21 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from gatectl.runtime.clock import ClockWatch
 from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
+from gatectl.control.controls import Controls
 from gatectl.domain.access import make_entry_checks
+from gatectl.gates.face.gate import FaceGate
 from gatectl.hw.display import Display
-from gatectl.store.recorder import EventRecorder, EventSpool
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.people.directory import Directory
-from gatectl.gates.face.gate import FaceGate
-from gatectl.control.controls import Controls
+from gatectl.people.enroll import Enroller
+from gatectl.runtime.clock import ClockWatch
 from gatectl.store import Store
-from gatectl.vision.face.embedder import Embedder, make_embedder
+from gatectl.store.recorder import EventRecorder, EventSpool
 from gatectl.vision.face.analyzer import FaceAnalyzer
 from gatectl.vision.face.detect import FaceDetector
+from gatectl.vision.face.embedder import Embedder, make_embedder
 from gatectl.vision.face.liveness import LivenessModel
 from gatectl.vision.models import ModelStore
 
@@ -125,6 +126,16 @@ class App:
         e = self.cfg.enrollment
         return self.analyzer(e.quality, e.detect_threshold, 640, e.liveness, e.liveness_threshold)
 
+    def enroller(self) -> Enroller:
+        """Enrollment over this App's store, directory and models (the analyzer loads here)."""
+        e = self.cfg.enrollment
+        return Enroller(self.enrollment_analyzer(),
+                        lambda: self.analyzer(e.quality, e.detect_threshold, 640, liveness=False,
+                                              liveness_threshold=0.0),
+                        self.directory, self.store, lambda files: self.recorder.delete_files(files),
+                        self.embedder.model_id,
+                        e, self.cfg.storage, self.snapshot_dir)
+
     def face_gate(self, gate: FaceGateConfig) -> FaceGate:
         analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
                                  gate.liveness, gate.thresholds.liveness)
@@ -168,11 +179,12 @@ class App:
         """The MQTT client with its command handler and replicator (paho is imported only here).
         Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
         from gatectl.config import ConfigError
+        from gatectl.core.keys import load_public_key
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
         from gatectl.sync.enrollment import DuplicateRule, Replicator
         from gatectl.sync.inbound import Refusals
-        from gatectl.sync.signing import Verifier, load_public_key
+        from gatectl.sync.signing import Verifier
         from gatectl.sync.topics import Topics
 
         s = self.cfg.sync

@@ -432,16 +432,16 @@ def _connection(args) -> SyncConfig:
 
 def _templates(photos: list[Path]) -> tuple[list[dict], str]:
     """Templates from photos with this machine's bundled models (the devices' default model)."""
-    from gatectl.runtime.app import App
     from gatectl.config import default_config
-    from gatectl.people.enroll import Enroller, Sample
+    from gatectl.people.enroll import Sample
+    from gatectl.runtime.app import App
     from gatectl.sources.media import read_image
     from gatectl.sync.enrollment import encode_templates
 
     with tempfile.TemporaryDirectory() as tmp:
         app = App(default_config(), Path(tmp))
         try:
-            templates = Enroller(app).templates([Sample(str(p), read_image(p)) for p in photos])
+            templates = app.enroller().templates([Sample(str(p), read_image(p)) for p in photos])
             return encode_templates(templates, app.embedder.model_id), app.embedder.model_id
         finally:
             app.close()

@@ -13,14 +13,14 @@ import json
 import time
 from pathlib import Path
 
-from gatectl.runtime.app import App
 from gatectl.cli import replay
 from gatectl.config import BoardConfig, default_config
-from gatectl.domain.access import DAY_SECONDS
-from gatectl.people.enroll import Enroller, Sample
+from gatectl.domain.records import DAY_SECONDS
 from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.modbus import hexs, parse_flash_on
 from gatectl.hw.serial_board import SerialBoard
+from gatectl.people.enroll import Sample
+from gatectl.runtime.app import App
 from gatectl.sources.media import read_image
 
 RESIDENTS = [  # name, unit, enrollment photo, days since enrollment
@@ -45,7 +45,7 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
         # enroll "in the past" through a store whose clock is shifted, as if done back then
         then = time.time() - days_ago * DAY_SECONDS
         past = App(cfg, data, clock=lambda then=then: then)
-        r = Enroller(past).enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
+        r = past.enroller().enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
         say(f"  enrolled #{r.id} {name} ({unit})" + (f", {days_ago} days ago, never seen since" if days_ago else ""))
     sim = SimulatedModbusBoard(address=1, channels=8, inputs=8, baud=9600)
@@ -67,7 +67,7 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
     app.store.set_status(rose.id, "suspended")
     say(f"  suspended #{rose.id} {rose.name} (account flag from the management)")
     wname, reason, wphoto = WATCHED
-    w = Enroller(app).add_watch(wname, reason, [Sample(wphoto, read_image(samples / wphoto))])
+    w = app.enroller().add_watch(wname, reason, [Sample(wphoto, read_image(samples / wphoto))])
     say(f"  watchlist #{w.id} {wname}: {reason}")
     deadline = time.monotonic() + 5
     while board.status()["state"] != "online" and time.monotonic() < deadline:

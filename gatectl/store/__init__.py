@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 from ulid import ULID
 
-from gatectl.vision.face.gallery import OwnerKey
+from gatectl.domain.records import EventRow, OwnerKey, Resident, WatchEntry
 
 
 class StoreError(Exception):
@@ -290,52 +289,8 @@ def _stored_version(version: int) -> int:
     return version
 
 
-DAY_SECONDS = 86400.0
-
-
 def now_wall() -> float:
     return time.time()
-
-
-@dataclass(frozen=True)
-class Resident:
-    id: int
-    uid: str
-    name: str
-    unit: str
-    status: str
-    created_at: float
-    last_seen_at: float | None
-    reactivated_at: float | None
-
-    @property
-    def activity_anchor(self) -> float:
-        """Start of the current inactivity period: the last pass, enrollment or reactivation."""
-        return max(t for t in (self.created_at, self.last_seen_at, self.reactivated_at) if t is not None)
-
-
-@dataclass(frozen=True)
-class WatchEntry:
-    id: int
-    uid: str
-    name: str
-    reason: str
-    resident_id: int | None
-    created_at: float
-
-
-@dataclass(frozen=True)
-class EventRow:
-    id: str
-    ts: float
-    gate: str
-    kind: str
-    decision: str | None
-    reason: str
-    resident_id: int | None
-    watchlist_id: int | None
-    score: float | None
-    snapshot: str | None
 
 
 def _reads(method: Callable) -> Callable:

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -27,26 +27,12 @@ import numpy as np
 from ulid import ULID
 
 from gatectl.core.safe_text import shown
-from gatectl.store import DAY_SECONDS, Store, StoreError
+from gatectl.domain.records import DAY_SECONDS, Event
+from gatectl.store import Store, StoreError
 
 log = logging.getLogger("gatectl.events")
 
 SNAPSHOT_LONG_SIDE = 1280
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    ts: float
-    gate: str
-    kind: str  # access | alert | camera | system
-    decision: str | None  # granted | denied | alert
-    reason: str
-    resident_id: int | None = None
-    watchlist_id: int | None = None
-    score: float | None = None
-    snapshot: str | None = None  # relative to the snapshot folder
-    snapshot_bytes: int = 0
 
 
 def new_event_id(ts: float) -> str:

@@ -88,26 +88,6 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     return base64.b64encode(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 
 
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """Base64 of the raw 32-byte key (what `gatectl central keygen` prints) or a PEM public key."""
-    text = text.strip()
-    if text.startswith("-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(text.encode())
-        except ValueError:
-            key = None
-        if isinstance(key, Ed25519PublicKey):
-            return key
-        raise ValueError("not an Ed25519 public key (PEM)")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError("not an Ed25519 public key (base64 of 32 bytes, or PEM)")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def sign(key: Ed25519PrivateKey, kid: str, body: dict) -> dict:
     """``body`` with ``kid`` and ``sig`` (Ed25519 over `canonical`, base64) added."""
     body = {**body, "kid": kid}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gatectl.config import DoorConfig, FaceGateConfig
+from gatectl.control.controls import Controls
 from gatectl.domain.access import (
     SPOOF,
     TOO_CLOSE,
@@ -22,15 +23,13 @@ from gatectl.domain.access import (
     Verdict,
     decide_resident,
     decide_watchlisted,
-    identify,
-    size_aware_threshold,
 )
-from gatectl.store.recorder import Event, EventRecorder
-from gatectl.people.directory import Directory
+from gatectl.domain.face_match import identify, size_aware_threshold
+from gatectl.domain.records import Event, OwnerKey
 from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm
-from gatectl.control.controls import Controls
+from gatectl.people.directory import Directory
+from gatectl.store.recorder import EventRecorder
 from gatectl.vision.face.analyzer import FaceAnalyzer, FaceObservation
-from gatectl.vision.face.gallery import OwnerKey
 from gatectl.vision.face.liveness import TrackLiveness
 
 log = logging.getLogger("gatectl.face_gate")

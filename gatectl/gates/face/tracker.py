@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gatectl.vision.face.gallery import OwnerKey
+from gatectl.domain.records import OwnerKey
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gatectl.domain import plate_format
 from gatectl.config import PlateGateConfig
-from gatectl.domain.access import Verdict
-from gatectl.store.recorder import Event, EventRecorder
-from gatectl.gates.plate.tracker import PlateTrack, PlateTracker
-from gatectl.domain.plate_rules import decide_plate
-from gatectl.core.safe_text import shown
 from gatectl.control.controls import Controls
+from gatectl.core.safe_text import shown
+from gatectl.domain import plate_format
+from gatectl.domain.access import Verdict
+from gatectl.domain.plate_rules import decide_plate
+from gatectl.domain.records import Event
+from gatectl.gates.plate.tracker import PlateTrack, PlateTracker
 from gatectl.store import Store, StoreError
+from gatectl.store.recorder import EventRecorder
 from gatectl.vision.plate.analyzer import PlateAnalyzer, PlateObservation
 
 log = logging.getLogger("gatectl.plate_lane")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OwnerKey = tuple[str, int]  # ("resident" | "watchlist", row id)
+from gatectl.domain.face_match import Match
+from gatectl.domain.records import OwnerKey
 
 # Above this many templates the product is memory-bound (100k x 128 float32 = 51 MB per query):
 # two threads halve it (2.7 -> 1.9 ms here). The helper sleeps on a queue between queries,
@@ -39,18 +40,6 @@ def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     np.dot(matrix[:h], query, out[:h])
     upper.result()
     return out
-
-
-@dataclass(frozen=True)
-class Match:
-    owner: OwnerKey | None
-    score: float  # best cosine similarity (-1 if the gallery is empty)
-    runner_up: float  # best score of any other identity (-1 if none)
-    linked: tuple[tuple[OwnerKey, float], ...] = ()  # the best identity's other owners, their best score
-
-    @property
-    def margin(self) -> float:
-        return self.score - self.runner_up
 
 
 @dataclass(frozen=True)
