@@ -69,7 +69,7 @@ def main() -> int:
                                    "confirm_frames": 1, "confirm_window": 1, "detector": detector}]})
     with tempfile.TemporaryDirectory() as tmp:
         app = App(cfg, Path(tmp), boards={"main": board})
-        gate = app.ebike_gate(cfg.gates[0])
+        gate = app.gate(cfg.gates[0])
         deadline = time.monotonic() + 5
         while board.status()["state"] != "online" and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -79,7 +79,7 @@ def main() -> int:
     app = App(default_config(), data, boards={"main": SimulatedRelay()})
     gate_cfg = app.cfg.gates[0]
     app.enroller().enroll_resident("bench person", "1-1-101", [Sample(args.photo.name, read_image(args.photo))])
-    gate = app.face_gate(gate_cfg)
+    gate = app.gate(gate_cfg)
     an = gate.analyzer
     faces = an.detector.detect(frame)
     if len(faces) != 1:

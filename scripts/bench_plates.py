@@ -42,7 +42,7 @@ def main() -> int:
                         "gates": [{"kind": "plate", "name": "lane", "camera": "lane", "barrier": "arm"}]})
     with tempfile.TemporaryDirectory() as tmp:
         app = App(cfg, Path(tmp), boards=simulated_boards(cfg))
-        lane = app.plate_lane(cfg.gates[0])
+        lane = app.gate(cfg.gates[0])
         an = lane.analyzer
         read = [o.text for o in an.analyze(frame)]
         print(f"{args.image.name} {w}x{h}: plates {read}; {args.iterations} iterations ...", file=sys.stderr)

@@ -48,7 +48,7 @@ def main() -> int:
         items += [(p, False) for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
     with tempfile.TemporaryDirectory() as tmp:
         app = App(cfg, Path(tmp), boards=simulated_boards(cfg))
-        gate = app.ebike_gate(gate_cfg)
+        gate = app.gate(gate_cfg)
         found = false_alarms = positives = 0
         for path, positive in items:
             dets = gate.find(read_image(path))

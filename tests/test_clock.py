@@ -92,7 +92,7 @@ def test_a_jump_undone_is_trusted_at_once_and_a_second_jump_restarts_the_wait():
 def test_a_clock_jump_does_not_make_every_resident_reenroll(app, clock, relay):
     """A 16-day jump made every resident 're-enrollment required'; a real 16 days still does."""
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     app.clockwatch.observe()
     clock.jump(16 * DAY_SECONDS)
     [d] = pass_photo(gate, FACES / "obama_02.jpg")

@@ -51,7 +51,7 @@ def rig(tmp_path):
         boards["main"].clock = clock
         app = App(cfg, tmp_path, boards=boards, clock=clock)
         app.controls.clock = clock
-        return app, app.ebike_gate(cfg.gates[0]), boards["main"], clock
+        return app, app.gate(cfg.gates[0]), boards["main"], clock
     return make
 
 

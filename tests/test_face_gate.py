@@ -39,7 +39,7 @@ def test_test_set_shape():
 
 
 def test_each_resident_is_granted_on_their_other_photos(gallery_app, relay):
-    gate = gallery_app.face_gate(gallery_app.cfg.gates[0])
+    gate = gallery_app.gate(gallery_app.cfg.gates[0])
     probes = [(ident, p) for ident, photos in ENROLLED.items() for p in photos[1:]]
     for ident, photo in probes:
         [d] = pass_photo(gate, FACES / photo)
@@ -50,7 +50,7 @@ def test_each_resident_is_granted_on_their_other_photos(gallery_app, relay):
 
 
 def test_strangers_are_denied_with_a_snapshot(gallery_app, relay):
-    gate = gallery_app.face_gate(gallery_app.cfg.gates[0])
+    gate = gallery_app.gate(gallery_app.cfg.gates[0])
     for ident, [photo] in STRANGERS.items():
         [d] = pass_photo(gate, FACES / photo)
         assert (d.decision, d.resident, d.reason) == ("denied", None, "unknown face")
@@ -68,7 +68,7 @@ def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock)
     for i, (ident, photo) in enumerate(photos):
         app = App(default_config(), tmp_path / f"s{i}", boards={"main": relay}, clock=clock)
         enroll(app, ident, photo)
-        gate = app.face_gate(app.cfg.gates[0])
+        gate = app.gate(app.cfg.gates[0])
         for other, probe in photos:
             if other == ident:
                 continue
@@ -81,7 +81,7 @@ def test_no_false_grant_for_any_pair_of_different_people(tmp_path, relay, clock)
 
 
 def test_print_and_screen_attacks_are_denied_and_the_real_face_passes(app, relay):
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     # enroll the real person of the liveness set, then present the attacks and the real face
     app.enroller().enroll_resident("real", "1", [Sample("T1", read_image(LIVENESS / "image_T1.jpg"))])
     for attack in ("image_F1.jpg", "image_F2.jpg"):
@@ -138,7 +138,7 @@ def test_a_face_already_enrolled_is_refused_naming_who(app):
 def test_one_pass_one_event(app, relay):
     """A resident standing at the door for 30 frames: one grant, one event, one pulse."""
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     img = read_image(FACES / "obama_02.jpg")
     decisions = []
     for i in range(30):
@@ -155,7 +155,7 @@ def test_one_pass_one_event(app, relay):
 
 def test_confirmation_needs_two_of_three_frames(app):
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     img = read_image(FACES / "obama_02.jpg")
     assert gate.process(img, 0.0) == []  # one frame is not enough
     assert [d.decision for d in gate.process(img, 0.1)] == ["granted"]
@@ -163,7 +163,7 @@ def test_confirmation_needs_two_of_three_frames(app):
 
 def test_inactive_resident_must_reenroll(app, clock, relay):
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     clock.advance(14 * DAY_SECONDS)
     [d] = pass_photo(gate, FACES / "obama_02.jpg")
     assert d.decision == "granted"  # the pass restarts the 15-day period
@@ -186,7 +186,7 @@ def test_inactive_resident_must_reenroll(app, clock, relay):
 def test_watchlist_alerts_for_residents_and_strangers(app, relay):
     enroll(app, "Obama", "obama_01.jpg")
     app.enroller().add_watch("Lin", "police notice 42", [Sample("lin", read_image(FACES / "lin_manuel_miranda_01.png"))])
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "lin_manuel_miranda_01.png")
     assert (d.decision, d.resident, d.reason, d.event.kind) == ("alert", "Lin", "watchlist #1: police notice 42", "alert")
     r = app.store.find_residents("Obama")[0]
@@ -202,7 +202,7 @@ def test_suspended_account_is_denied_by_the_entry_check(app, relay):
     r = enroll(app, "Obama", "obama_01.jpg")
     app.store.set_status(r.id, "suspended")
     app.directory.refresh()
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "obama_02.jpg")
     assert (d.decision, d.reason) == ("denied", "account suspended") and relay.history == []
 
@@ -211,7 +211,7 @@ def test_enrollment_from_another_process_reaches_a_running_directory(app):
     """The daemon's directory picks up a CLI enrollment (another connection) without restart."""
     from gatectl.runtime.app import App
 
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "obama_02.jpg")
     assert d.decision == "denied"
     other = App(app.cfg, app.data_dir, clock=app.clock)
@@ -256,7 +256,7 @@ def test_two_watchlist_entries_of_one_person_still_alert(app, relay):
     _watch(app, "A (2)", "alex_lacamoire_02.jpg")
     enroll(app, "Obama", "obama_01.jpg")
     app.directory.refresh()
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "alex_lacamoire_03.png")
     assert (d.decision, d.event.kind) == ("alert", "alert") and d.resident in ("A (1)", "A (2)")
     [d] = pass_photo(gate, FACES / "obama_02.jpg")  # another identity is still told apart
@@ -271,7 +271,7 @@ def test_a_resident_watchlisted_by_photo_alerts_instead_of_being_granted(app, re
     enroll(app, "Alex", "alex_lacamoire_01.jpg")
     _watch(app, "Alex (police)", watch_photo, reason="notice 7")
     app.directory.refresh()
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     [d] = pass_photo(gate, FACES / "alex_lacamoire_03.png")
     assert (d.decision, d.reason, d.resident) == ("alert", "watchlist #1: notice 7", "Alex (police)")
     assert relay.history == []
@@ -295,7 +295,7 @@ def test_the_match_threshold_rises_with_the_gallery(app, relay):
 
     enroll(app, "Biden", "biden_01.jpg")
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     small = gate.match_threshold()
     [d] = pass_photo(gate, FACES / "biden_02.jpg")
     assert (d.decision, d.resident) == ("granted", "Biden") and small < d.score < 0.62

@@ -129,7 +129,7 @@ def pass_frames(gate, image, t0, frames=3):
 
 def test_a_resident_refused_for_liveness_is_told_why_can_retry_and_is_counted(app, relay):
     enroll(app, "Obama", "obama_01.jpg")
-    gate = app.face_gate(app.cfg.gates[0])
+    gate = app.gate(app.cfg.gates[0])
     img = read_image(FACES / "obama_02.jpg")
     [face] = gate.analyzer.detector.detect(img)
     [close_up] = [f for a, v, f in camera_framings(img, face.box) if (a, v) == ("16:9", "widest")]
@@ -150,7 +150,7 @@ def test_a_liveness_refusal_can_be_upgraded_within_the_same_pass(app, relay):
     """A face first refused (too close, or a blurred first frame) and then seen live in the
     same track is granted: the refusal does not end the pass."""
     [resident] = [enroll(app, "Obama", "obama_01.jpg")]
-    gate = app.face_gate(app.cfg.gates[0].model_copy(update={"fusion": "votes"}))  # per-frame votes, fed below
+    gate = app.gate(app.cfg.gates[0].model_copy(update={"fusion": "votes"}))  # per-frame votes, fed below
     img = read_image(FACES / "obama_02.jpg")
     track = Track(1, img[:1, :1], 0.0, gate.cfg.confirm_window)
     owner = ("resident", resident.id)

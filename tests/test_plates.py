@@ -102,7 +102,7 @@ class Lane:
         self.cfg = parse_config(lane_cfg(direction, **gate))
         self.boards = simulated_boards(self.cfg)
         self.app = App(self.cfg, tmp_path, boards=self.boards, clock=clock)
-        self.lane = self.app.plate_lane(self.cfg.gates[0])
+        self.lane = self.app.gate(self.cfg.gates[0])
 
     def drive(self, file: str, frames: int = 3, t0: float = 0.0):
         img = read_image(PLATES / "scenes" / file)
@@ -162,7 +162,7 @@ def test_entry_and_exit_records_time_inside(tmp_path):
     t[0] += 5400
     cfg = parse_config(lane_cfg("exit"))
     exit_app = App(cfg, tmp_path, boards=simulated_boards(cfg), clock=lambda: t[0])
-    exit_lane = exit_app.plate_lane(cfg.gates[0])
+    exit_lane = exit_app.gate(cfg.gates[0])
     img = read_image(PLATES / "scenes" / "we0091234_single_yellow.jpg")
     decided = [x for i in range(3) for x in exit_lane.process(img, i * 0.2)] + exit_lane.flush(100)
     assert [(x.plate, x.decision) for x in decided] == [("皖K66666", "granted")]

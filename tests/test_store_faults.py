@@ -87,7 +87,7 @@ def test_corrupt_store_still_opens_the_door_for_a_recognised_resident(tmp_path, 
 
     app = App(default_config(), data, boards={"main": relay}, clock=clock)
     try:
-        gate = app.face_gate(app.cfg.gates[0])
+        gate = app.gate(app.cfg.gates[0])
         img = read_image(FACES / "obama_02.jpg")
         with caplog.at_level(logging.INFO):
             decisions = gate.process(img, 0.0) + gate.process(img, 0.1)

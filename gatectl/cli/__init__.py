@@ -19,12 +19,12 @@ from pathlib import Path
 from gatectl.config import (
     Config,
     ConfigError,
-    EbikeGateConfig,
     PlateGateConfig,
     default_config,
     load_config,
 )
 from gatectl.core.argtypes import number_in
+from gatectl.core.errors import GatectlError, UsageError
 from gatectl.core.paths import (
     default_data_dir,
     find_config,
@@ -41,24 +41,17 @@ from gatectl.people.enroll import (
     NAME_MAX,
     REASON_MAX,
     UNIT_MAX,
-    EnrollmentError,
     Sample,
     checked_text,
 )
 from gatectl.runtime.app import App, simulated_boards
 from gatectl.sources.camera import CameraGrabber, SourceError
-from gatectl.sources.media import MediaError, iter_media, read_image
+from gatectl.sources.media import read_image
 from gatectl.store import StoreError
 from gatectl.store.recorder import free_disk_mb
-from gatectl.vision.models import ModelError
 
 log = logging.getLogger("gatectl")
 
-USER_ERRORS = (ConfigError, ModelError, StoreError, MediaError, EnrollmentError, SourceError, BoardError)
-
-
-class UsageError(Exception):
-    """A bad command-line argument."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -451,7 +444,7 @@ def cmd_doctor(args, app_factory) -> int:
         try:  # built as `run` builds it: keys, password file and certificates loaded
             app.sync_client(dict, str)
             report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
-        except USER_ERRORS as exc:
+        except GatectlError as exc:
             report(False, str(exc))
     for spec, err in app.models.check_all():
         report(err is None, err or f"model {spec.name}: {spec.file} verified ({spec.licence})")
@@ -459,7 +452,7 @@ def cmd_doctor(args, app_factory) -> int:
         try:  # builds the gate as `run` would: its models loaded and checked against the config
             app.gate(gate)
             report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
-        except USER_ERRORS as exc:
+        except GatectlError as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
     try:
         store = app.store
@@ -634,134 +627,6 @@ def cmd_run(args, app_factory) -> int:
     return 0
 
 
-def replay_gate(cfg: Config, name: str | None):
-    gates = [g for g in cfg.gates if name is None or g.name == name]
-    if not gates:
-        raise UsageError(f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate")
-    return gates[0]
-
-
-def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
-               frame: Callable) -> int:
-    """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
-    unreadable inputs are reported on stderr and skipped. Returns 1 if there was one (the exit
-    code: a script replaying a folder must notice a file that was never looked at), else 0."""
-    current: str | None = None
-    failed = 0
-    for item in iter_media(paths, still_frames=still_frames):
-        if isinstance(item, MediaError):
-            if current is not None:
-                end()
-            current = None
-            failed = 1
-            print(f"gatectl: {item}", file=sys.stderr)
-            continue
-        if item.source != current or item.index == 0:
-            if current is not None:
-                end()
-            current = item.source
-            begin(current)
-        frame(item)
-    if current is not None:
-        end()
-    return failed
-
-
-def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
-    """Lane images and videos through a plate lane: one dict per vehicle decided, `no_plate`
-    for an input where no vehicle was decided."""
-    state = {"source": None, "decided": False, "t": 0.0}
-
-    def out(frame: int | None, decisions) -> None:
-        for d in decisions:
-            state["decided"] = True
-            emit({"source": state["source"], "frame": frame, "gate": d.gate, "plate": d.plate, "color": d.colour,
-                  "decision": d.decision, "reason": d.reason, "score": round(d.score, 4),
-                  "event": d.event.id, "snapshot": d.event.snapshot})
-
-    def begin(source: str) -> None:
-        lane.reset()
-        state.update(source=source, decided=False)
-
-    def end() -> None:
-        out(None, lane.flush(state["t"] + 1e6))
-        if not state["decided"]:
-            emit({"source": state["source"], "frame": None, "gate": lane.cfg.name, "plate": None, "color": None,
-                  "decision": "no_plate", "reason": "no plate found", "score": None})
-
-    def frame(item) -> None:
-        state["t"] = item.t
-        out(item.index, lane.process(item.image, item.t))
-
-    return walk_media(paths, still_frames, begin, end, frame)
-
-
-def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
-    """Elevator images and videos through an e-bike gate: a line when an e-bike is confirmed
-    (the hold starts) or gone, and a `clear` line for an input where none was confirmed."""
-    state: dict = {"source": None, "confirmed": False, "best": None}
-
-    def begin(source: str) -> None:
-        gate.reset()
-        state.update(source=source, confirmed=False, best=None)
-
-    def end() -> None:
-        if not state["confirmed"]:
-            best = state["best"]
-            emit({"source": state["source"], "frame": None, "gate": gate.cfg.name, "decision": "clear",
-                  "reason": "no e-bike confirmed", "score": None if best is None else round(best.score, 4),
-                  "label": None if best is None else best.label})
-
-    def frame(item) -> None:
-        for d in gate.process(item.image, item.t):
-            state["confirmed"] = state["confirmed"] or d.decision == "ebike"
-            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
-                  "reason": d.reason, "score": round(d.score, 4),
-                  "boxes": [[round(float(v)) for v in x.box] for x in gate.last_detections]})
-        for det in gate.last_detections:
-            if state["best"] is None or det.score > state["best"].score:
-                state["best"] = det
-
-    return walk_media(paths, still_frames, begin, end, frame)
-
-
-def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict], None],
-           still_frames: int = 3) -> int:
-    """Feed files through the same gate as `run`; one dict per decision, and one `no_face` per
-    input with no usable face. A still is shown for ``still_frames`` frames, as a camera would."""
-    gate_cfg = replay_gate(app.cfg, gate_name)
-    if isinstance(gate_cfg, PlateGateConfig):
-        return replay_plates(app.plate_lane(gate_cfg), paths, emit, still_frames)
-    if isinstance(gate_cfg, EbikeGateConfig):
-        return replay_ebike(app.ebike_gate(gate_cfg), paths, emit, still_frames)
-    gate = app.face_gate(gate_cfg)
-    state: dict = {"source": None, "decided": False, "seen": False, "problem": None}
-
-    def begin(source: str) -> None:
-        gate.reset()
-        state.update(source=source, decided=False, seen=False, problem=None)
-
-    def end() -> None:
-        if not state["decided"]:
-            emit({"source": state["source"], "decision": "no_face", "resident": None,
-                  "reason": state["problem"] or ("no face found" if not state["seen"] else "no decision"),
-                  "score": None})
-
-    def frame(item) -> None:
-        for d in gate.process(item.image, item.t):
-            state["decided"] = True
-            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
-                  "resident": d.resident, "reason": d.reason, "score": round(d.score, 4),
-                  "event": d.event.id, "snapshot": d.event.snapshot})
-        observed = gate.last_observations
-        state["seen"] = state["seen"] or bool(observed)
-        poor = [o.quality.problem for o in observed if not o.quality.ok]
-        if poor and len(poor) == len(observed):
-            state["problem"] = poor[0]
-
-    return walk_media(paths, still_frames, begin, end, frame)
-
-
 def cmd_replay(args, app_factory) -> int:
     """On a scratch copy of the store unless --store: a replay's events, snapshots and "last
     seen" must not enter the real audit trail nor restart anyone's 15-day inactivity clock."""
@@ -781,6 +646,8 @@ def _replay_cmd(args, app: App) -> int:
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
             print(f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
                   f"score {score}", flush=True)
+
+    from gatectl.runtime.replay import replay
 
     try:
         return replay(app, args.paths, args.gate, emit)
@@ -974,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc)
         print(msg if msg.startswith("gatectl") else f"gatectl: {msg}", file=sys.stderr)
         return 2
-    except USER_ERRORS as exc:
+    except GatectlError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"gatectl: {line}", file=sys.stderr)
         return 2

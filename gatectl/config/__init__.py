@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gatectl.core.errors import GatectlError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,7 +22,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
-class ConfigError(Exception):
+class ConfigError(GatectlError):
     """Bad configuration; ``lines`` holds one ``key.path: message`` line per problem."""
 
     def __init__(self, lines: list[str]):
@@ -229,9 +231,16 @@ class FaceQuality(Strict):
                                        "refuses a face enlarged from a tiny one. 0 = off; real faces score >= 0.7.")
 
 
-class FaceGateConfig(Strict):
-    kind: Literal["face"] = Field("face", description="Gate kind (selects this section's schema).")
+class GateConfigBase(Strict):
+    """What every gate kind's section has; each kind narrows ``kind`` to its own tag."""
+
+    kind: str = Field(description="Gate kind (selects this section's schema).")
     name: Name
+    camera: Name = Field(description="The camera ([[cameras]] name) the gate watches.")
+
+
+class FaceGateConfig(GateConfigBase):
+    kind: Literal["face"] = Field("face", description="Gate kind (selects this section's schema).")
     camera: Name = Field(description="The camera ([[cameras]] name) watching the door.")
     door: Name = Field(description="The door ([[doors]] name) a grant unlocks.")
     liveness: bool = Field(True, description="Refuse printed photos and screens (MiniFASNet); false only on a bench.")
@@ -262,11 +271,10 @@ class PlateThresholds(Strict):
     char: float = Field(0.4, ge=0.2, le=1.0, description="EVERY character's confidence must reach this (0.2-1).")
 
 
-class PlateGateConfig(Strict):
+class PlateGateConfig(GateConfigBase):
     """A vehicle lane: a camera on the lane, the barrier it opens, and the lane's direction."""
 
     kind: Literal["plate"] = Field("plate", description="Gate kind (selects this section's schema).")
-    name: Name
     camera: Name = Field(description="The camera ([[cameras]] name) on the lane.")
     barrier: Name = Field(description="The barrier ([[barriers]] name) the lane opens.")
     direction: Literal["entry", "exit"] = Field("entry", description="entry or exit lane (exit: time inside).")
@@ -312,11 +320,10 @@ class EbikeDetectorConfig(Strict):
         return self
 
 
-class EbikeGateConfig(Strict):
+class EbikeGateConfig(GateConfigBase):
     """A camera in an elevator car: a confirmed e-bike holds the doors through the elevator."""
 
     kind: Literal["ebike"] = Field("ebike", description="Gate kind (selects this section's schema).")
-    name: Name
     camera: Name = Field(description="The camera ([[cameras]] name) in the car.")
     elevator: Name = Field(description="The elevator ([[elevators]] name) whose doors are held.")
     detector: EbikeDetectorConfig = Field(EbikeDetectorConfig(), description="The detector and its classes.")
@@ -341,7 +348,14 @@ class EbikeGateConfig(Strict):
         return self
 
 
-GateConfig = Annotated[Union[FaceGateConfig, PlateGateConfig, EbikeGateConfig], Field(discriminator="kind")]
+# The gate kinds, one line each: the `gates` union and its error paths are derived from this, and
+# `gatectl.gates.registry` finds each kind's code as the package `gatectl.gates.<kind>`.
+GATE_KINDS: tuple[type[GateConfigBase], ...] = (FaceGateConfig, PlateGateConfig, EbikeGateConfig)
+GATE_TAGS = frozenset(k.model_fields["kind"].default for k in GATE_KINDS)
+if TYPE_CHECKING:
+    GateConfig = GateConfigBase
+else:
+    GateConfig = Annotated[Union[GATE_KINDS], Field(discriminator="kind")]
 
 
 SYSTEM_DIRS = ("bin", "boot", "dev", "etc", "lib", "lib64", "proc", "run", "sbin", "sys", "usr")
@@ -686,10 +700,10 @@ def default_config() -> Config:
 
 def _loc(loc: tuple[str | int, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("face", "plate", "ebike"):  # discriminator tags of the gate union are not keys in the file
+        elif i == 2 and loc[0] == "gates" and part in GATE_TAGS:  # the union's tag, not a key in the file
             continue
         else:
             out += f".{part}" if out else str(part)

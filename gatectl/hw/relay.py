@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gatectl.core.errors import GatectlError
+
 log = logging.getLogger("gatectl.relay")
 
 
-class BoardError(Exception):
+class BoardError(GatectlError):
     """A relay board cannot be reached or refuses a command; one line naming the port."""
 
 

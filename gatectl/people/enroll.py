@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gatectl.config import EnrollmentConfig, StorageConfig
+from gatectl.core.errors import GatectlError
 from gatectl.core.safe_text import shown
 from gatectl.domain.face_match import duplicate_of
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
@@ -30,7 +31,7 @@ REASON_MAX = 200  # a watchlist reason, a plate note
 MAX_TEMPLATES = 20  # per resident: more photos add little and slow every 1:N search
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(GatectlError):
     """Why a photo or an enrollment was refused: one line for the technician."""
 
 

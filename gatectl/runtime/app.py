@@ -12,10 +12,10 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
+from gatectl.config import Config, FaceQuality, GateConfigBase
 from gatectl.control.controls import Controls
-from gatectl.domain.access import make_entry_checks
-from gatectl.gates.face.gate import FaceGate
+from gatectl.gates.base import Gate
+from gatectl.gates.registry import build_gate
 from gatectl.hw.display import Display
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
@@ -136,43 +136,15 @@ class App:
                         self.embedder.model_id,
                         e, self.cfg.storage, self.snapshot_dir)
 
-    def face_gate(self, gate: FaceGateConfig) -> FaceGate:
-        analyzer = self.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
-                                 gate.liveness, gate.thresholds.liveness)
-        fg = FaceGate(gate, self.cfg.door(gate.door), analyzer, self.directory, self.recorder,
-                      self.controls, make_entry_checks(self.cfg.policy.entry_checks),
-                      self.cfg.policy.reenroll_after_days, self.clockwatch.rule_time)
-        self.controls.set_door_camera(gate.door, fg.recent_frame)
-        return fg
+    def rule_time(self) -> float:
+        """The wall time time-based rules use: the clock watch's trusted base."""
+        return self.clockwatch.rule_time()
 
-    def plate_lane(self, gate: PlateGateConfig):
-        from gatectl.gates.plate.lane import PlateLane
-        from gatectl.vision.plate.analyzer import PlateAnalyzer
+    def gate(self, gate: GateConfigBase) -> Gate:
+        """The pipeline of one configured gate, whatever its kind (`gatectl.gates.registry`)."""
+        return build_gate(self, gate)
 
-        analyzer = PlateAnalyzer(self.models, gate.detector_size, min(0.5, gate.thresholds.detect))
-        return PlateLane(gate, analyzer, self.store, self.recorder, self.controls, self.clock)
-
-    def ebike_gate(self, gate: EbikeGateConfig):
-        from gatectl.gates.ebike.gate import EbikeGate
-        from gatectl.vision.objects import open_detector
-
-        d = gate.detector
-        session = self.models.session_for_file(d.file) if d.file else self.models.session(d.model)
-        index = [g.name for g in self.cfg.gates].index(gate.name)
-        detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
-                                 f"gates[{index}].detector")
-        elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
-        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock, display=self.display)
-
-    def gate(self, gate):
-        """The pipeline of one configured gate, whatever its kind."""
-        if isinstance(gate, FaceGateConfig):
-            return self.face_gate(gate)
-        if isinstance(gate, PlateGateConfig):
-            return self.plate_lane(gate)
-        return self.ebike_gate(gate)
-
-    def gates(self) -> list:
+    def gates(self) -> list[Gate]:
         return [self.gate(g) for g in self.cfg.gates]
 
     def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):

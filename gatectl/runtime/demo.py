@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-from gatectl.cli import replay
 from gatectl.config import BoardConfig, default_config
 from gatectl.domain.records import DAY_SECONDS
 from gatectl.hw.board_sim import SimulatedModbusBoard
@@ -21,6 +20,7 @@ from gatectl.hw.modbus import hexs, parse_flash_on
 from gatectl.hw.serial_board import SerialBoard
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App
+from gatectl.runtime.replay import replay
 from gatectl.sources.media import read_image
 
 RESIDENTS = [  # name, unit, enrollment photo, days since enrollment

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gatectl.runtime.app import App
-from gatectl.sources.camera import CameraGrabber
-from gatectl.runtime.clock import ClockJump
-from gatectl.store.recorder import free_disk_mb
 from gatectl.core.safe_text import shown
+from gatectl.runtime.app import App
+from gatectl.runtime.clock import ClockJump
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
+from gatectl.sources.camera import CameraGrabber
 from gatectl.store import quarantine_if_corrupt, salvage
+from gatectl.store.recorder import free_disk_mb
 
 log = logging.getLogger("gatectl.run")
 

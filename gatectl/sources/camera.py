@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from gatectl.config import CameraConfig
+from gatectl.core.errors import GatectlError
 from gatectl.sources.media import MediaError, list_images, open_capture, read_image
 
 log = logging.getLogger("gatectl.camera")
@@ -58,7 +59,7 @@ FPS_WINDOW_S = 2.0
 STOP_JOIN_S = 1.0
 
 
-class SourceError(Exception):
+class SourceError(GatectlError):
     """A frame source cannot open or read; the message is one line naming the source."""
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gatectl.core.errors import GatectlError
+
 #: Suffixes (lower case, with the dot, as ``Path.suffix`` gives them) decoded as still images.
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 #: Suffixes opened as video files.
@@ -31,7 +33,7 @@ FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _ffmpeg_env_lock = threading.Lock()
 
 
-class MediaError(Exception):
+class MediaError(GatectlError):
     """A media file that cannot be used; the message is one line: ``<path>: <what is wrong>``."""
 
 

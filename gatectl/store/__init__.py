@@ -24,10 +24,11 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 from ulid import ULID
 
+from gatectl.core.errors import GatectlError
 from gatectl.domain.records import EventRow, OwnerKey, Resident, WatchEntry
 
 
-class StoreError(Exception):
+class StoreError(GatectlError):
     """The database cannot be opened, read or written; one line naming the file."""
 
 

@@ -18,10 +18,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from gatectl.core.errors import GatectlError
 from gatectl.core.paths import bundled_models_dir
 
 
-class ModelError(Exception):
+class ModelError(GatectlError):
     """A model is missing, corrupt or unloadable; the message is one line naming the file."""
 
 

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 
 from gatectl.config import EbikeGateConfig
-from gatectl.hw.display import Display
 from gatectl.control.controls import Controls
+from gatectl.gates.base import Decision
+from gatectl.hw.display import Display
 from gatectl.store import Store
 from gatectl.vision.objects import Detection, TiledDetector
 
@@ -30,11 +31,8 @@ log = logging.getLogger("gatectl.ebike")
 
 
 @dataclass(frozen=True)
-class EbikeDecision:
-    gate: str
-    decision: str  # "ebike" (confirmed: hold) | "clear" (gone)
-    reason: str
-    score: float
+class EbikeDecision(Decision):
+    """``decision``: "ebike" (confirmed: the hold starts) or "clear" (gone)."""
 
 
 class EbikeGate:
@@ -56,6 +54,10 @@ class EbikeGate:
     def reset(self) -> None:
         self.window.clear()
         self.active = False
+
+    def flush(self, t: float) -> list[EbikeDecision]:
+        """Nothing to decide at the end of an input: the hold follows the frames."""
+        return []
 
     def find(self, image: np.ndarray) -> list[Detection]:
         """E-bike detections inside the car region, in image pixels."""

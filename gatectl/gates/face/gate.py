@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from gatectl.domain.access import (
 )
 from gatectl.domain.face_match import identify, size_aware_threshold
 from gatectl.domain.records import Event, OwnerKey
+from gatectl.gates.base import Decision, event_json
 from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm
 from gatectl.people.directory import Directory
 from gatectl.store.recorder import EventRecorder
@@ -40,16 +42,16 @@ RECENT_FRAME_S = 5.0  # an older frame shows the door as it was, not as it is
 
 
 @dataclass(frozen=True)
-class GateDecision:
-    """What the gate decided for one face track, as replay prints it."""
+class GateDecision(Decision):
+    """What the gate decided for one face track: who (the name, for replay's output) and the event."""
 
-    gate: str
-    decision: str
-    reason: str
     resident: str | None
-    score: float | None
     event: Event
     track: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"gate": self.gate, "decision": self.decision, "resident": self.resident,
+                "reason": self.reason, "score": round(self.score or 0.0, 4), **event_json(self.event)}
 
 
 class FaceGate:
@@ -79,6 +81,10 @@ class FaceGate:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
         self.tracker.reset()
         self._last_decided.clear()
+
+    def flush(self, t: float) -> list[GateDecision]:
+        """Nothing to decide at the end of an input: a face track decides while it is seen."""
+        return []
 
     def recent_frame(self, max_age_s: float = RECENT_FRAME_S) -> np.ndarray | None:
         """The last frame this gate looked at, if it is recent: the snapshot of a door alert
@@ -196,4 +202,5 @@ class FaceGate:
         who = f"{owner[0]} #{owner[1]}" if owner else "-"
         log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
                 who, verdict.reason, score, ev.id)
-        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id)
+        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, score, resident=name, event=ev,
+                            track=track.id)

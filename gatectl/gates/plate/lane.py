@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from gatectl.domain import plate_format
 from gatectl.domain.access import Verdict
 from gatectl.domain.plate_rules import decide_plate
 from gatectl.domain.records import Event
+from gatectl.gates.base import Decision, event_json
 from gatectl.gates.plate.tracker import PlateTrack, PlateTracker
 from gatectl.store import Store, StoreError
 from gatectl.store.recorder import EventRecorder
@@ -32,14 +34,16 @@ log = logging.getLogger("gatectl.plate_lane")
 
 
 @dataclass(frozen=True)
-class LaneDecision:
-    gate: str
+class LaneDecision(Decision):
+    """One vehicle's decision; ``score`` is the lowest character confidence of the voted plate."""
+
     plate: str | None
     colour: str | None
-    decision: str
-    reason: str
-    score: float  # the lowest character confidence of the voted plate
     event: Event
+
+    def as_json(self) -> dict[str, Any]:
+        return {"gate": self.gate, "plate": self.plate, "color": self.colour, "decision": self.decision,
+                "reason": self.reason, "score": round(self.score or 0.0, 4), **event_json(self.event)}
 
 
 class PlateLane:
@@ -105,4 +109,5 @@ class PlateLane:
         if verdict.decision == "granted":
             self.controls.open_barrier(self.cfg.barrier)
         log.info("lane %s: %s %s (%s)", self.cfg.name, shown(label), verdict.decision, shown(verdict.reason))
-        return LaneDecision(self.cfg.name, plate, track.colour, verdict.decision, verdict.reason, score, event)
+        return LaneDecision(self.cfg.name, verdict.decision, verdict.reason, score, plate=plate,
+                            colour=track.colour, event=event)

@@ -1,0 +1,118 @@
+"""What every gate kind is to the rest of gatectl: a `Gate` fed frames, a common `Decision`, and
+a `GateKind` entry (builder and replay report) that its package declares as ``KIND``.
+
+The runner, replay, the demo and the benchmarks see only these types, so a new kind (a QR
+visitor-pass gate, say) is its config schema, its package under `gatectl/gates/` and one line
+in `gatectl.config.gates.GATE_KINDS`; nothing here or in the runtime changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from gatectl.domain.records import Event
+
+if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
+    from gatectl.config import Config, FaceQuality
+    from gatectl.control.controls import Controls
+    from gatectl.hw.display import Display
+    from gatectl.people.directory import Directory
+    from gatectl.sources.media import MediaFrame
+    from gatectl.store import Store
+    from gatectl.store.recorder import EventRecorder
+    from gatectl.vision.face.analyzer import FaceAnalyzer
+    from gatectl.vision.models import ModelStore
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a gate decided, common to every kind: the gate, the decision word (granted, denied,
+    alert, ebike, clear...), why, and the score it rests on. Kinds add their own fields."""
+
+    gate: str
+    decision: str
+    reason: str
+    score: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The decision as `gatectl replay --json` prints it (kinds add their fields)."""
+        return {"gate": self.gate, "decision": self.decision, "reason": self.reason,
+                "score": None if self.score is None else round(self.score, 4)}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """The event fields a decision's JSON carries."""
+    return {"event": event.id, "snapshot": event.snapshot}
+
+
+class Gate(Protocol):
+    """One gate's whole frame -> decision step, the same for `run`, `replay` and `demo`."""
+
+    def process(self, image: np.ndarray, t: float) -> list[Decision]:
+        """Analyse one frame taken at ``t`` (monotonic seconds); the decisions it completed."""
+        ...
+
+    def reset(self) -> None:
+        """Forget tracks and cooldowns (replay: between unrelated input files)."""
+        ...
+
+    def flush(self, t: float) -> list[Decision]:
+        """Decide what is still in view (replay: end of a file)."""
+        ...
+
+
+class GateParts(Protocol):
+    """What a builder may take from the assembly (`runtime.app.App` is one): shared, built once."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def models(self) -> ModelStore: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def recorder(self) -> EventRecorder: ...
+    @property
+    def controls(self) -> Controls: ...
+    @property
+    def directory(self) -> Directory: ...
+    @property
+    def display(self) -> Display: ...
+
+    def clock(self) -> float:
+        """Wall time."""
+        ...
+
+    def rule_time(self) -> float:
+        """The wall time time-based rules may use (the clock watch's trusted base)."""
+        ...
+
+    def analyzer(self, quality: FaceQuality, detect_threshold: float, long_side: int,
+                 liveness: bool, liveness_threshold: float) -> FaceAnalyzer: ...
+
+
+class ReplayReport(Protocol):
+    """How `gatectl replay` reports one kind: a row per decision, plus one row for an input on
+    which the gate decided nothing (no face, no plate, clear), saying why."""
+
+    def begin(self, source: str) -> None: ...
+
+    def frame(self, frame: MediaFrame | None, decisions: list[Decision]) -> list[dict[str, Any]]:
+        """Rows for the decisions of one frame (``frame`` None: the end-of-file flush)."""
+        ...
+
+    def end(self) -> list[dict[str, Any]]:
+        """The row for an input with no decision, if it had none."""
+        ...
+
+
+@dataclass(frozen=True)
+class GateKind:
+    """A gate kind's plug-in entry, declared as ``KIND`` in `gatectl.gates.<kind>`."""
+
+    build: Callable[[GateParts, Any], Gate]  # (parts, that kind's config section) -> the gate
+    replay: Callable[[Any], ReplayReport]  # (the gate it built) -> how replay reports it
