@@ -534,7 +534,7 @@ def cmd_relay(args, app_factory) -> int:
 
 def sync_check(cfg) -> tuple[bool, str]:
     """The doctor's broker check: one connection with the configured TLS and credentials."""
-    from gatectl.sync.diagnose import probe
+    from gatectl.sync.client import probe
 
     try:
         ok, line = probe(cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}")

@@ -45,7 +45,7 @@ from gatectl.config import ConfigError, SyncConfig
 from gatectl.core.safe_text import shown
 from gatectl.store import Store
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
-from gatectl.sync.diagnose import ProblemLog, explain
+from gatectl.sync.diagnose import ProblemLog, broker_at, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
 from gatectl.sync.inbound import Refusals, Refused, enroll_limit, enrollment
 from gatectl.sync.topics import Topics
@@ -444,3 +444,43 @@ class SyncClient:
             except Exception as exc:  # health is best effort; the status must still go out
                 body["health"] = {"error": str(exc)}
         return json.dumps(body).encode()
+
+
+def probe(cfg: SyncConfig, client_id: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once with the configured TLS and credentials: (ok, one line)."""
+    c = make_client(cfg, client_id)  # ConfigError for a missing or bad file
+    done = threading.Event()
+    outcome: list[str] = []
+    errors: list[str] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        outcome.append("" if not reason_code.is_failure else explain(cfg, refused=str(reason_code)))
+        done.set()
+
+    def on_disconnect(client, userdata, flags, reason_code, properties):
+        if not done.is_set():
+            outcome.append(explain(cfg, dropped=errors[-1] if errors else None))
+            done.set()
+
+    def on_log(client, userdata, level, buf):
+        if level == mqtt.MQTT_LOG_ERR:
+            errors.append(buf)
+
+    c.on_connect, c.on_disconnect, c.on_log = on_connect, on_disconnect, on_log
+    c.connect_timeout = timeout
+    try:
+        c.connect(cfg.host, cfg.port, cfg.keepalive_s)
+    except (OSError, ValueError) as exc:
+        return False, explain(cfg, exc)
+    c.loop_start()
+    try:
+        if not done.wait(timeout):
+            return False, f"{broker_at(cfg)}: no answer to CONNECT within {timeout:.0f} s"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    if outcome[0]:
+        return False, outcome[0]
+    how = "TLS" if cfg.tls is not None else "plaintext (no sync.tls)"
+    who = f", user '{shown(cfg.username)}'" if cfg.username else ""
+    return True, f"{broker_at(cfg)}: connected ({how}{who})"

@@ -6,7 +6,7 @@ the socket error logged before a drop) into one line such as
 ``MQTT broker mqtt.example.org:8883: certificate not trusted by sync.tls.ca /etc/gatectl/ca.pem
 (unable to get local issuer certificate)``. `ProblemLog` logs each distinct problem once and
 the same one again only at growing intervals (1 min, doubling to 1 h) with the attempts
-counted, so a broker that stays unreachable does not write a line per retry. `probe` connects
+counted, so a broker that stays unreachable does not write a line per retry. `sync.client.probe` connects
 once for `gatectl doctor`.
 """
 
@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
 
 from gatectl.config import SyncConfig
 from gatectl.core.safe_text import shown
@@ -27,7 +26,7 @@ from gatectl.core.safe_text import shown
 log = logging.getLogger("gatectl.sync")
 
 
-def _where(cfg: SyncConfig) -> str:
+def broker_at(cfg: SyncConfig) -> str:
     return f"MQTT broker {cfg.host}:{cfg.port}"
 
 
@@ -42,7 +41,7 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
     """One line for a failed connect (``exc``), a CONNACK refusal (``refused``: the reason
     code's text) or a connection closed before the CONNACK (``dropped``: the socket error paho
     logged, if any)."""
-    where = _where(cfg)
+    where = broker_at(cfg)
     ca = f"sync.tls.ca {cfg.tls.ca}" if cfg.tls is not None else "the system CAs"
     if refused is not None:
         text = shown(refused)
@@ -125,45 +124,3 @@ class ProblemLog:
         with self._lock:
             was, self.current, self.attempts = self.current, None, 0
         return was
-
-
-def probe(cfg: SyncConfig, client_id: str, timeout: float = 5.0) -> tuple[bool, str]:
-    """Connect once with the configured TLS and credentials: (ok, one line)."""
-    from gatectl.sync.client import make_client
-
-    c = make_client(cfg, client_id)  # ConfigError for a missing or bad file
-    done = threading.Event()
-    outcome: list[str] = []
-    errors: list[str] = []
-
-    def on_connect(client, userdata, flags, reason_code, properties):
-        outcome.append("" if not reason_code.is_failure else explain(cfg, refused=str(reason_code)))
-        done.set()
-
-    def on_disconnect(client, userdata, flags, reason_code, properties):
-        if not done.is_set():
-            outcome.append(explain(cfg, dropped=errors[-1] if errors else None))
-            done.set()
-
-    def on_log(client, userdata, level, buf):
-        if level == mqtt.MQTT_LOG_ERR:
-            errors.append(buf)
-
-    c.on_connect, c.on_disconnect, c.on_log = on_connect, on_disconnect, on_log
-    c.connect_timeout = timeout
-    try:
-        c.connect(cfg.host, cfg.port, cfg.keepalive_s)
-    except (OSError, ValueError) as exc:
-        return False, explain(cfg, exc)
-    c.loop_start()
-    try:
-        if not done.wait(timeout):
-            return False, f"{_where(cfg)}: no answer to CONNECT within {timeout:.0f} s"
-    finally:
-        c.disconnect()
-        c.loop_stop()
-    if outcome[0]:
-        return False, outcome[0]
-    how = "TLS" if cfg.tls is not None else "plaintext (no sync.tls)"
-    who = f", user '{shown(cfg.username)}'" if cfg.username else ""
-    return True, f"{_where(cfg)}: connected ({how}{who})"
