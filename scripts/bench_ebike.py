@@ -71,7 +71,7 @@ def main() -> int:
         app = App(cfg, Path(tmp), boards={"main": board})
         gate = app.gate(cfg.gates[0])
         deadline = time.monotonic() + 5
-        while board.status()["state"] != "online" and time.monotonic() < deadline:
+        while board.health()["state"] != "online" and time.monotonic() < deadline:
             time.sleep(0.01)
         det = gate.detector
         print(f"detector {det.size}x{det.size}: {args.iterations} frames with and without tiles ...", file=sys.stderr)

@@ -90,10 +90,10 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
                         EventRecorder(store, Path(tmp.name) / "snapshots"), clock=time.perf_counter)
     try:
         deadline = time.monotonic() + 5
-        while board.status()["state"] != "online":
+        while board.health()["state"] != "online":
             if time.monotonic() > deadline:
                 raise RuntimeError(f"board at {cfg.baud} baud not online: "
-                                   f"{board.status()['last_error']}")
+                                   f"{board.health()['last_error']}")
             time.sleep(0.01)
         samples = []
         for _ in range(n):
@@ -105,11 +105,11 @@ def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, 
                 raise RuntimeError(f"no flash frame written within 2 s at {cfg.baud} baud")
             samples.append((flash_at[-1] - t0) * 1000)
         done_by = time.monotonic() + 2
-        while board.status()["commands_ok"] + board.status()["commands_failed"] < n:
+        while board.health()["commands_ok"] + board.health()["commands_failed"] < n:
             if time.monotonic() > done_by:
                 raise RuntimeError(f"the last pulse at {cfg.baud} baud never completed")
             time.sleep(0.01)
-        status = board.status()
+        status = board.health()
     finally:
         board.close()
         store.close()

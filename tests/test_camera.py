@@ -79,15 +79,15 @@ def test_frames_arrive_with_increasing_seq(grabbers: Start, video: Path) -> None
     assert all(b > a for a, b in zip(seqs, seqs[1:]))
     assert frames[0].image.shape == (240, 320, 3) and frames[0].image.dtype == np.uint8
     assert {f.camera for f in frames} == {"lobby"}
-    stats = grabber.stats()
+    stats = grabber.health()
     assert stats["state"] == "running" and stats["frames"] >= 8 and stats["outages"] == 0
 
 
 def test_video_plays_in_real_time(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=20, loop=True))
-    wait_for(lambda: grabber.stats()["frames"] >= 1)
+    wait_for(lambda: grabber.health()["frames"] >= 1)
     time.sleep(1.0)
-    stats = grabber.stats()
+    stats = grabber.health()
     assert 14 <= stats["frames"] <= 25  # ~21 at 20 fps; a file is not read as fast as it decodes
     assert 15 <= stats["fps"] <= 25
 
@@ -97,13 +97,13 @@ def test_slow_consumer_gets_newest_frame(grabbers: Start, video: Path) -> None:
     seqs = []
     for _ in range(5):
         time.sleep(0.12)
-        produced_before = grabber.stats()["frames"]
+        produced_before = grabber.health()["frames"]
         frame = grabber.get(timeout=1.0)
         assert frame is not None
         assert frame.seq >= produced_before  # the newest frame, not an old buffered one
         seqs.append(frame.seq)
     assert all(b - a > 1 for a, b in zip(seqs, seqs[1:]))
-    assert grabber.stats()["dropped_overwritten"] > 0
+    assert grabber.health()["dropped_overwritten"] > 0
 
 
 def test_get_never_returns_a_frame_twice(grabbers: Start, video: Path) -> None:
@@ -116,15 +116,15 @@ def test_get_never_returns_a_frame_twice(grabbers: Start, video: Path) -> None:
             seqs.append(frame.seq)
     assert len(seqs) >= 10
     assert all(b > a for a, b in zip(seqs, seqs[1:]))  # strictly increasing: no repeats
-    assert seqs[-1] <= grabber.stats()["frames"]
+    assert seqs[-1] <= grabber.health()["frames"]
 
 
 def test_stale_frames_are_dropped_and_counted(grabbers: Start, video: Path) -> None:
     grabber = grabbers(cam(video, fps=2, max_frame_age_ms=50, loop=True))  # a frame every 0.5 s
-    wait_for(lambda: grabber.stats()["frames"] >= 1)
+    wait_for(lambda: grabber.health()["frames"] >= 1)
     time.sleep(0.2)  # the first frame is now ~200 ms old; the next one is due in ~300 ms
     assert grabber.get(timeout=0.0) is None
-    assert grabber.stats()["dropped_stale"] == 1
+    assert grabber.health()["dropped_stale"] == 1
     fresh = grabber.get(timeout=1.0)
     assert fresh is not None and fresh.seq == 2
     assert time.monotonic() - fresh.t_capture < 0.05
@@ -133,18 +133,18 @@ def test_stale_frames_are_dropped_and_counted(grabbers: Start, video: Path) -> N
 def test_stale_check_uses_the_injected_clock(grabbers: Start, video: Path) -> None:
     offset = [0.0]
     grabber = grabbers(cam(video, fps=50, loop=True), clock=lambda: time.monotonic() + offset[0])
-    wait_for(lambda: grabber.stats()["frames"] >= 1)
+    wait_for(lambda: grabber.health()["frames"] >= 1)
     offset[0] = 5.0  # every frame already captured is now 5 s old
     fresh = grabber.get(timeout=1.0)
     assert fresh is not None and fresh.t_capture >= time.monotonic() + 4.0
-    assert grabber.stats()["dropped_stale"] >= 1
+    assert grabber.health()["dropped_stale"] >= 1
 
 
 def test_non_looping_video_ends(grabbers: Start, tmp_path: Path) -> None:
     short = write_video(tmp_path / "short.avi", frames=6)
     grabber = grabbers(cam(short, fps=100))
-    wait_for(lambda: grabber.stats()["state"] == "ended")
-    assert grabber.stats()["frames"] == 6
+    wait_for(lambda: grabber.health()["state"] == "ended")
+    assert grabber.health()["frames"] == 6
     grabber.get(timeout=0.0)  # drain the last frame, if still there
     t0 = time.monotonic()
     assert grabber.get(timeout=5.0) is None
@@ -154,8 +154,8 @@ def test_non_looping_video_ends(grabbers: Start, tmp_path: Path) -> None:
 def test_looping_video_keeps_delivering(grabbers: Start, tmp_path: Path) -> None:
     short = write_video(tmp_path / "short.avi", frames=6)
     grabber = grabbers(cam(short, fps=100, loop=True))
-    wait_for(lambda: grabber.stats()["frames"] >= 20)
-    stats = grabber.stats()
+    wait_for(lambda: grabber.health()["frames"] >= 20)
+    stats = grabber.health()
     assert stats["state"] == "running" and stats["outages"] == 0
 
 
@@ -165,8 +165,8 @@ def test_reconnects_when_the_file_appears(
     caplog.set_level(logging.INFO, logger="gatectl.camera")
     target = tmp_path / "late.avi"
     grabber = grabbers(cam(target, fps=50, loop=True, reconnect_max_s=0.5))
-    wait_for(lambda: grabber.stats()["reopen_attempts"] >= 2)
-    stats = grabber.stats()
+    wait_for(lambda: grabber.health()["reopen_attempts"] >= 2)
+    stats = grabber.health()
     assert stats["state"] == "reconnecting" and stats["outages"] == 1 and stats["frames"] == 0
     assert "no such file" in stats["last_error"]
     assert grabber.get(timeout=0.1) is None
@@ -174,7 +174,7 @@ def test_reconnects_when_the_file_appears(
     write_video(tmp_path / "staging.avi", frames=10)
     os.replace(tmp_path / "staging.avi", target)
     assert grabber.get(timeout=3.0) is not None
-    stats = grabber.stats()
+    stats = grabber.health()
     assert stats["state"] == "running" and stats["outages"] == 1
 
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -202,14 +202,14 @@ class StallingVideo(VideoFileSource):
 def test_stalled_read_leads_to_reopen(grabbers: Start, video: Path) -> None:
     cfg = cam(video, fps=50, loop=True, stall_timeout_s=0.3, reconnect_max_s=0.5)
     grabber = grabbers(cfg, source_factory=StallingVideo)
-    wait_for(lambda: grabber.stats()["frames"] >= 4)
+    wait_for(lambda: grabber.health()["frames"] >= 4)
     # while the read is still blocked the watchdog already reports the stall
-    wait_for(lambda: grabber.stats()["state"] == "reconnecting", timeout=1.0)
-    wait_for(lambda: grabber.stats()["outages"] == 1, timeout=2.0)
-    assert "stalled" in grabber.stats()["last_error"]
-    frames_after_stall = grabber.stats()["frames"]
-    wait_for(lambda: grabber.stats()["frames"] > frames_after_stall + 5, timeout=3.0)
-    stats = grabber.stats()
+    wait_for(lambda: grabber.health()["state"] == "reconnecting", timeout=1.0)
+    wait_for(lambda: grabber.health()["outages"] == 1, timeout=2.0)
+    assert "stalled" in grabber.health()["last_error"]
+    frames_after_stall = grabber.health()["frames"]
+    wait_for(lambda: grabber.health()["frames"] > frames_after_stall + 5, timeout=3.0)
+    stats = grabber.health()
     assert stats["state"] == "running" and stats["reopen_attempts"] >= 1 and stats["outages"] == 1
 
 
@@ -238,8 +238,8 @@ def test_image_folder_camera_keeps_delivering(
         shutil.copy(photo, tmp_path / photo.name)
     (tmp_path / "0_broken.jpg").write_bytes(b"garbage")
     grabber = grabbers(cam(tmp_path, fps=100, loop=True))
-    wait_for(lambda: grabber.stats()["frames"] >= 10)
-    stats = grabber.stats()
+    wait_for(lambda: grabber.health()["frames"] >= 10)
+    stats = grabber.health()
     assert stats["state"] == "running" and stats["outages"] == 0 and stats["skipped"] >= 5
 
 
@@ -268,8 +268,8 @@ def test_url_to_closed_port_fails_fast(
     assert len(list(iter_media([video]))) == 20
 
     grabber = grabbers(cam(url, reconnect_max_s=0.5))
-    wait_for(lambda: grabber.stats()["state"] == "reconnecting", timeout=6.0)
-    assert grabber.stats()["outages"] == 1
+    wait_for(lambda: grabber.health()["state"] == "reconnecting", timeout=6.0)
+    assert grabber.health()["outages"] == 1
 
 
 def test_url_password_is_masked() -> None:
@@ -294,7 +294,7 @@ def test_stop_is_prompt(tmp_path: Path, video: Path, kind: str) -> None:
     t0 = time.monotonic()
     grabber.stop()
     assert time.monotonic() - t0 < 1.0
-    assert grabber.stats()["state"] == "stopped"
+    assert grabber.health()["state"] == "stopped"
     t0 = time.monotonic()
     assert grabber.get(timeout=2.0) is None
     assert time.monotonic() - t0 < 0.1

@@ -63,7 +63,7 @@ def test_a_forward_jump_holds_rules_on_the_trusted_time_base_until_it_settles():
     c.tick(601)
     w.observe()
     assert w.trusted and seen[-1] is None and w.rule_time() == c.wall
-    assert w.status() == {"trusted": True, "jumps": 1, "last_jump_s": round(31 * DAY_SECONDS, 1),
+    assert w.health() == {"trusted": True, "jumps": 1, "last_jump_s": round(31 * DAY_SECONDS, 1),
                           "since_jump_s": None}
 
 

@@ -69,13 +69,13 @@ def test_barrier_closes_only_after_the_vehicle_left_the_loop(rig):
     clock.t += 2
     relay.set_input(0, True)  # car on the loop under the arm
     controls.poll()
-    assert controls.status()["barrier:lane"] == "open"
+    assert controls.health()["barrier:lane"] == "open"
     assert not any(p.channel == 2 for p in relay.history)
     clock.t += 3
     relay.set_input(0, False)
     controls.poll()
     assert relay.history[-1].channel == 2 and relay.is_on(2)  # closed once the car has passed
-    assert controls.status()["barrier:lane"] == "closing"
+    assert controls.health()["barrier:lane"] == "closing"
 
 
 def test_elevator_hold_renewed_released_and_recorded_with_snapshot(rig):
@@ -140,7 +140,7 @@ def test_elevator_lease_lapses_on_the_board_when_gatectl_hangs(tmp_path):
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "s"))
     try:
         deadline = time.monotonic() + 5
-        while board.status()["state"] != "online" and time.monotonic() < deadline:
+        while board.health()["state"] != "online" and time.monotonic() < deadline:
             time.sleep(0.01)
         since = sim.clock()
         end = time.monotonic() + 2.0

@@ -65,7 +65,7 @@ def fire_rig(tmp_path):
     sims = [SimulatedModbusBoard(baud=BAUD)]
     link.symlink_to(sims[0].port)
     board = SerialBoard(board_cfg(str(link)))
-    wait_for(lambda: board.status()["state"] == "online", what="board online")
+    wait_for(lambda: board.health()["state"] == "online", what="board online")
     cfg = Config.model_validate(FIRE_SITE)
     store = Store(tmp_path / "g.db", publish=True)
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "snaps"))
@@ -74,7 +74,7 @@ def fire_rig(tmp_path):
     def replug() -> SimulatedModbusBoard:
         fire = sims[-1]._inputs[7]
         sims[-1].stop()  # unplugged
-        wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
+        wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
         sims.append(SimulatedModbusBoard(baud=BAUD))
         sims[-1].set_input(7, fire)  # the alarm panel still reports what it reported
         link.unlink()
@@ -99,7 +99,7 @@ def test_fire_released_door_is_released_again_after_every_replug(fire_rig):
     wait_for(lambda: sims[0].coils()[0], 5, "the fire alarm to release the fail-safe door")
     for _ in range(3):
         sim = replug()
-        wait_for(lambda: board.status()["state"] == "online", 5, "online again")
+        wait_for(lambda: board.health()["state"] == "online", 5, "online again")
         # the reconnect switched everything off; the controllers want the door released
         wait_for(lambda sim=sim: sim.coils()[0], 3, "the door released again after the replug")
         assert sim.frames() and any(f == modbus.write_coil(1, 0, True) for f in sim.frames())
@@ -121,9 +121,9 @@ def test_fire_released_door_is_released_again_after_a_silent_board(fire_rig):
     sim.set_input(7, True)
     wait_for(lambda: sim.coils()[0], 5, "the fire alarm to release the fail-safe door")
     for i in range(20):
-        before = board.status()["reconnects"]
+        before = board.health()["reconnects"]
         sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
-        wait_for(lambda before=before: board.status()["reconnects"] > before, 5, f"reconnect {i + 1}")
+        wait_for(lambda before=before: board.health()["reconnects"] > before, 5, f"reconnect {i + 1}")
         wait_for(lambda: sim.coils()[0], 3, f"the door released again after outage {i + 1}")
     assert system_reasons(store).count("relay_board_online") >= 20
 
@@ -165,13 +165,13 @@ def test_running_elevator_hold_is_renewed_at_once_after_a_reconnect(tmp_path):
                                  "elevators": [{"name": "car", "hold_output": "hold", "pulse_s": 10, "renew_s": 5}]})
     store = Store(tmp_path / "g.db")
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "snaps"))
-    wait_for(lambda: board.status()["state"] == "online", what="board online")
+    wait_for(lambda: board.health()["state"] == "online", what="board online")
     poller = Poller(controls, each=lambda: controls.ebike("car"))
     try:
         wait_for(lambda: sim.coils()[2], 5, "the car held")
-        before = board.status()["reconnects"]
+        before = board.health()["reconnects"]
         sim.inject("timeout", RETRIES + 1, function=modbus.READ_INPUTS)
-        wait_for(lambda: board.status()["reconnects"] > before, 5, "the reconnect")
+        wait_for(lambda: board.health()["reconnects"] > before, 5, "the reconnect")
         wait_for(lambda: sim.coils()[2], 1.5, "the hold renewed right after the reconnect")
     finally:
         poller.stop()

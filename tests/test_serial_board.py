@@ -57,7 +57,7 @@ def start():
         b = SerialBoard(cfg)
         boards.append(b)
         if online:
-            wait_for(lambda: b.status()["state"] == "online", what="board online")
+            wait_for(lambda: b.health()["state"] == "online", what="board online")
         return b
 
     yield _start
@@ -113,11 +113,11 @@ def test_software_relock_is_retried_until_the_board_reports_off(sim, start):
     board = start(board_cfg(sim.port, hw_pulse=False))
     since = sim.clock()
     board.pulse(0, 0.15)
-    wait_for(lambda: sim.coils()[0] and board.status()["commands_ok"] == 1, what="relay 1 on")
+    wait_for(lambda: sim.coils()[0] and board.health()["commands_ok"] == 1, what="relay 1 on")
     sim.inject("exception", RETRIES + 1, function=modbus.WRITE_COIL)  # busy when the OFF is due
     wait_for(lambda: not sim.coils()[0] and not board.is_on(0), what="relay 1 off in the end")
     assert writes(sim, since).count(modbus.write_coil(1, 0, False)) == RETRIES + 2
-    st = board.status()
+    st = board.health()
     assert st["commands_failed"] == 1 and st["exceptions"] == RETRIES + 1
 
 
@@ -127,7 +127,7 @@ def test_all_off_at_start_and_at_close(sim, start):
     board = start(board_cfg(sim.port))
     assert sim.coils() == [False] * 8
     assert writes(sim, float("-inf"))[0] == h("01 05 00 FF 00 00 FD FA")  # all off, first thing
-    assert board.status()["on"] == [False] * 8
+    assert board.health()["on"] == [False] * 8
 
     board.set(3, True)
     wait_for(lambda: sim.coils()[3] and board.is_on(3), what="relay 4 latched on")
@@ -138,7 +138,7 @@ def test_all_off_at_start_and_at_close(sim, start):
 
     board.close()
     assert sim.coils() == [False] * 8
-    assert board.status()["state"] == "stopped"
+    assert board.health()["state"] == "stopped"
     assert board.inputs() is None
     with pytest.raises(BoardError, match="stopped"):
         board.pulse(0, 1.0)
@@ -152,7 +152,7 @@ def test_per_coil_off_when_the_board_has_no_all_relays_coil(start):
         assert sim.coils() == [False] * 8
         assert writes(sim, float("-inf")) == [h("01 05 00 FF 00 00 FD FA")] + [
             modbus.write_coil(1, c, False) for c in range(8)]
-        assert board.status()["exceptions"] == 1
+        assert board.health()["exceptions"] == 1
     finally:
         sim.stop()
 
@@ -178,12 +178,12 @@ FAULT_COUNTER = {"timeout": "timeouts", "exception": "exceptions"}  # the rest: 
 @pytest.mark.parametrize("kind", FAULTS)
 def test_fault_within_retries_is_retried_and_counted(sim, start, kind):
     board = start(board_cfg(sim.port))
-    before = board.status()
+    before = board.health()
     sim.inject(kind, RETRIES, function=modbus.WRITE_COIL)
     since = sim.clock()
     board.pulse(0, 5.0)
-    wait_for(lambda: board.status()["commands_ok"] == 1, what="the pulse to succeed")
-    st = board.status()
+    wait_for(lambda: board.health()["commands_ok"] == 1, what="the pulse to succeed")
+    st = board.health()
     assert sim.coils()[0]
     assert writes(sim, since) == [modbus.flash_on(1, 0, 5.0)] * (RETRIES + 1)
     counter = FAULT_COUNTER.get(kind, "bad_frames")
@@ -197,8 +197,8 @@ def test_fault_beyond_retries_fails_the_command_and_is_never_acted_on(sim, start
     board = start(board_cfg(sim.port))
     sim.inject(kind, RETRIES + 1, function=modbus.WRITE_COIL)
     board.set(0, True)
-    wait_for(lambda: board.status()["commands_failed"] == 1, what="the command to fail")
-    st = board.status()
+    wait_for(lambda: board.health()["commands_failed"] == 1, what="the command to fail")
+    st = board.health()
     assert st["commands_ok"] == 0
     assert st[FAULT_COUNTER.get(kind, "bad_frames")] == RETRIES + 1
     assert st["state"] == "online"  # the board answers: it is there, only this command failed
@@ -217,11 +217,11 @@ def test_garbled_polls_never_change_the_inputs(sim, start):
     for kind in ("garbage", "foreign", "bad_crc", "short"):
         sim.inject(kind, RETRIES + 1, function=modbus.READ_INPUTS)
     end = time.monotonic() + 1.0
-    while board.status()["reads_failed"] < 4 and time.monotonic() < end:
+    while board.health()["reads_failed"] < 4 and time.monotonic() < end:
         assert board.inputs() == truth
         time.sleep(0.002)
-    assert board.status()["reads_failed"] == 4
-    assert board.status()["bad_frames"] == 4 * (RETRIES + 1)
+    assert board.health()["reads_failed"] == 4
+    assert board.health()["bad_frames"] == 4 * (RETRIES + 1)
 
 
 def test_board_not_answering_goes_offline_and_back(sim, start, caplog):
@@ -229,8 +229,8 @@ def test_board_not_answering_goes_offline_and_back(sim, start, caplog):
     board = start(board_cfg(sim.port))
     sim.inject("timeout", RETRIES + 1, function=modbus.WRITE_COIL)
     board.pulse(0, 1.0)
-    wait_for(lambda: board.status()["reconnects"] == 1, what="reconnect after the silent board")
-    st = board.status()
+    wait_for(lambda: board.health()["reconnects"] == 1, what="reconnect after the silent board")
+    st = board.health()
     assert st["state"] == "online" and st["commands_failed"] == 1 and st["timeouts"] == RETRIES + 1
     assert not sim.coils()[0]  # the request was lost every time: nothing switched
     warnings = [r for r in caplog.records
@@ -241,8 +241,8 @@ def test_board_not_answering_goes_offline_and_back(sim, start, caplog):
 
 def test_wrong_address_is_offline(sim, start):
     board = start(board_cfg(sim.port, address=7), online=False)
-    wait_for(lambda: "no reply" in (board.status()["last_error"] or ""), what="the silent board noticed")
-    assert board.status()["state"] == "offline"
+    wait_for(lambda: "no reply" in (board.health()["last_error"] or ""), what="the silent board noticed")
+    assert board.health()["state"] == "offline"
     assert board.inputs() is None
     assert not any(f[0] == 1 for f in sim.frames())  # only unit 7 was ever asked
 
@@ -251,31 +251,31 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
     caplog.set_level(logging.INFO, logger="gatectl.relay")
     link = tmp_path / "gatectl-relay0"
     board = start(board_cfg(str(link)), online=False)
-    wait_for(lambda: board.status()["last_error"] not in (None, "connecting"), what="first open attempt")
-    st = board.status()
+    wait_for(lambda: board.health()["last_error"] not in (None, "connecting"), what="first open attempt")
+    st = board.health()
     assert st["state"] == "offline" and str(link) in st["last_error"]
     assert board.inputs() is None
     with pytest.raises(BoardError, match="offline"):
         board.pulse(0, 1.0)
-    assert board.status()["commands_rejected"] == 1
+    assert board.health()["commands_rejected"] == 1
 
     sims = [SimulatedModbusBoard(baud=BAUD)]
     try:
         link.symlink_to(sims[0].port)  # the adapter is plugged in
-        wait_for(lambda: board.status()["state"] == "online", what="online once the port exists")
-        assert board.status()["reconnects"] == 1
+        wait_for(lambda: board.health()["state"] == "online", what="online once the port exists")
+        assert board.health()["reconnects"] == 1
         wait_for(lambda: board.inputs() is not None, what="inputs polled")
 
         sims[0].stop()  # unplugged
-        wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
+        wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
         assert board.inputs() is None
 
         sims.append(SimulatedModbusBoard(baud=BAUD))
         sims[1].set_coil(0, True)
         link.unlink()
         link.symlink_to(sims[1].port)  # plugged back in (the udev symlink follows it)
-        wait_for(lambda: board.status()["state"] == "online", what="online again")
-        assert board.status()["reconnects"] == 2
+        wait_for(lambda: board.health()["state"] == "online", what="online again")
+        assert board.health()["reconnects"] == 2
         assert sims[1].coils() == [False] * 8  # every reconnect starts from all off
     finally:
         for s in sims:
@@ -293,7 +293,7 @@ def test_full_queue_rejects_instead_of_dropping(start):
             with pytest.raises(BoardError, match="queue full"):
                 for _ in range(200):
                     board.set(0, True)
-            assert board.status()["commands_rejected"] == 1
+            assert board.health()["commands_rejected"] == 1
         finally:
             board.close()
     finally:
@@ -338,21 +338,21 @@ def test_lcus_unplug_is_noticed_without_a_command(start):
     sim = SimulatedModbusBoard(channels=2, dialect="lcus")
     board = start(board_cfg(sim.port, driver="lcus", channels=2))
     sim.stop()
-    wait_for(lambda: board.status()["state"] == "offline", what="offline after the unplug")
+    wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
 
 
 def test_write_hook_timestamps_every_frame(sim):
     seen: list[tuple[bytes, float]] = []
     board = SerialBoard(board_cfg(sim.port), on_write=lambda frame, t: seen.append((frame, t)))
     try:
-        wait_for(lambda: board.status()["state"] == "online", what="online")
+        wait_for(lambda: board.health()["state"] == "online", what="online")
         t0 = board.clock()
         board.pulse(0, 1.0)
         flash = modbus.flash_on(1, 0, 1.0)
         wait_for(lambda: any(f == flash for f, _ in seen), what="flash frame written")
         t_write = next(t for f, t in seen if f == flash)
         assert 0 <= t_write - t0 < 0.5
-        assert board.status()["frames_sent"] == len(seen)
+        assert board.health()["frames_sent"] == len(seen)
     finally:
         board.close()
 

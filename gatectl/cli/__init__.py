@@ -139,13 +139,13 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
         deadline = time.monotonic() + timeout
         while len(samples) < count and time.monotonic() < deadline:
             frame = grabber.get(timeout=1.0)
-            if grabber.stats()["state"] in ("ended", "stopped"):
+            if grabber.health()["state"] in ("ended", "stopped"):
                 break
             if frame is not None:
                 samples.append(Sample(f"camera {camera} frame {frame.seq}", frame.image))
                 time.sleep(1.0)
         if not samples:
-            raise SourceError(f"camera {camera}: no frame within {timeout:.0f} s ({grabber.stats()['state']})")
+            raise SourceError(f"camera {camera}: no frame within {timeout:.0f} s ({grabber.health()['state']})")
         return samples
     finally:
         grabber.stop()
@@ -467,7 +467,7 @@ def cmd_doctor(args, app_factory) -> int:
     for name, board in app.boards.items():
         try:
             wait_online(board, args.camera_timeout)
-            report(True, f"relay board {name}: online ({board.status().get('driver')})")
+            report(True, f"relay board {name}: online ({board.health().get('driver')})")
         except BoardError as exc:
             report(False, str(exc))
     free = free_disk_mb(app.data_dir)
@@ -478,7 +478,7 @@ def cmd_doctor(args, app_factory) -> int:
         g = CameraGrabber(cam)
         g.start()
         frame = g.get(timeout=args.camera_timeout)
-        st = g.stats()
+        st = g.health()
         g.stop()
         report(frame is not None, f"camera {cam.name} ({cam.source}): "
                + (f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received" if frame is not None
@@ -546,9 +546,9 @@ def sync_check(cfg) -> tuple[bool, str]:
 def wait_online(board, timeout: float) -> None:
     """A serial board needs a moment to open its port and poll once; say why if it cannot."""
     deadline = time.monotonic() + timeout
-    while board.status().get("state") != "online":
+    while board.health().get("state") != "online":
         if time.monotonic() > deadline:
-            st = board.status()
+            st = board.health()
             raise BoardError(f"relay board {st.get('port') or st.get('driver')}: "
                               f"{st.get('last_error') or 'not answering'}")
         time.sleep(0.05)

@@ -155,7 +155,7 @@ class Controls:
         a poll period is not missed; the first connect at start-up is no outage."""
         back = []
         for name, board in self.outputs.boards.items():
-            st = board.status()
+            st = board.health()
             state, error, n = st.get("state"), st.get("last_error"), int(st.get("reconnects") or 0)
             prev_state, prev_n = self._boards.get(name, (None, n))
             self._boards[name] = (state, n)
@@ -184,7 +184,7 @@ class Controls:
     def _system(self, source: str, reason: str) -> None:
         self.recorder.record(source, "system", None, reason)
 
-    def status(self) -> dict[str, str]:
+    def health(self) -> dict[str, str]:
         """One word per controller, for `doctor` and the status topic."""
         now = self.clock()
         with self._lock:

@@ -17,7 +17,7 @@ import numpy as np
 from gatectl.domain.records import Event
 
 if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
-    from gatectl.config import Config, FaceQuality
+    from gatectl.config import Config, FaceQuality, GateConfigBase
     from gatectl.control.controls import Controls
     from gatectl.hw.display import Display
     from gatectl.people.directory import Directory
@@ -62,6 +62,15 @@ class Gate(Protocol):
 
     def flush(self, t: float) -> list[Decision]:
         """Decide what is still in view (replay: end of a file)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """The gate's counters (`gatectl.core.health`)."""
+        ...
+
+    @property
+    def cfg(self) -> GateConfigBase:
+        """Its config section: ``name`` and ``camera`` are what the runner needs."""
         ...
 
 

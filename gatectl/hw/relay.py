@@ -46,7 +46,7 @@ class Relay(Protocol):
     def inputs(self) -> list[bool] | None:
         """Raw discrete inputs from the last poll; None while the board is unreachable."""
 
-    def status(self) -> dict:
+    def health(self) -> dict:
         """Health for `doctor` and the status topic: state, port, counters."""
 
     def close(self) -> None:
@@ -108,7 +108,7 @@ class SimulatedRelay:
         with self._lock:
             return list(self._inputs)
 
-    def status(self) -> dict:
+    def health(self) -> dict:
         return {"driver": "simulated", "state": "online", "on": [self.is_on(c) for c in range(self.channels)]}
 
     def close(self) -> None:

@@ -312,7 +312,7 @@ class SerialBoard:
         with self._lock:
             return None if self._inputs is None else list(self._inputs)
 
-    def status(self) -> dict:
+    def health(self) -> dict:
         with self._lock:
             st = {"driver": self.cfg.driver, "name": self.cfg.name, "port": self.cfg.port,
                   "state": self._state, "hw_pulse": self.hw_pulse, "last_error": self._last_error,

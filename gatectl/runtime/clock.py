@@ -119,7 +119,7 @@ class ClockWatch:
         if was_untrusted and self.on_change is not None:
             self.on_change(None)
 
-    def status(self) -> dict:
+    def health(self) -> dict:
         """For the health/status line: trusted, jumps seen, the last jump, how long untrusted."""
         with self._lock:
             since = self._stable_since

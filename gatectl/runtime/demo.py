@@ -70,7 +70,7 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
     w = app.enroller().add_watch(wname, reason, [Sample(wphoto, read_image(samples / wphoto))])
     say(f"  watchlist #{w.id} {wname}: {reason}")
     deadline = time.monotonic() + 5
-    while board.status()["state"] != "online" and time.monotonic() < deadline:
+    while board.health()["state"] != "online" and time.monotonic() < deadline:
         time.sleep(0.02)
     say("replaying sample photos through gate 'gate' (a still = 3 camera frames):")
     seen = len(sent)
@@ -102,7 +102,7 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
     replay(app, [str(samples / p) for p in PROBES], None, emit)
     n_events = len(app.store.events())
     say(f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list")
-    st = board.status()
+    st = board.health()
     say(f"relay board: {st['frames_sent']} frames sent, {st['frames_ok']} answered correctly, "
         f"{st['bad_frames']} rejected; every door pulse is timed by the board itself")
     return 0

@@ -15,10 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gatectl.core.safe_text import shown
+from gatectl.gates.base import Gate
 from gatectl.runtime.app import App
 from gatectl.runtime.clock import ClockJump
+from gatectl.runtime.health import TOP_LEVEL, HealthCollector
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
 from gatectl.store import quarantine_if_corrupt, salvage
@@ -29,13 +32,14 @@ log = logging.getLogger("gatectl.run")
 RETENTION_EVERY_S = 3600.0
 HEARTBEAT_STALE_S = 10.0
 DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
+CAMERA_FIELDS = ("state", "fps", "frames", "dropped_stale", "outages")
+BOARD_FIELDS = ("driver", "state", "last_error", "timeouts", "bad_frames", "commands_failed", "reconnects")
 
 
 class GateWorker:
     """Pulls the newest frame of one camera and runs one gate on it."""
 
-    def __init__(self, gate, grabber: CameraGrabber, stop: threading.Event):
-        """``gate``: a FaceGate or a PlateLane (both have ``cfg.name`` and ``process``)."""
+    def __init__(self, gate: Gate, grabber: CameraGrabber, stop: threading.Event):
         self.gate = gate
         self.grabber = grabber
         self.stop = stop
@@ -59,6 +63,10 @@ class GateWorker:
                     self.failing_since = time.monotonic()
                 log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
 
+    def health(self) -> dict[str, Any]:
+        """The gate's own counters and the worker's: frames that raised, failing right now."""
+        return {**self.gate.health(), "errors": self.errors, "failing": self.failing_since is not None}
+
     def stalled(self, now: float) -> bool:
         """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""
         return (not self.thread.is_alive() or now - self.heartbeat > HEARTBEAT_STALE_S
@@ -77,25 +85,28 @@ class Runner:
         self.started = time.monotonic()
         self._retention_held = False
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """What an operator needs to see from afar: the status line, the status topic."""
-        boards = {}
+        return self.collector().collect()
+
+    def collector(self) -> HealthCollector:
+        """Every I/O owner of this run, once: the gates' workers and their cameras, the boards,
+        the controls, the event recorder, the clock watch."""
+        c = HealthCollector()
+        c.value("uptime_s", lambda: round(time.monotonic() - self.started))
+        c.section("cameras")
+        for w in self.workers:
+            c.add("cameras", w.grabber, w.gate.cfg.name, CAMERA_FIELDS)
         for name, board in self.app.boards.items():
-            st = board.status()
-            boards[name] = _pick(st, "driver", "state", "last_error", "timeouts", "bad_frames",
-                                 "commands_failed", "reconnects")
-        return {
-            "uptime_s": round(time.monotonic() - self.started),
-            "cameras": {w.gate.cfg.name: _pick(w.grabber.stats(), "state", "fps", "frames", "dropped_stale", "outages")
-                        for w in self.workers},
-            "boards": boards,
-            "controls": self.app.controls.status(),
-            "events_unrecorded": self.app.recorder.unrecorded,
-            "store_failing": self.app.recorder.store_failing,
-            "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
-            "clock": self.app.clockwatch.status(),
-            "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
-        }
+            c.add("boards", board, name, BOARD_FIELDS)
+        c.add("controls", self.app.controls)
+        c.add(TOP_LEVEL, self.app.recorder)
+        c.add("clock", self.app.clockwatch)
+        c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
+        c.section("gates")
+        for w in self.workers:
+            c.add("gates", w, w.gate.cfg.name)
+        return c
 
     def run(self) -> None:
         app = self.app
@@ -239,7 +250,3 @@ def camera_events(app: App, camera: str) -> Callable[[str, str], None]:
     def record(kind: str, detail: str) -> None:
         app.recorder.record(camera, "camera", None, f"{kind}: {detail}")
     return record
-
-
-def _pick(d: dict, *keys: str) -> dict:
-    return {k: d.get(k) for k in keys}

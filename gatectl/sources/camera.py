@@ -425,7 +425,7 @@ class CameraGrabber:
                     return None
                 self._cond.wait(remaining)
 
-    def stats(self) -> dict[str, object]:
+    def health(self) -> dict[str, object]:
         """Counters and health. ``state`` reads 'reconnecting' also while a read has been
         blocked past the stall timeout: the reopen follows as soon as the backend returns."""
         with self._cond:

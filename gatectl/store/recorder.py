@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -193,6 +194,11 @@ class EventRecorder:
         self.unrecorded = 0  # events the store refused (spooled or journal only)
         self.snapshot_failures = 0
         self.store_failing: str | None = None  # the reason, while the store refuses events
+
+    def health(self) -> dict[str, Any]:
+        """Events the store refused, why it is refusing now (None: it takes writes), spool size."""
+        return {"events_unrecorded": self.unrecorded, "store_failing": self.store_failing,
+                "spool_bytes": self.spool.size() if self.spool else 0}
 
     def _snapshot(self, event_id: str, ts: float, image: np.ndarray) -> tuple[str | None, int]:
         rel = Path(*[f"{v:02d}" for v in _ymd(ts)]) / f"{event_id}.jpg"

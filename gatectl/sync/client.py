@@ -90,17 +90,18 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
 
 class SyncClient:
     def __init__(self, cfg: SyncConfig, topics: Topics, store: Store, snapshot_dir: Path,
-                 replicator: Replicator, on_command: Callable[[bytes], dict | None], health: Callable[[], dict],
+                 replicator: Replicator, on_command: Callable[[bytes], dict | None], device_health: Callable[[], dict],
                  clock: Callable[[], float] = time.time, refusals: Refusals | None = None):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
-        see another thread's uncommitted transaction)."""
+        see another thread's uncommitted transaction). ``device_health``: the whole device's
+        health (`runtime.health`), published with the status; this client's own is `health()`."""
         self.cfg = cfg
         self.snapshot_dir = Path(snapshot_dir)
         self.topics = topics
         self.store = store
         self.replicator = replicator
         self.on_command = on_command
-        self.health = health
+        self.device_health = device_health
         self.clock = clock
         self.client = make_client(cfg, cfg.client_id or f"gatectl-{topics.site}-{topics.device}")
         self.client.will_set(topics.status, self._status_payload("offline"), qos=1, retain=True)
@@ -426,9 +427,10 @@ class SyncClient:
         self.client.publish(topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props)
 
     def publish_status(self) -> None:
-        self.client.publish(self.topics.status, self._status_payload("online", self.status()), qos=1, retain=True)
+        self.client.publish(self.topics.status, self._status_payload("online", self.health()), qos=1, retain=True)
 
-    def status(self) -> dict:
+    def health(self) -> dict:
+        """This client's counters (the status topic's ``sync``): connection, outbox, refusals."""
         return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),
                 "inflight": len(self._inflight), "awaiting_receipt": len(self._awaiting),
                 "announcements": [a["text"] for a in self.store.announcements()],
@@ -440,7 +442,7 @@ class SyncClient:
         if extra is not None:
             body["sync"] = extra
             try:
-                body["health"] = self.health()
+                body["health"] = self.device_health()
             except Exception as exc:  # health is best effort; the status must still go out
                 body["health"] = {"error": str(exc)}
         return json.dumps(body).encode()

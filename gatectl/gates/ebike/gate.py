@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,6 +51,8 @@ class EbikeGate:
         self.window: deque[bool] = deque(maxlen=cfg.confirm_window)
         self.active = False
         self.last_detections: list[Detection] = []
+        self.frames = 0
+        self.confirmed = 0  # e-bikes confirmed (holds started)
 
     def reset(self) -> None:
         self.window.clear()
@@ -81,7 +84,11 @@ class EbikeGate:
                 out.append(Detection(box, d.score, d.label))
         return out
 
+    def health(self) -> dict[str, Any]:
+        return {"frames": self.frames, "ebikes_confirmed": self.confirmed, "holding": self.active}
+
     def process(self, image: np.ndarray, t: float) -> list[EbikeDecision]:
+        self.frames += 1
         return self.decide(self.find(image), image, t)
 
     def decide(self, dets: list[Detection], image: np.ndarray, t: float) -> list[EbikeDecision]:
@@ -99,6 +106,7 @@ class EbikeGate:
                 if self.display is not None:
                     self.display.show_later(self.cfg.announcement, self.cfg.elevator, until)
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
+                self.confirmed += 1
                 out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
             if dets:
                 self.controls.ebike(self.cfg.elevator, image, reason)

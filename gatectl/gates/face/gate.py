@@ -82,6 +82,9 @@ class FaceGate:
         self.tracker.reset()
         self._last_decided.clear()
 
+    def health(self) -> dict[str, Any]:
+        return {"frames": self.frames, "liveness_refused": self.liveness_refused}
+
     def flush(self, t: float) -> list[GateDecision]:
         """Nothing to decide at the end of an input: a face track decides while it is seen."""
         return []

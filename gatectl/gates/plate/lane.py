@@ -58,12 +58,18 @@ class PlateLane:
         self.tracker = PlateTracker(cfg.track_timeout_s)
         self._recent: dict[str, float] = {}  # plate -> frame time of its decision (cooldown)
         self.last_observations: list[PlateObservation] = []
+        self.frames = 0
+        self.decided = 0  # vehicles decided (one event each)
 
     def reset(self) -> None:
         self.tracker.reset()
         self._recent.clear()
 
+    def health(self) -> dict[str, Any]:
+        return {"frames": self.frames, "vehicles_decided": self.decided}
+
     def process(self, image: np.ndarray, t: float) -> list[LaneDecision]:
+        self.frames += 1
         self.last_observations = obs = self.analyzer.analyze(image)
         ended = self.tracker.update(obs, image, t)
         out = [d for tr in self.tracker.tracks if not tr.decided and (d := self._try(tr, t, final=False))]
@@ -109,5 +115,6 @@ class PlateLane:
         if verdict.decision == "granted":
             self.controls.open_barrier(self.cfg.barrier)
         log.info("lane %s: %s %s (%s)", self.cfg.name, shown(label), verdict.decision, shown(verdict.reason))
+        self.decided += 1
         return LaneDecision(self.cfg.name, verdict.decision, verdict.reason, score, plate=plate,
                             colour=track.colour, event=event)
