@@ -144,3 +144,10 @@ def test_the_checks_can_fail(fake_tree: Path):
     assert upward_imports(import_graph(fake_tree)) == [
         "gatectl.domain.rules:1 imports gatectl.core.errors (domain -> core, upward)",
         "gatectl.store.db:1 imports gatectl.vision.gallery (store -> vision, upward)"]
+
+
+def test_no_assert_guards_a_runtime_invariant():
+    """``python -O`` drops asserts: an invariant in gatectl/ is an `if` that raises."""
+    found = [f"{p.relative_to(PKG.parent)}:{n.lineno}" for p in sorted(PKG.rglob("*.py"))
+             for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))) if isinstance(n, ast.Assert)]
+    assert found == []

@@ -15,3 +15,8 @@ class GatectlError(Exception):
 
 class UsageError(GatectlError):
     """A bad command-line argument (or one that names nothing in the config, like `--gate`)."""
+
+
+class InvariantError(RuntimeError):
+    """A state gatectl's own code must never reach: a bug, raised where an ``assert`` would be
+    skipped under ``python -O`` and the code would go on (a grant with no resident)."""

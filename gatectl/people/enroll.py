@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gatectl.config import EnrollmentConfig, StorageConfig
-from gatectl.core.errors import GatectlError
+from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.core.safe_text import shown
 from gatectl.domain.face_match import duplicate_of
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
@@ -107,7 +107,8 @@ def extract_template(analyzer: FaceAnalyzer, sample: Sample) -> tuple[np.ndarray
             f"{sample.label}: spoof suspected (liveness {obs.p_real:.2f}); photograph the person, "
             "not a picture or screen"
         )
-    assert obs.embedding is not None
+    if obs.embedding is None:  # the analyzer embeds every live face of usable quality
+        raise InvariantError(f"{sample.label}: a live face without an embedding")
     return obs.embedding, obs.quality.score
 
 

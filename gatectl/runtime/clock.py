@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gatectl.core.errors import InvariantError
+
 
 @dataclass(frozen=True)
 class ClockJump:
@@ -78,7 +80,8 @@ class ClockWatch:
             if self._offset is None:
                 self._offset = self._trusted_offset = offset
                 return None, False
-            assert self._trusted_offset is not None
+            if self._trusted_offset is None:  # set with the first offset, above
+                raise InvariantError("clock watch: an offset without a trusted base")
             delta, self._offset = offset - self._offset, offset
             if abs(delta) > self.jump_s:
                 self.jumps += 1

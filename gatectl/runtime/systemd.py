@@ -38,7 +38,15 @@ class JournalFormatter(logging.Formatter):
     PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{self.PRIORITY.get(record.levelno, 6)}>{record.name}: {record.getMessage()}"
+        """One line per journal line, each with the record's priority: a traceback
+        (``log.exception``) stays with its message at its level instead of being dropped."""
+        priority = self.PRIORITY.get(record.levelno, 6)
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
 def setup_logging(level: str) -> None:

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from gatectl.config import CameraConfig
-from gatectl.core.errors import GatectlError
+from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.sources.media import MediaError, list_images, open_capture, read_image
 
 log = logging.getLogger("gatectl.camera")
@@ -238,7 +238,8 @@ class VideoFileSource(_CaptureSource):
 
     def open(self) -> None:
         super().open()
-        assert self._cap is not None
+        if self._cap is None:  # super().open() sets it or raises
+            raise InvariantError(f"{self.describe()}: opened without a capture")
         file_fps = self._cap.get(cv2.CAP_PROP_FPS)
         fps = self.cfg.fps or (file_fps if 0 < file_fps <= 240 else DEFAULT_VIDEO_FPS)
         self.period_s = 1.0 / fps

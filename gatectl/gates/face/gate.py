@@ -16,6 +16,7 @@ import numpy as np
 
 from gatectl.config import DoorConfig, FaceGateConfig
 from gatectl.control.controls import Controls
+from gatectl.core.errors import InvariantError
 from gatectl.domain.access import (
     SPOOF,
     TOO_CLOSE,
@@ -105,7 +106,8 @@ class FaceGate:
             return Vote("too_close")
         if not self.analyzer.is_live(obs):
             return Vote("spoof", None, float(obs.p_real_track or obs.p_real or 0.0))
-        assert obs.embedding is not None
+        if obs.embedding is None:  # the analyzer embeds every live face of usable quality
+            raise InvariantError(f"{self.cfg.name}: a live face without an embedding")
         if self.cfg.fusion == "fused":  # matched once per decision, on the fused embedding
             return Vote("live", None, float(obs.p_real or 1.0))
         return self.identify(obs.embedding)
@@ -165,7 +167,8 @@ class FaceGate:
                 return None
             self.liveness_refused += 1
             return self._act(track, SPOOF if c.kind == "spoof" else TOO_CLOSE, None, c.score, image)
-        assert c.owner is not None
+        if c.owner is None:
+            raise InvariantError(f"{self.cfg.name}: a confirmed match without an owner")
         track.outcome = "match"
         last = self._last_decided.get(c.owner)
         self._last_decided[c.owner] = t
@@ -196,7 +199,8 @@ class FaceGate:
         ev = self.recorder.record(self.cfg.name, verdict.kind, verdict.decision, verdict.reason, image,
                                   resident_id=rid, watchlist_id=wid, score=score)
         if verdict.decision == "granted":
-            assert rid is not None
+            if rid is None:  # only a resident is ever granted: never open the door for no one
+                raise InvariantError(f"{self.cfg.name}: a grant without a resident")
             self.directory.note_seen(rid, ev.ts)
             self.controls.grant(self.door.name, rid)
         name = self.directory.name_of(owner)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from gatectl.config import ModelsConfig
+from gatectl.core.errors import InvariantError
 from gatectl.vision.models import ModelError, ModelStore
 
 
@@ -95,6 +96,7 @@ class InsightFaceEmbedder:
 
 def make_embedder(cfg: ModelsConfig, models: ModelStore) -> Embedder:
     if cfg.embedding_backend == "insightface":
-        assert cfg.insightface_pack is not None  # enforced by the config model
+        if cfg.insightface_pack is None:  # the config model refuses this combination
+            raise InvariantError("models.insightface_pack: required with embedding_backend = insightface")
         return InsightFaceEmbedder(cfg.insightface_pack)
     return MobileFaceNetEmbedder(models, cfg.embedding_flip)
