@@ -219,9 +219,18 @@ class Controls:
         self._apply(door, actions, image)
 
     def _apply(self, source: str, actions: list[Action], image: np.ndarray | None = None) -> None:
-        """``image`` is the snapshot of the alerts among ``actions`` (of the notices when there
-        is no alert: one photo per occurrence, not one per event)."""
+        """Every controller action goes through here, in one order: the events first (alerts
+        and notices: the exit button's ``exit_request``, an elevator's ``hold_released``), then
+        the outputs - so no output moves without a record of why, whatever asked for it (the
+        gates record their decision before calling in). ``image`` is the snapshot of the alerts
+        among ``actions`` (of the notices when there is no alert: one photo per occurrence)."""
         notice_image = None if any(isinstance(a, Alarm) for a in actions) else image
+        for a in actions:
+            if isinstance(a, Alarm):
+                log.warning("%s: %s %s", source, a.kind, a.detail)
+                self.recorder.record(source, "alert", "alert", _reason(a), image)
+            elif isinstance(a, Notice):
+                self.recorder.record(source, "control", None, _reason(a), notice_image)
         for a in actions:
             try:
                 if isinstance(a, Pulse):
@@ -231,11 +240,6 @@ class Controls:
             except BoardError as exc:
                 log.error("%s: %s not carried out: %s", source, a, exc)
                 self.recorder.record(source, "alert", "alert", f"output_failed: {exc}")
-            if isinstance(a, Alarm):
-                log.warning("%s: %s %s", source, a.kind, a.detail)
-                self.recorder.record(source, "alert", "alert", _reason(a), image)
-            elif isinstance(a, Notice):
-                self.recorder.record(source, "control", None, _reason(a), notice_image)
 
 
 def _reason(a: Alarm | Notice) -> str:
