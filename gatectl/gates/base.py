@@ -8,7 +8,7 @@ in `gatectl.config.gates.GATE_KINDS`; nothing here or in the runtime changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,7 +52,7 @@ def event_json(event: Event) -> dict[str, Any]:
 class Gate(Protocol):
     """One gate's whole frame -> decision step, the same for `run`, `replay` and `demo`."""
 
-    def process(self, image: np.ndarray, t: float) -> list[Decision]:
+    def process(self, image: np.ndarray, t: float) -> Sequence[Decision]:
         """Analyse one frame taken at ``t`` (monotonic seconds); the decisions it completed."""
         ...
 
@@ -60,7 +60,7 @@ class Gate(Protocol):
         """Forget tracks and cooldowns (replay: between unrelated input files)."""
         ...
 
-    def flush(self, t: float) -> list[Decision]:
+    def flush(self, t: float) -> Sequence[Decision]:
         """Decide what is still in view (replay: end of a file)."""
         ...
 
@@ -110,7 +110,7 @@ class ReplayReport(Protocol):
 
     def begin(self, source: str) -> None: ...
 
-    def frame(self, frame: MediaFrame | None, decisions: list[Decision]) -> list[dict[str, Any]]:
+    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
         """Rows for the decisions of one frame (``frame`` None: the end-of-file flush)."""
         ...
 

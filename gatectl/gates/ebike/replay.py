@@ -4,6 +4,7 @@ starts) or gone, with the frame's boxes, and a `clear` row for an input where no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gatectl.gates.base import Decision
@@ -22,7 +23,7 @@ class EbikeReplay:
     def begin(self, source: str) -> None:
         self.source, self.confirmed, self.best = source, False, None
 
-    def frame(self, frame: MediaFrame | None, decisions: list[Decision]) -> list[dict[str, Any]]:
+    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
         if frame is None:
             return []
         rows = []

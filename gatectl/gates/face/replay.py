@@ -3,6 +3,7 @@ input where nothing was decided, saying why (no face found, or the first quality
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gatectl.gates.base import Decision
@@ -20,7 +21,7 @@ class FaceReplay:
     def begin(self, source: str) -> None:
         self.source, self.decided, self.seen, self.problem = source, False, False, None
 
-    def frame(self, frame: MediaFrame | None, decisions: list[Decision]) -> list[dict[str, Any]]:
+    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
         rows = [{"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
                 for d in decisions]
         self.decided = self.decided or bool(decisions)

@@ -3,6 +3,7 @@ the end of an input included), and one `no_plate` row for an input with no vehic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gatectl.gates.base import Decision
@@ -19,7 +20,7 @@ class PlateReplay:
     def begin(self, source: str) -> None:
         self.source, self.decided = source, False
 
-    def frame(self, frame: MediaFrame | None, decisions: list[Decision]) -> list[dict[str, Any]]:
+    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
         self.decided = self.decided or bool(decisions)
         return [{"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
                 for d in decisions]
