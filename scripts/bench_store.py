@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import stats, timed  # noqa: E402
 
-from gatectl.domain.records import DAY_SECONDS
+from gatectl.domain.records import DAY_SECONDS  # noqa: E402
 from gatectl.store import Store  # noqa: E402
 from gatectl.store.recorder import EventRecorder, EventSpool, new_event_id  # noqa: E402
 

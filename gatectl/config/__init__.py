@@ -297,7 +297,7 @@ class EbikeDetectorConfig(Strict):
     file: Path | None = Field(None, description="An ONNX detector of your own instead (sha256 not checked).")
     family: Literal["yolox", "yolov8"] = Field(
         "yolox", description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] boxes "
-                             "and class scores); see gatectl/vision/object_detect.py.")
+                             "and class scores); see gatectl/vision/objects.py.")
     input_size: int = Field(416, ge=160, le=1280, multiple_of=32,
                             description="Model input side, 160-1280 px, a multiple of 32.")
     classes: dict[Label, Annotated[int, Field(ge=0, le=1000)]] = Field(
