@@ -48,7 +48,7 @@ from gatectl.sources.media import MediaError, read_image  # noqa: E402
 from gatectl.vision.face.gallery import Gallery  # noqa: E402
 from gatectl.vision.face.quality import assess  # noqa: E402
 from scripts.eval_liveness import evaluate as evaluate_liveness  # noqa: E402
-from scripts.eval_liveness import face_app
+from scripts.eval_liveness import face_app  # noqa: E402
 
 
 def read_truth(folder: Path) -> list[dict]:
