@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gatectl.vision.letterbox import letterbox
 from gatectl.vision.models import ModelError
 
 TILE_FRACTION = {2: 0.6, 3: 0.45, 4: 0.35}  # grid -> tile side as a fraction of the image
@@ -57,12 +58,7 @@ class TiledDetector:
         raise NotImplementedError
 
     def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        h, w = image.shape[:2]
-        r = min(self.size / h, self.size / w)
-        nw, nh = max(1, int(w * r)), max(1, int(h * r))
-        dx, dy = ((self.size - nw) // 2, (self.size - nh) // 2) if self.centred else (0, 0)
-        canvas = np.full((self.size, self.size, 3), PAD, np.uint8)
-        canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas, r, (dx, dy) = letterbox(image, self.size, PAD, self.centred, int)
         if self.rgb:
             canvas = canvas[:, :, ::-1]
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) * self.scale

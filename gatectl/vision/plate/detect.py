@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gatectl.vision.letterbox import letterbox
 from gatectl.vision.models import ModelStore
 
 
@@ -32,13 +33,7 @@ class PlateDetector:
         self.nms_iou = nms_iou
 
     def detect(self, image: np.ndarray) -> list[PlateBox]:
-        h, w = image.shape[:2]
-        s = self.size
-        r = min(s / h, s / w)
-        nw, nh = max(1, round(w * r)), max(1, round(h * r))
-        top, left = (s - nh) // 2, (s - nw) // 2
-        canvas = np.zeros((s, s, 3), np.uint8)
-        canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas, r, (left, top) = letterbox(image, self.size)
         blob = cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True)
         out = self.session.run(None, {self.input_name: blob})[0][0]
         scores = out[:, 4] * out[:, 13:15].max(1)
