@@ -169,9 +169,18 @@ def test_sync_settings_are_checked():
 
 
 def _models():
+    """Every schema of every config module (the package's own and its submodules)."""
+    import importlib
+    import pkgutil
+
     import gatectl.config as c
 
-    return [m for m in vars(c).values() if isinstance(m, type) and issubclass(m, c.Strict) and m is not c.Strict]
+    modules = [c] + [importlib.import_module(f"{c.__name__}.{m.name}") for m in pkgutil.iter_modules(c.__path__)]
+    base = next(m.Strict for m in modules if hasattr(m, "Strict"))
+    found = {m for mod in modules for m in vars(mod).values()
+             if isinstance(m, type) and issubclass(m, base) and m is not base}
+    assert len(found) > 20  # the walk sees the schemas wherever they live
+    return sorted(found, key=lambda m: m.__name__)
 
 
 def test_every_setting_is_described_and_every_number_bounded():
