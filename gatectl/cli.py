@@ -20,21 +20,50 @@ from gatectl import plate_format
 from gatectl.app import App, simulated_boards
 from gatectl.argtypes import number_in
 from gatectl.camera import CameraGrabber, SourceError
-from gatectl.config import Config, ConfigError, EbikeGateConfig, PlateGateConfig, default_config, load_config
+from gatectl.config import (
+    Config,
+    ConfigError,
+    EbikeGateConfig,
+    PlateGateConfig,
+    default_config,
+    load_config,
+)
 from gatectl.decision import resident_state
-from gatectl.enroll import NAME_MAX, REASON_MAX, UNIT_MAX, Enroller, EnrollmentError, Sample, checked_text
+from gatectl.enroll import (
+    NAME_MAX,
+    REASON_MAX,
+    UNIT_MAX,
+    Enroller,
+    EnrollmentError,
+    Sample,
+    checked_text,
+)
 from gatectl.events import free_disk_mb
 from gatectl.hw.relay import BoardError
 from gatectl.media import MediaError, iter_media, read_image
-from gatectl.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
-                           system_state_dir)
+from gatectl.paths import (
+    default_data_dir,
+    find_config,
+    foreign_owner,
+    sample_dir,
+    system_config_path,
+    system_state_dir,
+)
 from gatectl.safe_text import shown
 from gatectl.store import StoreError
 from gatectl.vision.models import ModelError
 
 log = logging.getLogger("gatectl")
 
-USER_ERRORS = (ConfigError, ModelError, StoreError, MediaError, EnrollmentError, SourceError, BoardError)
+USER_ERRORS = (
+    ConfigError,
+    ModelError,
+    StoreError,
+    MediaError,
+    EnrollmentError,
+    SourceError,
+    BoardError,
+)
 
 
 class UsageError(Exception):
@@ -67,7 +96,9 @@ def parse_since(text: str, now: float) -> float:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since: cannot read '{shown(text, 40)}' (use 30m, 2h, 7d or 2026-11-01T08:00)") from None
+        raise UsageError(
+            f"--since: cannot read '{shown(text, 40)}' (use 30m, 2h, 7d or 2026-11-01T08:00)"
+        ) from None
     return dt.timestamp() if dt.tzinfo else dt.replace(tzinfo=None).timestamp()
 
 
@@ -84,8 +115,10 @@ def page(items: list, args) -> list:
     window = items[args.offset:args.offset + args.limit]
     left = len(items) - args.offset - len(window)
     if left > 0:
-        print(f"gatectl: {left} more not shown (--offset {args.offset + len(window)} for the next page)",
-              file=sys.stderr)
+        print(
+            f"gatectl: {left} more not shown (--offset {args.offset + len(window)} for the next page)",
+            file=sys.stderr,
+        )
     return window
 
 
@@ -132,7 +165,9 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
                 samples.append(Sample(f"camera {camera} frame {frame.seq}", frame.image))
                 time.sleep(1.0)
         if not samples:
-            raise SourceError(f"camera {camera}: no frame within {timeout:.0f} s ({grabber.stats()['state']})")
+            raise SourceError(
+                f"camera {camera}: no frame within {timeout:.0f} s ({grabber.stats()['state']})"
+            )
         return samples
     finally:
         grabber.stop()
@@ -145,15 +180,20 @@ def check_ownership(app: App) -> None:
     for folder in dict.fromkeys((app.data_dir, app.store_path.parent, app.snapshot_dir)):
         owner = foreign_owner(folder)
         if owner is not None:
-            raise UsageError(f"{folder} belongs to user {owner}: files created there now would lock that user "
-                             f"(the service) out; run as it: sudo -u '{owner}' gatectl ...")
+            raise UsageError(
+                f"{folder} belongs to user {owner}: files created there now would lock that user "
+                f"(the service) out; run as it: sudo -u '{owner}' gatectl ..."
+            )
 
 
 def scratch_config(cfg: Config) -> Config:
     """The same config with its store and snapshots relative to a scratch folder, sync off."""
-    storage = cfg.storage.model_copy(update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"),
-                                             "state_dir": None})
-    return cfg.model_copy(update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})})
+    storage = cfg.storage.model_copy(
+        update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"), "state_dir": None}
+    )
+    return cfg.model_copy(
+        update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})}
+    )
 
 
 def scratch_store(app: App, folder: Path) -> Path:
@@ -166,7 +206,10 @@ def scratch_store(app: App, folder: Path) -> Path:
     if not src.exists():
         return folder
     try:
-        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(folder / "gatectl.db") as d:
+        with (
+            sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s,
+            sqlite3.connect(folder / "gatectl.db") as d,
+        ):
             s.backup(d)
     except sqlite3.Error as exc:
         raise StoreError(f"{src}: cannot copy the store for replay ({exc})") from None
@@ -176,9 +219,13 @@ def scratch_store(app: App, folder: Path) -> Path:
 def one_resident(app: App, key: str):
     found = app.store.find_residents(key)
     if not found:
-        raise UsageError(f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)")
+        raise UsageError(
+            f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)"
+        )
     if len(found) > 1:
-        raise UsageError(f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id")
+        raise UsageError(
+            f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id"
+        )
     return found[0]
 
 
@@ -206,7 +253,9 @@ def cmd_enroll(args, app_factory) -> int:
                              "(`residents update ID --name/--unit` changes them)")
     else:
         if args.name is None or args.unit is None:
-            raise UsageError("enroll: give --name and --unit (or --resident ID to re-enroll someone)")
+            raise UsageError(
+                "enroll: give --name and --unit (or --resident ID to re-enroll someone)"
+            )
         checked_text("--name", args.name, NAME_MAX)  # before loading any model
         checked_text("--unit", args.unit, UNIT_MAX)
     app = app_factory()
@@ -214,12 +263,20 @@ def cmd_enroll(args, app_factory) -> int:
     samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
     if who is not None:
         r = Enroller(app).add_photos(who, samples)
-        print(f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) added, "
-              f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
-              + ("; still suspended (`residents reactivate` lifts it)" if r.status == "suspended" else ""))
+        print(
+            f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) added, "
+            f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
+            + (
+                "; still suspended (`residents reactivate` lifts it)"
+                if r.status == "suspended"
+                else ""
+            )
+        )
         return 0
     r = Enroller(app).enroll_resident(args.name, args.unit, samples)
-    print(f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} template(s)")
+    print(
+        f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} template(s)"
+    )
     return 0
 
 
@@ -227,35 +284,70 @@ def cmd_residents(args, app_factory) -> int:
     app = app_factory()
     store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
     if args.action == "list":
-        records = [{"id": r.id, "uid": r.uid, "name": r.name, "unit": r.unit,
-                    "status": resident_state(r, now, days), "created_at": r.created_at,
-                    "last_seen_at": r.last_seen_at, "templates": store.template_count(("resident", r.id))}
-                   for r in store.residents()
-                   if matches(r.name, args.name) and unit_matches(r.unit, args.unit)]
+        records = [
+            {
+                "id": r.id,
+                "uid": r.uid,
+                "name": r.name,
+                "unit": r.unit,
+                "status": resident_state(r, now, days),
+                "created_at": r.created_at,
+                "last_seen_at": r.last_seen_at,
+                "templates": store.template_count(("resident", r.id)),
+            }
+            for r in store.residents()
+            if matches(r.name, args.name) and unit_matches(r.unit, args.unit)
+        ]
         records = [x for x in records if args.status is None or x["status"] == args.status]
-        print_list(args, records, ["id", "name", "unit", "status", "last seen", "templates"],
-                   lambda x: [x["id"], x["name"], x["unit"], x["status"], fmt_time(x["last_seen_at"]), x["templates"]])
+        print_list(
+            args,
+            records,
+            ["id", "name", "unit", "status", "last seen", "templates"],
+            lambda x: [
+                x["id"],
+                x["name"],
+                x["unit"],
+                x["status"],
+                fmt_time(x["last_seen_at"]),
+                x["templates"],
+            ],
+        )
         return 0
-    if args.status is not None or (args.action != "update" and (
-            args.name is not None or args.unit is not None or args.add_photo or args.replace_photos)):
-        raise UsageError(f"residents {args.action}: --name, --unit and --status filter `list`; "
-                         "--name, --unit and photos are for `update`")
+    if args.status is not None or (
+        args.action != "update"
+        and (
+            args.name is not None or args.unit is not None or args.add_photo or args.replace_photos
+        )
+    ):
+        raise UsageError(
+            f"residents {args.action}: --name, --unit and --status filter `list`; "
+            "--name, --unit and photos are for `update`"
+        )
     if not args.who:
         raise UsageError(f"residents {args.action}: which resident? give an id or name")
     r = one_resident(app, args.who)
     if args.action == "show":
         watch = store.watched_residents().get(r.id)
-        for k, v in [("id", r.id), ("uid", r.uid), ("name", r.name), ("unit", r.unit),
-                     ("status", resident_state(r, now, days)), ("enrolled", fmt_time(r.created_at)),
-                     ("last seen", fmt_time(r.last_seen_at)), ("reactivated", fmt_time(r.reactivated_at)),
-                     ("templates", store.template_count(("resident", r.id))),
-                     ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
+        for k, v in [
+            ("id", r.id),
+            ("uid", r.uid),
+            ("name", r.name),
+            ("unit", r.unit),
+            ("status", resident_state(r, now, days)),
+            ("enrolled", fmt_time(r.created_at)),
+            ("last seen", fmt_time(r.last_seen_at)),
+            ("reactivated", fmt_time(r.reactivated_at)),
+            ("templates", store.template_count(("resident", r.id))),
+            ("watchlist", f"yes ({watch.reason})" if watch else "no"),
+        ]:
             print(f"{k:12} {shown(v)}")
     elif args.action == "remove":
         watch = store.watched_residents().get(r.id)
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
-        print(f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot file(s) deleted")
+        print(
+            f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot file(s) deleted"
+        )
         if watch is not None:
             print(f"kept watchlist entry #{watch.id} (with the face, so the alert still works); "
                   f"erase it too with `gatectl watchlist remove {watch.id}`")
@@ -275,14 +367,18 @@ def update_resident(app: App, r, args) -> int:
     if args.add_photo and args.replace_photos:
         raise UsageError("residents update: --add-photo or --replace-photos, not both")
     if not (args.name or args.unit or args.add_photo or args.replace_photos):
-        raise UsageError("residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE")
+        raise UsageError(
+            "residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE"
+        )
     name = checked_text("--name", args.name, NAME_MAX) if args.name is not None else None
     unit = checked_text("--unit", args.unit, UNIT_MAX) if args.unit is not None else None
     photos = args.add_photo or args.replace_photos
     if photos:  # first: refused photos leave the name and unit as they were
         r = Enroller(app).add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
-        print(f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
-              f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) in all")
+        print(
+            f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
+            f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) in all"
+        )
     if name is not None or unit is not None:
         r = app.store.update_resident(r.id, name=name, unit=unit)
         print(f"resident #{r.id} is now {shown(r.name)} ({shown(r.unit)})")
@@ -293,12 +389,32 @@ def cmd_watchlist(args, app_factory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
-        records = [{"id": w.id, "uid": w.uid, "name": w.name, "reason": w.reason, "resident_id": w.resident_id,
-                    "templates": store.template_count(("watchlist", w.id)), "created_at": w.created_at}
-                   for w in store.watch_entries() if matches(w.name, args.name)]
-        print_list(args, records, ["id", "name", "reason", "resident", "templates", "added"],
-                   lambda x: [x["id"], x["name"], x["reason"], f"#{x['resident_id']}" if x["resident_id"] else "-",
-                              x["templates"], fmt_time(x["created_at"])])
+        records = [
+            {
+                "id": w.id,
+                "uid": w.uid,
+                "name": w.name,
+                "reason": w.reason,
+                "resident_id": w.resident_id,
+                "templates": store.template_count(("watchlist", w.id)),
+                "created_at": w.created_at,
+            }
+            for w in store.watch_entries()
+            if matches(w.name, args.name)
+        ]
+        print_list(
+            args,
+            records,
+            ["id", "name", "reason", "resident", "templates", "added"],
+            lambda x: [
+                x["id"],
+                x["name"],
+                x["reason"],
+                f"#{x['resident_id']}" if x["resident_id"] else "-",
+                x["templates"],
+                fmt_time(x["created_at"]),
+            ],
+        )
     elif args.action == "add":
         reason = checked_text("--reason", args.reason, REASON_MAX, required=False)
         if args.resident:
@@ -323,7 +439,9 @@ def parse_time(text: str, key: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UsageError(f"{key}: cannot read '{shown(text, 40)}' (use 2026-11-01 or 2026-11-01T08:00)") from None
+        raise UsageError(
+            f"{key}: cannot read '{shown(text, 40)}' (use 2026-11-01 or 2026-11-01T08:00)"
+        ) from None
 
 
 def cmd_plates(args, app_factory) -> int:
@@ -331,13 +449,39 @@ def cmd_plates(args, app_factory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
-        records = [{k: p[k] for k in ("plate", "list", "resident_id", "resident", "unit", "note", "valid_from",
-                                      "valid_to")} for p in store.plates()
-                   if (args.list is None or p["list"] == args.list) and matches(p["resident"], args.name)
-                   and unit_matches(p["unit"], args.unit)]
-        print_list(args, records, ["plate", "list", "resident", "unit", "note", "from", "to"],
-                   lambda p: [p["plate"], p["list"], p["resident"] or "-", p["unit"] or "-", p["note"] or "-",
-                              fmt_time(p["valid_from"]), fmt_time(p["valid_to"])])
+        records = [
+            {
+                k: p[k]
+                for k in (
+                    "plate",
+                    "list",
+                    "resident_id",
+                    "resident",
+                    "unit",
+                    "note",
+                    "valid_from",
+                    "valid_to",
+                )
+            }
+            for p in store.plates()
+            if (args.list is None or p["list"] == args.list)
+            and matches(p["resident"], args.name)
+            and unit_matches(p["unit"], args.unit)
+        ]
+        print_list(
+            args,
+            records,
+            ["plate", "list", "resident", "unit", "note", "from", "to"],
+            lambda p: [
+                p["plate"],
+                p["list"],
+                p["resident"] or "-",
+                p["unit"] or "-",
+                p["note"] or "-",
+                fmt_time(p["valid_from"]),
+                fmt_time(p["valid_to"]),
+            ],
+        )
         return 0
     if not args.plate:
         raise UsageError(f"plates {args.action}: give the plate, e.g. 粤B12345")
@@ -349,7 +493,9 @@ def cmd_plates(args, app_factory) -> int:
         print(f"{plate} removed from {n} list(s)")
         return 0
     if not plate_format.is_plate(plate):
-        raise UsageError(f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
+        raise UsageError(
+            f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)"
+        )
     list_ = args.list or "resident"
     unit = checked_text("--unit", args.unit, UNIT_MAX, required=False)
     note = checked_text("--note", args.note, REASON_MAX, required=False)
@@ -361,7 +507,9 @@ def cmd_plates(args, app_factory) -> int:
     if valid_to is not None and valid_from is not None and valid_to <= valid_from:
         raise UsageError(f"--to: {fmt_time(valid_to)} is not after --from {fmt_time(valid_from)}")
     if valid_to is not None and valid_to <= app.clock():
-        raise UsageError(f"--to: {fmt_time(valid_to)} is already past: the pass would never open the barrier")
+        raise UsageError(
+            f"--to: {fmt_time(valid_to)} is already past: the pass would never open the barrier"
+        )
     others = {p["list"] for p in store.plates(plate)} - {list_}
     store.add_plate(plate, list_, resident_id=resident_id, unit=unit, note=note,
                     valid_from=valid_from, valid_to=valid_to)
@@ -370,8 +518,11 @@ def cmd_plates(args, app_factory) -> int:
         print(f"gatectl: warning: {plate} is also on the {' and '.join(sorted(others))} list: "
               "the blacklist wins, the lanes raise an alert for it", file=sys.stderr)
     elif "blacklist" in others:
-        print(f"gatectl: warning: {plate} is also on the blacklist, which wins: the lanes will not open for it "
-              f"(`plates remove {plate} --list blacklist` lifts it)", file=sys.stderr)
+        print(
+            f"gatectl: warning: {plate} is also on the blacklist, which wins: the lanes will not open for it "
+            f"(`plates remove {plate} --list blacklist` lifts it)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -379,20 +530,46 @@ def cmd_vehicles(args, app_factory) -> int:
     app = app_factory()
     now = app.clock()
     if args.action == "inside":
-        days = args.days if args.days is not None else max(
-            (g.inside_days_alert for g in app.cfg.gates if isinstance(g, PlateGateConfig)), default=30.0)
-        rows = [[v["plate"], v["lane"], fmt_time(v["entered_at"]), f"{(now - v['entered_at']) / 86400:.1f}",
-                 "LONG STAY" if now - v["entered_at"] > days * 86400 else ""] for v in app.store.vehicles_inside()]
+        days = (
+            args.days
+            if args.days is not None
+            else max(
+                (g.inside_days_alert for g in app.cfg.gates if isinstance(g, PlateGateConfig)),
+                default=30.0,
+            )
+        )
+        rows = [
+            [
+                v["plate"],
+                v["lane"],
+                fmt_time(v["entered_at"]),
+                f"{(now - v['entered_at']) / 86400:.1f}",
+                "LONG STAY" if now - v["entered_at"] > days * 86400 else "",
+            ]
+            for v in app.store.vehicles_inside()
+        ]
         print_table(rows, ["plate", "lane", "entered", "days", f"> {days:g} d"])
         return 0
     since = parse_since(args.since, now) if args.since else None
-    passes = app.store.vehicle_passes(plate_format.normalise(args.plate) if args.plate else None, since)
+    passes = app.store.vehicle_passes(
+        plate_format.normalise(args.plate) if args.plate else None, since
+    )
     if args.json:
         for p in passes:
             print(json.dumps(p, ensure_ascii=False))
         return 0
-    rows = [[fmt_time(p["ts"]), p["plate"], p["lane"], p["direction"], p["decision"],
-             "-" if p["inside_s"] is None else f"{p['inside_s'] / 3600:.1f} h", p["event_id"] or "-"] for p in passes]
+    rows = [
+        [
+            fmt_time(p["ts"]),
+            p["plate"],
+            p["lane"],
+            p["direction"],
+            p["decision"],
+            "-" if p["inside_s"] is None else f"{p['inside_s'] / 3600:.1f} h",
+            p["event_id"] or "-",
+        ]
+        for p in passes
+    ]
     print_table(rows, ["time", "plate", "lane", "direction", "decision", "inside", "event"])
     return 0
 
@@ -403,16 +580,33 @@ def cmd_events(args, app_factory) -> int:
     evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit + 1)
     if len(evs) > args.limit:  # the newest --limit are shown; say that older ones exist
         evs = evs[1:]
-        print(f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to see them)",
-              file=sys.stderr)
+        print(
+            f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to see them)",
+            file=sys.stderr,
+        )
     names = {r.id: r.name for r in app.store.residents()}
     if args.json:
         for e in evs:
-            print(json.dumps({**e.__dict__, "resident": names.get(e.resident_id)}, ensure_ascii=False))
+            print(
+                json.dumps({**e.__dict__, "resident": names.get(e.resident_id)}, ensure_ascii=False)
+            )
         return 0
-    rows = [[fmt_time(e.ts), e.gate, e.kind, e.decision or "-", names.get(e.resident_id, "-"),
-             e.reason, "-" if e.score is None else f"{e.score:.3f}", e.snapshot or "-"] for e in evs]
-    print_table(rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"])
+    rows = [
+        [
+            fmt_time(e.ts),
+            e.gate,
+            e.kind,
+            e.decision or "-",
+            names.get(e.resident_id, "-"),
+            e.reason,
+            "-" if e.score is None else f"{e.score:.3f}",
+            e.snapshot or "-",
+        ]
+        for e in evs
+    ]
+    print_table(
+        rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"]
+    )
     return 0
 
 
@@ -430,7 +624,10 @@ def cmd_doctor(args, app_factory) -> int:
     if app.cfg.sync.enabled and not app.cfg.sync.missing_files():
         try:  # built as `run` builds it: keys, password file and certificates loaded
             app.sync_client(dict, str)
-            report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
+            report(
+                True,
+                f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)",
+            )
         except USER_ERRORS as exc:
             report(False, str(exc))
     for spec, err in app.models.check_all():
@@ -447,8 +644,12 @@ def cmd_doctor(args, app_factory) -> int:
             db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
         report(True, f"store {store.path} writable (schema v{store.schema_version})")
         foreign = store.foreign_model_templates(app.embedder.model_id)
-        report(foreign == 0, f"{foreign} template(s) from another embedding model need re-enrollment"
-               if foreign else "all templates match the embedding model")
+        report(
+            foreign == 0,
+            f"{foreign} template(s) from another embedding model need re-enrollment"
+            if foreign
+            else "all templates match the embedding model",
+        )
     except StoreError as exc:
         report(False, str(exc))
     for name, board in app.boards.items():
@@ -467,9 +668,15 @@ def cmd_doctor(args, app_factory) -> int:
         frame = g.get(timeout=args.camera_timeout)
         st = g.stats()
         g.stop()
-        report(frame is not None, f"camera {cam.name} ({cam.source}): "
-               + (f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received" if frame is not None
-                  else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"))
+        report(
+            frame is not None,
+            f"camera {cam.name} ({cam.source}): "
+            + (
+                f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received"
+                if frame is not None
+                else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"
+            ),
+        )
     app.close()
     print("doctor: all checks passed" if problems == 0 else f"doctor: {problems} problem(s)")
     return 0 if problems == 0 else 1
@@ -486,18 +693,25 @@ def cmd_relay(args, app_factory) -> int:
                 o = app.cfg.output(args.output)
             except StopIteration:
                 names = ", ".join(x.name for x in app.cfg.outputs) or "none configured"
-                raise UsageError(f"--output: unknown output '{shown(args.output, 40)}' ({names})") from None
+                raise UsageError(
+                    f"--output: unknown output '{shown(args.output, 40)}' ({names})"
+                ) from None
             board = app.boards[o.board]
             wait_online(board, args.timeout)
             seconds = min(args.seconds, o.max_on_s)
             if seconds < args.seconds:
-                print(f"gatectl: --seconds {args.seconds:g} capped at outputs.{o.name}.max_on_s = {o.max_on_s:g}",
-                      file=sys.stderr)
+                print(
+                    f"gatectl: --seconds {args.seconds:g} capped at outputs.{o.name}.max_on_s = {o.max_on_s:g}",
+                    file=sys.stderr,
+                )
             app.outputs.pulse(o.name, seconds)
             mode = "board-timed" if board.hw_pulse else "software-timed"
             label = f"output {o.name} (board {o.board} channel {o.channel})"
             on = wait_state(board, o.channel, True, time.monotonic() + 1.0)
-            print(f"{label}: {'on' if on else 'NOT reported on'} for {seconds:g} s ({mode})", flush=True)
+            print(
+                f"{label}: {'on' if on else 'NOT reported on'} for {seconds:g} s ({mode})",
+                flush=True,
+            )
             # stay until the pulse has ended: a software-timed one needs this process, and the
             # technician wants to see the board report the relay off again
             off = wait_state(board, o.channel, False, time.monotonic() + seconds + 2.0)
@@ -524,7 +738,9 @@ def sync_check(cfg) -> tuple[bool, str]:
     from gatectl.sync.diagnose import probe
 
     try:
-        ok, line = probe(cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}")
+        ok, line = probe(
+            cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}"
+        )
     except ConfigError as exc:
         ok, line = False, "; ".join(exc.lines)
     return ok, f"sync: {line}"
@@ -589,7 +805,9 @@ def cmd_board_sim(args, app_factory) -> int:
         raise UsageError(f"--board: no board '{shown(args.board, 40)}' in the config "
                          f"({', '.join(b.name for b in cfg.boards) or 'none'})") from None
     fill_defaults(args, board)
-    return serve(args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name})
+    return serve(
+        args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name}
+    )
 
 
 def cmd_run(args, app_factory) -> int:
@@ -617,12 +835,19 @@ def cmd_run(args, app_factory) -> int:
 def replay_gate(cfg: Config, name: str | None):
     gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
-        raise UsageError(f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate")
+        raise UsageError(
+            f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate"
+        )
     return gates[0]
 
 
-def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
-               frame: Callable) -> int:
+def walk_media(
+    paths: list[str],
+    still_frames: int,
+    begin: Callable[[str], None],
+    end: Callable[[], None],
+    frame: Callable,
+) -> int:
     """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
     unreadable inputs are reported on stderr and skipped. Returns 1 if there was one (the exit
     code: a script replaying a folder must notice a file that was never looked at), else 0."""
@@ -655,9 +880,20 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
     def out(frame: int | None, decisions) -> None:
         for d in decisions:
             state["decided"] = True
-            emit({"source": state["source"], "frame": frame, "gate": d.gate, "plate": d.plate, "color": d.colour,
-                  "decision": d.decision, "reason": d.reason, "score": round(d.score, 4),
-                  "event": d.event.id, "snapshot": d.event.snapshot})
+            emit(
+                {
+                    "source": state["source"],
+                    "frame": frame,
+                    "gate": d.gate,
+                    "plate": d.plate,
+                    "color": d.colour,
+                    "decision": d.decision,
+                    "reason": d.reason,
+                    "score": round(d.score, 4),
+                    "event": d.event.id,
+                    "snapshot": d.event.snapshot,
+                }
+            )
 
     def begin(source: str) -> None:
         lane.reset()
@@ -666,8 +902,18 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
     def end() -> None:
         out(None, lane.flush(state["t"] + 1e6))
         if not state["decided"]:
-            emit({"source": state["source"], "frame": None, "gate": lane.cfg.name, "plate": None, "color": None,
-                  "decision": "no_plate", "reason": "no plate found", "score": None})
+            emit(
+                {
+                    "source": state["source"],
+                    "frame": None,
+                    "gate": lane.cfg.name,
+                    "plate": None,
+                    "color": None,
+                    "decision": "no_plate",
+                    "reason": "no plate found",
+                    "score": None,
+                }
+            )
 
     def frame(item) -> None:
         state["t"] = item.t
@@ -688,16 +934,32 @@ def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_fra
     def end() -> None:
         if not state["confirmed"]:
             best = state["best"]
-            emit({"source": state["source"], "frame": None, "gate": gate.cfg.name, "decision": "clear",
-                  "reason": "no e-bike confirmed", "score": None if best is None else round(best.score, 4),
-                  "label": None if best is None else best.label})
+            emit(
+                {
+                    "source": state["source"],
+                    "frame": None,
+                    "gate": gate.cfg.name,
+                    "decision": "clear",
+                    "reason": "no e-bike confirmed",
+                    "score": None if best is None else round(best.score, 4),
+                    "label": None if best is None else best.label,
+                }
+            )
 
     def frame(item) -> None:
         for d in gate.process(item.image, item.t):
             state["confirmed"] = state["confirmed"] or d.decision == "ebike"
-            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
-                  "reason": d.reason, "score": round(d.score, 4),
-                  "boxes": [[round(float(v)) for v in x.box] for x in gate.last_detections]})
+            emit(
+                {
+                    "source": item.source,
+                    "frame": item.index,
+                    "gate": d.gate,
+                    "decision": d.decision,
+                    "reason": d.reason,
+                    "score": round(d.score, 4),
+                    "boxes": [[round(float(v)) for v in x.box] for x in gate.last_detections],
+                }
+            )
         for det in gate.last_detections:
             if state["best"] is None or det.score > state["best"].score:
                 state["best"] = det
@@ -723,16 +985,33 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
 
     def end() -> None:
         if not state["decided"]:
-            emit({"source": state["source"], "decision": "no_face", "resident": None,
-                  "reason": state["problem"] or ("no face found" if not state["seen"] else "no decision"),
-                  "score": None})
+            emit(
+                {
+                    "source": state["source"],
+                    "decision": "no_face",
+                    "resident": None,
+                    "reason": state["problem"]
+                    or ("no face found" if not state["seen"] else "no decision"),
+                    "score": None,
+                }
+            )
 
     def frame(item) -> None:
         for d in gate.process(item.image, item.t):
             state["decided"] = True
-            emit({"source": item.source, "frame": item.index, "gate": d.gate, "decision": d.decision,
-                  "resident": d.resident, "reason": d.reason, "score": round(d.score, 4),
-                  "event": d.event.id, "snapshot": d.event.snapshot})
+            emit(
+                {
+                    "source": item.source,
+                    "frame": item.index,
+                    "gate": d.gate,
+                    "decision": d.decision,
+                    "resident": d.resident,
+                    "reason": d.reason,
+                    "score": round(d.score, 4),
+                    "event": d.event.id,
+                    "snapshot": d.event.snapshot,
+                }
+            )
         observed = gate.last_observations
         state["seen"] = state["seen"] or bool(observed)
         poor = [o.quality.problem for o in observed if not o.quality.ok]
@@ -759,8 +1038,11 @@ def _replay_cmd(args, app: App) -> int:
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
-            print(f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
-                  f"score {score}", flush=True)
+            print(
+                f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
+                f"score {score}",
+                flush=True,
+            )
 
     try:
         return replay(app, args.paths, args.gate, emit)
@@ -779,20 +1061,42 @@ def cmd_demo(args, app_factory) -> int:
 
 def add_list_options(p: argparse.ArgumentParser) -> None:
     """`list` output: JSON lines, and a window of a long list (the rest is counted on stderr)."""
-    p.add_argument("--json", action="store_true", help="list: one JSON object per line (times in epoch seconds)")
-    p.add_argument("--limit", type=number_in(1, 100_000, int), default=100, metavar="N",
-                   help="list: at most N rows (default 100)")
-    p.add_argument("--offset", type=number_in(0, 10**9, int), default=0, metavar="N",
-                   help="list: skip the first N rows")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="list: one JSON object per line (times in epoch seconds)",
+    )
+    p.add_argument(
+        "--limit",
+        type=number_in(1, 100_000, int),
+        default=100,
+        metavar="N",
+        help="list: at most N rows (default 100)",
+    )
+    p.add_argument(
+        "--offset",
+        type=number_in(0, 10**9, int),
+        default=0,
+        metavar="N",
+        help="list: skip the first N rows",
+    )
 
 
 def build_parser() -> Parser:
     p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
-    p.add_argument("--config", metavar="FILE", help="device TOML; default $GATECTL_CONFIG, else the service's "
-                   f"{system_config_path()}, else built-in one-gate defaults")
-    p.add_argument("--data", metavar="DIR", help="state folder (store, snapshots); default the config's "
-                   f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
-                   f"{default_data_dir()[0]}")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="device TOML; default $GATECTL_CONFIG, else the service's "
+        f"{system_config_path()}, else built-in one-gate defaults",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="state folder (store, snapshots); default the config's "
+        f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
+        f"{default_data_dir()[0]}",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -803,22 +1107,39 @@ def build_parser() -> Parser:
 
     e = sub.add_parser("enroll", help="enroll a resident from photos or a live camera")
     e.add_argument("--name", help=f"at most {NAME_MAX} printable characters")
-    e.add_argument("--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)")
-    e.add_argument("--resident", metavar="ID", help="re-enroll: add these photos to an enrolled resident "
-                   "(restarts their inactivity clock)")
+    e.add_argument(
+        "--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)"
+    )
+    e.add_argument(
+        "--resident",
+        metavar="ID",
+        help="re-enroll: add these photos to an enrolled resident "
+        "(restarts their inactivity clock)",
+    )
     e.add_argument("--photo", action="append", default=[], metavar="FILE")
     e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
     e.set_defaults(func=cmd_enroll)
 
-    r = sub.add_parser("residents", help="list, show, update, remove, reactivate or suspend residents")
+    r = sub.add_parser(
+        "residents", help="list, show, update, remove, reactivate or suspend residents"
+    )
     r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
     r.add_argument("who", nargs="?", help="resident id or exact name")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
-    r.add_argument("--add-photo", action="append", default=[], metavar="FILE", help="update: more photos")
-    r.add_argument("--replace-photos", action="append", default=[], metavar="FILE",
-                   help="update: these photos instead of all the old ones")
-    r.add_argument("--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter")
+    r.add_argument(
+        "--add-photo", action="append", default=[], metavar="FILE", help="update: more photos"
+    )
+    r.add_argument(
+        "--replace-photos",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="update: these photos instead of all the old ones",
+    )
+    r.add_argument(
+        "--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter"
+    )
     add_list_options(r)
     r.set_defaults(func=cmd_residents)
 
@@ -840,7 +1161,9 @@ def build_parser() -> Parser:
     pl.add_argument("--unit")
     pl.add_argument("--note", help="e.g. the reason for a blacklist entry")
     pl.add_argument("--from", dest="from_", metavar="TIME", help="valid from (ISO date/time)")
-    pl.add_argument("--to", metavar="TIME", help="valid until (ISO date/time); required for visitors")
+    pl.add_argument(
+        "--to", metavar="TIME", help="valid until (ISO date/time); required for visitors"
+    )
     pl.add_argument("--name", help="list: part of the owner's name")
     add_list_options(pl)
     pl.set_defaults(func=cmd_plates)
@@ -864,8 +1187,13 @@ def build_parser() -> Parser:
     ev.set_defaults(func=cmd_events)
 
     d = sub.add_parser("doctor", help="check models, store, disk and cameras")
-    d.add_argument("--camera-timeout", type=number_in(0.1, 120, unit=" s"), default=5.0, metavar="S",
-                   help="wait this long for each camera's first frame (0.1..120 s)")
+    d.add_argument(
+        "--camera-timeout",
+        type=number_in(0.1, 120, unit=" s"),
+        default=5.0,
+        metavar="S",
+        help="wait this long for each camera's first frame (0.1..120 s)",
+    )
     d.set_defaults(func=cmd_doctor)
 
     sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
@@ -876,8 +1204,11 @@ def build_parser() -> Parser:
 
     # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
     # (argparse.REMAINDER after a subcommand refuses options such as --help)
-    ce = sub.add_parser("central", help="reference central-side tool (watch a site, enroll, signed commands)",
-                        add_help=False)
+    ce = sub.add_parser(
+        "central",
+        help="reference central-side tool (watch a site, enroll, signed commands)",
+        add_help=False,
+    )
     ce.set_defaults(func=cmd_central)
 
     rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
@@ -891,22 +1222,34 @@ def build_parser() -> Parser:
 
     from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
 
-    bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
-                        epilog=CONSOLE_HELP)
+    bs = sub.add_parser(
+        "board-sim",
+        help="a simulated Modbus RTU relay board on a pty (bench tool)",
+        epilog=CONSOLE_HELP,
+    )
     add_arguments(bs)
-    bs.add_argument("--board", metavar="NAME", help="answer as this [[boards]] entry of the config (address, "
-                    "channels, inputs, baud) and accept its [[inputs]] names on the console")
+    bs.add_argument(
+        "--board",
+        metavar="NAME",
+        help="answer as this [[boards]] entry of the config (address, "
+        "channels, inputs, baud) and accept its [[inputs]] names on the console",
+    )
     bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
     rp.add_argument("paths", nargs="+", metavar="PATH")
     rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
     rp.add_argument("--json", action="store_true", help="one JSON object per decision")
-    rp.add_argument("--store", action="store_true",
-                    help="record into the real store (events, snapshots, last seen); default a scratch copy")
+    rp.add_argument(
+        "--store",
+        action="store_true",
+        help="record into the real store (events, snapshots, last seen); default a scratch copy",
+    )
     rp.set_defaults(func=cmd_replay)
 
-    dm = sub.add_parser("demo", help="enroll sample residents in a scratch store and replay samples")
+    dm = sub.add_parser(
+        "demo", help="enroll sample residents in a scratch store and replay samples"
+    )
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
     return p
@@ -920,7 +1263,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "central":
             args.central_args = rest
         elif rest:
-            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}")
+            raise UsageError(
+                f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}"
+            )
         config_path, config_origin = find_config(args.config)
         args.config_path = config_path
         # these never act on the service's config or state, so a broken one must not stop them
@@ -940,8 +1285,10 @@ def main(argv: list[str] | None = None) -> int:
             nonlocal announced
             if not announced and (data_origin != "--data" or service_config):
                 announced = True  # what was picked for the technician, said once on stderr
-                print(f"gatectl: config {config_path or '-'} ({config_origin}); state {data} ({data_origin})",
-                      file=sys.stderr)
+                print(
+                    f"gatectl: config {config_path or '-'} ({config_origin}); state {data} ({data_origin})",
+                    file=sys.stderr,
+                )
             boards = simulated_boards(cfg) if simulated else None
             app = App(cfg, data, boards=boards)
             check_ownership(app)
@@ -964,6 +1311,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
         log.debug("internal error", exc_info=True)
-        print(f"gatectl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
-              file=sys.stderr)
+        print(
+            f"gatectl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
+            file=sys.stderr,
+        )
         return 70

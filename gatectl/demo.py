@@ -31,9 +31,17 @@ RESIDENTS = [  # name, unit, enrollment photo, days since enrollment
 ]
 WATCHED = ("Alex Lacamoire", "demo: banned by the management", "faces/alex_lacamoire_01.jpg")
 SUSPENDED = "Rose Leslie"
-PROBES = ["faces/obama_02.jpg", "faces/obama_03.jpg", "faces/kit_harington_02.jpeg", "faces/biden_02.jpg",
-          "faces/rose_leslie_02.jpg", "faces/alex_lacamoire_02.jpg", "faces/lin_manuel_miranda_01.png",
-          "liveness/image_F1.jpg", "liveness/image_F2.jpg"]
+PROBES = [
+    "faces/obama_02.jpg",
+    "faces/obama_03.jpg",
+    "faces/kit_harington_02.jpeg",
+    "faces/biden_02.jpg",
+    "faces/rose_leslie_02.jpg",
+    "faces/alex_lacamoire_02.jpg",
+    "faces/lin_manuel_miranda_01.png",
+    "liveness/image_F1.jpg",
+    "liveness/image_F2.jpg",
+]
 
 
 def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
@@ -47,7 +55,10 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
         past = App(cfg, data, clock=lambda then=then: then)
         r = Enroller(past).enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
-        say(f"  enrolled #{r.id} {name} ({unit})" + (f", {days_ago} days ago, never seen since" if days_ago else ""))
+        say(
+            f"  enrolled #{r.id} {name} ({unit})"
+            + (f", {days_ago} days ago, never seen since" if days_ago else "")
+        )
     sim = SimulatedModbusBoard(address=1, channels=8, inputs=8, baud=9600)
     sent: list[bytes] = []
     board = SerialBoard(BoardConfig(name="main", driver="modbus", port=sim.port),
@@ -87,7 +98,9 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
                 flashes = [f for f in sent[seen:] if parse_flash_on(f)]
             if flashes:
                 channel, seconds = parse_flash_on(flashes[-1])
-                d["relay"] = f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
+                d["relay"] = (
+                    f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
+                )
             else:
                 d["relay"] = "NOT SENT"
         seen = len(sent)
@@ -101,7 +114,9 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
 
     replay(app, [str(samples / p) for p in PROBES], None, emit)
     n_events = len(app.store.events())
-    say(f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list")
+    say(
+        f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list"
+    )
     st = board.status()
     say(f"relay board: {st['frames_sent']} frames sent, {st['frames_ok']} answered correctly, "
         f"{st['bad_frames']} rejected; every door pulse is timed by the board itself")
