@@ -36,8 +36,14 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
 
 
 class App:
-    def __init__(self, cfg: Config, data_dir: Path, boards: dict[str, Relay] | None = None,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cfg: Config,
+        data_dir: Path,
+        boards: dict[str, Relay] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         """``boards`` replaces the configured relay boards by name (tests, replay, demo);
         ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares."""
         self.cfg = cfg
@@ -67,14 +73,23 @@ class App:
     @cached_property
     def recorder(self) -> EventRecorder:
         s = self.cfg.storage
-        spool = EventSpool(self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024)
-        return EventRecorder(self.store, self.snapshot_dir, s.snapshot_jpeg_quality, spool=spool,
-                             lock_wait_s=s.lock_wait_ms / 1000)
+        spool = EventSpool(
+            self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024
+        )
+        return EventRecorder(
+            self.store,
+            self.snapshot_dir,
+            s.snapshot_jpeg_quality,
+            spool=spool,
+            lock_wait_s=s.lock_wait_ms / 1000,
+        )
 
     @cached_property
     def clockwatch(self) -> ClockWatch:
         """Whether the wall clock may drive time-based rules (re-enrollment, retention)."""
-        return ClockWatch(self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s)
+        return ClockWatch(
+            self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s
+        )
 
     @cached_property
     def boards(self) -> dict[str, Relay]:
@@ -110,8 +125,12 @@ class App:
     def directory(self) -> Directory:
         """Reads through its own connection: its poller thread must never see, or run inside,
         a transaction the gate workers have open on the writer connection."""
-        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim,
-                      self.cfg.enrollment.duplicate_threshold)
+        d = Directory(
+            Store(self.store.path, clock=self.clock),
+            self.embedder.model_id,
+            self.embedder.dim,
+            self.cfg.enrollment.duplicate_threshold,
+        )
         d.refresh()
         return d
 
@@ -151,7 +170,15 @@ class App:
         detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
                                  f"gates[{index}].detector")
         elevator = next(e for e in self.cfg.elevators if e.name == gate.elevator)
-        return EbikeGate(gate, detector, self.controls, self.store, elevator.cap_s, self.clock, display=self.display)
+        return EbikeGate(
+            gate,
+            detector,
+            self.controls,
+            self.store,
+            elevator.cap_s,
+            self.clock,
+            display=self.display,
+        )
 
     def gate(self, gate):
         """The pipeline of one configured gate, whatever its kind."""
@@ -184,21 +211,56 @@ class App:
                 raise ConfigError([f"sync.command_keys.{kid}: {exc}"]) from None
         # the sync thread reads the outbox on a connection of its own (never inside another
         # thread's open transaction)
-        store = Store(self.store.path, clock=self.clock, publish=s.enabled, publish_snapshots=s.snapshots,
-                      outbox_max=s.outbox_max)
+        store = Store(
+            self.store.path,
+            clock=self.clock,
+            publish=s.enabled,
+            publish_snapshots=s.snapshots,
+            outbox_max=s.outbox_max,
+        )
         self._extra_stores.append(store)
-        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files,
-                                keys=keys, site=self.cfg.device.site, device=self.cfg.device.id,
-                                duplicates=DuplicateRule(Directory(store, self.embedder.model_id, self.embedder.dim),
-                                                         self.cfg.enrollment.duplicate_threshold),
-                                clock=self.clock, skew_s=s.clock_skew_s)
-        verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
+        replicator = Replicator(
+            store,
+            self.embedder.model_id,
+            self.embedder.dim,
+            self.recorder.delete_files,
+            keys=keys,
+            site=self.cfg.device.site,
+            device=self.cfg.device.id,
+            duplicates=DuplicateRule(
+                Directory(store, self.embedder.model_id, self.embedder.dim),
+                self.cfg.enrollment.duplicate_threshold,
+            ),
+            clock=self.clock,
+            skew_s=s.clock_skew_s,
+        )
+        verifier = Verifier(
+            keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s
+        )
         refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
-        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
-                                 refusals, display=self.display)
+        handler = CommandHandler(
+            verifier,
+            store,
+            self.recorder,
+            self.controls,
+            replicator,
+            reload,
+            self.clock,
+            refusals,
+            display=self.display,
+        )
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
-        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
-                          refusals)
+        return SyncClient(
+            s,
+            topics,
+            store,
+            self.snapshot_dir,
+            replicator,
+            handler.handle,
+            health,
+            self.clock,
+            refusals,
+        )
 
     def close(self) -> None:
         for extra in self._extra_stores:

@@ -106,8 +106,11 @@ def decide_resident(resident: Resident, watch: WatchEntry | None, checks: list[E
 def decide_watchlisted(watch: WatchEntry) -> Verdict:
     """The entry by id and the guard's reason, never the name: event reasons outlive an erasure
     and travel to the centre (the event's watchlist uid says who)."""
-    return Verdict("alert", f"watchlist #{watch.id}: {watch.reason}" if watch.reason else f"watchlist #{watch.id}",
-                   "alert")
+    return Verdict(
+        "alert",
+        f"watchlist #{watch.id}: {watch.reason}" if watch.reason else f"watchlist #{watch.id}",
+        "alert",
+    )
 
 
 UNKNOWN = Verdict("denied", "unknown face", "access")

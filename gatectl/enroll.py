@@ -41,8 +41,12 @@ class DuplicateFace(EnrollmentError):
         self.score = score
 
 
-def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, float]], threshold: float,
-                    same: OwnerKey | None = None) -> None:
+def check_duplicate(
+    directory: Directory,
+    templates: list[tuple[np.ndarray, float]],
+    threshold: float,
+    same: OwnerKey | None = None,
+) -> None:
     """DuplicateFace if a template matches anyone enrolled (resident or watchlist entry) other
     than ``same`` at ``threshold`` or closer. The one duplicate rule for every way a resident's
     template arrives: photos here, the centre's changes in `gatectl.sync.enrollment`."""
@@ -53,17 +57,30 @@ def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, floa
             continue
         if m.owner == same:
             if m.runner_up >= threshold:
-                raise DuplicateFace(f"this face also matches another enrolled person (similarity {m.runner_up:.2f})",
-                                    None, m.runner_up)
+                raise DuplicateFace(
+                    f"this face also matches another enrolled person (similarity {m.runner_up:.2f})",
+                    None,
+                    m.runner_up,
+                )
             continue
         if m.score >= threshold:
             kind, oid = m.owner
             who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
-            desc = (f"resident #{oid} {shown(who.name)} ({shown(who.unit)})" if isinstance(who, Resident)
-                    else f"watchlist entry #{oid} {shown(who.name) if who else '?'}")
-            hint = f"; to give them these photos: gatectl enroll --resident {oid}" if kind == "resident" else ""
-            raise DuplicateFace(f"this face already belongs to {desc} (similarity {m.score:.2f}){hint}",
-                                m.owner, m.score)
+            desc = (
+                f"resident #{oid} {shown(who.name)} ({shown(who.unit)})"
+                if isinstance(who, Resident)
+                else f"watchlist entry #{oid} {shown(who.name) if who else '?'}"
+            )
+            hint = (
+                f"; to give them these photos: gatectl enroll --resident {oid}"
+                if kind == "resident"
+                else ""
+            )
+            raise DuplicateFace(
+                f"this face already belongs to {desc} (similarity {m.score:.2f}){hint}",
+                m.owner,
+                m.score,
+            )
 
 
 def checked_text(what: str, value: str | None, limit: int, required: bool = True) -> str:
@@ -76,7 +93,9 @@ def checked_text(what: str, value: str | None, limit: int, required: bool = True
     if len(text) > limit:
         raise EnrollmentError(f"{what}: {len(text)} characters, at most {limit}: {shown(text, 40)}")
     if not all(ch.isprintable() for ch in text):
-        raise EnrollmentError(f"{what}: contains a control or non-printable character: {shown(text, 60)}")
+        raise EnrollmentError(
+            f"{what}: contains a control or non-printable character: {shown(text, 60)}"
+        )
     return text
 
 
@@ -131,13 +150,17 @@ class Enroller:
     def _check_duplicate(self, templates: list[tuple[np.ndarray, float]],
                          own: tuple[str, int] | None = None) -> None:
         """Refuse a face that is someone else's; ``own`` is the resident being given more photos."""
-        check_duplicate(self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold, same=own)
+        check_duplicate(
+            self.app.directory, templates, self.app.cfg.enrollment.duplicate_threshold, same=own
+        )
 
     def _check_same_person(self, resident: Resident, templates: list[tuple[np.ndarray, float]],
                            samples: list[Sample]) -> None:
         """New photos for a resident must show them (against their templates of this model)."""
         model = self.app.embedder.model_id
-        old = [v for v, _, m in self.app.store.templates_of(("resident", resident.id)) if m == model]
+        old = [
+            v for v, _, m in self.app.store.templates_of(("resident", resident.id)) if m == model
+        ]
         if not old:
             return  # only templates of another model (or none): nothing to compare with
         thr = self.app.cfg.enrollment.duplicate_threshold
@@ -146,7 +169,8 @@ class Enroller:
             if best < thr:
                 raise EnrollmentError(
                     f"{sample.label}: does not look like resident #{resident.id} {shown(resident.name)} "
-                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, --replace-photos")
+                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, --replace-photos"
+                )
 
     def _keep_photos(self, resident: Resident, samples: list[Sample]) -> None:
         if not self.app.cfg.storage.keep_enrollment_photos:
@@ -167,7 +191,9 @@ class Enroller:
         self.app.directory.refresh()
         return resident
 
-    def add_photos(self, resident: Resident, samples: list[Sample], replace: bool = False) -> Resident:
+    def add_photos(
+        self, resident: Resident, samples: list[Sample], replace: bool = False
+    ) -> Resident:
         """Re-enroll: more photos of an enrolled resident, or with ``replace`` new ones instead
         of all the old (a changed face, templates of a previous model). Their inactivity clock
         restarts; a suspension stays (that is the management's, see `residents reactivate`)."""
@@ -176,11 +202,15 @@ class Enroller:
         if not replace:
             have = self.app.store.template_count(owner)
             if have + len(templates) > MAX_TEMPLATES:
-                raise EnrollmentError(f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
-                                      "use --replace-photos")
+                raise EnrollmentError(
+                    f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
+                    "use --replace-photos"
+                )
             self._check_same_person(resident, templates, samples)
         self._check_duplicate(templates, own=owner)
-        files = self.app.store.add_templates(resident.id, templates, self.app.embedder.model_id, replace=replace)
+        files = self.app.store.add_templates(
+            resident.id, templates, self.app.embedder.model_id, replace=replace
+        )
         self.app.recorder.delete_files(files)
         self._keep_photos(resident, samples)
         self.app.directory.refresh()
@@ -190,9 +220,17 @@ class Enroller:
         """A person to alert on. No liveness rule: the photo usually comes from the police or a
         printed notice. It may well show someone also enrolled (the gate then alerts for that
         resident), but not someone already listed: a face listed twice is one entry too many."""
-        analyzer = self.app.analyzer(self.app.cfg.enrollment.quality, self.app.cfg.enrollment.detect_threshold,
-                                     640, liveness=False, liveness_threshold=0.0)
-        name, reason = checked_text("name", name, NAME_MAX), checked_text("reason", reason, REASON_MAX, False)
+        analyzer = self.app.analyzer(
+            self.app.cfg.enrollment.quality,
+            self.app.cfg.enrollment.detect_threshold,
+            640,
+            liveness=False,
+            liveness_threshold=0.0,
+        )
+        name, reason = (
+            checked_text("name", name, NAME_MAX),
+            checked_text("reason", reason, REASON_MAX, False),
+        )
         templates = [extract_template(analyzer, s) for s in samples]
         d = self.app.directory
         d.refresh()

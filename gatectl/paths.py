@@ -64,7 +64,9 @@ def find_config(explicit: str | None) -> tuple[Path | None, str]:
     return None, f"built-in defaults (no {system})"
 
 
-def default_data_dir(state_dir: Path | None = None, service_config: bool = False) -> tuple[Path, str]:
+def default_data_dir(
+    state_dir: Path | None = None, service_config: bool = False
+) -> tuple[Path, str]:
     """(state folder, where it came from) when ``--data`` is not given; ``state_dir`` is the
     config's ``storage.state_dir``, ``service_config`` whether the config is the service's own."""
     if state_dir is not None:
