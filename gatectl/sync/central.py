@@ -102,7 +102,11 @@ def _int(body: dict, key: str) -> int:
 def _request(body: dict) -> dict:
     """The fields of a device's enrollment request the centre will consider (schema-checked);
     never the message itself: what the centre publishes is built from these and signed."""
-    if body.get("v") != 1 or body.get("type") != "resident" or body.get("op") not in ("upsert", "delete"):
+    if (
+        body.get("v") != 1
+        or body.get("type") != "resident"
+        or body.get("op") not in ("upsert", "delete")
+    ):
         raise Malformed("not a v1 resident upsert/delete request")
     out = {"type": "resident", "op": body["op"], "uid": _text(body, "uid", 128)}
     if body["op"] == "delete":
@@ -140,9 +144,17 @@ class Central:
     - nothing from a device is accepted) and what is accepted is published as a new change
     signed with the centre's key."""
 
-    def __init__(self, cfg: SyncConfig, site: str, relay: bool = True, client_id: str | None = None,
-                 key: Ed25519PrivateKey | None = None, kid: str = "central-1", device_requests: str = "own",
-                 state: Path | None = None):
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        site: str,
+        relay: bool = True,
+        client_id: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        kid: str = "central-1",
+        device_requests: str = "own",
+        state: Path | None = None,
+    ):
         """A fixed ``client_id`` makes the session persistent: the broker keeps what arrives
         while this side is away (the real centre must not miss events either). ``key`` signs
         enrollment changes (pushes, accepted requests); without it nothing is relayed.
@@ -157,14 +169,18 @@ class Central:
         self.device_requests = device_requests
         self.persistent = client_id is not None
         self.root = f"{cfg.prefix}/{VERSION}/{site}"
-        self.client = make_client(cfg, client_id or f"gatectl-central-{site}-{uuid.uuid4().hex[:8]}")
+        self.client = make_client(
+            cfg, client_id or f"gatectl-central-{site}-{uuid.uuid4().hex[:8]}"
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self.lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
         self.events: dict[str, dict] = {}  # event id -> event (duplicates dropped by id)
-        self.order: dict[str, list[int]] = {}  # device -> seq of events in arrival order (first copies)
+        self.order: dict[
+            str, list[int]
+        ] = {}  # device -> seq of events in arrival order (first copies)
         self.duplicates = 0
         self.statuses: dict[str, dict] = {}
         self.snapshots: dict[str, bytes] = {}
@@ -180,8 +196,10 @@ class Central:
         self._db: sqlite3.Connection | None = None
         if state is not None:
             self._db = sqlite3.connect(str(state), check_same_thread=False, isolation_level=None)
-            self._db.execute("CREATE TABLE IF NOT EXISTS changes (uid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
-                             "body TEXT NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS changes (uid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                "body TEXT NOT NULL)"
+            )
             for uid, owner, body in self._db.execute("SELECT uid, owner, body FROM changes"):
                 self.residents[uid], self.owners[uid] = json.loads(body), owner
 
@@ -193,7 +211,9 @@ class Central:
         self.client.loop_start()
         self._flusher.start()
         if not self.connected.wait(timeout):
-            raise ConnectionError(f"central: no connection to {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s")
+            raise ConnectionError(
+                f"central: no connection to {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s"
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -219,7 +239,9 @@ class Central:
             self._warn("malformed", f"central: message on {shown(msg.topic)} refused: {exc}")
         except Exception as exc:  # noqa: BLE001 - a bug here must cost one message, not the centre
             self.counters["errors"] += 1
-            self._warn("error", f"central: message on {shown(msg.topic)} not handled: {shown(repr(exc))}")
+            self._warn(
+                "error", f"central: message on {shown(msg.topic)} not handled: {shown(repr(exc))}"
+            )
 
     def _warn(self, kind: str, line: str) -> None:
         """At most one line per kind and second on stderr (a flood of junk must not flood it)."""
@@ -258,7 +280,9 @@ class Central:
                     self.order.setdefault(device, []).append(seq)
                 else:
                     self.duplicates += 1
-            self._ack(device, "events", eid)  # a copy again: confirm again (the first receipt was lost)
+            self._ack(
+                device, "events", eid
+            )  # a copy again: confirm again (the first receipt was lost)
             if first:
                 self._print({"topic": "events", **body})
         elif kind == "status":
@@ -278,7 +302,9 @@ class Central:
                     self._ack(device, "requests", seq)  # the device need not ask again
         elif kind == "resync":
             seq = _int(body, "seq")
-            if self.relay and self._resync(device):  # only the serving centre answers (and confirms) it
+            if self.relay and self._resync(
+                device
+            ):  # only the serving centre answers (and confirms) it
                 self._ack(device, "requests", seq)
         elif kind == "cmd/resp":
             if not isinstance(body.get("ok"), bool):
@@ -297,7 +323,9 @@ class Central:
             return False
         if self.key is None:
             self.counters["requests_undecided"] += 1
-            self._warn("nokey", "central: no signing key (--key): enrollment requests are not decided")
+            self._warn(
+                "nokey", "central: no signing key (--key): enrollment requests are not decided"
+            )
             return False
         with self.lock:
             owner = self.owners.get(req["uid"])
@@ -370,7 +398,9 @@ class Central:
             else:
                 batches = {only: self._acks.pop(only)} if only in self._acks else {}
         for device, ack in batches.items():
-            self.client.publish(Topics(self.cfg.prefix, self.site, device).ack, ack.payload(), qos=1)
+            self.client.publish(
+                Topics(self.cfg.prefix, self.site, device).ack, ack.payload(), qos=1
+            )
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(ACK_FLUSH_S):
@@ -388,7 +418,9 @@ class Central:
     def sign(self, change: dict, device: str | None = None) -> dict:
         """``change`` (version filled in when missing) signed for the site or one device."""
         if self.key is None:
-            raise ValueError("central: a signing key is needed (--key FILE from `gatectl central keygen`)")
+            raise ValueError(
+                "central: a signing key is needed (--key FILE from `gatectl central keygen`)"
+            )
         change = {**change, "version": change.get("version") or self.next_version(change["uid"])}
         return sign_change(self.key, self.kid, change, site=self.site, device=device or "*")
 
@@ -397,7 +429,10 @@ class Central:
         ``wait`` for the broker's PUBACK - never from paho's own thread (it would deadlock)."""
         signed = self.sign(change, device)
         if device is None:
-            self._remember(signed, change.get("origin") if change.get("origin") not in (None, "central") else None)
+            self._remember(
+                signed,
+                change.get("origin") if change.get("origin") not in (None, "central") else None,
+            )
         topic = f"{self.root}/{device}/enroll" if device else f"{self.root}/enroll"
         info = self.client.publish(topic, json.dumps(signed).encode(), qos=1)
         if wait:
@@ -411,7 +446,9 @@ class Central:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = topics.cmd_resp
         props.CorrelationData = corr
-        props.MessageExpiryInterval = max(1, int(body.get("exp", time.time() + timeout) - time.time()))
+        props.MessageExpiryInterval = max(
+            1, int(body.get("exp", time.time() + timeout) - time.time())
+        )
         self.client.publish(topics.cmd, json.dumps(body).encode(), qos=1, properties=props)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -426,8 +463,15 @@ class Central:
 
 def _connection(args) -> SyncConfig:
     tls = TlsConfig(ca=args.ca, cert=args.cert, key=args.key_file) if args.ca else None
-    return SyncConfig(enabled=True, host=args.host, port=args.port, prefix=args.prefix, username=args.username,
-                      password_file=args.password_file, tls=tls)
+    return SyncConfig(
+        enabled=True,
+        host=args.host,
+        port=args.port,
+        prefix=args.prefix,
+        username=args.username,
+        password_file=args.password_file,
+        tls=tls,
+    )
 
 
 def _templates(photos: list[Path]) -> tuple[list[dict], str]:
@@ -482,12 +526,20 @@ def main(argv: list[str] | None = None) -> int:
                            help="Ed25519 private key (from keygen) that signs enrollment changes")
             p.add_argument("--kid", default="central-1")
         if name == "serve":
-            p.add_argument("--state", type=Path, default=None,
-                           help="SQLite file keeping the signed changes and who added each resident "
-                                "(default: central-<site>.db here)")
-            p.add_argument("--device-requests", choices=["own", "refuse"], default="own",
-                           help="own: a device may add residents and change or remove those it added; "
-                                "refuse: only the centre enrolls")
+            p.add_argument(
+                "--state",
+                type=Path,
+                default=None,
+                help="SQLite file keeping the signed changes and who added each resident "
+                "(default: central-<site>.db here)",
+            )
+            p.add_argument(
+                "--device-requests",
+                choices=["own", "refuse"],
+                default="own",
+                help="own: a device may add residents and change or remove those it added; "
+                "refuse: only the centre enrolls",
+            )
         if name in ("enroll", "delete"):
             p.add_argument("--uid")
             p.add_argument("--version", type=int)
@@ -499,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--status", choices=["active", "suspended"], default="active")
         if name == "cmd":
             p.add_argument("--device", required=True)
-            p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (from keygen)")
+            p.add_argument(
+                "--key", type=Path, required=True, help="Ed25519 private key (from keygen)"
+            )
             p.add_argument("--kid", default="central-1")
             p.add_argument("--ttl", type=float, default=30.0)
             p.add_argument("--timeout", type=float, default=10.0)
@@ -521,12 +575,29 @@ def _run(args) -> int:
         print(f"private key written to {args.out}; put this in each device's config:")
         print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(key)}"')
         return 0
-    key = load_private_key(args.key) if args.key else None  # before connecting: a bad key is one line
+    key = (
+        load_private_key(args.key) if args.key else None
+    )  # before connecting: a bad key is one line
     state = (args.state or Path(f"central-{args.site}.db")) if args.action == "serve" else None
-    central = Central(_connection(args), args.site, relay=args.action == "serve", key=key, kid=args.kid,
-                      device_requests=getattr(args, "device_requests", "own"), state=state)
+    central = Central(
+        _connection(args),
+        args.site,
+        relay=args.action == "serve",
+        key=key,
+        kid=args.kid,
+        device_requests=getattr(args, "device_requests", "own"),
+        state=state,
+    )
     if args.action == "cmd":
-        body = sign_command(key, args.kid, args.device, args.command, _kv(args.args), now=time.time(), ttl_s=args.ttl)
+        body = sign_command(
+            key,
+            args.kid,
+            args.device,
+            args.command,
+            _kv(args.args),
+            now=time.time(),
+            ttl_s=args.ttl,
+        )
         central.start()
         try:
             resp = central.command(args.device, body, args.timeout)
@@ -546,7 +617,10 @@ def _run(args) -> int:
                   "version": args.version or version_now(), "origin": "central"}
     else:
         if key is None:
-            print("gatectl central: no --key: enrollment requests from devices are not decided", file=sys.stderr)
+            print(
+                "gatectl central: no --key: enrollment requests from devices are not decided",
+                file=sys.stderr,
+            )
         central.printer = lambda line: print(json.dumps(line, ensure_ascii=False), flush=True)
         central.start()
         try:

@@ -57,10 +57,19 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
-CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")  # one round: 4 commands, 1 enrollment, 1 receipt
+CMD_SHARE = (
+    "cmd",
+    "cmd",
+    "cmd",
+    "cmd",
+    "enroll",
+    "ack",
+)  # one round: 4 commands, 1 enrollment, 1 receipt
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `delivery` allows
-MAX_RESEND_DOUBLINGS = 5  # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
+MAX_RESEND_DOUBLINGS = (
+    5  # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
+)
 
 
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
@@ -76,7 +85,9 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
             try:
                 password = cfg.password_file.read_text().strip()
             except OSError as exc:
-                raise ConfigError([f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]) from None
+                raise ConfigError(
+                    [f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]
+                ) from None
         c.username_pw_set(cfg.username, password)
     if cfg.tls is not None:
         try:
@@ -89,9 +100,18 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
 
 
 class SyncClient:
-    def __init__(self, cfg: SyncConfig, topics: Topics, store: Store, snapshot_dir: Path,
-                 replicator: Replicator, on_command: Callable[[bytes], dict | None], health: Callable[[], dict],
-                 clock: Callable[[], float] = time.time, refusals: Refusals | None = None):
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        topics: Topics,
+        store: Store,
+        snapshot_dir: Path,
+        replicator: Replicator,
+        on_command: Callable[[bytes], dict | None],
+        health: Callable[[], dict],
+        clock: Callable[[], float] = time.time,
+        refusals: Refusals | None = None,
+    ):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
         see another thread's uncommitted transaction)."""
         self.cfg = cfg
@@ -113,19 +133,35 @@ class SyncClient:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_log = self._on_log
         self.connected = threading.Event()
-        self.problems = ProblemLog()  # TLS, login, unreachable: one line each, repeated with backoff
+        self.problems = (
+            ProblemLog()
+        )  # TLS, login, unreachable: one line each, repeated with backoff
         self._answered = False  # the broker sent a CONNACK (either way) on the current connection
-        self._socket_error: str | None = None  # what paho logged last, for a drop before the CONNACK
+        self._socket_error: str | None = (
+            None  # what paho logged last, for a drop before the CONNACK
+        )
         self.counters = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
-        self.limits = {"cmd": cfg.max_command_bytes,
-                       "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
-                       "ack": RECEIPT_BYTES}
-        self._kinds = {topics.cmd: "cmd", topics.enroll_device: "enroll", topics.enroll_site: "enroll",
-                       topics.ack: "ack"}
-        self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (mid, reason) from paho's thread
-        self._inflight: dict[int, tuple[int, bool]] = {}  # mid -> (outbox seq, resent); this thread only
-        self._awaiting: dict[int, int] = {}  # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        self.limits = {
+            "cmd": cfg.max_command_bytes,
+            "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
+            "ack": RECEIPT_BYTES,
+        }
+        self._kinds = {
+            topics.cmd: "cmd",
+            topics.enroll_device: "enroll",
+            topics.enroll_site: "enroll",
+            topics.ack: "ack",
+        }
+        self._acks: collections.deque[tuple[int, int]] = (
+            collections.deque()
+        )  # (mid, reason) from paho's thread
+        self._inflight: dict[
+            int, tuple[int, bool]
+        ] = {}  # mid -> (outbox seq, resent); this thread only
+        self._awaiting: dict[
+            int, int
+        ] = {}  # seq PUBACKed, not yet confirmed by the centre -> sends so far
         self._due: list[tuple[float, int]] = []  # heap of (monotonic time to send again, seq)
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process
@@ -142,8 +178,9 @@ class SyncClient:
         # the broker never sends a packet bigger than our largest limit (plus topic and
         # properties): a 128 MB message must not even reach paho's buffers
         props.MaximumPacketSize = max(self.limits.values()) + 4096
-        self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False,
-                                  properties=props)
+        self.client.connect_async(
+            self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False, properties=props
+        )
         self.client.loop_start()
         self._thread.start()
 
@@ -152,7 +189,9 @@ class SyncClient:
         self._stop.set()
         self._thread.join(timeout)
         if self.connected.is_set():
-            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+            info = self.client.publish(
+                self.topics.status, self._status_payload("offline"), qos=1, retain=True
+            )
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
@@ -174,8 +213,13 @@ class SyncClient:
         client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1), (t.ack, 1)])
         client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
         if self._outage_since is not None:
-            log.info("MQTT connected to %s:%d after %.0f s (session %s)", self.cfg.host, self.cfg.port,
-                     time.monotonic() - self._outage_since, "resumed" if flags.session_present else "new")
+            log.info(
+                "MQTT connected to %s:%d after %.0f s (session %s)",
+                self.cfg.host,
+                self.cfg.port,
+                time.monotonic() - self._outage_since,
+                "resumed" if flags.session_present else "new",
+            )
             self._outage_since = None
         self.counters["connects"] += 1
         self.connected.set()
@@ -215,13 +259,17 @@ class SyncClient:
             self.refusals.refuse("other", "unexpected_topic", msg.topic)
             return
         if len(msg.payload) > self.limits[kind]:
-            self.refusals.refuse(kind, "too_large", f"{len(msg.payload)} bytes > {self.limits[kind]}")
+            self.refusals.refuse(
+                kind, "too_large", f"{len(msg.payload)} bytes > {self.limits[kind]}"
+            )
             return
         try:
             self._inbox[kind].put_nowait(msg)
         except queue.Full:
             self.counters["inbox_overflow"] += 1
-            self.refusals.refuse(kind, "inbox_full", "message not handled (the sender will time out)")
+            self.refusals.refuse(
+                kind, "inbox_full", "message not handled (the sender will time out)"
+            )
 
     # ---- this client's thread ----------------------------------------------------------------
 
@@ -307,7 +355,9 @@ class SyncClient:
                 continue
             if reason >= 0x80:
                 self.counters["broker_rejected"] += 1
-                log.error("broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason)
+                log.error(
+                    "broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason
+                )
                 self._awaiting.pop(seq, None)
                 self._done.append(seq)
                 continue
@@ -342,11 +392,23 @@ class SyncClient:
         if kind == "event":
             if row["ts"] is None:
                 return None, b"", None
-            body = {"v": 1, "id": ref, "seq": row["seq"], "site": t.site, "device": t.device,
-                    "ts": row["ts"], "time": datetime.fromtimestamp(row["ts"], timezone.utc).isoformat(),
-                    "gate": row["gate"], "kind": row["event_kind"], "decision": row["decision"],
-                    "reason": row["reason"], "score": row["score"], "resident": row["resident_uid"],
-                    "watchlist": row["watchlist_uid"], "snapshot": row["snapshot"] is not None}
+            body = {
+                "v": 1,
+                "id": ref,
+                "seq": row["seq"],
+                "site": t.site,
+                "device": t.device,
+                "ts": row["ts"],
+                "time": datetime.fromtimestamp(row["ts"], timezone.utc).isoformat(),
+                "gate": row["gate"],
+                "kind": row["event_kind"],
+                "decision": row["decision"],
+                "reason": row["reason"],
+                "score": row["score"],
+                "resident": row["resident_uid"],
+                "watchlist": row["watchlist_uid"],
+                "snapshot": row["snapshot"] is not None,
+            }
             return t.events, json.dumps(body, ensure_ascii=False).encode(), None
         if kind == "snapshot":
             if row["snapshot"] is None:
@@ -384,7 +446,11 @@ class SyncClient:
                     if kind == "ack":
                         self._take_receipt(msg.payload)
                         continue
-                    body = self.on_command(msg.payload) if kind == "cmd" else self._apply_enrollment(msg)
+                    body = (
+                        self.on_command(msg.payload)
+                        if kind == "cmd"
+                        else self._apply_enrollment(msg)
+                    )
                     if body is not None:
                         self._respond(msg, body)
                 except Exception as exc:  # a bug for one message: counted, logged within budget
@@ -398,14 +464,28 @@ class SyncClient:
         try:
             body = enrollment(msg.payload, self.cfg.max_templates, self.cfg.max_json_depth)
         except Refused as exc:  # counted by reason in `refusals` only
-            return {"ok": False, "error": str(exc)} if self.refusals.refuse("enroll", exc.reason, exc.detail) else None
+            return (
+                {"ok": False, "error": str(exc)}
+                if self.refusals.refuse("enroll", exc.reason, exc.detail)
+                else None
+            )
         try:
             result = self.replicator.receive(body)
         except EnrollRejected as exc:
             self.counters["enroll_rejected"] += 1
-            return {"ok": False, "error": shown(exc)} if self.refusals.refuse("enroll", "rejected", str(exc)) else None
+            return (
+                {"ok": False, "error": shown(exc)}
+                if self.refusals.refuse("enroll", "rejected", str(exc))
+                else None
+            )
         self.counters["enroll_applied" if result == "applied" else "enroll_ignored"] += 1
-        log.info("enrollment %s %s v%d: %s", body["type"], shown(body["uid"]), body["version"], shown(result))
+        log.info(
+            "enrollment %s %s v%d: %s",
+            body["type"],
+            shown(body["uid"]),
+            body["version"],
+            shown(result),
+        )
         return {"ok": True, "uid": body["uid"], "version": body["version"], "result": result}
 
     def _respond(self, msg: mqtt.MQTTMessage, body: dict) -> None:
@@ -416,17 +496,25 @@ class SyncClient:
         topic = getattr(req, "ResponseTopic", None)
         if topic is None and msg.topic != self.topics.cmd:
             return  # enrollments without a response topic are fire-and-forget
-        if topic is not None and topic != self.topics.cmd_resp and not topic.startswith(self.topics.cmd_resp + "/"):
+        if (
+            topic is not None
+            and topic != self.topics.cmd_resp
+            and not topic.startswith(self.topics.cmd_resp + "/")
+        ):
             self.counters["response_topic_refused"] += 1
             topic = None
         props = Properties(PacketTypes.PUBLISH)
         corr = getattr(req, "CorrelationData", None)
         if corr is not None:
             props.CorrelationData = corr
-        self.client.publish(topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props)
+        self.client.publish(
+            topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props
+        )
 
     def publish_status(self) -> None:
-        self.client.publish(self.topics.status, self._status_payload("online", self.status()), qos=1, retain=True)
+        self.client.publish(
+            self.topics.status, self._status_payload("online", self.status()), qos=1, retain=True
+        )
 
     def status(self) -> dict:
         return {"connected": self.connected.is_set(), "outbox": self.store.outbox_stats(),

@@ -48,7 +48,9 @@ log = logging.getLogger("gatectl.sync")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 16
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a JSON string, unrolled (no backtracking)
+_STRING = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL
+)  # a JSON string, unrolled (no backtracking)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")] = 1
@@ -225,7 +227,9 @@ def enrollment(payload: bytes, max_templates: int, max_depth: int = MAX_DEPTH) -
     data = load_json(payload, max_depth)
     change = validated(Enrollment, data)
     if change.templates is not None and len(change.templates) > max_templates:
-        raise Refused("malformed", f"templates: {len(change.templates)} > {max_templates} per person")
+        raise Refused(
+            "malformed", f"templates: {len(change.templates)} > {max_templates} per person"
+        )
     return data
 
 
@@ -262,7 +266,9 @@ class Refusals:
     topic kind: ``cmd``, ``enroll``) one warning line saying how many went unlogged before it.
     Called from paho's thread (size) and the sync thread (everything else)."""
 
-    def __init__(self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic
+    ):
         self.per_s = per_s
         self.burst = burst
         self.clock = clock
@@ -283,7 +289,13 @@ class Refusals:
                 return False
             unlogged, self._unlogged[source] = self._unlogged[source], 0
         more = f" ({unlogged} more refused since the last line)" if unlogged else ""
-        log.warning("%s message refused (%s)%s%s", source, reason, f": {shown(detail)}" if detail else "", more)
+        log.warning(
+            "%s message refused (%s)%s%s",
+            source,
+            reason,
+            f": {shown(detail)}" if detail else "",
+            more,
+        )
         return True
 
     def counts(self) -> dict[str, int]:
