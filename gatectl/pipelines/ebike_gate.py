@@ -38,8 +38,16 @@ class EbikeDecision:
 
 
 class EbikeGate:
-    def __init__(self, cfg: EbikeGateConfig, detector: TiledDetector, controls: Controls, store: Store,
-                 hold_cap_s: float, wall_clock: Callable[[], float], display: Display | None = None):
+    def __init__(
+        self,
+        cfg: EbikeGateConfig,
+        detector: TiledDetector,
+        controls: Controls,
+        store: Store,
+        hold_cap_s: float,
+        wall_clock: Callable[[], float],
+        display: Display | None = None,
+    ):
         """``display``: where the announcement is shown (queued: a gate worker never waits)."""
         self.cfg = cfg
         self.display = display
@@ -48,7 +56,9 @@ class EbikeGate:
         self.store = store
         self.hold_cap_s = hold_cap_s
         self.wall_clock = wall_clock
-        self.targets = set(cfg.detector.ebike_classes) | (set() if cfg.bicycles_allowed else {"bicycle"})
+        self.targets = set(cfg.detector.ebike_classes) | (
+            set() if cfg.bicycles_allowed else {"bicycle"}
+        )
         self.window: deque[bool] = deque(maxlen=cfg.confirm_window)
         self.active = False
         self.last_detections: list[Detection] = []
@@ -97,7 +107,9 @@ class EbikeGate:
                 if self.display is not None:
                     self.display.show_later(self.cfg.announcement, self.cfg.elevator, until)
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
-                out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
+                out.append(
+                    EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0)
+                )
             if dets:
                 self.controls.ebike(self.cfg.elevator, image, reason)
         elif self.active and not any(self.window):

@@ -71,7 +71,10 @@ class FaceGate:
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.liveness = TrackLiveness(cfg.confirm_window)
         self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
-        self._threshold: tuple[int, float] = (-1, cfg.thresholds.match)  # (identities, match threshold)
+        self._threshold: tuple[int, float] = (
+            -1,
+            cfg.thresholds.match,
+        )  # (identities, match threshold)
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
@@ -150,7 +153,9 @@ class FaceGate:
             if track.outcome == "unknown":
                 return None
             track.outcome = "unknown"
-            return self._act(track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image)
+            return self._act(
+                track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image
+            )
         if c.kind in ("spoof", "too_close"):
             track.outcome = c.kind
             if not self.liveness.first_refusal(track.id, c.kind):
@@ -173,9 +178,16 @@ class FaceGate:
         resident = d.residents.get(oid)
         if resident is None:  # removed since the gallery snapshot was taken
             return UNKNOWN
-        verdict = decide_resident(resident, d.watched_residents.get(oid), self.checks,
-                                  self.wall_clock(), self.reenroll_after_days)
-        if verdict.decision == "granted" and not self.controls.anti_passback_ok(self.door.name, oid):
+        verdict = decide_resident(
+            resident,
+            d.watched_residents.get(oid),
+            self.checks,
+            self.wall_clock(),
+            self.reenroll_after_days,
+        )
+        if verdict.decision == "granted" and not self.controls.anti_passback_ok(
+            self.door.name, oid
+        ):
             return ANTI_PASSBACK
         return verdict
 
@@ -185,8 +197,16 @@ class FaceGate:
         wid = owner[1] if owner and owner[0] == "watchlist" else None
         if rid is not None and rid in self.directory.watched_residents:
             wid = self.directory.watched_residents[rid].id
-        ev = self.recorder.record(self.cfg.name, verdict.kind, verdict.decision, verdict.reason, image,
-                                  resident_id=rid, watchlist_id=wid, score=score)
+        ev = self.recorder.record(
+            self.cfg.name,
+            verdict.kind,
+            verdict.decision,
+            verdict.reason,
+            image,
+            resident_id=rid,
+            watchlist_id=wid,
+            score=score,
+        )
         if verdict.decision == "granted":
             assert rid is not None
             self.directory.note_seen(rid, ev.ts)
@@ -195,6 +215,16 @@ class FaceGate:
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
         # ids, never names: the journal is kept and shipped, and cannot be erased per person
         who = f"{owner[0]} #{owner[1]}" if owner else "-"
-        log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
-                who, verdict.reason, score, ev.id)
-        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id)
+        log.log(
+            level,
+            "%s: %s %s (%s) score %.3f event %s",
+            self.cfg.name,
+            verdict.decision,
+            who,
+            verdict.reason,
+            score,
+            ev.id,
+        )
+        return GateDecision(
+            self.cfg.name, verdict.decision, verdict.reason, name, score, ev, track.id
+        )

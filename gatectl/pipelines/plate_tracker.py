@@ -62,7 +62,9 @@ class PlateTracker:
     def reset(self) -> None:
         self.tracks.clear()
 
-    def update(self, observations: list[PlateObservation], frame: np.ndarray, t: float) -> list[PlateTrack]:
+    def update(
+        self, observations: list[PlateObservation], frame: np.ndarray, t: float
+    ) -> list[PlateTrack]:
         """Add one frame's plates; returns the tracks that ended (unseen for ``timeout_s``)."""
         for obs in observations:
             track = self._match(obs.det.box)
