@@ -50,7 +50,9 @@ class MobileFaceNetEmbedder:
 
     def prepare(self, aligned: np.ndarray) -> np.ndarray:
         faces = [aligned, aligned[:, ::-1]] if self.flip else [aligned]
-        return cv2.dnn.blobFromImages(faces, 1 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True)
+        return cv2.dnn.blobFromImages(
+            faces, 1 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True
+        )
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         return l2_normalise(self.session.run(None, {self.input_name: blob})[0].sum(axis=0))

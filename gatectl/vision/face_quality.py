@@ -81,5 +81,7 @@ def assess(face: Face, aligned: np.ndarray, q: FaceQuality) -> QualityReport:
     elif sharp < q.min_sharpness:
         problem = f"face blurred (sharpness {sharp:.0f} < {q.min_sharpness:.0f})"
     elif q.min_detail and (detail := detail_ratio(aligned)) < q.min_detail:
-        problem = f"face enlarged or blurred, no fine detail (detail {detail:.2f} < {q.min_detail:.2f})"
+        problem = (
+            f"face enlarged or blurred, no fine detail (detail {detail:.2f} < {q.min_detail:.2f})"
+        )
     return QualityReport(face_px, sharp, yaw, roll, problem)

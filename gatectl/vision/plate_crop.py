@@ -13,7 +13,9 @@ def rectify(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
     h = int(round(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))))
     w, h = max(w, 8), max(h, 4)
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    return cv2.warpPerspective(image, cv2.getPerspectiveTransform(corners.astype(np.float32), dst), (w, h))
+    return cv2.warpPerspective(
+        image, cv2.getPerspectiveTransform(corners.astype(np.float32), dst), (w, h)
+    )
 
 
 def merge_rows(crop: np.ndarray) -> np.ndarray:

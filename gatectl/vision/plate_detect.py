@@ -24,7 +24,13 @@ class PlateBox:
 
 
 class PlateDetector:
-    def __init__(self, models: ModelStore, size: int = 320, score_threshold: float = 0.5, nms_iou: float = 0.5):
+    def __init__(
+        self,
+        models: ModelStore,
+        size: int = 320,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.5,
+    ):
         self.session = models.session("plate_det_320" if size == 320 else "plate_det_640")
         self.input_name = self.session.get_inputs()[0].name
         self.size = size
@@ -38,7 +44,9 @@ class PlateDetector:
         nw, nh = max(1, round(w * r)), max(1, round(h * r))
         top, left = (s - nh) // 2, (s - nw) // 2
         canvas = np.zeros((s, s, 3), np.uint8)
-        canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas[top : top + nh, left : left + nw] = cv2.resize(
+            image, (nw, nh), interpolation=cv2.INTER_LINEAR
+        )
         blob = cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True)
         out = self.session.run(None, {self.input_name: blob})[0][0]
         scores = out[:, 4] * out[:, 13:15].max(1)
