@@ -66,7 +66,8 @@ class ModelsConfig(Strict):
     )
     embedding_flip: bool = Field(
         True,
-        description="MobileFaceNet: embed the face and its mirror image and sum (more accurate, ~1 ms).",
+        description="MobileFaceNet: embed the face and its mirror image and sum (more accurate, ~1 "
+            "ms).",
     )
     insightface_pack: Path | None = Field(
         None,
@@ -88,7 +89,8 @@ class CameraConfig(Strict):
     source: str = Field(
         min_length=1,
         max_length=1024,
-        description="V4L2 index or device, RTSP/HTTP URL, video file or image folder (1-1024 chars).",
+        description="V4L2 index or device, RTSP/HTTP URL, video file or image folder (1-1024 "
+            "chars).",
     )
     kind: Literal["auto", "v4l2", "url", "video", "images"] = Field(
         "auto", description="auto: inferred from source."
@@ -437,7 +439,8 @@ class EbikeDetectorConfig(Strict):
     )
     family: Literal["yolox", "yolov8"] = Field(
         "yolox",
-        description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] boxes "
+        description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] "
+            "boxes "
         "and class scores); see gatectl/vision/object_detect.py.",
     )
     input_size: int = Field(
@@ -450,7 +453,8 @@ class EbikeDetectorConfig(Strict):
     classes: dict[Label, Annotated[int, Field(ge=0, le=1000)]] = Field(
         default_factory=lambda: {"bicycle": 1, "motorcycle": 3},
         max_length=32,
-        description="Class name -> output index (0-1000), for every class the gate looks at (<= 32).",
+        description="Class name -> output index (0-1000), for every class the gate looks at (<= "
+            "32).",
     )
     ebike_classes: list[Label] = Field(
         default_factory=lambda: ["motorcycle"],
@@ -496,7 +500,8 @@ class EbikeGateConfig(Strict):
     car_region: list[tuple[float, float]] | None = Field(
         None,
         max_length=64,
-        description="Polygon (3-64 points) of the car floor in 0..1 image coordinates; the landing outside is ignored.",
+        description="Polygon (3-64 points) of the car floor in 0..1 image coordinates; the landing "
+            "outside is ignored.",
     )
     bicycles_allowed: bool = Field(
         True, description="False: a 'bicycle' detection also holds the car."
@@ -560,22 +565,26 @@ class StorageConfig(Strict):
     )
     event_retention_days: float = Field(
         180, ge=1, le=3650,
-        description="Event rows older than this are deleted; access events are kept exactly this long "
+        description="Event rows older than this are deleted; access events are kept exactly this "
+            "long "
                     "(180 days: the usual requirement for access records in China).",
     )
     event_max_rows: int = Field(
         1_000_000, ge=1000, le=50_000_000,
-        description="Above this many event rows the oldest non-access events are deleted; access events "
+        description="Above this many event rows the oldest non-access events are deleted; access "
+            "events "
                     "younger than event_retention_days are never deleted to meet it.",
     )
     lock_wait_ms: int = Field(
         300, ge=20, le=2000,
-        description="Longest a decision waits for the database write lock (a backup, a sqlite3 shell) "
+        description="Longest a decision waits for the database write lock (a backup, a sqlite3 "
+            "shell) "
                     "before its event goes to the spool and the door opens anyway.",
     )
     spool_max_kb: int = Field(
         1024, ge=16, le=65536,
-        description="Size cap of the fsynced spool of events the store could not take (about 3 events "
+        description="Size cap of the fsynced spool of events the store could not take (about 3 "
+            "events "
                     "per KB); beyond it an event reaches only the journal (EVENT NOT STORED).",
     )
 
@@ -589,13 +598,15 @@ class StorageConfig(Strict):
             return p
         if ".." in p.parts:
             raise ValueError(
-                f"'{p}': '..' is not allowed; give a path inside the state folder or an absolute one"
+                f"'{p}': '..' is not allowed; give a path inside the state folder or an absolute "
+                "one"
             )
         if info.field_name == "state_dir" and not p.is_absolute():
             raise ValueError(f"'{p}': must be an absolute folder")
         if p.is_absolute() and (p == Path("/") or p.parts[1] in SYSTEM_DIRS):
             raise ValueError(
-                f"'{p}': a system folder ({', '.join('/' + d for d in SYSTEM_DIRS)}) is not a place for "
+                f"'{p}': a system folder ({', '.join('/' + d for d in SYSTEM_DIRS)}) is not a "
+                "place for "
                 "gatectl's data"
             )
         if info.field_name == "database" and p.exists() and not p.is_file():
@@ -721,12 +732,15 @@ class SyncConfig(Strict):
     command_keys: dict[Name, str] = Field(
         default_factory=dict,
         max_length=16,
-        description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to sign commands.",
+        description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to "
+            "sign commands.",
     )
     ack_timeout_s: float = Field(
         60.0, ge=1, le=3600,
-        description="An outbox row the broker took but the centre has not confirmed (ack topic) within this is "
-        "sent again; the wait doubles per attempt up to 32 x. Rows are deleted only on the centre's ack.",
+        description="An outbox row the broker took but the centre has not confirmed (ack topic) "
+            "within this is "
+        "sent again; the wait doubles per attempt up to 32 x. Rows are deleted only on the "
+        "centre's ack.",
     )
     command_max_ttl_s: float = Field(
         300.0, gt=0, le=86400, description="Longest validity a command may claim (<= 1 day)."
@@ -747,7 +761,8 @@ class SyncConfig(Strict):
         None,
         ge=4096,
         le=64 << 20,
-        description="Larger enrollment messages are refused unread; default: max_templates x embedding size.",
+        description="Larger enrollment messages are refused unread; default: max_templates x "
+            "embedding size.",
     )
     max_json_depth: int = Field(
         16, ge=4, le=64, description="Deeper-nested inbound JSON is refused unparsed."
@@ -798,7 +813,8 @@ class DisplayConfig(Strict):
 
     kind: Literal["none", "http", "command"] = Field(
         "none",
-        description="http: POST the JSON announcement to url; command: run it with the JSON on stdin.",
+        description="http: POST the JSON announcement to url; command: run it with the JSON on "
+            "stdin.",
     )
     url: str | None = Field(
         None,
@@ -964,7 +980,8 @@ class Config(Strict):
                 errors.append(f"barriers[{i}].guard_input: unknown input '{b.guard_input}'")
             elif b.guard_input is not None and inputs[b.guard_input].role != "vehicle_guard":
                 errors.append(
-                    f"barriers[{i}].guard_input: input '{b.guard_input}' needs role = \"vehicle_guard\""
+                    f"barriers[{i}].guard_input: input '{b.guard_input}' needs role = "
+                    "\"vehicle_guard\""
                 )
         for i, e in enumerate(self.elevators):
             refs += [
