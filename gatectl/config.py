@@ -29,9 +29,11 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+    """Base for every config section: unknown keys are errors, values are validated on
+    assignment."""
 
-    # inf and nan are never a sensible setting: an infinite timeout is a hang, nan fails every comparison
+    # inf and nan are never a sensible setting: an infinite timeout is a hang, nan fails every
+    # comparison
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
@@ -67,7 +69,7 @@ class ModelsConfig(Strict):
     embedding_flip: bool = Field(
         True,
         description="MobileFaceNet: embed the face and its mirror image and sum (more accurate, ~1 "
-            "ms).",
+        "ms).",
     )
     insightface_pack: Path | None = Field(
         None,
@@ -90,7 +92,7 @@ class CameraConfig(Strict):
         min_length=1,
         max_length=1024,
         description="V4L2 index or device, RTSP/HTTP URL, video file or image folder (1-1024 "
-            "chars).",
+        "chars).",
     )
     kind: Literal["auto", "v4l2", "url", "video", "images"] = Field(
         "auto", description="auto: inferred from source."
@@ -292,8 +294,8 @@ class FaceThresholds(Strict):
         0.40,
         ge=0.30,
         le=0.95,
-        description="Cosine similarity for a 1:N match, 0.30-0.95: "
-        "impostor pairs reach 0.23 (README), lower opens doors.",
+        description="Cosine similarity for a 1:N match, 0.30-0.95: impostor pairs reach 0.23 "
+        "(README), lower opens doors.",
     )
     margin: float = Field(
         0.08,
@@ -304,15 +306,15 @@ class FaceThresholds(Strict):
     stranger_far: float = Field(
         0.001, ge=0.0, le=0.1,
         description="Chance a stranger may be granted as someone at the current gallery size: "
-                    "raises `match` as the gallery grows (from the embedder's measured impostor "
-                    "tail in models.toml); 0 keeps `match` fixed.",
+        "raises `match` as the gallery grows (from the embedder's measured impostor tail in "
+        "models.toml); 0 keeps `match` fixed.",
     )
     liveness: float = Field(
         0.5,
         ge=0.2,
         le=0.99,
-        description="Fused MiniFASNet p(real), 0.2-0.99 (liveness = false "
-        "turns the check off, not a threshold of 0).",
+        description="Fused MiniFASNet p(real), 0.2-0.99 (liveness = false turns the check off, not "
+        "a threshold of 0).",
     )
 
 
@@ -440,8 +442,7 @@ class EbikeDetectorConfig(Strict):
     family: Literal["yolox", "yolov8"] = Field(
         "yolox",
         description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] "
-            "boxes "
-        "and class scores); see gatectl/vision/object_detect.py.",
+        "boxes and class scores); see gatectl/vision/object_detect.py.",
     )
     input_size: int = Field(
         416,
@@ -454,7 +455,7 @@ class EbikeDetectorConfig(Strict):
         default_factory=lambda: {"bicycle": 1, "motorcycle": 3},
         max_length=32,
         description="Class name -> output index (0-1000), for every class the gate looks at (<= "
-            "32).",
+        "32).",
     )
     ebike_classes: list[Label] = Field(
         default_factory=lambda: ["motorcycle"],
@@ -469,8 +470,8 @@ class EbikeDetectorConfig(Strict):
         2,
         ge=1,
         le=4,
-        description="1: whole region only; 2/3/4: also a 2x2/3x3/4x4 grid of "
-        "overlapping tiles (one model run each: more reach, more time).",
+        description="1: whole region only; 2/3/4: also a 2x2/3x3/4x4 grid of overlapping tiles "
+        "(one model run each: more reach, more time).",
     )
 
     @model_validator(mode="after")
@@ -501,7 +502,7 @@ class EbikeGateConfig(Strict):
         None,
         max_length=64,
         description="Polygon (3-64 points) of the car floor in 0..1 image coordinates; the landing "
-            "outside is ignored.",
+        "outside is ignored.",
     )
     bicycles_allowed: bool = Field(
         True, description="False: a 'bicycle' detection also holds the car."
@@ -545,8 +546,8 @@ class StorageConfig(Strict):
     )
     database: Path = Field(
         Path("gatectl.db"),
-        description="SQLite file: relative (inside the state folder) or "
-        "absolute, never '..', a system folder or a device.",
+        description="SQLite file: relative (inside the state folder) or absolute, never '..', a "
+        "system folder or a device.",
     )
     snapshots: Path = Field(
         Path("snapshots"), description="Snapshot folder, same rules as database."
@@ -566,26 +567,22 @@ class StorageConfig(Strict):
     event_retention_days: float = Field(
         180, ge=1, le=3650,
         description="Event rows older than this are deleted; access events are kept exactly this "
-            "long "
-                    "(180 days: the usual requirement for access records in China).",
+        "long (180 days: the usual requirement for access records in China).",
     )
     event_max_rows: int = Field(
         1_000_000, ge=1000, le=50_000_000,
         description="Above this many event rows the oldest non-access events are deleted; access "
-            "events "
-                    "younger than event_retention_days are never deleted to meet it.",
+        "events younger than event_retention_days are never deleted to meet it.",
     )
     lock_wait_ms: int = Field(
         300, ge=20, le=2000,
         description="Longest a decision waits for the database write lock (a backup, a sqlite3 "
-            "shell) "
-                    "before its event goes to the spool and the door opens anyway.",
+        "shell) before its event goes to the spool and the door opens anyway.",
     )
     spool_max_kb: int = Field(
         1024, ge=16, le=65536,
         description="Size cap of the fsynced spool of events the store could not take (about 3 "
-            "events "
-                    "per KB); beyond it an event reaches only the journal (EVENT NOT STORED).",
+        "events per KB); beyond it an event reaches only the journal (EVENT NOT STORED).",
     )
 
     @field_validator("state_dir", "database", "snapshots")
@@ -632,8 +629,8 @@ class EnrollmentConfig(Strict):
         0.40,
         ge=0.25,
         le=0.95,
-        description="A new face this close (0.25-0.95) to someone enrolled is refused; "
-        "also the same-person check between photos.",
+        description="A new face this close (0.25-0.95) to someone enrolled is refused; also the "
+        "same-person check between photos.",
     )
     keep_templates: int = Field(
         3,
@@ -665,8 +662,8 @@ class ClockConfig(Strict):
     settle_s: float = Field(
         3600, ge=60, le=7 * 86400,
         description="After a jump the clock is trusted again once it has agreed with the monotonic "
-                    "clock (no further jump) for this long, or at once when it returns to the "
-                    "pre-jump time base.",
+        "clock (no further jump) for this long, or at once when it returns to the pre-jump time "
+        "base.",
     )
 
 
@@ -733,14 +730,13 @@ class SyncConfig(Strict):
         default_factory=dict,
         max_length=16,
         description="Key id -> Ed25519 public key (base64 of the raw 32 bytes, or PEM) allowed to "
-            "sign commands.",
+        "sign commands.",
     )
     ack_timeout_s: float = Field(
         60.0, ge=1, le=3600,
         description="An outbox row the broker took but the centre has not confirmed (ack topic) "
-            "within this is "
-        "sent again; the wait doubles per attempt up to 32 x. Rows are deleted only on the "
-        "centre's ack.",
+        "within this is sent again; the wait doubles per attempt up to 32 x. Rows are deleted only "
+        "on the centre's ack.",
     )
     command_max_ttl_s: float = Field(
         300.0, gt=0, le=86400, description="Longest validity a command may claim (<= 1 day)."
@@ -762,7 +758,7 @@ class SyncConfig(Strict):
         ge=4096,
         le=64 << 20,
         description="Larger enrollment messages are refused unread; default: max_templates x "
-            "embedding size.",
+        "embedding size.",
     )
     max_json_depth: int = Field(
         16, ge=4, le=64, description="Deeper-nested inbound JSON is refused unparsed."
@@ -814,7 +810,7 @@ class DisplayConfig(Strict):
     kind: Literal["none", "http", "command"] = Field(
         "none",
         description="http: POST the JSON announcement to url; command: run it with the JSON on "
-            "stdin.",
+        "stdin.",
     )
     url: str | None = Field(
         None,

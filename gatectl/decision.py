@@ -115,5 +115,6 @@ def decide_watchlisted(watch: WatchEntry) -> Verdict:
 
 UNKNOWN = Verdict("denied", "unknown face", "access")
 SPOOF = Verdict("denied", "liveness", "access")
-# the face fills the frame: too little around it to judge liveness; the person can step back and retry
+# the face fills the frame: too little around it to judge liveness; the person can step back and
+# retry
 TOO_CLOSE = Verdict("denied", "liveness: too close, step back", "access")

@@ -82,9 +82,10 @@ def default_data_dir(
 
 
 def foreign_owner(folder: Path) -> str | None:
-    """The user (name, or #uid) owning an existing ``folder``, if that is not us: files we would create there
-    (the SQLite WAL and shm files, snapshots) would belong to us and lock the service out of
-    its own store. We refuse rather than chown: a chown needs root, and half-done it is worse."""
+    """The user (name, or #uid) owning an existing ``folder``, if that is not us: files we would
+    create there (the SQLite WAL and shm files, snapshots) would belong to us and lock the
+    service out of its own store. We refuse rather than chown: a chown needs root, and half-done
+    it is worse."""
     try:
         uid = folder.stat().st_uid
     except OSError:

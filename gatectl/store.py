@@ -185,7 +185,11 @@ def m003_vehicles(db: Database) -> None:
         );
         CREATE INDEX vehicle_passes_plate ON vehicle_passes(plate, ts);
         CREATE INDEX vehicle_passes_ts ON vehicle_passes(ts);
-        CREATE TABLE vehicles_inside (plate TEXT PRIMARY KEY, entered_at REAL NOT NULL, lane TEXT NOT NULL);
+        CREATE TABLE vehicles_inside (
+            plate TEXT PRIMARY KEY,
+            entered_at REAL NOT NULL,
+            lane TEXT NOT NULL
+        );
         """
     )
 

@@ -1,4 +1,5 @@
-"""Elevator car camera: e-bikes in the car -> confirmed -> the car's doors held, alarm, announcement.
+"""Elevator car camera: e-bikes in the car -> confirmed -> the car's doors held, alarm,
+announcement.
 
 Only the car region (a polygon in the config) is looked at, so a moped waiting on the landing
 outside the open doors is not an e-bike *in the car*. A frame counts when the detector finds an

@@ -1,4 +1,5 @@
-"""Vehicle lane: frame -> plates -> vehicle tracks -> voted plate -> rules -> event, barrier, record.
+"""Vehicle lane: frame -> plates -> vehicle tracks -> voted plate -> rules -> event, barrier,
+record.
 
 One vehicle, one decision, one event: a track decides as soon as ``min_votes`` frames agree on
 a whole plate whose detector score and every character's confidence pass their thresholds (the

@@ -3,14 +3,16 @@ without the real central server (and the tests have a real counterpart on the br
 
     gatectl central keygen --out central.key [--kid K]       Ed25519 key that signs commands
                                                               and enrollment changes
-    gatectl central serve --site S --key central.key [--kid K] [--device-requests own|refuse] [--state F]
+    gatectl central serve --site S --key central.key [--kid K]
+                          [--device-requests own|refuse] [--state F]
                                                               print live events and statuses as
                                                               JSON lines; confirm them to each
                                                               device (ack); decide the devices'
                                                               enrollment requests and publish
                                                               accepted ones signed; answer
                                                               resync requests
-    gatectl central enroll --site S --key central.key --name N --unit U --photo P [--photo P ...] [--uid U]
+    gatectl central enroll --site S --key central.key --name N --unit U --photo P
+                           [--photo P ...] [--uid U]
     gatectl central delete --site S --key central.key --uid U
     gatectl central cmd --site S --device D --key central.key --kid K door.open door=front
 

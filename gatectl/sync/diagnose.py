@@ -56,7 +56,10 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = shown(exc.verify_message or exc)
         if "mismatch" in why.lower():
-            return f"{where}: its certificate is not valid for the name in sync.host '{cfg.host}' ({why})"
+            return (
+                f"{where}: its certificate is not valid for the name in sync.host '{cfg.host}' "
+                f"({why})"
+            )
         if "expired" in why.lower():
             return f"{where}: its certificate has expired ({why}; checked against {ca})"
         return f"{where}: certificate not trusted by {ca} ({why})"
@@ -103,7 +106,10 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
             f"{where} closed the connection before answering{said}: is sync.port {cfg.port} a TLS "
             f"listener? (sync.tls is not set)"
         )
-    return f"{where} closed the connection before answering{said}; its log says why (ACL, certificate, limits)"
+    return (
+        f"{where} closed the connection before answering{said}; its log says why (ACL, "
+        "certificate, limits)"
+    )
 
 
 class ProblemLog:

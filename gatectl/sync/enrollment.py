@@ -21,8 +21,10 @@ Payload (JSON), resident::
 
     {"v": 1, "type": "resident", "op": "upsert" | "delete", "uid": "...", "version": 1795000000123,
      "name": "...", "unit": "...", "status": "active" | "suspended",
-     "templates": [{"model": "mobilefacenet-...", "dim": 128, "quality": 0.9, "emb": "<base64 f32 LE>"}],
-     "origin": "<device id or 'central'>", "site": "garden", "device": "*", "kid": "central-1", "sig": "..."}
+     "templates": [{"model": "mobilefacenet-...", "dim": 128, "quality": 0.9,
+                    "emb": "<base64 f32 LE>"}],
+     "origin": "<device id or 'central'>", "site": "garden", "device": "*", "kid": "central-1",
+     "sig": "..."}
 
 Watchlist entries use ``"type": "watchlist"`` with ``name``, ``reason`` and ``templates``.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
@@ -113,7 +115,8 @@ def check_version(version: object, now: float, skew_s: float) -> int:
 
 
 def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
-    """The current state of a resident (or its tombstone), as a request going up; None if unknown."""
+    """The current state of a resident (or its tombstone), as a request going up; None if
+    unknown."""
     r = store.resident_by_uid(uid)
     if r is not None:
         templates = store.templates_of(("resident", r.id))
@@ -156,7 +159,8 @@ class DuplicateRule:
         self.threshold = threshold
 
     def check(self, templates: list[tuple[np.ndarray, float]], uid: str) -> None:
-        """EnrollRejected if the face is someone else's here; the line names no one (it is logged)."""
+        """EnrollRejected if the face is someone else's here; the line names no one (it is
+        logged)."""
         from gatectl.enroll import (  # the vision stack: only on a device
             DuplicateFace,
             check_duplicate,

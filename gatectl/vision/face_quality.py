@@ -47,7 +47,8 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 def sharpness(aligned: np.ndarray) -> float:
-    """Variance of the Laplacian on the aligned 112x112 face: resolution-independent blur measure."""
+    """Variance of the Laplacian on the aligned 112x112 face: resolution-independent blur
+    measure."""
     grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 

@@ -73,7 +73,8 @@ def inframe_crop(image: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray
 def context_coverage(
     box: np.ndarray, frame_hw: tuple[int, int], scale: float = CONTEXT_SCALE
 ) -> float:
-    """The smaller of the two fractions (of width, of height) of the context box inside the frame."""
+    """The smaller of the two fractions (of width, of height) of the context box inside the
+    frame."""
     h, w = frame_hw
     left, top, right, bottom = context_box(box, scale)
     fx = max(0.0, min(right, w) - max(left, 0.0)) / (right - left)
@@ -82,9 +83,9 @@ def context_coverage(
 
 
 def padded_crop(image: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray:
-    """The context box at full scale resampled to 80x80 (bilinear, pixel centres as cv2.resize maps them),
-    edge pixels repeated beyond the frame. One warpAffine: only the 80x80 output is computed,
-    however large the box or far out of the frame."""
+    """The context box at full scale resampled to 80x80 (bilinear, pixel centres as cv2.resize
+    maps them), edge pixels repeated beyond the frame. One warpAffine: only the 80x80 output is
+    computed, however large the box or far out of the frame."""
     left, top, right, bottom = context_box(box, scale)
     sx, sy = (right - left) / INPUT, (bottom - top) / INPUT
     m = np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])

@@ -55,7 +55,8 @@ class TiledDetector:
         self._idx = np.array(list(classes.values()))
 
     def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's first output -> (cx, cy, w, h in input pixels, [A, k] scores of the config classes)."""
+        """The model's first output -> (cx, cy, w, h in input pixels, [A, k] scores of the config
+        classes)."""
         raise NotImplementedError
 
     def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,7 +113,8 @@ class TiledDetector:
 
 
 def yolox_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The YOLOX head's anchor points: cell ``(x, y)`` ``[A, 2]`` and stride ``[A, 1]``, strides 8/16/32."""
+    """The YOLOX head's anchor points: cell ``(x, y)`` ``[A, 2]`` and stride ``[A, 1]``, strides
+    8/16/32."""
     grids, strides = [], []
     for stride in (8, 16, 32):
         n = size // stride
