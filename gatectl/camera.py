@@ -35,12 +35,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from .config import CameraConfig
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 from .media import MediaError, list_images, open_capture, read_image
 
 log = logging.getLogger("gatectl.camera")
@@ -394,7 +398,7 @@ class CameraGrabber:
             self._slot = None  # a stopped camera delivers nothing, not even a leftover frame
             self._cond.notify_all()
 
-    def __enter__(self) -> CameraGrabber:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -531,7 +531,7 @@ class EbikeGateConfig(Strict):
 
 
 GateConfig = Annotated[
-    Union[FaceGateConfig, PlateGateConfig, EbikeGateConfig], Field(discriminator="kind")
+    FaceGateConfig | PlateGateConfig | EbikeGateConfig, Field(discriminator="kind")
 ]
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+from typing import ClassVar
 
 
 def sd_notify(message: str) -> bool:
@@ -35,7 +36,7 @@ def watchdog_interval() -> float | None:
 class JournalFormatter(logging.Formatter):
     """``<N>`` priority prefixes let journald file each line at its level; journald adds times."""
 
-    PRIORITY = {
+    PRIORITY: ClassVar[dict[int, int]] = {
         logging.DEBUG: 7,
         logging.INFO: 6,
         logging.WARNING: 4,

@@ -529,6 +529,7 @@ class SyncClient:
             body["sync"] = extra
             try:
                 body["health"] = self.health()
-            except Exception as exc:  # health is best effort; the status must still go out
+            # health is best effort (any component may fail to report); the status must go out
+            except Exception as exc:  # noqa: BLE001
                 body["health"] = {"error": str(exc)}
         return json.dumps(body).encode()

@@ -82,8 +82,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         key = None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path}: not an Ed25519 private key (PEM)")
+    if not isinstance(key, Ed25519PrivateKey):  # a bad file, not a bad argument: ValueError
+        raise ValueError(f"{path}: not an Ed25519 private key (PEM)")  # noqa: TRY004
     return key
 
 

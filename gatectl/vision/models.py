@@ -158,7 +158,8 @@ class ModelStore:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises several private exception types
+        # onnxruntime raises several private exception types, with no public base but Exception
+        except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: onnxruntime cannot load model '{name}' ({exc})") from None
 
     def check_all(self) -> list[tuple[ModelSpec, str | None]]:
