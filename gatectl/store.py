@@ -58,6 +58,14 @@ def _open_error(path: Path, exc: BaseException) -> str:
     return f"{path}: cannot open database ({exc})"
 
 
+def _row_id(cur: sqlite3.Cursor) -> int:
+    """The id SQLite gave the row the INSERT on ``cur`` just made; sqlite3 leaves it None only
+    when no row was inserted, which for these INSERTs means the database is not behaving."""
+    if cur.lastrowid is None:
+        raise StoreError("the database reported no id for a row just inserted")
+    return cur.lastrowid
+
+
 migrations = Migrations("gatectl")
 
 
@@ -434,15 +442,15 @@ class Store:
             )
         try:
             nested = self.db.conn.in_transaction
-            bounded = wait_s is not None and not nested
+            budget = None if nested else wait_s
             try:
-                if bounded:  # what is left of the budget, for SQLite's lock
-                    left_ms = max(1, round((wait_s - (time.monotonic() - t0)) * 1000))
+                if budget is not None:  # what is left of the budget, for SQLite's lock
+                    left_ms = max(1, round((budget - (time.monotonic() - t0)) * 1000))
                     self.db.execute(f"PRAGMA busy_timeout={left_ms}")
                 try:
                     self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
                 finally:
-                    if bounded:
+                    if budget is not None:
                         self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             except sqlite3.Error as exc:
                 raise StoreError(self._write_error(exc)) from None
@@ -500,7 +508,7 @@ class Store:
                 "INSERT INTO residents (uid, name, unit, created_at) VALUES (?, ?, ?, ?)",
                 [str(ULID()), name, unit, now],
             )
-            rid = int(cur.lastrowid)
+            rid = _row_id(cur)
             self._insert_templates(db, ("resident", rid), templates, model_id, now)
             self._enqueue_enroll(db, rid)
         return self.resident(rid)
@@ -513,7 +521,7 @@ class Store:
         model_id: str,
         now: float,
     ) -> None:
-        db["templates"].insert_all(
+        db.table("templates").insert_all(
             {"owner_kind": owner[0], "owner_id": owner[1], "model_id": model_id, "quality": q,
              "embedding": np.asarray(v, "<f4").tobytes(), "created_at": now}
             for v, q in templates
@@ -534,6 +542,7 @@ class Store:
 
     def find_residents(self, key: str) -> list[Resident]:
         """By id, uid or exact name: what a technician types (never protocol code)."""
+        args: list[int | str]
         if key.isdigit():
             sql, args = "SELECT * FROM residents WHERE id = ?", [int(key)]
         else:
@@ -738,7 +747,7 @@ class Store:
                     "INSERT INTO residents (uid, name, unit, status, created_at, version) VALUES "
                     "(?, ?, ?, ?, ?, ?)",
                     [uid, name, unit, status, now, version])
-                rid = int(cur.lastrowid)
+                rid = _row_id(cur)
             else:
                 rid = int(row[0])
                 db.execute(
@@ -767,7 +776,7 @@ class Store:
                     "?, ?, ?)",
                     [uid, name, reason, now, version],
                 )
-                wid = int(cur.lastrowid)
+                wid = _row_id(cur)
             else:
                 wid = int(row[0])
                 db.execute(
@@ -819,7 +828,7 @@ class Store:
                 "(?,?,?,?,?)",
                 [str(ULID()), name, reason, resident_id, now],
             )
-            wid = int(cur.lastrowid)
+            wid = _row_id(cur)
             if templates:
                 self._insert_templates(db, ("watchlist", wid), templates, model_id, now)
             else:
@@ -948,7 +957,7 @@ class Store:
                 "unit = excluded.unit, note = excluded.note, valid_from = excluded.valid_from, "
                 "valid_to = excluded.valid_to",
                 [plate, list_, resident_id, unit, note, valid_from, valid_to, self.clock()])
-        return int(cur.lastrowid)
+        return _row_id(cur)
 
     def remove_plate(self, plate: str, list_: str | None = None) -> int:
         with self.write() as db:
@@ -1014,7 +1023,7 @@ class Store:
             "INSERT INTO outbox (kind, ref, created_at) VALUES (?, ?, ?)", [kind, ref, self.clock()]
         )
         first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
-        if cur.lastrowid - first >= self.outbox_max:  # cheap bound; exact count only when near
+        if _row_id(cur) - first >= self.outbox_max:  # cheap bound; exact count only when near
             self._shed(db)
 
     def _enqueue_enroll(self, db: Database, rid: int) -> None:
@@ -1150,7 +1159,7 @@ class Store:
                 "INSERT INTO announcements (text, door, until_ts, created_at) VALUES (?, ?, ?, ?)",
                 [text, door, until_ts, self.clock()],
             )
-        return int(cur.lastrowid)
+        return _row_id(cur)
 
     @_reads
     def announcements(self, now: float | None = None) -> list[dict[str, Any]]:
