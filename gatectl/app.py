@@ -11,9 +11,17 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatectl.clock import ClockWatch
-from gatectl.config import Config, EbikeGateConfig, FaceGateConfig, FaceQuality, PlateGateConfig
+from gatectl.config import (
+    Config,
+    EbikeGateConfig,
+    FaceGateConfig,
+    FaceQuality,
+    GateConfig,
+    PlateGateConfig,
+)
 from gatectl.decision import make_entry_checks
 from gatectl.display import Display
 from gatectl.events import EventRecorder, EventSpool
@@ -28,6 +36,11 @@ from gatectl.vision.face import FaceAnalyzer
 from gatectl.vision.face_detect import FaceDetector
 from gatectl.vision.liveness import LivenessModel
 from gatectl.vision.models import ModelStore
+
+if TYPE_CHECKING:  # imported where used: the vision and MQTT stacks load only when needed
+    from gatectl.pipelines.ebike_gate import EbikeGate
+    from gatectl.pipelines.plate_lane import PlateLane
+    from gatectl.sync.client import SyncClient
 
 
 def simulated_boards(cfg: Config) -> dict[str, Relay]:
@@ -153,14 +166,14 @@ class App:
         self.controls.set_door_camera(gate.door, fg.recent_frame)
         return fg
 
-    def plate_lane(self, gate: PlateGateConfig):
+    def plate_lane(self, gate: PlateGateConfig) -> PlateLane:
         from gatectl.pipelines.plate_lane import PlateLane
         from gatectl.vision.plate import PlateAnalyzer
 
         analyzer = PlateAnalyzer(self.models, gate.detector_size, min(0.5, gate.thresholds.detect))
         return PlateLane(gate, analyzer, self.store, self.recorder, self.controls, self.clock)
 
-    def ebike_gate(self, gate: EbikeGateConfig):
+    def ebike_gate(self, gate: EbikeGateConfig) -> EbikeGate:
         from gatectl.pipelines.ebike_gate import EbikeGate
         from gatectl.vision.object_detect import open_detector
 
@@ -180,7 +193,7 @@ class App:
             display=self.display,
         )
 
-    def gate(self, gate):
+    def gate(self, gate: GateConfig) -> FaceGate | PlateLane | EbikeGate:
         """The pipeline of one configured gate, whatever its kind."""
         if isinstance(gate, FaceGateConfig):
             return self.face_gate(gate)
@@ -188,10 +201,10 @@ class App:
             return self.plate_lane(gate)
         return self.ebike_gate(gate)
 
-    def gates(self) -> list:
+    def gates(self) -> list[FaceGate | PlateLane | EbikeGate]:
         return [self.gate(g) for g in self.cfg.gates]
 
-    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):
+    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]) -> SyncClient:
         """The MQTT client with its command handler and replicator (paho is imported only here).
         Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
         from gatectl.config import ConfigError

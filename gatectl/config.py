@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -587,7 +595,7 @@ class StorageConfig(Strict):
 
     @field_validator("state_dir", "database", "snapshots")
     @classmethod
-    def _safe_location(cls, p: Path | None, info) -> Path | None:
+    def _safe_location(cls, p: Path | None, info: ValidationInfo) -> Path | None:
         """Where the daemon writes (as root on some sites): never out of the state folder by
         '..', never into a system folder (a snapshot folder of /etc/cron.d runs code), never a
         device (a database of /dev/null loses every event)."""
@@ -595,16 +603,15 @@ class StorageConfig(Strict):
             return p
         if ".." in p.parts:
             raise ValueError(
-                f"'{p}': '..' is not allowed; give a path inside the state folder or an absolute "
-                "one"
+                f"'{p}': '..' is not allowed; give a path inside the state folder or an "
+                "absolute one"
             )
         if info.field_name == "state_dir" and not p.is_absolute():
             raise ValueError(f"'{p}': must be an absolute folder")
         if p.is_absolute() and (p == Path("/") or p.parts[1] in SYSTEM_DIRS):
             raise ValueError(
                 f"'{p}': a system folder ({', '.join('/' + d for d in SYSTEM_DIRS)}) is not a "
-                "place for "
-                "gatectl's data"
+                "place for gatectl's data"
             )
         if info.field_name == "database" and p.exists() and not p.is_file():
             raise ValueError(f"'{p}': exists and is not a regular file")
@@ -640,12 +647,16 @@ class EnrollmentConfig(Strict):
     )
 
 
+# typed here: mypy cannot see a lambda's list of strings as a list of the Literal
+_DEFAULT_ENTRY_CHECKS: list[Literal["account_active"]] = ["account_active"]
+
+
 class PolicyConfig(Strict):
     reenroll_after_days: float = Field(
         15, ge=1, le=3650, description="No pass for this long -> re-enroll (1-3650 days)."
     )
     entry_checks: list[Literal["account_active"]] = Field(
-        default_factory=lambda: ["account_active"], max_length=8,
+        default_factory=_DEFAULT_ENTRY_CHECKS.copy, max_length=8,
         description="Pluggable checks run on every otherwise-granted resident.",
     )
 
@@ -967,16 +978,16 @@ class Config(Strict):
         refs: list[tuple[str, str | None]] = [
             (f"doors[{i}].output", d.output) for i, d in enumerate(self.doors)
         ]
-        for i, b in enumerate(self.barriers):
+        for i, bar in enumerate(self.barriers):
             refs += [
-                (f"barriers[{i}].open_output", b.open_output),
-                (f"barriers[{i}].close_output", b.close_output),
+                (f"barriers[{i}].open_output", bar.open_output),
+                (f"barriers[{i}].close_output", bar.close_output),
             ]
-            if b.guard_input is not None and b.guard_input not in inputs:
-                errors.append(f"barriers[{i}].guard_input: unknown input '{b.guard_input}'")
-            elif b.guard_input is not None and inputs[b.guard_input].role != "vehicle_guard":
+            if bar.guard_input is not None and bar.guard_input not in inputs:
+                errors.append(f"barriers[{i}].guard_input: unknown input '{bar.guard_input}'")
+            elif bar.guard_input is not None and inputs[bar.guard_input].role != "vehicle_guard":
                 errors.append(
-                    f"barriers[{i}].guard_input: input '{b.guard_input}' needs role = "
+                    f"barriers[{i}].guard_input: input '{bar.guard_input}' needs role = "
                     "\"vehicle_guard\""
                 )
         for i, e in enumerate(self.elevators):

@@ -8,6 +8,7 @@ by someone else (the central server's account flag today; fees, time windows lat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Protocol
@@ -44,7 +45,7 @@ class AccountActive:
 ENTRY_CHECKS: dict[str, type] = {"account_active": AccountActive}
 
 
-def make_entry_checks(names: list[str]) -> list[EntryCheck]:
+def make_entry_checks(names: Sequence[str]) -> list[EntryCheck]:
     return [ENTRY_CHECKS[n]() for n in names]
 
 
