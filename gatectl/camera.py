@@ -180,7 +180,7 @@ class V4L2Source(_CaptureSource):
         return cap
 
     def _configure(self, cap: cv2.VideoCapture) -> None:
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         wanted = (
             ("width", cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width),
             ("height", cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height),

@@ -39,7 +39,7 @@ class PlateTrack:
             score: dict[str, float] = defaultdict(float)
             for t, c in same:
                 score[t[i]] += c[i]
-            best = max(score, key=score.get)
+            best = max(score, key=score.__getitem__)
             chars.append(best)
             confs.append(score[best] / len(same))  # disagreeing frames lower the confidence
         plate = "".join(chars)

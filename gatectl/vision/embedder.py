@@ -70,7 +70,7 @@ class InsightFaceEmbedder:
 
     def __init__(self, pack: Path):
         try:
-            from insightface.model_zoo import get_model  # type: ignore[import-not-found]
+            from insightface.model_zoo import get_model
         except ImportError:
             raise ModelError(
                 "models.embedding_backend: 'insightface' needs the optional extra: "
@@ -89,7 +89,8 @@ class InsightFaceEmbedder:
         self.model = model
         self.dim = int(model.output_shape[-1])
         self.model_id = f"insightface-{Path(model.model_file).stem}"
-        self.impostor_tail = None  # not measured here: the fixed match threshold applies
+        # not measured here: the fixed match threshold applies
+        self.impostor_tail: tuple[float, float] | None = None
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         return l2_normalise(self.model.get_feat(aligned)[0])

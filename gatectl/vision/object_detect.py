@@ -17,11 +17,15 @@ tiles give the model more pixels, at one model run per tile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from gatectl.vision.models import ModelError
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 TILE_FRACTION = {2: 0.6, 3: 0.45, 4: 0.35}  # grid -> tile side as a fraction of the image
 NMS_IOU = 0.45
@@ -43,8 +47,13 @@ class TiledDetector:
     centred: bool  # letterbox padding on both sides (else right/bottom only)
 
     def __init__(
-        self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2
-    ):
+        self,
+        session: InferenceSession,
+        input_size: int,
+        classes: dict[str, int],
+        threshold: float,
+        tiles: int = 2,
+    ) -> None:
         """``tiles``: 1 = the whole image only; 2, 3, 4 = also a 2x2, 3x3 or 4x4 grid of tiles."""
         self.session = session
         self.input_name = session.get_inputs()[0].name
@@ -128,8 +137,13 @@ class YoloxDetector(TiledDetector):
     rgb, scale, centred = False, 1.0, False
 
     def __init__(
-        self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2
-    ):
+        self,
+        session: InferenceSession,
+        input_size: int,
+        classes: dict[str, int],
+        threshold: float,
+        tiles: int = 2,
+    ) -> None:
         super().__init__(session, input_size, classes, threshold, tiles)
         self._grid, self._stride = yolox_grid(input_size)
 
@@ -149,8 +163,9 @@ class Yolov8Detector(TiledDetector):
 FAMILIES: dict[str, type[TiledDetector]] = {"yolox": YoloxDetector, "yolov8": Yolov8Detector}
 
 
-def open_detector(session, family: str, input_size: int, classes: dict[str, int], threshold: float,
-                  tiles: int, where: str) -> TiledDetector:
+def open_detector(session: InferenceSession, family: str, input_size: int,
+                  classes: dict[str, int], threshold: float, tiles: int,
+                  where: str) -> TiledDetector:
     """Check the model against its config (``where`` names the config table), then wrap it.
 
     A model whose fixed input size or class count does not fit the config fails here, at
