@@ -1044,11 +1044,8 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in (
-            "face",
-            "plate",
-            "ebike",
-        ):  # discriminator tags of the gate union are not keys in the file
+        # discriminator tags of the gate union are not keys in the file
+        elif part in ("face", "plate", "ebike"):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -1097,9 +1094,8 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError([f"{p}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: TOML syntax error: {exc}"]) from None
-    if (
-        not data
-    ):  # an empty or all-comment file is a mistake (wrong path, truncated copy), not defaults
+    # an empty or all-comment file is a mistake (wrong path, truncated copy), not defaults
+    if not data:
         raise ConfigError(
             [f"{p}: empty config: nothing is set (start from config/lobby-face-gate.toml)"]
         )

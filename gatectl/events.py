@@ -116,9 +116,8 @@ class EventSpool:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
                 try:
                     if size and os.pread(fd, 1, size - 1) != b"\n":
-                        line = (
-                            b"\n" + line
-                        )  # end a line torn by a power cut: it must not swallow this one
+                        # end a line torn by a power cut: it must not swallow this one
+                        line = b"\n" + line
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:

@@ -888,9 +888,8 @@ class Store:
         )
         if cur.rowcount != 1:
             return False
-        if (
-            seen_resident is not None
-        ):  # the later of the stored and this pass (spooled events are late)
+        # the later of the stored and this pass (spooled events are late)
+        if seen_resident is not None:
             db.execute(
                 "UPDATE residents SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = "
                 "?",
@@ -1326,10 +1325,8 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
 # that concerns them would be let in, so either every one of these tables reads back whole and
 # valid, or none is restored (everyone is locked out until a resync or re-enrollment).
 IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones")
-SALVAGE_EXTRA = (
-    "plates",
-    "nonces",
-)  # each on its own: a lost plate list or nonce table denies, never admits
+# each on its own: a lost plate list or nonce table denies, never admits
+SALVAGE_EXTRA = ("plates", "nonces")
 
 
 def salvage(src: Path, store: Store) -> tuple[str, bool]:
@@ -1364,9 +1361,8 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
                 if group is IDENTITY_TABLES:
                     store._bump_directory(db)
                     identities = True
-                if group == (
-                    "nonces",
-                ):  # the replay high-water mark goes with the nonces it prunes
+                # the replay high-water mark goes with the nonces it prunes
+                if group == ("nonces",):
                     row = conn.execute(
                         "SELECT value FROM meta WHERE key = 'command_iat_max_ms'"
                     ).fetchone()

@@ -71,10 +71,8 @@ class FaceGate:
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.liveness = TrackLiveness(cfg.confirm_window)
         self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
-        self._threshold: tuple[int, float] = (
-            -1,
-            cfg.thresholds.match,
-        )  # (identities, match threshold)
+        # (identities, match threshold)
+        self._threshold: tuple[int, float] = (-1, cfg.thresholds.match)
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)

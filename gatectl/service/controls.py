@@ -76,9 +76,8 @@ class Controls:
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
-        self._boards: dict[
-            str, tuple[str | None, int]
-        ] = {}  # board -> (state, reconnects) last seen
+        # board -> (state, reconnects) last seen
+        self._boards: dict[str, tuple[str | None, int]] = {}
         self._boards_down: set[str] = set()  # boards whose outage was recorded
         self._door_frames: dict[str, Callable[[], np.ndarray | None]] = {}
         self._restore_anti_passback()

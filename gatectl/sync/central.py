@@ -180,9 +180,8 @@ class Central:
         self.lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
         self.events: dict[str, dict] = {}  # event id -> event (duplicates dropped by id)
-        self.order: dict[
-            str, list[int]
-        ] = {}  # device -> seq of events in arrival order (first copies)
+        # device -> seq of events in arrival order (first copies)
+        self.order: dict[str, list[int]] = {}
         self.duplicates = 0
         self.statuses: dict[str, dict] = {}
         self.snapshots: dict[str, bytes] = {}
@@ -282,9 +281,8 @@ class Central:
                     self.order.setdefault(device, []).append(seq)
                 else:
                     self.duplicates += 1
-            self._ack(
-                device, "events", eid
-            )  # a copy again: confirm again (the first receipt was lost)
+            # a copy again: confirm again (the first receipt was lost)
+            self._ack(device, "events", eid)
             if first:
                 self._print({"topic": "events", **body})
         elif kind == "status":
@@ -304,9 +302,8 @@ class Central:
                     self._ack(device, "requests", seq)  # the device need not ask again
         elif kind == "resync":
             seq = _int(body, "seq")
-            if self.relay and self._resync(
-                device
-            ):  # only the serving centre answers (and confirms) it
+            # only the serving centre answers (and confirms) it
+            if self.relay and self._resync(device):
                 self._ack(device, "requests", seq)
         elif kind == "cmd/resp":
             if not isinstance(body.get("ok"), bool):
@@ -577,9 +574,8 @@ def _run(args) -> int:
         print(f"private key written to {args.out}; put this in each device's config:")
         print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(key)}"')
         return 0
-    key = (
-        load_private_key(args.key) if args.key else None
-    )  # before connecting: a bad key is one line
+    # before connecting: a bad key is one line
+    key = load_private_key(args.key) if args.key else None
     state = (args.state or Path(f"central-{args.site}.db")) if args.action == "serve" else None
     central = Central(
         _connection(args),

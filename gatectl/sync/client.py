@@ -57,19 +57,12 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
-CMD_SHARE = (
-    "cmd",
-    "cmd",
-    "cmd",
-    "cmd",
-    "enroll",
-    "ack",
-)  # one round: 4 commands, 1 enrollment, 1 receipt
+# one round: 4 commands, 1 enrollment, 1 receipt
+CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `delivery` allows
-MAX_RESEND_DOUBLINGS = (
-    5  # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
-)
+# the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
+MAX_RESEND_DOUBLINGS = 5
 
 
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
@@ -133,13 +126,11 @@ class SyncClient:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_log = self._on_log
         self.connected = threading.Event()
-        self.problems = (
-            ProblemLog()
-        )  # TLS, login, unreachable: one line each, repeated with backoff
+        # TLS, login, unreachable: one line each, repeated with backoff
+        self.problems = ProblemLog()
         self._answered = False  # the broker sent a CONNACK (either way) on the current connection
-        self._socket_error: str | None = (
-            None  # what paho logged last, for a drop before the CONNACK
-        )
+        # what paho logged last, for a drop before the CONNACK
+        self._socket_error: str | None = None
         self.counters = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
         self.limits = {
@@ -153,15 +144,12 @@ class SyncClient:
             topics.enroll_site: "enroll",
             topics.ack: "ack",
         }
-        self._acks: collections.deque[tuple[int, int]] = (
-            collections.deque()
-        )  # (mid, reason) from paho's thread
-        self._inflight: dict[
-            int, tuple[int, bool]
-        ] = {}  # mid -> (outbox seq, resent); this thread only
-        self._awaiting: dict[
-            int, int
-        ] = {}  # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        # (mid, reason) from paho's thread
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()
+        # mid -> (outbox seq, resent); this thread only
+        self._inflight: dict[int, tuple[int, bool]] = {}
+        # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        self._awaiting: dict[int, int] = {}
         self._due: list[tuple[float, int]] = []  # heap of (monotonic time to send again, seq)
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process

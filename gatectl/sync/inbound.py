@@ -48,9 +48,8 @@ log = logging.getLogger("gatectl.sync")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 16
-_STRING = re.compile(
-    rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL
-)  # a JSON string, unrolled (no backtracking)
+# a JSON string, unrolled (no backtracking)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")] = 1

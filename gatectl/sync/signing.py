@@ -139,12 +139,8 @@ def check_signature(
         )
     try:
         key.verify(base64.b64decode(sig, validate=True), canonical(body))
-    except (
-        InvalidSignature,
-        binascii.Error,
-        ValueError,
-        TypeError,
-    ):  # UnicodeEncodeError is a ValueError
+    # UnicodeEncodeError is a ValueError
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):
         raise CommandRejected("bad_signature", cmd_id=cmd_id) from None
 
 
