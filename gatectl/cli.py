@@ -116,8 +116,8 @@ def page(items: list, args) -> list:
     left = len(items) - args.offset - len(window)
     if left > 0:
         print(
-            f"gatectl: {left} more not shown (--offset {args.offset + len(window)} for the next "
-            "page)",
+            f"gatectl: {left} more not shown (--offset "
+            f"{args.offset + len(window)} for the next page)",
             file=sys.stderr,
         )
     return window
@@ -265,8 +265,8 @@ def cmd_enroll(args, app_factory) -> int:
     if who is not None:
         r = Enroller(app).add_photos(who, samples)
         print(
-            f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) "
-            "added, "
+            f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): "
+            f"{len(samples)} template(s) added, "
             f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
             + (
                 "; still suspended (`residents reactivate` lifts it)"
@@ -277,8 +277,8 @@ def cmd_enroll(args, app_factory) -> int:
         return 0
     r = Enroller(app).enroll_resident(args.name, args.unit, samples)
     print(
-        f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} "
-        "template(s)"
+        f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) "
+        f"with {len(samples)} template(s)"
     )
     return 0
 
@@ -349,8 +349,8 @@ def cmd_residents(args, app_factory) -> int:
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
         print(
-            f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot "
-            "file(s) deleted"
+            f"removed resident #{r.id} {shown(r.name)}: templates, "
+            f"{len(files)} photo/snapshot file(s) deleted"
         )
         if watch is not None:
             print(f"kept watchlist entry #{watch.id} (with the face, so the alert still works); "
@@ -381,8 +381,8 @@ def update_resident(app: App, r, args) -> int:
         r = Enroller(app).add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
         print(
             f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
-            f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) "
-            "in all"
+            f"{len(photos)} photo(s), "
+            f"{app.store.template_count(('resident', r.id))} template(s) in all"
         )
     if name is not None or unit is not None:
         r = app.store.update_resident(r.id, name=name, unit=unit)
@@ -499,8 +499,8 @@ def cmd_plates(args, app_factory) -> int:
         return 0
     if not plate_format.is_plate(plate):
         raise UsageError(
-            f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, "
-            "沪AD12345, 鄂F8888警)"
+            f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. "
+            "粤B12345, 沪AD12345, 鄂F8888警)"
         )
     list_ = args.list or "resident"
     unit = checked_text("--unit", args.unit, UNIT_MAX, required=False)
@@ -525,8 +525,8 @@ def cmd_plates(args, app_factory) -> int:
               "the blacklist wins, the lanes raise an alert for it", file=sys.stderr)
     elif "blacklist" in others:
         print(
-            f"gatectl: warning: {plate} is also on the blacklist, which wins: the lanes will not "
-            "open for it "
+            f"gatectl: warning: {plate} is also on the blacklist, which wins: "
+            "the lanes will not open for it "
             f"(`plates remove {plate} --list blacklist` lifts it)",
             file=sys.stderr,
         )
@@ -588,8 +588,8 @@ def cmd_events(args, app_factory) -> int:
     if len(evs) > args.limit:  # the newest --limit are shown; say that older ones exist
         evs = evs[1:]
         print(
-            f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to "
-            "see them)",
+            f"gatectl: older events not shown (the newest {args.limit}; "
+            "--limit N or --since to see them)",
             file=sys.stderr,
         )
     names = {r.id: r.name for r in app.store.residents()}
@@ -634,8 +634,8 @@ def cmd_doctor(args, app_factory) -> int:
             app.sync_client(dict, str)
             report(
                 True,
-                f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, "
-                "certificates)",
+                f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, "
+                "files, certificates)",
             )
         except USER_ERRORS as exc:
             report(False, str(exc))
@@ -710,8 +710,8 @@ def cmd_relay(args, app_factory) -> int:
             seconds = min(args.seconds, o.max_on_s)
             if seconds < args.seconds:
                 print(
-                    f"gatectl: --seconds {args.seconds:g} capped at outputs.{o.name}.max_on_s = "
-                    f"{o.max_on_s:g}",
+                    f"gatectl: --seconds {args.seconds:g} capped at "
+                    f"outputs.{o.name}.max_on_s = {o.max_on_s:g}",
                     file=sys.stderr,
                 )
             app.outputs.pulse(o.name, seconds)
@@ -1297,8 +1297,8 @@ def main(argv: list[str] | None = None) -> int:
             if not announced and (data_origin != "--data" or service_config):
                 announced = True  # what was picked for the technician, said once on stderr
                 print(
-                    f"gatectl: config {config_path or '-'} ({config_origin}); state {data} "
-                    f"({data_origin})",
+                    f"gatectl: config {config_path or '-'} ({config_origin}); "
+                    f"state {data} ({data_origin})",
                     file=sys.stderr,
                 )
             boards = simulated_boards(cfg) if simulated else None
@@ -1324,8 +1324,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
         log.debug("internal error", exc_info=True)
         print(
-            f"gatectl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for "
-            "details)",
+            f"gatectl: internal error: {type(exc).__name__}: {exc} (run with "
+            "--log-level debug for details)",
             file=sys.stderr,
         )
         return 70

@@ -987,8 +987,8 @@ class Config(Strict):
                 errors.append(f"barriers[{i}].guard_input: unknown input '{bar.guard_input}'")
             elif bar.guard_input is not None and inputs[bar.guard_input].role != "vehicle_guard":
                 errors.append(
-                    f"barriers[{i}].guard_input: input '{bar.guard_input}' needs role = "
-                    "\"vehicle_guard\""
+                    f"barriers[{i}].guard_input: input '{bar.guard_input}' needs "
+                    "role = \"vehicle_guard\""
                 )
         for i, e in enumerate(self.elevators):
             refs += [

@@ -58,8 +58,8 @@ def check_duplicate(
         if m.owner == same:
             if m.runner_up >= threshold:
                 raise DuplicateFace(
-                    "this face also matches another enrolled person (similarity "
-                    f"{m.runner_up:.2f})",
+                    "this face also matches another enrolled person "
+                    f"(similarity {m.runner_up:.2f})",
                     None,
                     m.runner_up,
                 )
@@ -171,8 +171,8 @@ class Enroller:
                 raise EnrollmentError(
                     f"{sample.label}: does not look like resident #{resident.id} "
                     f"{shown(resident.name)} "
-                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, "
-                    "--replace-photos"
+                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are "
+                    "wrong, --replace-photos"
                 )
 
     def _keep_photos(self, resident: Resident, samples: list[Sample]) -> None:
@@ -244,8 +244,8 @@ class Enroller:
                     w = d.watch.get(oid)
                     raise EnrollmentError(
                         f"{sample.label}: this face is already on the watchlist as entry #{oid} "
-                        f"{shown(w.name) if w else '?'} (similarity {score:.2f}); remove that "
-                        "entry "
+                        f"{shown(w.name) if w else '?'} (similarity "
+                        f"{score:.2f}); remove that entry "
                         "first to replace it")
         entry = self.app.store.add_watch(name, reason, None, templates, self.app.embedder.model_id)
         self.app.directory.refresh()

@@ -573,8 +573,8 @@ class Store:
         """Technician vouches for the person: active again, inactivity clock restarts now."""
         with self.write() as db:
             db.execute(
-                "UPDATE residents SET status='active', reactivated_at=?, version=min(version+1, ?) "
-                "WHERE id=?",
+                "UPDATE residents SET status='active', reactivated_at=?, "
+                "version=min(version+1, ?) WHERE id=?",
                 [self.clock(), MAX_VERSION, rid],
             )
             self._bump_directory(db)
@@ -657,8 +657,8 @@ class Store:
                     [wl[0], rid],
                 )
                 db.execute(
-                    "UPDATE watchlist SET resident_id = NULL, version = version + 1 WHERE "
-                    "resident_id = ?",
+                    "UPDATE watchlist SET resident_id = NULL, version = version + 1 "
+                    "WHERE resident_id = ?",
                     [rid],
                 )
             db.execute(
@@ -716,8 +716,8 @@ class Store:
         return [
             (np.frombuffer(r["embedding"], "<f4"), r["quality"], r["model_id"])
             for r in self.db.query(
-                "SELECT embedding, quality, model_id FROM templates WHERE owner_kind = ? AND "
-                "owner_id = ? ORDER BY id",
+                "SELECT embedding, quality, model_id FROM templates WHERE owner_kind = ? "
+                "AND owner_id = ? ORDER BY id",
                 list(owner),
             )
         ]
@@ -744,8 +744,8 @@ class Store:
             row = db.execute("SELECT id FROM residents WHERE uid = ?", [uid]).fetchone()
             if row is None:
                 cur = db.execute(
-                    "INSERT INTO residents (uid, name, unit, status, created_at, version) VALUES "
-                    "(?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO residents (uid, name, unit, status, created_at, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [uid, name, unit, status, now, version])
                 rid = _row_id(cur)
             else:
@@ -772,8 +772,8 @@ class Store:
             row = db.execute("SELECT id FROM watchlist WHERE uid = ?", [uid]).fetchone()
             if row is None:
                 cur = db.execute(
-                    "INSERT INTO watchlist (uid, name, reason, created_at, version) VALUES (?, ?, "
-                    "?, ?, ?)",
+                    "INSERT INTO watchlist (uid, name, reason, created_at, version) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [uid, name, reason, now, version],
                 )
                 wid = _row_id(cur)
@@ -824,8 +824,8 @@ class Store:
         now = self.clock()
         with self.write() as db:
             cur = db.execute(
-                "INSERT INTO watchlist (uid, name, reason, resident_id, created_at) VALUES "
-                "(?,?,?,?,?)",
+                "INSERT INTO watchlist (uid, name, reason, resident_id, "
+                "created_at) VALUES (?,?,?,?,?)",
                 [str(ULID()), name, reason, resident_id, now],
             )
             wid = _row_id(cur)
@@ -891,8 +891,8 @@ class Store:
         # the later of the stored and this pass (spooled events are late)
         if seen_resident is not None:
             db.execute(
-                "UPDATE residents SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = "
-                "?",
+                "UPDATE residents SET last_seen_at = "
+                "max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
                 [row["ts"], seen_resident],
             )
         self._enqueue(db, "event", row["id"])
@@ -949,10 +949,10 @@ class Store:
     ) -> int:
         with self.write() as db:
             cur = db.execute(
-                "INSERT INTO plates (plate, list, resident_id, unit, note, valid_from, valid_to, "
-                "created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plate, list) DO UPDATE SET "
-                "resident_id = excluded.resident_id, "
+                "INSERT INTO plates (plate, list, resident_id, unit, note, valid_from, "
+                "valid_to, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plate, list) "
+                "DO UPDATE SET resident_id = excluded.resident_id, "
                 "unit = excluded.unit, note = excluded.note, valid_from = excluded.valid_from, "
                 "valid_to = excluded.valid_to",
                 [plate, list_, resident_id, unit, note, valid_from, valid_to, self.clock()])
@@ -993,8 +993,8 @@ class Store:
                     inside = ts - row[0]
                     db.execute("DELETE FROM vehicles_inside WHERE plate = ?", [plate])
             db.execute(
-                "INSERT INTO vehicle_passes (plate, lane, direction, ts, decision, event_id, "
-                "inside_s) "
+                "INSERT INTO vehicle_passes (plate, lane, direction, ts, decision, "
+                "event_id, inside_s) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [plate, lane, direction, ts, decision, event_id, inside],
             )
@@ -1044,8 +1044,8 @@ class Store:
             if excess <= 0:
                 return
             cur = db.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? ORDER BY "
-                "seq LIMIT ?)",
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? "
+                "ORDER BY seq LIMIT ?)",
                 [kind, excess])
             db.execute("UPDATE meta SET value = value + ? WHERE key = ?", [cur.rowcount, counter])
             excess -= cur.rowcount
@@ -1065,12 +1065,12 @@ class Store:
         )
 
     _OUTBOX_SELECT = (
-        "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, e.decision, e.reason, "
-        "e.score, "
+        "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, "
+        "e.decision, e.reason, e.score, "
         "e.snapshot, r.uid AS resident_uid, w.uid AS watchlist_uid FROM outbox o "
         "LEFT JOIN events e ON o.kind IN ('event', 'snapshot') AND e.id = o.ref "
-        "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w ON w.id = "
-        "e.watchlist_id "
+        "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w "
+        "ON w.id = e.watchlist_id "
     )
 
     def outbox_rows(self, seqs: list[int]) -> list[dict[str, Any]]:
@@ -1097,8 +1097,8 @@ class Store:
                     done += [
                         r[0]
                         for r in db.execute(
-                            f"DELETE FROM outbox WHERE kind IN ({kinds}) AND {col} IN "
-                            f"({','.join('?' * len(chunk))}) "
+                            f"DELETE FROM outbox WHERE kind IN ({kinds}) "
+                            f"AND {col} IN ({','.join('?' * len(chunk))}) "
                             "RETURNING seq",
                             chunk,
                         ).fetchall()
@@ -1177,8 +1177,8 @@ class Store:
                 where.append(cond)
                 args.append(val)
         sql = (
-            "SELECT id, ts, gate, kind, decision, reason, resident_id, watchlist_id, score, "
-            "snapshot "
+            "SELECT id, ts, gate, kind, decision, reason, resident_id, "
+            "watchlist_id, score, snapshot "
             "FROM events"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY id DESC LIMIT ?"
@@ -1189,8 +1189,8 @@ class Store:
     def snapshot_usage(self) -> tuple[int, int]:
         """(number of snapshot files, total bytes) referenced by events."""
         n, total = self.db.execute(
-            "SELECT count(*), coalesce(sum(snapshot_bytes), 0) FROM events WHERE snapshot IS NOT "
-            "NULL"
+            "SELECT count(*), coalesce(sum(snapshot_bytes), 0) "
+            "FROM events WHERE snapshot IS NOT NULL"
         ).fetchone()
         return int(n), int(total)
 

@@ -224,8 +224,8 @@ class Runner:
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
                 log.error(
-                    "gate worker(s) stalled or failing on every frame: %s; withholding the "
-                    "watchdog",
+                    "gate worker(s) stalled or failing on every frame: %s; "
+                    "withholding the watchdog",
                     ", ".join(stale),
                 )
             else:

@@ -48,8 +48,8 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
         text = shown(refused)
         if cfg.username:
             return (
-                f"{where} refused the login as sync.username '{shown(cfg.username)}' (password "
-                "from "
+                f"{where} refused the login as sync.username "
+                f"'{shown(cfg.username)}' (password from "
                 f"sync.password_file {cfg.password_file}): {text}"
             )
         return f"{where} refused the connection of {_ours(cfg)}: {text}"
@@ -75,15 +75,15 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
             return f"{where} refused {_ours(cfg)}: {why}"
         if "wrong_version" in low or "eof" in low or "record" in low or "packet_length" in low:
             return (
-                f"{where}: TLS handshake failed ({why}): is sync.port {cfg.port} a plaintext "
-                "listener? "
+                f"{where}: TLS handshake failed ({why}): is sync.port {cfg.port} a "
+                "plaintext listener? "
                 f"(sync.tls is set)"
             )
         return f"{where}: TLS error ({why})"
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) and cfg.tls is not None:
         return (
-            f"{where}: connection reset during the TLS handshake: is sync.port {cfg.port} a "
-            "plaintext "
+            f"{where}: connection reset during the TLS handshake: "
+            f"is sync.port {cfg.port} a plaintext "
             f"listener? (sync.tls is set)"
         )
     if isinstance(exc, socket.gaierror):
