@@ -39,6 +39,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
@@ -84,8 +85,10 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
         c.username_pw_set(cfg.username, password)
     if cfg.tls is not None:
         try:
-            c.tls_set(ca_certs=str(cfg.tls.ca), certfile=cfg.tls.cert and str(cfg.tls.cert),
-                      keyfile=cfg.tls.key and str(cfg.tls.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            c.tls_set(ca_certs=str(cfg.tls.ca),
+                      certfile=None if cfg.tls.cert is None else str(cfg.tls.cert),
+                      keyfile=None if cfg.tls.key is None else str(cfg.tls.key),
+                      tls_version=ssl.PROTOCOL_TLS_CLIENT)
         except (ssl.SSLError, OSError, ValueError) as exc:
             which = "ca" if "verify" in str(exc).lower() or cfg.tls.cert is None else "cert"
             raise ConfigError([f"sync.tls.{which}: cannot load certificate/key ({exc})"]) from None
@@ -131,7 +134,7 @@ class SyncClient:
         self._answered = False  # the broker sent a CONNACK (either way) on the current connection
         # what paho logged last, for a drop before the CONNACK
         self._socket_error: str | None = None
-        self.counters = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
         self.limits = {
             "cmd": cfg.max_command_bytes,
@@ -153,7 +156,9 @@ class SyncClient:
         self._due: list[tuple[float, int]] = []  # heap of (monotonic time to send again, seq)
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process
-        self._inbox = {kind: queue.Queue(INBOX_SIZE) for kind in self.limits}
+        self._inbox: dict[str, queue.Queue[mqtt.MQTTMessage]] = {
+            kind: queue.Queue(INBOX_SIZE) for kind in self.limits
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-sync", daemon=True)
         self._outage_since: float | None = time.monotonic()
@@ -190,7 +195,8 @@ class SyncClient:
 
     # ---- paho callbacks (paho's network thread: no SQLite, no waiting) -----------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         self._answered = True
         if reason_code.is_failure:
             self.counters["connect_failures"] += 1
@@ -212,17 +218,18 @@ class SyncClient:
         self.counters["connects"] += 1
         self.connected.set()
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         """paho calls this inside its ``except OSError`` around the connect: the exception (TLS
         verification, refused, unreachable) is the current one."""
         self.counters["connect_failures"] += 1
         self.problems.report(explain(self.cfg, sys.exc_info()[1]))
 
-    def _on_log(self, client, userdata, level, buf) -> None:
+    def _on_log(self, client: mqtt.Client, userdata: object, level: int, buf: str) -> None:
         if level == mqtt.MQTT_LOG_ERR:
             self._socket_error = buf
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
         answered, self._answered = self._answered, False
         if self._stop.is_set():
@@ -238,10 +245,11 @@ class SyncClient:
             log.warning("MQTT connection to %s:%d lost (%s); events wait in the outbox",
                         self.cfg.host, self.cfg.port, reason_code)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
+                    reason_code: ReasonCode, properties: Properties) -> None:
         self._acks.append((mid, reason_code.value))
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         kind = self._kinds.get(msg.topic)
         if kind is None:
             self.refusals.refuse("other", "unexpected_topic", msg.topic)
@@ -355,7 +363,7 @@ class SyncClient:
             heapq.heappush(self._due, (time.monotonic() + wait, seq))
             self.counters["published"] += 1
 
-    def _take_receipt(self, payload: bytes) -> None:
+    def _take_receipt(self, payload: bytes | bytearray) -> None:
         """The centre's receipt: the rows it confirms are deleted for good."""
         try:
             ack = parse_ack(payload)
@@ -410,10 +418,10 @@ class SyncClient:
             props.ContentType = "image/jpeg"
             return t.snapshot(ref), data, props
         if kind == "enroll":  # a request: the centre decides, signs and publishes the change
-            body = resident_payload(self.store, ref, t.device)
-            if body is None:
+            request = resident_payload(self.store, ref, t.device)
+            if request is None:
                 return None, b"", None
-            return t.enroll_up, json.dumps({**body, "seq": row["seq"]}).encode(), None
+            return t.enroll_up, json.dumps({**request, "seq": row["seq"]}).encode(), None
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
     def _handle_inbox(self) -> bool:
@@ -435,7 +443,7 @@ class SyncClient:
                         self._take_receipt(msg.payload)
                         continue
                     body = (
-                        self.on_command(msg.payload)
+                        self.on_command(bytes(msg.payload))  # paho may hand a bytearray
                         if kind == "cmd"
                         else self._apply_enrollment(msg)
                     )

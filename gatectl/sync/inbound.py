@@ -68,7 +68,7 @@ class Refused(Exception):
 
 # ---- JSON -------------------------------------------------------------------------------------
 
-def check_depth(payload: bytes, max_depth: int = MAX_DEPTH) -> None:
+def check_depth(payload: bytes | bytearray, max_depth: int = MAX_DEPTH) -> None:
     """Refuse JSON nested deeper than ``max_depth`` without parsing it (json.loads recurses
     once per level and a few thousand ``[`` raise RecursionError). Strings are blanked first so
     brackets inside them do not count; the depth is then the running sum of +1 per opening and
@@ -85,7 +85,7 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
-def load_json(payload: bytes, max_depth: int = MAX_DEPTH) -> Any:
+def load_json(payload: bytes | bytearray, max_depth: int = MAX_DEPTH) -> Any:
     """The parsed payload, or Refused ("too_deep" / "malformed")."""
     check_depth(payload, max_depth)
     try:
@@ -220,7 +220,7 @@ class StatusArgs(InboundModel):
     version: Version
 
 
-def enrollment(payload: bytes, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
+def enrollment(payload: bytes | bytearray, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
     """A checked enrollment change, or Refused. The parsed dict itself is returned, not the
     model's dump: a signature covers the bytes as sent, without defaults filled in."""
     data = load_json(payload, max_depth)
