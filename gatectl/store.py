@@ -811,7 +811,8 @@ class Store:
         )
         return WatchEntry(**rows[0]) if rows else None
 
-    def add_enrollment_photo(self, rid: int, path: Path) -> None:
+    def add_enrollment_photo(self, rid: int, path: str | Path) -> None:
+        """``path``: relative to the snapshot folder."""
         with self.write() as db:
             db.execute(
                 "INSERT INTO enrollment_photos (resident_id, path) VALUES (?, ?)", [rid, str(path)]

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
@@ -23,6 +24,12 @@ from gatectl.events import free_disk_mb
 from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
 from gatectl.store import quarantine_if_corrupt, salvage
+
+if TYPE_CHECKING:  # for annotations: the pipelines and the MQTT stack load only when configured
+    from gatectl.pipelines.ebike_gate import EbikeGate
+    from gatectl.pipelines.face_gate import FaceGate
+    from gatectl.pipelines.plate_lane import PlateLane
+    from gatectl.sync.client import SyncClient
 
 log = logging.getLogger("gatectl.run")
 
@@ -34,8 +41,9 @@ DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
 class GateWorker:
     """Pulls the newest frame of one camera and runs one gate on it."""
 
-    def __init__(self, gate, grabber: CameraGrabber, stop: threading.Event):
-        """``gate``: a FaceGate or a PlateLane (both have ``cfg.name`` and ``process``)."""
+    def __init__(self, gate: FaceGate | PlateLane | EbikeGate, grabber: CameraGrabber,
+                 stop: threading.Event) -> None:
+        """``gate``: any gate pipeline (each has ``cfg.name`` and ``process``)."""
         self.gate = gate
         self.grabber = grabber
         self.stop = stop
@@ -77,7 +85,7 @@ class Runner:
         self.stop = stop or threading.Event()
         self.config_path = config_path
         self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
-        self.sync = None
+        self.sync: SyncClient | None = None
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
         self._retention_held = False

@@ -35,12 +35,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, overload
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl.config import ConfigError, SyncConfig, TlsConfig
 from gatectl.safe_text import shown
@@ -75,7 +78,7 @@ class Malformed(ValueError):
     """A message from a device that is not what its topic carries; one line, counted."""
 
 
-def _json_object(payload: bytes) -> dict:
+def _json_object(payload: bytes | bytearray) -> dict:
     try:
         body = json.loads(payload)
     except (ValueError, RecursionError):
@@ -85,6 +88,10 @@ def _json_object(payload: bytes) -> dict:
     return body
 
 
+@overload
+def _text(body: dict, key: str, limit: int = ..., optional: Literal[False] = ...) -> str: ...
+@overload
+def _text(body: dict, key: str, limit: int = ..., *, optional: bool) -> str | None: ...
 def _text(body: dict, key: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
     value = body.get(key)
     if value is None and optional:
@@ -188,7 +195,7 @@ class Central:
         self.residents: dict[str, dict] = {}  # uid -> newest signed change (what a resync sends)
         self.owners: dict[str, str] = {}  # uid -> device that added it, or "central"
         self.responses: queue.Queue[tuple[bytes | None, dict]] = queue.Queue(1000)
-        self.printer = None  # callable(dict) for `serve`
+        self.printer: Callable[[dict], None] | None = None  # for `serve`
         self._acks: dict[str, Ack] = {}
         self._last_resync: dict[str, float] = {}
         self._last_log: dict[str, float] = {}
@@ -226,12 +233,13 @@ class Central:
         if self._db is not None:
             self._db.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if not reason_code.is_failure:
             client.subscribe(f"{self.root}/#", qos=1)
             self.connected.set()
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         """paho's thread: nothing that arrives may end it (a KeyError on ``{}`` once did)."""
         try:
             self._handle(msg)
@@ -268,7 +276,7 @@ class Central:
             eid = rest.split("/", 1)[1]
             if not 0 < len(eid) <= MAX_ID_LEN or "/" in eid:
                 raise Malformed("snapshot topic without an event id")
-            self.snapshots[eid] = msg.payload
+            self.snapshots[eid] = bytes(msg.payload)  # paho may hand a bytearray
             self._ack(device, "snapshots", eid)
             return
         body = _json_object(msg.payload)
@@ -291,15 +299,15 @@ class Central:
             self.statuses[device] = body
             self._print({"topic": "status", "device": device, "state": body.get("state")})
         elif kind == "enroll/up":
-            seq = _int(body, "seq") if "seq" in body else None
+            request_seq = _int(body, "seq") if "seq" in body else None
             try:
                 decided = self._decide(device, _request(body))
             except Malformed:
                 decided = True  # refused for good: asking again would not change it
                 raise
             finally:
-                if seq is not None and decided:
-                    self._ack(device, "requests", seq)  # the device need not ask again
+                if request_seq is not None and decided:
+                    self._ack(device, "requests", request_seq)  # the device need not ask again
         elif kind == "resync":
             seq = _int(body, "seq")
             # only the serving centre answers (and confirms) it
@@ -355,7 +363,7 @@ class Central:
         self._print({"topic": "resync", "device": device, "sent": len(changes)})
         return True
 
-    def _learn(self, payload: bytes) -> None:
+    def _learn(self, payload: bytes | bytearray) -> None:
         """Remember a site-wide change for resyncs, if it is signed by this centre's key."""
         if self.key is None:
             return
@@ -368,7 +376,7 @@ class Central:
 
     def _remember(self, change: dict, device: str | None) -> bool:
         with self.lock:
-            held = self.residents.get(change.get("uid"))
+            held = self.residents.get(change["uid"])
             if held is not None and held["version"] >= change.get("version", 0):
                 return False
             self.residents[change["uid"]] = change
@@ -460,7 +468,7 @@ class Central:
         raise TimeoutError(f"no response from device {device} within {timeout:.0f} s")
 
 
-def _connection(args) -> SyncConfig:
+def _connection(args: argparse.Namespace) -> SyncConfig:
     tls = TlsConfig(ca=args.ca, cert=args.cert, key=args.key_file) if args.ca else None
     return SyncConfig(
         enabled=True,
@@ -567,12 +575,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.action == "keygen":
-        key = generate_private_key()
-        save_private_key(key, args.out)
+        new_key = generate_private_key()
+        save_private_key(new_key, args.out)
         print(f"private key written to {args.out}; put this in each device's config:")
-        print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(key)}"')
+        print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(new_key)}"')
         return 0
     # before connecting: a bad key is one line
     key = load_private_key(args.key) if args.key else None
@@ -587,6 +595,8 @@ def _run(args) -> int:
         state=state,
     )
     if args.action == "cmd":
+        if key is None:
+            raise ValueError("cmd: --key is required")
         body = sign_command(
             key,
             args.kid,

@@ -134,15 +134,15 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
             "origin": origin,
             "templates": encode_templates([(v, q) for v, q, _ in templates], model),
         }
-    version = store.tombstone_version(uid)
-    if version is None:
+    tombstone = store.tombstone_version(uid)
+    if tombstone is None:
         return None
     return {
         "v": 1,
         "type": "resident",
         "op": "delete",
         "uid": uid,
-        "version": version,
+        "version": tombstone,
         "origin": origin,
     }
 
