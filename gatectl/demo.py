@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gatectl.app import App
@@ -47,12 +48,16 @@ PROBES = [
 def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
     cfg = default_config()
     door = cfg.doors[0]
-    say = (lambda s: None) if json_out else print
+    say: Callable[[str], object] = (lambda s: None) if json_out else print
     say(f"gatectl demo - state folder {data}")
     for name, unit, photo, days_ago in RESIDENTS:
         # enroll "in the past" through a store whose clock is shifted, as if done back then
         then = time.time() - days_ago * DAY_SECONDS
-        past = App(cfg, data, clock=lambda then=then: then)
+
+        def then_clock(t: float = then) -> float:
+            return t
+
+        past = App(cfg, data, clock=then_clock)
         r = Enroller(past).enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
         say(
@@ -72,7 +77,8 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
 
 
 def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sent: list[bytes],
-                    door: str, samples: Path, json_out: bool, say) -> int:
+                    door: str, samples: Path, json_out: bool,
+                    say: Callable[[str], object]) -> int:
     say(f"  relay: simulated Modbus RTU board on {sim.port}, driven by the real serial driver")
     rose = app.store.find_residents(SUSPENDED)[0]
     app.store.set_status(rose.id, "suspended")
@@ -96,8 +102,9 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
             while not flashes and time.monotonic() < until:
                 time.sleep(0.005)
                 flashes = [f for f in sent[seen:] if parse_flash_on(f)]
-            if flashes:
-                channel, seconds = parse_flash_on(flashes[-1])
+            flash = parse_flash_on(flashes[-1]) if flashes else None
+            if flash is not None:
+                channel, seconds = flash
                 d["relay"] = (
                     f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
                 )
