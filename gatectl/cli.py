@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from gatectl import plate_format
 from gatectl.app import App, simulated_boards
@@ -24,6 +25,7 @@ from gatectl.config import (
     Config,
     ConfigError,
     EbikeGateConfig,
+    GateConfig,
     PlateGateConfig,
     default_config,
     load_config,
@@ -39,8 +41,8 @@ from gatectl.enroll import (
     checked_text,
 )
 from gatectl.events import free_disk_mb
-from gatectl.hw.relay import BoardError
-from gatectl.media import MediaError, iter_media, read_image
+from gatectl.hw.relay import BoardError, Relay
+from gatectl.media import MediaError, MediaFrame, iter_media, read_image
 from gatectl.paths import (
     default_data_dir,
     find_config,
@@ -50,8 +52,12 @@ from gatectl.paths import (
     system_state_dir,
 )
 from gatectl.safe_text import shown
-from gatectl.store import StoreError
+from gatectl.store import Resident, StoreError
 from gatectl.vision.models import ModelError
+
+if TYPE_CHECKING:  # for annotations: these pipelines load only when a replay needs them
+    from gatectl.pipelines.ebike_gate import EbikeGate
+    from gatectl.pipelines.plate_lane import LaneDecision, PlateLane
 
 log = logging.getLogger("gatectl")
 
@@ -70,8 +76,15 @@ class UsageError(Exception):
     """A bad command-line argument."""
 
 
+class AppFactory(Protocol):
+    """Opens the App a command works on, when (and if) it needs one: replay asks for simulated
+    boards and a scratch copy of the store."""
+
+    def __call__(self, simulated: bool = False, scratch: Path | None = None) -> App: ...
+
+
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + line
+    def error(self, message: str) -> NoReturn:  # one line, not usage + line
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -110,7 +123,7 @@ def print_table(rows: list[list], header: list[str]) -> None:
         print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
 
 
-def page(items: list, args) -> list:
+def page(items: list, args: argparse.Namespace) -> list:
     """The --offset/--limit window of a list; says on stderr how many were left out."""
     window = items[args.offset:args.offset + args.limit]
     left = len(items) - args.offset - len(window)
@@ -123,7 +136,8 @@ def page(items: list, args) -> list:
     return window
 
 
-def print_list(args, records: list[dict], header: list[str], row: Callable[[dict], list]) -> None:
+def print_list(args: argparse.Namespace, records: list[dict], header: list[str],
+               row: Callable[[dict], list]) -> None:
     """One JSON object per line with --json, else a table; --offset/--limit either way."""
     records = page(records, args)
     if args.json:
@@ -156,7 +170,7 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
     grabber = CameraGrabber(cam)
     grabber.start()
     try:
-        samples = []
+        samples: list[Sample] = []
         deadline = time.monotonic() + timeout
         while len(samples) < count and time.monotonic() < deadline:
             frame = grabber.get(timeout=1.0)
@@ -217,7 +231,7 @@ def scratch_store(app: App, folder: Path) -> Path:
     return folder
 
 
-def one_resident(app: App, key: str):
+def one_resident(app: App, key: str) -> Resident:
     found = app.store.find_residents(key)
     if not found:
         raise UsageError(
@@ -232,7 +246,7 @@ def one_resident(app: App, key: str):
 
 # --- commands --------------------------------------------------------------------------------
 
-def cmd_config_check(args, app_factory) -> int:
+def cmd_config_check(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Everything `run` would refuse on before touching the hardware, files included."""
     cfg = load_config(args.file)
     problems = cfg.startup_problems()
@@ -244,7 +258,7 @@ def cmd_config_check(args, app_factory) -> int:
     return 0
 
 
-def cmd_enroll(args, app_factory) -> int:
+def cmd_enroll(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """A new resident, or with --resident more photos of an enrolled one (re-enrollment)."""
     if bool(args.photo) == bool(args.camera):
         raise UsageError("enroll: give --photo FILE (repeatable) or --camera NAME, not both")
@@ -283,7 +297,7 @@ def cmd_enroll(args, app_factory) -> int:
     return 0
 
 
-def cmd_residents(args, app_factory) -> int:
+def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
     if args.action == "list":
@@ -366,7 +380,7 @@ def cmd_residents(args, app_factory) -> int:
     return 0
 
 
-def update_resident(app: App, r, args) -> int:
+def update_resident(app: App, r: Resident, args: argparse.Namespace) -> int:
     """Rename, move to another unit, add photos or replace them: one change per option given."""
     if args.add_photo and args.replace_photos:
         raise UsageError("residents update: --add-photo or --replace-photos, not both")
@@ -390,7 +404,7 @@ def update_resident(app: App, r, args) -> int:
     return 0
 
 
-def cmd_watchlist(args, app_factory) -> int:
+def cmd_watchlist(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
@@ -449,7 +463,7 @@ def parse_time(text: str, key: str) -> float:
         ) from None
 
 
-def cmd_plates(args, app_factory) -> int:
+def cmd_plates(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Vehicle lists. Plates are stored exactly as validated: no fuzzy matching, ever."""
     app = app_factory()
     store = app.store
@@ -533,7 +547,7 @@ def cmd_plates(args, app_factory) -> int:
     return 0
 
 
-def cmd_vehicles(args, app_factory) -> int:
+def cmd_vehicles(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     now = app.clock()
     if args.action == "inside":
@@ -581,7 +595,7 @@ def cmd_vehicles(args, app_factory) -> int:
     return 0
 
 
-def cmd_events(args, app_factory) -> int:
+def cmd_events(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     since = parse_since(args.since, app.clock()) if args.since else None
     evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit + 1)
@@ -618,7 +632,7 @@ def cmd_events(args, app_factory) -> int:
     return 0
 
 
-def cmd_doctor(args, app_factory) -> int:
+def cmd_doctor(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     problems = 0
 
@@ -691,7 +705,7 @@ def cmd_doctor(args, app_factory) -> int:
     return 0 if problems == 0 else 1
 
 
-def cmd_relay(args, app_factory) -> int:
+def cmd_relay(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """For technicians wiring a site: drive one output, or watch the inputs."""
     app = app_factory()
     try:
@@ -743,7 +757,7 @@ def cmd_relay(args, app_factory) -> int:
         app.close()
 
 
-def sync_check(cfg) -> tuple[bool, str]:
+def sync_check(cfg: Config) -> tuple[bool, str]:
     """The doctor's broker check: one connection with the configured TLS and credentials."""
     from gatectl.sync.diagnose import probe
 
@@ -756,7 +770,7 @@ def sync_check(cfg) -> tuple[bool, str]:
     return ok, f"sync: {line}"
 
 
-def wait_online(board, timeout: float) -> None:
+def wait_online(board: Relay, timeout: float) -> None:
     """A serial board needs a moment to open its port and poll once; say why if it cannot."""
     deadline = time.monotonic() + timeout
     while board.status().get("state") != "online":
@@ -769,7 +783,7 @@ def wait_online(board, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
+def wait_state(board: Relay, channel: int, on: bool, deadline: float) -> bool:
     """Wait for the board's read-back to report ``channel`` as ``on``; False at ``deadline``."""
     while board.is_on(channel) != on:
         if time.monotonic() > deadline:
@@ -778,7 +792,7 @@ def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
     return True
 
 
-def cmd_sync(args, app_factory) -> int:
+def cmd_sync(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Works without the daemon and without the broker: both only touch the outbox."""
     app = app_factory()
     try:
@@ -795,14 +809,14 @@ def cmd_sync(args, app_factory) -> int:
         app.close()
 
 
-def cmd_central(args, app_factory) -> int:
+def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Everything after `central` is the reference tool's own command line (with its --help)."""
     from gatectl.sync.central import main as central_main
 
     return central_main(args.central_args)
 
 
-def cmd_board_sim(args, app_factory) -> int:
+def cmd_board_sim(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """With --board, the simulator answers as that configured board and knows its inputs' names."""
     from gatectl.hw.board_sim import fill_defaults, serve
 
@@ -820,7 +834,7 @@ def cmd_board_sim(args, app_factory) -> int:
     )
 
 
-def cmd_run(args, app_factory) -> int:
+def cmd_run(args: argparse.Namespace, app_factory: AppFactory) -> int:
     from gatectl.service.runner import Runner
 
     app = app_factory()
@@ -842,7 +856,7 @@ def cmd_run(args, app_factory) -> int:
     return 0
 
 
-def replay_gate(cfg: Config, name: str | None):
+def replay_gate(cfg: Config, name: str | None) -> GateConfig:
     gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
         raise UsageError(
@@ -882,12 +896,13 @@ def walk_media(
     return failed
 
 
-def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
+def replay_plates(lane: PlateLane, paths: list[str], emit: Callable[[dict], None],
+                  still_frames: int) -> int:
     """Lane images and videos through a plate lane: one dict per vehicle decided, `no_plate`
     for an input where no vehicle was decided."""
-    state = {"source": None, "decided": False, "t": 0.0}
+    state: dict = {"source": None, "decided": False, "t": 0.0}
 
-    def out(frame: int | None, decisions) -> None:
+    def out(frame: int | None, decisions: list[LaneDecision]) -> None:
         for d in decisions:
             state["decided"] = True
             emit(
@@ -925,14 +940,15 @@ def replay_plates(lane, paths: list[str], emit: Callable[[dict], None], still_fr
                 }
             )
 
-    def frame(item) -> None:
+    def frame(item: MediaFrame) -> None:
         state["t"] = item.t
         out(item.index, lane.process(item.image, item.t))
 
     return walk_media(paths, still_frames, begin, end, frame)
 
 
-def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_frames: int) -> int:
+def replay_ebike(gate: EbikeGate, paths: list[str], emit: Callable[[dict], None],
+                 still_frames: int) -> int:
     """Elevator images and videos through an e-bike gate: a line when an e-bike is confirmed
     (the hold starts) or gone, and a `clear` line for an input where none was confirmed."""
     state: dict = {"source": None, "confirmed": False, "best": None}
@@ -956,7 +972,7 @@ def replay_ebike(gate, paths: list[str], emit: Callable[[dict], None], still_fra
                 }
             )
 
-    def frame(item) -> None:
+    def frame(item: MediaFrame) -> None:
         for d in gate.process(item.image, item.t):
             state["confirmed"] = state["confirmed"] or d.decision == "ebike"
             emit(
@@ -1006,7 +1022,7 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
                 }
             )
 
-    def frame(item) -> None:
+    def frame(item: MediaFrame) -> None:
         for d in gate.process(item.image, item.t):
             state["decided"] = True
             emit(
@@ -1031,7 +1047,7 @@ def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[di
     return walk_media(paths, still_frames, begin, end, frame)
 
 
-def cmd_replay(args, app_factory) -> int:
+def cmd_replay(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """On a scratch copy of the store unless --store: a replay's events, snapshots and "last
     seen" must not enter the real audit trail nor restart anyone's 15-day inactivity clock."""
     if args.store:
@@ -1040,7 +1056,7 @@ def cmd_replay(args, app_factory) -> int:
         return _replay_cmd(args, app_factory(simulated=True, scratch=Path(scratch)))
 
 
-def _replay_cmd(args, app: App) -> int:
+def _replay_cmd(args: argparse.Namespace, app: App) -> int:
 
     def emit(d: dict) -> None:
         if args.json:
@@ -1061,7 +1077,7 @@ def _replay_cmd(args, app: App) -> int:
         app.close()
 
 
-def cmd_demo(args, app_factory) -> int:
+def cmd_demo(args: argparse.Namespace, app_factory: AppFactory) -> int:
     from gatectl.demo import run_demo
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="gatectl-demo-"))

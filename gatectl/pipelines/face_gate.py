@@ -48,7 +48,7 @@ class GateDecision:
     decision: str
     reason: str
     resident: str | None
-    score: float | None
+    score: float
     event: Event
     track: int
 
