@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn, Protocol
 
 from gatectl.config import (
     Config,
@@ -36,7 +37,8 @@ from gatectl.core.paths import (
 from gatectl.core.safe_text import shown
 from gatectl.domain import plate_format
 from gatectl.domain.access import resident_state
-from gatectl.hw.relay import BoardError
+from gatectl.domain.records import Resident
+from gatectl.hw.relay import BoardError, Relay
 from gatectl.people.enroll import (
     NAME_MAX,
     REASON_MAX,
@@ -53,9 +55,15 @@ from gatectl.store.recorder import free_disk_mb
 log = logging.getLogger("gatectl")
 
 
+class AppFactory(Protocol):
+    """Opens the App a command works on, when (and if) it needs one: replay asks for simulated
+    boards and a scratch copy of the store."""
+
+    def __call__(self, simulated: bool = False, scratch: Path | None = None) -> App: ...
+
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + line
+    def error(self, message: str) -> NoReturn:  # one line, not usage + line
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -80,7 +88,9 @@ def parse_since(text: str, now: float) -> float:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since: cannot read '{shown(text, 40)}' (use 30m, 2h, 7d or 2026-11-01T08:00)") from None
+        raise UsageError(
+            f"--since: cannot read '{shown(text, 40)}' (use 30m, 2h, 7d or 2026-11-01T08:00)"
+        ) from None
     return dt.timestamp() if dt.tzinfo else dt.replace(tzinfo=None).timestamp()
 
 
@@ -92,17 +102,21 @@ def print_table(rows: list[list], header: list[str]) -> None:
         print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
 
 
-def page(items: list, args) -> list:
+def page(items: list, args: argparse.Namespace) -> list:
     """The --offset/--limit window of a list; says on stderr how many were left out."""
     window = items[args.offset:args.offset + args.limit]
     left = len(items) - args.offset - len(window)
     if left > 0:
-        print(f"gatectl: {left} more not shown (--offset {args.offset + len(window)} for the next page)",
-              file=sys.stderr)
+        print(
+            f"gatectl: {left} more not shown (--offset "
+            f"{args.offset + len(window)} for the next page)",
+            file=sys.stderr,
+        )
     return window
 
 
-def print_list(args, records: list[dict], header: list[str], row: Callable[[dict], list]) -> None:
+def print_list(args: argparse.Namespace, records: list[dict], header: list[str],
+               row: Callable[[dict], list]) -> None:
     """One JSON object per line with --json, else a table; --offset/--limit either way."""
     records = page(records, args)
     if args.json:
@@ -135,7 +149,7 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
     grabber = CameraGrabber(cam)
     grabber.start()
     try:
-        samples = []
+        samples: list[Sample] = []
         deadline = time.monotonic() + timeout
         while len(samples) < count and time.monotonic() < deadline:
             frame = grabber.get(timeout=1.0)
@@ -145,7 +159,9 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
                 samples.append(Sample(f"camera {camera} frame {frame.seq}", frame.image))
                 time.sleep(1.0)
         if not samples:
-            raise SourceError(f"camera {camera}: no frame within {timeout:.0f} s ({grabber.health()['state']})")
+            raise SourceError(
+                f"camera {camera}: no frame within {timeout:.0f} s ({grabber.health()['state']})"
+            )
         return samples
     finally:
         grabber.stop()
@@ -158,15 +174,20 @@ def check_ownership(app: App) -> None:
     for folder in dict.fromkeys((app.data_dir, app.store_path.parent, app.snapshot_dir)):
         owner = foreign_owner(folder)
         if owner is not None:
-            raise UsageError(f"{folder} belongs to user {owner}: files created there now would lock that user "
-                             f"(the service) out; run as it: sudo -u '{owner}' gatectl ...")
+            raise UsageError(
+                f"{folder} belongs to user {owner}: files created there now would lock that user "
+                f"(the service) out; run as it: sudo -u '{owner}' gatectl ..."
+            )
 
 
 def scratch_config(cfg: Config) -> Config:
     """The same config with its store and snapshots relative to a scratch folder, sync off."""
-    storage = cfg.storage.model_copy(update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"),
-                                             "state_dir": None})
-    return cfg.model_copy(update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})})
+    storage = cfg.storage.model_copy(
+        update={"database": Path("gatectl.db"), "snapshots": Path("snapshots"), "state_dir": None}
+    )
+    return cfg.model_copy(
+        update={"storage": storage, "sync": cfg.sync.model_copy(update={"enabled": False})}
+    )
 
 
 def scratch_store(app: App, folder: Path) -> Path:
@@ -179,25 +200,32 @@ def scratch_store(app: App, folder: Path) -> Path:
     if not src.exists():
         return folder
     try:
-        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s, sqlite3.connect(folder / "gatectl.db") as d:
+        with (
+            sqlite3.connect(f"file:{src}?mode=ro", uri=True) as s,
+            sqlite3.connect(folder / "gatectl.db") as d,
+        ):
             s.backup(d)
     except sqlite3.Error as exc:
         raise StoreError(f"{src}: cannot copy the store for replay ({exc})") from None
     return folder
 
 
-def one_resident(app: App, key: str):
+def one_resident(app: App, key: str) -> Resident:
     found = app.store.find_residents(key)
     if not found:
-        raise UsageError(f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)")
+        raise UsageError(
+            f"resident '{shown(key, 40)}': not found (give the id from `gatectl residents list`)"
+        )
     if len(found) > 1:
-        raise UsageError(f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id")
+        raise UsageError(
+            f"resident '{shown(key, 40)}': {len(found)} residents share that name; give the id"
+        )
     return found[0]
 
 
 # --- commands --------------------------------------------------------------------------------
 
-def cmd_config_check(args, app_factory) -> int:
+def cmd_config_check(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Everything `run` would refuse on before touching the hardware, files included."""
     cfg = load_config(args.file)
     problems = cfg.startup_problems()
@@ -209,7 +237,7 @@ def cmd_config_check(args, app_factory) -> int:
     return 0
 
 
-def cmd_enroll(args, app_factory) -> int:
+def cmd_enroll(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """A new resident, or with --resident more photos of an enrolled one (re-enrollment)."""
     if bool(args.photo) == bool(args.camera):
         raise UsageError("enroll: give --photo FILE (repeatable) or --camera NAME, not both")
@@ -219,7 +247,9 @@ def cmd_enroll(args, app_factory) -> int:
                              "(`residents update ID --name/--unit` changes them)")
     else:
         if args.name is None or args.unit is None:
-            raise UsageError("enroll: give --name and --unit (or --resident ID to re-enroll someone)")
+            raise UsageError(
+                "enroll: give --name and --unit (or --resident ID to re-enroll someone)"
+            )
         checked_text("--name", args.name, NAME_MAX)  # before loading any model
         checked_text("--unit", args.unit, UNIT_MAX)
     app = app_factory()
@@ -227,48 +257,94 @@ def cmd_enroll(args, app_factory) -> int:
     samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
     if who is not None:
         r = app.enroller().add_photos(who, samples)
-        print(f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): {len(samples)} template(s) added, "
-              f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
-              + ("; still suspended (`residents reactivate` lifts it)" if r.status == "suspended" else ""))
+        print(
+            f"resident #{r.id} {shown(r.name)} ({shown(r.unit)}): "
+            f"{len(samples)} template(s) added, "
+            f"{app.store.template_count(('resident', r.id))} in all; inactivity clock restarted"
+            + (
+                "; still suspended (`residents reactivate` lifts it)"
+                if r.status == "suspended"
+                else ""
+            )
+        )
         return 0
     r = app.enroller().enroll_resident(args.name, args.unit, samples)
-    print(f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) with {len(samples)} template(s)")
+    print(
+        f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) "
+        f"with {len(samples)} template(s)"
+    )
     return 0
 
 
-def cmd_residents(args, app_factory) -> int:
+def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
     if args.action == "list":
-        records = [{"id": r.id, "uid": r.uid, "name": r.name, "unit": r.unit,
-                    "status": resident_state(r, now, days), "created_at": r.created_at,
-                    "last_seen_at": r.last_seen_at, "templates": store.template_count(("resident", r.id))}
-                   for r in store.residents()
-                   if matches(r.name, args.name) and unit_matches(r.unit, args.unit)]
+        records = [
+            {
+                "id": r.id,
+                "uid": r.uid,
+                "name": r.name,
+                "unit": r.unit,
+                "status": resident_state(r, now, days),
+                "created_at": r.created_at,
+                "last_seen_at": r.last_seen_at,
+                "templates": store.template_count(("resident", r.id)),
+            }
+            for r in store.residents()
+            if matches(r.name, args.name) and unit_matches(r.unit, args.unit)
+        ]
         records = [x for x in records if args.status is None or x["status"] == args.status]
-        print_list(args, records, ["id", "name", "unit", "status", "last seen", "templates"],
-                   lambda x: [x["id"], x["name"], x["unit"], x["status"], fmt_time(x["last_seen_at"]), x["templates"]])
+        print_list(
+            args,
+            records,
+            ["id", "name", "unit", "status", "last seen", "templates"],
+            lambda x: [
+                x["id"],
+                x["name"],
+                x["unit"],
+                x["status"],
+                fmt_time(x["last_seen_at"]),
+                x["templates"],
+            ],
+        )
         return 0
-    if args.status is not None or (args.action != "update" and (
-            args.name is not None or args.unit is not None or args.add_photo or args.replace_photos)):
-        raise UsageError(f"residents {args.action}: --name, --unit and --status filter `list`; "
-                         "--name, --unit and photos are for `update`")
+    if args.status is not None or (
+        args.action != "update"
+        and (
+            args.name is not None or args.unit is not None or args.add_photo or args.replace_photos
+        )
+    ):
+        raise UsageError(
+            f"residents {args.action}: --name, --unit and --status filter `list`; "
+            "--name, --unit and photos are for `update`"
+        )
     if not args.who:
         raise UsageError(f"residents {args.action}: which resident? give an id or name")
     r = one_resident(app, args.who)
     if args.action == "show":
         watch = store.watched_residents().get(r.id)
-        for k, v in [("id", r.id), ("uid", r.uid), ("name", r.name), ("unit", r.unit),
-                     ("status", resident_state(r, now, days)), ("enrolled", fmt_time(r.created_at)),
-                     ("last seen", fmt_time(r.last_seen_at)), ("reactivated", fmt_time(r.reactivated_at)),
-                     ("templates", store.template_count(("resident", r.id))),
-                     ("watchlist", f"yes ({watch.reason})" if watch else "no")]:
+        for k, v in [
+            ("id", r.id),
+            ("uid", r.uid),
+            ("name", r.name),
+            ("unit", r.unit),
+            ("status", resident_state(r, now, days)),
+            ("enrolled", fmt_time(r.created_at)),
+            ("last seen", fmt_time(r.last_seen_at)),
+            ("reactivated", fmt_time(r.reactivated_at)),
+            ("templates", store.template_count(("resident", r.id))),
+            ("watchlist", f"yes ({watch.reason})" if watch else "no"),
+        ]:
             print(f"{k:12} {shown(v)}")
     elif args.action == "remove":
         watch = store.watched_residents().get(r.id)
         files = store.remove_resident(r.id)
         app.recorder.delete_files(files)
-        print(f"removed resident #{r.id} {shown(r.name)}: templates, {len(files)} photo/snapshot file(s) deleted")
+        print(
+            f"removed resident #{r.id} {shown(r.name)}: templates, "
+            f"{len(files)} photo/snapshot file(s) deleted"
+        )
         if watch is not None:
             print(f"kept watchlist entry #{watch.id} (with the face, so the alert still works); "
                   f"erase it too with `gatectl watchlist remove {watch.id}`")
@@ -283,35 +359,60 @@ def cmd_residents(args, app_factory) -> int:
     return 0
 
 
-def update_resident(app: App, r, args) -> int:
+def update_resident(app: App, r: Resident, args: argparse.Namespace) -> int:
     """Rename, move to another unit, add photos or replace them: one change per option given."""
     if args.add_photo and args.replace_photos:
         raise UsageError("residents update: --add-photo or --replace-photos, not both")
     if not (args.name or args.unit or args.add_photo or args.replace_photos):
-        raise UsageError("residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE")
+        raise UsageError(
+            "residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE"
+        )
     name = checked_text("--name", args.name, NAME_MAX) if args.name is not None else None
     unit = checked_text("--unit", args.unit, UNIT_MAX) if args.unit is not None else None
     photos = args.add_photo or args.replace_photos
     if photos:  # first: refused photos leave the name and unit as they were
         r = app.enroller().add_photos(r, load_samples(photos), replace=bool(args.replace_photos))
-        print(f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
-              f"{len(photos)} photo(s), {app.store.template_count(('resident', r.id))} template(s) in all")
+        print(
+            f"resident #{r.id}: {'templates replaced by' if args.replace_photos else 'added'} "
+            f"{len(photos)} photo(s), "
+            f"{app.store.template_count(('resident', r.id))} template(s) in all"
+        )
     if name is not None or unit is not None:
         r = app.store.update_resident(r.id, name=name, unit=unit)
         print(f"resident #{r.id} is now {shown(r.name)} ({shown(r.unit)})")
     return 0
 
 
-def cmd_watchlist(args, app_factory) -> int:
+def cmd_watchlist(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     store = app.store
     if args.action == "list":
-        records = [{"id": w.id, "uid": w.uid, "name": w.name, "reason": w.reason, "resident_id": w.resident_id,
-                    "templates": store.template_count(("watchlist", w.id)), "created_at": w.created_at}
-                   for w in store.watch_entries() if matches(w.name, args.name)]
-        print_list(args, records, ["id", "name", "reason", "resident", "templates", "added"],
-                   lambda x: [x["id"], x["name"], x["reason"], f"#{x['resident_id']}" if x["resident_id"] else "-",
-                              x["templates"], fmt_time(x["created_at"])])
+        records = [
+            {
+                "id": w.id,
+                "uid": w.uid,
+                "name": w.name,
+                "reason": w.reason,
+                "resident_id": w.resident_id,
+                "templates": store.template_count(("watchlist", w.id)),
+                "created_at": w.created_at,
+            }
+            for w in store.watch_entries()
+            if matches(w.name, args.name)
+        ]
+        print_list(
+            args,
+            records,
+            ["id", "name", "reason", "resident", "templates", "added"],
+            lambda x: [
+                x["id"],
+                x["name"],
+                x["reason"],
+                f"#{x['resident_id']}" if x["resident_id"] else "-",
+                x["templates"],
+                fmt_time(x["created_at"]),
+            ],
+        )
     elif args.action == "add":
         reason = checked_text("--reason", args.reason, REASON_MAX, required=False)
         if args.resident:
@@ -336,21 +437,49 @@ def parse_time(text: str, key: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UsageError(f"{key}: cannot read '{shown(text, 40)}' (use 2026-11-01 or 2026-11-01T08:00)") from None
+        raise UsageError(
+            f"{key}: cannot read '{shown(text, 40)}' (use 2026-11-01 or 2026-11-01T08:00)"
+        ) from None
 
 
-def cmd_plates(args, app_factory) -> int:
+def cmd_plates(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Vehicle lists. Plates are stored exactly as validated: no fuzzy matching, ever."""
     app = app_factory()
     store = app.store
     if args.action == "list":
-        records = [{k: p[k] for k in ("plate", "list", "resident_id", "resident", "unit", "note", "valid_from",
-                                      "valid_to")} for p in store.plates()
-                   if (args.list is None or p["list"] == args.list) and matches(p["resident"], args.name)
-                   and unit_matches(p["unit"], args.unit)]
-        print_list(args, records, ["plate", "list", "resident", "unit", "note", "from", "to"],
-                   lambda p: [p["plate"], p["list"], p["resident"] or "-", p["unit"] or "-", p["note"] or "-",
-                              fmt_time(p["valid_from"]), fmt_time(p["valid_to"])])
+        records = [
+            {
+                k: p[k]
+                for k in (
+                    "plate",
+                    "list",
+                    "resident_id",
+                    "resident",
+                    "unit",
+                    "note",
+                    "valid_from",
+                    "valid_to",
+                )
+            }
+            for p in store.plates()
+            if (args.list is None or p["list"] == args.list)
+            and matches(p["resident"], args.name)
+            and unit_matches(p["unit"], args.unit)
+        ]
+        print_list(
+            args,
+            records,
+            ["plate", "list", "resident", "unit", "note", "from", "to"],
+            lambda p: [
+                p["plate"],
+                p["list"],
+                p["resident"] or "-",
+                p["unit"] or "-",
+                p["note"] or "-",
+                fmt_time(p["valid_from"]),
+                fmt_time(p["valid_to"]),
+            ],
+        )
         return 0
     if not args.plate:
         raise UsageError(f"plates {args.action}: give the plate, e.g. 粤B12345")
@@ -362,7 +491,10 @@ def cmd_plates(args, app_factory) -> int:
         print(f"{plate} removed from {n} list(s)")
         return 0
     if not plate_format.is_plate(plate):
-        raise UsageError(f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. 粤B12345, 沪AD12345, 鄂F8888警)")
+        raise UsageError(
+            f"plate: '{shown(args.plate, 20)}' is not a valid Chinese plate (e.g. "
+            "粤B12345, 沪AD12345, 鄂F8888警)"
+        )
     list_ = args.list or "resident"
     unit = checked_text("--unit", args.unit, UNIT_MAX, required=False)
     note = checked_text("--note", args.note, REASON_MAX, required=False)
@@ -374,7 +506,9 @@ def cmd_plates(args, app_factory) -> int:
     if valid_to is not None and valid_from is not None and valid_to <= valid_from:
         raise UsageError(f"--to: {fmt_time(valid_to)} is not after --from {fmt_time(valid_from)}")
     if valid_to is not None and valid_to <= app.clock():
-        raise UsageError(f"--to: {fmt_time(valid_to)} is already past: the pass would never open the barrier")
+        raise UsageError(
+            f"--to: {fmt_time(valid_to)} is already past: the pass would never open the barrier"
+        )
     others = {p["list"] for p in store.plates(plate)} - {list_}
     store.add_plate(plate, list_, resident_id=resident_id, unit=unit, note=note,
                     valid_from=valid_from, valid_to=valid_to)
@@ -383,53 +517,101 @@ def cmd_plates(args, app_factory) -> int:
         print(f"gatectl: warning: {plate} is also on the {' and '.join(sorted(others))} list: "
               "the blacklist wins, the lanes raise an alert for it", file=sys.stderr)
     elif "blacklist" in others:
-        print(f"gatectl: warning: {plate} is also on the blacklist, which wins: the lanes will not open for it "
-              f"(`plates remove {plate} --list blacklist` lifts it)", file=sys.stderr)
+        print(
+            f"gatectl: warning: {plate} is also on the blacklist, which wins: "
+            "the lanes will not open for it "
+            f"(`plates remove {plate} --list blacklist` lifts it)",
+            file=sys.stderr,
+        )
     return 0
 
 
-def cmd_vehicles(args, app_factory) -> int:
+def cmd_vehicles(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     now = app.clock()
     if args.action == "inside":
-        days = args.days if args.days is not None else max(
-            (g.inside_days_alert for g in app.cfg.gates if isinstance(g, PlateGateConfig)), default=30.0)
-        rows = [[v["plate"], v["lane"], fmt_time(v["entered_at"]), f"{(now - v['entered_at']) / 86400:.1f}",
-                 "LONG STAY" if now - v["entered_at"] > days * 86400 else ""] for v in app.store.vehicles_inside()]
+        days = (
+            args.days
+            if args.days is not None
+            else max(
+                (g.inside_days_alert for g in app.cfg.gates if isinstance(g, PlateGateConfig)),
+                default=30.0,
+            )
+        )
+        rows = [
+            [
+                v["plate"],
+                v["lane"],
+                fmt_time(v["entered_at"]),
+                f"{(now - v['entered_at']) / 86400:.1f}",
+                "LONG STAY" if now - v["entered_at"] > days * 86400 else "",
+            ]
+            for v in app.store.vehicles_inside()
+        ]
         print_table(rows, ["plate", "lane", "entered", "days", f"> {days:g} d"])
         return 0
     since = parse_since(args.since, now) if args.since else None
-    passes = app.store.vehicle_passes(plate_format.normalise(args.plate) if args.plate else None, since)
+    passes = app.store.vehicle_passes(
+        plate_format.normalise(args.plate) if args.plate else None, since
+    )
     if args.json:
         for p in passes:
             print(json.dumps(p, ensure_ascii=False))
         return 0
-    rows = [[fmt_time(p["ts"]), p["plate"], p["lane"], p["direction"], p["decision"],
-             "-" if p["inside_s"] is None else f"{p['inside_s'] / 3600:.1f} h", p["event_id"] or "-"] for p in passes]
+    rows = [
+        [
+            fmt_time(p["ts"]),
+            p["plate"],
+            p["lane"],
+            p["direction"],
+            p["decision"],
+            "-" if p["inside_s"] is None else f"{p['inside_s'] / 3600:.1f} h",
+            p["event_id"] or "-",
+        ]
+        for p in passes
+    ]
     print_table(rows, ["time", "plate", "lane", "direction", "decision", "inside", "event"])
     return 0
 
 
-def cmd_events(args, app_factory) -> int:
+def cmd_events(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     since = parse_since(args.since, app.clock()) if args.since else None
     evs = app.store.events(since=since, kind=args.kind, gate=args.gate, limit=args.limit + 1)
     if len(evs) > args.limit:  # the newest --limit are shown; say that older ones exist
         evs = evs[1:]
-        print(f"gatectl: older events not shown (the newest {args.limit}; --limit N or --since to see them)",
-              file=sys.stderr)
+        print(
+            f"gatectl: older events not shown (the newest {args.limit}; "
+            "--limit N or --since to see them)",
+            file=sys.stderr,
+        )
     names = {r.id: r.name for r in app.store.residents()}
     if args.json:
         for e in evs:
-            print(json.dumps({**e.__dict__, "resident": names.get(e.resident_id)}, ensure_ascii=False))
+            print(
+                json.dumps({**e.__dict__, "resident": names.get(e.resident_id)}, ensure_ascii=False)
+            )
         return 0
-    rows = [[fmt_time(e.ts), e.gate, e.kind, e.decision or "-", names.get(e.resident_id, "-"),
-             e.reason, "-" if e.score is None else f"{e.score:.3f}", e.snapshot or "-"] for e in evs]
-    print_table(rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"])
+    rows = [
+        [
+            fmt_time(e.ts),
+            e.gate,
+            e.kind,
+            e.decision or "-",
+            names.get(e.resident_id, "-"),
+            e.reason,
+            "-" if e.score is None else f"{e.score:.3f}",
+            e.snapshot or "-",
+        ]
+        for e in evs
+    ]
+    print_table(
+        rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"]
+    )
     return 0
 
 
-def cmd_doctor(args, app_factory) -> int:
+def cmd_doctor(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     problems = 0
 
@@ -443,7 +625,11 @@ def cmd_doctor(args, app_factory) -> int:
     if app.cfg.sync.enabled and not app.cfg.sync.missing_files():
         try:  # built as `run` builds it: keys, password file and certificates loaded
             app.sync_client(dict, str)
-            report(True, f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, files, certificates)")
+            report(
+                True,
+                f"sync: client for {app.cfg.sync.host}:{app.cfg.sync.port} ready (keys, "
+                "files, certificates)",
+            )
         except GatectlError as exc:
             report(False, str(exc))
     for spec, err in app.models.check_all():
@@ -460,8 +646,12 @@ def cmd_doctor(args, app_factory) -> int:
             db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
         report(True, f"store {store.path} writable (schema v{store.schema_version})")
         foreign = store.foreign_model_templates(app.embedder.model_id)
-        report(foreign == 0, f"{foreign} template(s) from another embedding model need re-enrollment"
-               if foreign else "all templates match the embedding model")
+        report(
+            foreign == 0,
+            f"{foreign} template(s) from another embedding model need re-enrollment"
+            if foreign
+            else "all templates match the embedding model",
+        )
     except StoreError as exc:
         report(False, str(exc))
     for name, board in app.boards.items():
@@ -480,15 +670,21 @@ def cmd_doctor(args, app_factory) -> int:
         frame = g.get(timeout=args.camera_timeout)
         st = g.health()
         g.stop()
-        report(frame is not None, f"camera {cam.name} ({cam.source}): "
-               + (f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received" if frame is not None
-                  else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"))
+        report(
+            frame is not None,
+            f"camera {cam.name} ({cam.source}): "
+            + (
+                f"{frame.image.shape[1]}x{frame.image.shape[0]} frame received"
+                if frame is not None
+                else f"no frame in {args.camera_timeout:.0f} s (state {st['state']})"
+            ),
+        )
     app.close()
     print("doctor: all checks passed" if problems == 0 else f"doctor: {problems} problem(s)")
     return 0 if problems == 0 else 1
 
 
-def cmd_relay(args, app_factory) -> int:
+def cmd_relay(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """For technicians wiring a site: drive one output, or watch the inputs."""
     app = app_factory()
     try:
@@ -499,18 +695,26 @@ def cmd_relay(args, app_factory) -> int:
                 o = app.cfg.output(args.output)
             except StopIteration:
                 names = ", ".join(x.name for x in app.cfg.outputs) or "none configured"
-                raise UsageError(f"--output: unknown output '{shown(args.output, 40)}' ({names})") from None
+                raise UsageError(
+                    f"--output: unknown output '{shown(args.output, 40)}' ({names})"
+                ) from None
             board = app.boards[o.board]
             wait_online(board, args.timeout)
             seconds = min(args.seconds, o.max_on_s)
             if seconds < args.seconds:
-                print(f"gatectl: --seconds {args.seconds:g} capped at outputs.{o.name}.max_on_s = {o.max_on_s:g}",
-                      file=sys.stderr)
+                print(
+                    f"gatectl: --seconds {args.seconds:g} capped at "
+                    f"outputs.{o.name}.max_on_s = {o.max_on_s:g}",
+                    file=sys.stderr,
+                )
             app.outputs.pulse(o.name, seconds)
             mode = "board-timed" if board.hw_pulse else "software-timed"
             label = f"output {o.name} (board {o.board} channel {o.channel})"
             on = wait_state(board, o.channel, True, time.monotonic() + 1.0)
-            print(f"{label}: {'on' if on else 'NOT reported on'} for {seconds:g} s ({mode})", flush=True)
+            print(
+                f"{label}: {'on' if on else 'NOT reported on'} for {seconds:g} s ({mode})",
+                flush=True,
+            )
             # stay until the pulse has ended: a software-timed one needs this process, and the
             # technician wants to see the board report the relay off again
             off = wait_state(board, o.channel, False, time.monotonic() + seconds + 2.0)
@@ -532,18 +736,20 @@ def cmd_relay(args, app_factory) -> int:
         app.close()
 
 
-def sync_check(cfg) -> tuple[bool, str]:
+def sync_check(cfg: Config) -> tuple[bool, str]:
     """The doctor's broker check: one connection with the configured TLS and credentials."""
     from gatectl.sync.client import probe
 
     try:
-        ok, line = probe(cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}")
+        ok, line = probe(
+            cfg.sync, f"gatectl-doctor-{cfg.device.site}-{cfg.device.id}-{os.getpid()}"
+        )
     except ConfigError as exc:
         ok, line = False, "; ".join(exc.lines)
     return ok, f"sync: {line}"
 
 
-def wait_online(board, timeout: float) -> None:
+def wait_online(board: Relay, timeout: float) -> None:
     """A serial board needs a moment to open its port and poll once; say why if it cannot."""
     deadline = time.monotonic() + timeout
     while board.health().get("state") != "online":
@@ -556,7 +762,7 @@ def wait_online(board, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
+def wait_state(board: Relay, channel: int, on: bool, deadline: float) -> bool:
     """Wait for the board's read-back to report ``channel`` as ``on``; False at ``deadline``."""
     while board.is_on(channel) != on:
         if time.monotonic() > deadline:
@@ -565,7 +771,7 @@ def wait_state(board, channel: int, on: bool, deadline: float) -> bool:
     return True
 
 
-def cmd_sync(args, app_factory) -> int:
+def cmd_sync(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Works without the daemon and without the broker: both only touch the outbox."""
     app = app_factory()
     try:
@@ -582,14 +788,14 @@ def cmd_sync(args, app_factory) -> int:
         app.close()
 
 
-def cmd_central(args, app_factory) -> int:
+def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Everything after `central` is the reference tool's own command line (with its --help)."""
     from gatectl.runtime.central import main as central_main
 
     return central_main(args.central_args)
 
 
-def cmd_board_sim(args, app_factory) -> int:
+def cmd_board_sim(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """With --board, the simulator answers as that configured board and knows its inputs' names."""
     from gatectl.hw.board_sim import fill_defaults, serve
 
@@ -602,10 +808,12 @@ def cmd_board_sim(args, app_factory) -> int:
         raise UsageError(f"--board: no board '{shown(args.board, 40)}' in the config "
                          f"({', '.join(b.name for b in cfg.boards) or 'none'})") from None
     fill_defaults(args, board)
-    return serve(args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name})
+    return serve(
+        args, names={i.name: (i.index, i.role) for i in cfg.inputs if i.board == board.name}
+    )
 
 
-def cmd_run(args, app_factory) -> int:
+def cmd_run(args: argparse.Namespace, app_factory: AppFactory) -> int:
     from gatectl.runtime.runner import Runner
 
     app = app_factory()
@@ -627,7 +835,7 @@ def cmd_run(args, app_factory) -> int:
     return 0
 
 
-def cmd_replay(args, app_factory) -> int:
+def cmd_replay(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """On a scratch copy of the store unless --store: a replay's events, snapshots and "last
     seen" must not enter the real audit trail nor restart anyone's 15-day inactivity clock."""
     if args.store:
@@ -636,7 +844,7 @@ def cmd_replay(args, app_factory) -> int:
         return _replay_cmd(args, app_factory(simulated=True, scratch=Path(scratch)))
 
 
-def _replay_cmd(args, app: App) -> int:
+def _replay_cmd(args: argparse.Namespace, app: App) -> int:
 
     def emit(d: dict) -> None:
         if args.json:
@@ -644,8 +852,12 @@ def _replay_cmd(args, app: App) -> int:
         else:
             score = "-" if d["score"] is None else f"{d['score']:.3f}"
             who = d.get("plate", d.get("resident", d.get("label"))) or "-"
-            print(f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} ({shown(d['reason'])}) "
-                  f"score {score}", flush=True)
+            print(
+                f"{shown(Path(d['source']).name)}: {d['decision']} {shown(who)} "
+                f"({shown(d['reason'])}) "
+                f"score {score}",
+                flush=True,
+            )
 
     from gatectl.runtime.replay import replay
 
@@ -655,7 +867,7 @@ def _replay_cmd(args, app: App) -> int:
         app.close()
 
 
-def cmd_demo(args, app_factory) -> int:
+def cmd_demo(args: argparse.Namespace, app_factory: AppFactory) -> int:
     from gatectl.runtime.demo import run_demo
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="gatectl-demo-"))
@@ -666,20 +878,42 @@ def cmd_demo(args, app_factory) -> int:
 
 def add_list_options(p: argparse.ArgumentParser) -> None:
     """`list` output: JSON lines, and a window of a long list (the rest is counted on stderr)."""
-    p.add_argument("--json", action="store_true", help="list: one JSON object per line (times in epoch seconds)")
-    p.add_argument("--limit", type=number_in(1, 100_000, int), default=100, metavar="N",
-                   help="list: at most N rows (default 100)")
-    p.add_argument("--offset", type=number_in(0, 10**9, int), default=0, metavar="N",
-                   help="list: skip the first N rows")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="list: one JSON object per line (times in epoch seconds)",
+    )
+    p.add_argument(
+        "--limit",
+        type=number_in(1, 100_000, int),
+        default=100,
+        metavar="N",
+        help="list: at most N rows (default 100)",
+    )
+    p.add_argument(
+        "--offset",
+        type=number_in(0, 10**9, int),
+        default=0,
+        metavar="N",
+        help="list: skip the first N rows",
+    )
 
 
 def build_parser() -> Parser:
     p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
-    p.add_argument("--config", metavar="FILE", help="device TOML; default $GATECTL_CONFIG, else the service's "
-                   f"{system_config_path()}, else built-in one-gate defaults")
-    p.add_argument("--data", metavar="DIR", help="state folder (store, snapshots); default the config's "
-                   f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
-                   f"{default_data_dir()[0]}")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="device TOML; default $GATECTL_CONFIG, else the service's "
+        f"{system_config_path()}, else built-in one-gate defaults",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="state folder (store, snapshots); default the config's "
+        f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
+        f"{default_data_dir()[0]}",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -690,22 +924,39 @@ def build_parser() -> Parser:
 
     e = sub.add_parser("enroll", help="enroll a resident from photos or a live camera")
     e.add_argument("--name", help=f"at most {NAME_MAX} printable characters")
-    e.add_argument("--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)")
-    e.add_argument("--resident", metavar="ID", help="re-enroll: add these photos to an enrolled resident "
-                   "(restarts their inactivity clock)")
+    e.add_argument(
+        "--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)"
+    )
+    e.add_argument(
+        "--resident",
+        metavar="ID",
+        help="re-enroll: add these photos to an enrolled resident "
+        "(restarts their inactivity clock)",
+    )
     e.add_argument("--photo", action="append", default=[], metavar="FILE")
     e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
     e.set_defaults(func=cmd_enroll)
 
-    r = sub.add_parser("residents", help="list, show, update, remove, reactivate or suspend residents")
+    r = sub.add_parser(
+        "residents", help="list, show, update, remove, reactivate or suspend residents"
+    )
     r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
     r.add_argument("who", nargs="?", help="resident id or exact name")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
-    r.add_argument("--add-photo", action="append", default=[], metavar="FILE", help="update: more photos")
-    r.add_argument("--replace-photos", action="append", default=[], metavar="FILE",
-                   help="update: these photos instead of all the old ones")
-    r.add_argument("--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter")
+    r.add_argument(
+        "--add-photo", action="append", default=[], metavar="FILE", help="update: more photos"
+    )
+    r.add_argument(
+        "--replace-photos",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="update: these photos instead of all the old ones",
+    )
+    r.add_argument(
+        "--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter"
+    )
     add_list_options(r)
     r.set_defaults(func=cmd_residents)
 
@@ -727,7 +978,9 @@ def build_parser() -> Parser:
     pl.add_argument("--unit")
     pl.add_argument("--note", help="e.g. the reason for a blacklist entry")
     pl.add_argument("--from", dest="from_", metavar="TIME", help="valid from (ISO date/time)")
-    pl.add_argument("--to", metavar="TIME", help="valid until (ISO date/time); required for visitors")
+    pl.add_argument(
+        "--to", metavar="TIME", help="valid until (ISO date/time); required for visitors"
+    )
     pl.add_argument("--name", help="list: part of the owner's name")
     add_list_options(pl)
     pl.set_defaults(func=cmd_plates)
@@ -751,8 +1004,13 @@ def build_parser() -> Parser:
     ev.set_defaults(func=cmd_events)
 
     d = sub.add_parser("doctor", help="check models, store, disk and cameras")
-    d.add_argument("--camera-timeout", type=number_in(0.1, 120, unit=" s"), default=5.0, metavar="S",
-                   help="wait this long for each camera's first frame (0.1..120 s)")
+    d.add_argument(
+        "--camera-timeout",
+        type=number_in(0.1, 120, unit=" s"),
+        default=5.0,
+        metavar="S",
+        help="wait this long for each camera's first frame (0.1..120 s)",
+    )
     d.set_defaults(func=cmd_doctor)
 
     sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
@@ -763,8 +1021,11 @@ def build_parser() -> Parser:
 
     # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
     # (argparse.REMAINDER after a subcommand refuses options such as --help)
-    ce = sub.add_parser("central", help="reference central-side tool (watch a site, enroll, signed commands)",
-                        add_help=False)
+    ce = sub.add_parser(
+        "central",
+        help="reference central-side tool (watch a site, enroll, signed commands)",
+        add_help=False,
+    )
     ce.set_defaults(func=cmd_central)
 
     rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
@@ -778,22 +1039,34 @@ def build_parser() -> Parser:
 
     from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
 
-    bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
-                        epilog=CONSOLE_HELP)
+    bs = sub.add_parser(
+        "board-sim",
+        help="a simulated Modbus RTU relay board on a pty (bench tool)",
+        epilog=CONSOLE_HELP,
+    )
     add_arguments(bs)
-    bs.add_argument("--board", metavar="NAME", help="answer as this [[boards]] entry of the config (address, "
-                    "channels, inputs, baud) and accept its [[inputs]] names on the console")
+    bs.add_argument(
+        "--board",
+        metavar="NAME",
+        help="answer as this [[boards]] entry of the config (address, "
+        "channels, inputs, baud) and accept its [[inputs]] names on the console",
+    )
     bs.set_defaults(func=cmd_board_sim)
 
     rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
     rp.add_argument("paths", nargs="+", metavar="PATH")
     rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
     rp.add_argument("--json", action="store_true", help="one JSON object per decision")
-    rp.add_argument("--store", action="store_true",
-                    help="record into the real store (events, snapshots, last seen); default a scratch copy")
+    rp.add_argument(
+        "--store",
+        action="store_true",
+        help="record into the real store (events, snapshots, last seen); default a scratch copy",
+    )
     rp.set_defaults(func=cmd_replay)
 
-    dm = sub.add_parser("demo", help="enroll sample residents in a scratch store and replay samples")
+    dm = sub.add_parser(
+        "demo", help="enroll sample residents in a scratch store and replay samples"
+    )
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
     return p
@@ -807,7 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "central":
             args.central_args = rest
         elif rest:
-            raise UsageError(f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}")
+            raise UsageError(
+                f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}"
+            )
         config_path, config_origin = find_config(args.config)
         args.config_path = config_path
         # these never act on the service's config or state, so a broken one must not stop them
@@ -827,8 +1102,11 @@ def main(argv: list[str] | None = None) -> int:
             nonlocal announced
             if not announced and (data_origin != "--data" or service_config):
                 announced = True  # what was picked for the technician, said once on stderr
-                print(f"gatectl: config {config_path or '-'} ({config_origin}); state {data} ({data_origin})",
-                      file=sys.stderr)
+                print(
+                    f"gatectl: config {config_path or '-'} ({config_origin}); "
+                    f"state {data} ({data_origin})",
+                    file=sys.stderr,
+                )
             boards = simulated_boards(cfg) if simulated else None
             app = App(cfg, data, boards=boards)
             check_ownership(app)
@@ -851,6 +1129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
         log.debug("internal error", exc_info=True)
-        print(f"gatectl: internal error: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
-              file=sys.stderr)
+        print(
+            f"gatectl: internal error: {type(exc).__name__}: {exc} (run with "
+            "--log-level debug for details)",
+            file=sys.stderr,
+        )
         return 70

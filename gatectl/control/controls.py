@@ -34,8 +34,14 @@ log = logging.getLogger("gatectl.controls")
 
 
 class Controls:
-    def __init__(self, cfg: Config, outputs: Outputs, recorder: EventRecorder,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        outputs: Outputs,
+        recorder: EventRecorder,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] | None = None,
+    ):
         """``clock`` times the controllers (monotonic); ``wall_clock`` (default: the recorder's)
         stamps what must outlive the process, such as anti-passback passes."""
         self.outputs = outputs
@@ -43,19 +49,35 @@ class Controls:
         self.clock = clock
         self.wall_clock = wall_clock or recorder.clock
         self.doors = {d.name: DoorController(d) for d in cfg.doors}
-        self.barriers = {b.name: BarrierController(b.open_output, b.close_output, pulse_s=b.pulse_s,
-                                                   auto_close_s=b.auto_close_s, closing_s=b.closing_s)
-                         for b in cfg.barriers}
-        self.elevators = {e.name: ElevatorHold(e.hold_output, e.alarm_output, pulse_s=e.pulse_s,
-                                               renew_s=e.renew_s, release_after_s=e.release_after_s,
-                                               cap_s=e.cap_s, episode_gap_s=e.episode_gap_s,
-                                               cooldown_s=e.cooldown_s)
-                          for e in cfg.elevators}
+        self.barriers = {
+            b.name: BarrierController(
+                b.open_output,
+                b.close_output,
+                pulse_s=b.pulse_s,
+                auto_close_s=b.auto_close_s,
+                closing_s=b.closing_s,
+            )
+            for b in cfg.barriers
+        }
+        self.elevators = {
+            e.name: ElevatorHold(
+                e.hold_output,
+                e.alarm_output,
+                pulse_s=e.pulse_s,
+                renew_s=e.renew_s,
+                release_after_s=e.release_after_s,
+                cap_s=e.cap_s,
+                episode_gap_s=e.episode_gap_s,
+                cooldown_s=e.cooldown_s,
+            )
+            for e in cfg.elevators
+        }
         self.inputs: list[InputConfig] = list(cfg.inputs)
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
-        self._boards: dict[str, tuple[str | None, int]] = {}  # board -> (state, reconnects) last seen
+        # board -> (state, reconnects) last seen
+        self._boards: dict[str, tuple[str | None, int]] = {}
         self._boards_down: set[str] = set()  # boards whose outage was recorded
         self._door_frames: dict[str, Callable[[], np.ndarray | None]] = {}
         self._restore_anti_passback()
@@ -71,7 +93,9 @@ class Controls:
             try:
                 passes = self.recorder.store.recent_passes(name, wall - window)
             except (StoreError, sqlite3.Error) as exc:
-                log.error("door %s: stored anti-passback not read (%s); starting without it", name, exc)
+                log.error(
+                    "door %s: stored anti-passback not read (%s); starting without it", name, exc
+                )
                 continue
             door.restore_passes({rid: now - max(wall - ts, 0.0) for rid, ts in passes.items()})
 
@@ -87,9 +111,16 @@ class Controls:
             self._apply(door, ctl.grant(self.clock(), resident_id))
             if resident_id is not None and ctl.cfg.anti_passback_s > 0:
                 try:  # after the door opened: a store problem must not keep anyone out
-                    self.recorder.store.note_pass(door, resident_id, self.wall_clock(), ctl.cfg.anti_passback_s)
+                    self.recorder.store.note_pass(
+                        door, resident_id, self.wall_clock(), ctl.cfg.anti_passback_s
+                    )
                 except (StoreError, sqlite3.Error) as exc:
-                    log.error("door %s: anti-passback pass of resident #%d not stored: %s", door, resident_id, exc)
+                    log.error(
+                        "door %s: anti-passback pass of resident #%d not stored: %s",
+                        door,
+                        resident_id,
+                        exc,
+                    )
 
     def exit_request(self, door: str) -> None:
         with self._lock:
@@ -99,7 +130,9 @@ class Controls:
         with self._lock:
             self._apply(barrier, self.barriers[barrier].open(self.clock()))
 
-    def ebike(self, elevator: str, image: np.ndarray | None = None, detail: str = "e-bike in the car") -> None:
+    def ebike(
+        self, elevator: str, image: np.ndarray | None = None, detail: str = "e-bike in the car"
+    ) -> None:
         """A confirmed e-bike in the car on this frame; ``image`` becomes the snapshot of the
         ``ebike_in_car`` alert that starts an episode."""
         with self._lock:
@@ -122,7 +155,9 @@ class Controls:
         snapshots = {name: board.inputs() for name, board in self.outputs.boards.items()}
         for inp in self.inputs:
             raw = snapshots.get(inp.board)
-            out[inp.name] = None if raw is None or inp.index >= len(raw) else raw[inp.index] != inp.active_low
+            out[inp.name] = (
+                None if raw is None or inp.index >= len(raw) else raw[inp.index] != inp.active_low
+            )
         return out
 
     def poll(self) -> None:
@@ -178,8 +213,15 @@ class Controls:
         fail-safe door released by an active fire alarm, a running elevator hold)."""
         for group in (self.doors, self.elevators):
             for name, ctl in group.items():
-                self._apply(name, [a for a in ctl.restore(now)
-                                   if isinstance(a, (Pulse, Latch)) and self.outputs.board_of(a.output) == board])
+                self._apply(
+                    name,
+                    [
+                        a
+                        for a in ctl.restore(now)
+                        if isinstance(a, (Pulse, Latch))
+                        and self.outputs.board_of(a.output) == board
+                    ],
+                )
 
     def _system(self, source: str, reason: str) -> None:
         self.recorder.record(source, "system", None, reason)

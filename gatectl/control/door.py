@@ -98,9 +98,16 @@ class DoorController:
             return []
         self._fire = active
         if self.cfg.fail_mode != "safe":
-            return [Notice("fire_alarm", "active; fail-secure door stays locked" if active else "cleared")]
+            return [
+                Notice(
+                    "fire_alarm", "active; fail-secure door stays locked" if active else "cleared"
+                )
+            ]
         if active:
-            return [Latch(self.cfg.output, True), Notice("fire_alarm", "active; fail-safe door released")]
+            return [
+                Latch(self.cfg.output, True),
+                Notice("fire_alarm", "active; fail-safe door released"),
+            ]
         self._unlocked_until = None
         return [Latch(self.cfg.output, False), Notice("fire_alarm", "cleared; door locked again")]
 

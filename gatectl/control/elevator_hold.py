@@ -110,13 +110,20 @@ class ElevatorHold:
         if self.state == PAUSED and self._held >= self.cap_s:
             self.state = CAPPED  # paused exactly as the cap ran out
             self._cooldown_until = now + self.cooldown_s
-            return [*self._pulses(now), Alarm("hold_cap_reached", f"e-bike still in the car after {self.cap_s:g} s "
-                                                                  "of holds; no new hold")]
+            return [
+                *self._pulses(now),
+                Alarm(
+                    "hold_cap_reached",
+                    f"e-bike still in the car after {self.cap_s:g} s of holds; no new hold",
+                ),
+            ]
         if self.state == PAUSED:
             self.state = HOLDING
             self._started = now
-            return [*self._pulses(now),
-                    Notice("hold_resumed", f"seen again; {self._held:.0f} of {self.cap_s:g} s used")]
+            return [
+                *self._pulses(now),
+                Notice("hold_resumed", f"seen again; {self._held:.0f} of {self.cap_s:g} s used"),
+            ]
         return []
 
     def tick(self, now: float) -> list[Action]:
@@ -134,14 +141,28 @@ class ElevatorHold:
                 self._held = self.cap_s
                 self.state = CAPPED
                 self._cooldown_until = now + self.cooldown_s
-                return [Latch(self.hold_output, False),
-                        Alarm("hold_cap_reached", f"e-bike still in the car after {self.cap_s:g} s of holds; "
-                                                  f"doors released, no new hold for {self.cooldown_s:g} s")]
+                return [
+                    Latch(self.hold_output, False),
+                    Alarm(
+                        "hold_cap_reached",
+                        f"e-bike still in the car after {self.cap_s:g} s of holds; "
+                        f"doors released, no new hold for {self.cooldown_s:g} s",
+                    ),
+                ]
         elif unseen >= self.episode_gap_s:
             held = self._held
-            return [*self._stop(), Notice("ebike_gone", f"not seen for {self.episode_gap_s:g} s; "
-                                                        f"doors held {held:.0f} s in all")]
-        if self.state in (HOLDING, CAPPED) and unseen < self.release_after_s and now - self._last_pulse >= self.renew_s:
+            return [
+                *self._stop(),
+                Notice(
+                    "ebike_gone",
+                    f"not seen for {self.episode_gap_s:g} s; doors held {held:.0f} s in all",
+                ),
+            ]
+        if (
+            self.state in (HOLDING, CAPPED)
+            and unseen < self.release_after_s
+            and now - self._last_pulse >= self.renew_s
+        ):
             return self._pulses(now)
         return []
 

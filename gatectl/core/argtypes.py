@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 def number_in(lo: float, hi: float, kind: type = float, unit: str = "") -> Callable[[str], float]:
     """An argparse ``type`` accepting a finite ``kind`` number in [lo, hi]."""
-    def parse(text: str):
+    def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:

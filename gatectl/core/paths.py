@@ -64,7 +64,9 @@ def find_config(explicit: str | None) -> tuple[Path | None, str]:
     return None, f"built-in defaults (no {system})"
 
 
-def default_data_dir(state_dir: Path | None = None, service_config: bool = False) -> tuple[Path, str]:
+def default_data_dir(
+    state_dir: Path | None = None, service_config: bool = False
+) -> tuple[Path, str]:
     """(state folder, where it came from) when ``--data`` is not given; ``state_dir`` is the
     config's ``storage.state_dir``, ``service_config`` whether the config is the service's own."""
     if state_dir is not None:
@@ -80,9 +82,10 @@ def default_data_dir(state_dir: Path | None = None, service_config: bool = False
 
 
 def foreign_owner(folder: Path) -> str | None:
-    """The user (name, or #uid) owning an existing ``folder``, if that is not us: files we would create there
-    (the SQLite WAL and shm files, snapshots) would belong to us and lock the service out of
-    its own store. We refuse rather than chown: a chown needs root, and half-done it is worse."""
+    """The user (name, or #uid) owning an existing ``folder``, if that is not us: files we would
+    create there (the SQLite WAL and shm files, snapshots) would belong to us and lock the
+    service out of its own store. We refuse rather than chown: a chown needs root, and half-done
+    it is worse."""
     try:
         uid = folder.stat().st_uid
     except OSError:

@@ -7,6 +7,7 @@ by someone else (the central server's account flag today; fees, time windows lat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,7 +42,7 @@ class AccountActive:
 ENTRY_CHECKS: dict[str, type] = {"account_active": AccountActive}
 
 
-def make_entry_checks(names: list[str]) -> list[EntryCheck]:
+def make_entry_checks(names: Sequence[str]) -> list[EntryCheck]:
     return [ENTRY_CHECKS[n]() for n in names]
 
 
@@ -74,11 +75,15 @@ def decide_resident(resident: Resident, watch: WatchEntry | None, checks: list[E
 def decide_watchlisted(watch: WatchEntry) -> Verdict:
     """The entry by id and the guard's reason, never the name: event reasons outlive an erasure
     and travel to the centre (the event's watchlist uid says who)."""
-    return Verdict("alert", f"watchlist #{watch.id}: {watch.reason}" if watch.reason else f"watchlist #{watch.id}",
-                   "alert")
+    return Verdict(
+        "alert",
+        f"watchlist #{watch.id}: {watch.reason}" if watch.reason else f"watchlist #{watch.id}",
+        "alert",
+    )
 
 
 UNKNOWN = Verdict("denied", "unknown face", "access")
 SPOOF = Verdict("denied", "liveness", "access")
-# the face fills the frame: too little around it to judge liveness; the person can step back and retry
+# the face fills the frame: too little around it to judge liveness; the person can step back and
+# retry
 TOO_CLOSE = Verdict("denied", "liveness: too close, step back", "access")

@@ -19,7 +19,8 @@ class Match:
     owner: OwnerKey | None
     score: float  # best cosine similarity (-1 if the gallery is empty)
     runner_up: float  # best score of any other identity (-1 if none)
-    linked: tuple[tuple[OwnerKey, float], ...] = ()  # the best identity's other owners, their best score
+    # the best identity's other owners, their best score
+    linked: tuple[tuple[OwnerKey, float], ...] = ()
 
     @property
     def margin(self) -> float:

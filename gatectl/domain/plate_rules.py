@@ -25,7 +25,9 @@ def decide_plate(entries: list[dict[str, Any]], direction: str, now: float,
     by_list = {e["list"]: e for e in entries}
     black = by_list.get("blacklist")
     if black is not None:
-        return Verdict("alert", f"blacklist: {black['note']}" if black["note"] else "blacklist", "alert")
+        return Verdict(
+            "alert", f"blacklist: {black['note']}" if black["note"] else "blacklist", "alert"
+        )
     for name in ("resident", "visitor"):
         e = by_list.get(name)
         if e is None:

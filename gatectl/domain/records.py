@@ -25,7 +25,9 @@ class Resident:
     @property
     def activity_anchor(self) -> float:
         """Start of the current inactivity period: the last pass, enrollment or reactivation."""
-        return max(t for t in (self.created_at, self.last_seen_at, self.reactivated_at) if t is not None)
+        return max(
+            t for t in (self.created_at, self.last_seen_at, self.reactivated_at) if t is not None
+        )
 
 
 @dataclass(frozen=True)

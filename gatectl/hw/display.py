@@ -77,11 +77,17 @@ class Display:
     def _run(self, body: bytes) -> Shown:
         argv = list(self.cfg.command or [])
         try:
-            done = subprocess.run(argv, input=body, capture_output=True, timeout=self.cfg.timeout_s, check=False)
+            done = subprocess.run(
+                argv, input=body, capture_output=True, timeout=self.cfg.timeout_s, check=False
+            )
         except subprocess.TimeoutExpired:
-            return Shown(False, f"display command {shown(argv[0])} took longer than {self.cfg.timeout_s:g} s")
+            return Shown(
+                False, f"display command {shown(argv[0])} took longer than {self.cfg.timeout_s:g} s"
+            )
         except OSError as exc:
-            return Shown(False, f"display command {shown(argv[0])} failed: {shown(exc.strerror or exc)}")
+            return Shown(
+                False, f"display command {shown(argv[0])} failed: {shown(exc.strerror or exc)}"
+            )
         if done.returncode != 0:
             err = done.stderr[:REPLY_LIMIT].decode("utf-8", "replace").strip().splitlines()
             return Shown(False, f"display command {shown(argv[0])} exited {done.returncode}"

@@ -68,8 +68,13 @@ def same_face_groups(gallery: Gallery, threshold: float) -> list[list[OwnerKey]]
                     continue
                 ra, rb = resident_of.get(a), resident_of.get(b)
                 if ra is not None and rb is not None:
-                    log.warning("watchlist entry #%d resembles residents #%d and #%d; linked to #%d only",
-                                w[1], ra[1], rb[1], ra[1])
+                    log.warning(
+                        "watchlist entry #%d resembles residents #%d and #%d; linked to #%d only",
+                        w[1],
+                        ra[1],
+                        rb[1],
+                        ra[1],
+                    )
                     continue
                 parent[b] = a
                 if rb is not None:
@@ -105,7 +110,9 @@ class Directory:
         residents = {r.id: r for r in self.store.residents()}
         watch = {w.id: w for w in self.store.watch_entries()}
         self.gallery, self.residents, self.watch = gallery, residents, watch
-        self.watched_residents = {w.resident_id: w for w in watch.values() if w.resident_id is not None}
+        self.watched_residents = {
+            w.resident_id: w for w in watch.values() if w.resident_id is not None
+        }
         self.rev = rev
         log.info("directory loaded: %d residents, %d watchlist, %d templates (rev %d)",
                  len(residents), len(watch), len(gallery), rev)

@@ -45,8 +45,12 @@ class DuplicateFace(EnrollmentError):
         self.score = score
 
 
-def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, float]], threshold: float,
-                    same: OwnerKey | None = None) -> None:
+def check_duplicate(
+    directory: Directory,
+    templates: list[tuple[np.ndarray, float]],
+    threshold: float,
+    same: OwnerKey | None = None,
+) -> None:
     """DuplicateFace if a template matches anyone enrolled (resident or watchlist entry) other
     than ``same`` at ``threshold`` or closer. The one duplicate rule for every way a resident's
     template arrives: photos here, the centre's changes in `gatectl.sync.enrollment`."""
@@ -57,15 +61,28 @@ def check_duplicate(directory: Directory, templates: list[tuple[np.ndarray, floa
             continue
         owner, score = dup
         if owner is None:
-            raise DuplicateFace(f"this face also matches another enrolled person (similarity {score:.2f})",
-                                None, score)
+            raise DuplicateFace(
+                f"this face also matches another enrolled person (similarity {score:.2f})",
+                None,
+                score,
+            )
         kind, oid = owner
         who = directory.residents.get(oid) if kind == "resident" else directory.watch.get(oid)
-        desc = (f"resident #{oid} {shown(who.name)} ({shown(who.unit)})" if isinstance(who, Resident)
-                else f"watchlist entry #{oid} {shown(who.name) if who else '?'}")
-        hint = f"; to give them these photos: gatectl enroll --resident {oid}" if kind == "resident" else ""
-        raise DuplicateFace(f"this face already belongs to {desc} (similarity {score:.2f}){hint}",
-                            owner, score)
+        desc = (
+            f"resident #{oid} {shown(who.name)} ({shown(who.unit)})"
+            if isinstance(who, Resident)
+            else f"watchlist entry #{oid} {shown(who.name) if who else '?'}"
+        )
+        hint = (
+            f"; to give them these photos: gatectl enroll --resident {oid}"
+            if kind == "resident"
+            else ""
+        )
+        raise DuplicateFace(
+            f"this face already belongs to {desc} (similarity {score:.2f}){hint}",
+            owner,
+            score,
+        )
 
 
 def checked_text(what: str, value: str | None, limit: int, required: bool = True) -> str:
@@ -78,7 +95,9 @@ def checked_text(what: str, value: str | None, limit: int, required: bool = True
     if len(text) > limit:
         raise EnrollmentError(f"{what}: {len(text)} characters, at most {limit}: {shown(text, 40)}")
     if not all(ch.isprintable() for ch in text):
-        raise EnrollmentError(f"{what}: contains a control or non-printable character: {shown(text, 60)}")
+        raise EnrollmentError(
+            f"{what}: contains a control or non-printable character: {shown(text, 60)}"
+        )
     return text
 
 
@@ -163,8 +182,11 @@ class Enroller:
             best = float(np.max(np.stack(old) @ vec))
             if best < thr:
                 raise EnrollmentError(
-                    f"{sample.label}: does not look like resident #{resident.id} {shown(resident.name)} "
-                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are wrong, --replace-photos")
+                    f"{sample.label}: does not look like resident #{resident.id} "
+                    f"{shown(resident.name)} "
+                    f"(similarity {best:.2f} < {thr:.2f}); if their old photos are "
+                    "wrong, --replace-photos"
+                )
 
     def _keep_photos(self, resident: Resident, samples: list[Sample]) -> None:
         if not self.storage.keep_enrollment_photos:
@@ -185,7 +207,9 @@ class Enroller:
         self.directory.refresh()
         return resident
 
-    def add_photos(self, resident: Resident, samples: list[Sample], replace: bool = False) -> Resident:
+    def add_photos(
+        self, resident: Resident, samples: list[Sample], replace: bool = False
+    ) -> Resident:
         """Re-enroll: more photos of an enrolled resident, or with ``replace`` new ones instead
         of all the old (a changed face, templates of a previous model). Their inactivity clock
         restarts; a suspension stays (that is the management's, see `residents reactivate`)."""
@@ -194,8 +218,10 @@ class Enroller:
         if not replace:
             have = self.store.template_count(owner)
             if have + len(templates) > MAX_TEMPLATES:
-                raise EnrollmentError(f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
-                                      "use --replace-photos")
+                raise EnrollmentError(
+                    f"resident #{resident.id} has {have} template(s), at most {MAX_TEMPLATES}: "
+                    "use --replace-photos"
+                )
             self._check_same_person(resident, templates, samples)
         self._check_duplicate(templates, own=owner)
         files = self.store.add_templates(resident.id, templates, self.model_id, replace=replace)
@@ -209,7 +235,10 @@ class Enroller:
         printed notice. It may well show someone also enrolled (the gate then alerts for that
         resident), but not someone already listed: a face listed twice is one entry too many."""
         analyzer = self._watch_analyzer()
-        name, reason = checked_text("name", name, NAME_MAX), checked_text("reason", reason, REASON_MAX, False)
+        name, reason = (
+            checked_text("name", name, NAME_MAX),
+            checked_text("reason", reason, REASON_MAX, False),
+        )
         templates = [extract_template(analyzer, s) for s in samples]
         d = self.directory
         d.refresh()
@@ -220,7 +249,8 @@ class Enroller:
                     w = d.watch.get(oid)
                     raise EnrollmentError(
                         f"{sample.label}: this face is already on the watchlist as entry #{oid} "
-                        f"{shown(w.name) if w else '?'} (similarity {score:.2f}); remove that entry "
+                        f"{shown(w.name) if w else '?'} (similarity "
+                        f"{score:.2f}); remove that entry "
                         "first to replace it")
         entry = self.store.add_watch(name, reason, None, templates, self.model_id)
         self.directory.refresh()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatectl.config import Config, FaceQuality, GateConfigBase
 from gatectl.control.controls import Controls
@@ -30,6 +31,9 @@ from gatectl.vision.face.embedder import Embedder, make_embedder
 from gatectl.vision.face.liveness import LivenessModel
 from gatectl.vision.models import ModelStore
 
+if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
+    from gatectl.sync.client import SyncClient
+
 
 def simulated_boards(cfg: Config) -> dict[str, Relay]:
     """In-memory stand-ins for every configured board: replay must never drive hardware."""
@@ -37,8 +41,14 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
 
 
 class App:
-    def __init__(self, cfg: Config, data_dir: Path, boards: dict[str, Relay] | None = None,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cfg: Config,
+        data_dir: Path,
+        boards: dict[str, Relay] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         """``boards`` replaces the configured relay boards by name (tests, replay, demo);
         ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares."""
         self.cfg = cfg
@@ -68,14 +78,23 @@ class App:
     @cached_property
     def recorder(self) -> EventRecorder:
         s = self.cfg.storage
-        spool = EventSpool(self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024)
-        return EventRecorder(self.store, self.snapshot_dir, s.snapshot_jpeg_quality, spool=spool,
-                             lock_wait_s=s.lock_wait_ms / 1000)
+        spool = EventSpool(
+            self.store.path.with_name(self.store.path.name + ".spool"), s.spool_max_kb * 1024
+        )
+        return EventRecorder(
+            self.store,
+            self.snapshot_dir,
+            s.snapshot_jpeg_quality,
+            spool=spool,
+            lock_wait_s=s.lock_wait_ms / 1000,
+        )
 
     @cached_property
     def clockwatch(self) -> ClockWatch:
         """Whether the wall clock may drive time-based rules (re-enrollment, retention)."""
-        return ClockWatch(self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s)
+        return ClockWatch(
+            self.clock, self.monotonic, self.cfg.clock.jump_s, self.cfg.clock.settle_s
+        )
 
     @cached_property
     def boards(self) -> dict[str, Relay]:
@@ -111,8 +130,12 @@ class App:
     def directory(self) -> Directory:
         """Reads through its own connection: its poller thread must never see, or run inside,
         a transaction the gate workers have open on the writer connection."""
-        d = Directory(Store(self.store.path, clock=self.clock), self.embedder.model_id, self.embedder.dim,
-                      self.cfg.enrollment.duplicate_threshold)
+        d = Directory(
+            Store(self.store.path, clock=self.clock),
+            self.embedder.model_id,
+            self.embedder.dim,
+            self.cfg.enrollment.duplicate_threshold,
+        )
         d.refresh()
         return d
 
@@ -147,7 +170,7 @@ class App:
     def gates(self) -> list[Gate]:
         return [self.gate(g) for g in self.cfg.gates]
 
-    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]):
+    def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]) -> SyncClient:
         """The MQTT client with its command handler and replicator (paho is imported only here).
         Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
         from gatectl.config import ConfigError
@@ -168,21 +191,56 @@ class App:
                 raise ConfigError([f"sync.command_keys.{kid}: {exc}"]) from None
         # the sync thread reads the outbox on a connection of its own (never inside another
         # thread's open transaction)
-        store = Store(self.store.path, clock=self.clock, publish=s.enabled, publish_snapshots=s.snapshots,
-                      outbox_max=s.outbox_max)
+        store = Store(
+            self.store.path,
+            clock=self.clock,
+            publish=s.enabled,
+            publish_snapshots=s.snapshots,
+            outbox_max=s.outbox_max,
+        )
         self._extra_stores.append(store)
-        replicator = Replicator(store, self.embedder.model_id, self.embedder.dim, self.recorder.delete_files,
-                                keys=keys, site=self.cfg.device.site, device=self.cfg.device.id,
-                                duplicates=DuplicateRule(Directory(store, self.embedder.model_id, self.embedder.dim),
-                                                         self.cfg.enrollment.duplicate_threshold),
-                                clock=self.clock, skew_s=s.clock_skew_s)
-        verifier = Verifier(keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s)
+        replicator = Replicator(
+            store,
+            self.embedder.model_id,
+            self.embedder.dim,
+            self.recorder.delete_files,
+            keys=keys,
+            site=self.cfg.device.site,
+            device=self.cfg.device.id,
+            duplicates=DuplicateRule(
+                Directory(store, self.embedder.model_id, self.embedder.dim),
+                self.cfg.enrollment.duplicate_threshold,
+            ),
+            clock=self.clock,
+            skew_s=s.clock_skew_s,
+        )
+        verifier = Verifier(
+            keys, self.cfg.device.id, store, max_ttl_s=s.command_max_ttl_s, skew_s=s.clock_skew_s
+        )
         refusals = Refusals(s.refusals_per_s, s.refusal_burst)  # one budget per topic kind, shared
-        handler = CommandHandler(verifier, store, self.recorder, self.controls, replicator, reload, self.clock,
-                                 refusals, display=self.display)
+        handler = CommandHandler(
+            verifier,
+            store,
+            self.recorder,
+            self.controls,
+            replicator,
+            reload,
+            self.clock,
+            refusals,
+            display=self.display,
+        )
         topics = Topics(s.prefix, self.cfg.device.site, self.cfg.device.id)
-        return SyncClient(s, topics, store, self.snapshot_dir, replicator, handler.handle, health, self.clock,
-                          refusals)
+        return SyncClient(
+            s,
+            topics,
+            store,
+            self.snapshot_dir,
+            replicator,
+            handler.handle,
+            health,
+            self.clock,
+            refusals,
+        )
 
     def close(self) -> None:
         for extra in self._extra_stores:

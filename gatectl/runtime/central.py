@@ -3,14 +3,16 @@ without the real central server (and the tests have a real counterpart on the br
 
     gatectl central keygen --out central.key [--kid K]       Ed25519 key that signs commands
                                                               and enrollment changes
-    gatectl central serve --site S --key central.key [--kid K] [--device-requests own|refuse] [--state F]
+    gatectl central serve --site S --key central.key [--kid K]
+                          [--device-requests own|refuse] [--state F]
                                                               print live events and statuses as
                                                               JSON lines; confirm them to each
                                                               device (ack); decide the devices'
                                                               enrollment requests and publish
                                                               accepted ones signed; answer
                                                               resync requests
-    gatectl central enroll --site S --key central.key --name N --unit U --photo P [--photo P ...] [--uid U]
+    gatectl central enroll --site S --key central.key --name N --unit U --photo P
+                           [--photo P ...] [--uid U]
     gatectl central delete --site S --key central.key --uid U
     gatectl central cmd --site S --device D --key central.key --kid K door.open door=front
 
@@ -33,12 +35,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, overload
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl.config import ConfigError, SyncConfig, TlsConfig
 from gatectl.core.safe_text import shown
@@ -73,7 +78,7 @@ class Malformed(ValueError):
     """A message from a device that is not what its topic carries; one line, counted."""
 
 
-def _json_object(payload: bytes) -> dict:
+def _json_object(payload: bytes | bytearray) -> dict:
     try:
         body = json.loads(payload)
     except (ValueError, RecursionError):
@@ -83,6 +88,10 @@ def _json_object(payload: bytes) -> dict:
     return body
 
 
+@overload
+def _text(body: dict, key: str, limit: int = ..., optional: Literal[False] = ...) -> str: ...
+@overload
+def _text(body: dict, key: str, limit: int = ..., *, optional: bool) -> str | None: ...
 def _text(body: dict, key: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
     value = body.get(key)
     if value is None and optional:
@@ -102,7 +111,11 @@ def _int(body: dict, key: str) -> int:
 def _request(body: dict) -> dict:
     """The fields of a device's enrollment request the centre will consider (schema-checked);
     never the message itself: what the centre publishes is built from these and signed."""
-    if body.get("v") != 1 or body.get("type") != "resident" or body.get("op") not in ("upsert", "delete"):
+    if (
+        body.get("v") != 1
+        or body.get("type") != "resident"
+        or body.get("op") not in ("upsert", "delete")
+    ):
         raise Malformed("not a v1 resident upsert/delete request")
     out = {"type": "resident", "op": body["op"], "uid": _text(body, "uid", 128)}
     if body["op"] == "delete":
@@ -140,9 +153,17 @@ class Central:
     - nothing from a device is accepted) and what is accepted is published as a new change
     signed with the centre's key."""
 
-    def __init__(self, cfg: SyncConfig, site: str, relay: bool = True, client_id: str | None = None,
-                 key: Ed25519PrivateKey | None = None, kid: str = "central-1", device_requests: str = "own",
-                 state: Path | None = None):
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        site: str,
+        relay: bool = True,
+        client_id: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        kid: str = "central-1",
+        device_requests: str = "own",
+        state: Path | None = None,
+    ):
         """A fixed ``client_id`` makes the session persistent: the broker keeps what arrives
         while this side is away (the real centre must not miss events either). ``key`` signs
         enrollment changes (pushes, accepted requests); without it nothing is relayed.
@@ -157,21 +178,24 @@ class Central:
         self.device_requests = device_requests
         self.persistent = client_id is not None
         self.root = f"{cfg.prefix}/{VERSION}/{site}"
-        self.client = make_client(cfg, client_id or f"gatectl-central-{site}-{uuid.uuid4().hex[:8]}")
+        self.client = make_client(
+            cfg, client_id or f"gatectl-central-{site}-{uuid.uuid4().hex[:8]}"
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self.lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
         self.events: dict[str, dict] = {}  # event id -> event (duplicates dropped by id)
-        self.order: dict[str, list[int]] = {}  # device -> seq of events in arrival order (first copies)
+        # device -> seq of events in arrival order (first copies)
+        self.order: dict[str, list[int]] = {}
         self.duplicates = 0
         self.statuses: dict[str, dict] = {}
         self.snapshots: dict[str, bytes] = {}
         self.residents: dict[str, dict] = {}  # uid -> newest signed change (what a resync sends)
         self.owners: dict[str, str] = {}  # uid -> device that added it, or "central"
         self.responses: queue.Queue[tuple[bytes | None, dict]] = queue.Queue(1000)
-        self.printer = None  # callable(dict) for `serve`
+        self.printer: Callable[[dict], None] | None = None  # for `serve`
         self._acks: dict[str, Ack] = {}
         self._last_resync: dict[str, float] = {}
         self._last_log: dict[str, float] = {}
@@ -180,8 +204,10 @@ class Central:
         self._db: sqlite3.Connection | None = None
         if state is not None:
             self._db = sqlite3.connect(str(state), check_same_thread=False, isolation_level=None)
-            self._db.execute("CREATE TABLE IF NOT EXISTS changes (uid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
-                             "body TEXT NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS changes (uid TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                "body TEXT NOT NULL)"
+            )
             for uid, owner, body in self._db.execute("SELECT uid, owner, body FROM changes"):
                 self.residents[uid], self.owners[uid] = json.loads(body), owner
 
@@ -193,7 +219,9 @@ class Central:
         self.client.loop_start()
         self._flusher.start()
         if not self.connected.wait(timeout):
-            raise ConnectionError(f"central: no connection to {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s")
+            raise ConnectionError(
+                f"central: no connection to {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s"
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -205,12 +233,13 @@ class Central:
         if self._db is not None:
             self._db.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if not reason_code.is_failure:
             client.subscribe(f"{self.root}/#", qos=1)
             self.connected.set()
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         """paho's thread: nothing that arrives may end it (a KeyError on ``{}`` once did)."""
         try:
             self._handle(msg)
@@ -219,7 +248,9 @@ class Central:
             self._warn("malformed", f"central: message on {shown(msg.topic)} refused: {exc}")
         except Exception as exc:  # noqa: BLE001 - a bug here must cost one message, not the centre
             self.counters["errors"] += 1
-            self._warn("error", f"central: message on {shown(msg.topic)} not handled: {shown(repr(exc))}")
+            self._warn(
+                "error", f"central: message on {shown(msg.topic)} not handled: {shown(repr(exc))}"
+            )
 
     def _warn(self, kind: str, line: str) -> None:
         """At most one line per kind and second on stderr (a flood of junk must not flood it)."""
@@ -245,7 +276,7 @@ class Central:
             eid = rest.split("/", 1)[1]
             if not 0 < len(eid) <= MAX_ID_LEN or "/" in eid:
                 raise Malformed("snapshot topic without an event id")
-            self.snapshots[eid] = msg.payload
+            self.snapshots[eid] = bytes(msg.payload)  # paho may hand a bytearray
             self._ack(device, "snapshots", eid)
             return
         body = _json_object(msg.payload)
@@ -258,7 +289,8 @@ class Central:
                     self.order.setdefault(device, []).append(seq)
                 else:
                     self.duplicates += 1
-            self._ack(device, "events", eid)  # a copy again: confirm again (the first receipt was lost)
+            # a copy again: confirm again (the first receipt was lost)
+            self._ack(device, "events", eid)
             if first:
                 self._print({"topic": "events", **body})
         elif kind == "status":
@@ -267,18 +299,19 @@ class Central:
             self.statuses[device] = body
             self._print({"topic": "status", "device": device, "state": body.get("state")})
         elif kind == "enroll/up":
-            seq = _int(body, "seq") if "seq" in body else None
+            request_seq = _int(body, "seq") if "seq" in body else None
             try:
                 decided = self._decide(device, _request(body))
             except Malformed:
                 decided = True  # refused for good: asking again would not change it
                 raise
             finally:
-                if seq is not None and decided:
-                    self._ack(device, "requests", seq)  # the device need not ask again
+                if request_seq is not None and decided:
+                    self._ack(device, "requests", request_seq)  # the device need not ask again
         elif kind == "resync":
             seq = _int(body, "seq")
-            if self.relay and self._resync(device):  # only the serving centre answers (and confirms) it
+            # only the serving centre answers (and confirms) it
+            if self.relay and self._resync(device):
                 self._ack(device, "requests", seq)
         elif kind == "cmd/resp":
             if not isinstance(body.get("ok"), bool):
@@ -297,7 +330,9 @@ class Central:
             return False
         if self.key is None:
             self.counters["requests_undecided"] += 1
-            self._warn("nokey", "central: no signing key (--key): enrollment requests are not decided")
+            self._warn(
+                "nokey", "central: no signing key (--key): enrollment requests are not decided"
+            )
             return False
         with self.lock:
             owner = self.owners.get(req["uid"])
@@ -328,7 +363,7 @@ class Central:
         self._print({"topic": "resync", "device": device, "sent": len(changes)})
         return True
 
-    def _learn(self, payload: bytes) -> None:
+    def _learn(self, payload: bytes | bytearray) -> None:
         """Remember a site-wide change for resyncs, if it is signed by this centre's key."""
         if self.key is None:
             return
@@ -341,7 +376,7 @@ class Central:
 
     def _remember(self, change: dict, device: str | None) -> bool:
         with self.lock:
-            held = self.residents.get(change.get("uid"))
+            held = self.residents.get(change["uid"])
             if held is not None and held["version"] >= change.get("version", 0):
                 return False
             self.residents[change["uid"]] = change
@@ -370,7 +405,9 @@ class Central:
             else:
                 batches = {only: self._acks.pop(only)} if only in self._acks else {}
         for device, ack in batches.items():
-            self.client.publish(Topics(self.cfg.prefix, self.site, device).ack, ack.payload(), qos=1)
+            self.client.publish(
+                Topics(self.cfg.prefix, self.site, device).ack, ack.payload(), qos=1
+            )
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(ACK_FLUSH_S):
@@ -388,7 +425,9 @@ class Central:
     def sign(self, change: dict, device: str | None = None) -> dict:
         """``change`` (version filled in when missing) signed for the site or one device."""
         if self.key is None:
-            raise ValueError("central: a signing key is needed (--key FILE from `gatectl central keygen`)")
+            raise ValueError(
+                "central: a signing key is needed (--key FILE from `gatectl central keygen`)"
+            )
         change = {**change, "version": change.get("version") or self.next_version(change["uid"])}
         return sign_change(self.key, self.kid, change, site=self.site, device=device or "*")
 
@@ -397,7 +436,10 @@ class Central:
         ``wait`` for the broker's PUBACK - never from paho's own thread (it would deadlock)."""
         signed = self.sign(change, device)
         if device is None:
-            self._remember(signed, change.get("origin") if change.get("origin") not in (None, "central") else None)
+            self._remember(
+                signed,
+                change.get("origin") if change.get("origin") not in (None, "central") else None,
+            )
         topic = f"{self.root}/{device}/enroll" if device else f"{self.root}/enroll"
         info = self.client.publish(topic, json.dumps(signed).encode(), qos=1)
         if wait:
@@ -411,7 +453,9 @@ class Central:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = topics.cmd_resp
         props.CorrelationData = corr
-        props.MessageExpiryInterval = max(1, int(body.get("exp", time.time() + timeout) - time.time()))
+        props.MessageExpiryInterval = max(
+            1, int(body.get("exp", time.time() + timeout) - time.time())
+        )
         self.client.publish(topics.cmd, json.dumps(body).encode(), qos=1, properties=props)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -424,10 +468,17 @@ class Central:
         raise TimeoutError(f"no response from device {device} within {timeout:.0f} s")
 
 
-def _connection(args) -> SyncConfig:
+def _connection(args: argparse.Namespace) -> SyncConfig:
     tls = TlsConfig(ca=args.ca, cert=args.cert, key=args.key_file) if args.ca else None
-    return SyncConfig(enabled=True, host=args.host, port=args.port, prefix=args.prefix, username=args.username,
-                      password_file=args.password_file, tls=tls)
+    return SyncConfig(
+        enabled=True,
+        host=args.host,
+        port=args.port,
+        prefix=args.prefix,
+        username=args.username,
+        password_file=args.password_file,
+        tls=tls,
+    )
 
 
 def _templates(photos: list[Path]) -> tuple[list[dict], str]:
@@ -482,12 +533,20 @@ def main(argv: list[str] | None = None) -> int:
                            help="Ed25519 private key (from keygen) that signs enrollment changes")
             p.add_argument("--kid", default="central-1")
         if name == "serve":
-            p.add_argument("--state", type=Path, default=None,
-                           help="SQLite file keeping the signed changes and who added each resident "
-                                "(default: central-<site>.db here)")
-            p.add_argument("--device-requests", choices=["own", "refuse"], default="own",
-                           help="own: a device may add residents and change or remove those it added; "
-                                "refuse: only the centre enrolls")
+            p.add_argument(
+                "--state",
+                type=Path,
+                default=None,
+                help="SQLite file keeping the signed changes and who added each resident "
+                "(default: central-<site>.db here)",
+            )
+            p.add_argument(
+                "--device-requests",
+                choices=["own", "refuse"],
+                default="own",
+                help="own: a device may add residents and change or remove those it added; "
+                "refuse: only the centre enrolls",
+            )
         if name in ("enroll", "delete"):
             p.add_argument("--uid")
             p.add_argument("--version", type=int)
@@ -499,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--status", choices=["active", "suspended"], default="active")
         if name == "cmd":
             p.add_argument("--device", required=True)
-            p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (from keygen)")
+            p.add_argument(
+                "--key", type=Path, required=True, help="Ed25519 private key (from keygen)"
+            )
             p.add_argument("--kid", default="central-1")
             p.add_argument("--ttl", type=float, default=30.0)
             p.add_argument("--timeout", type=float, default=10.0)
@@ -514,19 +575,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.action == "keygen":
-        key = generate_private_key()
-        save_private_key(key, args.out)
+        new_key = generate_private_key()
+        save_private_key(new_key, args.out)
         print(f"private key written to {args.out}; put this in each device's config:")
-        print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(key)}"')
+        print(f'[sync.command_keys]\n{args.kid} = "{public_key_b64(new_key)}"')
         return 0
-    key = load_private_key(args.key) if args.key else None  # before connecting: a bad key is one line
+    # before connecting: a bad key is one line
+    key = load_private_key(args.key) if args.key else None
     state = (args.state or Path(f"central-{args.site}.db")) if args.action == "serve" else None
-    central = Central(_connection(args), args.site, relay=args.action == "serve", key=key, kid=args.kid,
-                      device_requests=getattr(args, "device_requests", "own"), state=state)
+    central = Central(
+        _connection(args),
+        args.site,
+        relay=args.action == "serve",
+        key=key,
+        kid=args.kid,
+        device_requests=getattr(args, "device_requests", "own"),
+        state=state,
+    )
     if args.action == "cmd":
-        body = sign_command(key, args.kid, args.device, args.command, _kv(args.args), now=time.time(), ttl_s=args.ttl)
+        if key is None:
+            raise ValueError("cmd: --key is required")
+        body = sign_command(
+            key,
+            args.kid,
+            args.device,
+            args.command,
+            _kv(args.args),
+            now=time.time(),
+            ttl_s=args.ttl,
+        )
         central.start()
         try:
             resp = central.command(args.device, body, args.timeout)
@@ -546,7 +625,10 @@ def _run(args) -> int:
                   "version": args.version or version_now(), "origin": "central"}
     else:
         if key is None:
-            print("gatectl central: no --key: enrollment requests from devices are not decided", file=sys.stderr)
+            print(
+                "gatectl central: no --key: enrollment requests from devices are not decided",
+                file=sys.stderr,
+            )
         central.printer = lambda line: print(json.dumps(line, ensure_ascii=False), flush=True)
         central.start()
         try:

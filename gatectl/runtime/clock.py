@@ -45,9 +45,14 @@ class ClockJump:
 
 
 class ClockWatch:
-    def __init__(self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
-                 jump_s: float = 60.0, settle_s: float = 3600.0,
-                 on_change: Callable[[ClockJump | None], None] | None = None):
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        jump_s: float = 60.0,
+        settle_s: float = 3600.0,
+        on_change: Callable[[ClockJump | None], None] | None = None,
+    ):
         """``on_change(jump)`` is called (outside the lock) on every jump, and with None when the
         clock becomes trusted again."""
         self.wall = wall

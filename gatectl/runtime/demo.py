@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gatectl.config import BoardConfig, default_config
@@ -31,23 +32,38 @@ RESIDENTS = [  # name, unit, enrollment photo, days since enrollment
 ]
 WATCHED = ("Alex Lacamoire", "demo: banned by the management", "faces/alex_lacamoire_01.jpg")
 SUSPENDED = "Rose Leslie"
-PROBES = ["faces/obama_02.jpg", "faces/obama_03.jpg", "faces/kit_harington_02.jpeg", "faces/biden_02.jpg",
-          "faces/rose_leslie_02.jpg", "faces/alex_lacamoire_02.jpg", "faces/lin_manuel_miranda_01.png",
-          "liveness/image_F1.jpg", "liveness/image_F2.jpg"]
+PROBES = [
+    "faces/obama_02.jpg",
+    "faces/obama_03.jpg",
+    "faces/kit_harington_02.jpeg",
+    "faces/biden_02.jpg",
+    "faces/rose_leslie_02.jpg",
+    "faces/alex_lacamoire_02.jpg",
+    "faces/lin_manuel_miranda_01.png",
+    "liveness/image_F1.jpg",
+    "liveness/image_F2.jpg",
+]
 
 
 def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
     cfg = default_config()
     door = cfg.doors[0]
-    say = (lambda s: None) if json_out else print
+    say: Callable[[str], object] = (lambda s: None) if json_out else print
     say(f"gatectl demo - state folder {data}")
     for name, unit, photo, days_ago in RESIDENTS:
         # enroll "in the past" through a store whose clock is shifted, as if done back then
         then = time.time() - days_ago * DAY_SECONDS
-        past = App(cfg, data, clock=lambda then=then: then)
+
+        def then_clock(t: float = then) -> float:
+            return t
+
+        past = App(cfg, data, clock=then_clock)
         r = past.enroller().enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
         past.close()
-        say(f"  enrolled #{r.id} {name} ({unit})" + (f", {days_ago} days ago, never seen since" if days_ago else ""))
+        say(
+            f"  enrolled #{r.id} {name} ({unit})"
+            + (f", {days_ago} days ago, never seen since" if days_ago else "")
+        )
     sim = SimulatedModbusBoard(address=1, channels=8, inputs=8, baud=9600)
     sent: list[bytes] = []
     board = SerialBoard(BoardConfig(name="main", driver="modbus", port=sim.port),
@@ -61,7 +77,8 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
 
 
 def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sent: list[bytes],
-                    door: str, samples: Path, json_out: bool, say) -> int:
+                    door: str, samples: Path, json_out: bool,
+                    say: Callable[[str], object]) -> int:
     say(f"  relay: simulated Modbus RTU board on {sim.port}, driven by the real serial driver")
     rose = app.store.find_residents(SUSPENDED)[0]
     app.store.set_status(rose.id, "suspended")
@@ -85,9 +102,12 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
             while not flashes and time.monotonic() < until:
                 time.sleep(0.005)
                 flashes = [f for f in sent[seen:] if parse_flash_on(f)]
-            if flashes:
-                channel, seconds = parse_flash_on(flashes[-1])
-                d["relay"] = f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
+            flash = parse_flash_on(flashes[-1]) if flashes else None
+            if flash is not None:
+                channel, seconds = flash
+                d["relay"] = (
+                    f"{hexs(flashes[-1])} (relay {channel + 1} on for {seconds:g} s, board-timed)"
+                )
             else:
                 d["relay"] = "NOT SENT"
         seen = len(sent)
@@ -101,7 +121,9 @@ def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sen
 
     replay(app, [str(samples / p) for p in PROBES], None, emit)
     n_events = len(app.store.events())
-    say(f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list")
+    say(
+        f"{n_events} events recorded with snapshots; try: gatectl --data {app.data_dir} events list"
+    )
     st = board.health()
     say(f"relay board: {st['frames_sent']} frames sent, {st['frames_ok']} answered correctly, "
         f"{st['bad_frames']} rejected; every door pulse is timed by the board itself")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
@@ -26,6 +26,9 @@ from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
 from gatectl.store import quarantine_if_corrupt, salvage
 from gatectl.store.recorder import free_disk_mb
+
+if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
+    from gatectl.sync.client import SyncClient
 
 log = logging.getLogger("gatectl.run")
 
@@ -69,18 +72,23 @@ class GateWorker:
 
     def stalled(self, now: float) -> bool:
         """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""
-        return (not self.thread.is_alive() or now - self.heartbeat > HEARTBEAT_STALE_S
-                or (self.failing_since is not None and now - self.failing_since > HEARTBEAT_STALE_S))
+        return (
+            not self.thread.is_alive()
+            or now - self.heartbeat > HEARTBEAT_STALE_S
+            or (self.failing_since is not None and now - self.failing_since > HEARTBEAT_STALE_S)
+        )
 
 
 class Runner:
-    def __init__(self, app: App, stop: threading.Event | None = None, config_path: Path | None = None):
+    def __init__(
+        self, app: App, stop: threading.Event | None = None, config_path: Path | None = None
+    ):
         """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults)."""
         self.app = app
         self.stop = stop or threading.Event()
         self.config_path = config_path
         self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
-        self.sync = None
+        self.sync: SyncClient | None = None
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
         self._retention_held = False
@@ -122,7 +130,9 @@ class Runner:
             self.sync.start()
         gates = app.gates()
         for gate in gates:
-            grabber = CameraGrabber(app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera))
+            grabber = CameraGrabber(
+                app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera)
+            )
             self.workers.append(GateWorker(gate, grabber, self.stop))
         for w in self.workers:
             w.grabber.start()
@@ -154,9 +164,17 @@ class Runner:
             return
         target, problem = moved
         salvaged, restored = salvage(target, app.store)
-        reason = (f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created, "
-                  f"{salvaged}" + ("; resync requested from the centre" if app.cfg.sync.enabled else
-                                   "" if restored else "; no central sync: residents must be enrolled again"))
+        reason = (
+            f"store corrupt ({problem}): moved aside to {target.name}; a fresh store was created, "
+            f"{salvaged}"
+            + (
+                "; resync requested from the centre"
+                if app.cfg.sync.enabled
+                else ""
+                if restored
+                else "; no central sync: residents must be enrolled again"
+            )
+        )
         log.critical("%s", shown(reason, 2000))
         app.recorder.record("system", "alert", "alert", reason)
         if app.cfg.sync.enabled:
@@ -165,14 +183,18 @@ class Runner:
     def _clock_changed(self, jump: ClockJump | None) -> None:
         """A jump (or the return to trust): logged and raised as an alert event."""
         if jump is None:
-            log.warning("clock trusted again: retention and the re-enrollment rule use the wall clock")
+            log.warning(
+                "clock trusted again: retention and the re-enrollment rule use the wall clock"
+            )
             return
         watch = self.app.clockwatch
         if watch.trusted:
             reason = f"{jump.describe()} (wall vs monotonic): back on the trusted time base"
         else:
-            reason = (f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
-                      f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)")
+            reason = (
+                f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
+                f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)"
+            )
         log.warning("%s", reason)
         self.app.recorder.record("system", "alert", "alert", reason)
 
@@ -186,8 +208,10 @@ class Runner:
         try:
             load_config(self.config_path)
         except ConfigError as exc:
-            raise CommandFailed(f"{self.config_path}: {exc.lines[0]}"
-                                + (f" (+{len(exc.lines) - 1} more)" if len(exc.lines) > 1 else "")) from None
+            raise CommandFailed(
+                f"{self.config_path}: {exc.lines[0]}"
+                + (f" (+{len(exc.lines) - 1} more)" if len(exc.lines) > 1 else "")
+            ) from None
         self.reexec = True
         threading.Timer(0.5, self.stop.set).start()  # after the response has gone out
         return f"{self.config_path} is valid; restarting with it"
@@ -209,8 +233,11 @@ class Runner:
             next_slow = now + slow_every
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
-                log.error("gate worker(s) stalled or failing on every frame: %s; withholding the watchdog",
-                          ", ".join(stale))
+                log.error(
+                    "gate worker(s) stalled or failing on every frame: %s; "
+                    "withholding the watchdog",
+                    ", ".join(stale),
+                )
             else:
                 sd_notify("WATCHDOG=1")
             try:
@@ -237,8 +264,12 @@ class Runner:
         self._retention_held = False
         s = self.app.cfg.storage
         try:
-            self.app.recorder.apply_retention(s.retention_days, s.retention_max_mb,
-                                              event_days=s.event_retention_days, event_max_rows=s.event_max_rows)
+            self.app.recorder.apply_retention(
+                s.retention_days,
+                s.retention_max_mb,
+                event_days=s.event_retention_days,
+                event_max_rows=s.event_max_rows,
+            )
         except Exception:
             log.exception("retention failed; will retry")
         return now + RETENTION_EVERY_S

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
@@ -43,6 +44,9 @@ import numpy as np
 from gatectl.config import CameraConfig
 from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.sources.media import MediaError, list_images, open_capture, read_image
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger("gatectl.camera")
 
@@ -177,7 +181,7 @@ class V4L2Source(_CaptureSource):
         return cap
 
     def _configure(self, cap: cv2.VideoCapture) -> None:
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         wanted = (
             ("width", cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width),
             ("height", cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height),
@@ -396,7 +400,7 @@ class CameraGrabber:
             self._slot = None  # a stopped camera delivers nothing, not even a leftover frame
             self._cond.notify_all()
 
-    def __enter__(self) -> CameraGrabber:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

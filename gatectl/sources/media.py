@@ -136,7 +136,7 @@ def open_capture(
     """
     with _ffmpeg_env_lock:
         scoped = ffmpeg_options is not None and FFMPEG_OPTIONS_ENV not in os.environ
-        if scoped:
+        if scoped and ffmpeg_options is not None:
             os.environ[FFMPEG_OPTIONS_ENV] = ffmpeg_options
         try:
             return cv2.VideoCapture(target, api, list(params))

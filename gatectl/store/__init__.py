@@ -49,11 +49,21 @@ def _open_error(path: Path, exc: BaseException) -> str:
     """One line for a store that cannot be opened; a read-only filesystem (an SD card the kernel
     remounted read-only after I/O errors) says so plainly instead of SQLite's 'unable to open'."""
     if _read_only(path.parent) or getattr(exc, "errno", None) == errno.EROFS:
-        return (f"{path}: the filesystem holding the state folder is read-only; remount it read-write "
-                f"(a failing SD card is often remounted read-only) or set storage.database elsewhere")
+        return (
+            f"{path}: the filesystem holding the state folder is read-only; remount it read-write "
+            f"(a failing SD card is often remounted read-only) or set storage.database elsewhere"
+        )
     if isinstance(exc, OSError):
         return f"{path}: cannot create database folder ({exc.strerror})"
     return f"{path}: cannot open database ({exc})"
+
+
+def _row_id(cur: sqlite3.Cursor) -> int:
+    """The id SQLite gave the row the INSERT on ``cur`` just made; sqlite3 leaves it None only
+    when no row was inserted, which for these INSERTs means the database is not behaving."""
+    if cur.lastrowid is None:
+        raise StoreError("the database reported no id for a row just inserted")
+    return cur.lastrowid
 
 
 migrations = Migrations("gatectl")
@@ -183,7 +193,11 @@ def m003_vehicles(db: Database) -> None:
         );
         CREATE INDEX vehicle_passes_plate ON vehicle_passes(plate, ts);
         CREATE INDEX vehicle_passes_ts ON vehicle_passes(ts);
-        CREATE TABLE vehicles_inside (plate TEXT PRIMARY KEY, entered_at REAL NOT NULL, lane TEXT NOT NULL);
+        CREATE TABLE vehicles_inside (
+            plate TEXT PRIMARY KEY,
+            entered_at REAL NOT NULL,
+            lane TEXT NOT NULL
+        );
         """
     )
 
@@ -218,7 +232,9 @@ def m004_ids_never_reused(db: Database) -> None:
                 head = f"CREATE TABLE {table} ("
                 if not sql.startswith(head) or "id INTEGER PRIMARY KEY," not in sql:
                     raise sqlite3.DatabaseError(f"unexpected schema of table {table}")
-                body = sql[len(head):].replace("id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+                body = sql[len(head) :].replace(
+                    "id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1
+                )
                 conn.execute(f"CREATE TABLE {table}_new ({body}")
                 conn.execute(f"INSERT INTO {table}_new SELECT * FROM {table}")
                 conn.execute(f"DROP TABLE {table}")
@@ -331,8 +347,12 @@ class Store:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                                   isolation_level=None)
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             fresh = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
             if fresh:
@@ -371,18 +391,20 @@ class Store:
         costs a door ``wait_s``, not the 5 s busy timeout; the caller takes the disk-full path."""
         t0 = time.monotonic()
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            raise StoreError(f"{self.path}: write failed (busy: another writer held the lock > {wait_s:.2f} s)")
+            raise StoreError(
+                f"{self.path}: write failed (busy: another writer held the lock > {wait_s:.2f} s)"
+            )
         try:
             nested = self.db.conn.in_transaction
-            bounded = wait_s is not None and not nested
+            budget = None if nested else wait_s
             try:
-                if bounded:  # what is left of the budget, for SQLite's lock
-                    left_ms = max(1, round((wait_s - (time.monotonic() - t0)) * 1000))
+                if budget is not None:  # what is left of the budget, for SQLite's lock
+                    left_ms = max(1, round((budget - (time.monotonic() - t0)) * 1000))
                     self.db.execute(f"PRAGMA busy_timeout={left_ms}")
                 try:
                     self.db.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
                 finally:
-                    if bounded:
+                    if budget is not None:
                         self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             except sqlite3.Error as exc:
                 raise StoreError(self._write_error(exc)) from None
@@ -425,7 +447,9 @@ class Store:
     def directory_rev(self) -> int:
         """Bumped by every change to residents, templates or the watchlist, from any process,
         so a running daemon notices a CLI enrollment without a restart."""
-        return int(self.db.execute("SELECT value FROM meta WHERE key='directory_rev'").fetchone()[0])
+        return int(
+            self.db.execute("SELECT value FROM meta WHERE key='directory_rev'").fetchone()[0]
+        )
 
     # --- residents -------------------------------------------------------------------------
 
@@ -438,14 +462,20 @@ class Store:
                 "INSERT INTO residents (uid, name, unit, created_at) VALUES (?, ?, ?, ?)",
                 [str(ULID()), name, unit, now],
             )
-            rid = int(cur.lastrowid)
+            rid = _row_id(cur)
             self._insert_templates(db, ("resident", rid), templates, model_id, now)
             self._enqueue_enroll(db, rid)
         return self.resident(rid)
 
-    def _insert_templates(self, db: Database, owner: OwnerKey, templates: list[tuple[np.ndarray, float]],
-                          model_id: str, now: float) -> None:
-        db["templates"].insert_all(
+    def _insert_templates(
+        self,
+        db: Database,
+        owner: OwnerKey,
+        templates: list[tuple[np.ndarray, float]],
+        model_id: str,
+        now: float,
+    ) -> None:
+        db.table("templates").insert_all(
             {"owner_kind": owner[0], "owner_id": owner[1], "model_id": model_id, "quality": q,
              "embedding": np.asarray(v, "<f4").tobytes(), "created_at": now}
             for v, q in templates
@@ -466,6 +496,7 @@ class Store:
 
     def find_residents(self, key: str) -> list[Resident]:
         """By id, uid or exact name: what a technician types (never protocol code)."""
+        args: list[int | str]
         if key.isdigit():
             sql, args = "SELECT * FROM residents WHERE id = ?", [int(key)]
         else:
@@ -477,13 +508,18 @@ class Store:
         return [_resident(r) for r in self.db.query("SELECT * FROM residents ORDER BY id")]
 
     def template_count(self, owner: OwnerKey) -> int:
-        return int(self.db.execute(
-            "SELECT count(*) FROM templates WHERE owner_kind=? AND owner_id=?", list(owner)).fetchone()[0])
+        return int(
+            self.db.execute(
+                "SELECT count(*) FROM templates WHERE owner_kind=? AND owner_id=?", list(owner)
+            ).fetchone()[0]
+        )
 
     def set_status(self, rid: int, status: str) -> None:
         with self.write() as db:
-            db.execute("UPDATE residents SET status = ?, version = min(version + 1, ?) WHERE id = ?",
-                       [status, MAX_VERSION, rid])
+            db.execute(
+                "UPDATE residents SET status = ?, version = min(version + 1, ?) WHERE id = ?",
+                [status, MAX_VERSION, rid],
+            )
             self._bump_directory(db)
             self._enqueue_enroll(db, rid)
 
@@ -491,13 +527,16 @@ class Store:
         """Technician vouches for the person: active again, inactivity clock restarts now."""
         with self.write() as db:
             db.execute(
-                "UPDATE residents SET status='active', reactivated_at=?, version=min(version+1, ?) WHERE id=?",
+                "UPDATE residents SET status='active', reactivated_at=?, "
+                "version=min(version+1, ?) WHERE id=?",
                 [self.clock(), MAX_VERSION, rid],
             )
             self._bump_directory(db)
             self._enqueue_enroll(db, rid)
 
-    def update_resident(self, rid: int, *, name: str | None = None, unit: str | None = None) -> Resident:
+    def update_resident(
+        self, rid: int, *, name: str | None = None, unit: str | None = None
+    ) -> Resident:
         """Rename or move a resident (another unit); templates and history stay theirs."""
         with self.write() as db:
             db.execute("UPDATE residents SET name = coalesce(?, name), unit = coalesce(?, unit), "
@@ -519,9 +558,14 @@ class Store:
                 files = [Path(r["path"]) for r in db.query(
                     "SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])]
                 db.execute("DELETE FROM enrollment_photos WHERE resident_id = ?", [rid])
-                db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
+                db.execute(
+                    "DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid]
+                )
             self._insert_templates(db, ("resident", rid), templates, model_id, now)
-            db.execute("UPDATE residents SET reactivated_at = ?, version = version + 1 WHERE id = ?", [now, rid])
+            db.execute(
+                "UPDATE residents SET reactivated_at = ?, version = version + 1 WHERE id = ?",
+                [now, rid],
+            )
             self._enqueue_enroll(db, rid)
         return files
 
@@ -537,21 +581,43 @@ class Store:
         templates moved to it: a guard expects someone on the watchlist to still raise the alert
         after they moved out (`gatectl watchlist remove` erases the entry and the face)."""
         with self.write() as db:
-            files = [Path(r["path"]) for r in db.query(
-                "SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])]
-            files += [Path(r["snapshot"]) for r in db.query(
-                "SELECT snapshot FROM events WHERE resident_id = ? AND snapshot IS NOT NULL", [rid])]
-            db.execute("UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE resident_id = ?", [rid])
+            files = [
+                Path(r["path"])
+                for r in db.query("SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])
+            ]
+            files += [
+                Path(r["snapshot"])
+                for r in db.query(
+                    "SELECT snapshot FROM events WHERE resident_id = ? AND snapshot IS NOT NULL",
+                    [rid],
+                )
+            ]
+            db.execute(
+                "UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE resident_id = ?", [rid]
+            )
             person = db.execute("SELECT name, unit FROM residents WHERE id = ?", [rid]).fetchone()
             if person is not None:
                 self._scrub_reasons(db, rid, *person)
-            wl = [r["id"] for r in db.query("SELECT id FROM watchlist WHERE resident_id = ? ORDER BY id", [rid])]
+            wl = [
+                r["id"]
+                for r in db.query(
+                    "SELECT id FROM watchlist WHERE resident_id = ? ORDER BY id", [rid]
+                )
+            ]
             if wl:
-                db.execute("UPDATE templates SET owner_kind = 'watchlist', owner_id = ? "
-                           "WHERE owner_kind = 'resident' AND owner_id = ?", [wl[0], rid])
-                db.execute("UPDATE watchlist SET resident_id = NULL, version = version + 1 WHERE resident_id = ?",
-                           [rid])
-            db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
+                db.execute(
+                    "UPDATE templates SET owner_kind = 'watchlist', owner_id = ? "
+                    "WHERE owner_kind = 'resident' AND owner_id = ?",
+                    [wl[0], rid],
+                )
+                db.execute(
+                    "UPDATE watchlist SET resident_id = NULL, version = version + 1 "
+                    "WHERE resident_id = ?",
+                    [rid],
+                )
+            db.execute(
+                "DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid]
+            )
             row = db.execute("SELECT uid, version FROM residents WHERE id = ?", [rid]).fetchone()
             db.execute("DELETE FROM residents WHERE id = ?", [rid])
             if row is not None:
@@ -570,13 +636,17 @@ class Store:
         everywhere)."""
         erased = f"[resident #{rid}]"
         if name.strip():
-            db.execute("UPDATE events SET reason = replace(reason, ?, ?) WHERE instr(reason, ?) > 0",
-                       [name, erased, name])
+            db.execute(
+                "UPDATE events SET reason = replace(reason, ?, ?) WHERE instr(reason, ?) > 0",
+                [name, erased, name],
+            )
         if unit.strip():
             db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
                        "WHERE resident_id = ? AND instr(reason, ?) > 0", [unit, rid, unit])
         # a plate decision names the unit of the plate's resident ("京A12345 entry: resident 3-1")
-        for plate, plate_unit in db.execute("SELECT plate, unit FROM plates WHERE resident_id = ?", [rid]).fetchall():
+        for plate, plate_unit in db.execute(
+            "SELECT plate, unit FROM plates WHERE resident_id = ?", [rid]
+        ).fetchall():
             for u in {unit, plate_unit} - {""}:
                 db.execute("UPDATE events SET reason = replace(reason, ?, '[unit]') "
                            "WHERE instr(reason, ?) > 0 AND instr(reason, ?) > 0", [u, plate, u])
@@ -586,19 +656,36 @@ class Store:
     def version_of(self, uid: str) -> tuple[str | None, int]:
         """('resident' | 'watchlist' | 'tombstone' | None, version) of a uid: what an incoming
         change must beat."""
-        for kind, table in (("resident", "residents"), ("watchlist", "watchlist"), ("tombstone", "tombstones")):
+        for kind, table in (
+            ("resident", "residents"),
+            ("watchlist", "watchlist"),
+            ("tombstone", "tombstones"),
+        ):
             row = self.db.execute(f"SELECT version FROM {table} WHERE uid = ?", [uid]).fetchone()
             if row is not None:
                 return kind, int(row[0])
         return None, 0
 
     def templates_of(self, owner: OwnerKey) -> list[tuple[np.ndarray, float, str]]:
-        return [(np.frombuffer(r["embedding"], "<f4"), r["quality"], r["model_id"]) for r in self.db.query(
-            "SELECT embedding, quality, model_id FROM templates WHERE owner_kind = ? AND owner_id = ? ORDER BY id",
-            list(owner))]
+        return [
+            (np.frombuffer(r["embedding"], "<f4"), r["quality"], r["model_id"])
+            for r in self.db.query(
+                "SELECT embedding, quality, model_id FROM templates WHERE owner_kind = ? "
+                "AND owner_id = ? ORDER BY id",
+                list(owner),
+            )
+        ]
 
-    def replicate_resident(self, uid: str, version: int, name: str, unit: str, status: str,
-                           templates: list[tuple[np.ndarray, float]] | None, model_id: str) -> tuple[int, int, int]:
+    def replicate_resident(
+        self,
+        uid: str,
+        version: int,
+        name: str,
+        unit: str,
+        status: str,
+        templates: list[tuple[np.ndarray, float]] | None,
+        model_id: str,
+    ) -> tuple[int, int, int]:
         """Apply a resident as the centre sent it (no outbox entry: it came from there).
         ``templates`` None keeps the current ones (a status or name change). Returns (row id,
         directory revision before, after), both read inside the transaction, so a caller can
@@ -611,15 +698,20 @@ class Store:
             row = db.execute("SELECT id FROM residents WHERE uid = ?", [uid]).fetchone()
             if row is None:
                 cur = db.execute(
-                    "INSERT INTO residents (uid, name, unit, status, created_at, version) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO residents (uid, name, unit, status, created_at, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [uid, name, unit, status, now, version])
-                rid = int(cur.lastrowid)
+                rid = _row_id(cur)
             else:
                 rid = int(row[0])
-                db.execute("UPDATE residents SET name = ?, unit = ?, status = ?, version = ? WHERE id = ?",
-                           [name, unit, status, version, rid])
+                db.execute(
+                    "UPDATE residents SET name = ?, unit = ?, status = ?, version = ? WHERE id = ?",
+                    [name, unit, status, version, rid],
+                )
             if templates is not None:
-                db.execute("DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid])
+                db.execute(
+                    "DELETE FROM templates WHERE owner_kind = 'resident' AND owner_id = ?", [rid]
+                )
                 self._insert_templates(db, ("resident", rid), templates, model_id, now)
             self._bump_directory(db)
             rev_after = self.directory_rev()
@@ -633,34 +725,52 @@ class Store:
             db.execute("DELETE FROM tombstones WHERE uid = ?", [uid])
             row = db.execute("SELECT id FROM watchlist WHERE uid = ?", [uid]).fetchone()
             if row is None:
-                cur = db.execute("INSERT INTO watchlist (uid, name, reason, created_at, version) VALUES (?, ?, ?, ?, ?)",
-                                 [uid, name, reason, now, version])
-                wid = int(cur.lastrowid)
+                cur = db.execute(
+                    "INSERT INTO watchlist (uid, name, reason, created_at, version) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [uid, name, reason, now, version],
+                )
+                wid = _row_id(cur)
             else:
                 wid = int(row[0])
-                db.execute("UPDATE watchlist SET name = ?, reason = ?, version = ? WHERE id = ?",
-                           [name, reason, version, wid])
-                db.execute("DELETE FROM templates WHERE owner_kind = 'watchlist' AND owner_id = ?", [wid])
+                db.execute(
+                    "UPDATE watchlist SET name = ?, reason = ?, version = ? WHERE id = ?",
+                    [name, reason, version, wid],
+                )
+                db.execute(
+                    "DELETE FROM templates WHERE owner_kind = 'watchlist' AND owner_id = ?", [wid]
+                )
             self._insert_templates(db, ("watchlist", wid), templates, model_id, now)
 
     def tombstone(self, uid: str, kind: str, version: int) -> None:
         """Remember a deletion, so an older upsert arriving late cannot bring the person back."""
         _stored_version(version)
         with self.write() as db:
-            db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?)", [uid, kind, version, self.clock()])
+            db.execute(
+                "INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?)",
+                [uid, kind, version, self.clock()],
+            )
 
     def tombstone_version(self, uid: str) -> int | None:
         row = self.db.execute("SELECT version FROM tombstones WHERE uid = ?", [uid]).fetchone()
         return None if row is None else int(row[0])
 
     def watch_by_uid(self, uid: str) -> WatchEntry | None:
-        rows = list(self.db.query("SELECT id, uid, name, reason, resident_id, created_at FROM watchlist "
-                                  "WHERE uid = ?", [uid]))
+        rows = list(
+            self.db.query(
+                "SELECT id, uid, name, reason, resident_id, created_at FROM watchlist "
+                "WHERE uid = ?",
+                [uid],
+            )
+        )
         return WatchEntry(**rows[0]) if rows else None
 
-    def add_enrollment_photo(self, rid: int, path: Path) -> None:
+    def add_enrollment_photo(self, rid: int, path: str | Path) -> None:
+        """``path``: relative to the snapshot folder."""
         with self.write() as db:
-            db.execute("INSERT INTO enrollment_photos (resident_id, path) VALUES (?, ?)", [rid, str(path)])
+            db.execute(
+                "INSERT INTO enrollment_photos (resident_id, path) VALUES (?, ?)", [rid, str(path)]
+            )
 
     # --- watchlist -------------------------------------------------------------------------
 
@@ -669,10 +779,11 @@ class Store:
         now = self.clock()
         with self.write() as db:
             cur = db.execute(
-                "INSERT INTO watchlist (uid, name, reason, resident_id, created_at) VALUES (?,?,?,?,?)",
+                "INSERT INTO watchlist (uid, name, reason, resident_id, "
+                "created_at) VALUES (?,?,?,?,?)",
                 [str(ULID()), name, reason, resident_id, now],
             )
-            wid = int(cur.lastrowid)
+            wid = _row_id(cur)
             if templates:
                 self._insert_templates(db, ("watchlist", wid), templates, model_id, now)
             else:
@@ -726,19 +837,27 @@ class Store:
     def _insert_event(self, db: Database, row: dict[str, Any], seen_resident: int | None) -> bool:
         """INSERT OR IGNORE, so a spooled event inserted twice (a crash between the insert and
         the spool's cut) is one row and one outbox entry; True if the row is new."""
-        cur = db.execute(f"INSERT OR IGNORE INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         list(row.values()))
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
         if cur.rowcount != 1:
             return False
-        if seen_resident is not None:  # the later of the stored and this pass (spooled events are late)
-            db.execute("UPDATE residents SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
-                       [row["ts"], seen_resident])
+        # the later of the stored and this pass (spooled events are late)
+        if seen_resident is not None:
+            db.execute(
+                "UPDATE residents SET last_seen_at = "
+                "max(coalesce(last_seen_at, 0), ?) WHERE id = ?",
+                [row["ts"], seen_resident],
+            )
         self._enqueue(db, "event", row["id"])
         if row.get("snapshot") and self.publish_snapshots:
             self._enqueue(db, "snapshot", row["id"])
         return True
 
-    def insert_spooled(self, items: list[tuple[dict[str, Any], int | None]], wait_s: float | None = None) -> int:
+    def insert_spooled(
+        self, items: list[tuple[dict[str, Any], int | None]], wait_s: float | None = None
+    ) -> int:
         """Events that waited in the spool, with their outbox rows, in one transaction; a
         resident or watchlist entry removed meanwhile is dropped from the row (as erasure would
         have done). Returns the number of new rows."""
@@ -761,7 +880,9 @@ class Store:
         """A resident's grant at a door with anti-passback; passes older than the window go."""
         with self.write() as db:
             db.execute("DELETE FROM anti_passback WHERE door = ? AND ts < ?", [door, ts - window_s])
-            db.execute("INSERT OR REPLACE INTO anti_passback VALUES (?, ?, ?)", [door, resident_id, ts])
+            db.execute(
+                "INSERT OR REPLACE INTO anti_passback VALUES (?, ?, ?)", [door, resident_id, ts]
+            )
 
     def recent_passes(self, door: str, since: float) -> dict[int, float]:
         """resident id -> wall time of their last grant at ``door`` since ``since``."""
@@ -770,21 +891,34 @@ class Store:
 
     # --- vehicles ---------------------------------------------------------------------------
 
-    def add_plate(self, plate: str, list_: str, *, resident_id: int | None = None, unit: str = "",
-                  note: str = "", valid_from: float | None = None, valid_to: float | None = None) -> int:
+    def add_plate(
+        self,
+        plate: str,
+        list_: str,
+        *,
+        resident_id: int | None = None,
+        unit: str = "",
+        note: str = "",
+        valid_from: float | None = None,
+        valid_to: float | None = None,
+    ) -> int:
         with self.write() as db:
             cur = db.execute(
-                "INSERT INTO plates (plate, list, resident_id, unit, note, valid_from, valid_to, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plate, list) DO UPDATE SET resident_id = excluded.resident_id, "
+                "INSERT INTO plates (plate, list, resident_id, unit, note, valid_from, "
+                "valid_to, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plate, list) "
+                "DO UPDATE SET resident_id = excluded.resident_id, "
                 "unit = excluded.unit, note = excluded.note, valid_from = excluded.valid_from, "
                 "valid_to = excluded.valid_to",
                 [plate, list_, resident_id, unit, note, valid_from, valid_to, self.clock()])
-        return int(cur.lastrowid)
+        return _row_id(cur)
 
     def remove_plate(self, plate: str, list_: str | None = None) -> int:
         with self.write() as db:
-            cur = db.execute("DELETE FROM plates WHERE plate = ?" + (" AND list = ?" if list_ else ""),
-                             [plate, list_] if list_ else [plate])
+            cur = db.execute(
+                "DELETE FROM plates WHERE plate = ?" + (" AND list = ?" if list_ else ""),
+                [plate, list_] if list_ else [plate],
+            )
         return cur.rowcount
 
     @_reads
@@ -803,14 +937,22 @@ class Store:
         inside = None
         with self.write(wait_s) as db:
             if direction == "entry" and decision == "granted":
-                db.execute("INSERT OR REPLACE INTO vehicles_inside VALUES (?, ?, ?)", [plate, ts, lane])
+                db.execute(
+                    "INSERT OR REPLACE INTO vehicles_inside VALUES (?, ?, ?)", [plate, ts, lane]
+                )
             elif direction == "exit" and decision == "granted":
-                row = db.execute("SELECT entered_at FROM vehicles_inside WHERE plate = ?", [plate]).fetchone()
+                row = db.execute(
+                    "SELECT entered_at FROM vehicles_inside WHERE plate = ?", [plate]
+                ).fetchone()
                 if row is not None:
                     inside = ts - row[0]
                     db.execute("DELETE FROM vehicles_inside WHERE plate = ?", [plate])
-            db.execute("INSERT INTO vehicle_passes (plate, lane, direction, ts, decision, event_id, inside_s) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)", [plate, lane, direction, ts, decision, event_id, inside])
+            db.execute(
+                "INSERT INTO vehicle_passes (plate, lane, direction, ts, decision, "
+                "event_id, inside_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [plate, lane, direction, ts, decision, event_id, inside],
+            )
         return inside
 
     def vehicle_passes(self, plate: str | None = None, since: float | None = None,
@@ -831,24 +973,34 @@ class Store:
     def _enqueue(self, db: Database, kind: str, ref: str) -> None:
         if not self.publish:
             return
-        cur = db.execute("INSERT INTO outbox (kind, ref, created_at) VALUES (?, ?, ?)", [kind, ref, self.clock()])
+        cur = db.execute(
+            "INSERT INTO outbox (kind, ref, created_at) VALUES (?, ?, ?)", [kind, ref, self.clock()]
+        )
         first = db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
-        if cur.lastrowid - first >= self.outbox_max:  # cheap bound; exact count only when near
+        if _row_id(cur) - first >= self.outbox_max:  # cheap bound; exact count only when near
             self._shed(db)
 
     def _enqueue_enroll(self, db: Database, rid: int) -> None:
         if self.publish:
-            self._enqueue(db, "enroll", db.execute("SELECT uid FROM residents WHERE id = ?", [rid]).fetchone()[0])
+            self._enqueue(
+                db,
+                "enroll",
+                db.execute("SELECT uid FROM residents WHERE id = ?", [rid]).fetchone()[0],
+            )
 
     def _shed(self, db: Database) -> None:
         """Over the bound: drop the oldest snapshots first (bulky, and the event still says what
         happened), then the oldest events; counted, and logged by the sync client's status."""
         excess = db.execute("SELECT count(*) FROM outbox").fetchone()[0] - self.outbox_max
-        for kind, counter in (("snapshot", "outbox_dropped_snapshots"), ("event", "outbox_dropped_events")):
+        for kind, counter in (
+            ("snapshot", "outbox_dropped_snapshots"),
+            ("event", "outbox_dropped_events"),
+        ):
             if excess <= 0:
                 return
             cur = db.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?)",
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? "
+                "ORDER BY seq LIMIT ?)",
                 [kind, excess])
             db.execute("UPDATE meta SET value = value + ? WHERE key = ?", [cur.rowcount, counter])
             excess -= cur.rowcount
@@ -861,23 +1013,34 @@ class Store:
     @_reads
     def outbox_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """The next entries to publish, oldest first, with the event row when there is one."""
-        return list(self.db.query(self._OUTBOX_SELECT + "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", [seq, limit]))
+        return list(
+            self.db.query(
+                self._OUTBOX_SELECT + "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", [seq, limit]
+            )
+        )
 
     _OUTBOX_SELECT = (
-        "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, e.decision, e.reason, e.score, "
+        "SELECT o.seq, o.kind, o.ref, e.ts, e.gate, e.kind AS event_kind, "
+        "e.decision, e.reason, e.score, "
         "e.snapshot, r.uid AS resident_uid, w.uid AS watchlist_uid FROM outbox o "
         "LEFT JOIN events e ON o.kind IN ('event', 'snapshot') AND e.id = o.ref "
-        "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w ON w.id = e.watchlist_id ")
+        "LEFT JOIN residents r ON r.id = e.resident_id LEFT JOIN watchlist w "
+        "ON w.id = e.watchlist_id "
+    )
 
     def outbox_rows(self, seqs: list[int]) -> list[dict[str, Any]]:
         """The entries among ``seqs`` still in the outbox (to send again), oldest first."""
         out: list[dict[str, Any]] = []
         for i in range(0, len(seqs), 500):
-            chunk = seqs[i:i + 500]
-            out += self.db.query(self._OUTBOX_SELECT + f"WHERE o.seq IN ({','.join('?' * len(chunk))})", chunk)
+            chunk = seqs[i : i + 500]
+            out += self.db.query(
+                self._OUTBOX_SELECT + f"WHERE o.seq IN ({','.join('?' * len(chunk))})", chunk
+            )
         return sorted(out, key=lambda r: r["seq"])
 
-    def outbox_acked(self, events: list[str], snapshots: list[str], requests: list[int]) -> list[int]:
+    def outbox_acked(
+        self, events: list[str], snapshots: list[str], requests: list[int]
+    ) -> list[int]:
         """Entries the centre has confirmed (events and snapshots by event id, requests by
         seq): gone for good. Returns the seqs deleted."""
         done: list[int] = []
@@ -885,10 +1048,16 @@ class Store:
             for kinds, col, values in (("'event'", "ref", events), ("'snapshot'", "ref", snapshots),
                                        ("'enroll', 'resync'", "seq", requests)):
                 for i in range(0, len(values), 500):
-                    chunk = values[i:i + 500]
-                    done += [r[0] for r in db.execute(
-                        f"DELETE FROM outbox WHERE kind IN ({kinds}) AND {col} IN ({','.join('?' * len(chunk))}) "
-                        "RETURNING seq", chunk).fetchall()]
+                    chunk = values[i : i + 500]
+                    done += [
+                        r[0]
+                        for r in db.execute(
+                            f"DELETE FROM outbox WHERE kind IN ({kinds}) "
+                            f"AND {col} IN ({','.join('?' * len(chunk))}) "
+                            "RETURNING seq",
+                            chunk,
+                        ).fetchall()
+                    ]
         return done
 
     def outbox_done(self, seqs: list[int]) -> None:
@@ -903,11 +1072,17 @@ class Store:
     @_reads
     def outbox_stats(self) -> dict[str, Any]:
         n, oldest = self.db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
-        meta = dict(self.db.execute(
-            "SELECT key, value FROM meta WHERE key LIKE 'outbox_dropped_%'").fetchall())
-        return {"pending": int(n), "oldest_age_s": None if oldest is None else round(self.clock() - oldest, 1),
-                "dropped_events": int(meta.get("outbox_dropped_events", 0)),
-                "dropped_snapshots": int(meta.get("outbox_dropped_snapshots", 0))}
+        meta = dict(
+            self.db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'outbox_dropped_%'"
+            ).fetchall()
+        )
+        return {
+            "pending": int(n),
+            "oldest_age_s": None if oldest is None else round(self.clock() - oldest, 1),
+            "dropped_events": int(meta.get("outbox_dropped_events", 0)),
+            "dropped_snapshots": int(meta.get("outbox_dropped_snapshots", 0)),
+        }
 
     # --- signed-command nonces ---------------------------------------------------------------
 
@@ -934,9 +1109,11 @@ class Store:
 
     def announce(self, text: str, door: str | None, until_ts: float | None) -> int:
         with self.write() as db:
-            cur = db.execute("INSERT INTO announcements (text, door, until_ts, created_at) VALUES (?, ?, ?, ?)",
-                             [text, door, until_ts, self.clock()])
-        return int(cur.lastrowid)
+            cur = db.execute(
+                "INSERT INTO announcements (text, door, until_ts, created_at) VALUES (?, ?, ?, ?)",
+                [text, door, until_ts, self.clock()],
+            )
+        return _row_id(cur)
 
     @_reads
     def announcements(self, now: float | None = None) -> list[dict[str, Any]]:
@@ -954,16 +1131,21 @@ class Store:
             if val is not None:
                 where.append(cond)
                 args.append(val)
-        sql = ("SELECT id, ts, gate, kind, decision, reason, resident_id, watchlist_id, score, snapshot "
-               "FROM events" + (" WHERE " + " AND ".join(where) if where else "") +
-               " ORDER BY id DESC LIMIT ?")
+        sql = (
+            "SELECT id, ts, gate, kind, decision, reason, resident_id, "
+            "watchlist_id, score, snapshot "
+            "FROM events"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY id DESC LIMIT ?"
+        )
         return [EventRow(**r) for r in self.db.query(sql, args + [limit])][::-1]
 
     @_reads
     def snapshot_usage(self) -> tuple[int, int]:
         """(number of snapshot files, total bytes) referenced by events."""
         n, total = self.db.execute(
-            "SELECT count(*), coalesce(sum(snapshot_bytes), 0) FROM events WHERE snapshot IS NOT NULL"
+            "SELECT count(*), coalesce(sum(snapshot_bytes), 0) "
+            "FROM events WHERE snapshot IS NOT NULL"
         ).fetchone()
         return int(n), int(total)
 
@@ -971,11 +1153,15 @@ class Store:
     def referenced_files(self) -> set[str]:
         """Every file in the snapshot folder a row still points at (event snapshots and kept
         enrollment photos): what the orphan sweep must never delete."""
-        keep = {r[0] for r in self.db.execute("SELECT snapshot FROM events WHERE snapshot IS NOT NULL")}
+        keep = {
+            r[0] for r in self.db.execute("SELECT snapshot FROM events WHERE snapshot IS NOT NULL")
+        }
         keep.update(str(r[0]) for r in self.db.execute("SELECT path FROM enrollment_photos"))
         return keep
 
-    def expire_events(self, older_than: float, max_rows: int | None, batch: int = 2000) -> list[Path]:
+    def expire_events(
+        self, older_than: float, max_rows: int | None, batch: int = 2000
+    ) -> list[Path]:
         """Event rows older than the cut-off (the legal keeping period of access records), then,
         over ``max_rows``, the oldest events that are not access events; an access event younger
         than the cut-off is never deleted for the count. In batches, so a first run on a large
@@ -985,7 +1171,9 @@ class Store:
             files += [f for f in batch_files if f is not None]
         excess = 0 if max_rows is None else self.event_count() - max_rows
         while excess > 0:
-            batch_files = self._delete_events("kind != 'access' ORDER BY ts", [], min(batch, excess))
+            batch_files = self._delete_events(
+                "kind != 'access' ORDER BY ts", [], min(batch, excess)
+            )
             if not batch_files:
                 break
             files += [f for f in batch_files if f is not None]
@@ -996,12 +1184,19 @@ class Store:
         """Delete up to ``limit`` events matching ``where`` with their outbox entries (a vehicle
         pass keeps its row, without the event link); one entry per row: its snapshot or None."""
         with self.write() as db:
-            rows = db.execute(f"SELECT id, snapshot FROM events WHERE {where} LIMIT ?", args + [limit]).fetchall()
+            rows = db.execute(
+                f"SELECT id, snapshot FROM events WHERE {where} LIMIT ?", args + [limit]
+            ).fetchall()
             if rows:
                 ids = [r[0] for r in rows]
                 marks = ",".join("?" * len(ids))
-                db.execute(f"DELETE FROM outbox WHERE kind IN ('event', 'snapshot') AND ref IN ({marks})", ids)
-                db.execute(f"UPDATE vehicle_passes SET event_id = NULL WHERE event_id IN ({marks})", ids)
+                db.execute(
+                    f"DELETE FROM outbox WHERE kind IN ('event', 'snapshot') AND ref IN ({marks})",
+                    ids,
+                )
+                db.execute(
+                    f"UPDATE vehicle_passes SET event_id = NULL WHERE event_id IN ({marks})", ids
+                )
                 db.execute(f"DELETE FROM events WHERE id IN ({marks})", ids)
         return [Path(r[1]) if r[1] else None for r in rows]
 
@@ -1013,11 +1208,21 @@ class Store:
         """Detach the snapshots older than the cut-off, then the oldest until the total fits the
         byte budget. Returns the files to delete (after the commit, as for removals)."""
         with self.write() as db:
-            doomed = [(r["id"], r["snapshot"]) for r in db.query(
-                "SELECT id, snapshot FROM events WHERE snapshot IS NOT NULL AND ts < ?", [older_than])]
+            doomed = [
+                (r["id"], r["snapshot"])
+                for r in db.query(
+                    "SELECT id, snapshot FROM events WHERE snapshot IS NOT NULL AND ts < ?",
+                    [older_than],
+                )
+            ]
             _, total = self.snapshot_usage()
-            total -= sum(r["snapshot_bytes"] for r in db.query(
-                "SELECT snapshot_bytes FROM events WHERE snapshot IS NOT NULL AND ts < ?", [older_than]))
+            total -= sum(
+                r["snapshot_bytes"]
+                for r in db.query(
+                    "SELECT snapshot_bytes FROM events WHERE snapshot IS NOT NULL AND ts < ?",
+                    [older_than],
+                )
+            )
             if total > max_bytes:
                 for r in db.query(
                     "SELECT id, snapshot, snapshot_bytes FROM events WHERE snapshot IS NOT NULL "
@@ -1028,7 +1233,9 @@ class Store:
                     doomed.append((r["id"], r["snapshot"]))
                     total -= r["snapshot_bytes"]
             for eid, _ in doomed:
-                db.execute("UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE id = ?", [eid])
+                db.execute(
+                    "UPDATE events SET snapshot = NULL, snapshot_bytes = 0 WHERE id = ?", [eid]
+                )
         return [Path(p) for _, p in doomed]
 
 
@@ -1073,7 +1280,8 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
 # that concerns them would be let in, so either every one of these tables reads back whole and
 # valid, or none is restored (everyone is locked out until a resync or re-enrollment).
 IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones")
-SALVAGE_EXTRA = ("plates", "nonces")  # each on its own: a lost plate list or nonce table denies, never admits
+# each on its own: a lost plate list or nonce table denies, never admits
+SALVAGE_EXTRA = ("plates", "nonces")
 
 
 def salvage(src: Path, store: Store) -> tuple[str, bool]:
@@ -1100,16 +1308,24 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
                     keep = [i for i, c in enumerate(cols) if c in mine]
                     names = ", ".join(cols[i] for i in keep)
                     db.execute(f"DELETE FROM {table}")
-                    db.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(keep))})",
-                                        [[r[i] for i in keep] for r in rows])
+                    db.conn.executemany(
+                        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(keep))})",
+                        [[r[i] for i in keep] for r in rows],
+                    )
                     done.append(f"{len(rows)} {table}")
                 if group is IDENTITY_TABLES:
                     store._bump_directory(db)
                     identities = True
-                if group == ("nonces",):  # the replay high-water mark goes with the nonces it prunes
-                    row = conn.execute("SELECT value FROM meta WHERE key = 'command_iat_max_ms'").fetchone()
+                # the replay high-water mark goes with the nonces it prunes
+                if group == ("nonces",):
+                    row = conn.execute(
+                        "SELECT value FROM meta WHERE key = 'command_iat_max_ms'"
+                    ).fetchone()
                     if row is not None:
-                        db.execute("INSERT OR REPLACE INTO meta VALUES ('command_iat_max_ms', ?)", [int(row[0])])
+                        db.execute(
+                            "INSERT OR REPLACE INTO meta VALUES ('command_iat_max_ms', ?)",
+                            [int(row[0])],
+                        )
     finally:
         conn.close()
     return ("salvaged " + ", ".join(done) if done else "nothing salvaged") + (
@@ -1125,7 +1341,16 @@ def _readable_rows(conn: sqlite3.Connection, table: str) -> tuple[list[str], lis
     if table == "templates":
         emb = cols.index("embedding")
         for r in rows:
-            v = np.frombuffer(r[emb], "<f4") if isinstance(r[emb], bytes) and len(r[emb]) % 4 == 0 else None
-            if v is None or not v.size or not np.all(np.isfinite(v)) or abs(float(v @ v) - 1.0) > 1e-3:
+            v = (
+                np.frombuffer(r[emb], "<f4")
+                if isinstance(r[emb], bytes) and len(r[emb]) % 4 == 0
+                else None
+            )
+            if (
+                v is None
+                or not v.size
+                or not np.all(np.isfinite(v))
+                or abs(float(v @ v) - 1.0) > 1e-3
+            ):
                 raise ValueError(f"template {r[0]} is not a unit vector")
     return cols, rows

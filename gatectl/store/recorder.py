@@ -91,7 +91,9 @@ class EventSpool:
             return 0
 
     def append(self, row: dict, seen_resident: int | None) -> bool:
-        line = (json.dumps({"row": row, "seen": seen_resident}, separators=(",", ":")) + "\n").encode()
+        line = (
+            json.dumps({"row": row, "seen": seen_resident}, separators=(",", ":")) + "\n"
+        ).encode()
         with self.lock:
             size = self.size()
             if size + len(line) + 1 > self.max_bytes:
@@ -101,7 +103,8 @@ class EventSpool:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
                 try:
                     if size and os.pread(fd, 1, size - 1) != b"\n":
-                        line = b"\n" + line  # end a line torn by a power cut: it must not swallow this one
+                        # end a line torn by a power cut: it must not swallow this one
+                        line = b"\n" + line
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:
@@ -125,7 +128,11 @@ class EventSpool:
             item = _spooled(raw)
             if item is None and report:
                 self.bad_lines += 1
-                log.error("event spool %s: dropped a malformed line: %s", self.path, shown(raw.decode("utf-8", "replace")))
+                log.error(
+                    "event spool %s: dropped a malformed line: %s",
+                    self.path,
+                    shown(raw.decode("utf-8", "replace")),
+                )
             elif item is not None:
                 items.append(item)
         if not end and len(data) >= self.max_bytes:
@@ -156,9 +163,18 @@ class EventSpool:
 
 _OPT_INT, _OPT_STR, _NUM = (int, type(None)), (str, type(None)), (int, float)
 _EVENT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (str,), "ts": _NUM, "gate": (str,), "kind": (str,), "decision": _OPT_STR, "reason": (str,),
-    "resident_id": _OPT_INT, "watchlist_id": _OPT_INT, "score": (*_NUM, type(None)), "snapshot": _OPT_STR,
-    "snapshot_bytes": (int,)}
+    "id": (str,),
+    "ts": _NUM,
+    "gate": (str,),
+    "kind": (str,),
+    "decision": _OPT_STR,
+    "reason": (str,),
+    "resident_id": _OPT_INT,
+    "watchlist_id": _OPT_INT,
+    "score": (*_NUM, type(None)),
+    "snapshot": _OPT_STR,
+    "snapshot_bytes": (int,),
+}
 
 
 def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
@@ -170,11 +186,22 @@ def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
     if not isinstance(obj, dict) or set(obj) != {"row", "seen"} or not isinstance(obj["row"], dict):
         return None
     row, seen = obj["row"], obj["seen"]
-    if set(row) != set(_EVENT_FIELD_TYPES) or not isinstance(seen, _OPT_INT) or isinstance(seen, bool):
+    if (
+        set(row) != set(_EVENT_FIELD_TYPES)
+        or not isinstance(seen, _OPT_INT)
+        or isinstance(seen, bool)
+    ):
         return None
-    if not all(isinstance(row[k], t) and not isinstance(row[k], bool) for k, t in _EVENT_FIELD_TYPES.items()):
+    if not all(
+        isinstance(row[k], t) and not isinstance(row[k], bool)
+        for k, t in _EVENT_FIELD_TYPES.items()
+    ):
         return None
-    if len(row["id"]) != 26 or len(row["reason"]) > 4096 or (row["snapshot"] and ".." in row["snapshot"]):
+    if (
+        len(row["id"]) != 26
+        or len(row["reason"]) > 4096
+        or (row["snapshot"] and ".." in row["snapshot"])
+    ):
         return None
     return row, seen
 
@@ -228,13 +255,19 @@ class EventRecorder:
             self.unrecorded += 1
             if self.store_failing is None:
                 self.store_failing = str(exc)
-                log.error("store refuses events: %s; doors keep opening from the in-memory directory, "
-                          "events go to the spool (%s) until it recovers", exc,
-                          self.spool.path if self.spool else "none: journal only")
+                log.error(
+                    "store refuses events: %s; doors keep opening from the in-memory directory, "
+                    "events go to the spool (%s) until it recovers",
+                    exc,
+                    self.spool.path if self.spool else "none: journal only",
+                )
             spooled = self.spool is not None and self.spool.append(asdict(ev), seen)
-            log.critical("EVENT NOT STORED (%s; %s): %s", exc,
-                         "spooled for the store's recovery" if spooled else "not spooled: journal only",
-                         json.dumps(asdict(ev)))
+            log.critical(
+                "EVENT NOT STORED (%s; %s): %s",
+                exc,
+                "spooled for the store's recovery" if spooled else "not spooled: journal only",
+                json.dumps(asdict(ev)),
+            )
         return ev
 
     def drain_spool(self) -> int:
@@ -261,14 +294,23 @@ class EventRecorder:
             except OSError as exc:
                 log.warning("cannot delete %s: %s", self.snapshot_dir / rel, exc)
 
-    def apply_retention(self, retention_days: float, max_mb: float, *, event_days: float | None = None,
-                        event_max_rows: int | None = None, orphan_grace_s: float = 3600.0) -> int:
+    def apply_retention(
+        self,
+        retention_days: float,
+        max_mb: float,
+        *,
+        event_days: float | None = None,
+        event_max_rows: int | None = None,
+        orphan_grace_s: float = 3600.0,
+    ) -> int:
         """Drop snapshots older than the retention period or beyond the size budget, oldest
         first; with ``event_days`` also event rows by age and count (Store.expire_events); then
         sweep orphan snapshots and ``*.tmp`` files. Returns the number of files removed. Only
         call it on a trusted clock (gatectl.runtime.clock): every cut-off here is a wall-time difference."""
         now = self.clock()
-        doomed = self.store.expire_snapshots(now - retention_days * DAY_SECONDS, int(max_mb * 1024 * 1024))
+        doomed = self.store.expire_snapshots(
+            now - retention_days * DAY_SECONDS, int(max_mb * 1024 * 1024)
+        )
         if event_days is not None:
             doomed += self.store.expire_events(now - event_days * DAY_SECONDS, event_max_rows)
         self.delete_files(doomed)

@@ -39,6 +39,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl import __version__
 from gatectl.config import ConfigError, SyncConfig
@@ -57,10 +58,12 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
-CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")  # one round: 4 commands, 1 enrollment, 1 receipt
+# one round: 4 commands, 1 enrollment, 1 receipt
+CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `delivery` allows
-MAX_RESEND_DOUBLINGS = 5  # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
+# the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
+MAX_RESEND_DOUBLINGS = 5
 
 
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
@@ -76,12 +79,16 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
             try:
                 password = cfg.password_file.read_text().strip()
             except OSError as exc:
-                raise ConfigError([f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]) from None
+                raise ConfigError(
+                    [f"sync.password_file: cannot read {cfg.password_file} ({exc.strerror})"]
+                ) from None
         c.username_pw_set(cfg.username, password)
     if cfg.tls is not None:
         try:
-            c.tls_set(ca_certs=str(cfg.tls.ca), certfile=cfg.tls.cert and str(cfg.tls.cert),
-                      keyfile=cfg.tls.key and str(cfg.tls.key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            c.tls_set(ca_certs=str(cfg.tls.ca),
+                      certfile=None if cfg.tls.cert is None else str(cfg.tls.cert),
+                      keyfile=None if cfg.tls.key is None else str(cfg.tls.key),
+                      tls_version=ssl.PROTOCOL_TLS_CLIENT)
         except (ssl.SSLError, OSError, ValueError) as exc:
             which = "ca" if "verify" in str(exc).lower() or cfg.tls.cert is None else "cert"
             raise ConfigError([f"sync.tls.{which}: cannot load certificate/key ({exc})"]) from None
@@ -89,9 +96,18 @@ def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
 
 
 class SyncClient:
-    def __init__(self, cfg: SyncConfig, topics: Topics, store: Store, snapshot_dir: Path,
-                 replicator: Replicator, on_command: Callable[[bytes], dict | None], device_health: Callable[[], dict],
-                 clock: Callable[[], float] = time.time, refusals: Refusals | None = None):
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        topics: Topics,
+        store: Store,
+        snapshot_dir: Path,
+        replicator: Replicator,
+        on_command: Callable[[bytes], dict | None],
+        device_health: Callable[[], dict],
+        clock: Callable[[], float] = time.time,
+        refusals: Refusals | None = None,
+    ):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
         see another thread's uncommitted transaction). ``device_health``: the whole device's
         health (`runtime.health`), published with the status; this client's own is `health()`."""
@@ -114,23 +130,36 @@ class SyncClient:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_log = self._on_log
         self.connected = threading.Event()
-        self.problems = ProblemLog()  # TLS, login, unreachable: one line each, repeated with backoff
+        # TLS, login, unreachable: one line each, repeated with backoff
+        self.problems = ProblemLog()
         self._answered = False  # the broker sent a CONNACK (either way) on the current connection
-        self._socket_error: str | None = None  # what paho logged last, for a drop before the CONNACK
-        self.counters = collections.Counter()
+        # what paho logged last, for a drop before the CONNACK
+        self._socket_error: str | None = None
+        self.counters: collections.Counter[str] = collections.Counter()
         self.refusals = refusals or Refusals(cfg.refusals_per_s, cfg.refusal_burst)
-        self.limits = {"cmd": cfg.max_command_bytes,
-                       "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
-                       "ack": RECEIPT_BYTES}
-        self._kinds = {topics.cmd: "cmd", topics.enroll_device: "enroll", topics.enroll_site: "enroll",
-                       topics.ack: "ack"}
-        self._acks: collections.deque[tuple[int, int]] = collections.deque()  # (mid, reason) from paho's thread
-        self._inflight: dict[int, tuple[int, bool]] = {}  # mid -> (outbox seq, resent); this thread only
-        self._awaiting: dict[int, int] = {}  # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        self.limits = {
+            "cmd": cfg.max_command_bytes,
+            "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
+            "ack": RECEIPT_BYTES,
+        }
+        self._kinds = {
+            topics.cmd: "cmd",
+            topics.enroll_device: "enroll",
+            topics.enroll_site: "enroll",
+            topics.ack: "ack",
+        }
+        # (mid, reason) from paho's thread
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()
+        # mid -> (outbox seq, resent); this thread only
+        self._inflight: dict[int, tuple[int, bool]] = {}
+        # seq PUBACKed, not yet confirmed by the centre -> sends so far
+        self._awaiting: dict[int, int] = {}
         self._due: list[tuple[float, int]] = []  # heap of (monotonic time to send again, seq)
         self._done: list[int] = []
         self._cursor = 0  # highest seq handed to paho by this process
-        self._inbox = {kind: queue.Queue(INBOX_SIZE) for kind in self.limits}
+        self._inbox: dict[str, queue.Queue[mqtt.MQTTMessage]] = {
+            kind: queue.Queue(INBOX_SIZE) for kind in self.limits
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-sync", daemon=True)
         self._outage_since: float | None = time.monotonic()
@@ -143,8 +172,9 @@ class SyncClient:
         # the broker never sends a packet bigger than our largest limit (plus topic and
         # properties): a 128 MB message must not even reach paho's buffers
         props.MaximumPacketSize = max(self.limits.values()) + 4096
-        self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False,
-                                  properties=props)
+        self.client.connect_async(
+            self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=False, properties=props
+        )
         self.client.loop_start()
         self._thread.start()
 
@@ -153,7 +183,9 @@ class SyncClient:
         self._stop.set()
         self._thread.join(timeout)
         if self.connected.is_set():
-            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
+            info = self.client.publish(
+                self.topics.status, self._status_payload("offline"), qos=1, retain=True
+            )
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
@@ -164,7 +196,8 @@ class SyncClient:
 
     # ---- paho callbacks (paho's network thread: no SQLite, no waiting) -----------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         self._answered = True
         if reason_code.is_failure:
             self.counters["connect_failures"] += 1
@@ -175,23 +208,29 @@ class SyncClient:
         client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1), (t.ack, 1)])
         client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
         if self._outage_since is not None:
-            log.info("MQTT connected to %s:%d after %.0f s (session %s)", self.cfg.host, self.cfg.port,
-                     time.monotonic() - self._outage_since, "resumed" if flags.session_present else "new")
+            log.info(
+                "MQTT connected to %s:%d after %.0f s (session %s)",
+                self.cfg.host,
+                self.cfg.port,
+                time.monotonic() - self._outage_since,
+                "resumed" if flags.session_present else "new",
+            )
             self._outage_since = None
         self.counters["connects"] += 1
         self.connected.set()
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         """paho calls this inside its ``except OSError`` around the connect: the exception (TLS
         verification, refused, unreachable) is the current one."""
         self.counters["connect_failures"] += 1
         self.problems.report(explain(self.cfg, sys.exc_info()[1]))
 
-    def _on_log(self, client, userdata, level, buf) -> None:
+    def _on_log(self, client: mqtt.Client, userdata: object, level: int, buf: str) -> None:
         if level == mqtt.MQTT_LOG_ERR:
             self._socket_error = buf
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
         answered, self._answered = self._answered, False
         if self._stop.is_set():
@@ -207,22 +246,27 @@ class SyncClient:
             log.warning("MQTT connection to %s:%d lost (%s); events wait in the outbox",
                         self.cfg.host, self.cfg.port, reason_code)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
+                    reason_code: ReasonCode, properties: Properties) -> None:
         self._acks.append((mid, reason_code.value))
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         kind = self._kinds.get(msg.topic)
         if kind is None:
             self.refusals.refuse("other", "unexpected_topic", msg.topic)
             return
         if len(msg.payload) > self.limits[kind]:
-            self.refusals.refuse(kind, "too_large", f"{len(msg.payload)} bytes > {self.limits[kind]}")
+            self.refusals.refuse(
+                kind, "too_large", f"{len(msg.payload)} bytes > {self.limits[kind]}"
+            )
             return
         try:
             self._inbox[kind].put_nowait(msg)
         except queue.Full:
             self.counters["inbox_overflow"] += 1
-            self.refusals.refuse(kind, "inbox_full", "message not handled (the sender will time out)")
+            self.refusals.refuse(
+                kind, "inbox_full", "message not handled (the sender will time out)"
+            )
 
     # ---- this client's thread ----------------------------------------------------------------
 
@@ -308,7 +352,9 @@ class SyncClient:
                 continue
             if reason >= 0x80:
                 self.counters["broker_rejected"] += 1
-                log.error("broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason)
+                log.error(
+                    "broker refused outbox entry %d for good (reason 0x%02X); dropped", seq, reason
+                )
                 self._awaiting.pop(seq, None)
                 self._done.append(seq)
                 continue
@@ -318,7 +364,7 @@ class SyncClient:
             heapq.heappush(self._due, (time.monotonic() + wait, seq))
             self.counters["published"] += 1
 
-    def _take_receipt(self, payload: bytes) -> None:
+    def _take_receipt(self, payload: bytes | bytearray) -> None:
         """The centre's receipt: the rows it confirms are deleted for good."""
         try:
             ack = parse_ack(payload)
@@ -343,11 +389,23 @@ class SyncClient:
         if kind == "event":
             if row["ts"] is None:
                 return None, b"", None
-            body = {"v": 1, "id": ref, "seq": row["seq"], "site": t.site, "device": t.device,
-                    "ts": row["ts"], "time": datetime.fromtimestamp(row["ts"], timezone.utc).isoformat(),
-                    "gate": row["gate"], "kind": row["event_kind"], "decision": row["decision"],
-                    "reason": row["reason"], "score": row["score"], "resident": row["resident_uid"],
-                    "watchlist": row["watchlist_uid"], "snapshot": row["snapshot"] is not None}
+            body = {
+                "v": 1,
+                "id": ref,
+                "seq": row["seq"],
+                "site": t.site,
+                "device": t.device,
+                "ts": row["ts"],
+                "time": datetime.fromtimestamp(row["ts"], timezone.utc).isoformat(),
+                "gate": row["gate"],
+                "kind": row["event_kind"],
+                "decision": row["decision"],
+                "reason": row["reason"],
+                "score": row["score"],
+                "resident": row["resident_uid"],
+                "watchlist": row["watchlist_uid"],
+                "snapshot": row["snapshot"] is not None,
+            }
             return t.events, json.dumps(body, ensure_ascii=False).encode(), None
         if kind == "snapshot":
             if row["snapshot"] is None:
@@ -361,10 +419,10 @@ class SyncClient:
             props.ContentType = "image/jpeg"
             return t.snapshot(ref), data, props
         if kind == "enroll":  # a request: the centre decides, signs and publishes the change
-            body = resident_payload(self.store, ref, t.device)
-            if body is None:
+            request = resident_payload(self.store, ref, t.device)
+            if request is None:
                 return None, b"", None
-            return t.enroll_up, json.dumps({**body, "seq": row["seq"]}).encode(), None
+            return t.enroll_up, json.dumps({**request, "seq": row["seq"]}).encode(), None
         return t.resync, json.dumps({"v": 1, "device": t.device, "seq": row["seq"]}).encode(), None
 
     def _handle_inbox(self) -> bool:
@@ -385,7 +443,11 @@ class SyncClient:
                     if kind == "ack":
                         self._take_receipt(msg.payload)
                         continue
-                    body = self.on_command(msg.payload) if kind == "cmd" else self._apply_enrollment(msg)
+                    body = (
+                        self.on_command(bytes(msg.payload))  # paho may hand a bytearray
+                        if kind == "cmd"
+                        else self._apply_enrollment(msg)
+                    )
                     if body is not None:
                         self._respond(msg, body)
                 except Exception as exc:  # a bug for one message: counted, logged within budget
@@ -399,14 +461,28 @@ class SyncClient:
         try:
             body = enrollment(msg.payload, self.cfg.max_templates, self.cfg.max_json_depth)
         except Refused as exc:  # counted by reason in `refusals` only
-            return {"ok": False, "error": str(exc)} if self.refusals.refuse("enroll", exc.reason, exc.detail) else None
+            return (
+                {"ok": False, "error": str(exc)}
+                if self.refusals.refuse("enroll", exc.reason, exc.detail)
+                else None
+            )
         try:
             result = self.replicator.receive(body)
         except EnrollRejected as exc:
             self.counters["enroll_rejected"] += 1
-            return {"ok": False, "error": shown(exc)} if self.refusals.refuse("enroll", "rejected", str(exc)) else None
+            return (
+                {"ok": False, "error": shown(exc)}
+                if self.refusals.refuse("enroll", "rejected", str(exc))
+                else None
+            )
         self.counters["enroll_applied" if result == "applied" else "enroll_ignored"] += 1
-        log.info("enrollment %s %s v%d: %s", body["type"], shown(body["uid"]), body["version"], shown(result))
+        log.info(
+            "enrollment %s %s v%d: %s",
+            body["type"],
+            shown(body["uid"]),
+            body["version"],
+            shown(result),
+        )
         return {"ok": True, "uid": body["uid"], "version": body["version"], "result": result}
 
     def _respond(self, msg: mqtt.MQTTMessage, body: dict) -> None:
@@ -417,17 +493,25 @@ class SyncClient:
         topic = getattr(req, "ResponseTopic", None)
         if topic is None and msg.topic != self.topics.cmd:
             return  # enrollments without a response topic are fire-and-forget
-        if topic is not None and topic != self.topics.cmd_resp and not topic.startswith(self.topics.cmd_resp + "/"):
+        if (
+            topic is not None
+            and topic != self.topics.cmd_resp
+            and not topic.startswith(self.topics.cmd_resp + "/")
+        ):
             self.counters["response_topic_refused"] += 1
             topic = None
         props = Properties(PacketTypes.PUBLISH)
         corr = getattr(req, "CorrelationData", None)
         if corr is not None:
             props.CorrelationData = corr
-        self.client.publish(topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props)
+        self.client.publish(
+            topic or self.topics.cmd_resp, json.dumps(body).encode(), qos=1, properties=props
+        )
 
     def publish_status(self) -> None:
-        self.client.publish(self.topics.status, self._status_payload("online", self.health()), qos=1, retain=True)
+        self.client.publish(
+            self.topics.status, self._status_payload("online", self.health()), qos=1, retain=True
+        )
 
     def health(self) -> dict:
         """This client's counters (the status topic's ``sync``): connection, outbox, refusals."""
@@ -443,7 +527,8 @@ class SyncClient:
             body["sync"] = extra
             try:
                 body["health"] = self.device_health()
-            except Exception as exc:  # health is best effort; the status must still go out
+            # health is best effort (any component may fail to report); the status must go out
+            except Exception as exc:  # noqa: BLE001
                 body["health"] = {"error": str(exc)}
         return json.dumps(body).encode()
 

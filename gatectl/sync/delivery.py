@@ -38,7 +38,7 @@ class Ack:
                            "requests": self.requests}).encode()
 
 
-def parse_ack(payload: bytes) -> Ack:
+def parse_ack(payload: bytes | bytearray) -> Ack:
     """The receipt, or BadAck: a JSON object, lists of at most MAX_IDS ids (text of at most
     MAX_ID_LEN characters; requests: positive integers)."""
     try:

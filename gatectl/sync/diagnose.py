@@ -46,30 +46,49 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
     if refused is not None:
         text = shown(refused)
         if cfg.username:
-            return (f"{where} refused the login as sync.username '{shown(cfg.username)}' (password from "
-                    f"sync.password_file {cfg.password_file}): {text}")
+            return (
+                f"{where} refused the login as sync.username "
+                f"'{shown(cfg.username)}' (password from "
+                f"sync.password_file {cfg.password_file}): {text}"
+            )
         return f"{where} refused the connection of {_ours(cfg)}: {text}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = shown(exc.verify_message or exc)
         if "mismatch" in why.lower():
-            return f"{where}: its certificate is not valid for the name in sync.host '{cfg.host}' ({why})"
+            return (
+                f"{where}: its certificate is not valid for the name in sync.host '{cfg.host}' "
+                f"({why})"
+            )
         if "expired" in why.lower():
             return f"{where}: its certificate has expired ({why}; checked against {ca})"
         return f"{where}: certificate not trusted by {ca} ({why})"
     if isinstance(exc, ssl.SSLError):
         why = shown(exc.reason or exc)
         low = why.lower()
-        if "expired" in low or "bad_certificate" in low or "unknown_ca" in low or "certificate_required" in low:
+        if (
+            "expired" in low
+            or "bad_certificate" in low
+            or "unknown_ca" in low
+            or "certificate_required" in low
+        ):
             return f"{where} refused {_ours(cfg)}: {why}"
         if "wrong_version" in low or "eof" in low or "record" in low or "packet_length" in low:
-            return (f"{where}: TLS handshake failed ({why}): is sync.port {cfg.port} a plaintext listener? "
-                    f"(sync.tls is set)")
+            return (
+                f"{where}: TLS handshake failed ({why}): is sync.port {cfg.port} a "
+                "plaintext listener? "
+                f"(sync.tls is set)"
+            )
         return f"{where}: TLS error ({why})"
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) and cfg.tls is not None:
-        return (f"{where}: connection reset during the TLS handshake: is sync.port {cfg.port} a plaintext "
-                f"listener? (sync.tls is set)")
+        return (
+            f"{where}: connection reset during the TLS handshake: "
+            f"is sync.port {cfg.port} a plaintext "
+            f"listener? (sync.tls is set)"
+        )
     if isinstance(exc, socket.gaierror):
-        return f"{where}: cannot resolve sync.host '{shown(cfg.host)}' ({shown(exc.strerror or exc)})"
+        return (
+            f"{where}: cannot resolve sync.host '{shown(cfg.host)}' ({shown(exc.strerror or exc)})"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"{where} unreachable: connection refused (nothing listens at sync.host / sync.port)"
     if isinstance(exc, (TimeoutError, socket.timeout)):
@@ -82,9 +101,14 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
     if dropped and ("certificate" in dropped.lower() or "alert" in dropped.lower()):
         return f"{where} refused {_ours(cfg)}: {shown(dropped)}"
     if cfg.tls is None:
-        return (f"{where} closed the connection before answering{said}: is sync.port {cfg.port} a TLS "
-                f"listener? (sync.tls is not set)")
-    return f"{where} closed the connection before answering{said}; its log says why (ACL, certificate, limits)"
+        return (
+            f"{where} closed the connection before answering{said}: is sync.port {cfg.port} a TLS "
+            f"listener? (sync.tls is not set)"
+        )
+    return (
+        f"{where} closed the connection before answering{said}; its log says why (ACL, "
+        "certificate, limits)"
+    )
 
 
 class ProblemLog:
@@ -116,7 +140,9 @@ class ProblemLog:
                     return
                 self._interval = min(2 * self._interval, self.max_repeat_s)
                 self._next = now + self._interval
-                line = f"{text} (still failing after {self.attempts} attempts; retrying with backoff)"
+                line = (
+                    f"{text} (still failing after {self.attempts} attempts; retrying with backoff)"
+                )
         log.error("%s", line)
 
     def solved(self) -> str | None:

@@ -21,8 +21,10 @@ Payload (JSON), resident::
 
     {"v": 1, "type": "resident", "op": "upsert" | "delete", "uid": "...", "version": 1795000000123,
      "name": "...", "unit": "...", "status": "active" | "suspended",
-     "templates": [{"model": "mobilefacenet-...", "dim": 128, "quality": 0.9, "emb": "<base64 f32 LE>"}],
-     "origin": "<device id or 'central'>", "site": "garden", "device": "*", "kid": "central-1", "sig": "..."}
+     "templates": [{"model": "mobilefacenet-...", "dim": 128, "quality": 0.9,
+                    "emb": "<base64 f32 LE>"}],
+     "origin": "<device id or 'central'>", "site": "garden", "device": "*", "kid": "central-1",
+     "sig": "..."}
 
 Watchlist entries use ``"type": "watchlist"`` with ``name``, ``reason`` and ``templates``.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
@@ -43,16 +45,32 @@ from gatectl.core.safe_text import shown
 from gatectl.store import MAX_VERSION, Store
 from gatectl.sync.signing import CommandRejected, verify_change
 
-__all__ = ["MAX_VERSION", "DuplicateRule", "EnrollRejected", "Replicator", "check_version", "decode_templates",
-           "encode_templates", "resident_payload"]
+__all__ = [
+    "MAX_VERSION",
+    "DuplicateRule",
+    "EnrollRejected",
+    "Replicator",
+    "check_version",
+    "decode_templates",
+    "encode_templates",
+    "resident_payload",
+]
+
 
 class EnrollRejected(Exception):
     """A change this device cannot apply; one line saying why."""
 
 
 def encode_templates(templates: list[tuple[np.ndarray, float]], model_id: str) -> list[dict]:
-    return [{"model": model_id, "dim": int(v.shape[0]), "quality": round(float(q), 4),
-             "emb": base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()} for v, q in templates]
+    return [
+        {
+            "model": model_id,
+            "dim": int(v.shape[0]),
+            "quality": round(float(q), 4),
+            "emb": base64.b64encode(np.asarray(v, "<f4").tobytes()).decode(),
+        }
+        for v, q in templates
+    ]
 
 
 def decode_templates(items: object, model_id: str, dim: int) -> list[tuple[np.ndarray, float]]:
@@ -63,15 +81,19 @@ def decode_templates(items: object, model_id: str, dim: int) -> list[tuple[np.nd
         if not isinstance(t, dict):
             raise EnrollRejected(f"templates[{i}] must be an object")
         if t.get("model") != model_id:
-            raise EnrollRejected(f"templates[{i}]: made by model '{shown(t.get('model'), 60)}', this device uses "
-                                 f"'{model_id}'; re-enroll from photos")
+            raise EnrollRejected(
+                f"templates[{i}]: made by model '{shown(t.get('model'), 60)}', this device uses "
+                f"'{model_id}'; re-enroll from photos"
+            )
         try:
             v = np.frombuffer(base64.b64decode(t["emb"], validate=True), "<f4")
             q = float(t.get("quality", 1.0))
         except (KeyError, ValueError, TypeError) as exc:
             raise EnrollRejected(f"templates[{i}]: bad embedding ({shown(exc, 80)})") from None
         if v.shape[0] != dim or not np.all(np.isfinite(v)):
-            raise EnrollRejected(f"templates[{i}]: {v.shape[0]} values, expected {dim} finite floats")
+            raise EnrollRejected(
+                f"templates[{i}]: {v.shape[0]} values, expected {dim} finite floats"
+            )
         out.append((v / max(float(np.linalg.norm(v)), 1e-12), q))
     return out
 
@@ -85,25 +107,44 @@ def check_version(version: object, now: float, skew_s: float) -> int:
         raise EnrollRejected(f"bad version {shown(version, 24)}: outside 1..{MAX_VERSION}")
     limit = int((now + skew_s) * 1000)
     if version > limit:
-        raise EnrollRejected(f"bad version {version}: {(version - limit) / 1000:.0f} s beyond this device's "
-                             f"clock + {skew_s:g} s skew")
+        raise EnrollRejected(
+            f"bad version {version}: {(version - limit) / 1000:.0f} s beyond this device's "
+            f"clock + {skew_s:g} s skew"
+        )
     return version
 
 
 def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
-    """The current state of a resident (or its tombstone), as a request going up; None if unknown."""
+    """The current state of a resident (or its tombstone), as a request going up; None if
+    unknown."""
     r = store.resident_by_uid(uid)
     if r is not None:
         templates = store.templates_of(("resident", r.id))
         model = templates[0][2] if templates else ""
         version = store.version_of(uid)[1]
-        return {"v": 1, "type": "resident", "op": "upsert", "uid": r.uid, "version": version, "name": r.name,
-                "unit": r.unit, "status": r.status, "origin": origin,
-                "templates": encode_templates([(v, q) for v, q, _ in templates], model)}
-    version = store.tombstone_version(uid)
-    if version is None:
+        return {
+            "v": 1,
+            "type": "resident",
+            "op": "upsert",
+            "uid": r.uid,
+            "version": version,
+            "name": r.name,
+            "unit": r.unit,
+            "status": r.status,
+            "origin": origin,
+            "templates": encode_templates([(v, q) for v, q, _ in templates], model),
+        }
+    tombstone = store.tombstone_version(uid)
+    if tombstone is None:
         return None
-    return {"v": 1, "type": "resident", "op": "delete", "uid": uid, "version": version, "origin": origin}
+    return {
+        "v": 1,
+        "type": "resident",
+        "op": "delete",
+        "uid": uid,
+        "version": tombstone,
+        "origin": origin,
+    }
 
 
 class DuplicateRule:
@@ -118,7 +159,8 @@ class DuplicateRule:
         self.threshold = threshold
 
     def check(self, templates: list[tuple[np.ndarray, float]], uid: str) -> None:
-        """EnrollRejected if the face is someone else's here; the line names no one (it is logged)."""
+        """EnrollRejected if the face is someone else's here; the line names no one (it is
+        logged)."""
         from gatectl.people.enroll import (  # the vision stack: only on a device
             DuplicateFace,
             check_duplicate,
@@ -126,13 +168,22 @@ class DuplicateRule:
 
         own = self.directory.store.resident_by_uid(uid)
         try:
-            check_duplicate(self.directory, templates, self.threshold, None if own is None else ("resident", own.id))
+            check_duplicate(
+                self.directory,
+                templates,
+                self.threshold,
+                None if own is None else ("resident", own.id),
+            )
         except DuplicateFace as exc:
             whose = f"{exc.owner[0]} #{exc.owner[1]}" if exc.owner else "another enrolled person"
-            raise EnrollRejected(f"resident {shown(uid, 40)}: this face already belongs to {whose} here "
-                                 f"(similarity {exc.score:.2f}); the same duplicate rule as `gatectl enroll`") from None
+            raise EnrollRejected(
+                f"resident {shown(uid, 40)}: this face already belongs to {whose} here "
+                f"(similarity {exc.score:.2f}); the same duplicate rule as `gatectl enroll`"
+            ) from None
 
-    def applied(self, templates: list[tuple[np.ndarray, float]], rid: int, rev_before: int, rev_after: int) -> None:
+    def applied(
+        self, templates: list[tuple[np.ndarray, float]], rid: int, rev_before: int, rev_after: int
+    ) -> None:
         """After this replicator stored resident ``rid`` with ``templates``: update in place
         when the directory was current until then, else leave it for a reload."""
         d = self.directory
@@ -148,10 +199,20 @@ class DuplicateRule:
 class Replicator:
     """Verifies enrollment changes from the centre and applies them to this device's store."""
 
-    def __init__(self, store: Store, model_id: str, dim: int, delete_files: Callable[[list[Path]], None], *,
-                 keys: dict[str, Ed25519PublicKey], site: str, device: str,
-                 duplicates: DuplicateRule | None = None,
-                 clock: Callable[[], float] = time.time, skew_s: float = 30.0):
+    def __init__(
+        self,
+        store: Store,
+        model_id: str,
+        dim: int,
+        delete_files: Callable[[list[Path]], None],
+        *,
+        keys: dict[str, Ed25519PublicKey],
+        site: str,
+        device: str,
+        duplicates: DuplicateRule | None = None,
+        clock: Callable[[], float] = time.time,
+        skew_s: float = 30.0,
+    ):
         """``duplicates``: the duplicate-face rule for arriving templates (None: no rule)."""
         self.store = store
         self.model_id = model_id
@@ -171,8 +232,9 @@ class Replicator:
         try:
             verify_change(self.keys, body, site=self.site, device=self.device)
         except CommandRejected as exc:
-            raise EnrollRejected(f"{body['type']} {shown(body['uid'], 40)} v{shown(body['version'], 24)}: "
-                                 f"{exc}") from None
+            raise EnrollRejected(
+                f"{body['type']} {shown(body['uid'], 40)} v{shown(body['version'], 24)}: {exc}"
+            ) from None
         return self.apply(body)
 
     def apply(self, body: dict) -> str:
@@ -182,13 +244,19 @@ class Replicator:
         version = check_version(body["version"], self.clock(), self.skew_s)
         held_kind, held = self.store.version_of(uid)
         if held_kind not in (None, "tombstone", body["type"]):
-            raise EnrollRejected(f"uid {shown(uid, 40)} is a {held_kind} here, not a {body['type']}")
+            raise EnrollRejected(
+                f"uid {shown(uid, 40)} is a {held_kind} here, not a {body['type']}"
+            )
         if version <= held:
             return f"ignored: version {version} is not newer than {held}"
         if body["op"] == "delete":
             self._delete(body["type"], uid, version)
             return "applied"
-        templates = decode_templates(body["templates"], self.model_id, self.dim) if "templates" in body else None
+        templates = (
+            decode_templates(body["templates"], self.model_id, self.dim)
+            if "templates" in body
+            else None
+        )
         if body["type"] == "resident":
             if held_kind != "resident" and not templates:
                 raise EnrollRejected(f"new resident {shown(uid, 40)} has no templates")
@@ -197,15 +265,28 @@ class Replicator:
                 raise EnrollRejected(f"unknown status {shown(status, 20)!r}")
             if templates and self.duplicates is not None:
                 self.duplicates.check(templates, uid)
-            applied = self.store.replicate_resident(uid, version, str(body.get("name", "")),
-                                                    str(body.get("unit", "")), status, templates, self.model_id)
+            applied = self.store.replicate_resident(
+                uid,
+                version,
+                str(body.get("name", "")),
+                str(body.get("unit", "")),
+                status,
+                templates,
+                self.model_id,
+            )
             if templates and self.duplicates is not None:
                 self.duplicates.applied(templates, *applied)
         else:
             if not templates:
                 raise EnrollRejected(f"watchlist entry {shown(uid, 40)} has no templates")
-            self.store.replicate_watch(uid, version, str(body.get("name", "")), str(body.get("reason", "")),
-                                       templates, self.model_id)
+            self.store.replicate_watch(
+                uid,
+                version,
+                str(body.get("name", "")),
+                str(body.get("reason", "")),
+                templates,
+                self.model_id,
+            )
         return "applied"
 
     def _delete(self, kind: str, uid: str, version: int) -> None:

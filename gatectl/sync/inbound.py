@@ -48,7 +48,8 @@ log = logging.getLogger("gatectl.sync")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_DEPTH = 16
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a JSON string, unrolled (no backtracking)
+# a JSON string, unrolled (no backtracking)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")] = 1
@@ -67,7 +68,7 @@ class Refused(Exception):
 
 # ---- JSON -------------------------------------------------------------------------------------
 
-def check_depth(payload: bytes, max_depth: int = MAX_DEPTH) -> None:
+def check_depth(payload: bytes | bytearray, max_depth: int = MAX_DEPTH) -> None:
     """Refuse JSON nested deeper than ``max_depth`` without parsing it (json.loads recurses
     once per level and a few thousand ``[`` raise RecursionError). Strings are blanked first so
     brackets inside them do not count; the depth is then the running sum of +1 per opening and
@@ -84,7 +85,7 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
-def load_json(payload: bytes, max_depth: int = MAX_DEPTH) -> Any:
+def load_json(payload: bytes | bytearray, max_depth: int = MAX_DEPTH) -> Any:
     """The parsed payload, or Refused ("too_deep" / "malformed")."""
     check_depth(payload, max_depth)
     try:
@@ -219,13 +220,15 @@ class StatusArgs(InboundModel):
     version: Version
 
 
-def enrollment(payload: bytes, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
+def enrollment(payload: bytes | bytearray, max_templates: int, max_depth: int = MAX_DEPTH) -> dict:
     """A checked enrollment change, or Refused. The parsed dict itself is returned, not the
     model's dump: a signature covers the bytes as sent, without defaults filled in."""
     data = load_json(payload, max_depth)
     change = validated(Enrollment, data)
     if change.templates is not None and len(change.templates) > max_templates:
-        raise Refused("malformed", f"templates: {len(change.templates)} > {max_templates} per person")
+        raise Refused(
+            "malformed", f"templates: {len(change.templates)} > {max_templates} per person"
+        )
     return data
 
 
@@ -262,7 +265,9 @@ class Refusals:
     topic kind: ``cmd``, ``enroll``) one warning line saying how many went unlogged before it.
     Called from paho's thread (size) and the sync thread (everything else)."""
 
-    def __init__(self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic
+    ):
         self.per_s = per_s
         self.burst = burst
         self.clock = clock
@@ -283,7 +288,13 @@ class Refusals:
                 return False
             unlogged, self._unlogged[source] = self._unlogged[source], 0
         more = f" ({unlogged} more refused since the last line)" if unlogged else ""
-        log.warning("%s message refused (%s)%s%s", source, reason, f": {shown(detail)}" if detail else "", more)
+        log.warning(
+            "%s message refused (%s)%s%s",
+            source,
+            reason,
+            f": {shown(detail)}" if detail else "",
+            more,
+        )
         return True
 
     def counts(self) -> dict[str, int]:

@@ -50,8 +50,12 @@ class CommandRejected(Exception):
 
 def canonical(body: dict) -> bytes:
     """The signed bytes: the body without ``sig`` as sorted, compact UTF-8 JSON."""
-    return json.dumps({k: v for k, v in body.items() if k != "sig"}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        {k: v for k, v in body.items() if k != "sig"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
 
 
 def generate_private_key() -> Ed25519PrivateKey:
@@ -78,14 +82,16 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         key = None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path}: not an Ed25519 private key (PEM)")
+    if not isinstance(key, Ed25519PrivateKey):  # a bad file, not a bad argument: ValueError
+        raise ValueError(f"{path}: not an Ed25519 private key (PEM)")  # noqa: TRY004
     return key
 
 
 def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return base64.b64encode(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+    return base64.b64encode(
+        pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ).decode()
 
 
 def sign(key: Ed25519PrivateKey, kid: str, body: dict) -> dict:
@@ -96,7 +102,9 @@ def sign(key: Ed25519PrivateKey, kid: str, body: dict) -> dict:
     return body
 
 
-def check_signature(keys: dict[str, Ed25519PublicKey], body: dict, cmd_id: str | None = None) -> None:
+def check_signature(
+    keys: dict[str, Ed25519PublicKey], body: dict, cmd_id: str | None = None
+) -> None:
     """CommandRejected (carrying ``cmd_id``) unless ``body`` is signed by one of the pinned
     ``keys`` (commands and enrollment changes alike). ``kid`` must already be known to be text."""
     sig = body.get("sig")
@@ -104,25 +112,49 @@ def check_signature(keys: dict[str, Ed25519PublicKey], body: dict, cmd_id: str |
         raise CommandRejected("unsigned", cmd_id=cmd_id)
     key = keys.get(body["kid"])
     if key is None:
-        raise CommandRejected("unknown_key", f"key id '{shown(body['kid'], 64)}' is not pinned on this device",
-                              cmd_id=cmd_id)
+        raise CommandRejected(
+            "unknown_key",
+            f"key id '{shown(body['kid'], 64)}' is not pinned on this device",
+            cmd_id=cmd_id,
+        )
     try:
         key.verify(base64.b64decode(sig, validate=True), canonical(body))
-    except (InvalidSignature, binascii.Error, ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+    # UnicodeEncodeError is a ValueError
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):
         raise CommandRejected("bad_signature", cmd_id=cmd_id) from None
 
 
-def sign_command(key: Ed25519PrivateKey, kid: str, device: str, cmd: str, args: dict, *, now: float,
-                 ttl_s: float = 30.0, cmd_id: str | None = None, nonce: str | None = None) -> dict:
-    body = {"v": 1, "cmd": cmd, "args": args, "device": device, "id": cmd_id or secrets.token_hex(16),
-            "iat": now, "exp": now + ttl_s, "nonce": nonce or secrets.token_hex(16)}
+def sign_command(
+    key: Ed25519PrivateKey,
+    kid: str,
+    device: str,
+    cmd: str,
+    args: dict,
+    *,
+    now: float,
+    ttl_s: float = 30.0,
+    cmd_id: str | None = None,
+    nonce: str | None = None,
+) -> dict:
+    body = {
+        "v": 1,
+        "cmd": cmd,
+        "args": args,
+        "device": device,
+        "id": cmd_id or secrets.token_hex(16),
+        "iat": now,
+        "exp": now + ttl_s,
+        "nonce": nonce or secrets.token_hex(16),
+    }
     return sign(key, kid, body)
 
 
 ALL_DEVICES = "*"
 
 
-def sign_change(key: Ed25519PrivateKey, kid: str, change: dict, *, site: str, device: str = ALL_DEVICES) -> dict:
+def sign_change(
+    key: Ed25519PrivateKey, kid: str, change: dict, *, site: str, device: str = ALL_DEVICES
+) -> dict:
     """An enrollment change signed for ``site`` and one ``device`` (default: every device of it)."""
     return sign(key, kid, {**change, "site": site, "device": device})
 
@@ -136,9 +168,13 @@ def verify_change(keys: dict[str, Ed25519PublicKey], body: dict, *, site: str, d
             raise CommandRejected("malformed", f"field '{field}' missing or not text")
     check_signature(keys, body)
     if body["site"] != site:
-        raise CommandRejected("wrong_site", f"for site '{shown(body['site'], 40)}', this is '{site}'")
+        raise CommandRejected(
+            "wrong_site", f"for site '{shown(body['site'], 40)}', this is '{site}'"
+        )
     if body["device"] not in (ALL_DEVICES, device):
-        raise CommandRejected("wrong_device", f"for '{shown(body['device'], 40)}', this is '{device}'")
+        raise CommandRejected(
+            "wrong_device", f"for '{shown(body['device'], 40)}', this is '{device}'"
+        )
 
 
 class NonceStore(Protocol):
@@ -211,16 +247,26 @@ class ClockGuard:
     def confirmed(self, now: float) -> None:
         """The centre's signed time agrees with ``now``: trust the wall clock from here on."""
         if self.jumped is not None:
-            log.warning("wall clock confirmed by a signed command from the centre; commands accepted again")
+            log.warning(
+                "wall clock confirmed by a signed command from the centre; commands accepted again"
+            )
         self.jumped = None
         self._said = None
         self._offset = now - self.monotonic()
 
 
 class Verifier:
-    def __init__(self, keys: dict[str, Ed25519PublicKey], device: str, nonces: NonceStore, *,
-                 max_ttl_s: float = 300.0, skew_s: float = 30.0, clock_guard: ClockGuard | None = None,
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        keys: dict[str, Ed25519PublicKey],
+        device: str,
+        nonces: NonceStore,
+        *,
+        max_ttl_s: float = 300.0,
+        skew_s: float = 30.0,
+        clock_guard: ClockGuard | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.keys = keys
         self.device = device
         self.nonces = nonces
@@ -246,7 +292,9 @@ class Verifier:
             raise CommandRejected(exc.reason, exc.detail, cmd_id=_token_of(body)) from None
         check_signature(self.keys, body, cmd.id)
         if cmd.device != self.device:
-            raise CommandRejected("wrong_device", f"for '{cmd.device}', this is '{self.device}'", cmd_id=cmd.id)
+            raise CommandRejected(
+                "wrong_device", f"for '{cmd.device}', this is '{self.device}'", cmd_id=cmd.id
+            )
         newest = self.nonces.newest_iat()
         untrusted = self.clock.problem(now, newest)
         if untrusted is not None:
@@ -257,18 +305,30 @@ class Verifier:
         if now > cmd.exp:
             raise CommandRejected("expired", f"{now - cmd.exp:.0f} s ago", cmd_id=cmd.id)
         if cmd.iat > now + self.skew_s:
-            raise CommandRejected("not_yet_valid", f"issued {cmd.iat - now:.0f} s in the future", cmd_id=cmd.id)
+            raise CommandRejected(
+                "not_yet_valid", f"issued {cmd.iat - now:.0f} s in the future", cmd_id=cmd.id
+            )
         if cmd.exp - cmd.iat > self.max_ttl_s:
-            raise CommandRejected("too_long_lived", f"valid {cmd.exp - cmd.iat:.0f} s > {self.max_ttl_s:g} s",
-                                  cmd_id=cmd.id)
+            raise CommandRejected(
+                "too_long_lived",
+                f"valid {cmd.exp - cmd.iat:.0f} s > {self.max_ttl_s:g} s",
+                cmd_id=cmd.id,
+            )
         if newest is not None and cmd.iat < newest - self.max_ttl_s:
-            raise CommandRejected("stale", f"issued {newest - cmd.iat:.0f} s before the newest accepted command",
-                                  cmd_id=cmd.id)
+            raise CommandRejected(
+                "stale",
+                f"issued {newest - cmd.iat:.0f} s before the newest accepted command",
+                cmd_id=cmd.id,
+            )
         mono = self.monotonic()
-        while self._recent and next(iter(self._recent.values())) < mono - self.max_ttl_s - self.skew_s:
+        while (
+            self._recent and next(iter(self._recent.values())) < mono - self.max_ttl_s - self.skew_s
+        ):
             self._recent.popitem(last=False)
         forget_before = max(newest or cmd.iat, cmd.iat) - self.max_ttl_s - self.skew_s
-        if cmd.nonce in self._recent or not self.nonces.claim(cmd.nonce, cmd.exp, cmd.iat, forget_before):
+        if cmd.nonce in self._recent or not self.nonces.claim(
+            cmd.nonce, cmd.exp, cmd.iat, forget_before
+        ):
             raise CommandRejected("replayed", f"nonce {cmd.nonce} already used", cmd_id=cmd.id)
         self._recent[cmd.nonce] = mono
         return body

@@ -3,11 +3,13 @@
     <prefix>/v1/<site>/<device>/status        retained JSON; the Last Will sets it offline
     <prefix>/v1/<site>/<device>/events        event JSON, QoS 1, never retained
     <prefix>/v1/<site>/<device>/snapshots/<event id>   JPEG bytes, QoS 1
-    <prefix>/v1/<site>/<device>/enroll/up     requests for changes made on the device (the centre decides)
+    <prefix>/v1/<site>/<device>/enroll/up     requests for changes made on the device (the
+                                              centre decides)
     <prefix>/v1/<site>/<device>/resync        the device asks for every resident
     <prefix>/v1/<site>/<device>/enroll        enrollments for this device (resync answers)
     <prefix>/v1/<site>/enroll                 enrollments for every device of the site
-    <prefix>/v1/<site>/<device>/cmd           signed commands (MQTT 5 response topic + correlation data)
+    <prefix>/v1/<site>/<device>/cmd           signed commands (MQTT 5 response topic +
+                                              correlation data)
     <prefix>/v1/<site>/<device>/cmd/resp      default response topic
     <prefix>/v1/<site>/<device>/ack           the centre's receipts: outbox rows it has stored
 

@@ -10,8 +10,9 @@ import hashlib
 import logging
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,6 +21,9 @@ else:  # pragma: no cover
 
 from gatectl.core.errors import GatectlError
 from gatectl.core.paths import bundled_models_dir
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 
 class ModelError(GatectlError):
@@ -44,18 +48,23 @@ def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise ModelError(f"{path}: model registry not found (models.dir points at the wrong folder?)") from None
+        raise ModelError(
+            f"{path}: model registry not found (models.dir points at the wrong folder?)"
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"{path}: unreadable model registry ({exc})") from None
     try:
-        return {name: ModelSpec(name=name, **{k: tuple(v) if k == "impostor_tail" else v
-                                              for k, v in fields.items()})
-                for name, fields in data.items()}
+        return {name: ModelSpec(name=name, **_spec_fields(fields)) for name, fields in data.items()}
     except TypeError as exc:
         raise ModelError(f"{path}: bad model entry ({exc})") from None
 
 
-@lru_cache(maxsize=None)
+def _spec_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A registry entry as ModelSpec keywords (TOML has arrays, the spec a tuple)."""
+    return {k: tuple(v) if k == "impostor_tail" else v for k, v in fields.items()}
+
+
+@cache
 def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -85,7 +94,7 @@ def verify(spec: ModelSpec, models_dir: Path) -> Path:
 # models back to back, and with a pool per session the idle pools spin-wait on the same two
 # cores the next model needs (measured here: 60 ms for the four calls with per-session pools,
 # 16 ms without spinning, 13 ms on one shared pool).
-_SESSIONS: dict[Path, object] = {}
+_SESSIONS: dict[Path, InferenceSession] = {}
 _POOL_THREADS: int | None = None
 
 
@@ -99,7 +108,8 @@ def _shared_pool(threads: int) -> None:
         _POOL_THREADS = threads
     elif _POOL_THREADS != threads:
         logging.getLogger("gatectl.models").warning(
-            "models.intra_op_threads=%d ignored: the shared pool already has %d threads", threads, _POOL_THREADS)
+            "models.intra_op_threads=%d ignored: the shared pool already has %d threads",
+            threads, _POOL_THREADS)
 
 
 class ModelStore:
@@ -119,7 +129,7 @@ class ModelStore:
     def path(self, name: str) -> Path:
         return verify(self.spec(name), self.dir)
 
-    def session(self, name: str):
+    def session(self, name: str) -> InferenceSession:
         """A CPU onnxruntime session, created once and shared by every gate that needs it."""
         path = self.path(name)
         key = path.resolve()
@@ -127,7 +137,7 @@ class ModelStore:
             _SESSIONS[key] = self._open(name, path)
         return _SESSIONS[key]
 
-    def session_for_file(self, path: Path):
+    def session_for_file(self, path: Path) -> InferenceSession:
         """A session for a site's own model file (not in the registry, so no sha256 check)."""
         path = Path(path)
         if not path.is_file():
@@ -137,7 +147,7 @@ class ModelStore:
             _SESSIONS[key] = self._open(path.name, path)
         return _SESSIONS[key]
 
-    def _open(self, name: str, path: Path):
+    def _open(self, name: str, path: Path) -> InferenceSession:
         import onnxruntime as ort
 
         _shared_pool(self.threads)
@@ -149,12 +159,13 @@ class ModelStore:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several private exception types
+        # onnxruntime raises several private exception types, with no public base but Exception
+        except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: onnxruntime cannot load model '{name}' ({exc})") from None
 
     def check_all(self) -> list[tuple[ModelSpec, str | None]]:
         """(spec, error or None) for every registered model; used by `gatectl doctor`."""
-        out = []
+        out: list[tuple[ModelSpec, str | None]] = []
         for spec in self.registry.values():
             try:
                 verify(spec, self.dir)

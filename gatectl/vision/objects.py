@@ -17,12 +17,16 @@ tiles give the model more pixels, at one model run per tile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from gatectl.vision.letterbox import letterbox
 from gatectl.vision.models import ModelError
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 TILE_FRACTION = {2: 0.6, 3: 0.45, 4: 0.35}  # grid -> tile side as a fraction of the image
 NMS_IOU = 0.45
@@ -43,7 +47,14 @@ class TiledDetector:
     scale: float  # pixel value multiplier
     centred: bool  # letterbox padding on both sides (else right/bottom only)
 
-    def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
+    def __init__(
+        self,
+        session: InferenceSession,
+        input_size: int,
+        classes: dict[str, int],
+        threshold: float,
+        tiles: int = 2,
+    ) -> None:
         """``tiles``: 1 = the whole image only; 2, 3, 4 = also a 2x2, 3x3 or 4x4 grid of tiles."""
         self.session = session
         self.input_name = session.get_inputs()[0].name
@@ -54,7 +65,8 @@ class TiledDetector:
         self._idx = np.array(list(classes.values()))
 
     def _decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's first output -> (cx, cy, w, h in input pixels, [A, k] scores of the config classes)."""
+        """The model's first output -> (cx, cy, w, h in input pixels, [A, k] scores of the config
+        classes)."""
         raise NotImplementedError
 
     def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,14 +101,25 @@ class TiledDetector:
         if len(s) == 0:
             return []
         names = list(self.classes)
-        keep = cv2.dnn.NMSBoxesBatched(np.c_[b[:, :2], b[:, 2:] - b[:, :2]].tolist(), s.tolist(), k.tolist(),
-                                       self.threshold, NMS_IOU)
-        return sorted((Detection(b[i].astype(np.float32), float(s[i]), names[int(k[i])])
-                       for i in np.asarray(keep).reshape(-1)), key=lambda d: -d.score)
+        keep = cv2.dnn.NMSBoxesBatched(
+            np.c_[b[:, :2], b[:, 2:] - b[:, :2]].tolist(),
+            s.tolist(),
+            k.tolist(),
+            self.threshold,
+            NMS_IOU,
+        )
+        return sorted(
+            (
+                Detection(b[i].astype(np.float32), float(s[i]), names[int(k[i])])
+                for i in np.asarray(keep).reshape(-1)
+            ),
+            key=lambda d: -d.score,
+        )
 
 
 def yolox_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The YOLOX head's anchor points: cell ``(x, y)`` ``[A, 2]`` and stride ``[A, 1]``, strides 8/16/32."""
+    """The YOLOX head's anchor points: cell ``(x, y)`` ``[A, 2]`` and stride ``[A, 1]``, strides
+    8/16/32."""
     grids, strides = [], []
     for stride in (8, 16, 32):
         n = size // stride
@@ -109,7 +132,14 @@ def yolox_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 class YoloxDetector(TiledDetector):
     rgb, scale, centred = False, 1.0, False
 
-    def __init__(self, session, input_size: int, classes: dict[str, int], threshold: float, tiles: int = 2):
+    def __init__(
+        self,
+        session: InferenceSession,
+        input_size: int,
+        classes: dict[str, int],
+        threshold: float,
+        tiles: int = 2,
+    ) -> None:
         super().__init__(session, input_size, classes, threshold, tiles)
         self._grid, self._stride = yolox_grid(input_size)
 
@@ -129,8 +159,9 @@ class Yolov8Detector(TiledDetector):
 FAMILIES: dict[str, type[TiledDetector]] = {"yolox": YoloxDetector, "yolov8": Yolov8Detector}
 
 
-def open_detector(session, family: str, input_size: int, classes: dict[str, int], threshold: float,
-                  tiles: int, where: str) -> TiledDetector:
+def open_detector(session: InferenceSession, family: str, input_size: int,
+                  classes: dict[str, int], threshold: float, tiles: int,
+                  where: str) -> TiledDetector:
     """Check the model against its config (``where`` names the config table), then wrap it.
 
     A model whose fixed input size or class count does not fit the config fails here, at
@@ -139,14 +170,18 @@ def open_detector(session, family: str, input_size: int, classes: dict[str, int]
     shape = session.get_inputs()[0].shape
     fixed = [d for d in shape[2:4] if isinstance(d, int)]
     if fixed and any(d != input_size for d in fixed):
-        raise ModelError(f"{where}.input_size = {input_size}, but the model takes {shape[2]}x{shape[3]} images")
+        raise ModelError(
+            f"{where}.input_size = {input_size}, but the model takes {shape[2]}x{shape[3]} images"
+        )
     out = session.get_outputs()[0].shape
     if len(out) != 3:
         raise ModelError(f"{where}.family = '{family}', but the model's output has shape {out}")
     width, anchors = (out[2], out[1]) if family == "yolox" else (out[1], out[2])
     if isinstance(width, int) and isinstance(anchors, int) and width > anchors:
         layout = "[1, A, 5 + C]" if family == "yolox" else "[1, 4 + C, A]"
-        raise ModelError(f"{where}.family = '{family}' expects an output {layout}, but the model gives {out}")
+        raise ModelError(
+            f"{where}.family = '{family}' expects an output {layout}, but the model gives {out}"
+        )
     if isinstance(width, int):
         n_classes = width - (5 if family == "yolox" else 4)
         bad = {k: v for k, v in classes.items() if not 0 <= v < n_classes}

@@ -1,4 +1,5 @@
-"""Elevator car camera: e-bikes in the car -> confirmed -> the car's doors held, alarm, announcement.
+"""Elevator car camera: e-bikes in the car -> confirmed -> the car's doors held, alarm,
+announcement.
 
 Only the car region (a polygon in the config) is looked at, so a moped waiting on the landing
 outside the open doors is not an e-bike *in the car*. A frame counts when the detector finds an
@@ -37,8 +38,16 @@ class EbikeDecision(Decision):
 
 
 class EbikeGate:
-    def __init__(self, cfg: EbikeGateConfig, detector: TiledDetector, controls: Controls, store: Store,
-                 hold_cap_s: float, wall_clock: Callable[[], float], display: Display | None = None):
+    def __init__(
+        self,
+        cfg: EbikeGateConfig,
+        detector: TiledDetector,
+        controls: Controls,
+        store: Store,
+        hold_cap_s: float,
+        wall_clock: Callable[[], float],
+        display: Display | None = None,
+    ):
         """``display``: where the announcement is shown (queued: a gate worker never waits)."""
         self.cfg = cfg
         self.display = display
@@ -47,7 +56,9 @@ class EbikeGate:
         self.store = store
         self.hold_cap_s = hold_cap_s
         self.wall_clock = wall_clock
-        self.targets = set(cfg.detector.ebike_classes) | (set() if cfg.bicycles_allowed else {"bicycle"})
+        self.targets = set(cfg.detector.ebike_classes) | (
+            set() if cfg.bicycles_allowed else {"bicycle"}
+        )
         self.window: deque[bool] = deque(maxlen=cfg.confirm_window)
         self.active = False
         self.last_detections: list[Detection] = []
@@ -107,7 +118,9 @@ class EbikeGate:
                     self.display.show_later(self.cfg.announcement, self.cfg.elevator, until)
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
                 self.confirmed += 1
-                out.append(EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0))
+                out.append(
+                    EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0)
+                )
             if dets:
                 self.controls.ebike(self.cfg.elevator, image, reason)
         elif self.active and not any(self.window):

@@ -44,15 +44,17 @@ RECENT_FRAME_S = 5.0  # an older frame shows the door as it was, not as it is
 
 @dataclass(frozen=True)
 class GateDecision(Decision):
-    """What the gate decided for one face track: who (the name, for replay's output) and the event."""
+    """What the gate decided for one face track: who (the name, for replay's output) and the
+    event; a face decision always has a score."""
 
+    score: float
     resident: str | None
     event: Event
     track: int
 
     def as_json(self) -> dict[str, Any]:
         return {"gate": self.gate, "decision": self.decision, "resident": self.resident,
-                "reason": self.reason, "score": round(self.score or 0.0, 4), **event_json(self.event)}
+                "reason": self.reason, "score": round(self.score, 4), **event_json(self.event)}
 
 
 class FaceGate:
@@ -73,7 +75,8 @@ class FaceGate:
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.liveness = TrackLiveness(cfg.confirm_window)
         self.liveness_refused = 0  # passes refused for liveness (spoof or too close), for metrics
-        self._threshold: tuple[int, float] = (-1, cfg.thresholds.match)  # (identities, match threshold)
+        # (identities, match threshold)
+        self._threshold: tuple[int, float] = (-1, cfg.thresholds.match)
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
@@ -160,7 +163,9 @@ class FaceGate:
             if track.outcome == "unknown":
                 return None
             track.outcome = "unknown"
-            return self._act(track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image)
+            return self._act(
+                track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image
+            )
         if c.kind in ("spoof", "too_close"):
             track.outcome = c.kind
             if not self.liveness.first_refusal(track.id, c.kind):
@@ -184,9 +189,16 @@ class FaceGate:
         resident = d.residents.get(oid)
         if resident is None:  # removed since the gallery snapshot was taken
             return UNKNOWN
-        verdict = decide_resident(resident, d.watched_residents.get(oid), self.checks,
-                                  self.wall_clock(), self.reenroll_after_days)
-        if verdict.decision == "granted" and not self.controls.anti_passback_ok(self.door.name, oid):
+        verdict = decide_resident(
+            resident,
+            d.watched_residents.get(oid),
+            self.checks,
+            self.wall_clock(),
+            self.reenroll_after_days,
+        )
+        if verdict.decision == "granted" and not self.controls.anti_passback_ok(
+            self.door.name, oid
+        ):
             return ANTI_PASSBACK
         return verdict
 
@@ -196,8 +208,16 @@ class FaceGate:
         wid = owner[1] if owner and owner[0] == "watchlist" else None
         if rid is not None and rid in self.directory.watched_residents:
             wid = self.directory.watched_residents[rid].id
-        ev = self.recorder.record(self.cfg.name, verdict.kind, verdict.decision, verdict.reason, image,
-                                  resident_id=rid, watchlist_id=wid, score=score)
+        ev = self.recorder.record(
+            self.cfg.name,
+            verdict.kind,
+            verdict.decision,
+            verdict.reason,
+            image,
+            resident_id=rid,
+            watchlist_id=wid,
+            score=score,
+        )
         if verdict.decision == "granted":
             if rid is None:  # only a resident is ever granted: never open the door for no one
                 raise InvariantError(f"{self.cfg.name}: a grant without a resident")
@@ -207,7 +227,15 @@ class FaceGate:
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
         # ids, never names: the journal is kept and shipped, and cannot be erased per person
         who = f"{owner[0]} #{owner[1]}" if owner else "-"
-        log.log(level, "%s: %s %s (%s) score %.3f event %s", self.cfg.name, verdict.decision,
-                who, verdict.reason, score, ev.id)
-        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, score, resident=name, event=ev,
-                            track=track.id)
+        log.log(
+            level,
+            "%s: %s %s (%s) score %.3f event %s",
+            self.cfg.name,
+            verdict.decision,
+            who,
+            verdict.reason,
+            score,
+            ev.id,
+        )
+        return GateDecision(self.cfg.name, verdict.decision, verdict.reason, score,
+                            resident=name, event=ev, track=track.id)

@@ -61,7 +61,9 @@ def fuse(vectors: list[np.ndarray]) -> np.ndarray:
     return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
 
 
-def confirm(track: Track, need: int, rule: str, identify_fused: Callable[[np.ndarray], Vote]) -> Vote | None:
+def confirm(
+    track: Track, need: int, rule: str, identify_fused: Callable[[np.ndarray], Vote]
+) -> Vote | None:
     """The track's decision so far (None = not yet). A spoof is confirmed by votes under either
     rule; under ``fused`` the identity comes from ``identify_fused`` on the fused embedding."""
     if rule == "votes":
@@ -95,7 +97,11 @@ class FaceTracker:
         """Assign each box to a live track (greedy by overlap) or a new one; drop stale tracks."""
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= self.timeout_s]
         pairs = sorted(
-            ((iou(b, tr.box), bi, ti) for bi, b in enumerate(boxes) for ti, tr in enumerate(self.tracks)),
+            (
+                (iou(b, tr.box), bi, ti)
+                for bi, b in enumerate(boxes)
+                for ti, tr in enumerate(self.tracks)
+            ),
             reverse=True,
         )
         assigned: dict[int, Track] = {}

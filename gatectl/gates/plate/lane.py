@@ -1,4 +1,5 @@
-"""Vehicle lane: frame -> plates -> vehicle tracks -> voted plate -> rules -> event, barrier, record.
+"""Vehicle lane: frame -> plates -> vehicle tracks -> voted plate -> rules -> event, barrier,
+record.
 
 One vehicle, one decision, one event: a track decides as soon as ``min_votes`` frames agree on
 a whole plate whose detector score and every character's confidence pass their thresholds (the
@@ -47,8 +48,15 @@ class LaneDecision(Decision):
 
 
 class PlateLane:
-    def __init__(self, cfg: PlateGateConfig, analyzer: PlateAnalyzer, store: Store, recorder: EventRecorder,
-                 controls: Controls, wall_clock: Callable[[], float]):
+    def __init__(
+        self,
+        cfg: PlateGateConfig,
+        analyzer: PlateAnalyzer,
+        store: Store,
+        recorder: EventRecorder,
+        controls: Controls,
+        wall_clock: Callable[[], float],
+    ):
         self.cfg = cfg
         self.analyzer = analyzer
         self.store = store
@@ -72,13 +80,21 @@ class PlateLane:
         self.frames += 1
         self.last_observations = obs = self.analyzer.analyze(image)
         ended = self.tracker.update(obs, image, t)
-        out = [d for tr in self.tracker.tracks if not tr.decided and (d := self._try(tr, t, final=False))]
+        out = [
+            d
+            for tr in self.tracker.tracks
+            if not tr.decided and (d := self._try(tr, t, final=False))
+        ]
         out += [d for tr in ended if not tr.decided and (d := self._try(tr, t, final=True))]
         return out
 
     def flush(self, t: float) -> list[LaneDecision]:
         """Decide every vehicle still in view (end of a replayed file)."""
-        return [d for tr in self.tracker.flush() if not tr.decided and (d := self._try(tr, t, final=True))]
+        return [
+            d
+            for tr in self.tracker.flush()
+            if not tr.decided and (d := self._try(tr, t, final=True))
+        ]
 
     def _try(self, track: PlateTrack, t: float, final: bool) -> LaneDecision | None:
         th = self.cfg.thresholds
@@ -95,26 +111,48 @@ class PlateLane:
             verdict = Verdict("denied", "plate unreadable", "access")
         elif not confident:
             weakest = int(np.argmin(conf))
-            verdict = Verdict("denied", f"low confidence (character {weakest + 1} '{plate[weakest]}' "
-                                        f"{conf[weakest]:.2f} < {th.char:.2f})", "access")
+            verdict = Verdict(
+                "denied",
+                f"low confidence (character {weakest + 1} '{plate[weakest]}' "
+                f"{conf[weakest]:.2f} < {th.char:.2f})",
+                "access",
+            )
         else:
             verdict = decide_plate(self.store.plates(plate), self.cfg.direction, self.wall_clock(),
                                    self.cfg.open_unknown_on_exit)
             self._recent[plate] = t
         score = min(conf) if conf else 0.0
         label = plate or "?"
-        event = self.recorder.record(self.cfg.name, verdict.kind, verdict.decision,
-                                     f"{label} {self.cfg.direction}: {verdict.reason}", track.best_frame,
-                                     score=score)
+        event = self.recorder.record(
+            self.cfg.name,
+            verdict.kind,
+            verdict.decision,
+            f"{label} {self.cfg.direction}: {verdict.reason}",
+            track.best_frame,
+            score=score,
+        )
         if plate is not None and confident:
             try:
-                self.store.record_pass(plate, self.cfg.name, self.cfg.direction, event.ts, verdict.decision,
-                                       event.id, wait_s=self.recorder.lock_wait_s)
+                self.store.record_pass(
+                    plate,
+                    self.cfg.name,
+                    self.cfg.direction,
+                    event.ts,
+                    verdict.decision,
+                    event.id,
+                    wait_s=self.recorder.lock_wait_s,
+                )
             except StoreError as exc:  # the event (spooled) says what happened; the barrier goes on
                 log.error("lane %s: pass of %s not recorded (%s)", self.cfg.name, plate, exc)
         if verdict.decision == "granted":
             self.controls.open_barrier(self.cfg.barrier)
-        log.info("lane %s: %s %s (%s)", self.cfg.name, shown(label), verdict.decision, shown(verdict.reason))
+        log.info(
+            "lane %s: %s %s (%s)",
+            self.cfg.name,
+            shown(label),
+            verdict.decision,
+            shown(verdict.reason),
+        )
         self.decided += 1
         return LaneDecision(self.cfg.name, verdict.decision, verdict.reason, score, plate=plate,
                             colour=track.colour, event=event)

@@ -39,7 +39,7 @@ class PlateTrack:
             score: dict[str, float] = defaultdict(float)
             for t, c in same:
                 score[t[i]] += c[i]
-            best = max(score, key=score.get)
+            best = max(score, key=score.__getitem__)
             chars.append(best)
             confs.append(score[best] / len(same))  # disagreeing frames lower the confidence
         plate = "".join(chars)
@@ -62,7 +62,9 @@ class PlateTracker:
     def reset(self) -> None:
         self.tracks.clear()
 
-    def update(self, observations: list[PlateObservation], frame: np.ndarray, t: float) -> list[PlateTrack]:
+    def update(
+        self, observations: list[PlateObservation], frame: np.ndarray, t: float
+    ) -> list[PlateTrack]:
         """Add one frame's plates; returns the tracks that ended (unseen for ``timeout_s``)."""
         for obs in observations:
             track = self._match(obs.det.box)

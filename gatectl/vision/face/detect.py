@@ -51,7 +51,9 @@ class FaceDetector:
         h, w = image.shape[:2]
         scale = min(1.0, self.long_side / max(h, w))
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = image if scale == 1.0 else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        resized = (
+            image if scale == 1.0 else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        )
         pw, ph = -nw % 32, -nh % 32
         if pw or ph:
             resized = cv2.copyMakeBorder(resized, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
@@ -72,7 +74,9 @@ class FaceDetector:
             self._grids[key] = grids
         return self._grids[key]
 
-    def decode(self, outputs: list[np.ndarray], blob_hw: tuple[int, int], scale: float) -> list[Face]:
+    def decode(
+        self, outputs: list[np.ndarray], blob_hw: tuple[int, int], scale: float
+    ) -> list[Face]:
         out = dict(zip(self.output_names, outputs))
         boxes, scores, kpss = [], [], []
         for s, grid in zip(STRIDES, self._grid(*blob_hw)):

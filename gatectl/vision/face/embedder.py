@@ -51,7 +51,9 @@ class MobileFaceNetEmbedder:
 
     def prepare(self, aligned: np.ndarray) -> np.ndarray:
         faces = [aligned, aligned[:, ::-1]] if self.flip else [aligned]
-        return cv2.dnn.blobFromImages(faces, 1 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True)
+        return cv2.dnn.blobFromImages(
+            faces, 1 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True
+        )
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         return l2_normalise(self.session.run(None, {self.input_name: blob})[0].sum(axis=0))
@@ -69,7 +71,7 @@ class InsightFaceEmbedder:
 
     def __init__(self, pack: Path):
         try:
-            from insightface.model_zoo import get_model  # type: ignore[import-not-found]
+            from insightface.model_zoo import get_model
         except ImportError:
             raise ModelError(
                 "models.embedding_backend: 'insightface' needs the optional extra: "
@@ -88,7 +90,8 @@ class InsightFaceEmbedder:
         self.model = model
         self.dim = int(model.output_shape[-1])
         self.model_id = f"insightface-{Path(model.model_file).stem}"
-        self.impostor_tail = None  # not measured here: the fixed match threshold applies
+        # not measured here: the fixed match threshold applies
+        self.impostor_tail: tuple[float, float] | None = None
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         return l2_normalise(self.model.get_feat(aligned)[0])

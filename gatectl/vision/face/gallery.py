@@ -61,7 +61,9 @@ def _build(owners: list[OwnerKey], counts: np.ndarray, matrix: np.ndarray,
         members = [index[o] for o in group if o in index]
         for k in members if len(members) > 1 else ():
             links[k] = tuple(m for m in members if m != k)
-    return _Snapshot(matrix, owners, ends - counts, ends, np.repeat(np.arange(len(owners)), counts), links)
+    return _Snapshot(
+        matrix, owners, ends - counts, ends, np.repeat(np.arange(len(owners)), counts), links
+    )
 
 
 class Gallery:
@@ -95,7 +97,9 @@ class Gallery:
                 blocks.append(np.empty((block_rows, self.dim), np.float32))
             blocks[-1][i] = vec
             keys.append(owner)
-        matrix = np.concatenate(blocks)[: len(keys)] if blocks else np.zeros((0, self.dim), np.float32)
+        matrix = (
+            np.concatenate(blocks)[: len(keys)] if blocks else np.zeros((0, self.dim), np.float32)
+        )
         del blocks
         index = {o: k for k, o in enumerate(dict.fromkeys(keys))}
         owner_of_row = np.fromiter((index[o] for o in keys), np.int64, len(keys))
@@ -111,7 +115,9 @@ class Gallery:
     def identities(self) -> list[list[OwnerKey]]:
         """The linked groups (owners of one person), as ``link`` was given them."""
         s = self._snap
-        return [[s.owners[k], *(s.owners[m] for m in ms)] for k, ms in s.links.items() if k < min(ms)]
+        return [
+            [s.owners[k], *(s.owners[m] for m in ms)] for k, ms in s.links.items() if k < min(ms)
+        ]
 
     def link(self, identities: list[list[OwnerKey]]) -> None:
         """Declare groups of owners that are one person (copy-on-write, replaces earlier links)."""
@@ -122,7 +128,11 @@ class Gallery:
     def _rebuild(self, groups: dict[OwnerKey, np.ndarray]) -> None:
         owners = list(groups)
         counts = np.array([len(groups[o]) for o in owners], np.int64)
-        matrix = np.concatenate([groups[o] for o in owners]) if owners else np.zeros((0, self.dim), np.float32)
+        matrix = (
+            np.concatenate([groups[o] for o in owners])
+            if owners
+            else np.zeros((0, self.dim), np.float32)
+        )
         self._snap = _build(owners, counts, np.ascontiguousarray(matrix), self.identities())
 
     def vectors(self, owner: OwnerKey) -> np.ndarray:

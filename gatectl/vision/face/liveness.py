@@ -50,7 +50,9 @@ def context_box(box: np.ndarray, scale: float) -> tuple[float, float, float, flo
     return cx - bw * scale / 2, cy - bh * scale / 2, cx + bw * scale / 2, cy + bh * scale / 2
 
 
-def inframe_box(box: np.ndarray, frame_hw: tuple[int, int], scale: float) -> tuple[int, int, int, int]:
+def inframe_box(
+    box: np.ndarray, frame_hw: tuple[int, int], scale: float
+) -> tuple[int, int, int, int]:
     """The authors' CropImage._get_new_box: the scale shrunk until the box fits the frame, the
     box shifted back inside it. Integer x1, y1, x2, y2, inclusive."""
     h, w = frame_hw
@@ -68,8 +70,11 @@ def inframe_crop(image: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray
     return cv2.resize(image[y1:y2 + 1, x1:x2 + 1], (INPUT, INPUT), interpolation=cv2.INTER_LINEAR)
 
 
-def context_coverage(box: np.ndarray, frame_hw: tuple[int, int], scale: float = CONTEXT_SCALE) -> float:
-    """The smaller of the two fractions (of width, of height) of the context box inside the frame."""
+def context_coverage(
+    box: np.ndarray, frame_hw: tuple[int, int], scale: float = CONTEXT_SCALE
+) -> float:
+    """The smaller of the two fractions (of width, of height) of the context box inside the
+    frame."""
     h, w = frame_hw
     left, top, right, bottom = context_box(box, scale)
     fx = max(0.0, min(right, w) - max(left, 0.0)) / (right - left)
@@ -78,9 +83,9 @@ def context_coverage(box: np.ndarray, frame_hw: tuple[int, int], scale: float = 
 
 
 def padded_crop(image: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray:
-    """The context box at full scale resampled to 80x80 (bilinear, pixel centres as cv2.resize maps them),
-    edge pixels repeated beyond the frame. One warpAffine: only the 80x80 output is computed,
-    however large the box or far out of the frame."""
+    """The context box at full scale resampled to 80x80 (bilinear, pixel centres as cv2.resize
+    maps them), edge pixels repeated beyond the frame. One warpAffine: only the 80x80 output is
+    computed, however large the box or far out of the frame."""
     left, top, right, bottom = context_box(box, scale)
     sx, sy = (right - left) / INPUT, (bottom - top) / INPUT
     m = np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])
@@ -99,7 +104,9 @@ class LivenessModel:
             self.sessions.append((s, s.get_inputs()[0].name, scale))
         # (session, input name, scale, view): both models padded, V1SE also in-frame
         self.runs = [(s, n, scale, padded_crop) for s, n, scale in self.sessions]
-        self.runs += [(s, n, scale, inframe_crop) for s, n, scale in self.sessions if scale == INFRAME_SCALE]
+        self.runs += [
+            (s, n, scale, inframe_crop) for s, n, scale in self.sessions if scale == INFRAME_SCALE
+        ]
 
     @staticmethod
     def has_context(frame_hw: tuple[int, int], box: np.ndarray) -> bool:

@@ -47,7 +47,8 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 def sharpness(aligned: np.ndarray) -> float:
-    """Variance of the Laplacian on the aligned 112x112 face: resolution-independent blur measure."""
+    """Variance of the Laplacian on the aligned 112x112 face: resolution-independent blur
+    measure."""
     grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
@@ -81,5 +82,7 @@ def assess(face: Face, aligned: np.ndarray, q: FaceQuality) -> QualityReport:
     elif sharp < q.min_sharpness:
         problem = f"face blurred (sharpness {sharp:.0f} < {q.min_sharpness:.0f})"
     elif q.min_detail and (detail := detail_ratio(aligned)) < q.min_detail:
-        problem = f"face enlarged or blurred, no fine detail (detail {detail:.2f} < {q.min_detail:.2f})"
+        problem = (
+            f"face enlarged or blurred, no fine detail (detail {detail:.2f} < {q.min_detail:.2f})"
+        )
     return QualityReport(face_px, sharp, yaw, roll, problem)

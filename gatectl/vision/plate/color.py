@@ -9,8 +9,15 @@ import numpy as np
 from gatectl.vision.models import ModelStore
 
 CLASSES = ("blue", "green", "yellow")  # models/MANIFEST.md §5
-TEXT_COLOURS = {"police": "white", "armed_police": "white", "consulate": "black", "hk_macau": "black",
-                "new_energy_small": "green", "new_energy_large": "green", "coach": "yellow"}
+TEXT_COLOURS = {
+    "police": "white",
+    "armed_police": "white",
+    "consulate": "black",
+    "hk_macau": "black",
+    "new_energy_small": "green",
+    "new_energy_large": "green",
+    "coach": "yellow",
+}
 
 
 class PlateColour:

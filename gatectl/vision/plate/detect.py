@@ -25,7 +25,13 @@ class PlateBox:
 
 
 class PlateDetector:
-    def __init__(self, models: ModelStore, size: int = 320, score_threshold: float = 0.5, nms_iou: float = 0.5):
+    def __init__(
+        self,
+        models: ModelStore,
+        size: int = 320,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.5,
+    ):
         self.session = models.session("plate_det_320" if size == 320 else "plate_det_640")
         self.input_name = self.session.get_inputs()[0].name
         self.size = size

@@ -69,7 +69,7 @@ class PlateReader:
                     best_variant[text] = (score, v)
         if not votes:
             return Reading(None, (), 0.0)
-        text = max(votes, key=votes.get)
+        text = max(votes, key=votes.__getitem__)
         conf = self._char_conf(probs[best_variant[text][1]], text)
         return Reading(text, conf, float(votes[text]))
 
