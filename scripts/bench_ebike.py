@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
 from gatectl.runtime.app import App  # noqa: E402
-from gatectl.config import BoardConfig, parse_config  # noqa: E402
+from gatectl.config import parse_config  # noqa: E402
+from gatectl.config.hardware import BoardConfig  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
 from gatectl.hw.modbus import parse_flash_on  # noqa: E402
 from gatectl.hw.serial_board import SerialBoard  # noqa: E402

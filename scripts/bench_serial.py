@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.config import BoardConfig, Config, DoorConfig, OutputConfig  # noqa: E402
+from gatectl.config import Config  # noqa: E402
+from gatectl.config.hardware import BoardConfig, DoorConfig, OutputConfig  # noqa: E402
 from gatectl.store.recorder import EventRecorder  # noqa: E402
 from gatectl.hw import modbus  # noqa: E402
 from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402

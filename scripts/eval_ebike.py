@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gatectl.runtime.app import App, simulated_boards  # noqa: E402
-from gatectl.config import EbikeGateConfig, load_config, parse_config  # noqa: E402
+from gatectl.config import load_config, parse_config  # noqa: E402
+from gatectl.config.gates import EbikeGateConfig  # noqa: E402
 from gatectl.sources.media import read_image  # noqa: E402
 
 POSITIVE = ("electric moped", "e-bike", "ebike", "scooter", "moped", "motorcycle", "electric bicycle")

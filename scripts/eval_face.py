@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gatectl.config import FaceGateConfig, FaceQuality  # noqa: E402
+from gatectl.config.gates import FaceGateConfig, FaceQuality  # noqa: E402
 from gatectl.domain.face_match import identify, size_aware_threshold  # noqa: E402
 from gatectl.gates.face.tracker import Track, Vote, confirm, fuse  # noqa: E402
 from gatectl.people.directory import select_templates  # noqa: E402

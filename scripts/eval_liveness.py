@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from gatectl.config import ConfigError, FaceGateConfig, default_config, load_config  # noqa: E402
+from gatectl.config import default_config, load_config  # noqa: E402
+from gatectl.config.base import ConfigError  # noqa: E402
+from gatectl.config.gates import FaceGateConfig  # noqa: E402
 from gatectl.sources.media import MediaError, read_image  # noqa: E402
 from gatectl.vision.face.detect import FaceDetector  # noqa: E402
 from gatectl.vision.face.liveness import LivenessModel  # noqa: E402

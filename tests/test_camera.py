@@ -24,7 +24,7 @@ from gatectl.sources.camera import (
     VideoFileSource,
     open_source,
 )
-from gatectl.config import CameraConfig
+from gatectl.config.hardware import CameraConfig
 from gatectl.sources.media import FFMPEG_OPTIONS_ENV, iter_media, read_image
 from test_media import PHOTOS, write_video
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from gatectl.config import BoardConfig
+from gatectl.config.hardware import BoardConfig
 from gatectl.hw.serial_board import SerialBoard
 from tests.conftest import FACES, REPO, ok, one_line_error, run_cli, wait_for
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.config import ConfigError, default_config, load_config, parse_config
+from gatectl.config import default_config, load_config, parse_config
+from gatectl.config.base import ConfigError
 from tests.conftest import REPO, run_cli
 
 EXAMPLES = sorted((REPO / "config").glob("*.toml"))

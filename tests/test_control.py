@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gatectl.config import DoorConfig
+from gatectl.config.hardware import DoorConfig
 from gatectl.control.actions import Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController

@@ -11,7 +11,8 @@ import time
 import cv2
 import pytest
 
-from gatectl.config import BoardConfig, Config
+from gatectl.config import Config
+from gatectl.config.hardware import BoardConfig
 from gatectl.store.recorder import EventRecorder
 from gatectl.hw import modbus
 from gatectl.hw.board_sim import SimulatedModbusBoard

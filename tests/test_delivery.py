@@ -9,7 +9,8 @@ import json
 import numpy as np
 
 from gatectl.runtime.app import App
-from gatectl.config import SyncConfig, parse_config
+from gatectl.config import parse_config
+from gatectl.config.sync import SyncConfig
 from gatectl.runtime.central import Central
 from gatectl.sync.topics import Topics
 from tests.broker import Broker

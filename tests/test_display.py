@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gatectl.runtime.app import App, simulated_boards
-from gatectl.config import ConfigError, parse_config
+from gatectl.config import parse_config
+from gatectl.config.base import ConfigError
 from gatectl.hw.display import Display
 from gatectl.gates.ebike.gate import EbikeGate
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command

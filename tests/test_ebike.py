@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gatectl.runtime.app import App, simulated_boards
-from gatectl.config import ConfigError, parse_config
+from gatectl.config import parse_config
+from gatectl.config.base import ConfigError
 from gatectl.sources.media import read_image
 from gatectl.core.paths import bundled_models_dir
 from gatectl.vision.models import ModelError, ModelStore

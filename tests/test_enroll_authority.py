@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gatectl.config import SyncConfig
+from gatectl.config.sync import SyncConfig
 from gatectl.people.enroll import Sample
 from gatectl.runtime.central import Central
 from gatectl.sources.media import read_image

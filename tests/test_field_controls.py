@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from gatectl.config import BoardConfig, Config
+from gatectl.config import Config
+from gatectl.config.hardware import BoardConfig
 from gatectl.store.recorder import EventRecorder
 from gatectl.hw import modbus
 from gatectl.hw.board_sim import SimulatedModbusBoard
@@ -228,7 +229,8 @@ def test_staff_release_lasts_the_episode_and_the_cool_down():
 
 
 def test_episode_settings_are_bounded_in_the_config():
-    from gatectl.config import ConfigError, parse_config
+    from gatectl.config import parse_config
+    from gatectl.config.base import ConfigError
 
     base = {"outputs": [{"name": "hold"}], "elevators": [{"name": "car", "hold_output": "hold"}]}
     assert parse_config(base).elevators[0].episode_gap_s == 60
@@ -276,7 +278,8 @@ def test_door_forced_and_held_open_are_alerts_with_a_frame_of_the_door_camera(tm
 def test_camera_lost_and_recovered_are_camera_events_in_the_outbox(tmp_path):
     from gatectl.runtime.app import App
     from gatectl.sources.camera import CameraGrabber
-    from gatectl.config import CameraConfig, default_config
+    from gatectl.config import default_config
+    from gatectl.config.hardware import CameraConfig
     from gatectl.hw.relay import SimulatedRelay
     from gatectl.runtime.runner import camera_events
     from tests.conftest import FACES

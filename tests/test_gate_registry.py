@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from pydantic import Field
 
-from gatectl.config import GATE_KINDS, GATE_TAGS, Config, ConfigError, GateConfigBase, parse_config
+from gatectl.config import Config, parse_config
+from gatectl.config.gates import GATE_KINDS, GATE_TAGS, GateConfigBase
+from gatectl.config.base import ConfigError
 from gatectl.gates.base import Decision, GateKind, GateParts
 from gatectl.gates.registry import gate_kind
 from gatectl.runtime.replay import replay

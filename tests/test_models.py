@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gatectl.config import ModelsConfig
+from gatectl.config.site import ModelsConfig
 from gatectl.core.paths import bundled_models_dir
 from gatectl.vision.face.embedder import make_embedder
 from gatectl.vision.models import ModelError, ModelStore, load_registry

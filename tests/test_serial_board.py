@@ -13,7 +13,7 @@ import time
 import pytest
 import serial
 
-from gatectl.config import BoardConfig
+from gatectl.config.hardware import BoardConfig
 from gatectl.hw import modbus
 from gatectl.hw.board_sim import FAULTS, SimulatedModbusBoard
 from gatectl.hw.relay import BoardError, SimulatedRelay

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gatectl.config import SyncConfig, parse_config
+from gatectl.config import parse_config
+from gatectl.config.sync import SyncConfig
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App, simulated_boards
 from gatectl.runtime.central import Central

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from gatectl.config import SyncConfig, TlsConfig
+from gatectl.config.sync import SyncConfig, TlsConfig
 from gatectl.runtime.central import Central
 from tests.broker import Broker, make_pki
 from tests.conftest import FACES, REPO, run_cli, wait_for

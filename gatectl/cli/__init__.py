@@ -17,13 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from gatectl.config import (
-    Config,
-    ConfigError,
-    PlateGateConfig,
-    default_config,
-    load_config,
-)
+from gatectl.config import Config, default_config, load_config
+from gatectl.config.base import ConfigError
+from gatectl.config.gates import PlateGateConfig
 from gatectl.core.argtypes import number_in
 from gatectl.core.errors import GatectlError, UsageError
 from gatectl.core.paths import (

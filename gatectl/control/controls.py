@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gatectl.config import Config, InputConfig
+from gatectl.config import Config
+from gatectl.config.hardware import InputConfig
 from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController

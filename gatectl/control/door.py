@@ -17,7 +17,7 @@ Semantics follow access-control practice (BACnet Access Door, 2N, Rosslare manua
 
 from __future__ import annotations
 
-from gatectl.config import DoorConfig
+from gatectl.config.hardware import DoorConfig
 from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from gatectl.domain.records import Event
 
 if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
-    from gatectl.config import Config, FaceQuality, GateConfigBase
+    from gatectl.config import Config
+    from gatectl.config.gates import FaceQuality, GateConfigBase
     from gatectl.control.controls import Controls
     from gatectl.hw.display import Display
     from gatectl.people.directory import Directory

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from gatectl.config import GateConfigBase
+from gatectl.config.gates import GateConfigBase
 from gatectl.gates.base import Gate, GateKind, GateParts
 
 

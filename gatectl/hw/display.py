@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from gatectl.config import DisplayConfig
+from gatectl.config.hardware import DisplayConfig
 from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.display")

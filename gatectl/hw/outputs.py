@@ -6,7 +6,7 @@ Maps `[[outputs]]` names to a board and channel, and caps every activation at th
 
 from __future__ import annotations
 
-from gatectl.config import OutputConfig
+from gatectl.config.hardware import OutputConfig
 from gatectl.hw.relay import Relay
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import serial
 
-from gatectl.config import BoardConfig
+from gatectl.config.hardware import BoardConfig
 from gatectl.hw import lcus, modbus
 from gatectl.hw.relay import BoardError, Relay, SimulatedRelay
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gatectl.config import EnrollmentConfig, StorageConfig
+from gatectl.config.site import EnrollmentConfig, StorageConfig
 from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.core.safe_text import shown
 from gatectl.domain.face_match import duplicate_of

@@ -13,7 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatectl.config import Config, FaceQuality, GateConfigBase
+from gatectl.config import Config
+from gatectl.config.gates import FaceQuality, GateConfigBase
 from gatectl.control.controls import Controls
 from gatectl.gates.base import Gate
 from gatectl.gates.registry import build_gate
@@ -173,7 +174,7 @@ class App:
     def sync_client(self, health: Callable[[], dict], reload: Callable[[], str]) -> SyncClient:
         """The MQTT client with its command handler and replicator (paho is imported only here).
         Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
-        from gatectl.config import ConfigError
+        from gatectl.config.base import ConfigError
         from gatectl.core.keys import load_public_key
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler

@@ -45,7 +45,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gatectl.config import ConfigError, SyncConfig, TlsConfig
+from gatectl.config.base import ConfigError
+from gatectl.config.sync import SyncConfig, TlsConfig
 from gatectl.core.safe_text import shown
 from gatectl.sync.client import make_client
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack

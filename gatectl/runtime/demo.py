@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gatectl.config import BoardConfig, default_config
+from gatectl.config import default_config
+from gatectl.config.hardware import BoardConfig
 from gatectl.domain.records import DAY_SECONDS
 from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.modbus import hexs, parse_flash_on

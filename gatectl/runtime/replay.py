@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gatectl.config import Config, GateConfigBase
+from gatectl.config import Config
+from gatectl.config.gates import GateConfigBase
 from gatectl.core.errors import UsageError
 from gatectl.core.safe_text import shown
 from gatectl.gates.registry import gate_kind

@@ -200,7 +200,8 @@ class Runner:
 
     def _reload(self) -> str:
         """Remote config.reload: only a config that validates replaces the running one."""
-        from gatectl.config import ConfigError, load_config
+        from gatectl.config import load_config
+        from gatectl.config.base import ConfigError
         from gatectl.sync.commands import CommandFailed
 
         if self.config_path is None:

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from gatectl.config import CameraConfig
+from gatectl.config.hardware import CameraConfig
 from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.sources.media import MediaError, list_images, open_capture, read_image
 

@@ -42,7 +42,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl import __version__
-from gatectl.config import ConfigError, SyncConfig
+from gatectl.config.base import ConfigError
+from gatectl.config.sync import SyncConfig
 from gatectl.core.safe_text import shown
 from gatectl.store import Store
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from gatectl.config import DisplayConfig
+from gatectl.config.hardware import DisplayConfig
 from gatectl.hw.display import Display
 from gatectl.store.recorder import EventRecorder
 from gatectl.core.safe_text import shown

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 
-from gatectl.config import SyncConfig
+from gatectl.config.sync import SyncConfig
 from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.sync")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatectl.config import EbikeGateConfig
+from gatectl.config.gates import EbikeGateConfig
 from gatectl.gates.base import GateKind, GateParts
 from gatectl.gates.ebike.gate import EbikeGate
 from gatectl.gates.ebike.replay import EbikeReplay

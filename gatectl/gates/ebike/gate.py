@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gatectl.config import EbikeGateConfig
+from gatectl.config.gates import EbikeGateConfig
 from gatectl.control.controls import Controls
 from gatectl.gates.base import Decision
 from gatectl.hw.display import Display

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatectl.config import FaceGateConfig
+from gatectl.config.gates import FaceGateConfig
 from gatectl.domain.access import make_entry_checks
 from gatectl.gates.base import GateKind, GateParts
 from gatectl.gates.face.gate import FaceGate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatectl.config import PlateGateConfig
+from gatectl.config.gates import PlateGateConfig
 from gatectl.gates.base import GateKind, GateParts
 from gatectl.gates.plate.lane import PlateLane
 from gatectl.gates.plate.replay import PlateReplay

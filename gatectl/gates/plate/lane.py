@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gatectl.config import PlateGateConfig
+from gatectl.config.gates import PlateGateConfig
 from gatectl.control.controls import Controls
 from gatectl.core.safe_text import shown
 from gatectl.domain import plate_format

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gatectl.config import FaceQuality
+from gatectl.config.gates import FaceQuality
 from gatectl.vision.face.embedder import Embedder
 from gatectl.vision.face.align import align_face
 from gatectl.vision.face.detect import Face, FaceDetector

@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from gatectl.config import ModelsConfig
+from gatectl.config.site import ModelsConfig
 from gatectl.core.errors import InvariantError
 from gatectl.vision.models import ModelError, ModelStore
 

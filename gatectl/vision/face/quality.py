@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gatectl.config import FaceQuality
+from gatectl.config.gates import FaceQuality
 from gatectl.vision.face.detect import Face
 
 
