@@ -44,7 +44,7 @@ def test_migration_keeps_existing_data_and_the_highest_id(tmp_path):
     survives the migration, and the next id is above every id in use."""
     from sqlite_utils import Database
 
-    from gatectl.store import migrations
+    from gatectl.store.migrations import migrations
 
     path = tmp_path / "old.db"
     db = Database(path)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gatectl.domain.records import DAY_SECONDS
-from gatectl.store import Store, StoreError
+from gatectl.store import Store
+from gatectl.store.db import StoreError
 from gatectl.store.recorder import EventRecorder
 from tests.conftest import FakeClock
 

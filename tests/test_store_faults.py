@@ -25,7 +25,8 @@ from gatectl.domain.records import DAY_SECONDS
 from gatectl.runtime.app import App
 from gatectl.runtime.runner import GateWorker
 from gatectl.sources.media import read_image
-from gatectl.store import Store, StoreError
+from gatectl.store import Store
+from gatectl.store.db import StoreError
 from gatectl.store.recorder import EventRecorder, EventSpool, new_event_id
 from scripts.bench_store import LOCKER  # the same lock holder the benchmark measures with
 from tests.conftest import FACES, REPO, FakeClock, enroll, run_cli, wait_for
@@ -249,7 +250,7 @@ def test_corrupt_store_asks_the_centre_for_a_resync(tmp_path):
 def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
     """A resident restored without their watchlist entry would be let in: the identity tables
     come back together or not at all; plates and nonces on their own."""
-    from gatectl.store import quarantine_if_corrupt, salvage
+    from gatectl.store.salvage import quarantine_if_corrupt, salvage
 
     db = tmp_path / "g.db"
     s = Store(db)

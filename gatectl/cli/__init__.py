@@ -45,7 +45,7 @@ from gatectl.people.enroll import (
 from gatectl.runtime.app import App, simulated_boards
 from gatectl.sources.camera import CameraGrabber, SourceError
 from gatectl.sources.media import read_image
-from gatectl.store import StoreError
+from gatectl.store.db import StoreError
 from gatectl.store.recorder import free_disk_mb
 
 log = logging.getLogger("gatectl")

@@ -29,7 +29,7 @@ from gatectl.control.elevator_hold import ElevatorHold
 from gatectl.store.recorder import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
-from gatectl.store import StoreError
+from gatectl.store.db import StoreError
 
 log = logging.getLogger("gatectl.controls")
 

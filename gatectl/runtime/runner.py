@@ -24,7 +24,7 @@ from gatectl.runtime.clock import ClockJump
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
-from gatectl.store import quarantine_if_corrupt, salvage
+from gatectl.store.salvage import quarantine_if_corrupt, salvage
 from gatectl.store.recorder import free_disk_mb
 
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured

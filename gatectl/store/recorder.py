@@ -29,7 +29,8 @@ from ulid import ULID
 
 from gatectl.core.safe_text import shown
 from gatectl.domain.records import DAY_SECONDS, Event
-from gatectl.store import Store, StoreError
+from gatectl.store import Store
+from gatectl.store.db import StoreError
 
 log = logging.getLogger("gatectl.events")
 

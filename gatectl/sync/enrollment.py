@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gatectl.people.directory import Directory
 from gatectl.core.safe_text import shown
-from gatectl.store import MAX_VERSION, Store
+from gatectl.store import Store
+from gatectl.store.migrations import MAX_VERSION
 from gatectl.sync.signing import CommandRejected, verify_change
 
 __all__ = [

@@ -27,7 +27,8 @@ from gatectl.domain.plate_rules import decide_plate
 from gatectl.domain.records import Event
 from gatectl.gates.base import Decision, event_json
 from gatectl.gates.plate.tracker import PlateTrack, PlateTracker
-from gatectl.store import Store, StoreError
+from gatectl.store import Store
+from gatectl.store.db import StoreError
 from gatectl.store.recorder import EventRecorder
 from gatectl.vision.plate.analyzer import PlateAnalyzer, PlateObservation
 
