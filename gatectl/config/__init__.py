@@ -146,10 +146,10 @@ class Config(Strict):
             ("gates", [g.name for g in self.gates]),
         ):
             seen: set[str] = set()
-            for i, name in enumerate(names):
-                if name in seen:
-                    errors.append(f"{section}[{i}].name: duplicate name '{name}'")
-                seen.add(name)
+            for i, item in enumerate(names):
+                if item in seen:
+                    errors.append(f"{section}[{i}].name: duplicate name '{item}'")
+                seen.add(item)
         cameras = {c.name for c in self.cameras}
         doors = {d.name for d in self.doors}
         boards = {b.name: b for b in self.boards}
