@@ -2,6 +2,6 @@
 
 import sys
 
-from gatectl.cli import main
+from gatectl.cli.main import main
 
 sys.exit(main())

@@ -1,0 +1,296 @@
+"""The `gatectl` command: thin - parse, call, print. Bad input is one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from gatectl.cli.common import (
+    add_list_options,
+    log,
+)
+from gatectl.cli.events import cmd_events
+from gatectl.cli.hardware import cmd_board_sim, cmd_relay
+from gatectl.cli.people import cmd_enroll, cmd_residents, cmd_watchlist
+from gatectl.cli.service import (
+    check_ownership,
+    cmd_central,
+    cmd_config_check,
+    cmd_demo,
+    cmd_doctor,
+    cmd_replay,
+    cmd_run,
+    cmd_sync,
+    scratch_config,
+    scratch_store,
+)
+from gatectl.cli.vehicles import cmd_plates, cmd_vehicles
+from gatectl.config import default_config, load_config
+from gatectl.core.argtypes import number_in
+from gatectl.core.errors import GatectlError, UsageError
+from gatectl.core.paths import (
+    default_data_dir,
+    find_config,
+    system_config_path,
+    system_state_dir,
+)
+from gatectl.core.safe_text import shown
+from gatectl.people.enroll import (
+    NAME_MAX,
+    UNIT_MAX,
+)
+from gatectl.runtime.app import App, simulated_boards
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="gatectl", description="Edge daemon for the gates of a residential compound.")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="device TOML; default $GATECTL_CONFIG, else the service's "
+        f"{system_config_path()}, else built-in one-gate defaults",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="state folder (store, snapshots); default the config's "
+        f"storage.state_dir, $STATE_DIRECTORY, the service's {system_state_dir()}, else "
+        f"{default_data_dir()[0]}",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    c = sub.add_parser("config", help="check a config file")
+    c.add_argument("action", choices=["check"])
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+
+    e = sub.add_parser("enroll", help="enroll a resident from photos or a live camera")
+    e.add_argument("--name", help=f"at most {NAME_MAX} printable characters")
+    e.add_argument(
+        "--unit", help=f"building-unit-room, e.g. 3-2-1501 (at most {UNIT_MAX} characters)"
+    )
+    e.add_argument(
+        "--resident",
+        metavar="ID",
+        help="re-enroll: add these photos to an enrolled resident "
+        "(restarts their inactivity clock)",
+    )
+    e.add_argument("--photo", action="append", default=[], metavar="FILE")
+    e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
+    e.set_defaults(func=cmd_enroll)
+
+    r = sub.add_parser(
+        "residents", help="list, show, update, remove, reactivate or suspend residents"
+    )
+    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
+    r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.add_argument("--name", help="update: new name")
+    r.add_argument("--unit", help="update: move to this unit")
+    r.add_argument(
+        "--add-photo", action="append", default=[], metavar="FILE", help="update: more photos"
+    )
+    r.add_argument(
+        "--replace-photos",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="update: these photos instead of all the old ones",
+    )
+    r.add_argument(
+        "--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter"
+    )
+    add_list_options(r)
+    r.set_defaults(func=cmd_residents)
+
+    w = sub.add_parser("watchlist", help="faces that raise an alert")
+    w.add_argument("action", choices=["add", "remove", "list"])
+    w.add_argument("id", nargs="?", help="entry id (remove)")
+    w.add_argument("--name")
+    w.add_argument("--photo", action="append", default=[], metavar="FILE")
+    w.add_argument("--resident", metavar="ID", help="put an enrolled resident on the watchlist")
+    w.add_argument("--reason", default="")
+    add_list_options(w)
+    w.set_defaults(func=cmd_watchlist)
+
+    pl = sub.add_parser("plates", help="vehicle lists: resident whitelist, visitors, blacklist")
+    pl.add_argument("action", choices=["add", "remove", "list"])
+    pl.add_argument("plate", nargs="?")
+    pl.add_argument("--list", choices=["resident", "visitor", "blacklist"], default=None)
+    pl.add_argument("--resident", metavar="ID", help="the resident the car belongs to")
+    pl.add_argument("--unit")
+    pl.add_argument("--note", help="e.g. the reason for a blacklist entry")
+    pl.add_argument("--from", dest="from_", metavar="TIME", help="valid from (ISO date/time)")
+    pl.add_argument(
+        "--to", metavar="TIME", help="valid until (ISO date/time); required for visitors"
+    )
+    pl.add_argument("--name", help="list: part of the owner's name")
+    add_list_options(pl)
+    pl.set_defaults(func=cmd_plates)
+
+    vh = sub.add_parser("vehicles", help="vehicle entry/exit records")
+    vh.add_argument("action", choices=["log", "inside"])
+    vh.add_argument("--plate")
+    vh.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
+    vh.add_argument("--days", type=number_in(0, 3650, unit=" days"), metavar="N",
+                    help="inside: flag stays longer than this (default from the lanes)")
+    vh.add_argument("--json", action="store_true")
+    vh.set_defaults(func=cmd_vehicles)
+
+    ev = sub.add_parser("events", help="list recorded events")
+    ev.add_argument("action", choices=["list"])
+    ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
+    ev.add_argument("--kind", choices=["access", "alert", "control", "command", "camera", "system"])
+    ev.add_argument("--gate")
+    ev.add_argument("--limit", type=number_in(1, 100_000, int), default=200, metavar="N")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_events)
+
+    d = sub.add_parser("doctor", help="check models, store, disk and cameras")
+    d.add_argument(
+        "--camera-timeout",
+        type=number_in(0.1, 120, unit=" s"),
+        default=5.0,
+        metavar="S",
+        help="wait this long for each camera's first frame (0.1..120 s)",
+    )
+    d.set_defaults(func=cmd_doctor)
+
+    sub.add_parser("run", help="run the configured gates until stopped").set_defaults(func=cmd_run)
+
+    sy = sub.add_parser("sync", help="central sync: outbox state, ask the centre for a full resync")
+    sy.add_argument("action", choices=["status", "resync"])
+    sy.set_defaults(func=cmd_sync)
+
+    # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
+    # (argparse.REMAINDER after a subcommand refuses options such as --help)
+    ce = sub.add_parser(
+        "central",
+        help="reference central-side tool (watch a site, enroll, signed commands)",
+        add_help=False,
+    )
+    ce.set_defaults(func=cmd_central)
+
+    rl = sub.add_parser("relay", help="pulse an output or read the inputs (wiring a site)")
+    rl.add_argument("action", choices=["pulse", "inputs"])
+    rl.add_argument("--output", metavar="NAME")
+    rl.add_argument("--seconds", type=number_in(0.1, 600, unit=" s"), default=1.0, metavar="S",
+                    help="pulse length, 0.1..600 s, capped at the output's max_on_s (default 1)")
+    rl.add_argument("--timeout", type=number_in(0.1, 120, unit=" s"), default=5.0, metavar="S",
+                    help="wait this long for the board (0.1..120 s)")
+    rl.set_defaults(func=cmd_relay)
+
+    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+
+    bs = sub.add_parser(
+        "board-sim",
+        help="a simulated Modbus RTU relay board on a pty (bench tool)",
+        epilog=CONSOLE_HELP,
+    )
+    add_arguments(bs)
+    bs.add_argument(
+        "--board",
+        metavar="NAME",
+        help="answer as this [[boards]] entry of the config (address, "
+        "channels, inputs, baud) and accept its [[inputs]] names on the console",
+    )
+    bs.set_defaults(func=cmd_board_sim)
+
+    rp = sub.add_parser("replay", help="feed images, folders or videos through a gate")
+    rp.add_argument("paths", nargs="+", metavar="PATH")
+    rp.add_argument("--gate", help="gate to use (face, plate or e-bike); default the first")
+    rp.add_argument("--json", action="store_true", help="one JSON object per decision")
+    rp.add_argument(
+        "--store",
+        action="store_true",
+        help="record into the real store (events, snapshots, last seen); default a scratch copy",
+    )
+    rp.set_defaults(func=cmd_replay)
+
+    dm = sub.add_parser(
+        "demo", help="enroll sample residents in a scratch store and replay samples"
+    )
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gatectl.runtime.systemd import setup_logging
+
+    try:
+        args, rest = build_parser().parse_known_args(argv)
+        if args.command == "central":
+            args.central_args = rest
+        elif rest:
+            raise UsageError(
+                f"gatectl {args.command}: unrecognized arguments: {shown(' '.join(rest), 80)}"
+            )
+        config_path, config_origin = find_config(args.config)
+        args.config_path = config_path
+        # these never act on the service's config or state, so a broken one must not stop them
+        own = args.command in ("board-sim", "central", "config", "demo")
+        cfg = load_config(config_path) if config_path and not own else default_config()
+        args.load_config = lambda: load_config(config_path) if config_path else default_config()
+        # the daemon logs at the configured level; one-shot commands only say what went wrong
+        quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
+        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
+        service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
+        data, data_origin = ((Path(args.data), "--data") if args.data
+                             else default_data_dir(cfg.storage.state_dir, service_config))
+        announced = False
+
+        def app_factory(simulated: bool = False, scratch: Path | None = None) -> App:
+            """The App on the service's state; ``scratch``: on a copy of its store there."""
+            nonlocal announced
+            if not announced and (data_origin != "--data" or service_config):
+                announced = True  # what was picked for the technician, said once on stderr
+                print(
+                    f"gatectl: config {config_path or '-'} ({config_origin}); "
+                    f"state {data} ({data_origin})",
+                    file=sys.stderr,
+                )
+            boards = simulated_boards(cfg) if simulated else None
+            app = App(cfg, data, boards=boards)
+            check_ownership(app)
+            if scratch is None:
+                return app
+            return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards)
+
+        return args.func(args, app_factory)
+    except UsageError as exc:  # outside text in a message went through shown() where it was quoted
+        msg = str(exc)
+        print(msg if msg.startswith("gatectl") else f"gatectl: {msg}", file=sys.stderr)
+        return 2
+    except GatectlError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"gatectl: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
+        log.debug("internal error", exc_info=True)
+        print(
+            f"gatectl: internal error: {type(exc).__name__}: {exc} (run with "
+            "--log-level debug for details)",
+            file=sys.stderr,
+        )
+        return 70
