@@ -1,4 +1,4 @@
-"""Gate kinds are plug-ins: the config union is derived from `config.GATE_KINDS`, each kind's
+"""Gate kinds are plug-ins: the config union is derived from `config.gates.GATE_KINDS`, each kind's
 code is the package `gatectl.gates.<kind>` declaring ``KIND``, and `App.gate`, replay and the
 health collector know nothing more. A toy kind registered the same way goes through the very
 replay loop `gatectl replay` uses, on real images."""

@@ -1,7 +1,7 @@
 """The gate kinds' code, found from their config: the kind ``k`` is the package `gatectl.gates.k`,
 whose ``KIND`` says how to build it and how replay reports it.
 
-The list of kinds is `gatectl.config.GATE_KINDS` (one line per kind, where the config union is
+The list of kinds is `gatectl.config.gates.GATE_KINDS` (one line per kind, where the config union is
 derived from); the code half is imported only for the kinds a config uses, so a device without
 plate lanes never loads the plate models' code.
 """
