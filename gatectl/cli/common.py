@@ -1,11 +1,10 @@
-"""What the commands share: how they get their App, the log, local times with their offset,
+"""What the commands share: how they get their App, local times with their offset,
 tables with escaped cells, paging and filters of the list commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
 from collections.abc import Callable
@@ -17,8 +16,6 @@ from gatectl.core.argtypes import number_in
 from gatectl.core.errors import UsageError
 from gatectl.core.safe_text import shown
 from gatectl.runtime.app import App
-
-log = logging.getLogger("gatectl")
 
 
 class AppFactory(Protocol):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from gatectl.cli.common import (
     add_list_options,
-    log,
 )
 from gatectl.cli.events import cmd_events
 from gatectl.cli.hardware import cmd_board_sim, cmd_relay
@@ -42,6 +42,8 @@ from gatectl.people.enroll import (
     UNIT_MAX,
 )
 from gatectl.runtime.app import App, simulated_boards
+
+log = logging.getLogger("gatectl")
 
 
 class Parser(argparse.ArgumentParser):

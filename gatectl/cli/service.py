@@ -15,7 +15,6 @@ from pathlib import Path
 
 from gatectl.cli.common import (
     AppFactory,
-    log,
 )
 from gatectl.config import Config, load_config
 from gatectl.config.base import ConfigError
@@ -27,6 +26,8 @@ from gatectl.core.paths import (
 from gatectl.core.safe_text import shown
 from gatectl.runtime.app import App
 from gatectl.store.db import StoreError
+
+log = logging.getLogger("gatectl")
 
 
 def check_ownership(app: App) -> None:

@@ -3,8 +3,10 @@ paths are derived from (each kind's code is the package `gatectl.gates.<kind>`).
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     Field,
@@ -274,4 +276,4 @@ GATE_TAGS = frozenset(k.model_fields["kind"].default for k in GATE_KINDS)
 if TYPE_CHECKING:
     GateConfig = GateConfigBase
 else:
-    GateConfig = Annotated[Union[GATE_KINDS], Field(discriminator="kind")]
+    GateConfig = Annotated[reduce(or_, GATE_KINDS), Field(discriminator="kind")]

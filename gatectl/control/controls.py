@@ -26,10 +26,10 @@ from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController
 from gatectl.control.elevator_hold import ElevatorHold
-from gatectl.store.recorder import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
 from gatectl.store.db import StoreError
+from gatectl.store.recorder import EventRecorder
 
 log = logging.getLogger("gatectl.controls")
 

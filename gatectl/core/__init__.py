@@ -1,1 +1,2 @@
-"""Floor 0: helpers every floor may use (escaped text for logs, paths, argument types); they know nothing of gates."""
+"""Floor 0 helpers every floor may use: the error base, the health protocol, escaped text for
+logs, the key parser, paths, argument types. They know nothing of gates."""

@@ -1,1 +1,2 @@
-"""Floor 1: pure records and rules (residents, events, owner keys, verdicts, access and plate rules); imports nothing of gatectl."""
+"""Pure records and rules: residents, events, owner keys, verdicts, access, the face match rule,
+the plate grammar and vehicle rules. Imports nothing of gatectl."""

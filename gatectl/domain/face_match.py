@@ -42,8 +42,9 @@ def identify(m: Match, match: float, margin: float) -> tuple[str, OwnerKey | Non
     return "match", max(watched)[1]
 
 
-def size_aware_threshold(base: float, identities: int, stranger_far: float,
-                         impostor_tail: tuple[float, float] | None) -> float:
+def size_aware_threshold(
+    base: float, identities: int, stranger_far: float, impostor_tail: tuple[float, float] | None
+) -> float:
     """The match threshold for a gallery of ``identities`` people. A stranger is compared with
     everyone enrolled, so the chance that *someone* resembles them grows with the gallery:
     1 - (1 - p)^N for a per-identity chance p. This raises the threshold until that stays
@@ -56,7 +57,9 @@ def size_aware_threshold(base: float, identities: int, stranger_far: float,
     return max(base, mu - sigma * NormalDist().inv_cdf(p))
 
 
-def duplicate_of(m: Match, threshold: float, same: OwnerKey | None = None) -> tuple[OwnerKey | None, float] | None:
+def duplicate_of(
+    m: Match, threshold: float, same: OwnerKey | None = None
+) -> tuple[OwnerKey | None, float] | None:
     """Enrollment's rule on the same `Match`: the face already belongs to someone else when the
     best owner other than ``same`` scores ``threshold`` or more. Returns (that owner, score) -
     owner None when it is the runner-up of ``same`` (another identity close to the person being

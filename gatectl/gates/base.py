@@ -41,8 +41,12 @@ class Decision:
 
     def as_json(self) -> dict[str, Any]:
         """The decision as `gatectl replay --json` prints it (kinds add their fields)."""
-        return {"gate": self.gate, "decision": self.decision, "reason": self.reason,
-                "score": None if self.score is None else round(self.score, 4)}
+        return {
+            "gate": self.gate,
+            "decision": self.decision,
+            "reason": self.reason,
+            "score": None if self.score is None else round(self.score, 4),
+        }
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -101,8 +105,14 @@ class GateParts(Protocol):
     @property
     def directory(self) -> Directory: ...
 
-    def analyzer(self, quality: FaceQuality, detect_threshold: float, long_side: int,
-                 liveness: bool, liveness_threshold: float) -> FaceAnalyzer:
+    def analyzer(
+        self,
+        quality: FaceQuality,
+        detect_threshold: float,
+        long_side: int,
+        liveness: bool,
+        liveness_threshold: float,
+    ) -> FaceAnalyzer:
         """A face analyzer over the shared models."""
         ...
 
@@ -116,7 +126,9 @@ class ReplayReport(Protocol):
 
     def begin(self, source: str) -> None: ...
 
-    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
+    def frame(
+        self, frame: MediaFrame | None, decisions: Sequence[Decision]
+    ) -> list[dict[str, Any]]:
         """Rows for the decisions of one frame (``frame`` None: the end-of-file flush)."""
         ...
 

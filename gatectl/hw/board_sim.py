@@ -43,8 +43,8 @@ from datetime import datetime
 from pathlib import Path
 
 from gatectl.core.argtypes import number_in
-from gatectl.hw import lcus, modbus
 from gatectl.core.safe_text import shown
+from gatectl.hw import lcus, modbus
 
 FAULTS = ("timeout", "garbage", "bad_crc", "short", "foreign", "exception")
 BUSY = 0x06

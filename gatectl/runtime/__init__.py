@@ -1,1 +1,2 @@
-"""Assembly and the running service: the App, the runner, systemd, the clock watch, the reference centre, the demo."""
+"""Assembly and the running service: the App, the runner, health, replay, the doctor, systemd,
+the clock watch, the reference centre, the demo."""

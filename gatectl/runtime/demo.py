@@ -59,7 +59,9 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
             return t
 
         past = App(cfg, data, clock=then_clock)
-        r = past.enroller().enroll_resident(name, unit, [Sample(photo, read_image(samples / photo))])
+        r = past.enroller().enroll_resident(
+            name, unit, [Sample(photo, read_image(samples / photo))]
+        )
         past.close()
         say(
             f"  enrolled #{r.id} {name} ({unit})"

@@ -28,8 +28,13 @@ class HealthCollector:
         """A per-name section that is present (empty) even with no source in it yet."""
         self._entries.append(lambda out: out.setdefault(section, {}))
 
-    def add(self, section: str, source: HealthSource, name: str | None = None,
-            fields: tuple[str, ...] = ()) -> None:
+    def add(
+        self,
+        section: str,
+        source: HealthSource,
+        name: str | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
         """``name`` None: the section is this source; else the source is ``section[name]``.
         ``fields``: only these keys of its health (all when empty)."""
 

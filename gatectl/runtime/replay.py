@@ -25,12 +25,19 @@ FLUSH_AFTER_S = 1e6  # the end of a file: later than any track's timeout
 def replay_gate(cfg: Config, name: str | None) -> GateConfigBase:
     gates = [g for g in cfg.gates if name is None or g.name == name]
     if not gates:
-        raise UsageError(f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate")
+        raise UsageError(
+            f"--gate: no gate named '{shown(name, 40)}'" if name else "replay: config has no gate"
+        )
     return gates[0]
 
 
-def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None], end: Callable[[], None],
-               frame: Callable[[MediaFrame], None]) -> int:
+def walk_media(
+    paths: list[str],
+    still_frames: int,
+    begin: Callable[[str], None],
+    end: Callable[[], None],
+    frame: Callable[[MediaFrame], None],
+) -> int:
     """Every frame of every input, with ``begin(source)`` / ``end()`` around each input file;
     unreadable inputs are reported on stderr and skipped. Returns 1 if there was one (the exit
     code: a script replaying a folder must notice a file that was never looked at), else 0."""
@@ -55,8 +62,13 @@ def walk_media(paths: list[str], still_frames: int, begin: Callable[[str], None]
     return failed
 
 
-def replay(app: App, paths: list[str], gate_name: str | None, emit: Callable[[dict[str, Any]], None],
-           still_frames: int = 3) -> int:
+def replay(
+    app: App,
+    paths: list[str],
+    gate_name: str | None,
+    emit: Callable[[dict[str, Any]], None],
+    still_frames: int = 3,
+) -> int:
     """Feed files through the same gate as `run`; ``emit`` gets one dict per row. A still is
     shown for ``still_frames`` frames, as a camera would."""
     gate_cfg = replay_gate(app.cfg, gate_name)

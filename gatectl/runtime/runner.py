@@ -24,8 +24,8 @@ from gatectl.runtime.clock import ClockJump
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
-from gatectl.store.salvage import quarantine_if_corrupt, salvage
 from gatectl.store.recorder import free_disk_mb
+from gatectl.store.salvage import quarantine_if_corrupt, salvage
 
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
     from gatectl.sync.client import SyncClient
@@ -36,7 +36,9 @@ RETENTION_EVERY_S = 3600.0
 HEARTBEAT_STALE_S = 10.0
 DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
 CAMERA_FIELDS = ("state", "fps", "frames", "dropped_stale", "outages")
-BOARD_FIELDS = ("driver", "state", "last_error", "timeouts", "bad_frames", "commands_failed", "reconnects")
+BOARD_FIELDS = (
+    "driver", "state", "last_error", "timeouts", "bad_frames", "commands_failed", "reconnects"
+)
 
 
 class GateWorker:
@@ -68,7 +70,8 @@ class GateWorker:
 
     def health(self) -> dict[str, Any]:
         """The gate's own counters and the worker's: frames that raised, failing right now."""
-        return {**self.gate.health(), "errors": self.errors, "failing": self.failing_since is not None}
+        failing = self.failing_since is not None
+        return {**self.gate.health(), "errors": self.errors, "failing": failing}
 
     def stalled(self, now: float) -> bool:
         """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""

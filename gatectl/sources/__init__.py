@@ -1,1 +1,2 @@
-"""Frame sources: live cameras with the newest-frame grabber, and stills/videos/folders for replay."""
+"""Frame sources: live cameras with the newest-frame grabber, and stills, videos and folders
+for replay."""

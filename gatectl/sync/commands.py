@@ -14,14 +14,25 @@ import logging
 from collections.abc import Callable
 
 from gatectl.config.hardware import DisplayConfig
-from gatectl.hw.display import Display
-from gatectl.store.recorder import EventRecorder
-from gatectl.core.safe_text import shown
 from gatectl.control.controls import Controls
+from gatectl.core.safe_text import shown
+from gatectl.hw.display import Display
 from gatectl.store import Store
+from gatectl.store.recorder import EventRecorder
 from gatectl.sync.enrollment import EnrollRejected, Replicator
-from gatectl.sync.inbound import (AnnounceArgs, BarrierArgs, DoorArgs, ElevatorArgs, NoArgs, Refusals, Refused,
-                                  StatusArgs, WatchAddArgs, WatchRemoveArgs, validated)
+from gatectl.sync.inbound import (
+    AnnounceArgs,
+    BarrierArgs,
+    DoorArgs,
+    ElevatorArgs,
+    NoArgs,
+    Refusals,
+    Refused,
+    StatusArgs,
+    WatchAddArgs,
+    WatchRemoveArgs,
+    validated,
+)
 from gatectl.sync.signing import CommandRejected, Verifier
 
 log = logging.getLogger("gatectl.sync")

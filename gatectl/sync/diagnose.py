@@ -6,8 +6,8 @@ the socket error logged before a drop) into one line such as
 ``MQTT broker mqtt.example.org:8883: certificate not trusted by sync.tls.ca /etc/gatectl/ca.pem
 (unable to get local issuer certificate)``. `ProblemLog` logs each distinct problem once and
 the same one again only at growing intervals (1 min, doubling to 1 h) with the attempts
-counted, so a broker that stays unreachable does not write a line per retry. `sync.client.probe` connects
-once for `gatectl doctor`.
+counted, so a broker that stays unreachable does not write a line per retry.
+`sync.client.probe` connects once for `gatectl doctor`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-
 
 from gatectl.config.sync import SyncConfig
 from gatectl.core.safe_text import shown

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gatectl.people.directory import Directory
 from gatectl.core.safe_text import shown
+from gatectl.people.directory import Directory
 from gatectl.store import Store
 from gatectl.store.migrations import MAX_VERSION
 from gatectl.sync.signing import CommandRejected, verify_change

@@ -12,8 +12,13 @@ import cv2
 import numpy as np
 
 
-def letterbox(image: np.ndarray, size: int, pad: int = 0, centred: bool = True,
-              to_pixels: Callable[[float], int] = round) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox(
+    image: np.ndarray,
+    size: int,
+    pad: int = 0,
+    centred: bool = True,
+    to_pixels: Callable[[float], int] = round,
+) -> tuple[np.ndarray, float, tuple[int, int]]:
     """(the ``size`` x ``size`` canvas, the scale, the (dx, dy) offset of the image on it).
     ``centred`` pads both sides (else right and bottom only); ``to_pixels`` rounds the scaled
     size the way the model's own preprocessing did (``int`` truncates, as YOLOX's does)."""
@@ -22,5 +27,5 @@ def letterbox(image: np.ndarray, size: int, pad: int = 0, centred: bool = True,
     nw, nh = max(1, to_pixels(w * r)), max(1, to_pixels(h * r))
     dx, dy = ((size - nw) // 2, (size - nh) // 2) if centred else (0, 0)
     canvas = np.full((size, size, 3), pad, np.uint8)
-    canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    canvas[dy : dy + nh, dx : dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, r, (dx, dy)

@@ -14,11 +14,19 @@ def build(parts: GateParts, gate: EbikeGateConfig) -> EbikeGate:
     d = gate.detector
     session = parts.models.session_for_file(d.file) if d.file else parts.models.session(d.model)
     index = [g.name for g in cfg.gates].index(gate.name)
-    detector = open_detector(session, d.family, d.input_size, d.classes, d.threshold, d.tiles,
-                             f"gates[{index}].detector")
+    detector = open_detector(
+        session, d.family, d.input_size, d.classes, d.threshold, d.tiles, f"gates[{index}].detector"
+    )
     elevator = next(e for e in cfg.elevators if e.name == gate.elevator)
-    return EbikeGate(gate, detector, parts.controls, parts.store, elevator.cap_s, parts.clock,
-                     display=parts.display)
+    return EbikeGate(
+        gate,
+        detector,
+        parts.controls,
+        parts.store,
+        elevator.cap_s,
+        parts.clock,
+        display=parts.display,
+    )
 
 
 KIND = GateKind(build=build, replay=EbikeReplay)

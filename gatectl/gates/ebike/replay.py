@@ -23,14 +23,22 @@ class EbikeReplay:
     def begin(self, source: str) -> None:
         self.source, self.confirmed, self.best = source, False, None
 
-    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
+    def frame(
+        self, frame: MediaFrame | None, decisions: Sequence[Decision]
+    ) -> list[dict[str, Any]]:
         if frame is None:
             return []
         rows = []
         for d in decisions:
             self.confirmed = self.confirmed or d.decision == "ebike"
-            rows.append({"source": frame.source, "frame": frame.index, **d.as_json(),
-                         "boxes": [[round(float(v)) for v in x.box] for x in self.gate.last_detections]})
+            rows.append(
+                {
+                    "source": frame.source,
+                    "frame": frame.index,
+                    **d.as_json(),
+                    "boxes": [[round(float(v)) for v in x.box] for x in self.gate.last_detections],
+                }
+            )
         for det in self.gate.last_detections:
             if self.best is None or det.score > self.best.score:
                 self.best = det
@@ -40,6 +48,14 @@ class EbikeReplay:
         if self.confirmed:
             return []
         best = self.best
-        return [{"source": self.source, "frame": None, "gate": self.gate.cfg.name, "decision": "clear",
-                 "reason": "no e-bike confirmed", "score": None if best is None else round(best.score, 4),
-                 "label": None if best is None else best.label}]
+        return [
+            {
+                "source": self.source,
+                "frame": None,
+                "gate": self.gate.cfg.name,
+                "decision": "clear",
+                "reason": "no e-bike confirmed",
+                "score": None if best is None else round(best.score, 4),
+                "label": None if best is None else best.label,
+            }
+        ]

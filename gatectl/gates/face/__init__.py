@@ -10,11 +10,25 @@ from gatectl.gates.face.replay import FaceReplay
 
 
 def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
-    analyzer = parts.analyzer(gate.quality, gate.thresholds.detect, gate.detect_long_side,
-                              gate.liveness, gate.thresholds.liveness)
+    analyzer = parts.analyzer(
+        gate.quality,
+        gate.thresholds.detect,
+        gate.detect_long_side,
+        gate.liveness,
+        gate.thresholds.liveness,
+    )
     cfg = parts.cfg
-    fg = FaceGate(gate, cfg.door(gate.door), analyzer, parts.directory, parts.recorder, parts.controls,
-                  make_entry_checks(cfg.policy.entry_checks), cfg.policy.reenroll_after_days, parts.rule_time)
+    fg = FaceGate(
+        gate,
+        cfg.door(gate.door),
+        analyzer,
+        parts.directory,
+        parts.recorder,
+        parts.controls,
+        make_entry_checks(cfg.policy.entry_checks),
+        cfg.policy.reenroll_after_days,
+        parts.rule_time,
+    )
     parts.controls.set_door_camera(gate.door, fg.recent_frame)
     return fg
 

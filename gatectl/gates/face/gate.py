@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gatectl.config.hardware import DoorConfig
 from gatectl.config.gates import FaceGateConfig
+from gatectl.config.hardware import DoorConfig
 from gatectl.control.controls import Controls
 from gatectl.core.errors import InvariantError
 from gatectl.domain.access import (

@@ -21,9 +21,13 @@ class FaceReplay:
     def begin(self, source: str) -> None:
         self.source, self.decided, self.seen, self.problem = source, False, False, None
 
-    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
-        rows = [{"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
-                for d in decisions]
+    def frame(
+        self, frame: MediaFrame | None, decisions: Sequence[Decision]
+    ) -> list[dict[str, Any]]:
+        rows = [
+            {"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
+            for d in decisions
+        ]
         self.decided = self.decided or bool(decisions)
         if frame is not None:
             observed = self.gate.last_observations
@@ -36,5 +40,12 @@ class FaceReplay:
     def end(self) -> list[dict[str, Any]]:
         if self.decided:
             return []
-        return [{"source": self.source, "decision": "no_face", "resident": None,
-                 "reason": self.problem or ("no face found" if not self.seen else "no decision"), "score": None}]
+        return [
+            {
+                "source": self.source,
+                "decision": "no_face",
+                "resident": None,
+                "reason": self.problem or ("no face found" if not self.seen else "no decision"),
+                "score": None,
+            }
+        ]

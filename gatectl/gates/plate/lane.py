@@ -44,8 +44,15 @@ class LaneDecision(Decision):
     event: Event
 
     def as_json(self) -> dict[str, Any]:
-        return {"gate": self.gate, "plate": self.plate, "color": self.colour, "decision": self.decision,
-                "reason": self.reason, "score": round(self.score or 0.0, 4), **event_json(self.event)}
+        return {
+            "gate": self.gate,
+            "plate": self.plate,
+            "color": self.colour,
+            "decision": self.decision,
+            "reason": self.reason,
+            "score": round(self.score or 0.0, 4),
+            **event_json(self.event),
+        }
 
 
 class PlateLane:

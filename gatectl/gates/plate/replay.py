@@ -20,13 +20,27 @@ class PlateReplay:
     def begin(self, source: str) -> None:
         self.source, self.decided = source, False
 
-    def frame(self, frame: MediaFrame | None, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
+    def frame(
+        self, frame: MediaFrame | None, decisions: Sequence[Decision]
+    ) -> list[dict[str, Any]]:
         self.decided = self.decided or bool(decisions)
-        return [{"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
-                for d in decisions]
+        return [
+            {"source": self.source, "frame": None if frame is None else frame.index, **d.as_json()}
+            for d in decisions
+        ]
 
     def end(self) -> list[dict[str, Any]]:
         if self.decided:
             return []
-        return [{"source": self.source, "frame": None, "gate": self.lane.cfg.name, "plate": None, "color": None,
-                 "decision": "no_plate", "reason": "no plate found", "score": None}]
+        return [
+            {
+                "source": self.source,
+                "frame": None,
+                "gate": self.lane.cfg.name,
+                "plate": None,
+                "color": None,
+                "decision": "no_plate",
+                "reason": "no plate found",
+                "score": None,
+            }
+        ]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gatectl.config.gates import FaceQuality
-from gatectl.vision.face.embedder import Embedder
 from gatectl.vision.face.align import align_face
 from gatectl.vision.face.detect import Face, FaceDetector
-from gatectl.vision.face.quality import QualityReport, assess
+from gatectl.vision.face.embedder import Embedder
 from gatectl.vision.face.liveness import LivenessModel
+from gatectl.vision.face.quality import QualityReport, assess
 
 
 @dataclass

@@ -100,6 +100,8 @@ class InsightFaceEmbedder:
 def make_embedder(cfg: ModelsConfig, models: ModelStore) -> Embedder:
     if cfg.embedding_backend == "insightface":
         if cfg.insightface_pack is None:  # the config model refuses this combination
-            raise InvariantError("models.insightface_pack: required with embedding_backend = insightface")
+            raise InvariantError(
+                "models.insightface_pack: required with embedding_backend = insightface"
+            )
         return InsightFaceEmbedder(cfg.insightface_pack)
     return MobileFaceNetEmbedder(models, cfg.embedding_flip)
