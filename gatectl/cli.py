@@ -569,6 +569,46 @@ def cmd_sync(args, app_factory) -> int:
         app.close()
 
 
+def cmd_clock(args, app_factory) -> int:
+    """The running daemon's view of the clock (written in the store's meta table), and the
+    operator's way to trust it again after a jump: a request the daemon applies within a few
+    seconds (its slow tick), answered in the same table."""
+    from gatectl.clock import CLOCK_TRUST_REQUESTS, ClockJump, ntp_synced
+
+    app = app_factory()
+    try:
+        store = app.store
+        if args.action == "trust":
+            asked = store.bump_meta(CLOCK_TRUST_REQUESTS)
+            deadline = time.monotonic() + args.timeout
+            while store.meta("clock_trust_applied").get("clock_trust_applied", 0) < asked:
+                if time.monotonic() > deadline:
+                    print(f"gatectl: clock trust: no running daemon answered within {args.timeout:g} s "
+                          f"(is the service running? a daemon that starts later trusts its clock anyway)",
+                          file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+        keys = ("clock_reported_at", "clock_trusted", "clock_jumps", "clock_last_jump_s", "clock_settles_at")
+        st = store.meta(*keys)
+        synced = ntp_synced()
+        print(f"wall clock  {fmt_time(time.time())} (this process)")
+        print("ntp         " + (f"synchronized (systemd-timesyncd, last {fmt_time(synced)})" if synced
+                                else "no sync reported by systemd-timesyncd since boot"))
+        if "clock_reported_at" not in st:
+            print("daemon      no report in this store (the daemon has not run on it)")
+            return 0
+        if st["clock_trusted"]:
+            state = "trusted"
+        else:
+            state = (f"NOT trusted: {ClockJump(st['clock_last_jump_s'], 0).describe()}; retention and the "
+                     f"re-enrollment rule held until {fmt_time(st['clock_settles_at'])} (device clock) or `gatectl clock trust`")
+        print(f"daemon      {state}; {st['clock_jumps']} jump(s) since it started "
+              f"(reported {fmt_time(st['clock_reported_at'])})")
+        return 0
+    finally:
+        app.close()
+
+
 def cmd_central(args, app_factory) -> int:
     """Everything after `central` is the reference tool's own command line (with its --help)."""
     from gatectl.sync.central import main as central_main
@@ -873,6 +913,12 @@ def build_parser() -> Parser:
     sy = sub.add_parser("sync", help="central sync: outbox state, ask the centre for a full resync")
     sy.add_argument("action", choices=["status", "resync"])
     sy.set_defaults(func=cmd_sync)
+
+    ck = sub.add_parser("clock", help="the daemon's trust in the wall clock; trust it again after a jump")
+    ck.add_argument("action", choices=["status", "trust"])
+    ck.add_argument("--timeout", type=number_in(0.5, 120, unit=" s"), default=15.0, metavar="S",
+                    help="trust: wait this long for the running daemon to apply it (0.5..120 s)")
+    ck.set_defaults(func=cmd_clock)
 
     # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
     # (argparse.REMAINDER after a subcommand refuses options such as --help)

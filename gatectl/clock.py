@@ -16,7 +16,12 @@ between two readings is a jump.
   had not happened), and destructive ones (retention) do not run at all;
 - it is trusted again when its offset returns to the trusted one (the jump was undone, e.g.
   NTP corrected a bad step), when it has agreed with the monotonic clock - no further jump -
-  for ``settle_s``, or when an operator or the centre confirms the new time (``confirm``).
+  for ``settle_s``, or when an operator or the centre confirms the new time (``confirm``:
+  `gatectl clock trust`, or the centre's signed ``clock.trust``, whose issue time must agree
+  with the device clock to be accepted at all).
+- an NTP sync reported by systemd-timesyncd does *not* restore trust by itself: plain NTP is
+  unauthenticated and a bad server is one way the clock jumps. `gatectl clock status` shows it
+  (``ntp_synced``) so the operator can decide.
 
 The component is pure: it is fed (wall, monotonic) readings, so tests inject both clocks.
 """
@@ -27,6 +32,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+# `gatectl clock trust` and the centre's signed `clock.trust` add one to this counter in the
+# store's meta table; the daemon's supervisor confirms the clock when it rises (one path for both)
+CLOCK_TRUST_REQUESTS = "clock_trust_requests"
+# touched by systemd-timesyncd at each successful synchronisation (systemd >= 239)
+TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
 @dataclass(frozen=True)
@@ -126,3 +138,12 @@ class ClockWatch:
         return {"trusted": since is None, "jumps": self.jumps,
                 "last_jump_s": None if self.last_jump is None else round(self.last_jump.seconds, 1),
                 "since_jump_s": None if since is None else round(self.mono() - since, 1)}
+
+
+def ntp_synced(flag: Path = TIMESYNCD_FLAG) -> float | None:
+    """When systemd-timesyncd last reported a sync (the flag file's time), None if it never did
+    since boot (or does not run here)."""
+    try:
+        return flag.stat().st_mtime
+    except OSError:
+        return None

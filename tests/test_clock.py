@@ -131,3 +131,83 @@ def test_a_jump_raises_an_alert_and_holds_retention(app, clock):
     finally:
         runner.stop.set()
         runner.run_thread.join(timeout=30)
+
+
+def test_an_operator_trusts_the_clock_of_a_running_daemon_with_the_cli(app, clock):
+    """`gatectl clock status` / `gatectl clock trust` (the real CLI, another process) on the
+    daemon's store: the status says the clock is held, trust is applied by the running
+    supervisor within its slow tick, and retention runs again."""
+    from gatectl.service.runner import Runner
+    from tests.conftest import ok, run_cli
+
+    rec = app.recorder
+    evs = [rec.record("lobby", "access", "denied", "unknown face", np.full((32, 32, 3), 99, np.uint8))
+           for _ in range(2)]
+    runner = Runner(app)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: runner.workers, timeout=120, what="the gates to start")
+        out = ok(run_cli("clock", "status", data=app.data_dir))
+        assert "daemon      trusted; 0 jump(s)" in out, out
+        clock.jump(31 * DAY_SECONDS)
+        wait_for(lambda: app.store.events(kind="alert"), timeout=10, what="the clock alert")
+        out = ok(run_cli("clock", "status", data=app.data_dir))
+        assert "NOT trusted: clock jumped forward by 31.0 days" in out and "gatectl clock trust" in out, out
+        assert not app.clockwatch.trusted
+        out = ok(run_cli("clock", "trust", "--timeout", "60", data=app.data_dir))
+        assert "daemon      trusted; 1 jump(s)" in out, out
+        assert app.clockwatch.trusted
+        [trusted] = [e for e in app.store.events(kind="system") if "trusted on request" in e.reason]
+        assert trusted.gate == "system"
+        runner._retention(time.monotonic())
+        assert not any((app.snapshot_dir / e.snapshot).exists() for e in evs)
+    finally:
+        runner.stop.set()
+        thread.join(timeout=30)
+
+
+def test_clock_trust_without_a_running_daemon_says_so_and_is_moot_for_the_next_start(tmp_path):
+    from tests.conftest import one_line_error, run_cli
+
+    line = one_line_error(run_cli("clock", "trust", "--timeout", "0.5", data=tmp_path), code=1)
+    assert "no running daemon answered within 0.5 s" in line
+    assert "no report in this store" in run_cli("clock", "status", data=tmp_path).stdout
+
+
+def test_the_centres_signed_clock_trust_needs_its_time_to_agree_with_the_device(tmp_path, clock):
+    """A signed `clock.trust` is verified against the device clock: issued at the centre's
+    time, it is refused while the device is 31 days ahead (so it cannot bless a wrong clock)
+    and accepted when the clocks agree; the supervisor applies it like `gatectl clock trust`."""
+    import json
+
+    from gatectl.app import App, simulated_boards
+    from gatectl.config import parse_config
+    from gatectl.service.runner import Runner
+    from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
+
+    key = generate_private_key()
+    cfg = parse_config({"sync": {"enabled": True, "command_keys": {"k1": public_key_b64(key)}}})
+    app = App(cfg, tmp_path / "state", boards=simulated_boards(cfg), clock=clock, monotonic=clock.monotonic)
+    try:
+        client = app.sync_client(dict, lambda: "no reload")  # not started: commands fed directly
+        runner = Runner(app)
+        app.clockwatch.observe()
+        centre_time = clock.t
+        clock.jump(31 * DAY_SECONDS)  # the device clock is wrong
+        app.clockwatch.observe()
+        resp = client.on_command(json.dumps(sign_command(key, "k1", cfg.device.id, "clock.trust", {},
+                                                         now=centre_time)).encode())
+        assert not resp["ok"] and "expired" in resp["error"], resp
+        runner._trust_requests()
+        assert not app.clockwatch.trusted
+        clock.jump(-31 * DAY_SECONDS + 600)  # NTP fixed it, ten minutes off the old base: still a jump
+        app.clockwatch.observe()
+        assert not app.clockwatch.trusted
+        resp = client.on_command(json.dumps(sign_command(key, "k1", cfg.device.id, "clock.trust", {},
+                                                         now=clock.t)).encode())
+        assert resp["ok"] and resp["result"].startswith("clock trust requested"), resp
+        runner._trust_requests()
+        assert app.clockwatch.trusted
+    finally:
+        app.close()

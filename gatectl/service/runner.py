@@ -18,11 +18,11 @@ from pathlib import Path
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
-from gatectl.clock import ClockJump
+from gatectl.clock import CLOCK_TRUST_REQUESTS, ClockJump
 from gatectl.events import free_disk_mb
 from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
-from gatectl.store import quarantine_if_corrupt, salvage
+from gatectl.store import StoreError, quarantine_if_corrupt, salvage
 
 log = logging.getLogger("gatectl.run")
 
@@ -76,6 +76,7 @@ class Runner:
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
         self._retention_held = False
+        self._trust_seen = 0  # the trust requests counted when we last looked
 
     def health(self) -> dict:
         """What an operator needs to see from afar: the status line, the status topic."""
@@ -102,6 +103,11 @@ class Runner:
         self._recover_store()
         app.clockwatch.on_change = self._clock_changed
         app.clockwatch.observe()
+        try:  # requests made while no daemon ran are moot: a fresh process trusts its clock
+            self._trust_seen = app.store.meta(CLOCK_TRUST_REQUESTS).get(CLOCK_TRUST_REQUESTS, 0)
+        except StoreError as exc:
+            log.warning("clock trust requests unreadable: %s", exc)
+        self._report_clock()
         if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
             self.sync = app.sync_client(self.health, self._reload)
         app.outputs.all_off()
@@ -155,15 +161,54 @@ class Runner:
         """A jump (or the return to trust): logged and raised as an alert event."""
         if jump is None:
             log.warning("clock trusted again: retention and the re-enrollment rule use the wall clock")
+            self._report_clock()
             return
         watch = self.app.clockwatch
         if watch.trusted:
             reason = f"{jump.describe()} (wall vs monotonic): back on the trusted time base"
         else:
             reason = (f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
-                      f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)")
+                      f"held until the clock is trusted (stable for {watch.settle_s:.0f} s, "
+                      f"or `gatectl clock trust`)")
         log.warning("%s", reason)
         self.app.recorder.record("system", "alert", "alert", reason)
+        self._report_clock()
+
+    def _report_clock(self) -> None:
+        """The daemon's view of the clock in the store's meta table, for `gatectl clock status`
+        (another process): written at start and on every change only, so no SD-card wear. The
+        wait is bounded as on the decision path: a jump can be noticed by a gate worker."""
+        watch = self.app.clockwatch
+        st = watch.status()
+        now = self.app.clock()
+        settles = 0 if st["trusted"] else round(now + watch.settle_s - st["since_jump_s"])
+        try:
+            self.app.store.set_meta({
+                "clock_reported_at": round(now), "clock_trusted": int(st["trusted"]), "clock_jumps": st["jumps"],
+                "clock_last_jump_s": round(st["last_jump_s"] or 0), "clock_settles_at": settles,
+                "clock_trust_applied": self._trust_seen,
+            }, wait_s=self.app.cfg.storage.lock_wait_ms / 1000)
+        except StoreError as exc:
+            log.warning("clock state not stored for `gatectl clock status`: %s", exc)
+
+    def _trust_requests(self) -> None:
+        """Confirm the clock when `gatectl clock trust` or the centre asked since the last look."""
+        try:
+            asked = self.app.store.meta(CLOCK_TRUST_REQUESTS).get(CLOCK_TRUST_REQUESTS, 0)
+        except StoreError:
+            return  # the store's own failure is reported by the event path
+        if asked <= self._trust_seen:
+            return
+        self._trust_seen = asked
+        watch = self.app.clockwatch
+        if watch.trusted:
+            self._report_clock()  # answers the request: nothing to do
+            return
+        reason = ("clock trusted on request (`gatectl clock trust` or the centre's clock.trust): retention and "
+                  "the re-enrollment rule use the wall clock again")
+        log.warning("%s", reason)
+        self.app.recorder.record("system", "system", None, reason)
+        watch.confirm()  # on_change(None): logged and reported
 
     def _reload(self) -> str:
         """Remote config.reload: only a config that validates replaces the running one."""
@@ -196,6 +241,7 @@ class Runner:
             if now < next_slow:
                 continue
             next_slow = now + slow_every
+            self._trust_requests()
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
                 log.error("gate worker(s) stalled or failing on every frame: %s; withholding the watchdog",
