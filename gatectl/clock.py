@@ -111,6 +111,24 @@ class ClockWatch:
                 return None, True
             return None, False
 
+    def resume(self, offset: float, trusted_offset: float, untrusted_since: float | None) -> None:
+        """Continue where a previous process of the same boot stopped (the monotonic clock did
+        not restart, so its offsets still compare): its last offset, its trusted time base and
+        since when (monotonic) it distrusted the clock. A restart then neither forgets a jump -
+        retention would run at once on the jumped clock - nor misses one made while no process
+        watched (the next reading differs from ``offset``). Call before the first ``observe``."""
+        with self._lock:
+            self._offset, self._trusted_offset, self._stable_since = offset, trusted_offset, untrusted_since
+
+    def saved(self) -> dict[str, int] | None:
+        """What ``resume`` needs, in integers (ms) for the store; None before the first reading."""
+        with self._lock:
+            if self._offset is None or self._trusted_offset is None:
+                return None
+            since = self._stable_since
+            return {"offset_ms": round(self._offset * 1000), "trusted_offset_ms": round(self._trusted_offset * 1000),
+                    "untrusted_since_ms": -1 if since is None else round(since * 1000)}
+
     def rule_time(self) -> float:
         """The wall time time-based rules should use: the wall clock while it is trusted, else
         the trusted time base (the last trusted wall time advanced by the monotonic clock)."""
@@ -146,4 +164,13 @@ def ntp_synced(flag: Path = TIMESYNCD_FLAG) -> float | None:
     try:
         return flag.stat().st_mtime
     except OSError:
+        return None
+
+
+def boot_id() -> int | None:
+    """This boot's identity as an integer (the kernel's random boot_id): monotonic readings of
+    a previous process compare with ours only within one boot. None where it is unknown."""
+    try:
+        return int(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", ""), 16) >> 66
+    except (OSError, ValueError):
         return None

@@ -211,3 +211,54 @@ def test_the_centres_signed_clock_trust_needs_its_time_to_agree_with_the_device(
         assert app.clockwatch.trusted
     finally:
         app.close()
+
+
+def test_a_restart_keeps_the_clock_held_and_sees_a_jump_made_while_stopped(tmp_path, clock):
+    """A restart after a jump (a crash, the watchdog, config.reload) made a fresh, trusting
+    clock watch, and retention ran at once on the jumped clock; a jump while no daemon ran was
+    never seen. The previous process's view is resumed from the store within one boot."""
+    from gatectl.app import App, simulated_boards
+    from gatectl.config import default_config
+    from gatectl.service.runner import Runner
+
+    cfg = default_config()
+
+    def start() -> tuple[App, Runner]:
+        app = App(cfg, tmp_path / "state", boards=simulated_boards(cfg), clock=clock, monotonic=clock.monotonic)
+        runner = Runner(app)
+        runner._start_clock()
+        return app, runner
+
+    app, runner = start()
+    snap = app.recorder.record("lobby", "access", "denied", "unknown face", np.full((32, 32, 3), 9, np.uint8))
+    clock.jump(31 * DAY_SECONDS)
+    app.clockwatch.observe()
+    assert not app.clockwatch.trusted
+    app.close()
+    clock.advance(30)  # the process is restarted
+    app, runner = start()
+    try:
+        assert not app.clockwatch.trusted
+        now = time.monotonic()
+        assert runner._retention(now) == now  # still held
+        assert (app.snapshot_dir / snap.snapshot).exists()
+        clock.advance(3600)  # agreed with the monotonic clock for settle_s in all, across the restart
+        app.clockwatch.observe()
+        assert app.clockwatch.trusted
+    finally:
+        app.close()
+    clock.advance(60)
+    clock.jump(16 * DAY_SECONDS)  # while no daemon ran
+    app, runner = start()
+    try:
+        assert not app.clockwatch.trusted
+        [alert] = app.store.events(kind="alert", since=clock.t - 60)
+        assert alert.reason.startswith("clock jumped forward by 16.0 days")
+        app.store.set_meta({"clock_boot": 12345})  # another boot: its monotonic readings do not compare
+    finally:
+        app.close()
+    app, runner = start()
+    try:
+        assert app.clockwatch.trusted
+    finally:
+        app.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gatectl.app import App
 from gatectl.camera import CameraGrabber
-from gatectl.clock import CLOCK_TRUST_REQUESTS, ClockJump
+from gatectl.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.events import free_disk_mb
 from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
@@ -101,13 +101,7 @@ class Runner:
     def run(self) -> None:
         app = self.app
         self._recover_store()
-        app.clockwatch.on_change = self._clock_changed
-        app.clockwatch.observe()
-        try:  # requests made while no daemon ran are moot: a fresh process trusts its clock
-            self._trust_seen = app.store.meta(CLOCK_TRUST_REQUESTS).get(CLOCK_TRUST_REQUESTS, 0)
-        except StoreError as exc:
-            log.warning("clock trust requests unreadable: %s", exc)
-        self._report_clock()
+        self._start_clock()
         if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
             self.sync = app.sync_client(self.health, self._reload)
         app.outputs.all_off()
@@ -157,6 +151,30 @@ class Runner:
         if app.cfg.sync.enabled:
             app.store.enqueue("resync", app.cfg.device.id)
 
+    def _start_clock(self) -> None:
+        """The clock watch resumes the previous process's view when it ran in this boot (kept in
+        the store's meta table), so a restart - a crash, the watchdog, config.reload - neither
+        forgets that the clock is held nor misses a jump made while no daemon watched."""
+        app, watch = self.app, self.app.clockwatch
+        watch.on_change = self._clock_changed
+        keys = ("clock_boot", "clock_offset_ms", "clock_trusted_offset_ms", "clock_untrusted_since_ms")
+        try:
+            st = app.store.meta(CLOCK_TRUST_REQUESTS, *keys)
+        except StoreError as exc:
+            log.warning("clock state of the previous run unreadable: %s", exc)
+            st = {}
+        self._trust_seen = st.get(CLOCK_TRUST_REQUESTS, 0)  # requests made while no daemon ran are moot
+        boot = boot_id()
+        if boot is not None and st.get("clock_boot") == boot and all(k in st for k in keys):
+            since = st["clock_untrusted_since_ms"]
+            watch.resume(st["clock_offset_ms"] / 1000, st["clock_trusted_offset_ms"] / 1000,
+                         None if since < 0 else since / 1000)
+            if since >= 0:
+                log.warning("clock not trusted since before this start: retention and the re-enrollment rule "
+                            "stay held (`gatectl clock status`)")
+        watch.observe()
+        self._report_clock()
+
     def _clock_changed(self, jump: ClockJump | None) -> None:
         """A jump (or the return to trust): logged and raised as an alert event."""
         if jump is None:
@@ -176,17 +194,19 @@ class Runner:
 
     def _report_clock(self) -> None:
         """The daemon's view of the clock in the store's meta table, for `gatectl clock status`
-        (another process): written at start and on every change only, so no SD-card wear. The
+        (another process) and the next start (`_start_clock`): written at start, on every change
+        and hourly (NTP slewing moves the offset a little), so no SD-card wear. The
         wait is bounded as on the decision path: a jump can be noticed by a gate worker."""
         watch = self.app.clockwatch
-        st = watch.status()
+        st, saved = watch.status(), watch.saved() or {}
         now = self.app.clock()
         settles = 0 if st["trusted"] else round(now + watch.settle_s - st["since_jump_s"])
         try:
             self.app.store.set_meta({
                 "clock_reported_at": round(now), "clock_trusted": int(st["trusted"]), "clock_jumps": st["jumps"],
                 "clock_last_jump_s": round(st["last_jump_s"] or 0), "clock_settles_at": settles,
-                "clock_trust_applied": self._trust_seen,
+                "clock_trust_applied": self._trust_seen, "clock_boot": boot_id() or -1,
+                **{f"clock_{k}": v for k, v in saved.items()},
             }, wait_s=self.app.cfg.storage.lock_wait_ms / 1000)
         except StoreError as exc:
             log.warning("clock state not stored for `gatectl clock status`: %s", exc)
@@ -231,6 +251,7 @@ class Runner:
         slow_every = min(watchdog_interval() or 5.0, 5.0)
         next_slow = time.monotonic()
         next_retention = time.monotonic()
+        next_report = next_retention + RETENTION_EVERY_S  # the clock view: written at start already
         while not self.stop.wait(DOOR_POLL_S):
             try:
                 self.app.controls.poll()
@@ -242,6 +263,9 @@ class Runner:
                 continue
             next_slow = now + slow_every
             self._trust_requests()
+            if now >= next_report:
+                next_report = now + RETENTION_EVERY_S
+                self._report_clock()
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
                 log.error("gate worker(s) stalled or failing on every frame: %s; withholding the watchdog",
