@@ -29,7 +29,7 @@ from gatectl.media import MediaError, iter_media, read_image
 from gatectl.paths import (default_data_dir, find_config, foreign_owner, sample_dir, system_config_path,
                            system_state_dir)
 from gatectl.safe_text import shown
-from gatectl.store import StoreError
+from gatectl.store import StoreError, corruption
 from gatectl.vision.models import ModelError
 
 log = logging.getLogger("gatectl")
@@ -441,16 +441,21 @@ def cmd_doctor(args, app_factory) -> int:
             report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
         except USER_ERRORS as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
-    try:
-        store = app.store
-        with store.write() as db:
-            db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
-        report(True, f"store {store.path} writable (schema v{store.schema_version})")
-        foreign = store.foreign_model_templates(app.embedder.model_id)
-        report(foreign == 0, f"{foreign} template(s) from another embedding model need re-enrollment"
-               if foreign else "all templates match the embedding model")
-    except StoreError as exc:
-        report(False, str(exc))
+    damage = corruption(app.store_path)  # what `run` would move aside at start
+    if damage is not None:
+        report(False, f"store {app.store_path}: corrupt ({shown(damage, 200)}): `gatectl run` will move it aside "
+                      f"and start a fresh store")
+    else:
+        try:
+            store = app.store
+            with store.write() as db:
+                db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
+            report(True, f"store {store.path} writable (schema v{store.schema_version})")
+            foreign = store.foreign_model_templates(app.embedder.model_id)
+            report(foreign == 0, f"{foreign} template(s) from another embedding model need re-enrollment"
+                   if foreign else "all templates match the embedding model")
+        except StoreError as exc:
+            report(False, str(exc))
     for name, board in app.boards.items():
         try:
             wait_online(board, args.camera_timeout)
