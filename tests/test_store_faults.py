@@ -386,6 +386,7 @@ def test_retention_sweeps_orphans_and_tmp_files_but_never_a_referenced_one(tmp_p
 
 
 def test_event_rows_expire_by_age_and_count_keeping_recent_access_events(tmp_path):
+    assert default_config().storage.event_retention_days == 180  # access records: 180 days by default
     clock = FakeClock()
     store = Store(tmp_path / "g.db", clock=clock, publish=True)
     rec = EventRecorder(store, tmp_path / "snaps", clock=clock)

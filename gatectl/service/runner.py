@@ -158,11 +158,7 @@ class Runner:
         app, watch = self.app, self.app.clockwatch
         watch.on_change = self._clock_changed
         keys = ("clock_boot", "clock_offset_ms", "clock_trusted_offset_ms", "clock_untrusted_since_ms")
-        try:
-            st = app.store.meta(CLOCK_TRUST_REQUESTS, *keys)
-        except StoreError as exc:
-            log.warning("clock state of the previous run unreadable: %s", exc)
-            st = {}
+        st = app.store.meta(CLOCK_TRUST_REQUESTS, *keys)  # a store that cannot open: `run`'s one line
         self._trust_seen = st.get(CLOCK_TRUST_REQUESTS, 0)  # requests made while no daemon ran are moot
         boot = boot_id()
         if boot is not None and st.get("clock_boot") == boot and all(k in st for k in keys):
