@@ -605,8 +605,9 @@ def cmd_clock(args, app_factory) -> int:
         if st["clock_trusted"]:
             state = "trusted"
         else:
-            state = (f"NOT trusted: {ClockJump(st['clock_last_jump_s'], 0).describe()}; retention and the "
-                     f"re-enrollment rule held until {fmt_time(st['clock_settles_at'])} (device clock) or `gatectl clock trust`")
+            jump = ClockJump(st.get("clock_last_jump_s", 0), 0).describe()
+            state = (f"NOT trusted: {jump}; retention and the re-enrollment rule held until "
+                     f"{fmt_time(st['clock_settles_at'])} (device clock) or `gatectl clock trust`")
         print(f"daemon      {state}; {st['clock_jumps']} jump(s) since it started "
               f"(reported {fmt_time(st['clock_reported_at'])})")
         return 0

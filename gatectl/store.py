@@ -964,6 +964,7 @@ class Store:
             f"SELECT key, value FROM meta WHERE key IN ({marks})", list(keys)).fetchall()}
 
     def set_meta(self, values: dict[str, int], wait_s: float | None = None) -> None:
+        """Store integers under their keys in one transaction (``wait_s`` as in ``write``)."""
         with self.write(wait_s) as db:
             for key, value in values.items():
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, int(value)])

@@ -245,6 +245,9 @@ def test_a_restart_keeps_the_clock_held_and_sees_a_jump_made_while_stopped(tmp_p
         now = time.monotonic()
         assert runner._retention(now) == now  # still held
         assert (app.snapshot_dir / snap.snapshot).exists()
+        # what `gatectl clock status` shows still names the jump the previous process saw
+        assert app.store.meta("clock_trusted", "clock_last_jump_s") == {"clock_trusted": 0,
+                                                                         "clock_last_jump_s": 31 * 86400}
         clock.advance(3600)  # agreed with the monotonic clock for settle_s in all, across the restart
         app.clockwatch.observe()
         assert app.clockwatch.trusted

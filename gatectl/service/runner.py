@@ -197,13 +197,13 @@ class Runner:
         st, saved = watch.status(), watch.saved() or {}
         now = self.app.clock()
         settles = 0 if st["trusted"] else round(now + watch.settle_s - st["since_jump_s"])
+        values = {"clock_reported_at": round(now), "clock_trusted": int(st["trusted"]), "clock_jumps": st["jumps"],
+                  "clock_settles_at": settles, "clock_trust_applied": self._trust_seen,
+                  "clock_boot": boot_id() or -1, **{f"clock_{k}": v for k, v in saved.items()}}
+        if st["last_jump_s"] is not None:  # else the previous process's (a resumed hold) stays
+            values["clock_last_jump_s"] = round(st["last_jump_s"])
         try:
-            self.app.store.set_meta({
-                "clock_reported_at": round(now), "clock_trusted": int(st["trusted"]), "clock_jumps": st["jumps"],
-                "clock_last_jump_s": round(st["last_jump_s"] or 0), "clock_settles_at": settles,
-                "clock_trust_applied": self._trust_seen, "clock_boot": boot_id() or -1,
-                **{f"clock_{k}": v for k, v in saved.items()},
-            }, wait_s=self.app.cfg.storage.lock_wait_ms / 1000)
+            self.app.store.set_meta(values, wait_s=self.app.cfg.storage.lock_wait_ms / 1000)
         except StoreError as exc:
             log.warning("clock state not stored for `gatectl clock status`: %s", exc)
 
