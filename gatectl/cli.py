@@ -52,7 +52,7 @@ from gatectl.paths import (
     system_state_dir,
 )
 from gatectl.safe_text import shown
-from gatectl.store import Resident, StoreError
+from gatectl.store import Resident, StoreError, corruption
 from gatectl.vision.models import ModelError
 
 if TYPE_CHECKING:  # for annotations: these pipelines load only when a replay needs them
@@ -384,7 +384,7 @@ def update_resident(app: App, r: Resident, args: argparse.Namespace) -> int:
     """Rename, move to another unit, add photos or replace them: one change per option given."""
     if args.add_photo and args.replace_photos:
         raise UsageError("residents update: --add-photo or --replace-photos, not both")
-    if not (args.name or args.unit or args.add_photo or args.replace_photos):
+    if args.name is None and args.unit is None and not (args.add_photo or args.replace_photos):
         raise UsageError(
             "residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE"
         )
@@ -439,7 +439,7 @@ def cmd_watchlist(args: argparse.Namespace, app_factory: AppFactory) -> int:
         if args.resident:
             r = one_resident(app, args.resident)
             w = store.add_watch(r.name, reason, r.id, [], app.embedder.model_id)
-        elif args.photo and args.name:
+        elif args.photo and args.name is not None:
             checked_text("--name", args.name, NAME_MAX)
             w = Enroller(app).add_watch(args.name, reason, load_samples(args.photo))
         else:
@@ -661,20 +661,28 @@ def cmd_doctor(args: argparse.Namespace, app_factory: AppFactory) -> int:
             report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
         except USER_ERRORS as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
-    try:
-        store = app.store
-        with store.write() as db:
-            db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
-        report(True, f"store {store.path} writable (schema v{store.schema_version})")
-        foreign = store.foreign_model_templates(app.embedder.model_id)
+    damage = corruption(app.store_path)  # what `run` would move aside at start
+    if damage is not None:
         report(
-            foreign == 0,
-            f"{foreign} template(s) from another embedding model need re-enrollment"
-            if foreign
-            else "all templates match the embedding model",
+            False,
+            f"store {app.store_path}: corrupt ({shown(damage, 200)}): "
+            f"`gatectl run` will move it aside and start a fresh store",
         )
-    except StoreError as exc:
-        report(False, str(exc))
+    else:
+        try:
+            store = app.store
+            with store.write() as db:
+                db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
+            report(True, f"store {store.path} writable (schema v{store.schema_version})")
+            foreign = store.foreign_model_templates(app.embedder.model_id)
+            report(
+                foreign == 0,
+                f"{foreign} template(s) from another embedding model need re-enrollment"
+                if foreign
+                else "all templates match the embedding model",
+            )
+        except StoreError as exc:
+            report(False, str(exc))
     for name, board in app.boards.items():
         try:
             wait_online(board, args.camera_timeout)
@@ -804,6 +812,62 @@ def cmd_sync(args: argparse.Namespace, app_factory: AppFactory) -> int:
             return 0
         for key, value in app.store.outbox_stats().items():
             print(f"{key:18} {value}")
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_clock(args: argparse.Namespace, app_factory: AppFactory) -> int:
+    """The running daemon's view of the clock (written in the store's meta table), and the
+    operator's way to trust it again after a jump: a request the daemon applies within a few
+    seconds (its slow tick), answered in the same table."""
+    from gatectl.clock import CLOCK_TRUST_REQUESTS, ClockJump, ntp_synced
+
+    app = app_factory()
+    try:
+        store = app.store
+        if args.action == "trust":
+            asked = store.bump_meta(CLOCK_TRUST_REQUESTS)
+            deadline = time.monotonic() + args.timeout
+            while store.meta("clock_trust_applied").get("clock_trust_applied", 0) < asked:
+                if time.monotonic() > deadline:
+                    print(
+                        "gatectl: clock trust: no running daemon answered within "
+                        f"{args.timeout:g} s (is the service running? a daemon that starts "
+                        "later trusts its clock anyway)",
+                        file=sys.stderr,
+                    )
+                    return 1
+                time.sleep(0.1)
+        keys = (
+            "clock_reported_at",
+            "clock_trusted",
+            "clock_jumps",
+            "clock_last_jump_s",
+            "clock_settles_at",
+        )
+        st = store.meta(*keys)
+        synced = ntp_synced()
+        print(f"wall clock  {fmt_time(time.time())} (this process)")
+        print(
+            "ntp         "
+            + (
+                f"synchronized (systemd-timesyncd, last {fmt_time(synced)})"
+                if synced
+                else "no sync reported by systemd-timesyncd since boot"
+            )
+        )
+        if "clock_reported_at" not in st:
+            print("daemon      no report in this store (the daemon has not run on it)")
+            return 0
+        if st["clock_trusted"]:
+            state = "trusted"
+        else:
+            jump = ClockJump(st.get("clock_last_jump_s", 0), 0).describe()
+            state = (f"NOT trusted: {jump}; retention and the re-enrollment rule held until "
+                     f"{fmt_time(st['clock_settles_at'])} (device clock) or `gatectl clock trust`")
+        print(f"daemon      {state}; {st['clock_jumps']} jump(s) since it started "
+              f"(reported {fmt_time(st['clock_reported_at'])})")
         return 0
     finally:
         app.close()
@@ -1228,6 +1292,14 @@ def build_parser() -> Parser:
     sy = sub.add_parser("sync", help="central sync: outbox state, ask the centre for a full resync")
     sy.add_argument("action", choices=["status", "resync"])
     sy.set_defaults(func=cmd_sync)
+
+    ck = sub.add_parser(
+        "clock", help="the daemon's trust in the wall clock; trust it again after a jump"
+    )
+    ck.add_argument("action", choices=["status", "trust"])
+    ck.add_argument("--timeout", type=number_in(0.5, 120, unit=" s"), default=15.0, metavar="S",
+                    help="trust: wait this long for the running daemon to apply it (0.5..120 s)")
+    ck.set_defaults(func=cmd_clock)
 
     # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
     # (argparse.REMAINDER after a subcommand refuses options such as --help)

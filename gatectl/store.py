@@ -1130,6 +1130,31 @@ class Store:
             "dropped_snapshots": int(meta.get("outbox_dropped_snapshots", 0)),
         }
 
+    # --- small counters and states shared between processes -----------------------------------
+
+    @_reads
+    def meta(self, *keys: str) -> dict[str, int]:
+        """The integers stored under ``keys`` in the meta table (absent keys left out): how the
+        CLI and the daemon talk without a socket (e.g. `gatectl clock trust`)."""
+        marks = ",".join("?" * len(keys))
+        return {k: int(v) for k, v in self.db.execute(
+            f"SELECT key, value FROM meta WHERE key IN ({marks})", list(keys)).fetchall()}
+
+    def set_meta(self, values: dict[str, int], wait_s: float | None = None) -> None:
+        """Store integers under their keys in one transaction (``wait_s`` as in ``write``)."""
+        with self.write(wait_s) as db:
+            for key, value in values.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, int(value)])
+
+    def bump_meta(self, key: str) -> int:
+        """Add one to the counter ``key`` (0 when absent) and return its new value."""
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
+                [key],
+            )
+            return int(db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()[0])
+
     # --- signed-command nonces ---------------------------------------------------------------
 
     def claim(self, nonce: str, exp: float, iat: float, forget_before: float) -> bool:
@@ -1288,13 +1313,10 @@ class Store:
 QUARANTINE_KEEP = 3  # corrupt copies kept for a technician (sqlite3 .recover); older ones go
 
 
-def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
-    """At daemon start: if the database file is corrupt (an SD card lost pages), move it and its
-    WAL aside as ``<name>.corrupt-<stamp>`` so a fresh store can be created instead of the
-    service failing on every restart. Returns (where it went, what SQLite said), or None for a
-    healthy or absent file. A file that merely cannot be opened (locked, read-only, missing
-    folder) is not corruption: Store() reports that in one line."""
-    path = Path(path)
+def corruption(path: Path) -> str | None:
+    """What SQLite's quick_check says is wrong with the database file, None for a healthy or
+    absent one (or one that cannot be opened, which is not corruption). The check `run` acts on
+    at start, so `doctor` can say the same."""
     if not path.exists():
         return None
     try:
@@ -1303,11 +1325,21 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
             rows = conn.execute("PRAGMA quick_check").fetchall()
         finally:
             conn.close()
-        problem = None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
     except sqlite3.OperationalError:
         return None
     except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
-        problem = str(exc)
+        return str(exc)
+    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+
+
+def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
+    """At daemon start: if the database file is corrupt (an SD card lost pages), move it and its
+    WAL aside as ``<name>.corrupt-<stamp>`` so a fresh store can be created instead of the
+    service failing on every restart. Returns (where it went, what SQLite said), or None for a
+    healthy or absent file. A file that merely cannot be opened (locked, read-only, missing
+    folder) is not corruption: Store() reports that in one line."""
+    path = Path(path)
+    problem = corruption(path)
     if problem is None:
         return None
     target = path.with_name(f"{path.name}.corrupt-{stamp}")

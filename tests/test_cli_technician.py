@@ -397,3 +397,18 @@ door = "front"
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_update_and_watchlist_name_an_empty_name_or_unit_as_such(tmp_path):
+    """`residents update --unit ""` and `watchlist add --name ""` were taken for options not
+    given ("give --name, --unit, ..."): the line names the empty option, as enroll does."""
+    d = tmp_path / "state"
+    ok(run_cli("enroll", "--name", "Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"), data=d))
+    for args, want in ((["residents", "update", "1", "--unit", ""], "gatectl: --unit: empty; give a real value"),
+                       (["residents", "update", "1", "--name", ""], "gatectl: --name: empty; give a real value"),
+                       (["watchlist", "add", "--name", "", "--photo", str(FACES / "biden_01.jpg")],
+                        "gatectl: --name: empty; give a real value")):
+        assert one_line_error(run_cli(*args, data=d)).startswith(want), args
+    [r] = [json.loads(x) for x in ok(run_cli("residents", "list", "--json", data=d)).splitlines()]
+    assert (r["name"], r["unit"]) == ("Obama", "1-1-101")
+    assert ok(run_cli("watchlist", "list", "--json", data=d)) == ""

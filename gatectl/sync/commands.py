@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from gatectl.clock import CLOCK_TRUST_REQUESTS
 from gatectl.config import DisplayConfig
 from gatectl.display import Display
 from gatectl.events import EventRecorder
@@ -55,6 +56,7 @@ class CommandHandler:
             "watchlist.remove": (WatchRemoveArgs, self._watch_remove),
             "resident.status": (StatusArgs, self._resident_status),
             "config.reload": (NoArgs, lambda args: self.reload()),
+            "clock.trust": (NoArgs, self._clock_trust),
         }
 
     def handle(self, payload: bytes) -> dict | None:
@@ -131,6 +133,13 @@ class CommandHandler:
             raise CommandFailed(f"args.uid: no resident {shown(args.uid, 40)!r} on this device")
         return self._replicate({"uid": r.uid, "version": args.version, "type": "resident", "op": "upsert",
                                 "name": r.name, "unit": r.unit, "status": args.status})
+
+    def _clock_trust(self, args: NoArgs) -> str:
+        """The centre vouches for the device clock after a jump. Verified means its signed
+        issue time agreed with this clock (within the skew and the command's TTL), so the
+        clock it confirms is the centre's; the daemon applies it as `gatectl clock trust`."""
+        self.store.bump_meta(CLOCK_TRUST_REQUESTS)
+        return "clock trust requested: the daemon applies it within seconds (`gatectl clock status`)"
 
     def _replicate(self, body: dict) -> str:
         return self.replicator.apply({"v": 1, **body})
