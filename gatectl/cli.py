@@ -578,7 +578,7 @@ def cmd_central(args, app_factory) -> int:
 
 def cmd_board_sim(args, app_factory) -> int:
     """With --board, the simulator answers as that configured board and knows its inputs' names."""
-    from gatectl.hw.board_sim import fill_defaults, serve
+    from gatectl.hw.serial.sim import fill_defaults, serve
 
     if not args.board:
         return serve(args)
@@ -889,7 +889,7 @@ def build_parser() -> Parser:
                     help="wait this long for the board (0.1..120 s)")
     rl.set_defaults(func=cmd_relay)
 
-    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+    from gatectl.hw.serial.sim import CONSOLE_HELP, add_arguments
 
     bs = sub.add_parser("board-sim", help="a simulated Modbus RTU relay board on a pty (bench tool)",
                         epilog=CONSOLE_HELP)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from gatectl.config_base import Name, Strict
+from gatectl.hw.relay import BoardBase, SimulatedBoardConfig
+from gatectl.hw.serial.registry import DIALECTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,15 +32,6 @@ class ConfigError(Exception):
         self.lines = lines
 
 
-class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, values are validated on assignment."""
-
-    # inf and nan are never a sensible setting: an infinite timeout is a hang, nan fails every comparison
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
-                            description="1-64 characters of A-Z a-z 0-9 _ . - (used in topics, logs, references).")]
 Label = Annotated[str, Field(min_length=1, max_length=64, description="1-64 characters.")]
 MAX_ITEMS = 64  # of any one section list (cameras, boards, gates, ...): a device, not a site
 
@@ -104,29 +99,18 @@ def infer_camera_kind(source: str) -> Literal["v4l2", "url", "video", "images"]:
     return "video"
 
 
-class BoardConfig(Strict):
-    """A relay board on a serial port. ``port`` is a device path (prefer a udev symlink such as
-    /dev/gatectl-relay0: CH340 boards have no serial number) or any pyserial URL."""
+def _default_driver(board: object) -> object:
+    """A [[boards]] entry without ``driver`` is the in-memory simulated board (the default)."""
+    return {"driver": "simulated", **board} if isinstance(board, dict) else board
 
-    name: Name = "main"
-    driver: Literal["simulated", "modbus", "lcus"] = Field(
-        "simulated", description="modbus (Waveshare-style RTU), lcus (CH340 latch boards) or simulated.")
-    port: str = Field("", max_length=256, description="Serial device (a udev symlink) or pyserial URL, <= 256 chars.")
-    baud: int = Field(9600, ge=1200, le=921600, description="Line speed, 1200-921600.")
-    address: int = Field(1, ge=1, le=255, description="Modbus unit address (LCTech boards ship with 255).")
-    channels: int = Field(8, ge=1, le=32, description="Relays on the board, 1-32.")
-    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs the board has (Modbus FC 02).")
-    hw_pulse: bool = Field(True, description="Modbus board has timed 'flash on' (Waveshare 0x0200+ch).")
-    timeout_ms: int = Field(200, ge=10, le=5000, description="Per-request answer timeout.")
-    retries: int = Field(2, ge=0, le=10, description="Repeats of an unanswered request, 0-10.")
-    poll_ms: int = Field(100, ge=20, le=10000, description="Input polling period.")
-    reconnect_max_s: float = Field(30.0, ge=0.1, le=600, description="Cap of the port reopen backoff (0.1-600 s).")
 
-    @model_validator(mode="after")
-    def _port_needed(self) -> BoardConfig:
-        if self.driver != "simulated" and not self.port:
-            raise ValueError(f"driver '{self.driver}' needs port = <device or pyserial URL>")
-        return self
+# One model per driver, each with only its own keys: the simulated board, and every serial dialect
+# in the registry (adding a dialect adds its model here without an edit).
+if TYPE_CHECKING:
+    BoardConfig = BoardBase
+else:
+    BoardConfig = Annotated[Union[(SimulatedBoardConfig, *(d.config for d in DIALECTS.values()))],
+                            Field(discriminator="driver"), BeforeValidator(_default_driver)]
 
 
 class OutputConfig(Strict):
@@ -554,8 +538,8 @@ class Config(Strict):
     device: DeviceConfig = Field(DeviceConfig(), description="Who this device is.")
     models: ModelsConfig = Field(ModelsConfig(), description="Where the weights are, threads, embedder.")
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=MAX_ITEMS, description="Frame sources.")
-    boards: list[BoardConfig] = Field(default_factory=lambda: [BoardConfig()], max_length=MAX_ITEMS,
-                                      description="Relay boards.")
+    boards: list[BoardConfig] = Field(default_factory=lambda: [SimulatedBoardConfig()],
+                                      max_length=MAX_ITEMS, description="Relay boards.")
     outputs: list[OutputConfig] = Field(default_factory=list, max_length=MAX_ITEMS * 4, description="Named relays.")
     inputs: list[InputConfig] = Field(default_factory=list, max_length=MAX_ITEMS * 4, description="Named contacts.")
     doors: list[DoorConfig] = Field(default_factory=list, max_length=MAX_ITEMS, description="Door locks.")
@@ -684,12 +668,16 @@ def default_config() -> Config:
     )
 
 
+# discriminator tags of the gate and board unions: in an error's location, but not keys in the file
+_UNION_TAGS = frozenset({"face", "plate", "ebike", "simulated", *DIALECTS})
+
+
 def _loc(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("face", "plate", "ebike"):  # discriminator tags of the gate union are not keys in the file
+        elif part in _UNION_TAGS:
             continue
         else:
             out += f".{part}" if out else str(part)
