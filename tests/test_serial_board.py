@@ -7,6 +7,7 @@ waits poll for a condition with a deadline instead of sleeping a fixed time.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 
@@ -18,7 +19,7 @@ from gatectl.hw.serial import modbus
 from gatectl.hw.serial.dialect import SerialBoardConfig, wire_time_s
 from gatectl.hw.serial.port import Counters, SerialBoard, SerialLink, make_board
 from gatectl.hw.serial.registry import DIALECTS, dialect_for
-from gatectl.hw.serial.sim import FAULTS, ModbusSim, SimulatedBoard
+from gatectl.hw.serial.sim import FAULTS, ModbusSim, SimulatedBoard, fill_defaults
 from tests.conftest import wait_for
 
 BAUD = 115200
@@ -369,6 +370,16 @@ def test_make_board():
         board.close()
     finally:
         sim.stop()
+
+
+def test_board_sim_answers_in_the_configured_boards_dialect():
+    """`gatectl board-sim --board NAME` takes what the options leave open from that board."""
+    args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=9600)
+    fill_defaults(args, board_cfg("/dev/null", driver="lcus", channels=2))
+    assert (args.dialect, args.address, args.channels, args.inputs, args.baud) == ("lcus", 1, 2, 0, 9600)
+    args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=None)
+    fill_defaults(args, board_cfg("/dev/null", address=7))
+    assert (args.dialect, args.address, args.channels, args.baud) == ("modbus", 7, 8, BAUD)
 
 
 # ---- the simulator answers like a board -------------------------------------------------
