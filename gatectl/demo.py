@@ -15,11 +15,11 @@ from pathlib import Path
 
 from gatectl.app import App
 from gatectl.cli import replay
-from gatectl.config import default_config
+from gatectl.config import ModbusBoardConfig, default_config
 from gatectl.decision import DAY_SECONDS
 from gatectl.enroll import Enroller, Sample
 from gatectl.hw.serial.dialect import hexs
-from gatectl.hw.serial.modbus import ModbusBoardConfig, parse_flash_on
+from gatectl.hw.serial.modbus import parse_flash_on
 from gatectl.hw.serial.port import SerialBoard
 from gatectl.hw.serial.sim import SimulatedBoard
 from gatectl.media import read_image

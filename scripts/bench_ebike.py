@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
 from gatectl.app import App  # noqa: E402
-from gatectl.config import parse_config  # noqa: E402
-from gatectl.hw.serial.modbus import ModbusBoardConfig, parse_flash_on  # noqa: E402
+from gatectl.config import ModbusBoardConfig, parse_config  # noqa: E402
+from gatectl.hw.serial.modbus import parse_flash_on  # noqa: E402
 from gatectl.hw.serial.port import SerialBoard  # noqa: E402
 from gatectl.hw.serial.sim import SimulatedBoard  # noqa: E402
 from gatectl.media import read_image  # noqa: E402

@@ -39,12 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
-from gatectl.config import Config, DoorConfig, OutputConfig  # noqa: E402
+from gatectl.config import Config, DoorConfig, ModbusBoardConfig, OutputConfig  # noqa: E402
 from gatectl.events import EventRecorder  # noqa: E402
 from gatectl.hw.outputs import Outputs  # noqa: E402
 from gatectl.hw.serial import modbus  # noqa: E402
 from gatectl.hw.serial.dialect import frame_gap_s, wire_time_s  # noqa: E402
-from gatectl.hw.serial.modbus import ModbusBoardConfig, ModbusDialect  # noqa: E402
+from gatectl.hw.serial.modbus import ModbusDialect  # noqa: E402
 from gatectl.hw.serial.port import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
 from gatectl.hw.serial.sim import SimulatedBoard  # noqa: E402
 from gatectl.service.controls import Controls  # noqa: E402

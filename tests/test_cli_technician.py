@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from gatectl.hw.serial.modbus import ModbusBoardConfig
+from gatectl.config import ModbusBoardConfig
 from gatectl.hw.serial.port import SerialBoard
 from tests.conftest import FACES, REPO, ok, one_line_error, run_cli, wait_for
 

@@ -31,7 +31,8 @@ def lamp_test(ctx: CommandContext, args: LampArgs) -> str:
 
 @pytest.fixture
 def device(tmp_path, monkeypatch):
-    monkeypatch.setitem(COMMANDS, "lamp.test", CommandSpec("lamp.test", LampArgs, lamp_test, "actuates"))
+    spec = CommandSpec("lamp.test", LampArgs, lamp_test, "actuates")
+    monkeypatch.setitem(COMMANDS, spec.name, spec)  # the one registration a new command needs
     key = generate_private_key()
     cfg = parse_config({"sync": {"enabled": True, "command_keys": {"k1": public_key_b64(key)}},
                         "outputs": [{"name": "lamp", "channel": 3}]})

@@ -11,7 +11,7 @@ import time
 import cv2
 import pytest
 
-from gatectl.config import Config
+from gatectl.config import Config, ModbusBoardConfig
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import SimulatedRelay
@@ -135,8 +135,7 @@ def test_elevator_lease_lapses_on_the_board_when_gatectl_hangs(tmp_path):
     sim = SimulatedBoard(baud=115200)
     cfg = Config.model_validate({**SITE, "elevators": [{**SITE["elevators"][0], "pulse_s": 1.0,
                                                          "renew_s": 0.3}]})
-    board = SerialBoard(modbus.ModbusBoardConfig(port=sim.port, baud=115200, timeout_ms=50,
-                                                 poll_ms=30))
+    board = SerialBoard(ModbusBoardConfig(port=sim.port, baud=115200, timeout_ms=50, poll_ms=30))
     store = Store(tmp_path / "g.db")
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "s"))
     try:

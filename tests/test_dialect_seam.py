@@ -1,6 +1,7 @@
-"""A relay dialect is one module plus one registry line: a toy ASCII dialect, registered here
-and nowhere else, is driven by the real port thread over a real pty (pyserial), with the
-simulator speaking it. Every check looks at the bytes the board received and at its relays.
+"""A relay dialect is one module (and its config model): a toy ASCII dialect, registered here
+as the module ``gatectl.hw.serial.toy`` and nowhere else, is driven by the real port thread
+over a real pty (pyserial), with the simulator speaking it. Every check looks at the bytes the
+board received and at its relays.
 
 The toy protocol (a line protocol some cheap RS-485 boards use): ``S<ch><0|1>\\r`` switches a
 relay (1-based, two digits) and is answered ``OK\\r``; ``A0\\r`` opens all; ``R\\r`` / ``I\\r``
@@ -9,15 +10,15 @@ are answered ``R0101...\\r`` / ``I00...\\r``; a refusal is ``ER\\r``.
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import pytest
 from pydantic import Field
 
-from gatectl.config import parse_config
-from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, SerialBoardConfig
+from gatectl.config import BOARD_DRIVERS, BOARD_TAGS, ConfigError, SerialBoardConfig, parse_config
+from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, dialect_for
 from gatectl.hw.serial.port import SerialBoard
-from gatectl.hw.serial.registry import DIALECTS
 from gatectl.hw.serial.sim import SimulatedBoard
 from tests.conftest import wait_for
 
@@ -42,7 +43,6 @@ class ToyRefused(Refused):
 
 class ToyDialect(Dialect):
     driver = "toy"
-    config = ToyBoardConfig
     answers = True
 
     def __init__(self, cfg: ToyBoardConfig):
@@ -115,10 +115,14 @@ class ToySim:
         return reply
 
 
+DIALECT = ToyDialect  # what makes this module a dialect
+
+
 @pytest.fixture
 def toy(monkeypatch):
-    """The one registration a new dialect needs (here undone after the test)."""
-    monkeypatch.setitem(DIALECTS, "toy", ToyDialect)
+    """The one registration a new dialect needs: its module at gatectl.hw.serial.<driver> (a
+    file there; here this test module, undone after the test)."""
+    monkeypatch.setitem(sys.modules, "gatectl.hw.serial.toy", sys.modules[__name__])
 
 
 @pytest.fixture
@@ -149,7 +153,7 @@ def test_a_registered_toy_dialect_runs_on_the_real_port_thread(toy, sim):
         (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since and f[:1] == b"S"]
         assert (on, off) == (b"S021\r", b"S020\r")
         assert t_off - t_on == pytest.approx(0.2, abs=0.06)
-        wait_for(lambda: not sim.coils()[1] and not board.is_on(1), what="relay 2 off, read back so")
+        wait_for(lambda: not sim.coils()[1] and not board.is_on(1), what="relay 2 off, read back")
 
         sim.set_input(2, True)
         wait_for(lambda: board.inputs() == [False, False, True, False], what="input 3 polled")
@@ -160,7 +164,7 @@ def test_a_registered_toy_dialect_runs_on_the_real_port_thread(toy, sim):
         wait_for(lambda: board.status()["commands_ok"] > before["commands_ok"], what="the latch")
         st = board.status()
         assert sim.coils()[3] and board.is_on(3)
-        assert st["bad_frames"] - before["bad_frames"] == RETRIES  # the dialect's parse refused them
+        assert st["bad_frames"] - before["bad_frames"] == RETRIES  # refused by the dialect's parse
         assert st["retries"] - before["retries"] == RETRIES
     finally:
         board.close()
@@ -188,20 +192,27 @@ def test_a_refusal_the_dialect_calls_unsupported_falls_back_to_one_relay_at_a_ti
         sim.stop()
 
 
-def test_the_board_config_union_is_the_registry():
-    """Every registered dialect's [[boards]] entry parses to its own model; nothing is listed
-    by hand in the config."""
-    for driver, dialect in DIALECTS.items():
-        cfg = parse_config({"boards": [{"driver": driver, "port": "/dev/null"}]})
-        assert type(cfg.boards[0]) is dialect.config
+def test_every_board_driver_parses_to_its_model_and_every_serial_one_has_its_dialect():
+    """The [[boards]] union is `config.BOARD_DRIVERS`; a serial driver's code is found by name."""
+    for model in BOARD_DRIVERS:
+        driver = model.model_fields["driver"].default
+        serial = issubclass(model, SerialBoardConfig)
+        board = {"driver": driver} | ({"port": "/dev/null"} if serial else {})
+        cfg = parse_config({"boards": [board]})
+        assert type(cfg.boards[0]) is model
+        if serial:
+            assert dialect_for(cfg.boards[0]).driver == driver
     assert type(parse_config({"boards": [{}]}).boards[0]).__name__ == "SimulatedBoardConfig"
 
 
-def test_an_unregistered_driver_is_one_line_naming_the_registered_ones():
-    from gatectl.config import ConfigError
-
+def test_an_unknown_driver_is_one_line_naming_the_known_ones():
     with pytest.raises(ConfigError) as exc:
         parse_config({"boards": [{"driver": "toy", "port": "/dev/null"}]})
     [line] = exc.value.lines
     assert line.startswith("boards[0]: ") and "'toy'" in line
-    assert all(f"'{d}'" in line for d in DIALECTS)
+    assert all(f"'{d}'" in line for d in BOARD_TAGS)
+
+
+def test_a_dialect_module_without_its_dialect_is_named():
+    with pytest.raises(TypeError, match="gatectl.hw.serial.dialect declares no DIALECT"):
+        dialect_for(ToyBoardConfig.model_construct(driver="dialect", port="/dev/null"))

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from gatectl.config import Config
+from gatectl.config import Config, ModbusBoardConfig
 from gatectl.events import EventRecorder
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.serial import modbus
@@ -31,9 +31,9 @@ FIRE_SITE = {
 }
 
 
-def board_cfg(port: str) -> modbus.ModbusBoardConfig:
-    return modbus.ModbusBoardConfig(port=port, baud=BAUD, timeout_ms=50, poll_ms=30,
-                                    retries=RETRIES, reconnect_max_s=0.2)
+def board_cfg(port: str) -> ModbusBoardConfig:
+    return ModbusBoardConfig(port=port, baud=BAUD, timeout_ms=50, poll_ms=30, retries=RETRIES,
+                             reconnect_max_s=0.2)
 
 
 class Poller:

@@ -13,12 +13,13 @@ import time
 
 import pytest
 import serial
+from pydantic import TypeAdapter
 
-from gatectl.hw.relay import BoardError, SimulatedBoardConfig, SimulatedRelay
+from gatectl.config import BoardConfig, SerialBoardConfig, SimulatedBoardConfig
+from gatectl.hw.relay import BoardError, SimulatedRelay
 from gatectl.hw.serial import modbus
-from gatectl.hw.serial.dialect import SerialBoardConfig, wire_time_s
+from gatectl.hw.serial.dialect import dialect_for, wire_time_s
 from gatectl.hw.serial.port import Counters, SerialBoard, SerialLink, make_board
-from gatectl.hw.serial.registry import DIALECTS, dialect_for
 from gatectl.hw.serial.sim import FAULTS, ModbusSim, SimulatedBoard, fill_defaults
 from tests.conftest import wait_for
 
@@ -36,8 +37,7 @@ def board_cfg(port: str, **kw) -> SerialBoardConfig:
     """Short timeouts; a Modbus board unless ``driver`` says otherwise."""
     base = {"driver": "modbus", "port": port, "baud": BAUD, "timeout_ms": 50, "poll_ms": 30,
             "retries": RETRIES, "reconnect_max_s": 0.2}
-    args = base | kw
-    return DIALECTS[args["driver"]].config(**args)
+    return TypeAdapter(BoardConfig).validate_python(base | kw)
 
 
 def writes(sim: SimulatedBoard, since: float) -> list[bytes]:
@@ -376,7 +376,8 @@ def test_board_sim_answers_in_the_configured_boards_dialect():
     """`gatectl board-sim --board NAME` takes what the options leave open from that board."""
     args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=9600)
     fill_defaults(args, board_cfg("/dev/null", driver="lcus", channels=2))
-    assert (args.dialect, args.address, args.channels, args.inputs, args.baud) == ("lcus", 1, 2, 0, 9600)
+    assert (args.dialect, args.address, args.channels, args.inputs) == ("lcus", 1, 2, 0)
+    assert args.baud == 9600  # given on the command line: kept
     args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=None)
     fill_defaults(args, board_cfg("/dev/null", address=7))
     assert (args.dialect, args.address, args.channels, args.baud) == ("modbus", 7, 8, BAUD)

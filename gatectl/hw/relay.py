@@ -1,5 +1,4 @@
-"""The relay-board interface every actuator uses, the settings every board has, and an
-in-memory board for demos and tests.
+"""The relay-board interface every actuator uses, and an in-memory board for demos and tests.
 
 Outputs are driven with *pulses* whose end the board enforces (hardware-timed "flash on"), or,
 on latch-only boards, a deadline the driver's own thread enforces: no crash between "on" and
@@ -15,29 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
-
-from pydantic import Field
-
-from gatectl.config_base import Name, Strict
+from typing import Protocol
 
 log = logging.getLogger("gatectl.relay")
-
-
-class BoardBase(Strict):
-    """What every [[boards]] entry has, whatever its driver: outputs and inputs refer to these.
-    Each driver's model adds its own keys (and may narrow ``inputs``) and its ``driver`` tag."""
-
-    name: Name = "main"
-    driver: str = Field(max_length=32, description="simulated, or a serial dialect.")
-    channels: int = Field(8, ge=1, le=32, description="Relays on the board, 1-32.")
-    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs the board has, 0-32.")
-
-
-class SimulatedBoardConfig(BoardBase):
-    """The in-memory board (`SimulatedRelay`): demos, tests, a device with no relay wired yet."""
-
-    driver: Literal["simulated"] = Field("simulated", description="In memory: no port.")
 
 
 class BoardError(Exception):

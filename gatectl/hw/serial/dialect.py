@@ -3,33 +3,20 @@
 The port thread (`port.SerialBoard`) owns everything that is the same for every board on a
 serial line - the queue, timeouts, retries, reconnects, input polling, software relocks and
 the safe state after every (re)connect - and asks a `Dialect` only pure questions: which bytes
-switch a relay, how long a reply is, whether a reply may be believed. A dialect is one module
-(its frames, its `SerialBoardConfig` subclass, its `Dialect` class) plus one line in
-`registry.DIALECTS`.
+switch a relay, how long a reply is, whether a reply may be believed.
+
+A dialect ``x`` is the module ``gatectl.hw.serial.x`` (its frames and ``DIALECT = XDialect``)
+and its board settings, a `config.SerialBoardConfig` subclass tagged ``driver = "x"`` on the
+`config.BOARD_DRIVERS` line that puts it in the [[boards]] union; nothing else names it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import ClassVar, Protocol
 
-from pydantic import Field
-
-from gatectl.hw.relay import BoardBase
-
-
-class SerialBoardConfig(BoardBase):
-    """What every board on a serial port has. ``port`` is a device path (prefer a udev symlink such
-    as /dev/gatectl-relay0: CH340 boards have no serial number) or any pyserial URL."""
-
-    port: str = Field(min_length=1, max_length=256,
-                      description="Serial device (a udev symlink) or pyserial URL, 1-256 chars.")
-    baud: int = Field(9600, ge=1200, le=921600, description="Line speed, 1200-921600.")
-    timeout_ms: int = Field(200, ge=10, le=5000, description="Per-request answer timeout.")
-    retries: int = Field(2, ge=0, le=10, description="Repeats of an unanswered request, 0-10.")
-    poll_ms: int = Field(100, ge=20, le=10000, description="Input polling period.")
-    reconnect_max_s: float = Field(30.0, ge=0.1, le=600,
-                                   description="Cap of the port reopen backoff (0.1-600 s).")
+from gatectl.config import SerialBoardConfig
 
 
 class FrameError(ValueError):
@@ -58,8 +45,7 @@ class Dialect(Protocol):
     a dialect that ``answers`` overrides the reply methods, one with ``hw_pulse`` ``flash``, one
     with ``inputs`` ``read_inputs``; the port thread calls nothing a dialect says it cannot do."""
 
-    driver: ClassVar[str]  # the ``driver = "..."`` of its [[boards]] entries
-    config: ClassVar[type[SerialBoardConfig]]  # its own keys: a model tagged with ``driver``
+    driver: ClassVar[str]  # its [[boards]] entries' ``driver = "..."``, and its module's name
     cfg: SerialBoardConfig
     hw_pulse: bool = False  # the board ends a pulse itself ("flash on"): relocks if gatectl dies
     answers: bool = False  # it replies to every request: writes confirmed, relays read back
@@ -125,3 +111,13 @@ def frame_gap_s(baud: int) -> float:
     fixed 1.75 ms above 19200 baud. Shorter gaps can make a board merge two requests into one
     garbled frame; every dialect gets it (a few ms at a few commands a minute)."""
     return 3.5 * 11 / baud if baud <= 19200 else 0.00175
+
+
+def dialect_for(cfg: SerialBoardConfig) -> Dialect:
+    """The dialect a board's config asks for: ``DIALECT`` of `gatectl.hw.serial.<driver>`, built
+    from that config (imported on first use, like a gate kind's package)."""
+    module = importlib.import_module(f"{__package__}.{cfg.driver}")
+    dialect = getattr(module, "DIALECT", None)
+    if dialect is None or dialect.driver != cfg.driver:
+        raise TypeError(f"{module.__name__} declares no DIALECT for driver '{cfg.driver}'")
+    return dialect(cfg)

@@ -7,11 +7,8 @@ bench and for sites where a relay stuck closed is the safe state. Channels are 1
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
-from gatectl.hw.serial.dialect import Dialect, SerialBoardConfig, hexs
+from gatectl.config import LcusBoardConfig
+from gatectl.hw.serial.dialect import Dialect, hexs
 
 HEAD = 0xA0
 FRAME_LENGTH = 4
@@ -42,22 +39,17 @@ def parse_lcus_frame(frame: bytes) -> tuple[int, bool]:
     return frame[1], frame[2] == OP_ON
 
 
-class LcusBoardConfig(SerialBoardConfig):
-    """A CH340 "LCUS" USB relay module: latch-only, silent, no inputs."""
-
-    driver: Literal["lcus"] = Field("lcus", description="LCUS / CH340 latch-only USB relay module.")
-    inputs: Literal[0] = Field(0, description="LCUS modules have no inputs: 0.")
-
-
 class LcusDialect(Dialect):
     """Blind (the protocol's defaults): a frame is all there is, so the port thread neither
     waits for a reply nor reads anything back, and proves the adapter is there by reading."""
 
     driver = "lcus"
-    config = LcusBoardConfig
 
     def __init__(self, cfg: LcusBoardConfig):
         self.cfg = cfg
 
     def switch(self, channel: int, on: bool) -> bytes:
         return lcus_frame(channel + 1, on)
+
+
+DIALECT = LcusDialect

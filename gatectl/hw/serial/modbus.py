@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Literal
 
-from pydantic import Field
-
-from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, SerialBoardConfig, hexs
+from gatectl.config import ModbusBoardConfig
+from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, hexs
 
 READ_COILS = 0x01
 READ_INPUTS = 0x02
@@ -234,21 +232,10 @@ def read_reply(request: bytes, read: Callable[[int], bytes]) -> bytes:
     return head + read(expected_length(request) - EXCEPTION_LENGTH)
 
 
-class ModbusBoardConfig(SerialBoardConfig):
-    """A Modbus RTU relay board on RS-485 (Waveshare address map; LCTech clones without the
-    all-relays coil work too: the driver learns to switch them off one by one)."""
-
-    driver: Literal["modbus"] = Field("modbus", description="Modbus RTU (Waveshare-style) board.")
-    address: int = Field(1, ge=1, le=255, description="Unit address (LCTech boards ship with 255).")
-    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs (Modbus FC 02), 0-32.")
-    hw_pulse: bool = Field(True, description="Board has timed 'flash on' (Waveshare 0x0200+ch).")
-
-
 class ModbusDialect(Dialect):
     """Relays are coils (FC 05, read back with FC 01), inputs are discrete inputs (FC 02)."""
 
     driver = "modbus"
-    config = ModbusBoardConfig
     answers = True
     cfg: ModbusBoardConfig
 
@@ -278,3 +265,6 @@ class ModbusDialect(Dialect):
 
     def describe(self, request: bytes) -> str:
         return f"{hexs(request)} to address {self.cfg.address}"
+
+
+DIALECT = ModbusDialect

@@ -37,17 +37,17 @@ from dataclasses import dataclass
 
 import serial
 
-from gatectl.hw.relay import BoardBase, BoardError, Relay, SimulatedRelay
+from gatectl.config import BoardBase, SerialBoardConfig
+from gatectl.hw.relay import BoardError, Relay, SimulatedRelay
 from gatectl.hw.serial.dialect import (
     Dialect,
     FrameError,
     Refused,
-    SerialBoardConfig,
+    dialect_for,
     frame_gap_s,
     hexs,
     wire_time_s,
 )
-from gatectl.hw.serial.registry import dialect_for
 
 log = logging.getLogger("gatectl.relay")
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gatectl.argtypes import number_in
-from gatectl.hw.relay import BoardBase
+from gatectl.config import BoardBase
 from gatectl.hw.serial import lcus, modbus
 from gatectl.hw.serial.dialect import frame_gap_s, wire_time_s
 from gatectl.safe_text import shown
