@@ -115,7 +115,8 @@ def frame_gap_s(baud: int) -> float:
 
 def dialect_for(cfg: SerialBoardConfig) -> Dialect:
     """The dialect a board's config asks for: ``DIALECT`` of `gatectl.hw.serial.<driver>`, built
-    from that config (imported on first use, like a gate kind's package)."""
+    from that config (the module is imported on first use). ``driver`` is one of the config's
+    tags, never free text."""
     module = importlib.import_module(f"{__package__}.{cfg.driver}")
     dialect = getattr(module, "DIALECT", None)
     if dialect is None or dialect.driver != cfg.driver:
