@@ -106,7 +106,7 @@ class App:
 
     @cached_property
     def boards(self) -> dict[str, Relay]:
-        from gatectl.hw.serial_board import make_board  # pyserial only when a board is used
+        from gatectl.hw.serial.port import make_board  # pyserial only when a board is used
 
         return {b.name: self._boards.get(b.name) or make_board(b) for b in self.cfg.boards}
 

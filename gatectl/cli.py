@@ -882,7 +882,7 @@ def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
 
 def cmd_board_sim(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """With --board, the simulator answers as that configured board and knows its inputs' names."""
-    from gatectl.hw.board_sim import fill_defaults, serve
+    from gatectl.hw.serial.sim import fill_defaults, serve
 
     if not args.board:
         return serve(args)
@@ -1319,7 +1319,7 @@ def build_parser() -> Parser:
                     help="wait this long for the board (0.1..120 s)")
     rl.set_defaults(func=cmd_relay)
 
-    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+    from gatectl.hw.serial.sim import CONSOLE_HELP, add_arguments
 
     bs = sub.add_parser(
         "board-sim",

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 
-from gatectl.config import BoardConfig
-from gatectl.hw.serial_board import SerialBoard
+from gatectl.config import ModbusBoardConfig
+from gatectl.hw.serial.port import SerialBoard
 from tests.conftest import FACES, REPO, ok, one_line_error, run_cli, wait_for
 
 
@@ -59,8 +59,8 @@ def test_board_sim_console_drives_inputs_over_real_modbus(tmp_path):
         first = lines.wait(lambda s: s.startswith("simulated"))
         assert "address 3, 4 relays, 4 inputs" in first and f"(link {link})" in first
         assert link.is_symlink()
-        board = SerialBoard(BoardConfig(name="b", driver="modbus", port=str(link), address=3, channels=4,
-                                        inputs=4, baud=115200, timeout_ms=100, poll_ms=30))
+        board = SerialBoard(ModbusBoardConfig(name="b", port=str(link), address=3, channels=4,
+                                              inputs=4, baud=115200, timeout_ms=100, poll_ms=30))
         wait_for(lambda: board.inputs() == [False] * 4, 10, "the driver to read the inputs")
         for command, want in (("in 1 on", [True, False, False, False]),       # door contact
                               ("in 3 toggle", [True, False, True, False]),    # fire alarm
