@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO))
 from benchlib import stats, timed  # noqa: E402
 from gatectl.runtime.app import App  # noqa: E402
 from gatectl.config import parse_config  # noqa: E402
-from gatectl.config.hardware import BoardConfig  # noqa: E402
-from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
-from gatectl.hw.modbus import parse_flash_on  # noqa: E402
-from gatectl.hw.serial_board import SerialBoard  # noqa: E402
+from gatectl.config.hardware import ModbusBoardConfig  # noqa: E402
+from gatectl.hw.serial.modbus import parse_flash_on  # noqa: E402
+from gatectl.hw.serial.port import SerialBoard  # noqa: E402
+from gatectl.hw.serial.sim import SimulatedBoard  # noqa: E402
 from gatectl.sources.media import read_image  # noqa: E402
 
 FRAME = REPO / "tests/data/ebike/paddle_elevator_pic_1.png"
@@ -50,7 +50,7 @@ def main() -> int:
     if args.file:
         detector |= {"file": str(args.file), "family": args.family}
     frame = read_image(FRAME)
-    sim = SimulatedModbusBoard(baud=115200)
+    sim = SimulatedBoard(baud=115200)
     written = threading.Event()
     at: list[float] = []
 
@@ -60,7 +60,7 @@ def main() -> int:
             at.append(t)
             written.set()
 
-    board = SerialBoard(BoardConfig(name="main", driver="modbus", port=sim.port, baud=115200),
+    board = SerialBoard(ModbusBoardConfig(name="main", port=sim.port, baud=115200),
                         clock=time.perf_counter, on_write=on_write)
     cfg = parse_config({"outputs": [{"name": "hold", "channel": 0}, {"name": "buzzer", "channel": 1}],
                         "elevators": [{"name": "car", "hold_output": "hold", "alarm_output": "buzzer",

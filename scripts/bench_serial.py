@@ -40,12 +40,14 @@ sys.path.insert(0, str(REPO))
 
 from benchlib import stats, timed  # noqa: E402
 from gatectl.config import Config  # noqa: E402
-from gatectl.config.hardware import BoardConfig, DoorConfig, OutputConfig  # noqa: E402
+from gatectl.config.hardware import DoorConfig, ModbusBoardConfig, OutputConfig  # noqa: E402
 from gatectl.store.recorder import EventRecorder  # noqa: E402
-from gatectl.hw import modbus  # noqa: E402
-from gatectl.hw.board_sim import SimulatedModbusBoard  # noqa: E402
 from gatectl.hw.outputs import Outputs  # noqa: E402
-from gatectl.hw.serial_board import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
+from gatectl.hw.serial import modbus  # noqa: E402
+from gatectl.hw.serial.dialect import frame_gap_s, wire_time_s  # noqa: E402
+from gatectl.hw.serial.modbus import ModbusDialect  # noqa: E402
+from gatectl.hw.serial.port import READ_TICK_S, Counters, SerialBoard, SerialLink  # noqa: E402
+from gatectl.hw.serial.sim import SimulatedBoard  # noqa: E402
 from gatectl.control.controls import Controls  # noqa: E402
 from gatectl.store import Store  # noqa: E402
 
@@ -53,11 +55,11 @@ BAUDS = (9600, 115200)
 PULSE_S = 0.5
 
 
-def round_trips(cfg: BoardConfig, n: int) -> dict:
+def round_trips(cfg: ModbusBoardConfig, n: int) -> dict:
     """Single transactions on a port of our own, before the driver's thread opens it."""
     port = serial.serial_for_url(cfg.port, baudrate=cfg.baud, timeout=READ_TICK_S)
     counters = Counters()
-    link = SerialLink(port, cfg, counters)
+    link = SerialLink(port, ModbusDialect(cfg), counters)
     try:
         read = timed(lambda: link.transact(modbus.read_coils(cfg.address, 0, 8)), n)
         flash = timed(lambda: link.transact(modbus.flash_on(cfg.address, 0, PULSE_S)), n)
@@ -68,12 +70,12 @@ def round_trips(cfg: BoardConfig, n: int) -> dict:
     if bad:
         raise RuntimeError(f"round trips at {cfg.baud} baud were not clean: {bad}")
     return {"read_coils": stats(read), "flash_on": stats(flash),
-            "wire_floor_ms": {"read_coils": round(modbus.wire_time_s(8 + 6, cfg.baud) * 1000, 3),
-                              "flash_on": round(modbus.wire_time_s(8 + 8, cfg.baud) * 1000, 3)},
-            "frame_gap_ms": round(modbus.frame_gap_s(cfg.baud) * 1000, 3)}
+            "wire_floor_ms": {"read_coils": round(wire_time_s(8 + 6, cfg.baud) * 1000, 3),
+                              "flash_on": round(wire_time_s(8 + 8, cfg.baud) * 1000, 3)},
+            "frame_gap_ms": round(frame_gap_s(cfg.baud) * 1000, 3)}
 
 
-def grant_to_frame(cfg: BoardConfig, n: int, rng: random.Random) -> tuple[dict, dict]:
+def grant_to_frame(cfg: ModbusBoardConfig, n: int, rng: random.Random) -> tuple[dict, dict]:
     written = threading.Event()
     flash_at: list[float] = []
 
@@ -130,9 +132,9 @@ def main() -> int:
                     "iterations": args.iterations, "grants": args.grants,
                     "python": platform.python_version(), "pyserial": serial.__version__}
     for baud in BAUDS:
-        sim = SimulatedModbusBoard(baud=baud)
+        sim = SimulatedBoard(baud=baud)
         try:
-            cfg = BoardConfig(name="bench", driver="modbus", port=sim.port, baud=baud)
+            cfg = ModbusBoardConfig(name="bench", port=sim.port, baud=baud)
             print(f"{baud} baud: {args.iterations} x read coils, {args.iterations} x flash-on ...",
                   file=sys.stderr)
             result["round_trip_ms"][str(baud)] = round_trips(cfg, args.iterations)

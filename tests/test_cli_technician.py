@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 
-from gatectl.config.hardware import BoardConfig
-from gatectl.hw.serial_board import SerialBoard
+from gatectl.config.hardware import ModbusBoardConfig
+from gatectl.hw.serial.port import SerialBoard
 from tests.conftest import FACES, REPO, ok, one_line_error, run_cli, wait_for
 
 
@@ -59,8 +59,8 @@ def test_board_sim_console_drives_inputs_over_real_modbus(tmp_path):
         first = lines.wait(lambda s: s.startswith("simulated"))
         assert "address 3, 4 relays, 4 inputs" in first and f"(link {link})" in first
         assert link.is_symlink()
-        board = SerialBoard(BoardConfig(name="b", driver="modbus", port=str(link), address=3, channels=4,
-                                        inputs=4, baud=115200, timeout_ms=100, poll_ms=30))
+        board = SerialBoard(ModbusBoardConfig(name="b", port=str(link), address=3, channels=4,
+                                              inputs=4, baud=115200, timeout_ms=100, poll_ms=30))
         wait_for(lambda: board.inputs() == [False] * 4, 10, "the driver to read the inputs")
         for command, want in (("in 1 on", [True, False, False, False]),       # door contact
                               ("in 3 toggle", [True, False, True, False]),    # fire alarm
@@ -397,3 +397,18 @@ door = "front"
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_update_and_watchlist_name_an_empty_name_or_unit_as_such(tmp_path):
+    """`residents update --unit ""` and `watchlist add --name ""` were taken for options not
+    given ("give --name, --unit, ..."): the line names the empty option, as enroll does."""
+    d = tmp_path / "state"
+    ok(run_cli("enroll", "--name", "Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"), data=d))
+    for args, want in ((["residents", "update", "1", "--unit", ""], "gatectl: --unit: empty; give a real value"),
+                       (["residents", "update", "1", "--name", ""], "gatectl: --name: empty; give a real value"),
+                       (["watchlist", "add", "--name", "", "--photo", str(FACES / "biden_01.jpg")],
+                        "gatectl: --name: empty; give a real value")):
+        assert one_line_error(run_cli(*args, data=d)).startswith(want), args
+    [r] = [json.loads(x) for x in ok(run_cli("residents", "list", "--json", data=d)).splitlines()]
+    assert (r["name"], r["unit"]) == ("Obama", "1-1-101")
+    assert ok(run_cli("watchlist", "list", "--json", data=d)) == ""

@@ -12,13 +12,13 @@ import cv2
 import pytest
 
 from gatectl.config import Config
-from gatectl.config.hardware import BoardConfig
+from gatectl.config.hardware import ModbusBoardConfig
 from gatectl.store.recorder import EventRecorder
-from gatectl.hw import modbus
-from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import SimulatedRelay
-from gatectl.hw.serial_board import SerialBoard
+from gatectl.hw.serial import modbus
+from gatectl.hw.serial.port import SerialBoard
+from gatectl.hw.serial.sim import SimulatedBoard
 from gatectl.control.controls import Controls
 from gatectl.store import Store
 from tests.conftest import FACES
@@ -133,10 +133,10 @@ def test_hold_cap_raises_an_alert(rig):
 def test_elevator_lease_lapses_on_the_board_when_gatectl_hangs(tmp_path):
     """Real driver, real pty: renewals are flash-on frames, never a latch; when the renewals
     stop (gatectl hung or killed) the board drops the hold within one pulse by itself."""
-    sim = SimulatedModbusBoard(baud=115200)
+    sim = SimulatedBoard(baud=115200)
     cfg = Config.model_validate({**SITE, "elevators": [{**SITE["elevators"][0], "pulse_s": 1.0,
                                                          "renew_s": 0.3}]})
-    board = SerialBoard(BoardConfig(driver="modbus", port=sim.port, baud=115200, timeout_ms=50, poll_ms=30))
+    board = SerialBoard(ModbusBoardConfig(port=sim.port, baud=115200, timeout_ms=50, poll_ms=30))
     store = Store(tmp_path / "g.db")
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "s"))
     try:

@@ -12,12 +12,12 @@ import threading
 import pytest
 
 from gatectl.config import Config
-from gatectl.config.hardware import BoardConfig
+from gatectl.config.hardware import ModbusBoardConfig
 from gatectl.store.recorder import EventRecorder
-from gatectl.hw import modbus
-from gatectl.hw.board_sim import SimulatedModbusBoard
 from gatectl.hw.outputs import Outputs
-from gatectl.hw.serial_board import SerialBoard
+from gatectl.hw.serial import modbus
+from gatectl.hw.serial.port import SerialBoard
+from gatectl.hw.serial.sim import SimulatedBoard
 from gatectl.control.controls import Controls
 from gatectl.store import Store
 from tests.conftest import REPO, wait_for
@@ -32,9 +32,9 @@ FIRE_SITE = {
 }
 
 
-def board_cfg(port: str) -> BoardConfig:
-    return BoardConfig(driver="modbus", port=port, baud=BAUD, timeout_ms=50, poll_ms=30, retries=RETRIES,
-                       reconnect_max_s=0.2)
+def board_cfg(port: str) -> ModbusBoardConfig:
+    return ModbusBoardConfig(port=port, baud=BAUD, timeout_ms=50, poll_ms=30, retries=RETRIES,
+                             reconnect_max_s=0.2)
 
 
 class Poller:
@@ -63,7 +63,7 @@ class Poller:
 def fire_rig(tmp_path):
     """A fail-safe door and a fire-alarm input on one Modbus board behind a udev-style symlink."""
     link = tmp_path / "relay0"
-    sims = [SimulatedModbusBoard(baud=BAUD)]
+    sims = [SimulatedBoard(baud=BAUD)]
     link.symlink_to(sims[0].port)
     board = SerialBoard(board_cfg(str(link)))
     wait_for(lambda: board.health()["state"] == "online", what="board online")
@@ -72,11 +72,11 @@ def fire_rig(tmp_path):
     controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}), EventRecorder(store, tmp_path / "snaps"))
     poller = Poller(controls)
 
-    def replug() -> SimulatedModbusBoard:
+    def replug() -> SimulatedBoard:
         fire = sims[-1]._inputs[7]
         sims[-1].stop()  # unplugged
         wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
-        sims.append(SimulatedModbusBoard(baud=BAUD))
+        sims.append(SimulatedBoard(baud=BAUD))
         sims[-1].set_input(7, fire)  # the alarm panel still reports what it reported
         link.unlink()
         link.symlink_to(sims[-1].port)
@@ -136,7 +136,7 @@ def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path)
 
     from tests.test_hw_safety import site_config, start_run
 
-    sim = SimulatedModbusBoard()
+    sim = SimulatedBoard()
     cfg = site_config(tmp_path, sim.port, camera_photo=None)
     cfg.write_text(cfg.read_text().replace("unlock_seconds = 3\n", 'unlock_seconds = 3\nfail_mode = "safe"\n'))
     sim.set_input(7, True)
@@ -160,7 +160,7 @@ def test_running_daemon_re_releases_the_fire_door_after_a_board_outage(tmp_path)
 def test_running_elevator_hold_is_renewed_at_once_after_a_reconnect(tmp_path):
     """Renewals come every renew_s (5 s here); after an outage (all off) the hold must not wait
     for the next one."""
-    sim = SimulatedModbusBoard(baud=BAUD)
+    sim = SimulatedBoard(baud=BAUD)
     board = SerialBoard(board_cfg(sim.port))
     cfg = Config.model_validate({"outputs": [{"name": "hold", "channel": 2}],
                                  "elevators": [{"name": "car", "hold_output": "hold", "pulse_s": 10, "renew_s": 5}]})

@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
+from gatectl.control.clock import ClockWatch
 from gatectl.control.controls import Controls
 from gatectl.gates.ebike.gate import EbikeGate
 from gatectl.gates.face.gate import FaceGate
 from gatectl.gates.plate.lane import PlateLane
 from gatectl.hw.relay import SimulatedRelay
-from gatectl.hw.serial_board import SerialBoard
-from gatectl.runtime.clock import ClockWatch
+from gatectl.hw.serial.port import SerialBoard
 from gatectl.runtime.runner import GateWorker, Runner
 from gatectl.sources.camera import CameraGrabber
 from gatectl.sources.media import read_image

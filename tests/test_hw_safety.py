@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from gatectl.hw.board_sim import SimulatedModbusBoard
-from gatectl.hw.modbus import flash_on
+from gatectl.hw.serial.modbus import flash_on
+from gatectl.hw.serial.sim import SimulatedBoard
 from tests.conftest import FACES, REPO, run_cli, wait_for
 
 
@@ -21,7 +21,7 @@ from tests.conftest import FACES, REPO, run_cli, wait_for
 
 @pytest.fixture
 def board():
-    b = SimulatedModbusBoard(address=1, channels=8, inputs=8)
+    b = SimulatedBoard(address=1, channels=8, inputs=8)
     yield b
     b.stop()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from gatectl.hw import modbus
-from gatectl.hw.lcus import LcusFrameError, lcus_frame, parse_lcus_frame
-from gatectl.hw.modbus import FrameError, ModbusException, parse_response
+from gatectl.hw.serial import modbus
+from gatectl.hw.serial.dialect import FrameError, frame_gap_s, wire_time_s
+from gatectl.hw.serial.lcus import LcusFrameError, lcus_frame, parse_lcus_frame
+from gatectl.hw.serial.modbus import ModbusException, parse_response
 
 
 def h(s: str) -> bytes:
@@ -148,9 +149,9 @@ def test_exception_from_another_address_is_a_frame_error():
 
 
 def test_wire_timing():
-    assert modbus.frame_gap_s(9600) == pytest.approx(0.00401, abs=1e-5)
-    assert modbus.frame_gap_s(115200) == 0.00175
-    assert modbus.wire_time_s(16, 9600) == pytest.approx(0.016667, abs=1e-6)
+    assert frame_gap_s(9600) == pytest.approx(0.00401, abs=1e-5)
+    assert frame_gap_s(115200) == 0.00175
+    assert wire_time_s(16, 9600) == pytest.approx(0.016667, abs=1e-6)
 
 
 # ---- LCUS ------------------------------------------------------------------------------

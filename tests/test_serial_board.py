@@ -7,17 +7,20 @@ waits poll for a condition with a deadline instead of sleeping a fixed time.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 
 import pytest
 import serial
+from pydantic import TypeAdapter
 
-from gatectl.config.hardware import BoardConfig
-from gatectl.hw import modbus
-from gatectl.hw.board_sim import FAULTS, SimulatedModbusBoard
+from gatectl.config.hardware import BoardConfig, SerialBoardConfig, SimulatedBoardConfig
 from gatectl.hw.relay import BoardError, SimulatedRelay
-from gatectl.hw.serial_board import Counters, SerialBoard, SerialLink, make_board
+from gatectl.hw.serial import modbus
+from gatectl.hw.serial.dialect import dialect_for, wire_time_s
+from gatectl.hw.serial.port import Counters, SerialBoard, SerialLink, make_board
+from gatectl.hw.serial.sim import FAULTS, ModbusSim, SimulatedBoard, fill_defaults
 from tests.conftest import wait_for
 
 BAUD = 115200
@@ -30,20 +33,21 @@ def h(s: str) -> bytes:
 
 
 
-def board_cfg(port: str, **kw) -> BoardConfig:
+def board_cfg(port: str, **kw) -> SerialBoardConfig:
+    """Short timeouts; a Modbus board unless ``driver`` says otherwise."""
     base = {"driver": "modbus", "port": port, "baud": BAUD, "timeout_ms": 50, "poll_ms": 30,
             "retries": RETRIES, "reconnect_max_s": 0.2}
-    return BoardConfig(**(base | kw))
+    return TypeAdapter(BoardConfig).validate_python(base | kw)
 
 
-def writes(sim: SimulatedModbusBoard, since: float) -> list[bytes]:
+def writes(sim: SimulatedBoard, since: float) -> list[bytes]:
     """Switching frames (FC 05) the board received since ``since``: reads are left out."""
     return [f for f in sim.frames(since) if f[1] == modbus.WRITE_COIL]
 
 
 @pytest.fixture
 def sim():
-    s = SimulatedModbusBoard(baud=BAUD)
+    s = SimulatedBoard(baud=BAUD)
     yield s
     s.stop()
 
@@ -53,7 +57,7 @@ def start():
     """Start a SerialBoard (optionally waiting until online); every one is closed afterwards."""
     boards: list[SerialBoard] = []
 
-    def _start(cfg: BoardConfig, online: bool = True) -> SerialBoard:
+    def _start(cfg: SerialBoardConfig, online: bool = True) -> SerialBoard:
         b = SerialBoard(cfg)
         boards.append(b)
         if online:
@@ -145,7 +149,7 @@ def test_all_off_at_start_and_at_close(sim, start):
 
 
 def test_per_coil_off_when_the_board_has_no_all_relays_coil(start):
-    sim = SimulatedModbusBoard(baud=BAUD, all_coil=False)
+    sim = SimulatedBoard(baud=BAUD, dialect=ModbusSim(all_coil=False))
     try:
         sim.set_coil(5, True)
         board = start(board_cfg(sim.port))
@@ -259,7 +263,7 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
         board.pulse(0, 1.0)
     assert board.health()["commands_rejected"] == 1
 
-    sims = [SimulatedModbusBoard(baud=BAUD)]
+    sims = [SimulatedBoard(baud=BAUD)]
     try:
         link.symlink_to(sims[0].port)  # the adapter is plugged in
         wait_for(lambda: board.health()["state"] == "online", what="online once the port exists")
@@ -270,7 +274,7 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
         wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
         assert board.inputs() is None
 
-        sims.append(SimulatedModbusBoard(baud=BAUD))
+        sims.append(SimulatedBoard(baud=BAUD))
         sims[1].set_coil(0, True)
         link.unlink()
         link.symlink_to(sims[1].port)  # plugged back in (the udev symlink follows it)
@@ -286,7 +290,7 @@ def test_missing_port_then_plugged_then_unplugged(tmp_path, start, caplog):
 
 
 def test_full_queue_rejects_instead_of_dropping(start):
-    slow = SimulatedModbusBoard(baud=1200)  # ~0.13 s per transaction at 1200 baud
+    slow = SimulatedBoard(baud=1200)  # ~0.13 s per transaction at 1200 baud
     try:
         board = start(board_cfg(slow.port, baud=1200, poll_ms=1000))
         try:
@@ -304,7 +308,7 @@ ALL_OFF_LCUS = [h("A0 01 00 A1"), h("A0 02 00 A2"), h("A0 03 00 A3"), h("A0 04 0
 
 
 def test_lcus_driver(start):
-    sim = SimulatedModbusBoard(channels=4, dialect="lcus")
+    sim = SimulatedBoard(channels=4, dialect="lcus")
     try:
         for c in range(4):
             sim.set_coil(c, True)
@@ -335,7 +339,7 @@ def test_lcus_driver(start):
 
 
 def test_lcus_unplug_is_noticed_without_a_command(start):
-    sim = SimulatedModbusBoard(channels=2, dialect="lcus")
+    sim = SimulatedBoard(channels=2, dialect="lcus")
     board = start(board_cfg(sim.port, driver="lcus", channels=2))
     sim.stop()
     wait_for(lambda: board.health()["state"] == "offline", what="offline after the unplug")
@@ -358,14 +362,25 @@ def test_write_hook_timestamps_every_frame(sim):
 
 
 def test_make_board():
-    assert isinstance(make_board(BoardConfig()), SimulatedRelay)
-    sim = SimulatedModbusBoard()
+    assert isinstance(make_board(SimulatedBoardConfig()), SimulatedRelay)
+    sim = SimulatedBoard()
     try:
-        board = make_board(BoardConfig(driver="modbus", port=sim.port))
+        board = make_board(board_cfg(sim.port))
         assert isinstance(board, SerialBoard)
         board.close()
     finally:
         sim.stop()
+
+
+def test_board_sim_answers_in_the_configured_boards_dialect():
+    """`gatectl board-sim --board NAME` takes what the options leave open from that board."""
+    args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=9600)
+    fill_defaults(args, board_cfg("/dev/null", driver="lcus", channels=2))
+    assert (args.dialect, args.address, args.channels, args.inputs) == ("lcus", 1, 2, 0)
+    assert args.baud == 9600  # given on the command line: kept
+    args = argparse.Namespace(dialect=None, address=None, channels=None, inputs=None, baud=None)
+    fill_defaults(args, board_cfg("/dev/null", address=7))
+    assert (args.dialect, args.address, args.channels, args.baud) == ("modbus", 7, 8, BAUD)
 
 
 # ---- the simulator answers like a board -------------------------------------------------
@@ -373,7 +388,7 @@ def test_make_board():
 @pytest.fixture
 def link(sim):
     port = serial.serial_for_url(sim.port, baudrate=BAUD, timeout=0.005)
-    yield SerialLink(port, board_cfg(sim.port, retries=0), Counters())
+    yield SerialLink(port, dialect_for(board_cfg(sim.port, retries=0)), Counters())
     port.close()
 
 
@@ -418,13 +433,13 @@ def test_sim_flash_off_and_rearm(sim, link):
 
 
 def test_sim_honours_the_baud_rate():
-    slow = SimulatedModbusBoard(baud=9600)
+    slow = SimulatedBoard(baud=9600)
     try:
         port = serial.serial_for_url(slow.port, baudrate=9600, timeout=0.005)
-        link = SerialLink(port, board_cfg(slow.port, baud=9600), Counters())
+        link = SerialLink(port, dialect_for(board_cfg(slow.port, baud=9600)), Counters())
         t = time.monotonic()
         link.transact(modbus.read_coils(1, 0, 8))
-        assert time.monotonic() - t >= modbus.wire_time_s(8 + 6, 9600)  # 14.6 ms on the wire
+        assert time.monotonic() - t >= wire_time_s(8 + 6, 9600)  # 14.6 ms on the wire
         port.close()
     finally:
         slow.stop()

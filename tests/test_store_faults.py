@@ -389,6 +389,7 @@ def test_retention_sweeps_orphans_and_tmp_files_but_never_a_referenced_one(tmp_p
 
 
 def test_event_rows_expire_by_age_and_count_keeping_recent_access_events(tmp_path):
+    assert default_config().storage.event_retention_days == 180  # access records: 180 days by default
     clock = FakeClock()
     store = Store(tmp_path / "g.db", clock=clock, publish=True)
     rec = EventRecorder(store, tmp_path / "snaps", clock=clock)
@@ -538,3 +539,17 @@ def test_daemon_keeps_opening_and_spools_while_another_process_holds_the_lock(tm
     assert spooled_ids and all(i in stored for i in spooled_ids)
     assert all(stored[i].decision == "granted" for i in spooled_ids)
     assert not (data / "gatectl.db.spool").exists()
+
+
+def test_doctor_says_the_store_is_corrupt_as_run_would_find_it(tmp_path):
+    """A store with a corrupt events table passed `doctor` ("[ok] store ... writable") while
+    `run` moves it aside at start: doctor runs the same check."""
+    data = tmp_path / "state"
+    data.mkdir()
+    filled_store(data / "gatectl.db")
+    corrupt_table(data / "gatectl.db", "events")
+    r = run_cli("doctor", "--camera-timeout", "0.2", data=data)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.split(" ", 2)[1] == "store"]
+    assert line.startswith(f"[FAIL] store {data / 'gatectl.db'}: corrupt (") and "will move it aside" in line, line
+    assert not list(data.glob("gatectl.db.corrupt-*"))  # doctor only looks

@@ -69,7 +69,7 @@ def cmd_relay(args: argparse.Namespace, app_factory: AppFactory) -> int:
 
 def cmd_board_sim(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """With --board, the simulator answers as that configured board and knows its inputs' names."""
-    from gatectl.hw.board_sim import fill_defaults, serve
+    from gatectl.hw.serial.sim import fill_defaults, serve
 
     if not args.board:
         return serve(args)

@@ -17,6 +17,7 @@ from gatectl.cli.people import cmd_enroll, cmd_residents, cmd_watchlist
 from gatectl.cli.service import (
     check_ownership,
     cmd_central,
+    cmd_clock,
     cmd_config_check,
     cmd_demo,
     cmd_doctor,
@@ -180,6 +181,14 @@ def build_parser() -> Parser:
     sy.add_argument("action", choices=["status", "resync"])
     sy.set_defaults(func=cmd_sync)
 
+    ck = sub.add_parser(
+        "clock", help="the daemon's trust in the wall clock; trust it again after a jump"
+    )
+    ck.add_argument("action", choices=["status", "trust"])
+    ck.add_argument("--timeout", type=number_in(0.5, 120, unit=" s"), default=15.0, metavar="S",
+                    help="trust: wait this long for the running daemon to apply it (0.5..120 s)")
+    ck.set_defaults(func=cmd_clock)
+
     # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
     # (argparse.REMAINDER after a subcommand refuses options such as --help)
     ce = sub.add_parser(
@@ -198,7 +207,7 @@ def build_parser() -> Parser:
                     help="wait this long for the board (0.1..120 s)")
     rl.set_defaults(func=cmd_relay)
 
-    from gatectl.hw.board_sim import CONSOLE_HELP, add_arguments
+    from gatectl.hw.serial.sim import CONSOLE_HELP, add_arguments
 
     bs = sub.add_parser(
         "board-sim",

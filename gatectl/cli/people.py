@@ -199,7 +199,7 @@ def update_resident(app: App, r: Resident, args: argparse.Namespace) -> int:
     """Rename, move to another unit, add photos or replace them: one change per option given."""
     if args.add_photo and args.replace_photos:
         raise UsageError("residents update: --add-photo or --replace-photos, not both")
-    if not (args.name or args.unit or args.add_photo or args.replace_photos):
+    if args.name is None and args.unit is None and not (args.add_photo or args.replace_photos):
         raise UsageError(
             "residents update: give --name, --unit, --add-photo FILE or --replace-photos FILE"
         )
@@ -254,7 +254,7 @@ def cmd_watchlist(args: argparse.Namespace, app_factory: AppFactory) -> int:
         if args.resident:
             r = one_resident(app, args.resident)
             w = store.add_watch(r.name, reason, r.id, [], app.embedder.model_id)
-        elif args.photo and args.name:
+        elif args.photo and args.name is not None:
             checked_text("--name", args.name, NAME_MAX)
             w = app.enroller().add_watch(args.name, reason, load_samples(args.photo))
         else:

@@ -11,10 +11,12 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from gatectl.cli.common import (
     AppFactory,
+    fmt_time,
 )
 from gatectl.config import Config, load_config
 from gatectl.config.base import ConfigError
@@ -97,6 +99,62 @@ def cmd_sync(args: argparse.Namespace, app_factory: AppFactory) -> int:
             return 0
         for key, value in app.store.outbox_stats().items():
             print(f"{key:18} {value}")
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_clock(args: argparse.Namespace, app_factory: AppFactory) -> int:
+    """The running daemon's view of the clock (written in the store's meta table), and the
+    operator's way to trust it again after a jump: a request the daemon applies within a few
+    seconds (its slow tick), answered in the same table."""
+    from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, ntp_synced
+
+    app = app_factory()
+    try:
+        store = app.store
+        if args.action == "trust":
+            asked = store.bump_meta(CLOCK_TRUST_REQUESTS)
+            deadline = time.monotonic() + args.timeout
+            while store.meta("clock_trust_applied").get("clock_trust_applied", 0) < asked:
+                if time.monotonic() > deadline:
+                    print(
+                        "gatectl: clock trust: no running daemon answered within "
+                        f"{args.timeout:g} s (is the service running? a daemon that starts "
+                        "later trusts its clock anyway)",
+                        file=sys.stderr,
+                    )
+                    return 1
+                time.sleep(0.1)
+        keys = (
+            "clock_reported_at",
+            "clock_trusted",
+            "clock_jumps",
+            "clock_last_jump_s",
+            "clock_settles_at",
+        )
+        st = store.meta(*keys)
+        synced = ntp_synced()
+        print(f"wall clock  {fmt_time(time.time())} (this process)")
+        print(
+            "ntp         "
+            + (
+                f"synchronized (systemd-timesyncd, last {fmt_time(synced)})"
+                if synced
+                else "no sync reported by systemd-timesyncd since boot"
+            )
+        )
+        if "clock_reported_at" not in st:
+            print("daemon      no report in this store (the daemon has not run on it)")
+            return 0
+        if st["clock_trusted"]:
+            state = "trusted"
+        else:
+            jump = ClockJump(st.get("clock_last_jump_s", 0), 0).describe()
+            state = (f"NOT trusted: {jump}; retention and the re-enrollment rule held until "
+                     f"{fmt_time(st['clock_settles_at'])} (device clock) or `gatectl clock trust`")
+        print(f"daemon      {state}; {st['clock_jumps']} jump(s) since it started "
+              f"(reported {fmt_time(st['clock_reported_at'])})")
         return 0
     finally:
         app.close()

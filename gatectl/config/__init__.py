@@ -27,6 +27,7 @@ from gatectl.config.gates import (
     PlateGateConfig,
 )
 from gatectl.config.hardware import (
+    BOARD_TAGS,
     BarrierConfig,
     BoardConfig,
     CameraConfig,
@@ -35,6 +36,7 @@ from gatectl.config.hardware import (
     ElevatorConfig,
     InputConfig,
     OutputConfig,
+    SimulatedBoardConfig,
 )
 from gatectl.config.site import (
     ClockConfig,
@@ -60,9 +62,8 @@ class Config(Strict):
     cameras: list[CameraConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Frame sources."
     )
-    boards: list[BoardConfig] = Field(
-        default_factory=lambda: [BoardConfig()], max_length=MAX_ITEMS, description="Relay boards."
-    )
+    boards: list[BoardConfig] = Field(default_factory=lambda: [SimulatedBoardConfig()],
+                                      max_length=MAX_ITEMS, description="Relay boards.")
     outputs: list[OutputConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS * 4, description="Named relays."
     )
@@ -238,8 +239,8 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        # the union's tag, not a key in the file
-        elif i == 2 and loc[0] == "gates" and part in GATE_TAGS:
+        # the unions' tags, not keys in the file
+        elif i == 2 and part in {"gates": GATE_TAGS, "boards": BOARD_TAGS}.get(str(loc[0]), ()):
             continue
         else:
             out += f".{part}" if out else str(part)

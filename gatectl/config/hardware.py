@@ -3,10 +3,13 @@ barriers, the announcement display."""
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     model_validator,
 )
@@ -66,41 +69,76 @@ def infer_camera_kind(source: str) -> Literal["v4l2", "url", "video", "images"]:
     return "video"
 
 
-class BoardConfig(Strict):
-    """A relay board on a serial port. ``port`` is a device path (prefer a udev symlink such as
-    /dev/gatectl-relay0: CH340 boards have no serial number) or any pyserial URL."""
+class BoardBase(Strict):
+    """What every [[boards]] entry has, whatever its driver: outputs and inputs refer to these.
+    Each driver's model below adds its own keys (and may narrow ``inputs``) and its tag."""
 
     name: Name = "main"
-    driver: Literal["simulated", "modbus", "lcus"] = Field(
-        "simulated",
-        description="modbus (Waveshare-style RTU), lcus (CH340 latch boards) or simulated.",
-    )
-    port: str = Field(
-        "",
-        max_length=256,
-        description="Serial device (a udev symlink) or pyserial URL, <= 256 chars.",
-    )
-    baud: int = Field(9600, ge=1200, le=921600, description="Line speed, 1200-921600.")
-    address: int = Field(
-        1, ge=1, le=255, description="Modbus unit address (LCTech boards ship with 255)."
-    )
+    driver: str = Field(max_length=32, description="simulated, or a serial relay dialect.")
     channels: int = Field(8, ge=1, le=32, description="Relays on the board, 1-32.")
-    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs the board has (Modbus FC 02).")
-    hw_pulse: bool = Field(
-        True, description="Modbus board has timed 'flash on' (Waveshare 0x0200+ch)."
-    )
+    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs the board has, 0-32.")
+
+
+class SimulatedBoardConfig(BoardBase):
+    """The in-memory board (`hw.relay.SimulatedRelay`): demos, tests, no relay wired yet."""
+
+    driver: Literal["simulated"] = Field("simulated", description="In memory: no port.")
+
+
+class SerialBoardConfig(BoardBase):
+    """What every board on a serial port has; its dialect (`gatectl.hw.serial.<driver>`) adds
+    the rest. ``port`` is a device path (prefer a udev symlink such as /dev/gatectl-relay0:
+    CH340 boards have no serial number) or any pyserial URL."""
+
+    port: str = Field(min_length=1, max_length=256,
+                      description="Serial device (a udev symlink) or pyserial URL, 1-256 chars.")
+    baud: int = Field(9600, ge=1200, le=921600, description="Line speed, 1200-921600.")
     timeout_ms: int = Field(200, ge=10, le=5000, description="Per-request answer timeout.")
     retries: int = Field(2, ge=0, le=10, description="Repeats of an unanswered request, 0-10.")
     poll_ms: int = Field(100, ge=20, le=10000, description="Input polling period.")
-    reconnect_max_s: float = Field(
-        30.0, ge=0.1, le=600, description="Cap of the port reopen backoff (0.1-600 s)."
-    )
+    reconnect_max_s: float = Field(30.0, ge=0.1, le=600,
+                                   description="Cap of the port reopen backoff (0.1-600 s).")
 
-    @model_validator(mode="after")
-    def _port_needed(self) -> BoardConfig:
-        if self.driver != "simulated" and not self.port:
-            raise ValueError(f"driver '{self.driver}' needs port = <device or pyserial URL>")
-        return self
+
+class ModbusBoardConfig(SerialBoardConfig):
+    """A Modbus RTU relay board on RS-485 (Waveshare address map; LCTech clones without the
+    all-relays coil work too: the driver learns to switch them off one by one)."""
+
+    driver: Literal["modbus"] = Field("modbus", description="Modbus RTU (Waveshare-style) board.")
+    address: int = Field(1, ge=1, le=255, description="Unit address (LCTech boards ship with 255).")
+    inputs: int = Field(8, ge=0, le=32, description="Discrete inputs (Modbus FC 02), 0-32.")
+    hw_pulse: bool = Field(True, description="Board has timed 'flash on' (Waveshare 0x0200+ch).")
+
+
+class LcusBoardConfig(SerialBoardConfig):
+    """A CH340 "LCUS" USB relay module: latch-only, silent, no inputs."""
+
+    driver: Literal["lcus"] = Field("lcus", description="LCUS / CH340 latch-only USB relay module.")
+    inputs: Literal[0] = Field(0, description="LCUS modules have no inputs: 0.")
+
+
+# The board drivers, one line each: the [[boards]] union is derived from this, and a serial
+# driver's code is the module gatectl.hw.serial.<driver> (its DIALECT).
+BOARD_DRIVERS: tuple[type[BoardBase], ...] = (
+    SimulatedBoardConfig,
+    ModbusBoardConfig,
+    LcusBoardConfig,
+)
+
+
+BOARD_TAGS = frozenset(b.model_fields["driver"].default for b in BOARD_DRIVERS)
+
+
+def _default_driver(board: object) -> object:
+    """A [[boards]] entry without ``driver`` is the in-memory simulated board (the default)."""
+    return {"driver": "simulated", **board} if isinstance(board, dict) else board
+
+
+if TYPE_CHECKING:
+    BoardConfig = BoardBase
+else:
+    BoardConfig = Annotated[reduce(or_, BOARD_DRIVERS), Field(discriminator="driver"),
+                            BeforeValidator(_default_driver)]
 
 
 class OutputConfig(Strict):

@@ -2,8 +2,9 @@
 
 Outputs are driven with *pulses* whose end the board enforces (hardware-timed "flash on"), or,
 on latch-only boards, a deadline the driver's own thread enforces: no crash between "on" and
-"off" in the caller can leave a door unlocked. Serial drivers (Modbus RTU, LCUS) implement the
-same interface; only the driver's thread touches its port, callers' commands are queued.
+"off" in the caller can leave a door unlocked. The serial drivers (`gatectl.hw.serial`: one port
+thread, a dialect per board family) implement the same interface; only the driver's thread
+touches its port, callers' commands are queued.
 """
 
 from __future__ import annotations
@@ -109,7 +110,11 @@ class SimulatedRelay:
             return list(self._inputs)
 
     def health(self) -> dict:
-        return {"driver": "simulated", "state": "online", "on": [self.is_on(c) for c in range(self.channels)]}
+        return {
+            "driver": "simulated",
+            "state": "online",
+            "on": [self.is_on(c) for c in range(self.channels)],
+        }
 
     def close(self) -> None:
         self.all_off()

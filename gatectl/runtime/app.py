@@ -23,7 +23,7 @@ from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.people.directory import Directory
 from gatectl.people.enroll import Enroller
-from gatectl.runtime.clock import ClockWatch
+from gatectl.control.clock import ClockWatch
 from gatectl.store import Store
 from gatectl.store.recorder import EventRecorder, EventSpool
 from gatectl.vision.face.analyzer import FaceAnalyzer
@@ -99,7 +99,7 @@ class App:
 
     @cached_property
     def boards(self) -> dict[str, Relay]:
-        from gatectl.hw.serial_board import make_board  # pyserial only when a board is used
+        from gatectl.hw.serial.port import make_board  # pyserial only when a board is used
 
         return {b.name: self._boards.get(b.name) or make_board(b) for b in self.cfg.boards}
 

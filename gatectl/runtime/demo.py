@@ -4,7 +4,7 @@ Enrolls four sample residents (one of them 20 days ago and never seen since, one
 the management), puts a fifth person on the watchlist, then replays other photos of them, a
 stranger, a printed-photo attack and a screen-replay attack through the same gate pipeline as
 `gatectl run`. The door relay is the real Modbus RTU driver talking over a pty to the simulated
-board (`hw.board_sim`), so the demo shows the exact frames a site's board would receive.
+board (`hw.serial.sim`), so the demo shows the exact frames a site's board would receive.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gatectl.config import default_config
-from gatectl.config.hardware import BoardConfig
+from gatectl.config.hardware import ModbusBoardConfig
 from gatectl.domain.records import DAY_SECONDS
-from gatectl.hw.board_sim import SimulatedModbusBoard
-from gatectl.hw.modbus import hexs, parse_flash_on
-from gatectl.hw.serial_board import SerialBoard
+from gatectl.hw.serial.dialect import hexs
+from gatectl.hw.serial.modbus import parse_flash_on
+from gatectl.hw.serial.port import SerialBoard
+from gatectl.hw.serial.sim import SimulatedBoard
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App
 from gatectl.runtime.replay import replay
@@ -67,9 +68,9 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
             f"  enrolled #{r.id} {name} ({unit})"
             + (f", {days_ago} days ago, never seen since" if days_ago else "")
         )
-    sim = SimulatedModbusBoard(address=1, channels=8, inputs=8, baud=9600)
+    sim = SimulatedBoard(address=1, channels=8, inputs=8, baud=9600)
     sent: list[bytes] = []
-    board = SerialBoard(BoardConfig(name="main", driver="modbus", port=sim.port),
+    board = SerialBoard(ModbusBoardConfig(name="main", port=sim.port),
                         on_write=lambda frame, _t: sent.append(frame))
     app = App(cfg, data, boards={"main": board})
     try:
@@ -79,7 +80,7 @@ def run_demo(data: Path, samples: Path, json_out: bool = False) -> int:
         sim.stop()
 
 
-def _replay_samples(app: App, sim: SimulatedModbusBoard, board: SerialBoard, sent: list[bytes],
+def _replay_samples(app: App, sim: SimulatedBoard, board: SerialBoard, sent: list[bytes],
                     door: str, samples: Path, json_out: bool,
                     say: Callable[[str], object]) -> int:
     say(f"  relay: simulated Modbus RTU board on {sim.port}, driven by the real serial driver")

@@ -9,11 +9,13 @@ import time
 from gatectl.config import Config
 from gatectl.config.base import ConfigError
 from gatectl.core.errors import GatectlError
+from gatectl.core.safe_text import shown
 from gatectl.hw.relay import BoardError, Relay
 from gatectl.runtime.app import App
 from gatectl.sources.camera import CameraGrabber
 from gatectl.store.db import StoreError
 from gatectl.store.recorder import free_disk_mb
+from gatectl.store.salvage import corruption
 
 
 def doctor(app: App, wait_s: float) -> int:
@@ -46,20 +48,28 @@ def doctor(app: App, wait_s: float) -> int:
             report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
         except GatectlError as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
-    try:
-        store = app.store
-        with store.write() as db:
-            db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
-        report(True, f"store {store.path} writable (schema v{store.schema_version})")
-        foreign = store.foreign_model_templates(app.embedder.model_id)
+    damage = corruption(app.store_path)  # what `run` would move aside at start
+    if damage is not None:
         report(
-            foreign == 0,
-            f"{foreign} template(s) from another embedding model need re-enrollment"
-            if foreign
-            else "all templates match the embedding model",
+            False,
+            f"store {app.store_path}: corrupt ({shown(damage, 200)}): "
+            f"`gatectl run` will move it aside and start a fresh store",
         )
-    except StoreError as exc:
-        report(False, str(exc))
+    else:
+        try:
+            store = app.store
+            with store.write() as db:
+                db.execute("UPDATE meta SET value = value WHERE key = 'directory_rev'")
+            report(True, f"store {store.path} writable (schema v{store.schema_version})")
+            foreign = store.foreign_model_templates(app.embedder.model_id)
+            report(
+                foreign == 0,
+                f"{foreign} template(s) from another embedding model need re-enrollment"
+                if foreign
+                else "all templates match the embedding model",
+            )
+        except StoreError as exc:
+            report(False, str(exc))
     for name, board in app.boards.items():
         try:
             wait_online(board, wait_s)

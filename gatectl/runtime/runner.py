@@ -17,13 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
 from gatectl.runtime.app import App
-from gatectl.runtime.clock import ClockJump
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
+from gatectl.store.db import StoreError
 from gatectl.store.recorder import free_disk_mb
 from gatectl.store.salvage import quarantine_if_corrupt, salvage
 
@@ -95,6 +96,7 @@ class Runner:
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
         self._retention_held = False
+        self._trust_seen = 0  # the trust requests counted when we last looked
 
     def health(self) -> dict[str, Any]:
         """What an operator needs to see from afar: the status line, the status topic."""
@@ -122,8 +124,7 @@ class Runner:
     def run(self) -> None:
         app = self.app
         self._recover_store()
-        app.clockwatch.on_change = self._clock_changed
-        app.clockwatch.observe()
+        self._start_clock()
         if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here
             self.sync = app.sync_client(self.health, self._reload)
         app.outputs.all_off()
@@ -183,12 +184,44 @@ class Runner:
         if app.cfg.sync.enabled:
             app.store.enqueue("resync", app.cfg.device.id)
 
+    def _start_clock(self) -> None:
+        """The clock watch resumes the previous process's view when it ran in this boot (kept in
+        the store's meta table), so a restart - a crash, the watchdog, config.reload - neither
+        forgets that the clock is held nor misses a jump made while no daemon watched."""
+        app, watch = self.app, self.app.clockwatch
+        watch.on_change = self._clock_changed
+        keys = (
+            "clock_boot",
+            "clock_offset_ms",
+            "clock_trusted_offset_ms",
+            "clock_untrusted_since_ms",
+        )
+        st = app.store.meta(
+            CLOCK_TRUST_REQUESTS, *keys
+        )  # a store that cannot open: `run`'s one line
+        self._trust_seen = st.get(
+            CLOCK_TRUST_REQUESTS, 0
+        )  # requests made while no daemon ran are moot
+        boot = boot_id()
+        if boot is not None and st.get("clock_boot") == boot and all(k in st for k in keys):
+            since = st["clock_untrusted_since_ms"]
+            watch.resume(st["clock_offset_ms"] / 1000, st["clock_trusted_offset_ms"] / 1000,
+                         None if since < 0 else since / 1000)
+            if since >= 0:
+                log.warning(
+                    "clock not trusted since before this start: retention and the "
+                    "re-enrollment rule stay held (`gatectl clock status`)"
+                )
+        watch.observe()
+        self._report_clock()
+
     def _clock_changed(self, jump: ClockJump | None) -> None:
         """A jump (or the return to trust): logged and raised as an alert event."""
         if jump is None:
             log.warning(
                 "clock trusted again: retention and the re-enrollment rule use the wall clock"
             )
+            self._report_clock()
             return
         watch = self.app.clockwatch
         if watch.trusted:
@@ -196,10 +229,58 @@ class Runner:
         else:
             reason = (
                 f"{jump.describe()} (wall vs monotonic): retention and the re-enrollment rule are "
-                f"held until the clock is trusted (stable for {watch.settle_s:.0f} s)"
+                f"held until the clock is trusted (stable for {watch.settle_s:.0f} s, "
+                f"or `gatectl clock trust`)"
             )
         log.warning("%s", reason)
         self.app.recorder.record("system", "alert", "alert", reason)
+        self._report_clock()
+
+    def _report_clock(self) -> None:
+        """The daemon's view of the clock in the store's meta table, for `gatectl clock status`
+        (another process) and the next start (`_start_clock`): written at start, on every change
+        and hourly (NTP slewing moves the offset a little), so no SD-card wear. The
+        wait is bounded as on the decision path: a jump can be noticed by a gate worker."""
+        watch = self.app.clockwatch
+        st, saved = watch.health(), watch.saved() or {}
+        now = self.app.clock()
+        settles = 0 if st["trusted"] else round(now + watch.settle_s - st["since_jump_s"])
+        values = {
+            "clock_reported_at": round(now),
+            "clock_trusted": int(st["trusted"]),
+            "clock_jumps": st["jumps"],
+            "clock_settles_at": settles,
+            "clock_trust_applied": self._trust_seen,
+            "clock_boot": boot_id() or -1,
+            **{f"clock_{k}": v for k, v in saved.items()},
+        }
+        if st["last_jump_s"] is not None:  # else the previous process's (a resumed hold) stays
+            values["clock_last_jump_s"] = round(st["last_jump_s"])
+        try:
+            self.app.store.set_meta(values, wait_s=self.app.cfg.storage.lock_wait_ms / 1000)
+        except StoreError as exc:
+            log.warning("clock state not stored for `gatectl clock status`: %s", exc)
+
+    def _trust_requests(self) -> None:
+        """Confirm the clock when `gatectl clock trust` or the centre asked since the last look."""
+        try:
+            asked = self.app.store.meta(CLOCK_TRUST_REQUESTS).get(CLOCK_TRUST_REQUESTS, 0)
+        except StoreError:
+            return  # the store's own failure is reported by the event path
+        if asked <= self._trust_seen:
+            return
+        self._trust_seen = asked
+        watch = self.app.clockwatch
+        if watch.trusted:
+            self._report_clock()  # answers the request: nothing to do
+            return
+        reason = (
+            "clock trusted on request (`gatectl clock trust` or the centre's clock.trust): "
+            "retention and the re-enrollment rule use the wall clock again"
+        )
+        log.warning("%s", reason)
+        self.app.recorder.record("system", "system", None, reason)
+        watch.confirm()  # on_change(None): logged and reported
 
     def _reload(self) -> str:
         """Remote config.reload: only a config that validates replaces the running one."""
@@ -225,6 +306,7 @@ class Runner:
         slow_every = min(watchdog_interval() or 5.0, 5.0)
         next_slow = time.monotonic()
         next_retention = time.monotonic()
+        next_report = next_retention + RETENTION_EVERY_S  # the clock view: written at start already
         while not self.stop.wait(DOOR_POLL_S):
             try:
                 self.app.controls.poll()
@@ -235,6 +317,10 @@ class Runner:
             if now < next_slow:
                 continue
             next_slow = now + slow_every
+            self._trust_requests()
+            if now >= next_report:
+                next_report = now + RETENTION_EVERY_S
+                self._report_clock()
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
             if stale:
                 log.error(

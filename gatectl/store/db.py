@@ -235,3 +235,26 @@ class StoreBase:
                 [kind, excess])
             db.execute("UPDATE meta SET value = value + ? WHERE key = ?", [cur.rowcount, counter])
             excess -= cur.rowcount
+
+    @reads
+    def meta(self, *keys: str) -> dict[str, int]:
+        """The integers stored under ``keys`` in the meta table (absent keys left out): how the
+        CLI and the daemon talk without a socket (e.g. `gatectl clock trust`)."""
+        marks = ",".join("?" * len(keys))
+        return {k: int(v) for k, v in self.db.execute(
+            f"SELECT key, value FROM meta WHERE key IN ({marks})", list(keys)).fetchall()}
+
+    def set_meta(self, values: dict[str, int], wait_s: float | None = None) -> None:
+        """Store integers under their keys in one transaction (``wait_s`` as in ``write``)."""
+        with self.write(wait_s) as db:
+            for key, value in values.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, int(value)])
+
+    def bump_meta(self, key: str) -> int:
+        """Add one to the counter ``key`` (0 when absent) and return its new value."""
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
+                [key],
+            )
+            return int(db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()[0])

@@ -307,7 +307,7 @@ class EventRecorder:
         """Drop snapshots older than the retention period or beyond the size budget, oldest
         first; with ``event_days`` also event rows by age and count (Store.expire_events); then
         sweep orphan snapshots and ``*.tmp`` files. Returns the number of files removed. Only
-        call it on a trusted clock (gatectl.runtime.clock): every cut-off here is a wall-time
+        call it on a trusted clock (gatectl.control.clock): every cut-off here is a wall-time
         difference."""
         now = self.clock()
         doomed = self.store.expire_snapshots(

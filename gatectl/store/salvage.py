@@ -15,13 +15,10 @@ from gatectl.store.db import BUSY_TIMEOUT_MS
 QUARANTINE_KEEP = 3  # corrupt copies kept for a technician (sqlite3 .recover); older ones go
 
 
-def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
-    """At daemon start: if the database file is corrupt (an SD card lost pages), move it and its
-    WAL aside as ``<name>.corrupt-<stamp>`` so a fresh store can be created instead of the
-    service failing on every restart. Returns (where it went, what SQLite said), or None for a
-    healthy or absent file. A file that merely cannot be opened (locked, read-only, missing
-    folder) is not corruption: Store() reports that in one line."""
-    path = Path(path)
+def corruption(path: Path) -> str | None:
+    """What SQLite's quick_check says is wrong with the database file, None for a healthy or
+    absent one (or one that cannot be opened, which is not corruption). The check `run` acts on
+    at start, so `doctor` can say the same."""
     if not path.exists():
         return None
     try:
@@ -30,11 +27,21 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
             rows = conn.execute("PRAGMA quick_check").fetchall()
         finally:
             conn.close()
-        problem = None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
     except sqlite3.OperationalError:
         return None
     except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
-        problem = str(exc)
+        return str(exc)
+    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+
+
+def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
+    """At daemon start: if the database file is corrupt (an SD card lost pages), move it and its
+    WAL aside as ``<name>.corrupt-<stamp>`` so a fresh store can be created instead of the
+    service failing on every restart. Returns (where it went, what SQLite said), or None for a
+    healthy or absent file. A file that merely cannot be opened (locked, read-only, missing
+    folder) is not corruption: Store() reports that in one line."""
+    path = Path(path)
+    problem = corruption(path)
     if problem is None:
         return None
     target = path.with_name(f"{path.name}.corrupt-{stamp}")

@@ -6,14 +6,21 @@ crash of gatectl) is answered ``replayed`` and never acted on twice. Every verif
 leaves a ``command`` event; a refused one leaves an event, a log line and a response only within
 the refusal budget (`inbound.Refusals`), so junk cannot grow the database or the log. The
 arguments of each command are checked against its schema (`inbound`) once the signature is.
+
+Each command is a `CommandSpec` in ``COMMANDS``: adding one is its argument model (`inbound`),
+a function ``(CommandContext, args) -> result`` and one line there; verification is the same
+for every command and never depends on the spec.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
 from gatectl.config.hardware import DisplayConfig
+from gatectl.control.clock import CLOCK_TRUST_REQUESTS
 from gatectl.control.controls import Controls
 from gatectl.core.safe_text import shown
 from gatectl.hw.display import Display
@@ -25,6 +32,7 @@ from gatectl.sync.inbound import (
     BarrierArgs,
     DoorArgs,
     ElevatorArgs,
+    InboundModel,
     NoArgs,
     Refusals,
     Refused,
@@ -42,31 +50,135 @@ class CommandFailed(Exception):
     """A verified command that could not be carried out; one line."""
 
 
+Effect = Literal["actuates", "access", "none"]
+"""What a command may change: ``actuates`` (a relay moves: a door, a barrier, a car), ``access``
+(who gets in: residents, the watchlist, the config), ``none`` (neither); logged with each run."""
+
+A = TypeVar("A", bound=InboundModel)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """The parts of the device a command may use (passed in, not looked up)."""
+
+    store: Store
+    controls: Controls
+    replicator: Replicator
+    display: Display
+    reload: Callable[[], str]
+    clock: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class CommandSpec(Generic[A]):
+    """One command: its name on the wire, the strict model of its ``args`` (checked once the
+    signature is), what runs it (returns the response's ``result``, raises CommandFailed), and
+    what it may change."""
+
+    name: str
+    args: type[A]
+    run: Callable[[CommandContext, A], str]
+    effect: Effect
+
+
+def _known(name: str, kind: str, known: Collection[str]) -> str:
+    """``name`` when it is a configured door / barrier / elevator; else why not."""
+    if name not in known:
+        names = ", ".join(known) or "none"
+        raise CommandFailed(f"args.{kind}: unknown {kind} {name!r} ({kind}s: {names})")
+    return name
+
+
+def door_open(ctx: CommandContext, args: DoorArgs) -> str:
+    door = _known(args.door, "door", ctx.controls.doors)
+    ctx.controls.grant(door)
+    return f"door {door} unlocked"
+
+
+def barrier_open(ctx: CommandContext, args: BarrierArgs) -> str:
+    """The guard on duty lets an unknown vehicle in from the centre's console."""
+    barrier = _known(args.barrier, "barrier", ctx.controls.barriers)
+    ctx.controls.open_barrier(barrier)
+    return f"barrier {barrier} opened"
+
+
+def elevator_release(ctx: CommandContext, args: ElevatorArgs) -> str:
+    """Property staff release an e-bike hold they judge a false alarm (field practice)."""
+    elevator = _known(args.elevator, "elevator", ctx.controls.elevators)
+    ctx.controls.release_elevator(elevator, "central")
+    return f"elevator {elevator} released"
+
+
+def announce(ctx: CommandContext, args: AnnounceArgs) -> str:
+    if not args.text.strip():
+        raise CommandFailed("args.text: text required, not only spaces")
+    until = None if args.seconds is None else ctx.clock() + args.seconds
+    aid = ctx.store.announce(args.text.strip(), args.door, until)
+    result = ctx.display.show(args.text.strip(), args.door, until)  # the reply says what happened
+    return f"announcement {aid} {result.detail}" if result.ok else \
+        f"announcement {aid} stored, not shown: {result.detail}"
+
+
+def watch_add(ctx: CommandContext, args: WatchAddArgs) -> str:
+    return _replicate(ctx, {**args.model_dump(), "type": "watchlist", "op": "upsert"})
+
+
+def watch_remove(ctx: CommandContext, args: WatchRemoveArgs) -> str:
+    return _replicate(ctx, {**args.model_dump(), "type": "watchlist", "op": "delete"})
+
+
+def resident_status(ctx: CommandContext, args: StatusArgs) -> str:
+    r = ctx.store.resident_by_uid(args.uid)  # by uid only, never an id or a name
+    if r is None:
+        raise CommandFailed(f"args.uid: no resident {shown(args.uid, 40)!r} on this device")
+    return _replicate(ctx, {"uid": r.uid, "version": args.version, "type": "resident",
+                            "op": "upsert", "name": r.name, "unit": r.unit, "status": args.status})
+
+
+def _replicate(ctx: CommandContext, body: dict) -> str:
+    return ctx.replicator.apply({"v": 1, **body})
+
+
+def config_reload(ctx: CommandContext, args: NoArgs) -> str:
+    return ctx.reload()
+
+
+def clock_trust(ctx: CommandContext, args: NoArgs) -> str:
+    """The centre vouches for the device clock after a jump. Verified means its signed issue
+    time agreed with this clock (within the skew and the command's TTL), so the clock it
+    confirms is the centre's; the daemon applies it as `gatectl clock trust`."""
+    ctx.store.bump_meta(CLOCK_TRUST_REQUESTS)
+    return "clock trust requested: the daemon applies it within seconds (`gatectl clock status`)"
+
+
+# The commands a device carries out: one line each.
+COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
+    CommandSpec("door.open", DoorArgs, door_open, "actuates"),
+    CommandSpec("barrier.open", BarrierArgs, barrier_open, "actuates"),
+    CommandSpec("elevator.release", ElevatorArgs, elevator_release, "actuates"),
+    CommandSpec("display.announce", AnnounceArgs, announce, "none"),
+    CommandSpec("watchlist.add", WatchAddArgs, watch_add, "access"),
+    CommandSpec("watchlist.remove", WatchRemoveArgs, watch_remove, "access"),
+    CommandSpec("resident.status", StatusArgs, resident_status, "access"),
+    CommandSpec("config.reload", NoArgs, config_reload, "access"),
+    CommandSpec("clock.trust", NoArgs, clock_trust, "access"),
+)}
+
+
 class CommandHandler:
-    def __init__(self, verifier: Verifier, store: Store, recorder: EventRecorder, controls: Controls,
-                 replicator: Replicator, reload: Callable[[], str], clock: Callable[[], float],
-                 refusals: Refusals | None = None, display: Display | None = None):
+    """Verifies a command, then runs its spec from ``COMMANDS``; records and answers either way."""
+
+    def __init__(self, verifier: Verifier, store: Store, recorder: EventRecorder,
+                 controls: Controls, replicator: Replicator, reload: Callable[[], str],
+                 clock: Callable[[], float], refusals: Refusals | None = None,
+                 display: Display | None = None):
         """``display``: where announcements are shown (None: nowhere; they are stored only)."""
-        self.display = display or Display(DisplayConfig())
         self.verifier = verifier
-        self.store = store
         self.recorder = recorder
-        self.controls = controls
-        self.replicator = replicator
-        self.reload = reload
         self.clock = clock
         self.refusals = refusals or Refusals()
-        # command -> (schema of its args, what runs it)
-        self._run = {
-            "door.open": (DoorArgs, self._door_open),
-            "barrier.open": (BarrierArgs, self._barrier_open),
-            "elevator.release": (ElevatorArgs, self._elevator_release),
-            "display.announce": (AnnounceArgs, self._announce),
-            "watchlist.add": (WatchAddArgs, self._watch_add),
-            "watchlist.remove": (WatchRemoveArgs, self._watch_remove),
-            "resident.status": (StatusArgs, self._resident_status),
-            "config.reload": (NoArgs, lambda args: self.reload()),
-        }
+        self.context = CommandContext(store, controls, replicator,
+                                      display or Display(DisplayConfig()), reload, clock)
 
     def handle(self, payload: bytes) -> dict | None:
         """The response body: ``{"id", "ok", "result" | "error"}``; None for a refusal beyond
@@ -81,67 +193,18 @@ class CommandHandler:
         name = body["cmd"]
         what = f"{name} ({body['id']}, key {body['kid']})"  # each a short ASCII token (schema)
         try:
-            if name not in self._run:
-                raise CommandFailed(f"unknown command '{name}' (known: {', '.join(self._run)})")
-            schema, run = self._run[name]
+            spec = COMMANDS.get(name)
+            if spec is None:
+                raise CommandFailed(f"unknown command '{name}' (known: {', '.join(COMMANDS)})")
             try:
-                args = validated(schema, body["args"], "args")
+                args = validated(spec.args, body["args"], "args")
             except Refused as exc:
                 raise CommandFailed(exc.detail) from None
-            result = run(args)
+            result = spec.run(self.context, args)
         except (CommandFailed, EnrollRejected) as exc:
             log.warning("command %s failed: %s", what, shown(exc))
             self.recorder.record("sync", "command", "denied", shown(f"{what}: {exc}", 500))
             return {"id": body["id"], "ok": False, "error": shown(exc, 500)}
-        log.info("command %s: %s", what, shown(result))
+        log.info("command %s (%s): %s", what, spec.effect, shown(result))
         self.recorder.record("sync", "command", "granted", shown(f"{what}: {result}", 500))
         return {"id": body["id"], "ok": True, "result": result}
-
-    @staticmethod
-    def _target(name: str, kind: str, known: dict) -> str:
-        """``name`` when it is a configured door / barrier / elevator; else why not."""
-        if name not in known:
-            raise CommandFailed(f"args.{kind}: unknown {kind} {name!r} ({kind}s: {', '.join(known) or 'none'})")
-        return name
-
-    def _door_open(self, args: DoorArgs) -> str:
-        door = self._target(args.door, "door", self.controls.doors)
-        self.controls.grant(door)
-        return f"door {door} unlocked"
-
-    def _barrier_open(self, args: BarrierArgs) -> str:
-        """The guard on duty lets an unknown vehicle in from the centre's console."""
-        barrier = self._target(args.barrier, "barrier", self.controls.barriers)
-        self.controls.open_barrier(barrier)
-        return f"barrier {barrier} opened"
-
-    def _elevator_release(self, args: ElevatorArgs) -> str:
-        """Property staff release an e-bike hold they judge a false alarm (field practice)."""
-        elevator = self._target(args.elevator, "elevator", self.controls.elevators)
-        self.controls.release_elevator(elevator, "central")
-        return f"elevator {elevator} released"
-
-    def _announce(self, args: AnnounceArgs) -> str:
-        if not args.text.strip():
-            raise CommandFailed("args.text: text required, not only spaces")
-        until = None if args.seconds is None else self.clock() + args.seconds
-        aid = self.store.announce(args.text.strip(), args.door, until)
-        result = self.display.show(args.text.strip(), args.door, until)  # the reply says what really happened
-        return f"announcement {aid} {result.detail}" if result.ok else \
-            f"announcement {aid} stored, not shown: {result.detail}"
-
-    def _watch_add(self, args: WatchAddArgs) -> str:
-        return self._replicate({**args.model_dump(), "type": "watchlist", "op": "upsert"})
-
-    def _watch_remove(self, args: WatchRemoveArgs) -> str:
-        return self._replicate({**args.model_dump(), "type": "watchlist", "op": "delete"})
-
-    def _resident_status(self, args: StatusArgs) -> str:
-        r = self.store.resident_by_uid(args.uid)  # by uid only, never an id or a name
-        if r is None:
-            raise CommandFailed(f"args.uid: no resident {shown(args.uid, 40)!r} on this device")
-        return self._replicate({"uid": r.uid, "version": args.version, "type": "resident", "op": "upsert",
-                                "name": r.name, "unit": r.unit, "status": args.status})
-
-    def _replicate(self, body: dict) -> str:
-        return self.replicator.apply({"v": 1, **body})

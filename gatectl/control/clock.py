@@ -16,7 +16,12 @@ between two readings is a jump.
   had not happened), and destructive ones (retention) do not run at all;
 - it is trusted again when its offset returns to the trusted one (the jump was undone, e.g.
   NTP corrected a bad step), when it has agreed with the monotonic clock - no further jump -
-  for ``settle_s``, or when an operator or the centre confirms the new time (``confirm``).
+  for ``settle_s``, or when an operator or the centre confirms the new time (``confirm``:
+  `gatectl clock trust`, or the centre's signed ``clock.trust``, whose issue time must agree
+  with the device clock to be accepted at all).
+- an NTP sync reported by systemd-timesyncd does *not* restore trust by itself: plain NTP is
+  unauthenticated and a bad server is one way the clock jumps. `gatectl clock status` shows it
+  (``ntp_synced``) so the operator can decide.
 
 The component is pure: it is fed (wall, monotonic) readings, so tests inject both clocks.
 """
@@ -27,6 +32,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+# `gatectl clock trust` and the centre's signed `clock.trust` add one to this counter in the
+# store's meta table; the daemon's supervisor confirms the clock when it rises (one path for both)
+CLOCK_TRUST_REQUESTS = "clock_trust_requests"
+# touched by systemd-timesyncd at each successful synchronisation (systemd >= 239)
+TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 
 from gatectl.core.errors import InvariantError
 
@@ -107,6 +119,31 @@ class ClockWatch:
                 return None, True
             return None, False
 
+    def resume(self, offset: float, trusted_offset: float, untrusted_since: float | None) -> None:
+        """Continue where a previous process of the same boot stopped (the monotonic clock did
+        not restart, so its offsets still compare): its last offset, its trusted time base and
+        since when (monotonic) it distrusted the clock. A restart then neither forgets a jump -
+        retention would run at once on the jumped clock - nor misses one made while no process
+        watched (the next reading differs from ``offset``). Call before the first ``observe``."""
+        with self._lock:
+            self._offset, self._trusted_offset, self._stable_since = (
+                offset,
+                trusted_offset,
+                untrusted_since,
+            )
+
+    def saved(self) -> dict[str, int] | None:
+        """What ``resume`` needs, in integers (ms) for the store; None before the first reading."""
+        with self._lock:
+            if self._offset is None or self._trusted_offset is None:
+                return None
+            since = self._stable_since
+            return {
+                "offset_ms": round(self._offset * 1000),
+                "trusted_offset_ms": round(self._trusted_offset * 1000),
+                "untrusted_since_ms": -1 if since is None else round(since * 1000),
+            }
+
     def rule_time(self) -> float:
         """The wall time time-based rules should use: the wall clock while it is trusted, else
         the trusted time base (the last trusted wall time advanced by the monotonic clock)."""
@@ -134,3 +171,24 @@ class ClockWatch:
         return {"trusted": since is None, "jumps": self.jumps,
                 "last_jump_s": None if self.last_jump is None else round(self.last_jump.seconds, 1),
                 "since_jump_s": None if since is None else round(self.mono() - since, 1)}
+
+
+def ntp_synced(flag: Path = TIMESYNCD_FLAG) -> float | None:
+    """When systemd-timesyncd last reported a sync (the flag file's time), None if it never did
+    since boot (or does not run here)."""
+    try:
+        return flag.stat().st_mtime
+    except OSError:
+        return None
+
+
+def boot_id() -> int | None:
+    """This boot's identity as an integer (the kernel's random boot_id): monotonic readings of
+    a previous process compare with ours only within one boot. None where it is unknown."""
+    try:
+        return (
+            int(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", ""), 16)
+            >> 66
+        )
+    except (OSError, ValueError):
+        return None

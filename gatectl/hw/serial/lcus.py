@@ -1,11 +1,14 @@
-"""LCUS / CH340 "USB relay" frames: ``A0 <channel> <op> <sum>``, pure functions.
+"""The LCUS / CH340 "USB relay" dialect: ``A0 <channel> <op> <sum>`` frames, pure functions.
 
 These modules only latch (no board-timed pulse), never answer a switching command and have no
-inputs, so the driver sends frames blind and times every pulse itself; they are for the bench
-and for sites where a relay stuck closed is the safe state. Channels are 1-based on the wire.
+inputs, so the port thread sends frames blind and times every pulse itself; they are for the
+bench and for sites where a relay stuck closed is the safe state. Channels are 1-based on the wire.
 """
 
 from __future__ import annotations
+
+from gatectl.config.hardware import LcusBoardConfig
+from gatectl.hw.serial.dialect import Dialect, hexs
 
 HEAD = 0xA0
 FRAME_LENGTH = 4
@@ -28,9 +31,25 @@ def lcus_frame(channel1: int, on: bool) -> bytes:
 def parse_lcus_frame(frame: bytes) -> tuple[int, bool]:
     """(1-based channel, on) of a switching frame; what a simulated module applies."""
     if len(frame) != FRAME_LENGTH or frame[0] != HEAD:
-        raise LcusFrameError(f"not an LCUS frame: {frame.hex(' ').upper()}")
+        raise LcusFrameError(f"not an LCUS frame: {hexs(frame)}")
     if (frame[0] + frame[1] + frame[2]) & 0xFF != frame[3]:
-        raise LcusFrameError(f"bad LCUS checksum: {frame.hex(' ').upper()}")
+        raise LcusFrameError(f"bad LCUS checksum: {hexs(frame)}")
     if frame[2] not in (OP_OFF, OP_ON):
         raise LcusFrameError(f"unsupported LCUS op {frame[2]:02X}")
     return frame[1], frame[2] == OP_ON
+
+
+class LcusDialect(Dialect):
+    """Blind (the protocol's defaults): a frame is all there is, so the port thread neither
+    waits for a reply nor reads anything back, and proves the adapter is there by reading."""
+
+    driver = "lcus"
+
+    def __init__(self, cfg: LcusBoardConfig):
+        self.cfg = cfg
+
+    def switch(self, channel: int, on: bool) -> bytes:
+        return lcus_frame(channel + 1, on)
+
+
+DIALECT = LcusDialect

@@ -1,17 +1,22 @@
-"""Modbus RTU framing for relay boards: frame builders, reply validation, no I/O.
+"""The Modbus RTU dialect (Waveshare-style relay boards): frames, reply validation, no I/O.
 
 Hand-framed rather than pymodbus because the boards' useful commands are vendor values on
 FC 05 (Waveshare "flash on" = coil 0x0200 + channel, value in 100 ms units) that a generic
 encoder cannot express, and because every byte here must match the board manuals exactly
-(the tests check the published frames). The port thread in ``serial_board`` builds a request
-here, reads ``expected_length(request)`` bytes (the first ``EXCEPTION_LENGTH`` of them before
-the rest, since an exception reply is shorter) and hands both to ``parse_response``, which
-either returns the payload or raises: nothing that fails a check is ever acted on.
+(the tests check the published frames). The port thread (`port.SerialBoard`) asks
+`ModbusDialect` for a request, reads ``expected_length(request)`` bytes (the first
+``EXCEPTION_LENGTH`` of them before the rest, since an exception reply is shorter) and hands
+both to ``parse_response``, which either returns the payload or raises: nothing that fails a
+check is ever acted on.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+
+from gatectl.config.hardware import ModbusBoardConfig
+from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, hexs
 
 READ_COILS = 0x01
 READ_INPUTS = 0x02
@@ -27,6 +32,9 @@ FLASH_MAX_UNITS = 0xFFFF
 EXCEPTION_LENGTH = 5  # addr, fc | 0x80, code, CRC lo, CRC hi
 MAX_READ_BITS = 2000  # Modbus limit for FC 01/02
 
+NO_RETRY_CODES = frozenset({0x01, 0x02, 0x03})  # deterministic refusals: asking again cannot help
+UNSUPPORTED_CODES = frozenset({0x01, 0x02})  # no such function / address on this board
+
 EXCEPTION_NAMES = {
     0x01: "illegal function",
     0x02: "illegal data address",
@@ -37,11 +45,7 @@ EXCEPTION_NAMES = {
 }
 
 
-class FrameError(ValueError):
-    """A reply that must not be believed (short, garbled, bad CRC, someone else's); one line."""
-
-
-class ModbusException(Exception):
+class ModbusException(Refused):
     """The board understood the request and refused it with a Modbus exception code."""
 
     def __init__(self, code: int, function: int = 0):
@@ -50,6 +54,14 @@ class ModbusException(Exception):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         to = f" to function {function:02X}" if function else ""
         super().__init__(f"Modbus exception {code:02X} ({name}){to}")
+
+    @property
+    def final(self) -> bool:
+        return self.code in NO_RETRY_CODES
+
+    @property
+    def unsupported(self) -> bool:
+        return self.code in UNSUPPORTED_CODES
 
 
 def crc16_modbus(data: bytes) -> int:
@@ -70,11 +82,6 @@ def with_crc(body: bytes) -> bytes:
 def crc_ok(frame: bytes) -> bool:
     """True when the last two bytes are the CRC of the rest (a frame needs at least 4 bytes)."""
     return len(frame) >= 4 and crc16_modbus(frame[:-2]) == int.from_bytes(frame[-2:], "little")
-
-
-def hexs(frame: bytes) -> str:
-    """``01 05 00 00 FF 00 8C 3A``: how board manuals and our logs spell frames."""
-    return frame.hex(" ").upper()
 
 
 def _check_byte(name: str, value: int, hi: int = 0xFF) -> None:
@@ -217,12 +224,47 @@ def request_length(head: bytes) -> int | None:
     return None
 
 
-def frame_gap_s(baud: int) -> float:
-    """Modbus inter-frame silence: 3.5 character times (11 bits each), fixed 1.75 ms above
-    19200 baud. Shorter gaps can make a board merge two requests into one garbled frame."""
-    return 3.5 * 11 / baud if baud <= 19200 else 0.00175
+def read_reply(request: bytes, read: Callable[[int], bytes]) -> bytes:
+    """Exception replies are 5 bytes: read those first, the rest only for a normal reply."""
+    head = read(EXCEPTION_LENGTH)
+    if len(head) < EXCEPTION_LENGTH or head[1] == request[1] | 0x80:
+        return head
+    return head + read(expected_length(request) - EXCEPTION_LENGTH)
 
 
-def wire_time_s(nbytes: int, baud: int) -> float:
-    """Time ``nbytes`` take on the wire at ``baud`` with 8N1 framing (10 bits per byte)."""
-    return nbytes * 10 / baud
+class ModbusDialect(Dialect):
+    """Relays are coils (FC 05, read back with FC 01), inputs are discrete inputs (FC 02)."""
+
+    driver = "modbus"
+    answers = True
+    cfg: ModbusBoardConfig
+
+    def __init__(self, cfg: ModbusBoardConfig):
+        self.cfg = cfg
+        self.hw_pulse = cfg.hw_pulse
+        self.inputs = cfg.inputs
+
+    def switch(self, channel: int, on: bool) -> bytes:
+        return write_coil(self.cfg.address, channel, on)
+
+    def all_off(self) -> bytes:
+        return write_all(self.cfg.address, False)
+
+    def flash(self, channel: int, seconds: float) -> tuple[bytes, float]:
+        return flash_on(self.cfg.address, channel, seconds), flash_units(seconds) / 10
+
+    def read_relays(self) -> bytes:
+        return read_coils(self.cfg.address, 0, self.cfg.channels)
+
+    def read_inputs(self) -> bytes:
+        return read_inputs(self.cfg.address, 0, self.cfg.inputs)
+
+    reply_length = staticmethod(expected_length)
+    read_reply = staticmethod(read_reply)
+    parse = staticmethod(parse_response)
+
+    def describe(self, request: bytes) -> str:
+        return f"{hexs(request)} to address {self.cfg.address}"
+
+
+DIALECT = ModbusDialect

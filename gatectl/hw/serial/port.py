@@ -1,16 +1,17 @@
-"""Relay boards on a serial port: Modbus RTU (Waveshare-style, board-timed pulses) and LCUS.
+"""The port thread: one per relay board on a serial port, whatever its dialect (`dialect`).
 
 One thread per board owns the port; ``pulse``/``set``/``all_off`` only put a command on a
 bounded queue, so a slow or absent board never blocks a gate worker and no two threads ever
 interleave frames. The thread also
 
-- enforces software pulse deadlines (boards without a timed "flash on", and LCUS): it wakes up
-  for the earliest deadline even when idle, and keeps re-sending OFF until one is confirmed;
-- validates every reply (``modbus.parse_response``) with a per-request timeout and bounded
-  retries; a garbled, short, bad-CRC or foreign frame is counted and never acted on;
-- reads the coils back after every write (and when a board-timed pulse should have ended), so
-  ``is_on`` reports what the board says, not what we asked for;
-- polls the discrete inputs every ``poll_ms``;
+- enforces software pulse deadlines (a dialect without ``hw_pulse``, or a board configured
+  without it): it wakes up for the earliest deadline even when idle, and keeps re-sending OFF
+  until one is confirmed;
+- validates every reply (``Dialect.parse``) with a per-request timeout and bounded retries; a
+  garbled, short, bad-CRC or foreign frame is counted and never acted on;
+- reads the relays back after every write (and when a board-timed pulse should have ended), so
+  ``is_on`` reports what the board says, not what we asked for (a blind dialect: what was sent);
+- polls the inputs every ``poll_ms`` (a board without inputs is still asked something);
 - treats an unopenable port, an I/O error or a board that stops answering as an outage: state
   "offline", reopen with exponential backoff (capped at ``reconnect_max_s``), one WARNING per
   outage and one INFO when back; every (re)connect first switches all relays off, because a
@@ -36,9 +37,17 @@ from dataclasses import dataclass
 
 import serial
 
-from gatectl.config.hardware import BoardConfig
-from gatectl.hw import lcus, modbus
+from gatectl.config.hardware import BoardBase, SerialBoardConfig
 from gatectl.hw.relay import BoardError, Relay, SimulatedRelay
+from gatectl.hw.serial.dialect import (
+    Dialect,
+    FrameError,
+    Refused,
+    dialect_for,
+    frame_gap_s,
+    hexs,
+    wire_time_s,
+)
 
 log = logging.getLogger("gatectl.relay")
 
@@ -49,7 +58,6 @@ BACKOFF_START_S = 0.1
 CONFIRM_MARGIN_S = 0.1  # read the coils back this long after a board-timed pulse should end
 WRITE_TIMEOUT_S = 1.0  # a write that blocks this long (flow control, dead adapter) = port lost
 CLOSE_JOIN_S = 30.0
-NO_RETRY_CODES = frozenset({0x01, 0x02, 0x03})  # deterministic refusals: asking again cannot help
 
 _IO_ERRORS = (OSError, termios.error)  # serial.SerialException is an OSError
 
@@ -70,9 +78,9 @@ class NoReply(BoardError):
 class RequestFailed(BoardError):
     """The board answered, but no attempt produced a valid reply (or it refused for good)."""
 
-    def __init__(self, message: str, code: int | None = None):
+    def __init__(self, message: str, unsupported: bool = False):
         super().__init__(message)
-        self.code = code  # Modbus exception code of a refusal, else None
+        self.unsupported = unsupported  # refused because the board lacks the command
 
 
 class Counters:
@@ -92,18 +100,19 @@ class Counters:
 
 
 class SerialLink:
-    """An open port and the Modbus request/reply discipline on it. Only the port thread (or a
-    benchmark owning the port) may use it."""
+    """An open port and the request/reply discipline of a dialect on it. Only the port thread
+    (or a benchmark owning the port) may use it."""
 
-    def __init__(self, port: serial.SerialBase, cfg: BoardConfig, counters: Counters,
+    def __init__(self, port: serial.SerialBase, dialect: Dialect, counters: Counters,
                  clock: Callable[[], float] = time.monotonic, on_write: WriteHook | None = None):
         self.port = port
-        self.cfg = cfg
+        self.dialect = dialect
+        self.cfg = dialect.cfg
         self.counters = counters
         self.clock = clock
         self.on_write = on_write
         self.last_write_at: float | None = None
-        self._gap_s = modbus.frame_gap_s(cfg.baud)
+        self._gap_s = frame_gap_s(self.cfg.baud)
         self._quiet_since = 0.0  # time.monotonic() when the line last fell silent
 
     def send(self, frame: bytes) -> None:
@@ -120,14 +129,22 @@ class SerialLink:
         self.counters.add("frames_sent")
         if self.on_write is not None:
             self.on_write(frame, t)
-        self._quiet_since = time.monotonic() + modbus.wire_time_s(len(frame), self.cfg.baud)
+        self._quiet_since = time.monotonic() + wire_time_s(len(frame), self.cfg.baud)
+
+    def request(self, frame: bytes) -> list[bool] | None:
+        """``transact`` on a board that answers; a blind board only gets the frame."""
+        if self.dialect.answers:
+            return self.transact(frame)
+        self.send(frame)
+        return None
 
     def transact(self, request: bytes) -> list[bool] | None:
         """Send ``request`` until a valid reply arrives (at most 1 + retries times); return its
-        payload (bits for FC 01/02, None for an FC 05 echo). Raises NoReply when nothing ever
-        came back, RequestFailed when only invalid replies or exceptions did, PortLost."""
-        want = modbus.expected_length(request)
-        budget = self.cfg.timeout_ms / 1000 + modbus.wire_time_s(len(request) + want, self.cfg.baud)
+        payload (bits for a read, None for a confirmed write). Raises NoReply when nothing ever
+        came back, RequestFailed when only invalid replies or refusals did, PortLost."""
+        dialect = self.dialect
+        want = dialect.reply_length(request)
+        budget = self.cfg.timeout_ms / 1000 + wire_time_s(len(request) + want, self.cfg.baud)
         attempts = self.cfg.retries + 1
         replied = False
         failure = ""
@@ -136,39 +153,33 @@ class SerialLink:
                 self.counters.add("retries")
             self._flush()
             self.send(request)
-            reply = self._read_reply(request, want, time.monotonic() + budget)
+            deadline = time.monotonic() + budget
+            reply = dialect.read_reply(request, lambda n, end=deadline: self._read(n, end))
             if not reply:
                 self.counters.add("timeouts")
                 failure = f"no reply within {budget * 1000:.0f} ms"
                 continue
             replied = True
             try:
-                result = modbus.parse_response(request, reply)
-            except modbus.FrameError as exc:
+                result = dialect.parse(request, reply)
+            except FrameError as exc:
                 self.counters.add("bad_frames")
                 failure = str(exc)
                 log.debug("relay %s: rejected frame: %s", self.cfg.port, exc)
                 self._drain()
                 continue
-            except modbus.ModbusException as exc:
+            except Refused as exc:
                 self.counters.add("exceptions")
                 failure = str(exc)
-                if exc.code in NO_RETRY_CODES:
-                    raise RequestFailed(f"{modbus.hexs(request)}: {exc}", exc.code) from None
+                if exc.final:
+                    raise RequestFailed(f"{hexs(request)}: {exc}", exc.unsupported) from None
                 continue
             self.counters.add("frames_ok")
             return result
-        what = f"{modbus.hexs(request)} to address {self.cfg.address}"
+        what = dialect.describe(request)
         if not replied:
             raise NoReply(f"no reply to {what} in {attempts} attempt(s) of {budget * 1000:.0f} ms")
         raise RequestFailed(f"{what} failed {attempts} time(s), last: {failure}")
-
-    def _read_reply(self, request: bytes, want: int, deadline: float) -> bytes:
-        """Exception replies are 5 bytes: read those first, the rest only for a normal reply."""
-        head = self._read(modbus.EXCEPTION_LENGTH, deadline)
-        if len(head) < modbus.EXCEPTION_LENGTH or head[1] == request[1] | 0x80:
-            return head
-        return head + self._read(want - modbus.EXCEPTION_LENGTH, deadline)
 
     def _read(self, n: int, deadline: float) -> bytes:
         buf = bytearray()
@@ -182,7 +193,7 @@ class SerialLink:
         return bytes(buf)
 
     def probe(self) -> None:
-        """Liveness check for a board that never speaks (LCUS): an unplugged adapter raises
+        """Liveness check for a board that never speaks (blind): an unplugged adapter raises
         PortLost here rather than at the next door opening. Bytes it sends unasked are junk."""
         try:
             junk = self.port.read(1)
@@ -235,17 +246,15 @@ _CLOSE = _Command("close")  # wakes the port thread up to shut down
 
 
 class SerialBoard:
-    """A Modbus RTU or LCUS relay board; see the module docstring. Implements ``Relay``."""
+    """A relay board of any registered dialect; see the module docstring. Implements ``Relay``."""
 
-    def __init__(self, cfg: BoardConfig, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: SerialBoardConfig, clock: Callable[[], float] = time.monotonic,
                  on_write: WriteHook | None = None):
-        if cfg.driver not in ("modbus", "lcus"):
-            raise ValueError(f"SerialBoard drives 'modbus' or 'lcus' boards, not '{cfg.driver}'")
+        self.dialect = dialect_for(cfg)
         self.cfg = cfg
         self.clock = clock
         self._on_write = on_write
-        self.hw_pulse = cfg.driver == "modbus" and cfg.hw_pulse
-        self._modbus = cfg.driver == "modbus"
+        self.hw_pulse = self.dialect.hw_pulse
         self._label = f"relay board {cfg.name} ({cfg.port})"
         self._counters = Counters()
         self._lock = threading.Lock()  # guards the snapshot fields below, read by callers
@@ -263,7 +272,7 @@ class SerialBoard:
         self._latched: set[int] = set()
         self._confirm_at = math.inf  # next read-back for the end of a board-timed pulse
         self._next_poll = 0.0
-        self._all_coil = True  # board takes coil 0x00FF; learned False on "illegal address"
+        self._all_command = True  # the board takes the dialect's all-off; False once "unsupported"
         self._thread = threading.Thread(target=self._run, name=f"relay-{cfg.name}", daemon=True)
         self._thread.start()
 
@@ -356,7 +365,7 @@ class SerialBoard:
         """Open the port and bring the board to its safe state; offline unless it answers."""
         port = serial.serial_for_url(self.cfg.port, baudrate=self.cfg.baud, timeout=READ_TICK_S,
                                      write_timeout=WRITE_TIMEOUT_S, exclusive=True)
-        self._link = SerialLink(port, self.cfg, self._counters, self.clock, self._on_write)
+        self._link = SerialLink(port, self.dialect, self._counters, self.clock, self._on_write)
         self._all_off()
         self._readback()
         self._next_poll = self.clock()
@@ -458,10 +467,7 @@ class SerialBoard:
         self._readback()
 
     def _switch(self, channel: int, on: bool) -> None:
-        if self._modbus:
-            self._link.transact(modbus.write_coil(self.cfg.address, channel, on))
-        else:
-            self._link.send(lcus.lcus_frame(channel + 1, on))
+        self._link.request(self.dialect.switch(channel, on))
         with self._lock:
             self._on[channel] = on
 
@@ -473,10 +479,11 @@ class SerialBoard:
         if self.hw_pulse:
             # a renewal (elevator hold) must never shorten a pulse the board is already timing
             seconds = max(seconds, self._hw_until.get(channel, now) - now)
-            until = now + modbus.flash_units(seconds) / 10
+            frame, timed = self.dialect.flash(channel, seconds)
+            until = now + timed
             self._hw_until[channel] = until
             self._confirm_at = min(self._confirm_at, until + CONFIRM_MARGIN_S)
-            self._link.transact(modbus.flash_on(self.cfg.address, channel, seconds))
+            self._link.request(frame)
             with self._lock:
                 self._on[channel] = True
         else:
@@ -497,14 +504,16 @@ class SerialBoard:
         self._relock.clear()
         self._hw_until.clear()
         self._latched.clear()
-        if self._modbus and self._all_coil:
+        frame = self.dialect.all_off() if self._all_command else None
+        if frame is not None:
             try:
-                self._link.transact(modbus.write_all(self.cfg.address, False))
+                self._link.request(frame)
             except RequestFailed as exc:
-                if exc.code not in (0x01, 0x02):
+                if not exc.unsupported:
                     raise
-                log.info("%s: no all-relays coil (%s); switching off one by one", self._label, exc)
-                self._all_coil = False
+                log.info("%s: no all-relays command (%s); switching off one by one",
+                         self._label, exc)
+                self._all_command = False
             else:
                 with self._lock:
                     self._on = [False] * self.cfg.channels
@@ -520,7 +529,7 @@ class SerialBoard:
 
     def _relock_due(self) -> None:
         """Software pulse ends: OFF now, and again on later passes until the board reports the
-        relay off (the read-back; LCUS cannot report, a sent frame has to do)."""
+        relay off (the read-back; a blind board cannot report, a sent frame has to do)."""
         now = self.clock()
         for channel in [c for c, t in self._relock.items() if t <= now]:
             try:
@@ -546,11 +555,11 @@ class SerialBoard:
         self._readback()
 
     def _readback(self) -> None:
-        """Coil states as the board reports them (Modbus only: LCUS cannot be asked)."""
-        if not self._modbus:
+        """Relay states as the board reports them (a blind board cannot be asked)."""
+        if not self.dialect.answers:
             return
         try:
-            bits = self._link.transact(modbus.read_coils(self.cfg.address, 0, self.cfg.channels))
+            bits = self._link.transact(self.dialect.read_relays())
         except RequestFailed as exc:
             self._counters.add("reads_failed")
             log.debug("%s: coil read-back failed: %s", self._label, exc)
@@ -560,13 +569,13 @@ class SerialBoard:
 
     def _poll_due(self) -> None:
         """Every poll_ms: the inputs; a board without inputs is still asked something (its
-        coils; for LCUS a read of the silent line) so an outage shows before the next grant."""
+        relays; a blind board a read of the silent line): an outage shows before the next grant."""
         now = self.clock()
         if now < self._next_poll:
             return
         self._next_poll = now + self.cfg.poll_ms / 1000
-        if not self._modbus or self.cfg.inputs == 0:
-            if self._modbus:
+        if not self.dialect.inputs:
+            if self.dialect.answers:
                 self._readback()
             else:
                 self._link.probe()
@@ -574,7 +583,7 @@ class SerialBoard:
                 self._inputs = []
             return
         try:
-            bits = self._link.transact(modbus.read_inputs(self.cfg.address, 0, self.cfg.inputs))
+            bits = self._link.transact(self.dialect.read_inputs())
         except RequestFailed as exc:
             self._counters.add("reads_failed")  # keep the previous snapshot: one period stale
             log.debug("%s: input poll failed: %s", self._label, exc)
@@ -597,8 +606,8 @@ class SerialBoard:
             self._inputs = None
 
 
-def make_board(cfg: BoardConfig) -> Relay:
+def make_board(cfg: BoardBase) -> Relay:
     """The driver a board's config asks for; the simulated one never touches a port."""
-    if cfg.driver == "simulated":
-        return SimulatedRelay(cfg.channels, cfg.inputs)
-    return SerialBoard(cfg)
+    if isinstance(cfg, SerialBoardConfig):
+        return SerialBoard(cfg)
+    return SimulatedRelay(cfg.channels, cfg.inputs)
