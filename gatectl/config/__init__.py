@@ -36,7 +36,7 @@ from gatectl.config.hardware import (
     ElevatorConfig,
     InputConfig,
     OutputConfig,
-    SimulatedBoardConfig,
+    default_boards,
 )
 from gatectl.config.site import (
     ClockConfig,
@@ -62,7 +62,7 @@ class Config(Strict):
     cameras: list[CameraConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Frame sources."
     )
-    boards: list[BoardConfig] = Field(default_factory=lambda: [SimulatedBoardConfig()],
+    boards: list[BoardConfig] = Field(default_factory=default_boards,
                                       max_length=MAX_ITEMS, description="Relay boards.")
     outputs: list[OutputConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS * 4, description="Named relays."

@@ -134,6 +134,11 @@ def _default_driver(board: object) -> object:
     return {"driver": "simulated", **board} if isinstance(board, dict) else board
 
 
+
+def default_boards() -> list[BoardBase]:
+    """The boards of a config that names none: the in-memory board."""
+    return [SimulatedBoardConfig()]
+
 if TYPE_CHECKING:
     BoardConfig = BoardBase
 else:

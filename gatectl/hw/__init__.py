@@ -1,1 +1,2 @@
-"""Hardware drivers behind small interfaces; the serial drivers and the simulated board live here."""
+"""What gatectl drives: relay boards (the interface, an in-memory board, the serial dialects in
+`serial/`), named outputs, the announcement display."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
+from gatectl.control.clock import ClockWatch
 from gatectl.control.controls import Controls
 from gatectl.gates.base import Gate
 from gatectl.gates.registry import build_gate
@@ -23,7 +24,6 @@ from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.people.directory import Directory
 from gatectl.people.enroll import Enroller
-from gatectl.control.clock import ClockWatch
 from gatectl.store import Store
 from gatectl.store.recorder import EventRecorder, EventSpool
 from gatectl.vision.face.analyzer import FaceAnalyzer
