@@ -77,3 +77,31 @@ def test_an_elevator_hold_and_its_release_are_recorded_before_the_outputs_move(r
     controls.release_elevator("car1", "guard")
     released = relay.seen[before:]
     assert released and all("hold_released" in events for _, events in released)
+
+
+def test_a_remote_door_open_is_recorded_before_the_door_unlocks(tmp_path):
+    """The signed `door.open` runs `commands.door_open`: its control event is stored first."""
+    from gatectl.sync.commands import CommandContext, door_open
+    from gatectl.sync.inbound import DoorArgs
+
+    clock = Clock()
+    cfg = Config.model_validate(SITE)
+    store = Store(tmp_path / "g.db")
+    relay = WitnessRelay(store, clock)
+    recorder = EventRecorder(store, tmp_path / "snap")
+    controls = Controls(cfg, Outputs(cfg.outputs, {"main": relay}), recorder, clock=clock)
+    try:
+        ctx = CommandContext(store=store, controls=controls, replicator=None, display=None,  # unused here
+                             reload=lambda: "", clock=clock)
+        assert door_open(ctx, DoorArgs(door="door")) == "door door unlocked"
+        [(channel, events)] = relay.seen
+        assert channel == 0 and events == ["door_opened"]
+        assert store.events()[0].reason == "door_opened: remote door.open from the centre"
+    finally:
+        store.close()
+
+
+def test_a_gate_grant_records_nothing_more_its_decision_came_first(rig):
+    clock, relay, controls = rig
+    controls.grant("door", 7)
+    assert relay.seen == [(0, [])]  # the face gate recorded its access event before calling

@@ -106,10 +106,13 @@ class Controls:
         with self._lock:
             return self.doors[door].anti_passback_ok(resident_id, self.clock())
 
-    def grant(self, door: str, resident_id: int | None = None) -> None:
+    def grant(self, door: str, resident_id: int | None = None, *, why: str | None = None) -> None:
+        """Unlock ``door``. A gate records its decision (with the snapshot) before it calls;
+        a caller that recorded nothing (a remote command) gives ``why``, recorded here as a
+        ``control`` event before the door moves - the same order for every way in."""
         with self._lock:
             ctl = self.doors[door]
-            self._apply(door, ctl.grant(self.clock(), resident_id))
+            self._apply(door, _explained(ctl.grant(self.clock(), resident_id), "door_opened", why))
             if resident_id is not None and ctl.cfg.anti_passback_s > 0:
                 try:  # after the door opened: a store problem must not keep anyone out
                     self.recorder.store.note_pass(
@@ -127,9 +130,11 @@ class Controls:
         with self._lock:
             self._apply(door, self.doors[door].exit_request(self.clock()))
 
-    def open_barrier(self, barrier: str) -> None:
+    def open_barrier(self, barrier: str, *, why: str | None = None) -> None:
+        """Raise the arm; ``why`` as for `grant` (a lane records its decision itself)."""
         with self._lock:
-            self._apply(barrier, self.barriers[barrier].open(self.clock()))
+            actions = self.barriers[barrier].open(self.clock())
+            self._apply(barrier, _explained(actions, "barrier_opened", why))
 
     def ebike(
         self, elevator: str, image: np.ndarray | None = None, detail: str = "e-bike in the car"
@@ -287,3 +292,10 @@ class Controls:
 
 def _reason(a: Alarm | Notice) -> str:
     return f"{a.kind}: {a.detail}" if a.detail else a.kind
+
+
+def _explained(actions: list[Action], kind: str, why: str | None) -> list[Action]:
+    """``actions`` led by a notice saying why, when there is a why and something moves."""
+    if why is None or not any(isinstance(a, (Pulse, Latch)) for a in actions):
+        return actions
+    return [Notice(kind, why), *actions]
