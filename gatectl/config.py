@@ -7,10 +7,12 @@ reported as one line naming its key path (``gates[0].camera: unknown camera 'lob
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
+from functools import reduce
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -210,8 +212,13 @@ def _default_driver(board: object) -> object:
 if TYPE_CHECKING:
     BoardConfig = BoardBase
 else:
-    BoardConfig = Annotated[Union[BOARD_DRIVERS], Field(discriminator="driver"),
+    BoardConfig = Annotated[reduce(operator.or_, BOARD_DRIVERS), Field(discriminator="driver"),
                             BeforeValidator(_default_driver)]
+
+
+def _simulated_board() -> BoardConfig:
+    """The default [[boards]]: one in-memory board (typed as the union it is a member of)."""
+    return SimulatedBoardConfig()
 
 
 class OutputConfig(Strict):
@@ -889,7 +896,7 @@ class Config(Strict):
     cameras: list[CameraConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Frame sources."
     )
-    boards: list[BoardConfig] = Field(default_factory=lambda: [SimulatedBoardConfig()],
+    boards: list[BoardConfig] = Field(default_factory=lambda: [_simulated_board()],
                                       max_length=MAX_ITEMS, description="Relay boards.")
     outputs: list[OutputConfig] = Field(
         default_factory=list, max_length=MAX_ITEMS * 4, description="Named relays."

@@ -1,1 +1,1 @@
-"""Hardware drivers behind small interfaces; the serial drivers and the simulated board live here."""
+"""Hardware drivers behind small interfaces; the serial drivers and the simulated board."""

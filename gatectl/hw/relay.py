@@ -65,7 +65,8 @@ class SimulatedRelay:
 
     hw_pulse = True
 
-    def __init__(self, channels: int = 8, inputs: int = 8, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, channels: int = 8, inputs: int = 8,
+                 clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.channels = channels
         self._deadline = [0.0] * channels

@@ -261,7 +261,8 @@ class ModbusDialect(Dialect):
 
     reply_length = staticmethod(expected_length)
     read_reply = staticmethod(read_reply)
-    parse = staticmethod(parse_response)
+    def parse(self, request: bytes, reply: bytes) -> list[bool] | None:
+        return parse_response(request, reply)
 
     def describe(self, request: bytes) -> str:
         return f"{hexs(request)} to address {self.cfg.address}"

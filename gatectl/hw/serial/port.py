@@ -103,7 +103,7 @@ class SerialLink:
     """An open port and the request/reply discipline of a dialect on it. Only the port thread
     (or a benchmark owning the port) may use it."""
 
-    def __init__(self, port: serial.SerialBase, dialect: Dialect, counters: Counters,
+    def __init__(self, port: serial.Serial, dialect: Dialect, counters: Counters,
                  clock: Callable[[], float] = time.monotonic, on_write: WriteHook | None = None):
         self.port = port
         self.dialect = dialect
@@ -154,7 +154,11 @@ class SerialLink:
             self._flush()
             self.send(request)
             deadline = time.monotonic() + budget
-            reply = dialect.read_reply(request, lambda n, end=deadline: self._read(n, end))
+
+            def read(n: int, end: float = deadline) -> bytes:
+                return self._read(n, end)
+
+            reply = dialect.read_reply(request, read)
             if not reply:
                 self.counters.add("timeouts")
                 failure = f"no reply within {budget * 1000:.0f} ms"
@@ -180,6 +184,14 @@ class SerialLink:
         if not replied:
             raise NoReply(f"no reply to {what} in {attempts} attempt(s) of {budget * 1000:.0f} ms")
         raise RequestFailed(f"{what} failed {attempts} time(s), last: {failure}")
+
+
+    def read_bits(self, request: bytes) -> list[bool]:
+        """``transact`` for a read: a reply that carries no bits is an invalid one."""
+        bits = self.transact(request)
+        if bits is None:
+            raise RequestFailed(f"{self.dialect.describe(request)}: reply without bits")
+        return bits
 
     def _read(self, n: int, deadline: float) -> bytes:
         buf = bytearray()
@@ -361,6 +373,13 @@ class SerialBoard:
                 backoff = min(backoff * 2, self.cfg.reconnect_max_s)
         self._shutdown()
 
+    @property
+    def link(self) -> SerialLink:
+        """The open port; a request without one is a lost port (the loop reconnects)."""
+        if self._link is None:
+            raise PortLost("port not open")
+        return self._link
+
     def _connect(self) -> None:
         """Open the port and bring the board to its safe state; offline unless it answers."""
         port = serial.serial_for_url(self.cfg.port, baudrate=self.cfg.baud, timeout=READ_TICK_S,
@@ -467,7 +486,7 @@ class SerialBoard:
         self._readback()
 
     def _switch(self, channel: int, on: bool) -> None:
-        self._link.request(self.dialect.switch(channel, on))
+        self.link.request(self.dialect.switch(channel, on))
         with self._lock:
             self._on[channel] = on
 
@@ -483,7 +502,7 @@ class SerialBoard:
             until = now + timed
             self._hw_until[channel] = until
             self._confirm_at = min(self._confirm_at, until + CONFIRM_MARGIN_S)
-            self._link.request(frame)
+            self.link.request(frame)
             with self._lock:
                 self._on[channel] = True
         else:
@@ -507,7 +526,7 @@ class SerialBoard:
         frame = self.dialect.all_off() if self._all_command else None
         if frame is not None:
             try:
-                self._link.request(frame)
+                self.link.request(frame)
             except RequestFailed as exc:
                 if not exc.unsupported:
                     raise
@@ -559,7 +578,7 @@ class SerialBoard:
         if not self.dialect.answers:
             return
         try:
-            bits = self._link.transact(self.dialect.read_relays())
+            bits = self.link.read_bits(self.dialect.read_relays())
         except RequestFailed as exc:
             self._counters.add("reads_failed")
             log.debug("%s: coil read-back failed: %s", self._label, exc)
@@ -578,12 +597,12 @@ class SerialBoard:
             if self.dialect.answers:
                 self._readback()
             else:
-                self._link.probe()
+                self.link.probe()
             with self._lock:
                 self._inputs = []
             return
         try:
-            bits = self._link.transact(self.dialect.read_inputs())
+            bits = self.link.read_bits(self.dialect.read_inputs())
         except RequestFailed as exc:
             self._counters.add("reads_failed")  # keep the previous snapshot: one period stale
             log.debug("%s: input poll failed: %s", self._label, exc)

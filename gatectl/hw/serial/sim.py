@@ -45,7 +45,7 @@ import tty
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from gatectl.argtypes import number_in
 from gatectl.config import BoardBase
@@ -396,7 +396,7 @@ def console_command(sim: SimulatedBoard, line: str,
     `in 3 on` (or `in fire on` with ``names`` {"fire": 2}) is the fire panel closing its contact
     on input 3."""
     words = line.split()
-    if len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in (names or {}):
+    if names and len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in names:
         words[1] = str(names[words[1]] + 1)
     if not words:
         return ""
@@ -426,7 +426,8 @@ def console_command(sim: SimulatedBoard, line: str,
     return f"error: cannot read {shown(line.strip(), 60)}; {CONSOLE_HELP}"
 
 
-def serve(args: argparse.Namespace, stdin=None, names: dict[str, tuple[int, str]] | None = None) -> int:
+def serve(args: argparse.Namespace, stdin: TextIO | None = None,
+          names: dict[str, tuple[int, str]] | None = None) -> int:
     """Serve a simulated board until Ctrl-C, SIGTERM or `quit`, printing every change and
     obeying console commands read from ``stdin`` (a closed stdin just ends the console).
     ``names``: input name -> (0-based index, role), the config's [[inputs]] on this board."""
@@ -448,7 +449,8 @@ def serve(args: argparse.Namespace, stdin=None, names: dict[str, tuple[int, str]
         if args.link:
             if args.link.exists() and not args.link.is_symlink():
                 print(
-                    f"gatectl board-sim: --link {args.link}: exists and is not a symlink; not replacing it",
+                    f"gatectl board-sim: --link {args.link}: exists and is not a symlink; "
+                    "not replacing it",
                     file=sys.stderr,
                 )
                 return 2
