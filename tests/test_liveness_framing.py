@@ -17,7 +17,7 @@ from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.media import read_image
 from gatectl.pipelines.face_tracker import Track, Vote
 from scripts.eval_liveness import ASPECTS, camera_framings
-from tests.conftest import FACES, LIVENESS, enroll
+from tests.conftest import FACES, LIVENESS, enroll, wait_for
 
 
 def samples() -> list[tuple[str, bool]]:
@@ -168,3 +168,34 @@ def test_a_liveness_refusal_can_be_upgraded_within_the_same_pass(app, relay):
     assert (d.decision, d.resident) == ("granted", "Obama")
     track.votes.extend([Vote("spoof", None, 0.1)] * 3)
     assert gate._decide(track, img, 0.3) is None  # a granted pass is over
+
+
+def test_liveness_refusals_reach_the_health_report_of_a_real_run(tmp_path):
+    """`Runner.health()` (the status topic's `health`) counts the passes each face gate refused
+    for liveness: a screen replay shown to a real running gate raises it."""
+    import shutil
+    import threading
+
+    from gatectl.app import App
+    from gatectl.config import CameraConfig, default_config
+    from gatectl.service.runner import Runner
+
+    frames = tmp_path / "camera"
+    frames.mkdir()
+    shutil.copy(LIVENESS / "image_F2.jpg", frames / "f.jpg")  # the authors' screen-replay attack
+    camera = CameraConfig(name="cam0", source=str(frames), loop=True, fps=10)
+    cfg = default_config().model_copy(update={"cameras": [camera]})
+    app = App(cfg, tmp_path / "state")
+    runner = Runner(app)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: runner.workers, timeout=120, what="the gate to start")
+        wait_for(lambda: runner.health()["liveness_refused"].get("gate", 0) >= 1, timeout=120,
+                 what="a liveness refusal in the health report", step=0.05)
+        events = wait_for(lambda: app.store.events(kind="access"), timeout=30, what="the refusal event")
+        assert {(e.decision, e.reason) for e in events} == {("denied", SPOOF.reason)}
+    finally:
+        runner.stop.set()
+        thread.join(timeout=30)
+        app.close()

@@ -21,6 +21,7 @@ from gatectl.app import App
 from gatectl.camera import CameraGrabber
 from gatectl.clock import ClockJump
 from gatectl.events import free_disk_mb
+from gatectl.pipelines.face_gate import FaceGate
 from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
 from gatectl.store import quarantine_if_corrupt, salvage
@@ -112,6 +113,10 @@ class Runner:
             "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
             "clock": self.app.clockwatch.status(),
             "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
+            # passes refused for liveness (spoof or too close) per face gate: a rise means attacks,
+            # or a camera framed so that residents are refused (issue 20)
+            "liveness_refused": {w.gate.cfg.name: w.gate.liveness_refused for w in self.workers
+                                 if isinstance(w.gate, FaceGate)},
         }
 
     def run(self) -> None:
