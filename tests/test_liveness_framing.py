@@ -16,6 +16,7 @@ from gatectl.decision import SPOOF, TOO_CLOSE
 from gatectl.enroll import Enroller, EnrollmentError, Sample
 from gatectl.media import read_image
 from gatectl.pipelines.face_tracker import Track, Vote
+from gatectl.vision.liveness import MARGIN_CONTEXT, MARGIN_P_REAL, MIN_CONTEXT, context_coverage
 from scripts.eval_liveness import ASPECTS, camera_framings
 from tests.conftest import FACES, LIVENESS, enroll, wait_for
 
@@ -89,19 +90,39 @@ def test_only_faces_filling_the_frame_are_too_close(framed):
     assert [(r[0], r[1], r[2]) for r in roomy if r[5].too_close] == []
 
 
-def test_the_issue_13_frames_are_not_called_spoofs(framed):
+def test_the_issue_13_frames_are_decided_where_the_frame_shows_enough(framed):
     """obama_02 at 16:9 and 4:3 and biden_02 at 4:3, each the widest frame of that aspect
-    centred on the face, were refused as spoofs (p_real 0.04-0.16 on main). The face fills
-    70-95% of those frames' height: the person is asked to step back; the wider framings pass."""
+    centred on the face, were refused as spoofs (p_real 0.04-0.16 on main). biden_02's face
+    fills 70% of its 4:3 frame (context coverage 0.53, the margin band): it passes on a confident
+    score. obama_02's fills 87% and 95% (coverage 0.43 and 0.39): no crop strategy kept tightly
+    framed prints out at that size (models/MANIFEST.md), so the person is asked to step back
+    rather than refused; the wider framings pass."""
     analyzer, rows = framed
     by_key = {(r[0], r[1], r[2]): r[5] for r in rows}
-    for photo, aspect in (("obama_02.jpg", "16:9"), ("obama_02.jpg", "4:3"), ("biden_02.jpg", "4:3")):
-        obs = by_key[(photo, aspect, "widest")]
-        assert obs.too_close or analyzer.is_live(obs), (photo, aspect, obs.p_real)
+    obs = by_key[("biden_02.jpg", "4:3", "widest")]
+    assert not obs.too_close and analyzer.is_live(obs), obs.p_real
+    for aspect in ("16:9", "4:3"):
+        assert by_key[("obama_02.jpg", aspect, "widest")].too_close, aspect
     for photo in ("obama_02.jpg", "biden_02.jpg"):
         for aspect in ("1:1", "3:4"):
             obs = by_key[(photo, aspect, "widest")]
             assert not obs.too_close and analyzer.is_live(obs), (photo, aspect, obs.p_real)
+
+
+def test_faces_in_the_margin_band_are_passed_when_confident_and_never_called_spoofs(framed):
+    """Between MARGIN_CONTEXT and MIN_CONTEXT of context coverage only a confident score
+    decides: real faces there get a verdict (all were 'too close' before), an attack never
+    passes, and a doubtful score asks to step back instead of calling anyone a spoof."""
+    analyzer, rows = framed
+    band = [r for r in rows if MARGIN_CONTEXT <= context_coverage(r[5].face.box, r[4]) < MIN_CONTEXT
+            and r[5].quality.ok]
+    genuine, attacks = [r for r in band if r[3]], [r for r in band if not r[3]]
+    assert len(genuine) >= 20 and attacks
+    passed = [r for r in genuine if not r[5].too_close and analyzer.is_live(r[5])]
+    assert len(passed) >= len(genuine) // 2
+    assert all(r[5].p_real >= MARGIN_P_REAL for r in passed)
+    assert [r for r in band if not r[5].too_close and not analyzer.is_live(r[5])] == []
+    assert [(r[0], r[1], r[2]) for r in attacks if analyzer.is_live(r[5]) and not r[5].too_close] == []
 
 
 def test_attacks_stay_refused_at_every_aspect(framed):
