@@ -120,6 +120,7 @@ COVERAGE_BANDS = ((0.0, 0.4), (0.4, MARGIN_CONTEXT), (MARGIN_CONTEXT, MIN_CONTEX
 
 
 def coverage_band(coverage: float) -> str:
+    """The COVERAGE_BANDS entry holding ``coverage``, as its JSON key ("0.50-0.55")."""
     lo, hi = next(b for b in COVERAGE_BANDS if b[0] <= coverage < b[1])
     return f"{lo:.2f}-{min(hi, 1.0):.2f}"
 

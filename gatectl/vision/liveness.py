@@ -25,7 +25,7 @@ centred face: 0.55 when the face is ~2/3 of the frame height, 0.5 at ~3/4). At o
 `MIN_CONTEXT` (0.55) the gate's threshold decides. Between `MARGIN_CONTEXT` (0.5) and 0.55 only a
 confident pass decides (p(real) >= `MARGIN_P_REAL`, 0.70): on the dev set's framings that band
 held 132 attack frames (21 sources; 16 of them pass at 0.5, the highest scored 0.647, so 0.70
-leaves a margin) and 238 real frames, 177 of which reach 0.70; a lower score there asks the
+leaves a margin) and 237 real frames, 176 of which reach 0.70; a lower score there asks the
 person to step back rather than calling them a spoof. The band stops at 0.5 because just below
 it a tightly framed print scored 0.947 (nuaa 0016, coverage 0.48): no threshold separates there.
 Below 0.5 no crop strategy tried (padded, reflected, in-frame, the V2/V1SE mixes, stricter
