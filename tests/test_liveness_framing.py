@@ -220,3 +220,20 @@ def test_liveness_refusals_reach_the_health_report_of_a_real_run(tmp_path):
         runner.stop.set()
         thread.join(timeout=30)
         app.close()
+
+
+def test_the_evaluation_reports_every_aspect_attack_kind_and_coverage_band(framed):
+    """eval_liveness (and eval_face --liveness) splits the framings by aspect and attack kind
+    and by coverage band, and every decided frame lands in exactly one band."""
+    from scripts.eval_liveness import COVERAGE_BANDS, evaluate
+
+    analyzer, _ = framed
+    r = evaluate(analyzer.detector, analyzer.liveness, analyzer.liveness_threshold, LIVENESS, framings=True)
+    assert set(r["per_attack_kind"]) == {"bona fide", "print", "replay"}
+    f = r["framings"]
+    assert set(f["per_aspect"]) == set(ASPECTS)
+    assert all({"bona fide", "print", "replay"} <= set(kinds) for kinds in f["per_aspect"].values())
+    assert set(f["per_coverage"]) <= {f"{lo:.2f}-{min(hi, 1.0):.2f}" for lo, hi in COVERAGE_BANDS}
+    per_band = [t for kinds in f["per_coverage"].values() for t in kinds.values()]
+    assert sum(t["samples"] for t in per_band) == f["bona_fide"]["samples"] + f["attacks"]["samples"]
+    assert f["attacks"]["accepted"] == 0 and f["bona_fide"]["samples"] >= 10
