@@ -237,3 +237,16 @@ def test_the_evaluation_reports_every_aspect_attack_kind_and_coverage_band(frame
     per_band = [t for kinds in f["per_coverage"].values() for t in kinds.values()]
     assert sum(t["samples"] for t in per_band) == f["bona_fide"]["samples"] + f["attacks"]["samples"]
     assert f["attacks"]["accepted"] == 0 and f["bona_fide"]["samples"] >= 10
+
+
+def test_a_resident_filling_most_of_a_4_3_frame_is_granted(app, relay):
+    """biden_02 in the widest 4:3 frame (face 70% of its height) was asked to step back; with a
+    confident liveness score in the margin band the gate grants the resident at that distance."""
+    enroll(app, "Biden", "biden_01.jpg")
+    gate = app.face_gate(app.cfg.gates[0])
+    img = read_image(FACES / "biden_02.jpg")
+    [face] = gate.analyzer.detector.detect(img)
+    [frame] = [f for a, v, f in camera_framings(img, face.box) if (a, v) == ("4:3", "widest")]
+    [d] = pass_frames(gate, frame, 0.0)
+    assert (d.decision, d.resident) == ("granted", "Biden")
+    assert gate.liveness_refused == 0 and len(relay.history) == 1
