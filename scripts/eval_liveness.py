@@ -41,7 +41,12 @@ if str(REPO) not in sys.path:
 from gatectl.config import ConfigError, FaceGateConfig, default_config, load_config  # noqa: E402
 from gatectl.media import MediaError, read_image  # noqa: E402
 from gatectl.vision.face_detect import FaceDetector  # noqa: E402
-from gatectl.vision.liveness import MARGIN_CONTEXT, MIN_CONTEXT, LivenessModel, context_coverage  # noqa: E402
+from gatectl.vision.liveness import (  # noqa: E402
+    MARGIN_CONTEXT,
+    MIN_CONTEXT,
+    LivenessModel,
+    context_coverage,
+)
 
 # aspect name -> (width / height, the width of a camera of that aspect)
 ASPECTS = {"16:9": (16 / 9, 1280), "4:3": (4 / 3, 640), "1:1": (1.0, 720), "3:4": (3 / 4, 480)}
@@ -98,7 +103,7 @@ class Outcome:
     accepted: bool
     too_close: bool
     p_real: float | None  # None: too close to decide
-    coverage: float  # of the face's context box by the frame (gatectl.vision.liveness.context_coverage)
+    coverage: float  # of the face's context box by the frame (liveness.context_coverage)
 
 
 def judge(detector: FaceDetector, live: LivenessModel, threshold: float, image: np.ndarray) -> Outcome | None:
@@ -116,7 +121,9 @@ def judge(detector: FaceDetector, live: LivenessModel, threshold: float, image: 
 
 # context coverage bands the framings are also reported by: where the gate decides at its
 # threshold (>= MIN_CONTEXT), decides only confident passes (>= MARGIN_CONTEXT), and never decides
-COVERAGE_BANDS = ((0.0, 0.4), (0.4, MARGIN_CONTEXT), (MARGIN_CONTEXT, MIN_CONTEXT), (MIN_CONTEXT, 1.01))
+COVERAGE_BANDS = (
+    (0.0, 0.4), (0.4, MARGIN_CONTEXT), (MARGIN_CONTEXT, MIN_CONTEXT), (MIN_CONTEXT, 1.01),
+)
 
 
 def coverage_band(coverage: float) -> str:
@@ -189,7 +196,8 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
             o = judge(detector, live, threshold, frame)
             by_aspect.setdefault(aspect, {}).setdefault(kind, Tally()).add(bona_fide, o)
             if o is not None:
-                by_band.setdefault(coverage_band(o.coverage), {}).setdefault(kind, Tally()).add(bona_fide, o)
+                band = by_band.setdefault(coverage_band(o.coverage), {})
+                band.setdefault(kind, Tally()).add(bona_fide, o)
             total["bona fide" if bona_fide else "attack"].add(bona_fide, o)
     result: dict = {
         "liveness_threshold": threshold,

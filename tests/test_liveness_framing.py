@@ -122,7 +122,9 @@ def test_faces_in_the_margin_band_are_passed_when_confident_and_never_called_spo
     assert len(passed) >= len(genuine) // 2
     assert all(r[5].p_real >= MARGIN_P_REAL for r in passed)
     assert [r for r in band if not r[5].too_close and not analyzer.is_live(r[5])] == []
-    assert [(r[0], r[1], r[2]) for r in attacks if analyzer.is_live(r[5]) and not r[5].too_close] == []
+    accepted = [(r[0], r[1], r[2]) for r in attacks
+                if analyzer.is_live(r[5]) and not r[5].too_close]
+    assert accepted == []
 
 
 def test_attacks_stay_refused_at_every_aspect(framed):
@@ -214,7 +216,8 @@ def test_liveness_refusals_reach_the_health_report_of_a_real_run(tmp_path):
         assert wait_for(lambda: runner.workers, timeout=120, what="the gate to start")
         wait_for(lambda: runner.health()["liveness_refused"].get("gate", 0) >= 1, timeout=120,
                  what="a liveness refusal in the health report", step=0.05)
-        events = wait_for(lambda: app.store.events(kind="access"), timeout=30, what="the refusal event")
+        events = wait_for(lambda: app.store.events(kind="access"), timeout=30,
+                          what="the refusal event")
         assert {(e.decision, e.reason) for e in events} == {("denied", SPOOF.reason)}
     finally:
         runner.stop.set()
@@ -228,14 +231,16 @@ def test_the_evaluation_reports_every_aspect_attack_kind_and_coverage_band(frame
     from scripts.eval_liveness import COVERAGE_BANDS, evaluate
 
     analyzer, _ = framed
-    r = evaluate(analyzer.detector, analyzer.liveness, analyzer.liveness_threshold, LIVENESS, framings=True)
+    r = evaluate(analyzer.detector, analyzer.liveness, analyzer.liveness_threshold, LIVENESS,
+                 framings=True)
     assert set(r["per_attack_kind"]) == {"bona fide", "print", "replay"}
     f = r["framings"]
     assert set(f["per_aspect"]) == set(ASPECTS)
     assert all({"bona fide", "print", "replay"} <= set(kinds) for kinds in f["per_aspect"].values())
     assert set(f["per_coverage"]) <= {f"{lo:.2f}-{min(hi, 1.0):.2f}" for lo, hi in COVERAGE_BANDS}
     per_band = [t for kinds in f["per_coverage"].values() for t in kinds.values()]
-    assert sum(t["samples"] for t in per_band) == f["bona_fide"]["samples"] + f["attacks"]["samples"]
+    framed_samples = f["bona_fide"]["samples"] + f["attacks"]["samples"]
+    assert sum(t["samples"] for t in per_band) == framed_samples
     assert f["attacks"]["accepted"] == 0 and f["bona_fide"]["samples"] >= 10
 
 

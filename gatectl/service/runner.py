@@ -21,7 +21,6 @@ from gatectl.app import App
 from gatectl.camera import CameraGrabber
 from gatectl.clock import ClockJump
 from gatectl.events import free_disk_mb
-from gatectl.pipelines.face_gate import FaceGate
 from gatectl.safe_text import shown
 from gatectl.service.systemd import sd_notify, watchdog_interval
 from gatectl.store import quarantine_if_corrupt, salvage
@@ -113,10 +112,14 @@ class Runner:
             "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
             "clock": self.app.clockwatch.status(),
             "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
-            # passes refused for liveness (spoof or too close) per face gate: a rise means attacks,
-            # or a camera framed so that residents are refused (issue 20)
-            "liveness_refused": {w.gate.cfg.name: w.gate.liveness_refused for w in self.workers
-                                 if isinstance(w.gate, FaceGate)},
+            # passes refused for liveness (spoof or too close) per face gate
+            # (FaceGate.liveness_refused): a rise means attacks, or a camera framed so that
+            # residents are refused (issue 20)
+            "liveness_refused": {
+                w.gate.cfg.name: n
+                for w in self.workers
+                if (n := getattr(w.gate, "liveness_refused", None)) is not None
+            },
         }
 
     def run(self) -> None:
