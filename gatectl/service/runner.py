@@ -113,6 +113,14 @@ class Runner:
             "spool_bytes": self.app.recorder.spool.size() if self.app.recorder.spool else 0,
             "clock": self.app.clockwatch.status(),
             "disk_free_mb": round(free_disk_mb(self.app.data_dir)),
+            # passes refused for liveness (spoof or too close) per face gate
+            # (FaceGate.liveness_refused): a rise means attacks, or a camera framed so that
+            # residents are refused (issue 20)
+            "liveness_refused": {
+                w.gate.cfg.name: n
+                for w in self.workers
+                if (n := getattr(w.gate, "liveness_refused", None)) is not None
+            },
         }
 
     def run(self) -> None:
