@@ -15,7 +15,9 @@ reported on its own, as `too_close`.
 --framings adds, for every sample, real camera frames cut from it (never padded or upscaled):
 the widest frame of each aspect (16:9, 4:3, 1:1, 3:4) centred on the face, and frames in which
 the face box is 30-90% of the frame height at several positions, downscaled to a camera's width.
-Prints, last, one JSON line.
+The framings are reported per aspect (and attack kind) and per coverage band (how much of the
+face's context box the frame shows: where the gate decides, decides only confident passes, or
+asks to step back). Prints, last, one JSON line.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ from gatectl.config.base import ConfigError  # noqa: E402
 from gatectl.config.gates import FaceGateConfig  # noqa: E402
 from gatectl.sources.media import MediaError, read_image  # noqa: E402
 from gatectl.vision.face.detect import FaceDetector  # noqa: E402
-from gatectl.vision.face.liveness import LivenessModel  # noqa: E402
+from gatectl.vision.face.liveness import (  # noqa: E402
+    MARGIN_CONTEXT,
+    MIN_CONTEXT,
+    LivenessModel,
+    context_coverage,
+)
 
 # aspect name -> (width / height, the width of a camera of that aspect)
 ASPECTS = {"16:9": (16 / 9, 1280), "4:3": (4 / 3, 640), "1:1": (1.0, 720), "3:4": (3 / 4, 480)}
@@ -98,6 +105,7 @@ class Outcome:
     accepted: bool
     too_close: bool
     p_real: float | None  # None: too close to decide
+    coverage: float  # of the face's context box by the frame (liveness.context_coverage)
 
 
 def judge(detector: FaceDetector, live: LivenessModel, threshold: float, image: np.ndarray) -> Outcome | None:
@@ -106,10 +114,24 @@ def judge(detector: FaceDetector, live: LivenessModel, threshold: float, image: 
     if not faces:
         return None
     face = max(faces, key=lambda f: f.width * f.height)
-    if not live.has_context(image.shape[:2], face.box):
-        return Outcome(False, True, None)
-    p = live.p_real(image, face.box)
-    return Outcome(p >= threshold, False, p)
+    coverage = context_coverage(face.box, image.shape[:2])
+    p = live.judge(image, face.box, threshold)
+    if p is None:
+        return Outcome(False, True, None, coverage)
+    return Outcome(p >= threshold, False, p, coverage)
+
+
+# context coverage bands the framings are also reported by: where the gate decides at its
+# threshold (>= MIN_CONTEXT), decides only confident passes (>= MARGIN_CONTEXT), and never decides
+COVERAGE_BANDS = (
+    (0.0, 0.4), (0.4, MARGIN_CONTEXT), (MARGIN_CONTEXT, MIN_CONTEXT), (MIN_CONTEXT, 1.01),
+)
+
+
+def coverage_band(coverage: float) -> str:
+    """The COVERAGE_BANDS entry holding ``coverage``, as its JSON key ("0.50-0.55")."""
+    lo, hi = next(b for b in COVERAGE_BANDS if b[0] <= coverage < b[1])
+    return f"{lo:.2f}-{min(hi, 1.0):.2f}"
 
 
 class Tally:
@@ -153,6 +175,7 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
     ``framings`` the same per aspect over the framings cut from every sample."""
     by_kind: dict[str, Tally] = {}
     by_aspect: dict[str, dict[str, Tally]] = {}
+    by_band: dict[str, dict[str, Tally]] = {}
     total = {"bona fide": Tally(), "attack": Tally()}
     failures: list[str] = []
     for row in read_truth(folder):
@@ -174,6 +197,9 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
         for aspect, _, frame in camera_framings(image, box):
             o = judge(detector, live, threshold, frame)
             by_aspect.setdefault(aspect, {}).setdefault(kind, Tally()).add(bona_fide, o)
+            if o is not None:
+                band = by_band.setdefault(coverage_band(o.coverage), {})
+                band.setdefault(kind, Tally()).add(bona_fide, o)
             total["bona fide" if bona_fide else "attack"].add(bona_fide, o)
     result: dict = {
         "liveness_threshold": threshold,
@@ -189,6 +215,8 @@ def evaluate(detector: FaceDetector, live: LivenessModel, threshold: float, fold
         result["framings"] = {
             "per_aspect": {a: {k: t.report(k == "bona fide") for k, t in sorted(kinds.items())}
                            for a, kinds in by_aspect.items()},
+            "per_coverage": {b: {k: t.report(k == "bona fide") for k, t in sorted(kinds.items())}
+                             for b, kinds in sorted(by_band.items())},
             "bona_fide": total["bona fide"].report(True), "attacks": total["attack"].report(False),
         }
     return result

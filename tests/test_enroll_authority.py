@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 
 import numpy as np
@@ -285,10 +286,13 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
     pub = {KID: public_key_b64(key)}
     seen: list[dict] = []
     obs = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
     obs.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
+    obs.on_subscribe = lambda *_: subscribed.set()
     obs.connect(broker.host, broker.port)
     obs.subscribe(f"gatectl/v1/{SITE}/enroll", qos=1)
     obs.loop_start()
+    assert subscribed.wait(15), "observer subscribed"  # before anything is published
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a", pub))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b", pub))
     try:
@@ -296,8 +300,8 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
         assert a.app.store.resident(r.id).name == "Barack Obama"  # applied at once on the operator's device
         got = wait_for(lambda: b.app.store.find_residents(r.uid), 15, "the resident on device B")
         assert got[0].name == "Barack Obama"
-        published = [m for m in seen if m.get("uid") == r.uid]
-        assert published and all(m.get("sig") and m.get("kid") == KID and m.get("site") == SITE for m in published)
+        published = wait_for(lambda: [m for m in seen if m.get("uid") == r.uid], 15, "the signed change seen")
+        assert all(m.get("sig") and m.get("kid") == KID and m.get("site") == SITE for m in published)
 
         # the centre's own resident: device A asks to erase it (its up topic), nobody erases it
         kit = change("u-kit", now_ms(), name="Kit Harington", unit="2-301", status="active",

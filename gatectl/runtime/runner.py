@@ -119,7 +119,19 @@ class Runner:
         c.section("gates")
         for w in self.workers:
             c.add("gates", w, w.gate.cfg.name)
+        c.value("liveness_refused", self._liveness_refused)
         return c
+
+    def _liveness_refused(self) -> dict[str, int]:
+        """Passes refused for liveness (spoof or too close) per face gate, from each gate's
+        health: a rise means attacks, or a camera framed so that residents are refused
+        (issue 20). Also under ``gates``; kept at the top level where operators read it."""
+        out = {}
+        for w in self.workers:
+            n = w.gate.health().get("liveness_refused")
+            if n is not None:
+                out[w.gate.cfg.name] = n
+        return out
 
     def run(self) -> None:
         app = self.app

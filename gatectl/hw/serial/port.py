@@ -26,7 +26,6 @@ quick: the port waits for it); ``SerialLink.last_write_at`` keeps the last such 
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import queue
@@ -35,12 +34,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import serial
 
 from gatectl.config.hardware import BoardBase, SerialBoardConfig
-from gatectl.core.errors import InvariantError
 from gatectl.hw.relay import BoardError, Relay, SimulatedRelay
 from gatectl.hw.serial.dialect import (
     Dialect,
@@ -102,21 +99,11 @@ class Counters:
             return dict(self._n)
 
 
-class Port(Protocol):
-    """What the link uses of an open pyserial port (`serial_for_url` gives a platform `Serial`,
-    which has all of it; pyserial's `SerialBase` alone has no `reset_input_buffer`)."""
-
-    def write(self, data: bytes, /) -> int | None: ...
-    def read(self, size: int = 1, /) -> bytes: ...
-    def reset_input_buffer(self) -> None: ...
-    def close(self) -> None: ...
-
-
 class SerialLink:
     """An open port and the request/reply discipline of a dialect on it. Only the port thread
     (or a benchmark owning the port) may use it."""
 
-    def __init__(self, port: Port, dialect: Dialect, counters: Counters,
+    def __init__(self, port: serial.Serial, dialect: Dialect, counters: Counters,
                  clock: Callable[[], float] = time.monotonic, on_write: WriteHook | None = None):
         self.port = port
         self.dialect = dialect
@@ -167,7 +154,11 @@ class SerialLink:
             self._flush()
             self.send(request)
             deadline = time.monotonic() + budget
-            reply = dialect.read_reply(request, functools.partial(self._read, deadline=deadline))
+
+            def read(n: int, end: float = deadline) -> bytes:
+                return self._read(n, end)
+
+            reply = dialect.read_reply(request, read)
             if not reply:
                 self.counters.add("timeouts")
                 failure = f"no reply within {budget * 1000:.0f} ms"
@@ -193,6 +184,14 @@ class SerialLink:
         if not replied:
             raise NoReply(f"no reply to {what} in {attempts} attempt(s) of {budget * 1000:.0f} ms")
         raise RequestFailed(f"{what} failed {attempts} time(s), last: {failure}")
+
+
+    def read_bits(self, request: bytes) -> list[bool]:
+        """``transact`` for a read: a reply that carries no bits is an invalid one."""
+        bits = self.transact(request)
+        if bits is None:
+            raise RequestFailed(f"{self.dialect.describe(request)}: reply without bits")
+        return bits
 
     def _read(self, n: int, deadline: float) -> bytes:
         buf = bytearray()
@@ -374,10 +373,11 @@ class SerialBoard:
                 backoff = min(backoff * 2, self.cfg.reconnect_max_s)
         self._shutdown()
 
-    def _open_link(self) -> SerialLink:
-        """The link of the open port: the port thread talks only while connected."""
+    @property
+    def link(self) -> SerialLink:
+        """The open port; a request without one is a lost port (the loop reconnects)."""
         if self._link is None:
-            raise InvariantError(f"{self._label}: port used while closed")
+            raise PortLost("port not open")
         return self._link
 
     def _connect(self) -> None:
@@ -486,7 +486,7 @@ class SerialBoard:
         self._readback()
 
     def _switch(self, channel: int, on: bool) -> None:
-        self._open_link().request(self.dialect.switch(channel, on))
+        self.link.request(self.dialect.switch(channel, on))
         with self._lock:
             self._on[channel] = on
 
@@ -502,7 +502,7 @@ class SerialBoard:
             until = now + timed
             self._hw_until[channel] = until
             self._confirm_at = min(self._confirm_at, until + CONFIRM_MARGIN_S)
-            self._open_link().request(frame)
+            self.link.request(frame)
             with self._lock:
                 self._on[channel] = True
         else:
@@ -526,7 +526,7 @@ class SerialBoard:
         frame = self.dialect.all_off() if self._all_command else None
         if frame is not None:
             try:
-                self._open_link().request(frame)
+                self.link.request(frame)
             except RequestFailed as exc:
                 if not exc.unsupported:
                     raise
@@ -578,12 +578,10 @@ class SerialBoard:
         if not self.dialect.answers:
             return
         try:
-            bits = self._open_link().transact(self.dialect.read_relays())
+            bits = self.link.read_bits(self.dialect.read_relays())
         except RequestFailed as exc:
             self._counters.add("reads_failed")
             log.debug("%s: coil read-back failed: %s", self._label, exc)
-            return
-        if bits is None:  # a read reply always carries bits; nothing to take from one that does not
             return
         with self._lock:
             self._on = bits
@@ -599,12 +597,12 @@ class SerialBoard:
             if self.dialect.answers:
                 self._readback()
             else:
-                self._open_link().probe()
+                self.link.probe()
             with self._lock:
                 self._inputs = []
             return
         try:
-            bits = self._open_link().transact(self.dialect.read_inputs())
+            bits = self.link.read_bits(self.dialect.read_inputs())
         except RequestFailed as exc:
             self._counters.add("reads_failed")  # keep the previous snapshot: one period stale
             log.debug("%s: input poll failed: %s", self._label, exc)

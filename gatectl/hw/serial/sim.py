@@ -396,9 +396,8 @@ def console_command(sim: SimulatedBoard, line: str,
     `in 3 on` (or `in fire on` with ``names`` {"fire": 2}) is the fire panel closing its contact
     on input 3."""
     words = line.split()
-    known = names or {}
-    if len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in known:
-        words[1] = str(known[words[1]] + 1)
+    if names and len(words) == 3 and words[0].lower() in ("in", "input") and words[1] in names:
+        words[1] = str(names[words[1]] + 1)
     if not words:
         return ""
     cmd, rest = words[0].lower(), words[1:]

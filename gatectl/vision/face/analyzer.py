@@ -66,12 +66,12 @@ class FaceAnalyzer:
             if not obs.quality.ok:
                 continue
             if self.liveness is not None:
-                if not self.liveness.has_context(image.shape[:2], face.box):
+                ta = time.perf_counter()
+                obs.p_real = self.liveness.judge(image, face.box, self.liveness_threshold)
+                live_ms += (time.perf_counter() - ta) * 1000
+                if obs.p_real is None:
                     obs.too_close = True
                     continue
-                ta = time.perf_counter()
-                obs.p_real = self.liveness.p_real(image, face.box)
-                live_ms += (time.perf_counter() - ta) * 1000
             tb = time.perf_counter()
             obs.embedding = self.embedder.embed(aligned)
             embed_ms += (time.perf_counter() - tb) * 1000
