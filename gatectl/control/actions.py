@@ -1,4 +1,4 @@
-"""What a controller asks the outside world to do; applied by `service.controls`."""
+"""What a controller asks the outside world to do; applied by `control.controls`."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Semantics follow access-control practice (BACnet Access Door, 2N, Rosslare manua
   lever gives free egress, and power must not be what holds anyone in.
 - Optional timed anti-passback: the same resident is refused again at this door within
   ``anti_passback_s`` (a face held to the camera twice, a photo passed back through the gate).
-  The passes are also stored (`service.controls`), so a restart does not forget them.
+  The passes are also stored (`control.controls`), so a restart does not forget them.
 """
 
 from __future__ import annotations
