@@ -32,6 +32,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -285,19 +286,10 @@ def tar_at_fmr(genuine: list[float], impostor: list[float], fmrs: tuple[float, .
         k = int(len(imp) * fmr)
         if k >= 1:  # the k-th highest stranger score: k / len(imp) of them reach it
             out[f"{fmr:g}"] = round(float(np.mean(gen > imp[len(imp) - k])), 4)
-        elif fit is not None:
-            thr = fit[0] + fit[1] * math.sqrt(2) * _erfcinv(2 * fmr)
+        elif fit is not None:  # the score a stranger reaches with probability fmr under the fit
+            thr = fit[0] - fit[1] * NormalDist().inv_cdf(fmr)
             out[f"{fmr:g} (tail fit)"] = round(float(np.mean(gen >= thr)), 4)
     return out
-
-
-def _erfcinv(y: float) -> float:
-    """Inverse of math.erfc on (0, 2), by bisection (math has no erfcinv; 80 halvings is exact)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if math.erfc(mid) > y else (lo, mid)
-    return (lo + hi) / 2
 
 
 def extrapolate(scores: dict[str, list[float]], gate: FaceGateConfig, impostor_tail: tuple[float, float] | None,
