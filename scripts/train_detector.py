@@ -596,7 +596,8 @@ def kl(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return bce(p, t) - bce(t, t)
 
 
-def loss_fn(out: torch.Tensor, teacher: torch.Tensor, gts: list[np.ndarray]) -> tuple[torch.Tensor, dict]:
+def loss_fn(out: torch.Tensor, teacher: torch.Tensor, gts: list[np.ndarray],
+            neg_weight: float = 10.0) -> tuple[torch.Tensor, dict]:
     """E-bike boxes on channel 3; hard negatives on channel 3 everywhere else; the teacher's
     objectness, boxes and the other classes distilled where it sees something."""
     parts = {"box": 0.0, "pos": 0.0, "neg": 0.0, "distil": 0.0}
@@ -613,7 +614,7 @@ def loss_fn(out: torch.Tensor, teacher: torch.Tensor, gts: list[np.ndarray]) -> 
             parts["pos"] += float(p.detach())
         other = ~pos
         s = (o[:, 4] * o[:, 5 + MOTORCYCLE])[other & ~cand]
-        neg = (bce(s, torch.zeros(1)) * s.detach().clamp(min=0.02)).sum() * 10
+        neg = (bce(s, torch.zeros(1)) * s.detach().clamp(min=0.02)).sum() * neg_weight
         tobj = t[:, 4]
         w = tobj.clamp(min=0.01)
         cls = torch.cat([torch.arange(5, 5 + MOTORCYCLE), torch.arange(6 + MOTORCYCLE, 85)])
@@ -717,6 +718,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--positive-rate", type=float, default=0.5, help="share of scenes with a bike")
+    ap.add_argument("--neg-weight", type=float, default=10.0,
+                    help="weight of the e-bike score on everything that is not an e-bike (false alarms)")
     ap.add_argument("--max-files", type=int, default=0, help="use at most this many images per set (0: all)")
     ap.add_argument("--threshold", type=float, default=0.15, help="--data comparison: the gate's threshold")
     ap.add_argument("--seed", type=int, default=7)
@@ -794,7 +797,7 @@ def main() -> int:
         t = torch.from_numpy(np.stack([r[0] for r in runs] if same else [teacher(b[0]) for b in batch]))
         feats = {name: torch.from_numpy(np.concatenate([r[1][i] for r in runs]))
                  for i, name in enumerate(net.frontier)}
-        loss, parts = loss_fn(net(frontier=feats), t, [b[1] for b in batch])
+        loss, parts = loss_fn(net(frontier=feats), t, [b[1] for b in batch], args.neg_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -809,7 +812,8 @@ def main() -> int:
     result = {"model": str(model_path), "sha256": sha256(model_path), "base": str(base),
               "base_sha256": sha256(Path(base)), "teacher_sha256": sha256(args.teacher),
               "mode": "site" if args.data else "shared", "seed": args.seed, "steps": args.steps,
-              "batch": args.batch, "lr": args.lr, "train": args.train,
+              "batch": args.batch, "lr": args.lr, "train": args.train, "neg_weight": args.neg_weight,
+              "positive_rate": args.positive_rate,
               "final_loss": round(float(np.mean(history[-20:])), 4)}
     if args.data:
         result["comparison"] = compare({"current": Path(base), "new": model_path}, held, ebike_ids, args.threshold)
