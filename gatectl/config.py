@@ -285,7 +285,8 @@ class PlateGateConfig(Strict):
 class EbikeDetectorConfig(Strict):
     """The detector of an e-bike gate: the bundled YOLOX-nano (COCO) or a site's own model."""
 
-    model: Name = Field("yolox_nano", description="Registry name in the models folder.")
+    model: Name = Field("yolox_nano_ebike", description="Registry name in the models folder (yolox_nano_ebike: "
+                                                         "YOLOX-nano fine-tuned for elevator e-bikes; yolox_nano: COCO).")
     file: Path | None = Field(None, description="An ONNX detector of your own instead (sha256 not checked).")
     family: Literal["yolox", "yolov8"] = Field(
         "yolox", description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] boxes "
@@ -298,7 +299,8 @@ class EbikeDetectorConfig(Strict):
     ebike_classes: list[Label] = Field(
         default_factory=lambda: ["motorcycle"], min_length=1, max_length=32,
         description="Classes that count as an e-bike / moped / scooter (1-32).")
-    threshold: float = Field(0.15, ge=0.01, le=1.0, description="Detection score to count a frame, 0.01-1.")
+    threshold: float = Field(0.22, ge=0.01, le=1.0, description="Detection score to count a frame, 0.01-1 "
+                                                                "(0.22: yolox_nano_ebike's point of 0 false alarms).")
     tiles: int = Field(2, ge=1, le=4, description="1: whole region only; 2/3/4: also a 2x2/3x3/4x4 grid of "
                                                    "overlapping tiles (one model run each: more reach, more time).")
 

@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -821,7 +822,8 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result |= {"wall_s": round(time.time() - t_wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                "files_used": len(used)}
-    manifest = result | {"command": sys.argv, "data": [{"file": f, "sha256": h} for f, h in sorted(used.items())]}
+    manifest = result | {"command": sys.argv, "data": [{"file": os.path.relpath(f, REPO.parent), "sha256": h}
+                                                       for f, h in sorted(used.items())]}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(json.dumps(result))
     return 0
