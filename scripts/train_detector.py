@@ -740,6 +740,7 @@ def main() -> int:
         return samples
 
     ebike_ids = {int(x) for x in args.ebike_ids.split(",") if x.strip()}
+    teacher = OrtModel(args.teacher)
     if args.data:
         if not args.data.is_dir():
             sys.exit(f"train_detector: --data {args.data}: not a folder")
@@ -762,7 +763,6 @@ def main() -> int:
                 sys.exit(f"train_detector: --shared {args.shared}: no {sub}/ folder")
         bikes_set = note(limit(read_yolo(args.shared / "two-wheelers" / "train")))
         people_all = read_yolo(args.shared / "people")
-        teacher = OrtModel(args.teacher)
         # 20% kept for evaluation; a person-only image in which the COCO model sees a two-wheeler
         # (the README warns of some) is no negative, so it is left out.
         people_set = note(limit([s for s in people_all if not held_aside(s, 0.2, sha256(s.path))
@@ -780,7 +780,6 @@ def main() -> int:
         def make_batch(n: int):
             return [composer.scene(rng.random() < args.positive_rate) for _ in range(n)]
 
-    teacher = OrtModel(args.teacher)
     net = OnnxYolox(base)
     params = net.trainable(args.train)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
