@@ -49,7 +49,7 @@ MIN_SIDE = 0.25  # a crop narrower than this fraction of the frame is too small 
 def crops_without(img: np.ndarray, box: tuple[float, float, float, float]) -> list[tuple[str, np.ndarray]]:
     """The strips of ``img`` left of, right of and above ``box`` (each at least MIN_SIDE wide)."""
     h, w = img.shape[:2]
-    x0, y0, x1, y1 = int(box[0] * w), int(box[1] * h), int(box[2] * w), int(box[3] * h)
+    x0, y0, x1 = int(box[0] * w), int(box[1] * h), int(box[2] * w)
     out = []
     if x0 >= MIN_SIDE * w:
         out.append(("left", img[:, :x0]))
