@@ -32,6 +32,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -173,7 +174,8 @@ def identification(people: dict[str, list[list[Shot]]], profiles: dict[str, list
     """Open-set 1:N over ``people`` (name -> frontal photos -> the frames of its pass, frame 0
     being the photo itself). Returns the tallies at the largest gallery (per frame, per pass,
     profile photos per frame), strangers let in per pass by gallery size, and the per-identity
-    scores (best template) of genuine and stranger probes, for the extrapolation."""
+    scores (best template) of genuine and stranger probes, for the extrapolation (-inf for a
+    genuine probe without a usable face)."""
     names = sorted(people)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(names))
@@ -228,6 +230,10 @@ def identification(people: dict[str, list[list[Shot]]], profiles: dict[str, list
                 usable = [v for v in vecs if v is not None]
                 for mode, vec in (("frame", vecs[0]), ("pass", fuse(usable) if len(usable) >= need else None)):
                     if vec is None:
+                        # a resident the quality gate refused is not recognised at any gallery
+                        # size: -inf keeps them in the denominator of every extrapolated rate
+                        if t is not None:
+                            scores[f"genuine_{mode}"].append(-math.inf)
                         continue
                     per_identity = np.maximum.reduceat(matrix @ vec, starts)
                     if t is None:
@@ -263,6 +269,30 @@ def at_least_one(p: float, n: int) -> float:
     return -math.expm1(n * math.log1p(-min(p, 1 - 1e-15)))
 
 
+TAR_FMRS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+
+
+def tar_at_fmr(genuine: list[float], impostor: list[float], fmrs: tuple[float, ...] = TAR_FMRS) -> dict:
+    """Residents accepted (own identity's best template) at the threshold that lets a stranger
+    clear one identity with probability ``fmr``: the embedder's strength apart from any
+    threshold setting, comparable across models (models/MANIFEST.md's candidate table). Where
+    the stranger scores are too few to hold fmr (fewer than one above), the threshold comes
+    from the tail fit instead and the key says so."""
+    imp, gen = np.sort(np.asarray(impostor)), np.asarray(genuine)
+    if not len(imp) or not len(gen):
+        return {}
+    fit = tail_fit(imp.tolist()) if len(imp) >= 1000 else None
+    out: dict[str, float] = {}
+    for fmr in fmrs:
+        k = int(len(imp) * fmr)
+        if k >= 1:  # the k-th highest stranger score: k / len(imp) of them reach it
+            out[f"{fmr:g}"] = round(float(np.mean(gen > imp[len(imp) - k])), 4)
+        elif fit is not None:  # the score a stranger reaches with probability fmr under the fit
+            thr = fit[0] - fit[1] * NormalDist().inv_cdf(fmr)
+            out[f"{fmr:g} (tail fit)"] = round(float(np.mean(gen >= thr)), 4)
+    return out
+
+
 def extrapolate(scores: dict[str, list[float]], gate: FaceGateConfig, impostor_tail: tuple[float, float] | None,
                 sizes: list[int]) -> dict:
     """Stranger false accepts and residents recognised at gallery size N, from the measured
@@ -288,7 +318,8 @@ def extrapolate(scores: dict[str, list[float]], gate: FaceGateConfig, impostor_t
                             "stranger_far_tail_fit": float(f"{at_least_one(p_above(thr, fit), n):.3g}"),
                             "resident_recognised_tail_fit": round(float(np.mean((gen >= thr) * (1 - np.asarray(rec)))), 5)}
         out[mode] = {"impostor_comparisons": len(imp), "genuine_probes": len(gen),
-                     "tail_fit_mu_sigma": [round(fit[0], 4), round(fit[1], 4)], "by_gallery_size": rows}
+                     "tail_fit_mu_sigma": [round(fit[0], 4), round(fit[1], 4)],
+                     "tar_at_per_identity_fmr": tar_at_fmr(gen.tolist(), imp), "by_gallery_size": rows}
     return out
 
 

@@ -67,3 +67,35 @@ def test_identification_counts_look_alikes_as_false_accepts_and_errors(ef, fusio
     assert (f["genuine"], f["recognised"], f["wrong_person"], f["refused"]) == (12 * (n - 1), 0, 8 * (n - 1), 4 * (n - 1))
     good = ef.identification(people(ef, False, n), {}, gate, 1, 3, 4, [], None)["pass"].report()
     assert (good["recognised"], good["genuine"], good["stranger_granted"], good["strangers"]) == (36, 36, 0, 16)
+
+
+def test_tar_at_fmr_thresholds_at_the_stranger_quantile_and_beyond_it_on_the_tail_fit(ef):
+    """10,000 stranger scores spread evenly over 0..0.5: at fmr 0.1 the threshold is the
+    1,000th highest (0.45), so a resident scoring exactly that is not accepted; below one
+    stranger (fmr 1e-5) the threshold comes from the tail fit, whose own probability is fmr."""
+    impostor = np.linspace(0.0, 0.5, 10_000).tolist()
+    genuine = [0.9] * 8 + [0.45, 0.42]
+    tar = ef.tar_at_fmr(genuine, impostor, (0.2, 0.1, 1e-5))
+    assert tar["0.2"] == 1.0 and tar["0.1"] == 0.8
+    assert set(tar) == {"0.2", "0.1", "1e-05 (tail fit)"}
+    mu, sigma = ef.tail_fit(impostor)
+    assert mu + 4.26 * sigma < 0.9 and mu + 4.27 * sigma > 0.45  # the fitted 1e-5 point lies between
+    assert tar["1e-05 (tail fit)"] == 0.8  # so 0.9 clears it and 0.45 does not
+
+
+def test_residents_the_quality_gate_refuses_count_as_not_recognised_when_extrapolated(ef):
+    """p0's probe photos all fail the gate's quality check: the measured tallies refuse them, and
+    the extrapolation to larger galleries must too (it once averaged over usable probes only,
+    which made a stricter quality gate look better the more residents it refused)."""
+    gate = default_config().gates[0]
+    ppl = people(ef, False, 4)
+    v = one_hot(0)
+    ppl["p0"] = [ppl["p0"][0]] + [[ef.Shot(v, False, True, 1.0)] * 3 for _ in range(3)]
+    r = ef.identification(ppl, {}, gate, 1, 3, 4, [], None)
+    assert r["pass"].report()["refused"] == 9  # p0 enrolled in 3 of the 4 folds, 3 probes each
+    scores = r["scores"]
+    assert sum(s == -np.inf for s in scores["genuine_pass"]) == 9
+    scores["impostor_pass"] = np.linspace(-0.3, 0.3, 2000).tolist()  # strangers far below 0.4
+    ex = ef.extrapolate(scores, gate, None, [3])
+    assert ex["pass"]["genuine_probes"] == 36
+    assert ex["pass"]["by_gallery_size"]["3"]["resident_recognised_tail_fit"] == 0.75

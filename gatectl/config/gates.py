@@ -171,7 +171,11 @@ class PlateGateConfig(GateConfigBase):
 class EbikeDetectorConfig(Strict):
     """The detector of an e-bike gate: the bundled YOLOX-nano (COCO) or a site's own model."""
 
-    model: Name = Field("yolox_nano", description="Registry name in the models folder.")
+    model: Name = Field(
+        "yolox_nano_ebike",
+        description="Registry name in the models folder (yolox_nano_ebike: YOLOX-nano fine-tuned "
+        "for elevator e-bikes; yolox_nano: COCO).",
+    )
     file: Path | None = Field(
         None, description="An ONNX detector of your own instead (sha256 not checked)."
     )
@@ -200,7 +204,11 @@ class EbikeDetectorConfig(Strict):
         description="Classes that count as an e-bike / moped / scooter (1-32).",
     )
     threshold: float = Field(
-        0.15, ge=0.01, le=1.0, description="Detection score to count a frame, 0.01-1."
+        0.22,
+        ge=0.01,
+        le=1.0,
+        description="Detection score to count a frame, 0.01-1 (0.22: yolox_nano_ebike's point of "
+        "0 false alarms).",
     )
     tiles: int = Field(
         2,

@@ -34,13 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gatectl.core.errors import InvariantError
+
 # `gatectl clock trust` and the centre's signed `clock.trust` add one to this counter in the
 # store's meta table; the daemon's supervisor confirms the clock when it rises (one path for both)
 CLOCK_TRUST_REQUESTS = "clock_trust_requests"
 # touched by systemd-timesyncd at each successful synchronisation (systemd >= 239)
 TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 
-from gatectl.core.errors import InvariantError
 
 
 @dataclass(frozen=True)

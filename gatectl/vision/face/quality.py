@@ -2,6 +2,9 @@
 
 Field reports (autonomous-os PR #299, Frigate's min_area / blur filter) show that gating quality
 cuts false accepts more than raising one shared match threshold, which costs recall instead.
+The default thresholds were checked one at a time on the dev set (models/MANIFEST.md, "Quality
+gate, checked on the dev set"): every stricter value only refused residents there, no looser one
+gained any; that set has few small or blurred faces, so those two limits are not tuned by it.
 """
 
 from __future__ import annotations
