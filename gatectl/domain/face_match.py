@@ -8,8 +8,11 @@ same way; the threshold that grows with the gallery lives here too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+
+import numpy as np
 
 from gatectl.domain.records import OwnerKey
 
@@ -69,3 +72,13 @@ def duplicate_of(
     if m.owner == same:
         return (None, m.runner_up) if m.runner_up >= threshold else None
     return (m.owner, m.score) if m.score >= threshold else None
+
+
+def same_person(
+    templates: Sequence[np.ndarray], query: np.ndarray, threshold: float
+) -> tuple[bool, float]:
+    """Enrollment's rule for photos that must show one person (several photos of a new
+    resident; new photos against a resident's templates): the best cosine similarity of
+    ``query`` to any of ``templates`` (unit vectors), and whether it reaches ``threshold``."""
+    best = float(np.max(np.stack(list(templates)) @ query))
+    return best >= threshold, best

@@ -18,7 +18,7 @@ import numpy as np
 from gatectl.config.site import EnrollmentConfig, StorageConfig
 from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.core.safe_text import shown
-from gatectl.domain.face_match import duplicate_of
+from gatectl.domain.face_match import duplicate_of, same_person
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
 from gatectl.people.directory import Directory, select_templates
 from gatectl.store import Store
@@ -157,8 +157,8 @@ class Enroller:
         templates = [extract_template(self.analyzer, s) for s in samples]
         thr = self.cfg.duplicate_threshold
         for i in range(1, len(templates)):
-            sim = float(templates[0][0] @ templates[i][0])
-            if sim < thr:
+            ok, sim = same_person([templates[0][0]], templates[i][0], thr)
+            if not ok:
                 raise EnrollmentError(
                     f"{samples[i].label}: does not look like the person in {samples[0].label} "
                     f"(similarity {sim:.2f} < {thr:.2f})"
@@ -179,8 +179,8 @@ class Enroller:
             return  # only templates of another model (or none): nothing to compare with
         thr = self.cfg.duplicate_threshold
         for (vec, _), sample in zip(templates, samples):
-            best = float(np.max(np.stack(old) @ vec))
-            if best < thr:
+            ok, best = same_person(old, vec, thr)
+            if not ok:
                 raise EnrollmentError(
                     f"{sample.label}: does not look like resident #{resident.id} "
                     f"{shown(resident.name)} "
