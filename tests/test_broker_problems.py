@@ -127,3 +127,22 @@ def test_the_same_problem_is_repeated_only_with_backoff(caplog):
     # first line, then after 60, 120, 240, 240... s: 1 + 1 + 1 + 7 for 2,000 s, and the two others
     assert 9 <= len(at) <= 12, at
     assert "still failing after 61 attempts" in at[1] and len(set(at)) == len(at) - 1
+
+
+def test_a_refused_client_certificate_reads_the_same_at_connect_and_at_the_drop():
+    """Under load, TLS 1.3's alert for an expired client certificate arrives either in the
+    handshake (an SSLError) or as the socket error of the drop before the CONNACK: one problem,
+    so one line, not a new one each time the path flips (seen failing the test above)."""
+    import ssl
+
+    from gatectl.sync.diagnose import explain
+
+    cfg = parse_config({"device": {"id": "dev-t", "site": SITE}, "sync": {
+        "enabled": True, "host": "localhost", "port": 8883,
+        "tls": {"ca": "/etc/ca.pem", "cert": "/etc/dev.pem", "key": "/etc/dev.key"}}}).sync
+    text = "[SSL: TLSV13_ALERT_CERTIFICATE_EXPIRED] tlsv13 alert certificate expired (_ssl.c:2580)"
+    at_connect = ssl.SSLError(1, text)
+    at_connect.reason = "TLSV13_ALERT_CERTIFICATE_EXPIRED"
+    line = explain(cfg, at_connect)
+    assert line == explain(cfg, dropped=text)
+    assert "refused our client certificate sync.tls.cert /etc/dev.pem" in line

@@ -13,6 +13,7 @@ counted, so a broker that stays unreachable does not write a line per retry.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -33,6 +34,15 @@ def _ours(cfg: SyncConfig) -> str:
     if cfg.tls is not None and cfg.tls.cert is not None:
         return f"our client certificate sync.tls.cert {cfg.tls.cert}"
     return "our connection (no client certificate: sync.tls.cert not set)"
+
+
+def _tls_reason(text: str) -> str:
+    """The OpenSSL reason code in a socket error ('[SSL: X] ...' -> 'X'), else the text: a
+    broker's refusal then reads the same whether it surfaced in the handshake (an SSLError's
+    ``reason``) or, under load, as the error logged when the connection dropped (TLS 1.3 sends
+    a client-certificate alert after the client's handshake is done), and is logged once."""
+    m = re.search(r"\[SSL: ([A-Z0-9_]+)\]", text)
+    return m.group(1) if m else text
 
 
 def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | None = None,
@@ -98,7 +108,7 @@ def explain(cfg: SyncConfig, exc: BaseException | None = None, refused: str | No
         return f"{where}: {type(exc).__name__}: {shown(exc)}"
     said = f" ({shown(dropped)})" if dropped else ""
     if dropped and ("certificate" in dropped.lower() or "alert" in dropped.lower()):
-        return f"{where} refused {_ours(cfg)}: {shown(dropped)}"
+        return f"{where} refused {_ours(cfg)}: {shown(_tls_reason(dropped))}"
     if cfg.tls is None:
         return (
             f"{where} closed the connection before answering{said}: is sync.port {cfg.port} a TLS "
