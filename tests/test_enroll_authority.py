@@ -137,7 +137,9 @@ def test_a_change_not_signed_by_the_centre_for_this_device_is_refused_and_never_
     refused(dev)
     assert dev.app.store.version_of("u-stranger") == (None, 0)
     assert dev.app.store.residents() == [] and dev.app.store.tombstone_version("u-stranger") is None
-    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    # the counter moves just before the line is written (another thread): wait for the line
+    lines = wait_for(lambda: [r.getMessage() for r in caplog.records if "refused" in r.getMessage()], 10,
+                     "the refusal's log line")
     assert len(lines) == 1 and "\n" not in lines[0], lines
 
     # the same change, signed by the pinned key for this site, is applied: the refusal was the signature
