@@ -153,6 +153,7 @@ class Config(Strict):
                 seen.add(item)
         cameras = {c.name for c in self.cameras}
         doors = {d.name for d in self.doors}
+        elevators = {e.name for e in self.elevators}
         boards = {b.name: b for b in self.boards}
         outputs = {o.name for o in self.outputs}
         wired: dict[tuple[str, int], str] = {}
@@ -179,6 +180,11 @@ class Config(Strict):
             if inp.role in ("door_contact", "exit_button") and inp.door not in doors:
                 errors.append(
                     f"inputs[{i}].door: a {inp.role} needs a known door (got {inp.door!r})"
+                )
+            if inp.role == "ebike_detected" and inp.elevator not in elevators:
+                errors.append(
+                    f"inputs[{i}].elevator: an ebike_detected input needs a known elevator "
+                    f"(got {inp.elevator!r})"
                 )
         inputs = {inp.name: inp for inp in self.inputs}
         refs: list[tuple[str, str | None]] = [
@@ -217,9 +223,7 @@ class Config(Strict):
                 errors.append(f"gates[{i}].door: unknown door '{g.door}'")
             if isinstance(g, PlateGateConfig) and g.barrier not in {b.name for b in self.barriers}:
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
-            if isinstance(g, EbikeGateConfig) and g.elevator not in {
-                e.name for e in self.elevators
-            }:
+            if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
         return errors
 

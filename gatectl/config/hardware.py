@@ -158,18 +158,41 @@ class OutputConfig(Strict):
 
 
 class InputConfig(Strict):
+    """A discrete input of a board. ``ebike_detected`` is the alarm contact of a camera that
+    detects e-bikes itself: it feeds the same elevator hold as an e-bike gate."""
+
     name: Name
     board: Name = Field("main", description="The board ([[boards]] name) the input is on.")
     index: int = Field(0, ge=0, le=31, description="0-based discrete input on the board.")
-    role: Literal["door_contact", "exit_button", "fire_alarm", "vehicle_guard", "other"] = Field(
+    role: Literal[
+        "door_contact", "exit_button", "fire_alarm", "vehicle_guard", "ebike_detected", "other"
+    ] = Field(
         "other", description="What the contact means to the door, barrier and elevator controllers."
     )
     door: Name | None = Field(
         None, description="The door a door_contact or exit_button belongs to."
     )
+    elevator: Name | None = Field(
+        None, description="The elevator ([[elevators]] name) an ebike_detected contact is in."
+    )
+    confirm_s: float = Field(
+        1.0,
+        ge=0.2,
+        le=30,
+        description="ebike_detected: the contact must stay active this long (0.2-30 s) before it "
+        "holds the car; a shorter blip is ignored.",
+    )
     active_low: bool = Field(
         False, description="True for normally-closed wiring: an open circuit reads as active."
     )
+
+    @model_validator(mode="after")
+    def _ebike_keys(self) -> InputConfig:
+        if self.role != "ebike_detected" and (
+            self.elevator is not None or "confirm_s" in self.model_fields_set
+        ):
+            raise ValueError('elevator and confirm_s apply to role = "ebike_detected" only')
+        return self
 
 
 class DoorConfig(Strict):

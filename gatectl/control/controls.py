@@ -3,7 +3,9 @@ boards' inputs and outputs and to the event log.
 
 Gate pipelines call `grant`, `open_barrier` and `ebike`; the supervisor calls `poll` every few
 tens of milliseconds, which reads the boards' last input snapshots, turns changes into
-controller events (door contact, exit button, vehicle guard, fire alarm) and advances time.
+controller events (door contact, exit button, vehicle guard, fire alarm), feeds an AI camera's
+``ebike_detected`` contact (confirmed by `ContactConfirm`) to its elevator's hold like an e-bike
+gate's frames, and advances time.
 Every action a controller returns is applied here: pulses and latches to the outputs, alarms
 and notices to the event log. One lock serialises the callers; the controllers stay pure and
 are tested without any of this. A board that refuses a command (offline, queue full) becomes
@@ -25,7 +27,7 @@ from gatectl.config.hardware import InputConfig
 from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController
-from gatectl.control.elevator_hold import ElevatorHold
+from gatectl.control.elevator_hold import ContactConfirm, ElevatorHold
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
 from gatectl.store.db import StoreError
@@ -74,6 +76,12 @@ class Controls:
             for e in cfg.elevators
         }
         self.inputs: list[InputConfig] = list(cfg.inputs)
+        # an AI camera's alarm contact: (input, elevator, its confirmation), read every poll
+        self._ebike_contacts = [
+            (i.name, i.elevator, ContactConfirm(i.confirm_s))
+            for i in cfg.inputs
+            if i.role == "ebike_detected" and i.elevator is not None
+        ]
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
@@ -182,6 +190,12 @@ class Controls:
                 if first and not (inp.role == "fire_alarm" and active):
                     continue
                 self._dispatch(inp, active, now)
+            for name, elevator, contact in self._ebike_contacts:
+                # a level, not an edge: a contact already closed at start is a car with an
+                # e-bike in it; the hold machine ignores it while the fire alarm is active
+                if contact.update(now, bool(states[name])):
+                    detail = f"e-bike reported by input {name}"
+                    self._apply(elevator, self.elevators[elevator].ebike(now, detail))
             for board in self._watch_boards():
                 self._restore(board, now)
             for name, door in self.doors.items():

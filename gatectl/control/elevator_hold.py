@@ -191,3 +191,31 @@ class ElevatorHold:
         if self.state == IDLE:
             return [Notice("fire_alarm", "active; no hold")]
         return [*self._stop(), Notice("fire_alarm", "active; hold released")]
+
+
+class ContactConfirm:
+    """An AI camera's ``ebike_detected`` alarm contact -> the reports `ElevatorHold.ebike` takes.
+
+    The contact confirms once it has read active on every poll for ``confirm_s``. A time, not
+    N of M polls: polls are not frames - their period is the board's ``poll_ms`` and the
+    supervisor's load, so a count would mean a different duration on every site - and what must
+    be rejected (contact bounce, a camera's momentary trigger, interference on a long cable) is
+    told by how long it lasts; the camera has already confirmed over its own frames. Once
+    confirmed, every poll with the contact still active is a report; an opening ends the
+    confirmation (a re-closure confirms again, and the hold bridges the gap for
+    ``release_after_s``, as it does for a camera gate's missed frames).
+    """
+
+    def __init__(self, confirm_s: float):
+        self.confirm_s = confirm_s
+        self._since: float | None = None  # first poll of the current closure
+
+    def update(self, now: float, active: bool) -> bool:
+        """The contact's reading at ``now`` (its board unreachable reads as not active: an
+        elevator's safe state is not held); True when it reports an e-bike."""
+        if not active:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = now
+        return now - self._since >= self.confirm_s
