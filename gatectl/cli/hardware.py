@@ -54,10 +54,10 @@ def cmd_relay(args: argparse.Namespace, app_factory: AppFactory) -> int:
         for board in app.boards.values():
             wait_online(board, args.timeout)
         states = app.controls.input_states()
-        rows = [[i.name, i.board, str(i.index), i.role, i.door or "-",
+        rows = [[i.name, i.board, str(i.index), i.role, i.door or i.elevator or "-",
                  "?" if states[i.name] is None else ("ACTIVE" if states[i.name] else "inactive")]
                 for i in app.cfg.inputs]
-        print_table(rows, ["input", "board", "index", "role", "door", "state"])
+        print_table(rows, ["input", "board", "index", "role", "door/elevator", "state"])
         for name, board in app.boards.items():
             raw = board.inputs()
             print(f"board {name}: " + ("unreachable" if raw is None else
