@@ -182,3 +182,49 @@ def test_ebike_contact_config_is_bounded_and_cross_checked():
         with pytest.raises(ConfigError) as exc:
             parse_config({**base, "inputs": [inp]})
         assert len(exc.value.lines) == 1 and exc.value.lines[0].startswith(line), exc.value.lines
+
+
+def test_running_daemon_holds_the_car_on_the_contact_and_the_fire_alarm_wins(tmp_path):
+    """`gatectl run` end to end: the camera's contact holds the car through the supervisor's
+    polls; the fire alarm releases it at once (10 s pulses: not a lapse) and shutdown leaves it
+    released."""
+    import signal
+
+    from tests.test_hw_safety import site_config, start_run
+
+    sim = SimulatedBoard()
+    extra = """
+[[outputs]]
+name = "hold"
+channel = 2
+
+[[inputs]]
+name = "cam_alarm"
+index = 4
+role = "ebike_detected"
+elevator = "car"
+confirm_s = 0.5
+
+[[elevators]]
+name = "car"
+hold_output = "hold"
+pulse_s = 10
+renew_s = 5
+"""
+    cfg = site_config(tmp_path, sim.port, camera_photo=None, extra=extra)
+    sim.set_input(CAM, True)
+    proc = start_run(cfg, tmp_path / "state")
+    try:
+        wait_for(lambda: sim.coils()[HOLD], 60, "the car held on the camera's contact", step=0.02)
+        sim.set_input(FIRE, True)
+        wait_for(lambda: not sim.coils()[HOLD], 3, "the fire alarm to release the car", step=0.02)
+        since = sim.clock()
+        # the daemon keeps reading both inputs on (30 input polls, ~1 s): still no hold
+        wait_for(lambda: sum(f[1] == modbus.READ_INPUTS for f in sim.frames(since)) >= 30, 10,
+                 "30 input polls with the fire alarm and the contact on", step=0.02)
+        assert hold_writes(sim, since) == [] and not sim.coils()[HOLD]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        sim.stop()
+    assert proc.returncode == 0, err
