@@ -36,16 +36,23 @@ SITE = {
 
 @pytest.fixture
 def rig(tmp_path):
+    """SITE's controls on a fed clock, wired to the pty board through the real driver; the
+    inputs set before the first poll are its starting states."""
     sim = SimulatedBoard(baud=115200)
     board = SerialBoard(ModbusBoardConfig(port=sim.port, baud=115200, timeout_ms=50, poll_ms=30))
-    wait_for(lambda: board.health()["state"] == "online", 5, "board online")
+    store = Store(tmp_path / "g.db")
     cfg = parse_config(SITE)
     clock = Clock()
-    store = Store(tmp_path / "g.db")
-    controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}),
-                        EventRecorder(store, tmp_path / "snaps"), clock=clock)
-    controls.poll()  # the starting input states
-    yield sim, clock, store, controls
+
+    def start(cam: bool = False) -> Controls:
+        """Controls once the driver has read the camera's contact as ``cam``."""
+        wait_for(lambda: (board.inputs() or [None] * 8)[CAM] is cam, 5, "board online")
+        controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}),
+                            EventRecorder(store, tmp_path / "snaps"), clock=clock)
+        controls.poll()  # the starting input states
+        return controls
+
+    yield sim, clock, store, start
     board.close()
     sim.stop()
     store.close()
@@ -64,6 +71,16 @@ def run(clock: Clock, controls: Controls, seconds: float, step: float = 0.25) ->
         controls.poll()
 
 
+def held(rig) -> tuple[SimulatedBoard, Clock, Store, Controls]:
+    """The rig with the camera's contact closed past confirm_s and the car held."""
+    sim, clock, store, start = rig
+    controls = start()
+    set_input(sim, controls, "cam_alarm", CAM, True)
+    run(clock, controls, 1.25)
+    wait_for(lambda: sim.coils()[HOLD], 3, "the car held")
+    return sim, clock, store, controls
+
+
 def hold_writes(sim: SimulatedBoard, since: float) -> list[bytes]:
     return [f for f in sim.frames(since) if f[1] == modbus.WRITE_COIL and f[3] == HOLD]
 
@@ -73,7 +90,8 @@ def reasons(store: Store, kind: str) -> list[str]:
 
 
 def test_contact_closed_for_the_confirm_time_holds_the_car_and_raises_the_alert(rig):
-    sim, clock, store, controls = rig
+    sim, clock, store, start = rig
+    controls = start()
     set_input(sim, controls, "cam_alarm", CAM, True)
     run(clock, controls, 0.75)  # not yet confirmed
     assert store.events() == [] and not sim.coils()[HOLD]
@@ -92,7 +110,8 @@ def test_contact_closed_for_the_confirm_time_holds_the_car_and_raises_the_alert(
 def test_a_blip_shorter_than_the_confirm_time_does_nothing(rig):
     """Two closures of 0.5 s with an opening between: more than confirm_s in all, never
     confirm_s in one piece."""
-    sim, clock, store, controls = rig
+    sim, clock, store, start = rig
+    controls = start()
     since = sim.clock()
     for _ in range(2):
         set_input(sim, controls, "cam_alarm", CAM, True)
@@ -105,33 +124,18 @@ def test_a_blip_shorter_than_the_confirm_time_does_nothing(rig):
     assert controls.health()["elevator:car"] == "idle"
 
 
-def test_a_contact_closed_at_start_is_an_ebike_in_the_car(tmp_path):
+def test_a_contact_closed_at_start_is_an_ebike_in_the_car(rig):
     """A restart with a moped in the car: the first reading is a level, not a state to ignore."""
-    sim = SimulatedBoard(baud=115200)
+    sim, clock, store, start = rig
     sim.set_input(CAM, True)
-    board = SerialBoard(ModbusBoardConfig(port=sim.port, baud=115200, timeout_ms=50, poll_ms=30))
-    store = Store(tmp_path / "g.db")
-    try:
-        wait_for(lambda: board.health()["state"] == "online" and board.inputs(), 5, "board online")
-        cfg = parse_config(SITE)
-        clock = Clock()
-        controls = Controls(cfg, Outputs(cfg.outputs, {"main": board}),
-                            EventRecorder(store, tmp_path / "snaps"), clock=clock)
-        controls.poll()
-        run(clock, controls, 1.25)
-        wait_for(lambda: sim.coils()[HOLD], 3, "the car held")
-        assert [e.reason.split(":")[0] for e in store.events()] == ["ebike_in_car", "hold_started"]
-    finally:
-        board.close()
-        sim.stop()
-        store.close()
+    controls = start(cam=True)
+    run(clock, controls, 1.25)
+    wait_for(lambda: sim.coils()[HOLD], 3, "the car held")
+    assert [e.reason.split(":")[0] for e in store.events()] == ["ebike_in_car", "hold_started"]
 
 
 def test_fire_alarm_releases_the_held_car_and_no_hold_while_it_is_on(rig):
-    sim, clock, store, controls = rig
-    set_input(sim, controls, "cam_alarm", CAM, True)
-    run(clock, controls, 1.25)
-    wait_for(lambda: sim.coils()[HOLD], 3, "the car held")
+    sim, clock, store, controls = held(rig)
     set_input(sim, controls, "fire", FIRE, True)
     controls.poll()
     wait_for(lambda: not sim.coils()[HOLD] and not sim.coils()[BUZZER], 3,
@@ -149,34 +153,36 @@ def test_fire_alarm_releases_the_held_car_and_no_hold_while_it_is_on(rig):
 
 
 def test_cap_reached_releases_the_car_with_an_alert(rig):
-    sim, clock, store, controls = rig
-    set_input(sim, controls, "cam_alarm", CAM, True)
-    run(clock, controls, 1.25)
-    wait_for(lambda: sim.coils()[HOLD], 3, "the car held")
+    sim, clock, store, controls = held(rig)
     run(clock, controls, 19.5, step=0.5)
     assert sim.coils()[HOLD] and store.events(kind="alert")[-1].reason.startswith("ebike_in_car")
     run(clock, controls, 1.0, step=0.5)  # 20 s of holds: the cap
     wait_for(lambda: not sim.coils()[HOLD], 3, "the doors released at the cap")
-    assert [r.split(":")[0] for r in reasons(store, "alert")] == ["ebike_in_car", "hold_cap_reached"]
+    alerts = [r.split(":")[0] for r in reasons(store, "alert")]
+    assert alerts == ["ebike_in_car", "hold_cap_reached"]
     assert sim.coils()[BUZZER]  # the alarm keeps sounding while the e-bike is reported
     since = sim.clock()
     run(clock, controls, 60, step=0.5)  # still reported: no new hold in the episode
     assert hold_writes(sim, since) == [] and controls.health()["elevator:car"] == "capped"
 
 
+NOT_EBIKE = 'inputs[0]: elevator and confirm_s apply to role = "ebike_detected" only'
+
+
 def test_ebike_contact_config_is_bounded_and_cross_checked():
     base = {"outputs": [{"name": "hold"}], "elevators": [{"name": "car", "hold_output": "hold"}]}
-    ok = parse_config({**base, "inputs": [{"name": "cam", "role": "ebike_detected", "elevator": "car"}]})
+    cam = {"name": "cam", "role": "ebike_detected", "elevator": "car"}
+    ok = parse_config({**base, "inputs": [cam]})
     assert ok.inputs[0].confirm_s == 1.0
     bad = [
         ({"name": "cam", "role": "ebike_detected", "elevator": "car9"},
          "inputs[0].elevator: an ebike_detected input needs a known elevator (got 'car9')"),
         ({"name": "cam", "role": "ebike_detected"},
          "inputs[0].elevator: an ebike_detected input needs a known elevator (got None)"),
-        ({"name": "cam", "role": "ebike_detected", "elevator": "car", "confirm_s": 0}, "inputs[0].confirm_s"),
-        ({"name": "cam", "role": "ebike_detected", "elevator": "car", "confirm_s": 1e9}, "inputs[0].confirm_s"),
-        ({"name": "fire", "role": "fire_alarm", "elevator": "car"}, "inputs[0]"),
-        ({"name": "fire", "role": "fire_alarm", "confirm_s": 2}, "inputs[0]"),
+        ({**cam, "confirm_s": 0}, "inputs[0].confirm_s: Input should be greater than or equal"),
+        ({**cam, "confirm_s": 1e9}, "inputs[0].confirm_s: Input should be less than or equal"),
+        ({"name": "fire", "role": "fire_alarm", "elevator": "car"}, NOT_EBIKE),
+        ({"name": "fire", "role": "fire_alarm", "confirm_s": 2}, NOT_EBIKE),
     ]
     for inp, line in bad:
         with pytest.raises(ConfigError) as exc:
