@@ -128,3 +128,56 @@ def test_a_site_registry_entry_may_not_shadow_a_bundled_model(tmp_path):
     line = one_line_error(run_cli("models", "list", config=car_config(tmp_path), data=data))
     assert line == (f"gatectl: {data / 'models'}/models.toml: site model 'yolox_nano_ebike' has the "
                     "name of a bundled model; reinstall it under another name")
+
+
+def yolov8_layout_model(path: Path, size: int = 160, classes: int = 2) -> Path:
+    """A real ONNX graph with a yolov8 head's I/O ([1, 3, S, S] -> [1, 4 + C, A]); its scores are
+    near 0, so it detects nothing - the test is about what install and the gate accept."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+    bias = numpy_helper.from_array(np.zeros((1, 4 + classes, anchors), np.float32), "bias")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
+         helper.make_node("Mul", ["m", "zero"], ["z"]),
+         helper.make_node("Add", ["bias", "z"], ["output0"])],
+        "yolov8_layout",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + classes, anchors])],
+        [bias, numpy_helper.from_array(np.zeros((1,), np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def test_a_yolov8_model_installs_for_a_yolov8_gate_and_is_refused_for_a_yolox_one(tmp_path):
+    model = yolov8_layout_model(tmp_path / "v8.onnx")
+    data = tmp_path / "state"
+    line = one_line_error(run_cli("models", "install", str(model), config=car_config(tmp_path),
+                                  data=data))
+    assert line == f"gatectl: {model}: a yolov8 output, but gates[0].detector.family = 'yolox'"
+    v8 = 'family = "yolov8"\ninput_size = 160\nclasses = { bicycle = 1, motorcycle = 0 }'
+    out = ok(run_cli("models", "install", str(model), config=car_config(tmp_path, v8), data=data))
+    assert out.startswith("installed v8 (yolov8, 160 px input, 2 classes, sha256 ")
+    r = run_cli("doctor", "--camera-timeout", "5",
+                config=car_config(tmp_path, f'model = "v8"\n{v8}'), data=data)
+    assert "[ok] gate cam (ebike): pipeline ready" in r.stdout.splitlines(), r.stdout
+
+
+def test_a_yolox_output_whose_anchors_do_not_match_its_input_is_refused(tmp_path):
+    # 525 rows are a 160 px head: read on a 192 px input, every box would land on the wrong cell
+    model = yolov8_layout_model(tmp_path / "odd.onnx", size=160, classes=2)
+    import onnx
+
+    m = onnx.load(model)
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 192
+    m.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 192
+    onnx.save(m, model)
+    line = one_line_error(run_cli("models", "install", str(model), config=car_config(tmp_path),
+                                  data=tmp_path / "s"))
+    assert line == (f"gatectl: {model}: output [1, 6, 525] fits neither yolox [1, 756, 5 + C] nor "
+                    "yolov8 [1, 4 + C, 756] (A = 756 anchors for a 192 px input)")
