@@ -9,38 +9,17 @@ import shutil
 from pathlib import Path
 
 from gatectl.core.paths import bundled_models_dir
-from tests.conftest import DATA, ok, one_line_error, run_cli
+from tests.conftest import ok, one_line_error, run_cli
+from tests.test_ebike import car_config as ebike_car_config
 
 MODELS = bundled_models_dir()
 EBIKE_MODEL = MODELS / "yolox_nano_ebike" / "yolox_nano_ebike.onnx"
 
 
 def car_config(tmp_path: Path, detector: str = "") -> Path:
-    """One car camera on the shared e-bike test frames and its e-bike gate; ``detector``: the
-    lines of its [gates.detector] table."""
-    cfg = tmp_path / "car.toml"
-    cfg.write_text(f"""
-[[cameras]]
-name = "car"
-source = "{DATA / 'ebike'}"
-
-[[outputs]]
-name = "hold"
-
-[[elevators]]
-name = "car_a"
-hold_output = "hold"
-
-[[gates]]
-kind = "ebike"
-name = "cam"
-camera = "car"
-elevator = "car_a"
-
-[gates.detector]
-{detector}
-""")
-    return cfg
+    """test_ebike's car (one camera on the shared e-bike frames, its e-bike gate); ``detector``:
+    the lines of its [gates.detector] table."""
+    return ebike_car_config(tmp_path, f"\n[gates.detector]\n{detector}\n")
 
 
 def test_an_installed_detector_is_recorded_selected_by_name_and_loaded(tmp_path):

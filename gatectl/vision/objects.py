@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
+from gatectl.config.gates import EbikeDetectorConfig
 from gatectl.vision.letterbox import letterbox
 from gatectl.vision.models import ModelError
 
@@ -209,10 +211,6 @@ def detector_layout(session: InferenceSession, path: Path) -> DetectorLayout:
     """The family, input side and class count of a detector a site brings, or one ModelError
     naming the file and the shape that does not fit: checked before the model is installed, so a
     face model or a wrong export never reaches an elevator."""
-    from pydantic import ValidationError
-
-    from gatectl.config.gates import EbikeDetectorConfig
-
     inputs = session.get_inputs()
     shape = inputs[0].shape
     if (len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(shape) != 4
