@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from gatectl.core.paths import bundled_models_dir
-from tests.conftest import ok, one_line_error, run_cli
+from tests.conftest import DATA, ok, one_line_error, run_cli
 from tests.test_ebike import car_config as ebike_car_config
 
 MODELS = bundled_models_dir()
@@ -42,6 +42,10 @@ def test_an_installed_detector_is_recorded_selected_by_name_and_loaded(tmp_path)
     assert ["site_moped", "site", "cac0d1fb348a", "cam"] == listed[-1][:4]
     bundled = next(row for row in listed if row[0] == "yolox_nano_ebike")
     assert bundled[1:4] == ["bundled", "cac0d1fb348a", "-"]
+    # replay runs on a scratch copy of the store, but with the site's models
+    frame = DATA / "ebike" / "we0091234_moto.png"
+    assert ok(run_cli("replay", str(frame), config=selecting, data=data)).startswith(
+        "we0091234_moto.png: ebike")
 
 
 def test_the_doctor_names_the_bundled_default_detector(tmp_path):
