@@ -13,6 +13,7 @@ from gatectl.cli.common import (
 )
 from gatectl.cli.events import cmd_events
 from gatectl.cli.hardware import cmd_board_sim, cmd_relay
+from gatectl.cli.models import cmd_models
 from gatectl.cli.people import cmd_enroll, cmd_residents, cmd_watchlist
 from gatectl.cli.service import (
     check_ownership,
@@ -165,6 +166,14 @@ def build_parser() -> Parser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_events)
 
+    mo = sub.add_parser(
+        "models", help="install a site's own e-bike detector (checked first); list the models"
+    )
+    mo.add_argument("action", choices=["install", "list"])
+    mo.add_argument("file", nargs="?", type=Path, metavar="FILE", help="install: the ONNX file")
+    mo.add_argument("--name", help="install: its registry name (default: the file's stem)")
+    mo.set_defaults(func=cmd_models)
+
     d = sub.add_parser("doctor", help="check models, store, disk and cameras")
     d.add_argument(
         "--camera-timeout",
@@ -282,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             check_ownership(app)
             if scratch is None:
                 return app
-            return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards)
+            return App(scratch_config(cfg), scratch_store(app, scratch), boards=boards,
+                       site_models=app.site_models)
 
         return args.func(args, app_factory)
     except UsageError as exc:  # outside text in a message went through shown() where it was quoted

@@ -181,8 +181,9 @@ class EbikeDetectorConfig(Strict):
     )
     family: Literal["yolox", "yolov8"] = Field(
         "yolox",
-        description="Output layout of `file`: yolox (raw YOLOX head) or yolov8 ([1, 4 + C, A] "
-        "boxes and class scores); see gatectl/vision/objects.py.",
+        description="Output layout of the model: yolox (raw YOLOX head; the bundled ones) or "
+        "yolov8 ([1, 4 + C, A] boxes and class scores: a site model or `file`); see "
+        "gatectl/vision/objects.py.",
     )
     input_size: int = Field(
         416,
@@ -223,10 +224,6 @@ class EbikeDetectorConfig(Strict):
         unknown = [c for c in self.ebike_classes if c not in self.classes]
         if unknown:
             raise ValueError(f"ebike_classes {unknown} are not in classes")
-        if self.file is None and self.family != "yolox":
-            raise ValueError(
-                "family applies to a model of your own (file = ...); the bundled models are yolox"
-            )
         return self
 
 

@@ -41,6 +41,9 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
     return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
 
 
+SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
+
+
 class App:
     def __init__(
         self,
@@ -49,11 +52,15 @@ class App:
         boards: dict[str, Relay] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        site_models: Path | None = None,
     ):
         """``boards`` replaces the configured relay boards by name (tests, replay, demo);
-        ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares."""
+        ``clock`` and ``monotonic`` are the wall and monotonic clocks the clock watch compares;
+        ``site_models``: the site's model folder, default ``models/`` in ``data_dir`` (replay
+        on a scratch store passes the real one)."""
         self.cfg = cfg
         self.data_dir = Path(data_dir)
+        self.site_models = site_models or self.data_dir / SITE_MODELS
         self.clock = clock
         self.monotonic = monotonic
         self._boards = boards or {}
@@ -117,7 +124,7 @@ class App:
 
     @cached_property
     def models(self) -> ModelStore:
-        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads)
+        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads, self.site_models)
 
     @cached_property
     def embedder(self) -> Embedder:

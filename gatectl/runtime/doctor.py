@@ -8,6 +8,7 @@ import time
 
 from gatectl.config import Config
 from gatectl.config.base import ConfigError
+from gatectl.config.gates import EbikeGateConfig
 from gatectl.core.errors import GatectlError
 from gatectl.core.safe_text import shown
 from gatectl.hw.relay import BoardError, Relay
@@ -46,6 +47,11 @@ def doctor(app: App, wait_s: float) -> int:
         try:  # builds the gate as `run` would: its models loaded and checked against the config
             app.gate(gate)
             report(True, f"gate {gate.name} ({gate.kind}): pipeline ready")
+            if isinstance(gate, EbikeGateConfig):  # which detector: bundled, site-installed, file
+                d = gate.detector
+                report(True, f"gate {gate.name} detector: " + (
+                    f"{d.file} (a file of your own, sha256 not checked)" if d.file
+                    else app.models.describe(d.model)))
         except GatectlError as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
     damage = corruption(app.store_path)  # what `run` would move aside at start

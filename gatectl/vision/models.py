@@ -41,10 +41,21 @@ class ModelSpec:
     # embedders: (mean, sigma) of the normal fitted to the upper tail of per-identity stranger
     # scores on the dev set (scripts/eval_face.py prints it); sets the gallery-size-aware threshold
     impostor_tail: tuple[float, float] | None = None
+    # installed by `gatectl models install` into the site's model folder (the state folder),
+    # not shipped with the package: the doctor and `gatectl models list` say which is which
+    site: bool = False
+
+    @property
+    def origin(self) -> str:
+        return "site" if self.site else "bundled"
 
 
-def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
-    path = models_dir / "models.toml"
+REGISTRY = "models.toml"  # the registry's name in the bundled folder and in the site's
+
+
+def load_registry(models_dir: Path, site: bool = False) -> dict[str, ModelSpec]:
+    """The registry of one models folder; ``site``: the site's own (entries marked as such)."""
+    path = models_dir / REGISTRY
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError:
@@ -54,7 +65,10 @@ def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"{path}: unreadable model registry ({exc})") from None
     try:
-        return {name: ModelSpec(name=name, **_spec_fields(fields)) for name, fields in data.items()}
+        return {
+            name: ModelSpec(name=name, **{**_spec_fields(fields), "site": site})
+            for name, fields in data.items()
+        }
     except TypeError as exc:
         raise ModelError(f"{path}: bad model entry ({exc})") from None
 
@@ -62,6 +76,12 @@ def load_registry(models_dir: Path) -> dict[str, ModelSpec]:
 def _spec_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """A registry entry as ModelSpec keywords (TOML has arrays, the spec a tuple)."""
     return {k: tuple(v) if k == "impostor_tail" else v for k, v in fields.items()}
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, remembered per (path, size, mtime) so a restart check is cheap."""
+    st = path.stat()
+    return _file_sha256(path, st.st_size, st.st_mtime_ns)
 
 
 @cache
@@ -77,10 +97,9 @@ def verify(spec: ModelSpec, models_dir: Path) -> Path:
     """Return the model's path once its sha256 matches the registry; else raise ModelError."""
     path = models_dir / spec.file
     try:
-        st = path.stat()
+        digest = file_sha256(path)
     except FileNotFoundError:
         raise ModelError(f"{path}: model '{spec.name}' is missing") from None
-    digest = _file_sha256(path, st.st_size, st.st_mtime_ns)
     if digest != spec.sha256:
         raise ModelError(
             f"{path}: sha256 mismatch for model '{spec.name}' "
@@ -113,21 +132,55 @@ def _shared_pool(threads: int) -> None:
 
 
 class ModelStore:
-    """Opens verified onnxruntime sessions from one models folder, with shared session options."""
+    """Opens verified onnxruntime sessions from the bundled models folder and the site's own
+    (``site_dir``: what `gatectl models install` wrote, in the state folder so an upgrade of the
+    package keeps it), with shared session options."""
 
-    def __init__(self, models_dir: Path | None = None, intra_op_threads: int = 2):
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        intra_op_threads: int = 2,
+        site_dir: Path | None = None,
+    ):
         self.dir = Path(models_dir) if models_dir else bundled_models_dir()
+        self.site_dir = Path(site_dir) if site_dir else None
         self.threads = intra_op_threads
         self.registry = load_registry(self.dir)
+        site = self.site_registry()
+        for name in site:  # a site model never silently replaces a bundled one of the same name
+            if name in self.registry:
+                raise ModelError(
+                    f"{self.site_dir}/{REGISTRY}: site model '{name}' has the name of a bundled "
+                    "model; reinstall it under another name"
+                )
+        self.registry.update(site)
+
+    def site_registry(self) -> dict[str, ModelSpec]:
+        """The site's installed models (none when the site registry does not exist yet)."""
+        if self.site_dir is None or not (self.site_dir / REGISTRY).is_file():
+            return {}
+        return load_registry(self.site_dir, site=True)
+
+    def dir_of(self, spec: ModelSpec) -> Path:
+        return self.site_dir if spec.site and self.site_dir else self.dir
 
     def spec(self, name: str) -> ModelSpec:
         try:
             return self.registry[name]
         except KeyError:
-            raise ModelError(f"{self.dir / 'models.toml'}: no model named '{name}'") from None
+            where = f"{self.dir / REGISTRY}" + (
+                f" or {self.site_dir / REGISTRY}" if self.site_dir else ""
+            )
+            raise ModelError(f"{where}: no model named '{name}'") from None
 
     def path(self, name: str) -> Path:
-        return verify(self.spec(name), self.dir)
+        spec = self.spec(name)
+        return verify(spec, self.dir_of(spec))
+
+    def describe(self, name: str) -> str:
+        """'name (site, sha256 0123456789ab)': which file a config's model name really is."""
+        spec = self.spec(name)
+        return f"{name} ({spec.origin}, sha256 {spec.sha256[:12]})"
 
     def session(self, name: str) -> InferenceSession:
         """A CPU onnxruntime session, created once and shared by every gate that needs it."""
@@ -168,8 +221,52 @@ class ModelStore:
         out: list[tuple[ModelSpec, str | None]] = []
         for spec in self.registry.values():
             try:
-                verify(spec, self.dir)
+                verify(spec, self.dir_of(spec))
                 out.append((spec, None))
             except ModelError as exc:
                 out.append((spec, str(exc)))
         return out
+
+
+def install_site_model(site_dir: Path, name: str, src: Path, task: str) -> ModelSpec:
+    """Copy a checked model file into the site's model folder and record its sha256 in the site
+    registry, so a config selects it by name and every load verifies it like a bundled one.
+
+    The copy and the registry are each written to a temporary file, fsynced and renamed: a power
+    cut leaves the old registry or the new one, never half of one. The copy's sha256 must be the
+    source's: a file changing while it was copied is refused.
+    """
+    import json
+    import os
+    import shutil
+
+    site_dir.mkdir(parents=True, exist_ok=True)
+    digest = file_sha256(src)
+    spec = ModelSpec(name=name, file=f"{name}.onnx", sha256=digest, task=task,
+                     licence="site's own", default=False, site=True)
+    dst = site_dir / spec.file
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    if file_sha256(tmp) != digest:
+        tmp.unlink()
+        raise ModelError(f"{src}: the file changed while it was copied; install it again")
+    os.replace(tmp, dst)
+    registry = load_registry(site_dir, site=True) if (site_dir / REGISTRY).is_file() else {}
+    registry[name] = spec
+    lines = ["# Written by `gatectl models install`: the site's own models, sha256 checked.\n"]
+    for s in registry.values():  # JSON strings are valid TOML basic strings
+        lines.append(
+            f"\n[{json.dumps(s.name)}]\nfile = {json.dumps(s.file)}\n"
+            f"sha256 = {json.dumps(s.sha256)}\n"
+            f"task = {json.dumps(s.task)}\nlicence = {json.dumps(s.licence)}\ndefault = false\n"
+        )
+    reg = site_dir / REGISTRY
+    tmp_reg = reg.with_name(f".{REGISTRY}.tmp")
+    with tmp_reg.open("w", encoding="utf-8") as f:
+        f.write("".join(lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_reg, reg)
+    return spec

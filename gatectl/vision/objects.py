@@ -17,11 +17,14 @@ tiles give the model more pixels, at one model run per tile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
+from gatectl.config.gates import EbikeDetectorConfig
 from gatectl.vision.letterbox import letterbox
 from gatectl.vision.models import ModelError
 
@@ -188,3 +191,50 @@ def open_detector(session: InferenceSession, family: str, input_size: int,
         if bad:
             raise ModelError(f"{where}.classes {bad}: the model has classes 0..{n_classes - 1}")
     return FAMILIES[family](session, input_size, classes, threshold, tiles)
+
+
+@dataclass(frozen=True)
+class DetectorLayout:
+    """What an ONNX detector is, read from its inputs and outputs alone."""
+
+    family: str
+    input_size: int
+    n_classes: int
+
+
+def anchor_count(size: int) -> int:
+    """Rows of a stride 8/16/32 head on a ``size`` input (3549 at 416): what A must be."""
+    return sum((size // stride) ** 2 for stride in (8, 16, 32))
+
+
+def detector_layout(session: InferenceSession, path: Path) -> DetectorLayout:
+    """The family, input side and class count of a detector a site brings, or one ModelError
+    naming the file and the shape that does not fit: checked before the model is installed, so a
+    face model or a wrong export never reaches an elevator."""
+    inputs = session.get_inputs()
+    shape = inputs[0].shape
+    if (len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(shape) != 4
+            or shape[:2] != [1, 3] or not all(isinstance(d, int) for d in shape[2:])
+            or shape[2] != shape[3]):
+        got = ", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs)
+        raise ModelError(f"{path}: input {got}: a detector takes one [1, 3, S, S] float image")
+    size = int(shape[2])
+    try:
+        EbikeDetectorConfig(input_size=size)
+    except ValidationError:
+        field = EbikeDetectorConfig.model_fields["input_size"]
+        raise ModelError(
+            f"{path}: input side {size} does not fit gates.detector.input_size "
+            f"({field.description})"
+        ) from None
+    out = session.get_outputs()[0].shape
+    anchors = anchor_count(size)
+    if len(out) == 3 and out[0] == 1 and all(isinstance(d, int) for d in out):
+        if out[1] == anchors and out[2] > 5:
+            return DetectorLayout("yolox", size, int(out[2]) - 5)
+        if out[2] == anchors and out[1] > 4:
+            return DetectorLayout("yolov8", size, int(out[1]) - 4)
+    raise ModelError(
+        f"{path}: output {out} fits neither yolox [1, {anchors}, 5 + C] nor yolov8 "
+        f"[1, 4 + C, {anchors}] (A = {anchors} anchors for a {size} px input)"
+    )
