@@ -11,6 +11,7 @@ from typing import NoReturn
 from gatectl.cli.common import (
     add_list_options,
 )
+from gatectl.cli.ebike import cmd_ebike
 from gatectl.cli.events import cmd_events
 from gatectl.cli.hardware import cmd_board_sim, cmd_relay
 from gatectl.cli.models import cmd_models
@@ -174,6 +175,23 @@ def build_parser() -> Parser:
     mo.add_argument("--name", help="install: its registry name (default: the file's stem)")
     mo.set_defaults(func=cmd_models)
 
+    eb = sub.add_parser(
+        "ebike", help="collect: save an e-bike gate's candidate frames to label and train on"
+    )
+    eb.add_argument("action", choices=["collect"])
+    eb.add_argument("--gate", required=True, metavar="NAME", help="the e-bike gate")
+    eb.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="the dataset folder (new, empty, or one collect made)")
+    eb.add_argument("--source", metavar="FILE|FOLDER|URL",
+                    help="frames from here instead of the gate's camera")
+    eb.add_argument("--max", type=number_in(1, 100_000, int), default=2000, metavar="N",
+                    help="frames in DIR at most (1..100000, default 2000)")
+    eb.add_argument("--empty-every", type=number_in(0, 86400, unit=" s"), default=60.0,
+                    metavar="S", help="one frame without a detection every S seconds (default 60)")
+    eb.add_argument("--low", type=number_in(0.01, 0.99), default=0.05, metavar="S",
+                    help="also save frames with a detection scoring at least this (default 0.05)")
+    eb.set_defaults(func=cmd_ebike)
+
     d = sub.add_parser("doctor", help="check models, store, disk and cameras")
     d.add_argument(
         "--camera-timeout",
@@ -269,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(config_path) if config_path and not own else default_config()
         args.load_config = lambda: load_config(config_path) if config_path else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong
-        quiet = "error" if args.command in ("replay", "demo", "relay", "doctor") else "warning"
+        one_shot = ("replay", "demo", "relay", "doctor", "ebike")
+        quiet = "error" if args.command in one_shot else "warning"
         setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
         service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
         data, data_origin = ((Path(args.data), "--data") if args.data
