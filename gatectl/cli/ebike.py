@@ -32,8 +32,8 @@ from gatectl.config.gates import EbikeGateConfig
 from gatectl.core.errors import InvariantError, UsageError
 from gatectl.core.safe_text import shown
 from gatectl.gates.ebike.gate import EbikeGate
-from gatectl.runtime.replay import replay_gate
 from gatectl.runtime.app import App
+from gatectl.runtime.replay import replay_gate
 from gatectl.sources.camera import FrameSource, SourceError, open_source
 from gatectl.store.recorder import free_disk_mb
 from gatectl.vision.models import file_sha256
