@@ -111,3 +111,29 @@ def test_a_folder_that_is_not_a_collect_folder_is_refused(tmp_path, frames):
     assert len(errors) == 1 and "not a collect folder" in errors[0], r.stderr
     assert len(list(frames.iterdir())) == len(MOPEDS) + len(PORTRAITS)  # nothing added
     assert not (frames / "metadata.jsonl").exists()
+
+
+def test_without_source_the_gates_camera_is_read(tmp_path):
+    out = tmp_path / "site"
+    r = collect(tmp_path, "--out", str(out), "--max", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["gate"] == "cam"
+
+
+def test_a_video_is_timed_by_its_own_clock(tmp_path):
+    """40 frames of a 10 fps video (4 s) without a bike: --empty-every 1 keeps one a second."""
+    import cv2
+
+    portrait = cv2.resize(cv2.imread(str(FACES / "obama_01.jpg")), (320, 240))
+    video = tmp_path / "car.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for _ in range(40):
+        writer.write(portrait)
+    writer.release()
+    out = tmp_path / "site"
+    r = collect(tmp_path, "--out", str(out), "--source", str(video), "--empty-every", "1",
+                "--low", "0.2")
+    assert r.returncode == 0, r.stderr
+    lines = (out / "metadata.jsonl").read_text().splitlines()
+    assert [json.loads(line)["reason"] for line in lines] == ["empty"] * 4, lines

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import cv2
@@ -29,12 +30,14 @@ import numpy as np
 
 from gatectl.cli.common import AppFactory
 from gatectl.config.gates import EbikeGateConfig
+from gatectl.config.hardware import CameraConfig
 from gatectl.core.errors import InvariantError, UsageError
 from gatectl.core.safe_text import shown
 from gatectl.gates.ebike.gate import EbikeGate
 from gatectl.runtime.app import App
 from gatectl.runtime.replay import replay_gate
-from gatectl.sources.camera import FrameSource, SourceError, open_source
+from gatectl.sources.camera import SourceError, open_source
+from gatectl.sources.media import STILL_FPS, MediaError, iter_media
 from gatectl.store.recorder import free_disk_mb
 from gatectl.vision.models import file_sha256
 from gatectl.vision.objects import Detection
@@ -100,6 +103,7 @@ def cmd_ebike(args: argparse.Namespace, app_factory: AppFactory) -> int:
     print(PRIVACY, file=sys.stderr)
     existing: int | None = None
     app: App | None = None
+    frames: Generator[tuple[float, np.ndarray] | None] | None = None
     try:
         base = app_factory(simulated=True)
         gate_cfg = replay_gate(base.cfg, args.gate)
@@ -110,10 +114,9 @@ def cmd_ebike(args: argparse.Namespace, app_factory: AppFactory) -> int:
             raise UsageError(f"--low {args.low:g}: not below the gate's threshold "
                              f"{gate_cfg.detector.threshold:g}")
         camera = next(c for c in base.cfg.cameras if c.name == gate_cfg.camera)
-        if args.source is not None:
-            camera = type(camera)(name=camera.name, source=args.source)
-        source = open_source(camera)
-        source.open()  # a missing file/folder/URL is one line here, before DIR is touched
+        frames = _frames(camera if args.source is None
+                         else type(camera)(name=camera.name, source=args.source))
+        next(frames)  # opened: a missing file/folder/URL is one line here, before DIR is touched
         existing = _open_folder(out, gate_cfg.name)
         base.close()
         _private_dir(out / SCRATCH)
@@ -121,18 +124,53 @@ def cmd_ebike(args: argparse.Namespace, app_factory: AppFactory) -> int:
         gate = app.gate(gate_cfg)
         if not isinstance(gate, EbikeGate):  # the registry builds an EbikeGate for this kind
             raise InvariantError(f"gate {gate_cfg.name}: built a {type(gate).__name__}")
-        return _collect(args, app, gate, source, existing)
+        return _collect(args, app, gate, frames, existing)
     except SourceError as exc:
         raise UsageError(f"--source: {exc}") from None
     finally:
+        if frames is not None:
+            frames.close()
         if app is not None:
             app.close()
         if existing is not None:
             shutil.rmtree(out / SCRATCH, ignore_errors=True)
 
 
-def _collect(args: argparse.Namespace, app: App, gate: EbikeGate, source: FrameSource,
-             existing: int) -> int:
+def _frames(camera: CameraConfig) -> Generator[tuple[float, np.ndarray] | None]:
+    """``None`` once the source is open, then (seconds into the source, frame) until its end.
+
+    A file or folder is decoded as fast as the detector goes, timed by the media itself
+    (`sources.media.iter_media`: a video's timestamps, stills ``1 / STILL_FPS`` apart), so an hour
+    of video is not an hour of waiting; a corrupt file in a folder is one line on stderr and is
+    skipped. A camera or URL is read as `run` reads it (`sources.camera`), timed by the clock.
+    """
+    if camera.kind in ("video", "images"):
+        if not Path(camera.source).exists():
+            raise UsageError(f"--source {shown(camera.source, 200)}: no such file or folder")
+        yield None
+        base, last_t, current = 0.0, -1.0 / STILL_FPS, None
+        for item in iter_media([camera.source]):
+            if isinstance(item, MediaError):
+                print(f"gatectl: {item}", file=sys.stderr)
+                continue
+            if item.source != current:
+                current, base = item.source, last_t + 1.0 / STILL_FPS
+            last_t = base + item.t
+            yield last_t, item.image
+        return
+    source = open_source(camera)
+    source.open()
+    start = time.monotonic()
+    try:
+        yield None
+        while (image := source.read()) is not None:
+            yield time.monotonic() - start, image
+    finally:
+        source.close()
+
+
+def _collect(args: argparse.Namespace, app: App, gate: EbikeGate,
+             frames: Generator[tuple[float, np.ndarray] | None], existing: int) -> int:
     """Read frames until the source ends or DIR holds ``--max``; save the candidates."""
     out: Path = args.out
     d = gate.cfg.detector
@@ -140,15 +178,14 @@ def _collect(args: argparse.Namespace, app: App, gate: EbikeGate, source: FrameS
     model = {"name": str(d.file.name) if d.file else d.model, "sha256": sha[:12]}
     gate.detector.threshold = args.low  # see the hard cases too; the gate never decides here
     counts = {"alert": 0, "low": 0, "empty": 0}
-    saved, n, last_empty = existing, 0, -float("inf")
-    start = time.monotonic()
+    saved, last_empty = existing, -float("inf")
     try:
-        while saved < args.max:
-            image = source.read()
-            if image is None:
+        for item in frames:
+            if saved >= args.max:
                 break
-            t = n * source.period_s if source.period_s > 0 else time.monotonic() - start
-            n += 1
+            if item is None:
+                continue
+            t, image = item
             dets = gate.find(image)
             if any(x.score >= d.threshold for x in dets):
                 reason = "alert"
@@ -182,7 +219,7 @@ def _collect(args: argparse.Namespace, app: App, gate: EbikeGate, source: FrameS
             saved += 1
             counts[reason] += 1
     finally:
-        source.close()
+        frames.close()  # the camera is released as soon as collecting ends
     print(f"saved {sum(counts.values())} frames in {out} ({counts['alert']} alert, "
           f"{counts['low']} low, {counts['empty']} empty; {saved} in all, --max {args.max}); "
           "label them (YOLO), then scripts/train_detector.py --data " + str(out))
