@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ from gatectl.people.enroll import (
 from gatectl.runtime.app import App, simulated_boards
 
 log = logging.getLogger("gatectl")
+
+# Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
+# ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class Parser(argparse.ArgumentParser):
@@ -266,6 +271,8 @@ def build_parser() -> Parser:
     )
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 
