@@ -51,7 +51,9 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "gatectl.cli.backup",
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -107,10 +109,15 @@ def build_parser() -> Parser:
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser(
-        "residents", help="list, show, update, remove, reactivate or suspend residents"
+        "residents", help="list, show, update, remove, reactivate, suspend or import residents"
     )
-    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
-    r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend",
+                                      "import"])
+    r.add_argument("who", nargs="?",
+                   help="resident id or exact name; import: a FOLDER (a sub-folder per resident, "
+                   "unit__name or with resident.json) or a CSV (name,unit,photos)")
+    r.add_argument("--refusals", metavar="FILE",
+                   help="import: who was refused and why, as CSV (default in the state folder)")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(
