@@ -170,13 +170,16 @@ def build_parser() -> Parser:
     vh.add_argument("--json", action="store_true")
     vh.set_defaults(func=cmd_vehicles)
 
-    ev = sub.add_parser("events", help="list recorded events")
-    ev.add_argument("action", choices=["list"])
+    ev = sub.add_parser("events", help="list or export recorded events")
+    ev.add_argument("action", choices=["list", "export"])
     ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
     ev.add_argument("--kind", choices=["access", "alert", "control", "command", "camera", "system"])
     ev.add_argument("--gate")
     ev.add_argument("--limit", type=number_in(1, 100_000, int), default=200, metavar="N")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--format", choices=["csv", "zip"],
+                    help="export: csv (default), or zip with the snapshots and SHA256SUMS")
+    ev.add_argument("--out", metavar="FILE", help="export: write here (csv: default stdout)")
     ev.set_defaults(func=cmd_events)
 
     mo = sub.add_parser(
