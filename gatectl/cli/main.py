@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         one_shot = ("replay", "demo", "relay", "doctor", "ebike")
         quiet = "error" if args.command in one_shot else "warning"
-        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
+        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet),
+                      cfg.logging if args.command == "run" else None)
         service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
         data, data_origin = ((Path(args.data), "--data") if args.data
                              else default_data_dir(cfg.storage.state_dir, service_config))

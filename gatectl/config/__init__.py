@@ -42,6 +42,7 @@ from gatectl.config.site import (
     ClockConfig,
     DeviceConfig,
     EnrollmentConfig,
+    LoggingConfig,
     ModelsConfig,
     PolicyConfig,
     StorageConfig,
@@ -96,6 +97,9 @@ class Config(Strict):
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
+    )
+    logging: LoggingConfig = Field(
+        LoggingConfig(), description="The daemon's log format and optional log file."
     )
 
     def camera(self, name: str) -> CameraConfig:
