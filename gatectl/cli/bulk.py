@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -163,6 +163,7 @@ class Outcome:
     skipped: int = 0
     refused: int = 0
     seconds: float = 0.0  # spent enrolling (photos read, templates made, stored)
+    durations: list[float] = field(default_factory=list)  # s per resident tried, in order
 
 
 def load_photos(entry: Entry) -> list[Sample]:
@@ -223,7 +224,8 @@ def run_import(app: App, source: Path, refusals: Path, progress: bool = True) ->
                     rf.flush()
                     journal.note(entry.key, "refused", reason=reason)
                     out.refused += 1
-                out.seconds += time.perf_counter() - t0
+                out.durations.append(time.perf_counter() - t0)
+                out.seconds += out.durations[-1]
                 bar.set_postfix(enrolled=out.enrolled, refused=out.refused, refresh=False)
             bar.close()
     finally:
