@@ -154,3 +154,31 @@ def test_restore_refuses_an_unknown_schema_and_hostile_archives_in_one_line(app,
         assert s.event_count() == 1
     finally:
         s.close()
+
+
+def test_the_hold_is_one_per_process_and_refused_to_another(tmp_path):
+    """Two Apps of one daemon (a reload) share the hold; another process is refused until the
+    last one lets go."""
+    import subprocess
+    import sys
+
+    from gatectl.store.backup import StoreHold
+
+    db = tmp_path / "gatectl.db"
+    probe = ("import sys; from pathlib import Path; from gatectl.store.backup import StoreHold\n"
+             "try:\n StoreHold(Path(sys.argv[1])).acquire('probe')\nexcept Exception as e:\n"
+             " print(e); sys.exit(3)\n")
+
+    def other_process() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True,
+                              text=True, timeout=60)
+
+    a, b = StoreHold(db), StoreHold(db)
+    a.acquire("gatectl run")
+    b.acquire("gatectl run")
+    refused = other_process()
+    assert refused.returncode == 3 and "in use by a running `gatectl run`" in refused.stdout
+    a.release()
+    assert other_process().returncode == 3  # b still holds it
+    b.release()
+    assert other_process().returncode == 0

@@ -20,10 +20,11 @@ import os
 import shutil
 import sqlite3
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any, ClassVar
 
 from sqlite_utils import Database
 
@@ -47,38 +48,57 @@ class StoreHold:
     """The daemon's claim on its store: an exclusive `flock` on ``<database>.lock`` for as
     long as `gatectl run` runs. The kernel drops it when the process dies, so a crash never
     leaves a stale lock. `restore` takes it too (refusing while a daemon has it), and so does a
-    second `run` (two daemons on one store would drive the same doors)."""
+    second `run` (two daemons on one store would drive the same doors).
+
+    Within one process the hold is shared (counted): a reload that builds a new App on the
+    same store before closing the old one is the same daemon, not a second one."""
+
+    _held: ClassVar[dict[Path, list[Any]]] = {}  # lock path -> [open file, holders]
+    _guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, database: Path):
         self.path = database.with_name(database.name + ".lock")
-        self._file: IO[bytes] | None = None
+        self._key: Path | None = None
 
     def acquire(self, what: str) -> None:
         """Take the hold or raise a one-line StoreError saying who has it; ``what`` is who asks
         (for the message)."""
-        if self._file is not None:
+        if self._key is not None:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a+b")  # noqa: SIM115 - held open for the process's lifetime
-        except OSError:
-            # a folder we cannot write (a read-only SD card): the store's own open says so in
-            # its one line, and nothing can restore into it either
-            return
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise StoreError(
-                f"{self.path.with_suffix('')}: {what}: the store is in use by a running "
-                "`gatectl run` (or a restore); stop it first: sudo systemctl stop gatectl"
-            ) from None
-        self._file = f
+        key = self.path.resolve()
+        with self._guard:
+            if key in self._held:
+                self._held[key][1] += 1
+                self._key = key
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                f = open(self.path, "a+b")  # noqa: SIM115 - held open while the daemon runs
+            except OSError:
+                # a folder we cannot write (a read-only SD card): the store's own open says so
+                # in its one line, and nothing can restore into it either
+                return
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise StoreError(
+                    f"{self.path.with_suffix('')}: {what}: the store is in use by a running "
+                    "`gatectl run` (or a restore); stop it first: sudo systemctl stop gatectl"
+                ) from None
+            self._held[key] = [f, 1]
+            self._key = key
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing drops the flock
-            self._file = None
+        if self._key is None:
+            return
+        with self._guard:
+            entry = self._held[self._key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                entry[0].close()  # closing drops the flock
+                del self._held[self._key]
+            self._key = None
 
 
 @dataclass(frozen=True)
