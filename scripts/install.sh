@@ -131,15 +131,19 @@ root="${GATECTL_ROOT:-}"
 export GATECTL_CONFIG="$root/etc/gatectl/gatectl.toml"
 export STATE_DIRECTORY="$root/var/lib/gatectl"
 py="$root/opt/gatectl/venv/bin/python"
-if [ -n "$root" ] || [ "$(id -un)" = gatectl ]; then
+if [ -n "$root" ]; then
   exec "$py" -m gatectl "$@"
+fi
+# -I: as the service user, import nothing from the caller's folder or PYTHON* variables
+if [ "$(id -un)" = gatectl ]; then
+  exec "$py" -I -m gatectl "$@"
 fi
 id -u gatectl >/dev/null 2>&1 || { echo "gatectl: no user gatectl: run scripts/install.sh" >&2; exit 2; }
 keep="GATECTL_CONFIG=$GATECTL_CONFIG STATE_DIRECTORY=$STATE_DIRECTORY HOME=/var/lib/gatectl"
 if [ "$(id -u)" -eq 0 ]; then
-  exec runuser -u gatectl -- env $keep "$py" -m gatectl "$@"
+  exec runuser -u gatectl -- env $keep "$py" -I -m gatectl "$@"
 fi
-exec sudo -u gatectl env $keep "$py" -m gatectl "$@"
+exec sudo -u gatectl env $keep "$py" -I -m gatectl "$@"
 WRAPPER
 install -m 0755 "$tmp/gatectl" "$BIN/gatectl"
 
