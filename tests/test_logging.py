@@ -86,3 +86,42 @@ def test_text_file_and_a_bad_log_file_is_one_line(tmp_path, root_logging):
     for bad in ("relative.log", "/var/log/../etc/passwd", "/dev/null"):
         with pytest.raises(ValueError):
             LoggingConfig(file=bad)
+
+
+def test_a_running_daemon_logs_json_decisions_to_its_file_by_id(tmp_path):
+    """`gatectl run` for real with `[logging] format = "json"` and a file: a resident's passes
+    are INFO JSON lines naming `resident #1`; nothing in the file names them."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, run_cli, wait_for
+    from tests.test_store_faults import _bench_config
+
+    cfg = _bench_config(tmp_path)
+    log_file = tmp_path / "logs" / "gatectl.log"
+    cfg.write_text(f'log_level = "info"\n[logging]\nformat = "json"\nfile = "{log_file}"\n'
+                   + cfg.read_text())
+    data = tmp_path / "state"
+    res = run_cli("enroll", "--name", "Barack Obama", "--unit", "3-2-1501", "--photo",
+                  str(FACES / "obama_01.jpg"), data=data, config=cfg)
+    assert res.returncode == 0, res.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data",
+                             str(data), "run"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def lines() -> list[dict]:
+        text = log_file.read_text() if log_file.exists() else ""
+        return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+
+    try:
+        grants = wait_for(lambda: [x for x in lines() if "bench-gate: granted" in x["msg"]],
+                          timeout=120, what="a grant in the log file")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert grants[0]["level"] == "info" and grants[0]["logger"] == "gatectl.face_gate"
+    assert "granted resident #1" in grants[0]["msg"]
+    text = log_file.read_text()
+    assert "Obama" not in text and "3-2-1501" not in text
+    assert all(set(x) >= {"ts", "level", "logger", "msg"} for x in lines())
