@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import FACES, NOFACE, ok, one_line_error, run_cli
+from tests.conftest import FACES, NOFACE, REPO, ok, one_line_error, run_cli
 
 
 def resident_folder(root: Path, name: str, *photos: Path, meta: dict | None = None) -> Path:
@@ -70,6 +70,8 @@ def test_a_folder_import_refuses_with_reasons_and_resumes(tmp_path):
 
     # a crash after an enrollment but before its journal line: the store says it is done
     [journal] = (data / "imports").glob("*.jsonl")
+    kept = journal.read_text()
+    assert "Obama" not in kept and "1-1-101" not in kept and "rose" not in kept  # digests only
     journal.unlink()
     third = run_cli("residents", "import", str(src), "--json",
                     "--refusals", str(tmp_path / "r3.csv"), data=data)
@@ -97,6 +99,18 @@ def test_a_csv_import_and_its_one_line_errors(tmp_path):
     assert "4 columns" in why["residents.csv line 5"]
     assert "missing.jpg: no such file" in why["residents.csv line 6"]
     assert residents(data) == {"Barack Obama": "1-1-101", "Joe Biden": "1-1-102"}
+
+    # by default the refusals go to the current folder (the operator's), not the state folder
+    r = run_cli("residents", "import", str(sheet), "--json", data=data)
+    summary = json.loads(r.stdout)
+    assert summary["skipped"] == 2 and summary["refused"] == 2
+    assert Path(summary["refusals"]).parent == Path(".")
+    (REPO / summary["refusals"]).unlink()  # run_cli runs in the checkout
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    line = one_line_error(run_cli("residents", "import", str(sheet), "--refusals",
+                                  str(blocked / "r.csv"), data=data))
+    assert "--refusals" in line and "cannot write" in line
 
     bad = tmp_path / "bad.csv"
     bad.write_text("who,where\nA,B\n")

@@ -12,7 +12,9 @@ Resumable: every outcome is appended (and fsynced) to a journal in the state fol
 the source's absolute path; a re-run skips who is already enrolled and tries the refused again
 (their photos may have been fixed). A crash between the enrollment and its journal line is
 caught by the store: the duplicate-face refusal then names the same name and unit, and that
-counts as enrolled. Refusals (who, why) go to a CSV for the office that took the photos.
+counts as enrolled. The journal keeps digests, never names. Refusals (who, why) go to a CSV for
+the office that took the photos (``--refusals``, default in the current folder: it names people,
+so it is the operator's file, not the device's).
 """
 
 from __future__ import annotations
@@ -138,12 +140,19 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
+    @staticmethod
+    def _id(key: str) -> str:
+        """Entries by digest: the journal stays in the state folder, and must not keep a name
+        an erasure (`residents remove`) would have to find."""
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
     def enrolled(self, key: str) -> bool:
-        return self.done.get(key, {}).get("status") == "enrolled"
+        return self.done.get(self._id(key), {}).get("status") == "enrolled"
 
     def note(self, key: str, status: str, **fields: object) -> None:
-        rec = {"key": key, "status": status, "at": time.time(), **fields}
-        self.done[key] = rec
+        digest = self._id(key)
+        rec = {"key": digest, "status": status, "at": time.time(), **fields}
+        self.done[digest] = rec
         self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
@@ -222,7 +231,7 @@ def run_import(app: App, source: Path, refusals: Path, progress: bool = True) ->
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     writer.writerow([entry.where, entry.name or "", entry.unit or "", reason])
                     rf.flush()
-                    journal.note(entry.key, "refused", reason=reason)
+                    journal.note(entry.key, "refused")  # the reason, with the name: the CSV
                     out.refused += 1
                 out.durations.append(time.perf_counter() - t0)
                 out.seconds += out.durations[-1]
@@ -254,9 +263,14 @@ def cmd_import(args: argparse.Namespace, app_factory: AppFactory) -> int:
     if not source.exists():
         raise UsageError(f"residents import: {source}: no such folder or file")
     app = app_factory()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    refusals = (Path(args.refusals) if args.refusals
-                else app.data_dir / "imports" / f"refusals-{stamp}.csv")
+    # the operator's file, not the device's: it names people, so it stays out of the state folder
+    refusals = Path(args.refusals or f"import-refusals-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+    try:
+        refusals.parent.mkdir(parents=True, exist_ok=True)
+        refusals.touch()
+    except OSError as exc:
+        raise UsageError(f"--refusals {refusals}: cannot write ({exc.strerror or exc}); give "
+                         "--refusals FILE in a folder this user may write") from None
     out = run_import(app, source, refusals, progress=not args.json)
     done = out.enrolled + out.refused
     rate = out.seconds / done if done else 0.0

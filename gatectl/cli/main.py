@@ -117,7 +117,8 @@ def build_parser() -> Parser:
                    help="resident id or exact name; import: a FOLDER (a sub-folder per resident, "
                    "unit__name or with resident.json) or a CSV (name,unit,photos)")
     r.add_argument("--refusals", metavar="FILE",
-                   help="import: who was refused and why, as CSV (default in the state folder)")
+                   help="import: who was refused and why, as CSV (default "
+                   "./import-refusals-TIME.csv)")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(
