@@ -118,3 +118,4 @@ def test_a_csv_import_and_its_one_line_errors(tmp_path):
     assert "bad.csv: the first line must be name,unit,photos" in line
     line = one_line_error(run_cli("residents", "import", str(tmp_path / "nope"), data=data))
     assert "nope: no such folder or file" in line
+    assert not list(REPO.glob("import-refusals-*.csv"))  # no refusal file for refused sources

@@ -198,12 +198,17 @@ def run_import(app: App, source: Path, refusals: Path, progress: bool = True) ->
     """Enroll every resident of ``source`` not enrolled by an earlier run; refusals to the
     ``refusals`` CSV (rewritten each run: the ones still refused)."""
     entries = list(folder_entries(source) if source.is_dir() else csv_entries(source))
+    try:  # before any model loads: a refusal file we cannot write is said at once
+        refusals.parent.mkdir(parents=True, exist_ok=True)
+        rf = open(refusals, "w", newline="", encoding="utf-8")  # noqa: SIM115 - with below
+    except OSError as exc:
+        raise UsageError(f"--refusals {refusals}: cannot write ({exc.strerror or exc}); give "
+                         "--refusals FILE in a folder this user may write") from None
     journal = Journal(journal_path(app, source))
-    enroller = app.enroller()
     out = Outcome()
-    refusals.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(refusals, "w", newline="", encoding="utf-8") as rf:
+        with rf:
+            enroller = app.enroller()
             writer = csv.writer(rf)
             writer.writerow(["source", "name", "unit", "reason"])
             bar = tqdm(entries, desc="import", unit="resident", file=sys.stderr,
@@ -265,12 +270,6 @@ def cmd_import(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     # the operator's file, not the device's: it names people, so it stays out of the state folder
     refusals = Path(args.refusals or f"import-refusals-{time.strftime('%Y%m%d-%H%M%S')}.csv")
-    try:
-        refusals.parent.mkdir(parents=True, exist_ok=True)
-        refusals.touch()
-    except OSError as exc:
-        raise UsageError(f"--refusals {refusals}: cannot write ({exc.strerror or exc}); give "
-                         "--refusals FILE in a folder this user may write") from None
     out = run_import(app, source, refusals, progress=not args.json)
     done = out.enrolled + out.refused
     rate = out.seconds / done if done else 0.0
