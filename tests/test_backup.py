@@ -36,6 +36,8 @@ def unpack(backup: Path, dest: Path) -> tuple[dict, Path, set[str]]:
 
 def test_a_backup_while_events_are_written_is_consistent_and_restores(app, tmp_path):
     app.store.add_resident("Resident A", "1-1-101", [(VEC, 1.0)], "m")
+    app.site_models.mkdir(parents=True)  # a site's own detector (`gatectl models install`)
+    (app.site_models / "site_det.onnx").write_bytes(b"onnx bytes")
     for i in range(5):
         app.recorder.record("lobby", "access", "denied", "unknown face", image(i))
     stop = threading.Event()
@@ -64,6 +66,7 @@ def test_a_backup_while_events_are_written_is_consistent_and_restores(app, tmp_p
         n = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         referenced = {r[0] for r in conn.execute("SELECT snapshot FROM events")}
         [name] = [r[0] for r in conn.execute("SELECT name FROM residents")]
+    assert (tmp_path / "unpacked" / "models" / "site_det.onnx").read_bytes() == b"onnx bytes"
     assert before <= n < after  # a point between the writes, not the end
     assert referenced <= snaps  # every row's snapshot file is in the backup
     assert name == "Resident A"
@@ -72,6 +75,7 @@ def test_a_backup_while_events_are_written_is_consistent_and_restores(app, tmp_p
 
     # restore: the backup's state comes back, the current one is kept aside whole
     app.close()
+    (app.site_models / "site_det.onnx").write_bytes(b"installed after the backup")
     out = ok(run_cli("restore", str(tmp_path / "site.tar"), data=app.data_dir))
     assert f"{n} event(s)" in out and "previous data are in" in out
     aside = Path(out.rsplit("previous data are in ", 1)[1].strip())
@@ -87,6 +91,8 @@ def test_a_backup_while_events_are_written_is_consistent_and_restores(app, tmp_p
     finally:
         previous.close()
     assert len(list((aside / "snapshots").rglob("*.jpg"))) == after
+    assert (app.site_models / "site_det.onnx").read_bytes() == b"onnx bytes"
+    assert (aside / "models" / "site_det.onnx").read_bytes() == b"installed after the backup"
 
 
 def test_restore_refuses_while_the_daemon_runs(app, tmp_path):

@@ -1,6 +1,6 @@
-"""`gatectl backup FILE` and `gatectl restore FILE`: the store, its spool and the snapshots in
-one file, taken while the daemon runs; restored only while it is stopped, the current data
-moved aside (`gatectl.store.backup`)."""
+"""`gatectl backup FILE` and `gatectl restore FILE`: the store, its spool, the snapshots and
+the site's models in one file, taken while the daemon runs; restored only while it is stopped,
+the current data moved aside (`gatectl.store.backup`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ import argparse
 from pathlib import Path
 
 from gatectl.cli.common import AppFactory
-from gatectl.store.backup import make_backup, restore_backup
+from gatectl.runtime.app import App
+from gatectl.store.backup import MODELS, SNAPSHOTS, make_backup, restore_backup
+
+
+def folders(app: App) -> dict[str, Path]:
+    """What a backup carries besides the database: the snapshots (event pictures, kept
+    enrollment photos) and the site's installed models (a detector trained on its cameras)."""
+    return {SNAPSHOTS: app.snapshot_dir, MODELS: app.site_models}
 
 
 def cmd_backup(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
-    s = make_backup(app.store_path, app.snapshot_dir, args.file, app.cfg.device.id, app.clock)
+    s = make_backup(app.store_path, folders(app), args.file, app.cfg.device.id, app.clock)
     print(f"backup {s.file}: {s.residents} resident(s), {s.events} event(s), {s.snapshots} "
           f"snapshot file(s), schema {len(s.schema)} migration(s), {s.bytes / 2**20:.1f} MB")
     return 0
@@ -23,7 +30,7 @@ def cmd_restore(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     app.store_hold.acquire("restore")  # refuses while `gatectl run` holds the store
     try:
-        s, aside = restore_backup(args.file, app.store_path, app.snapshot_dir, app.clock)
+        s, aside = restore_backup(args.file, app.store_path, folders(app), app.clock)
     finally:
         app.store_hold.release()
     print(f"restored {s.file}: {s.residents} resident(s), {s.events} event(s), {s.snapshots} "

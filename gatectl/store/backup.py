@@ -1,5 +1,6 @@
 """Backup and restore of a device's state: the store (SQLite's online backup API, consistent
-while the daemon writes), its spool of refused events and the snapshot folder, in one tar file.
+while the daemon writes), its spool of refused events, the snapshot folder and the site's
+installed models, in one tar file.
 
 Order makes the copy consistent without stopping the daemon: the database is copied first, in
 one backup step (one read transaction: WAL readers never block the writers), and the snapshot
@@ -36,6 +37,8 @@ MANIFEST = "manifest.json"
 DATABASE = "gatectl.db"
 SPOOL = "gatectl.db.spool"
 SNAPSHOTS = "snapshots"
+MODELS = "models"  # the site's installed models (`gatectl models install`): a trained detector
+FOLDERS = (SNAPSHOTS, MODELS)  # the folders a backup carries, by their name in it
 MANIFEST_MAX = 64 * 1024
 MEMBERS_MAX = 5_000_000  # files in a backup: a year of snapshots of a busy device fits
 
@@ -136,15 +139,17 @@ def known_migrations() -> list[str]:
     return [m.name for m in migrations.pending(Database(memory=True))]
 
 
-def make_backup(database: Path, snapshot_dir: Path, out: Path, device: str,
+def make_backup(database: Path, folders: dict[str, Path], out: Path, device: str,
                 clock: Any = time.time) -> Summary:
-    """Write the backup of ``database`` (with its spool) and ``snapshot_dir`` to ``out``
-    (through ``out.tmp``, fsynced, renamed: a full disk or a kill leaves no half backup under
-    the name). Works while the daemon writes: reads only, one consistent database snapshot."""
+    """Write the backup of ``database`` (with its spool) and ``folders`` (name in `FOLDERS` ->
+    folder: the snapshots, the site's models) to ``out`` (through ``out.tmp``, fsynced,
+    renamed: a full disk or a kill leaves no half backup under the name). Works while the daemon
+    writes: reads only, one consistent database snapshot, then the folders."""
     if not database.is_file():
         raise BackupError(f"{database}: no store to back up")
     out = out.resolve()
-    if snapshot_dir.resolve() in out.parents or database.parent.resolve() == out.parent:
+    inside = any(f.resolve() in out.parents for f in folders.values())
+    if inside or database.parent.resolve() == out.parent:
         raise BackupError(f"{out}: write the backup outside the state folder "
                           "(it would back itself up, and it is what a failed SD card loses)")
     tmp = out.with_name(out.name + ".tmp")
@@ -169,11 +174,12 @@ def make_backup(database: Path, snapshot_dir: Path, out: Path, device: str,
             spool = database.with_name(database.name + ".spool")
             if spool.is_file():
                 tar.add(spool, SPOOL, recursive=False)
-            for path in sorted(snapshot_dir.rglob("*")) if snapshot_dir.is_dir() else []:
-                if path.is_file() and not path.is_symlink() and not path.name.endswith(".tmp"):
-                    tar.add(path, f"{SNAPSHOTS}/{path.relative_to(snapshot_dir).as_posix()}",
-                            recursive=False)
-                    files += 1
+            for name, folder in folders.items():
+                for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+                    if path.is_file() and not path.is_symlink() and path.suffix != ".tmp":
+                        tar.add(path, f"{name}/{path.relative_to(folder).as_posix()}",
+                                recursive=False)
+                        files += name == SNAPSHOTS
             tar.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -217,7 +223,7 @@ def _member_target(name: str) -> str | None:
         return None
     if name in (DATABASE, SPOOL):
         return name
-    if p.parts[0] == SNAPSHOTS and len(p.parts) > 1:
+    if p.parts[0] in FOLDERS and len(p.parts) > 1:
         return name
     raise ValueError(f"member {name[:80]!r} is not part of a gatectl backup")
 
@@ -256,11 +262,12 @@ def schema_problem(schema: list[str]) -> str | None:
     return None
 
 
-def restore_backup(file: Path, database: Path, snapshot_dir: Path,
+def restore_backup(file: Path, database: Path, folders: dict[str, Path],
                    clock: Any = time.time) -> tuple[Summary, Path]:
-    """Put the backup ``file`` in place of the store and snapshot folder; the current ones are
-    moved aside to ``<database>.before-restore-<time>`` (a folder) first. Returns what was
-    restored and where the previous data are. The caller holds the `StoreHold`."""
+    """Put the backup ``file`` in place of the store and ``folders`` (as for `make_backup`);
+    the current ones are moved aside to ``<database>.before-restore-<time>`` (a folder) first.
+    Returns what was restored and where the previous data are. The caller holds the
+    `StoreHold`."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(clock()))
     stage = database.with_name(f".{database.name}.restore-{stamp}")
     aside = database.with_name(f"{database.name}.before-restore-{stamp}")
@@ -280,7 +287,7 @@ def restore_backup(file: Path, database: Path, snapshot_dir: Path,
                 _check_database(stage / DATABASE, manifest["schema"], file)
                 summary = Summary(file, manifest["schema"], *_counts(stage / DATABASE), files,
                                   file.stat().st_size)
-                _swap(stage, database, snapshot_dir, aside)
+                _swap(stage, database, folders, aside)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
     except tarfile.TarError as exc:
@@ -348,26 +355,28 @@ def _check_database(db: Path, schema: list[str], file: Path) -> None:
         raise BackupError(f"{file}: cannot restore: {problem}")
 
 
-def _swap(stage: Path, database: Path, snapshot_dir: Path, aside: Path) -> None:
-    """Move the current database (with its WAL, shm and spool) and snapshot folder into
-    ``aside``, then the staged ones into place: renames, so nothing is deleted."""
+def _swap(stage: Path, database: Path, folders: dict[str, Path], aside: Path) -> None:
+    """Move the current database (with its WAL, shm and spool) and folders into ``aside``,
+    then the staged ones into place: renames, so nothing is deleted."""
     aside.mkdir()
     for suffix in ("", "-wal", "-shm", ".spool"):
         cur = database.with_name(database.name + suffix)
         if cur.exists():
             os.replace(cur, aside / cur.name)
-    if snapshot_dir.exists():
-        os.replace(snapshot_dir, aside / SNAPSHOTS)
+    for name, folder in folders.items():
+        if folder.exists():
+            os.replace(folder, aside / name)
     os.replace(stage / DATABASE, database)
     if (stage / SPOOL).exists():
         os.replace(stage / SPOOL, database.with_name(database.name + ".spool"))
-    staged_snaps = stage / SNAPSHOTS
-    if staged_snaps.exists():
-        snapshot_dir.parent.mkdir(parents=True, exist_ok=True)
+    for name, folder in folders.items():
+        staged = stage / name
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not staged.exists():
+            folder.mkdir()
+            continue
         try:
-            os.replace(staged_snaps, snapshot_dir)
+            os.replace(staged, folder)
         except OSError:  # another filesystem than the store's: copy
-            shutil.copytree(staged_snaps, snapshot_dir)
-    else:
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(staged, folder)
     _fsync_dir(database.parent)
