@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
     --example) [ $# -ge 2 ] || die "--example needs a name"; EXAMPLE="$2"; shift 2 ;;
     --system-site-packages) VENV_ARGS+=(--system-site-packages); shift ;;
     --pip-args) [ $# -ge 2 ] || die "--pip-args needs a value"; read -r -a PIP_ARGS <<< "$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
