@@ -68,3 +68,11 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_bench_import_enrolls_the_test_set_at_each_gallery_size():
+    out = last_json("scripts/bench_import.py", "--gallery", "0", "200")
+    assert [r["gallery"] for r in out["results"]] == [0, 200]
+    for r in out["results"]:
+        assert r["enrolled"] == r["residents"] >= 5 and r["refused"] == 0
+        assert {"p50", "p95", "max"} <= set(r["ms_per_resident"]) and r["residents_per_min"] > 0

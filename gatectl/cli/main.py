@@ -51,7 +51,9 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "gatectl.cli.backup",
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -107,10 +109,16 @@ def build_parser() -> Parser:
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser(
-        "residents", help="list, show, update, remove, reactivate or suspend residents"
+        "residents", help="list, show, update, remove, reactivate, suspend or import residents"
     )
-    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
-    r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend",
+                                      "import"])
+    r.add_argument("who", nargs="?",
+                   help="resident id or exact name; import: a FOLDER (a sub-folder per resident, "
+                   "unit__name or with resident.json) or a CSV (name,unit,photos)")
+    r.add_argument("--refusals", metavar="FILE",
+                   help="import: who was refused and why, as CSV (default "
+                   "./import-refusals-TIME.csv)")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(
@@ -163,13 +171,16 @@ def build_parser() -> Parser:
     vh.add_argument("--json", action="store_true")
     vh.set_defaults(func=cmd_vehicles)
 
-    ev = sub.add_parser("events", help="list recorded events")
-    ev.add_argument("action", choices=["list"])
+    ev = sub.add_parser("events", help="list or export recorded events")
+    ev.add_argument("action", choices=["list", "export"])
     ev.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
     ev.add_argument("--kind", choices=["access", "alert", "control", "command", "camera", "system"])
     ev.add_argument("--gate")
     ev.add_argument("--limit", type=number_in(1, 100_000, int), default=200, metavar="N")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--format", choices=["csv", "zip"],
+                    help="export: csv (default), or zip with the snapshots and SHA256SUMS")
+    ev.add_argument("--out", metavar="FILE", help="export: write here (csv: default stdout)")
     ev.set_defaults(func=cmd_events)
 
     mo = sub.add_parser(
@@ -296,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         # the daemon logs at the configured level; one-shot commands only say what went wrong
         one_shot = ("replay", "demo", "relay", "doctor", "ebike")
         quiet = "error" if args.command in one_shot else "warning"
-        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet))
+        setup_logging(args.log_level or (cfg.log_level if args.command == "run" else quiet),
+                      cfg.logging if args.command == "run" else None)
         service_config = config_origin in ("$GATECTL_CONFIG", "the service's config")
         data, data_origin = ((Path(args.data), "--data") if args.data
                              else default_data_dir(cfg.storage.state_dir, service_config))

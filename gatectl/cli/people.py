@@ -113,6 +113,10 @@ def cmd_enroll(args: argparse.Namespace, app_factory: AppFactory) -> int:
 
 
 def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
+    if args.action == "import":  # bulk enrollment: its own module (tqdm loads only there)
+        from gatectl.cli.bulk import cmd_import
+
+        return cmd_import(args, app_factory)
     app = app_factory()
     store, now, days = app.store, app.clock(), app.cfg.policy.reenroll_after_days
     if args.action == "list":

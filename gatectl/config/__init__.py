@@ -43,6 +43,7 @@ from gatectl.config.site import (
     ClockConfig,
     DeviceConfig,
     EnrollmentConfig,
+    LoggingConfig,
     ModelsConfig,
     PolicyConfig,
     StorageConfig,
@@ -98,6 +99,9 @@ class Config(Strict):
     push: PushConfig = Field(PushConfig(), description="AI cameras pushing e-bike events.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
+    )
+    logging: LoggingConfig = Field(
+        LoggingConfig(), description="The daemon's log format and optional log file."
     )
 
     def camera(self, name: str) -> CameraConfig:

@@ -185,3 +185,33 @@ class ClockConfig(Strict):
         "clock (no further jump) for this long, or at once when it returns to the pre-jump time "
         "base.",
     )
+
+
+class LoggingConfig(Strict):
+    """Where the daemon's log lines go besides stderr (journald under systemd, with tracebacks
+    kept), and in which form. Decisions are logged at INFO with resident ids, never names."""
+
+    format: Literal["text", "json"] = Field(
+        "text",
+        description="text (one human line) or json (one object per line: ts, level, logger, "
+        "msg, exc) for the file, and for stderr when not under journald.",
+    )
+    file: Path | None = Field(
+        None,
+        description="Also log to this absolute file (the unit allows /var/log/gatectl/), rotated "
+        "at max_mb.",
+    )
+    max_mb: float = Field(10, ge=0.1, le=1024, description="Rotate the file at this size (MB).")
+    backups: int = Field(3, ge=0, le=20, description="Rotated files kept (0-20).")
+
+    @field_validator("file")
+    @classmethod
+    def _log_file(cls, p: Path | None) -> Path | None:
+        """A file the daemon appends to, perhaps as root: absolute, no '..', not a device."""
+        if p is None:
+            return p
+        if not p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"'{p}': give an absolute path without '..'")
+        if p.parts[1] in {"dev", "proc", "sys"} or (p.exists() and not p.is_file()):
+            raise ValueError(f"'{p}': not a regular file")
+        return p

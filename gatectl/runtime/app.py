@@ -25,6 +25,7 @@ from gatectl.hw.relay import Relay, SimulatedRelay
 from gatectl.people.directory import Directory
 from gatectl.people.enroll import Enroller
 from gatectl.store import Store
+from gatectl.store.backup import StoreHold
 from gatectl.store.recorder import EventRecorder, EventSpool
 from gatectl.vision.face.analyzer import FaceAnalyzer
 from gatectl.vision.face.detect import FaceDetector
@@ -79,6 +80,11 @@ class App:
         sync = self.cfg.sync
         return Store(self.store_path, clock=self.clock, publish=sync.enabled,
                      publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
+
+    @cached_property
+    def store_hold(self) -> StoreHold:
+        """The daemon's lock on its store (taken by `Runner.run`, checked by `restore`)."""
+        return StoreHold(self.store_path)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -274,3 +280,5 @@ class App:
             self.directory.store.close()
         if "store" in self.__dict__:
             self.store.close()
+        if "store_hold" in self.__dict__:
+            self.store_hold.release()

@@ -137,6 +137,7 @@ class Runner:
 
     def run(self) -> None:
         app = self.app
+        app.store_hold.acquire("gatectl run")  # released by App.close(); a restore checks it
         self._recover_store()
         self._start_clock()
         if app.cfg.sync.enabled:  # first: bad keys, certificates or password files stop us here

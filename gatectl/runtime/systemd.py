@@ -1,12 +1,18 @@
-"""systemd integration without dependencies: sd_notify and journald-priority log lines."""
+"""systemd integration without dependencies: sd_notify, journald-priority log lines, and the
+daemon's logging setup (JSON lines and a rotated file when `[logging]` asks)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.handlers
 import os
 import socket
 import sys
 from typing import ClassVar
+
+from gatectl.config.base import ConfigError
+from gatectl.config.site import LoggingConfig
 
 
 def sd_notify(message: str) -> bool:
@@ -56,14 +62,53 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
-def setup_logging(level: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (ts, level, logger, msg, exc) for log shippers; a traceback is
+    the ``exc`` field of its record's line, not lines of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str, cfg: LoggingConfig | None = None) -> None:
+    """stderr (journald's priorities when systemd reads it), plus the ``[logging]`` file of the
+    daemon when configured, in its format."""
+    fmt = cfg.format if cfg is not None else "text"
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter())
+    elif fmt == "json":
+        handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(logging.Formatter(TEXT, "%H:%M:%S"))
+    handlers: list[logging.Handler] = [handler]
+    if cfg is not None and cfg.file is not None:
+        try:
+            cfg.file.parent.mkdir(parents=True, exist_ok=True)
+            file = logging.handlers.RotatingFileHandler(
+                cfg.file, maxBytes=int(cfg.max_mb * 2**20), backupCount=cfg.backups,
+                encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"logging.file: {cfg.file}: cannot write ({exc.strerror or exc})"]
+                              ) from None
+        file.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
+        handlers.append(file)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers:
+        if old not in handlers:
+            old.close()
+    root.handlers[:] = handlers
     root.setLevel(level.upper())

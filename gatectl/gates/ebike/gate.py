@@ -139,5 +139,6 @@ class EbikeGate:
                 self.controls.ebike(self.cfg.elevator, image, reason)
         elif self.active and not any(self.window):
             self.active = False
+            log.info("elevator %s: clear; no e-bike in the car", self.cfg.elevator)
             out.append(EbikeDecision(self.cfg.name, "clear", "no e-bike in the car", 0.0))
         return out
