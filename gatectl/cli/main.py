@@ -51,7 +51,7 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gatectl.cli.status",)
 
 
 class Parser(argparse.ArgumentParser):

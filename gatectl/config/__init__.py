@@ -46,6 +46,7 @@ from gatectl.config.site import (
     PolicyConfig,
     StorageConfig,
 )
+from gatectl.config.status import StatusConfig
 from gatectl.config.sync import SyncConfig
 
 if sys.version_info >= (3, 11):
@@ -94,6 +95,7 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    status: StatusConfig = Field(StatusConfig(), description="The local status page and metrics.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -131,6 +133,7 @@ class Config(Strict):
                 )
         if self.sync.enabled:
             problems += self.sync.missing_files()
+        problems += self.status.missing_files()
         return problems
 
     def cross_check(self) -> list[str]:
@@ -225,7 +228,7 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
-        return errors
+        return errors + self.status.problems()
 
 
 def default_config() -> Config:
