@@ -1,6 +1,11 @@
-"""The status page's routes (Starlette). Every request is hostile: paths are looked up, never
-joined; bodies are read up to a small limit; logins are checked at a bounded rate; text from
-the device (names, plates, reasons) reaches the page only as JSON that the page sets as text.
+"""The status page's routes (Starlette). The handlers run on the server's event loop: what they
+read (health counters, one SQLite query on the view's own connection) takes well under a
+millisecond, and a hop to a worker thread would cost more than that under the GIL while a gate
+analyses a frame; only scrypt and JPEG encoding go to worker threads.
+
+Every request is hostile: paths are looked up, never joined; bodies are read up to a small
+limit; logins are checked at a bounded rate; text from the device (names, plates, reasons)
+reaches the page only as JSON that the page sets as text.
 
 Bound to loopback the page is open (whoever is on the device is already in); bound elsewhere
 every route but the login form needs a session cookie or HTTP Basic credentials (for a
@@ -86,7 +91,7 @@ class StatusApp:
 
     # ---- access ----------------------------------------------------------------------------
 
-    def _authorised(self, request: Request) -> bool:
+    async def _authorised(self, request: Request) -> bool:
         if not self.cfg.protected:
             return True
         if self.sessions.valid(request.cookies.get(COOKIE)):
@@ -102,7 +107,7 @@ class StatusApp:
             _, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except ValueError:
             return False
-        if not self._check(password, self._client(request)):
+        if not await run_in_threadpool(self._check, password, self._client(request)):
             return False
         with self._lock:
             self._basic_ok = digest
@@ -130,12 +135,12 @@ class StatusApp:
 
     # ---- pages -----------------------------------------------------------------------------
 
-    def page(self, request: Request) -> Response:
-        if not self._authorised(request):
+    async def page(self, request: Request) -> Response:
+        if not await self._authorised(request):
             return self._denied(request)
         return Response(PAGES["page.html"], media_type="text/html", headers=HEADERS)
 
-    def login_form(self, request: Request) -> Response:
+    async def login_form(self, request: Request) -> Response:
         return Response(PAGES["login.html"], media_type="text/html", headers=HEADERS)
 
     async def login(self, request: Request) -> Response:
@@ -159,13 +164,13 @@ class StatusApp:
                             secure=True, httponly=True, samesite="strict")
         return response
 
-    def logout(self, request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         self.sessions.end(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303, headers=HEADERS)
         response.delete_cookie(COOKIE)
         return response
 
-    def asset(self, request: Request) -> Response:
+    async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:
             return PlainTextResponse("not found\n", 404, headers=HEADERS)
@@ -173,9 +178,9 @@ class StatusApp:
 
     # ---- data ------------------------------------------------------------------------------
 
-    def status(self, request: Request) -> Response:
+    async def status(self, request: Request) -> Response:
         """Everything the page shows but the pictures, as JSON."""
-        if not self._authorised(request):
+        if not await self._authorised(request):
             return self._denied(request)
         v = self.view
         events = [
@@ -194,9 +199,10 @@ class StatusApp:
                 "frame_interval_ms": self.cfg.frame_interval_ms, "protected": self.cfg.protected}
         return JSONResponse(body, headers=HEADERS)
 
-    def live(self, request: Request) -> Response:
-        """The camera's last analysed frame, annotated; encoded once per new frame."""
-        if not self._authorised(request):
+    async def live(self, request: Request) -> Response:
+        """The camera's last analysed frame, annotated; encoded once per new frame (in a worker
+        thread: the other requests go on meanwhile)."""
+        if not await self._authorised(request):
             return self._denied(request)
         camera = request.path_params["camera"]
         if camera not in self.view.cameras():
@@ -207,13 +213,13 @@ class StatusApp:
         with self._lock:
             cached = self._frames.get(camera)
         if cached is None or cached[0] != frame.t:
-            cached = (frame.t, annotate(frame))
+            cached = (frame.t, await run_in_threadpool(annotate, frame))
             with self._lock:
                 self._frames[camera] = cached
         return Response(cached[1], media_type="image/jpeg", headers=HEADERS)
 
-    def snapshot(self, request: Request) -> Response:
-        if not self._authorised(request):
+    async def snapshot(self, request: Request) -> Response:
+        if not await self._authorised(request):
             return self._denied(request)
         event_id = request.path_params["event_id"]
         path = self.view.snapshot(event_id) if EVENT_ID.match(event_id) else None
@@ -221,10 +227,10 @@ class StatusApp:
             return PlainTextResponse("no such snapshot\n", 404, headers=HEADERS)
         return FileResponse(path, media_type="image/jpeg", headers=HEADERS)
 
-    def healthz(self, request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         """The health as JSON, 200 when the device does its job, 503 with the problems if not
         (for `curl -f` and load balancers)."""
-        if not self._authorised(request):
+        if not await self._authorised(request):
             return self._denied(request, basic=True)
         h = self.view.health()
         problems = health_problems(h)
@@ -232,8 +238,8 @@ class StatusApp:
                 "time": time.time(), "health": h}
         return JSONResponse(body, 503 if problems else 200, headers=HEADERS)
 
-    def metrics(self, request: Request) -> Response:
-        if not self._authorised(request):
+    async def metrics(self, request: Request) -> Response:
+        if not await self._authorised(request):
             return self._denied(request, basic=True)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST,
                         headers=HEADERS)
