@@ -64,6 +64,12 @@ def walk_past(camera, photo: str):
     shutil.copy(FACES / photo, camera / f"zz_{photo}")
 
 
+def sample(text: str, series: str) -> float:
+    """The value of one series in a Prometheus exposition."""
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(series + " ")]
+    return float(value)
+
+
 def test_endpoints_of_a_running_daemon(daemon):
     runner, camera, base = daemon
     auth = ("admin", PASSWORD)
@@ -90,10 +96,11 @@ def test_endpoints_of_a_running_daemon(daemon):
         text = wait_for(metrics_once_granted, timeout=SLOW, what="the grant counted", step=0.2)
         assert 'gatectl_inference_seconds_count{stage="face_detect"}' in text
         assert 'gatectl_relay_commands_total{board="main",command="pulse"}' in text
-        assert "gatectl_store_write_seconds_count" in text
-        analysed = [line for line in text.splitlines()
-                    if line.startswith('gatectl_frames_analysed_total{gate="lobby"}')]
-        assert analysed and float(analysed[0].split()[-1]) > 0
+        assert sample(text, "gatectl_store_write_seconds_count") > 0
+        assert sample(text, 'gatectl_frames_analysed_total{gate="lobby"}') > 0
+        assert sample(text, 'gatectl_camera_up{camera="lobby"}') == 1
+        runner.app.store.announce("lift 2 out of service", None, None)
+        assert c.get("/api/status").json()["announcement"] == "lift 2 out of service"
         [granted] = [e for e in c.get("/api/status").json()["events"]
                      if e["decision"] == "granted"]
         assert granted["resident_id"] == 1 and c.get(granted["snapshot"]).content[:2] == b"\xff\xd8"

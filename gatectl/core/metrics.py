@@ -67,7 +67,8 @@ class HealthMetrics(Collector):
         for name, g in gates.items():
             analysed.add_metric([name], _num(g.get("frames")))
             cam = cameras.get(name, {})
-            skipped.add_metric([name], _num(g.get("skipped")) + _num(cam.get("dropped_stale")))
+            dropped = sum(_num(cam.get(k)) for k in ("dropped_stale", "dropped_overwritten"))
+            skipped.add_metric([name], _num(g.get("skipped")) + dropped)
         outages = CounterMetricFamily(
             "gatectl_camera_outages", "Times a camera was lost.", labels=["camera"])
         up = GaugeMetricFamily("gatectl_camera_up", "1 while a camera delivers.", labels=["camera"])

@@ -122,13 +122,18 @@ class RunnerView:
 
 def start_status(app: App, collector: HealthCollector, gates: Callable[[], list[Gate]],
                  sync: SyncClient | None) -> StatusServer | None:
-    """The status page of a run when ``[status]`` enables it. A page that cannot start (port in
-    use, bad certificate) is one error line: the doors run without it."""
+    """The status page of a run when ``[status]`` enables it. Never raises: a page that cannot
+    start (port in use, bad certificate, its store connection) is one error line, and the doors
+    run without it."""
     if not app.cfg.status.enabled:
         return None
     from gatectl.web.server import StatusError, StatusServer  # starlette only when enabled
 
-    view = RunnerView(app, collector, gates, sync)
+    try:
+        view = RunnerView(app, collector, gates, sync)
+    except StoreError as exc:
+        log.error("status page not served: %s", exc)
+        return None
     server = StatusServer(app.cfg.status, view, on_stop=view.close)
     try:
         server.start()

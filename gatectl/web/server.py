@@ -72,7 +72,10 @@ class StatusServer:
         """Listen and serve; StatusError (one line) when the port or TLS files are unusable."""
         tls = self._tls()
         host = "127.0.0.1" if self.cfg.bind == "localhost" else self.cfg.bind
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted connections only when the
+        # listening socket says TCP, and without it small responses wait for a delayed ACK (40 ms)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, self.cfg.port))
