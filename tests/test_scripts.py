@@ -68,3 +68,9 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_bench_status_times_the_endpoints_and_the_daemon():
+    out = last_json("scripts/bench_status.py", "--seconds", "1", "--requests", "3")
+    assert out["healthz_ms"]["p50"] > 0 and out["live_frame_new_ms"]["max"] > 0
+    assert set(out["cpu_percent"]) == {"page_off", "page_on_idle", "page_viewed"}

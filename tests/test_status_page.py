@@ -224,3 +224,63 @@ def test_a_page_that_cannot_start_is_one_line_and_the_run_goes_on(tmp_path, capl
     assert [r.getMessage() for r in caplog.records if r.name == "gatectl.run"] == [
         f"status page not served: status.port: cannot listen on 127.0.0.1:{port} "
         "(Address already in use)"]
+
+
+def test_relay_commands_and_refusals_are_counted(tmp_path):
+    """The counters bumped where things happen: a grant's pulse, a board refusing it."""
+    from gatectl.config import default_config
+    from gatectl.core.metrics import REGISTRY
+    from gatectl.hw.relay import BoardError, SimulatedRelay
+    from gatectl.runtime.app import App
+
+    class Offline(SimulatedRelay):
+        def pulse(self, channel: int, seconds: float) -> None:
+            raise BoardError("/dev/ttyUSB0: board offline")
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    app = App(default_config(), tmp_path / "state", boards={"main": Offline()})
+    try:
+        sent, refused = (value("gatectl_relay_commands_total", board="main", command="pulse"),
+                         value("gatectl_relay_errors_total", controller="door"))
+        app.controls.grant("door", why="test")
+        assert value("gatectl_relay_commands_total", board="main", command="pulse") == sent + 1
+        assert value("gatectl_relay_errors_total", controller="door") == refused + 1
+        assert [e.reason for e in app.store.events(kind="alert")] == [
+            "output_failed: /dev/ttyUSB0: board offline"]
+    finally:
+        app.close()
+
+
+def test_the_ebike_and_plate_gates_show_what_they_found(tmp_path):
+    """Each kind's view(): the real detector's e-bike inside the car region, the plate as read."""
+    from gatectl.runtime.app import App, simulated_boards
+    from gatectl.sources.media import read_image
+    from gatectl.web.draw import annotate
+    from tests.test_ebike import EBIKE, site
+    from tests.test_plates import PLATES, Lane
+
+    region = [(0.0, 0.0), (0.65, 0.0), (0.65, 1.0), (0.0, 1.0)]
+    cfg = parse_config(site(car_region=region))
+    app = App(cfg, tmp_path / "ebike", boards=simulated_boards(cfg))
+    try:
+        gate = app.gate(cfg.gates[0])
+        assert gate.view() is None  # nothing analysed yet
+        moped = read_image(EBIKE / "paddle_elevator_pic_1.png")
+        gate.process(moped, 0.0)
+        v = gate.view()
+        h, w = moped.shape[:2]
+        assert v.image is moped and v.region == ((0, 0), (0.65 * w, 0), (0.65 * w, h), (0, h))
+        [mark] = v.marks
+        assert mark.what == "ebike" and mark.label.startswith("motorcycle 0.")
+        assert cv2.imdecode(np.frombuffer(annotate(v), np.uint8), cv2.IMREAD_COLOR) is not None
+    finally:
+        app.close()
+    lane = Lane(tmp_path / "plate")
+    try:
+        lane.lane.process(read_image(PLATES / "scenes" / "we0091234_Quicker_20220930_180856.png"), 0.0)
+        [mark] = lane.lane.view().marks
+        assert (mark.label, mark.what) == ("川A8H458", "plate")
+    finally:
+        lane.app.close()
