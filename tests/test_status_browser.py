@@ -57,6 +57,9 @@ def daemon(tmp_path_factory):
         runner.stop.set()
         thread.join(timeout=60)
         app.close()
+    assert not thread.is_alive()
+    with pytest.raises(httpx.ConnectError):  # the page went with the daemon
+        httpx.get(f"https://127.0.0.1:{runner.status.port}/healthz", verify=False, timeout=5)
 
 
 def walk_past(camera, photo: str):

@@ -20,7 +20,7 @@ from gatectl.core.metrics import DECISIONS
 from gatectl.web.app import EVENT_ID
 from gatectl.web.auth import hash_password, verify_password
 from gatectl.web.server import StatusError, StatusServer
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 from tests.status_rig import PASSWORD, StandInView, self_signed
 
 HASH = hash_password(PASSWORD)
@@ -284,3 +284,22 @@ def test_the_ebike_and_plate_gates_show_what_they_found(tmp_path):
         assert (mark.label, mark.what) == ("川A8H458", "plate")
     finally:
         lane.app.close()
+
+
+def test_device_health_reads_the_thermal_zones_the_board_has(tmp_path):
+    from gatectl.runtime.status_view import DeviceHealth
+
+    for zone, kind, temp in (("thermal_zone0", "cpu-thermal", "48250\n"),
+                             ("thermal_zone1", "gpu-thermal", None)):  # a zone without a reading
+        (tmp_path / zone).mkdir()
+        (tmp_path / zone / "type").write_text(kind + "\n")
+        if temp is not None:
+            (tmp_path / zone / "temp").write_text(temp)
+    d = DeviceHealth(tmp_path)
+    first = d.health()
+    assert first["temperature_c"] == {"cpu-thermal": 48.2} and first["cpu_percent"] is None
+    readings: list[float | None] = []
+    wait_for(lambda: readings.append(d.health()["cpu_percent"]) or readings[-1] is not None,
+             timeout=10, what="a CPU reading (the clock ticks between two)")
+    assert 0 <= readings[-1] <= 100
+    assert DeviceHealth(tmp_path / "none").health()["temperature_c"] == {}

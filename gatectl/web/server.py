@@ -22,6 +22,7 @@ from gatectl.web.view import StatusView
 log = logging.getLogger("gatectl.web")
 
 START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 2
 
 
 class StatusError(GatectlError):
@@ -85,8 +86,11 @@ class StatusServer:
                 f"status.port: cannot listen on {host}:{self.cfg.port} ({exc.strerror})"
             ) from None
         self.port = sock.getsockname()[1]
+        # a page still loading must not hold up the daemon's stop (and the doors' locking)
         config = uvicorn.Config(self.routes.app, log_config=None, access_log=False,
-                                lifespan="off", log_level="warning", **tls)  # type: ignore[arg-type]
+                                lifespan="off", log_level="warning",
+                                timeout_graceful_shutdown=STOP_TIMEOUT_S,
+                                **tls)  # type: ignore[arg-type]
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                         name="status-page", daemon=True)
@@ -101,6 +105,6 @@ class StatusServer:
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=STOP_TIMEOUT_S + 3)
         if self.on_stop is not None:
             self.on_stop()
