@@ -23,6 +23,7 @@ log = logging.getLogger("gatectl.web")
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 2
+MAX_CONNECTIONS = 32  # beyond, 503 at once: a flood costs bounded work (a few pages are open)
 
 
 class StatusError(GatectlError):
@@ -90,6 +91,7 @@ class StatusServer:
         config = uvicorn.Config(self.routes.app, log_config=None, access_log=False,
                                 lifespan="off", log_level="warning",
                                 timeout_graceful_shutdown=STOP_TIMEOUT_S,
+                                limit_concurrency=MAX_CONNECTIONS,
                                 **tls)  # type: ignore[arg-type]
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
