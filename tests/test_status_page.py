@@ -218,7 +218,7 @@ def test_a_page_that_cannot_start_is_one_line_and_the_run_goes_on(tmp_path, capl
         cfg = default_config().model_copy(update={"status": StatusConfig(enabled=True, port=port)})
         app = App(cfg, tmp_path / "state")
         try:
-            assert start_status(app, HealthCollector(), list, None) is None
+            assert start_status(app, HealthCollector, list, None) is None
         finally:
             app.close()
     assert [r.getMessage() for r in caplog.records if r.name == "gatectl.run"] == [

@@ -156,7 +156,7 @@ class Runner:
         for w in self.workers:
             w.grabber.start()
             w.thread.start()
-        self.status = start_status(app, self.collector(), lambda: [w.gate for w in self.workers],
+        self.status = start_status(app, self.collector, lambda: [w.gate for w in self.workers],
                                    self.sync)
         sd_notify("READY=1")
         log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))

@@ -69,18 +69,23 @@ class RunnerView:
     """`StatusView` over a run: its App, its health collector and its gates (a callable, so a
     gate the supervisor rebuilt is the one shown)."""
 
-    def __init__(self, app: App, collector: HealthCollector, gates: Callable[[], list[Gate]],
-                 sync: SyncClient | None):
+    def __init__(self, app: App, collector: Callable[[], HealthCollector],
+                 gates: Callable[[], list[Gate]], sync: SyncClient | None):
+        """``collector``: the runner's (a fresh one per reading, as `Runner.health` does: the
+        supervisor may have replaced a worker since)."""
         self.app = app
+        self.collector = collector
         self.gates = gates
+        self.sync = sync
+        self.device = DeviceHealth()
         self.store = Store(app.store.path, clock=app.clock)
-        collector.add(TOP_LEVEL, DeviceHealth())
-        if sync is not None:
-            collector.add("sync", sync)
-        self._collector = collector
 
     def health(self) -> dict[str, Any]:
-        return self._collector.collect()
+        c = self.collector()
+        c.add(TOP_LEVEL, self.device)
+        if self.sync is not None:
+            c.add("sync", self.sync)
+        return c.collect()
 
     def cameras(self) -> list[str]:
         return list(dict.fromkeys(g.cfg.camera for g in self.gates()))
@@ -120,8 +125,8 @@ class RunnerView:
         self.store.close()
 
 
-def start_status(app: App, collector: HealthCollector, gates: Callable[[], list[Gate]],
-                 sync: SyncClient | None) -> StatusServer | None:
+def start_status(app: App, collector: Callable[[], HealthCollector],
+                 gates: Callable[[], list[Gate]], sync: SyncClient | None) -> StatusServer | None:
     """The status page of a run when ``[status]`` enables it. Never raises: a page that cannot
     start (port in use, bad certificate, its store connection) is one error line, and the doors
     run without it."""
