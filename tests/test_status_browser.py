@@ -38,7 +38,7 @@ def daemon(tmp_path_factory):
         "outputs": [{"name": "door", "channel": 0}],
         "doors": [{"name": "door", "output": "door"}],
         "gates": [{"kind": "face", "name": "lobby", "camera": "lobby", "door": "door"}],
-        "status": {"enabled": True, "bind": "0.0.0.0", "port": 0,
+        "status": {"enabled": True, "host": "0.0.0.0", "port": 0,
                    "password_hash": hash_password(PASSWORD), "tls_cert": str(cert),
                    "tls_key": str(key), "frame_interval_ms": 250},
     })

@@ -17,9 +17,9 @@ from gatectl.config import parse_config
 from gatectl.config.base import ConfigError
 from gatectl.config.status import StatusConfig
 from gatectl.core.metrics import DECISIONS
-from gatectl.web.app import EVENT_ID
+from gatectl.web.status import EVENT_ID, StatusServer
 from gatectl.web.auth import hash_password, verify_password
-from gatectl.web.server import StatusError, StatusServer
+from gatectl.web.server import ServeError
 from tests.conftest import REPO, wait_for
 from tests.status_rig import PASSWORD, StandInView, self_signed
 
@@ -34,18 +34,18 @@ def errors_of(status: dict) -> list[str]:
 
 def test_off_by_default_and_local_only_by_default():
     cfg = parse_config({}).status
-    assert (cfg.enabled, cfg.bind, cfg.protected) == (False, "127.0.0.1", False)
-    assert parse_config({"status": {"enabled": True, "bind": "::1"}}).status.protected is False
+    assert (cfg.enabled, cfg.host, cfg.protected) == (False, "127.0.0.1", False)
+    assert parse_config({"status": {"enabled": True, "host": "::1"}}).status.protected is False
 
 
 def test_a_network_address_needs_a_password_hash_and_tls(tmp_path):
-    assert errors_of({"enabled": True, "bind": "0.0.0.0"}) == [
-        f"status.{k}: required when status.bind = '0.0.0.0' (not loopback)"
+    assert errors_of({"enabled": True, "host": "0.0.0.0"}) == [
+        f"status.{k}: required when status.host = '0.0.0.0' (not loopback)"
         for k in ("password_hash", "tls_cert", "tls_key")]
-    assert errors_of({"enabled": True, "bind": "0.0.0.0", "password_hash": HASH,
+    assert errors_of({"enabled": True, "host": "0.0.0.0", "password_hash": HASH,
                       "tls_cert": "/c.pem"}) == [
-        "status.tls_key: required when status.bind = '0.0.0.0' (not loopback)"]
-    cfg = parse_config({"status": {"enabled": True, "bind": "0.0.0.0", "password_hash": HASH,
+        "status.tls_key: required when status.host = '0.0.0.0' (not loopback)"]
+    cfg = parse_config({"status": {"enabled": True, "host": "0.0.0.0", "password_hash": HASH,
                                    "tls_cert": str(tmp_path / "c.pem"),
                                    "tls_key": str(tmp_path / "k.pem")}})
     assert [p.split(":")[0] for p in cfg.startup_problems() if p.startswith("status")] == [
@@ -55,7 +55,7 @@ def test_a_network_address_needs_a_password_hash_and_tls(tmp_path):
 @pytest.mark.parametrize("status, key", [
     ({"password_hash": PASSWORD}, "status.password_hash"),  # a clear password is refused
     ({"password_hash": HASH.replace("$14$", "$30$")}, "status.password_hash"),  # unbounded cost
-    ({"bind": "gate.example.org"}, "status.bind"),
+    ({"host": "gate.example.org"}, "status.host"),
     ({"port": 70000}, "status.port"),
     ({"session_hours": 0}, "status.session_hours"),
 ])
@@ -147,7 +147,7 @@ def test_healthz_and_metrics(local):
 def protected(tmp_path):
     """The real uvicorn server bound to every address: HTTPS and the password."""
     cert, key = self_signed(tmp_path / "tls")
-    cfg = StatusConfig(enabled=True, bind="0.0.0.0", port=0, password_hash=HASH,
+    cfg = StatusConfig(enabled=True, host="0.0.0.0", port=0, password_hash=HASH,
                        tls_cert=cert, tls_key=key)
     server = StatusServer(cfg, StandInView())
     server.start()
@@ -194,14 +194,14 @@ def test_password_checks_are_rate_limited(protected):
 
 
 def test_a_port_in_use_and_a_bad_certificate_are_one_line(protected, tmp_path):
-    taken = StatusConfig(enabled=True, bind="0.0.0.0", port=protected.port, password_hash=HASH,
+    taken = StatusConfig(enabled=True, host="0.0.0.0", port=protected.port, password_hash=HASH,
                          tls_cert=protected.cfg.tls_cert, tls_key=protected.cfg.tls_key)
-    with pytest.raises(StatusError, match=r"^status\.port: cannot listen on 0\.0\.0\.0:\d+ \("):
+    with pytest.raises(ServeError, match=r"^status\.host/port: cannot listen on 0\.0\.0\.0:\d+: "):
         StatusServer(taken, StandInView()).start()
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     cfg = taken.model_copy(update={"port": 0, "tls_cert": bad})
-    with pytest.raises(StatusError, match=r"^status\.tls_cert: cannot use "):
+    with pytest.raises(ServeError, match=r"^status\.tls_cert: cannot load certificate/key: "):
         StatusServer(cfg, StandInView()).start()
 
 
@@ -222,8 +222,8 @@ def test_a_page_that_cannot_start_is_one_line_and_the_run_goes_on(tmp_path, capl
         finally:
             app.close()
     assert [r.getMessage() for r in caplog.records if r.name == "gatectl.run"] == [
-        f"status page not served: status.port: cannot listen on 127.0.0.1:{port} "
-        "(Address already in use)"]
+        f"status page not served: status.host/port: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"]
 
 
 def test_relay_commands_and_refusals_are_counted(tmp_path):

@@ -14,9 +14,9 @@ from gatectl.config.base import Strict, file_problem
 PASSWORD_HASH = r"^scrypt\$1[4-6]\$8\$1\$[A-Za-z0-9+/]{22,44}={0,2}\$[A-Za-z0-9+/]{43}=$"
 
 
-def is_loopback(bind: str) -> bool:
-    """Whether ``bind`` is reachable from this machine only."""
-    return bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
 class StatusConfig(Strict):
@@ -24,7 +24,7 @@ class StatusConfig(Strict):
     compound's staff; residents' faces and names are on it, so it is never open to the network."""
 
     enabled: bool = Field(False, description="Serve the status page, /healthz and /metrics.")
-    bind: str = Field(
+    host: str = Field(
         "127.0.0.1", max_length=64,
         description="Address to listen on: an IP address or localhost. Anything but loopback "
         "needs password_hash, tls_cert and tls_key.",
@@ -45,7 +45,7 @@ class StatusConfig(Strict):
     )
     events_shown: int = Field(20, ge=1, le=200, description="Recent events on the page (1-200).")
 
-    @field_validator("bind")
+    @field_validator("host")
     @classmethod
     def _address(cls, v: str) -> str:
         if v != "localhost":
@@ -58,13 +58,13 @@ class StatusConfig(Strict):
     @property
     def protected(self) -> bool:
         """Login and HTTPS: bound to an address other machines can reach."""
-        return not is_loopback(self.bind)
+        return not is_loopback(self.host)
 
     def problems(self) -> list[str]:
         """What a non-loopback page lacks, one line per missing key."""
         if not self.enabled or not self.protected:
             return []
-        why = f"required when status.bind = {self.bind!r} (not loopback)"
+        why = f"required when status.host = {self.host!r} (not loopback)"
         return [f"status.{key}: {why}" for key in ("password_hash", "tls_cert", "tls_key")
                 if getattr(self, key) is None]
 

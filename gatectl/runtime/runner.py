@@ -31,7 +31,8 @@ from gatectl.store.salvage import quarantine_if_corrupt, salvage
 
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
     from gatectl.sync.client import SyncClient
-    from gatectl.web.server import StatusServer
+    from gatectl.web.server import HttpServer
+    from gatectl.web.status import StatusServer
 
 log = logging.getLogger("gatectl.run")
 
@@ -95,6 +96,7 @@ class Runner:
         self.config_path = config_path
         self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
         self.sync: SyncClient | None = None
+        self.push: HttpServer | None = None
         self.workers: list[GateWorker] = []
         self.status: StatusServer | None = None  # the status page, when [status] enables it
         self.started = time.monotonic()
@@ -147,6 +149,10 @@ class Runner:
         app.directory.start()
         if self.sync is not None:
             self.sync.start()
+        if app.cfg.push.enabled and app.cfg.push.cameras:
+            self.push = app.push_server()
+            self.push.start()
+            log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
         gates = app.gates()
         for gate in gates:
             grabber = CameraGrabber(
@@ -173,6 +179,8 @@ class Runner:
             app.directory.stop()
             if self.sync is not None:
                 self.sync.stop()
+            if self.push is not None:
+                self.push.stop()
             app.outputs.all_off()
             log.info("stopped; outputs off")
 

@@ -21,7 +21,7 @@ from gatectl.store.db import StoreError
 
 if TYPE_CHECKING:  # the MQTT and web stacks load only when configured
     from gatectl.sync.client import SyncClient
-    from gatectl.web.server import StatusServer
+    from gatectl.web.status import StatusServer
 
 log = logging.getLogger("gatectl.run")
 
@@ -132,7 +132,8 @@ def start_status(app: App, collector: Callable[[], HealthCollector],
     run without it."""
     if not app.cfg.status.enabled:
         return None
-    from gatectl.web.server import StatusError, StatusServer  # starlette only when enabled
+    from gatectl.web.server import ServeError  # starlette only when enabled
+    from gatectl.web.status import StatusServer
 
     try:
         view = RunnerView(app, collector, gates, sync)
@@ -142,7 +143,7 @@ def start_status(app: App, collector: Callable[[], HealthCollector],
     server = StatusServer(app.cfg.status, view, on_stop=view.close)
     try:
         server.start()
-    except StatusError as exc:
+    except ServeError as exc:
         server.stop()
         log.error("status page not served: %s", exc)
         return None

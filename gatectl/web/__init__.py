@@ -1,3 +1,4 @@
-"""The local status page, /healthz and /metrics (Starlette served by uvicorn in a thread of the
-daemon). It sees the running device only through `view.StatusView`, which the runtime hands it,
-so nothing here knows how gates, workers or the sync client are assembled."""
+"""HTTP at the device's edge: listeners served inside the daemon (`server`) and what they serve
+(`push`: AI cameras' e-bike reports; `status`: the local status page, /healthz and /metrics,
+which sees the running device only through `view.StatusView`). Above sync (it reuses the
+inbound checks), below runtime (which starts the listeners and hands the page its view)."""

@@ -1,4 +1,5 @@
-"""The status page's routes (Starlette). The handlers run on the server's event loop: what they
+"""The local status page, /healthz and /metrics: the routes (Starlette) and `StatusServer`, which
+serves them on `server.HttpServer`. The handlers run on the server's event loop: what they
 read (health counters, one SQLite query on the view's own connection) takes well under a
 millisecond, and a hop to a worker thread would cost more than that under the GIL while a gate
 analyses a frame; only scrypt and JPEG encoding go to worker threads.
@@ -21,11 +22,13 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,9 +43,11 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from gatectl.config.status import StatusConfig
-from gatectl.sync.inbound import Refusals, TokenBucket
+from gatectl.core.metrics import REGISTRY, HealthMetrics
+from gatectl.core.refusals import Refusals, TokenBucket
 from gatectl.web.auth import Sessions, verify_password
 from gatectl.web.draw import annotate
+from gatectl.web.server import HttpServer
 from gatectl.web.view import StatusView
 
 log = logging.getLogger("gatectl.web")
@@ -255,3 +260,51 @@ def health_problems(h: dict[str, Any]) -> list[str]:
     if h.get("store_failing"):
         out.append(f"store: {h['store_failing']}")
     return out
+
+
+class _Metrics(HealthMetrics):
+    """gatectl's counters and histograms plus this view's health-derived series, so two servers
+    in one process (tests) never register the same collector twice."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+        yield from super().collect()
+
+
+class StatusServer:
+    """The page over one view, served over HTTPS when `[status]` binds beyond loopback."""
+
+    def __init__(self, cfg: StatusConfig, view: StatusView,
+                 on_stop: Callable[[], None] | None = None):
+        """``on_stop``: what the view holds open (its store connection), closed by `stop`."""
+        self.cfg = cfg
+        self.on_stop = on_stop
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Metrics(view.health))
+        self.routes = StatusApp(cfg, view, registry)
+        self._http: HttpServer | None = None
+        self.port = cfg.port
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.cfg.host == "localhost" else self.cfg.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.cfg.protected else 'http'}://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Listen and serve; `server.ServeError` (one line naming the key) when the address is
+        taken or the certificate unusable."""
+        host = "127.0.0.1" if self.cfg.host == "localhost" else self.cfg.host
+        tls = None
+        if self.cfg.protected and self.cfg.tls_cert is not None and self.cfg.tls_key is not None:
+            tls = (self.cfg.tls_cert, self.cfg.tls_key)
+        self._http = HttpServer(self.routes.app, host, self.cfg.port, "status", tls)
+        self.port = self._http.port
+        self._http.start()
+        log.info("status page on %s", self.url)
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+        if self.on_stop is not None:
+            self.on_stop()
