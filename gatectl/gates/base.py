@@ -75,6 +75,7 @@ class GateView:
 
 
 def box_of(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A model's box as plain floats: a view outlives the frame's arrays being reused."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return x1, y1, x2, y2
 
