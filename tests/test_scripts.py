@@ -76,3 +76,9 @@ def test_bench_import_enrolls_the_test_set_at_each_gallery_size():
     for r in out["results"]:
         assert r["enrolled"] == r["residents"] >= 5 and r["refused"] == 0
         assert {"p50", "p95", "max"} <= set(r["ms_per_resident"]) and r["residents_per_min"] > 0
+
+
+def test_bench_status_times_the_endpoints_and_the_daemon():
+    out = last_json("scripts/bench_status.py", "--seconds", "1", "--requests", "3")
+    assert out["healthz_ms"]["p50"] > 0 and out["live_frame_new_ms"]["max"] > 0
+    assert set(out["cpu_percent"]) == {"page_off", "page_on_idle", "page_viewed"}

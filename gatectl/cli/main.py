@@ -53,6 +53,7 @@ log = logging.getLogger("gatectl")
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
 COMMAND_MODULES: tuple[str, ...] = (
     "gatectl.cli.backup",
+    "gatectl.cli.status",
 )
 
 

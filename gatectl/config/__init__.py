@@ -48,6 +48,7 @@ from gatectl.config.site import (
     PolicyConfig,
     StorageConfig,
 )
+from gatectl.config.status import StatusConfig
 from gatectl.config.sync import SyncConfig
 
 if sys.version_info >= (3, 11):
@@ -97,6 +98,7 @@ class Config(Strict):
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
     push: PushConfig = Field(PushConfig(), description="AI cameras pushing e-bike events.")
+    status: StatusConfig = Field(StatusConfig(), description="The local status page and metrics.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -137,6 +139,7 @@ class Config(Strict):
                 )
         if self.sync.enabled:
             problems += self.sync.missing_files()
+        problems += self.status.missing_files()
         return problems
 
     def cross_check(self) -> list[str]:
@@ -234,7 +237,7 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
-        return errors
+        return errors + self.status.problems()
 
 
 def default_config() -> Config:

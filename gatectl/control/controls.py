@@ -29,6 +29,7 @@ from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController
 from gatectl.control.elevator_hold import ContactConfirm, ElevatorHold, ReportConfirm
+from gatectl.core.metrics import RELAY_ERRORS
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
 from gatectl.store.db import StoreError
@@ -316,6 +317,7 @@ class Controls:
                     self.outputs.set(a.output, a.on)
             except BoardError as exc:
                 log.error("%s: %s not carried out: %s", source, a, exc)
+                RELAY_ERRORS.labels(source).inc()
                 self.recorder.record(source, "alert", "alert", f"output_failed: {exc}")
 
 

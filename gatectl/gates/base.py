@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,6 +52,42 @@ class Decision:
 def event_json(event: Event) -> dict[str, Any]:
     """The event fields a decision's JSON carries."""
     return {"event": event.id, "snapshot": event.snapshot}
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One thing a gate found in its last frame, as the live view draws it: a box in image
+    pixels, its label (a name, "unknown", a plate, a class) and what it is."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    label: str
+    what: str  # face_known | face_unknown | plate | ebike
+
+
+@dataclass(frozen=True)
+class GateView:
+    """The last frame a gate analysed with what it found there (`gatectl.web` draws it)."""
+
+    image: np.ndarray
+    t: float  # monotonic seconds when it was analysed
+    marks: tuple[Mark, ...]
+    region: tuple[tuple[float, float], ...] = ()  # the polygon the gate looks in (pixels)
+
+
+def box_of(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A model's box as plain floats: a view outlives the frame's arrays being reused."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return x1, y1, x2, y2
+
+
+@runtime_checkable
+class Viewable(Protocol):
+    """A gate that can show its last frame (every bundled kind; a new kind may add it later)."""
+
+    def view(self) -> GateView | None:
+        """The last analysed frame and its marks; None before the first frame. Called from
+        another thread than `process`: it reads one reference the gate replaces per frame."""
+        ...
 
 
 class Gate(Protocol):

@@ -7,6 +7,7 @@ Maps `[[outputs]]` names to a board and channel, and caps every activation at th
 from __future__ import annotations
 
 from gatectl.config.hardware import OutputConfig
+from gatectl.core.metrics import RELAY_COMMANDS
 from gatectl.hw.relay import Relay
 
 
@@ -21,10 +22,12 @@ class Outputs:
 
     def pulse(self, name: str, seconds: float) -> None:
         board, o = self._target(name)
+        RELAY_COMMANDS.labels(o.board, "pulse").inc()
         board.pulse(o.channel, min(seconds, o.max_on_s))
 
     def set(self, name: str, on: bool) -> None:
         board, o = self._target(name)
+        RELAY_COMMANDS.labels(o.board, "on" if on else "off").inc()
         board.set(o.channel, on)
 
     def board_of(self, name: str) -> str:

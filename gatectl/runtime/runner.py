@@ -22,6 +22,7 @@ from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
 from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
+from gatectl.runtime.status_view import start_status
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
 from gatectl.store.db import StoreError
@@ -31,6 +32,7 @@ from gatectl.store.salvage import quarantine_if_corrupt, salvage
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
     from gatectl.sync.client import SyncClient
     from gatectl.web.server import HttpServer
+    from gatectl.web.status import StatusServer
 
 log = logging.getLogger("gatectl.run")
 
@@ -96,6 +98,7 @@ class Runner:
         self.sync: SyncClient | None = None
         self.push: HttpServer | None = None
         self.workers: list[GateWorker] = []
+        self.status: StatusServer | None = None  # the status page, when [status] enables it
         self.started = time.monotonic()
         self._retention_held = False
         self._trust_seen = 0  # the trust requests counted when we last looked
@@ -160,6 +163,8 @@ class Runner:
         for w in self.workers:
             w.grabber.start()
             w.thread.start()
+        self.status = start_status(app, self.collector, lambda: [w.gate for w in self.workers],
+                                   self.sync)
         sd_notify("READY=1")
         log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))
         try:
@@ -167,6 +172,8 @@ class Runner:
         finally:
             sd_notify("STOPPING=1")
             self.stop.set()
+            if self.status is not None:
+                self.status.stop()
             for w in self.workers:
                 w.thread.join(timeout=5)
                 w.grabber.stop()

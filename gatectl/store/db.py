@@ -17,6 +17,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from gatectl.core.errors import GatectlError
+from gatectl.core.metrics import STORE_WRITE
 from gatectl.store.migrations import migrations
 
 
@@ -161,6 +162,7 @@ class StoreBase:
             try:
                 yield self.db
                 self.db.execute("RELEASE nested" if nested else "COMMIT")
+                STORE_WRITE.observe(time.monotonic() - t0)
             except BaseException as exc:
                 self._rollback(nested)
                 if isinstance(exc, sqlite3.Error):

@@ -20,6 +20,7 @@ import uvicorn
 from gatectl.core.errors import GatectlError
 
 START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 2
 
 
 class ServeError(GatectlError):
@@ -41,7 +42,9 @@ class HttpServer:
         self.where = where
         self.tls = tls
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY on accepted connections only when the
+        # listening socket says TCP; without it small responses wait for a delayed ACK (40 ms)
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((host, port))
@@ -66,6 +69,7 @@ class HttpServer:
             ssl_keyfile=str(tls[1]) if tls else None,
             timeout_keep_alive=5,
             limit_concurrency=64,  # bounded: a flood of connections is refused, not queued
+            timeout_graceful_shutdown=STOP_TIMEOUT_S,  # a slow client never holds up the stop
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"http-{where}", daemon=True)
@@ -85,5 +89,5 @@ class HttpServer:
     def stop(self) -> None:
         self.server.should_exit = True
         if self.thread.is_alive():
-            self.thread.join(timeout=5)
+            self.thread.join(timeout=STOP_TIMEOUT_S + 3)
         self.sock.close()

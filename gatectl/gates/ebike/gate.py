@@ -16,6 +16,7 @@ an ``ebike_in_car`` alert with a snapshot; the announcement is stored and goes t
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ import numpy as np
 
 from gatectl.config.gates import EbikeGateConfig
 from gatectl.control.controls import Controls
-from gatectl.gates.base import Decision
+from gatectl.core.metrics import DECISIONS, INFERENCE
+from gatectl.gates.base import Decision, GateView, Mark, box_of
 from gatectl.gates.ebike.tracker import EvidenceTracker
 from gatectl.hw.display import Display
 from gatectl.store import Store
@@ -69,6 +71,7 @@ class EbikeGate:
         )
         self.active = False
         self.last_detections: list[Detection] = []
+        self._seen: tuple[float, np.ndarray, list[Detection]] | None = None
         self.frames = 0
         self.confirmed = 0  # e-bikes confirmed (holds started)
 
@@ -110,7 +113,21 @@ class EbikeGate:
 
     def process(self, image: np.ndarray, t: float) -> list[EbikeDecision]:
         self.frames += 1
-        return self.decide(self.find(image), image, t)
+        with INFERENCE.labels("ebike_detect").time():
+            dets = self.find(image)
+        decisions = self.decide(dets, image, t)
+        self._seen = (time.monotonic(), image, self.last_detections)  # what counted, not weak ones
+        return decisions
+
+    def view(self) -> GateView | None:
+        """The last frame with the e-bikes found in the car and the car region."""
+        if self._seen is None:
+            return None
+        t, image, dets = self._seen
+        h, w = image.shape[:2]
+        region = tuple((x * w, y * h) for x, y in self.cfg.car_region or ())
+        marks = tuple(Mark(box_of(d.box), f"{d.label} {d.score:.2f}", "ebike") for d in dets)
+        return GateView(image, t, marks, region)
 
     def decide(self, dets: list[Detection], image: np.ndarray, t: float) -> list[EbikeDecision]:
         """One frame's detections -> confirmation -> hold renewal (the step after the model)."""
@@ -132,6 +149,7 @@ class EbikeGate:
                     self.display.show_later(self.cfg.announcement, self.cfg.elevator, until)
                 log.warning("elevator %s: %s; holding the doors", self.cfg.elevator, reason)
                 self.confirmed += 1
+                DECISIONS.labels("ebike", "ebike").inc()
                 out.append(
                     EbikeDecision(self.cfg.name, "ebike", reason, best.score if best else 0.0)
                 )
@@ -140,5 +158,6 @@ class EbikeGate:
         elif self.active and not any(self.window):
             self.active = False
             log.info("elevator %s: clear; no e-bike in the car", self.cfg.elevator)
+            DECISIONS.labels("ebike", "clear").inc()
             out.append(EbikeDecision(self.cfg.name, "clear", "no e-bike in the car", 0.0))
         return out

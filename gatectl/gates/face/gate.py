@@ -18,6 +18,7 @@ from gatectl.config.gates import FaceGateConfig
 from gatectl.config.hardware import DoorConfig
 from gatectl.control.controls import Controls
 from gatectl.core.errors import InvariantError
+from gatectl.core.metrics import DECISIONS
 from gatectl.domain.access import (
     SPOOF,
     TOO_CLOSE,
@@ -29,7 +30,7 @@ from gatectl.domain.access import (
 )
 from gatectl.domain.face_match import identify, size_aware_threshold
 from gatectl.domain.records import Event, OwnerKey
-from gatectl.gates.base import Decision, event_json
+from gatectl.gates.base import Decision, GateView, Mark, box_of, event_json
 from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm
 from gatectl.people.directory import Directory
 from gatectl.store.recorder import EventRecorder
@@ -81,6 +82,7 @@ class FaceGate:
         self.frames = 0
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
+        self._seen: tuple[float, np.ndarray, list[tuple[FaceObservation, Track]]] | None = None
 
     def reset(self) -> None:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
@@ -133,7 +135,7 @@ class FaceGate:
     def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
         self.frames += 1
-        self._last_frame = (time.monotonic(), image)
+        self._last_frame = seen_at = (time.monotonic(), image)
         observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
         self.liveness.keep_only({tr.id for tr in self.tracker.tracks})
@@ -149,7 +151,24 @@ class FaceGate:
             d = self._decide(track, image, t)
             if d is not None:
                 decisions.append(d)
+        self._seen = (seen_at[0], image, list(zip(observations, tracks)))
         return decisions
+
+    def view(self) -> GateView | None:
+        """The last frame with its faces: the resident's or watchlist entry's name once the
+        track was recognised, else "unknown" (or why liveness refused it)."""
+        seen = self._seen
+        if seen is None:
+            return None
+        t, image, faces = seen
+        marks = []
+        for obs, track in faces:
+            name = self.directory.name_of(track.owner)
+            label = name or {"spoof": "spoof?", "too_close": "too close"}.get(
+                str(track.outcome), "unknown")
+            what = "face_known" if name else "face_unknown"
+            marks.append(Mark(box_of(obs.face.box), label, what))
+        return GateView(image, t, tuple(marks))
 
     def _decide(self, track: Track, image: np.ndarray, t: float) -> GateDecision | None:
         # a recognised person ends the track's decisions; an unknown face may still be
@@ -175,7 +194,7 @@ class FaceGate:
             return self._act(track, SPOOF if c.kind == "spoof" else TOO_CLOSE, None, c.score, image)
         if c.owner is None:
             raise InvariantError(f"{self.cfg.name}: a confirmed match without an owner")
-        track.outcome = "match"
+        track.outcome, track.owner = "match", c.owner
         last = self._last_decided.get(c.owner)
         self._last_decided[c.owner] = t
         if last is not None and t - last < self.cfg.cooldown_s:
@@ -205,6 +224,7 @@ class FaceGate:
 
     def _act(self, track: Track, verdict: Verdict, owner: OwnerKey | None, score: float,
              image: np.ndarray) -> GateDecision:
+        DECISIONS.labels("face", verdict.decision).inc()
         rid = owner[1] if owner and owner[0] == "resident" else None
         wid = owner[1] if owner and owner[0] == "watchlist" else None
         if rid is not None and rid in self.directory.watched_residents:

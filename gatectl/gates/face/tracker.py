@@ -40,6 +40,7 @@ class Track:
     votes: deque[Vote] = field(init=False)
     embeddings: deque[np.ndarray] = field(init=False)  # of the frames that passed liveness
     outcome: str | None = None  # the decision already taken for this track, if any
+    owner: OwnerKey | None = None  # who it was recognised as (the live view's label)
 
     def __post_init__(self) -> None:
         self.votes = deque(maxlen=self.window)

@@ -12,6 +12,7 @@ entry or exit record. The event is committed before the barrier moves.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,13 @@ import numpy as np
 
 from gatectl.config.gates import PlateGateConfig
 from gatectl.control.controls import Controls
+from gatectl.core.metrics import DECISIONS
 from gatectl.core.safe_text import shown
 from gatectl.domain import plate_format
 from gatectl.domain.access import Verdict
 from gatectl.domain.plate_rules import decide_plate
 from gatectl.domain.records import Event
-from gatectl.gates.base import Decision, event_json
+from gatectl.gates.base import Decision, GateView, Mark, box_of, event_json
 from gatectl.gates.plate.tracker import PlateTrack, PlateTracker
 from gatectl.store import Store
 from gatectl.store.db import StoreError
@@ -74,6 +76,7 @@ class PlateLane:
         self.tracker = PlateTracker(cfg.track_timeout_s)
         self._recent: dict[str, float] = {}  # plate -> frame time of its decision (cooldown)
         self.last_observations: list[PlateObservation] = []
+        self._seen: tuple[float, np.ndarray, list[PlateObservation]] | None = None
         self.frames = 0
         self.decided = 0  # vehicles decided (one event each)
 
@@ -87,6 +90,7 @@ class PlateLane:
     def process(self, image: np.ndarray, t: float) -> list[LaneDecision]:
         self.frames += 1
         self.last_observations = obs = self.analyzer.analyze(image)
+        self._seen = (time.monotonic(), image, obs)
         ended = self.tracker.update(obs, image, t)
         out = [
             d
@@ -95,6 +99,14 @@ class PlateLane:
         ]
         out += [d for tr in ended if not tr.decided and (d := self._try(tr, t, final=True))]
         return out
+
+    def view(self) -> GateView | None:
+        """The last frame with its plates as read in that frame ("?" when unreadable)."""
+        if self._seen is None:
+            return None
+        t, image, obs = self._seen
+        return GateView(image, t, tuple(Mark(box_of(o.det.box), o.text or "?", "plate")
+                                        for o in obs))
 
     def flush(self, t: float) -> list[LaneDecision]:
         """Decide every vehicle still in view (end of a replayed file)."""
@@ -162,5 +174,6 @@ class PlateLane:
             shown(verdict.reason),
         )
         self.decided += 1
+        DECISIONS.labels("plate", verdict.decision).inc()
         return LaneDecision(self.cfg.name, verdict.decision, verdict.reason, score, plate=plate,
                             colour=track.colour, event=event)

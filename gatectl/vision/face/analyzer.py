@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gatectl.config.gates import FaceQuality
+from gatectl.core.metrics import inference_ms
 from gatectl.vision.face.align import align_face
 from gatectl.vision.face.detect import Face, FaceDetector
 from gatectl.vision.face.embedder import Embedder
@@ -76,6 +77,11 @@ class FaceAnalyzer:
             obs.embedding = self.embedder.embed(aligned)
             embed_ms += (time.perf_counter() - tb) * 1000
         self.times = StageTimes((t1 - t0) * 1000, live_ms, embed_ms)
+        inference_ms("face_detect", self.times.detect)
+        if faces and self.liveness is not None:
+            inference_ms("face_liveness", live_ms)
+        if faces:
+            inference_ms("face_embed", embed_ms)
         return out
 
     def is_live(self, obs: FaceObservation) -> bool:

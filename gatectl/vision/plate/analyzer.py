@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gatectl.core.metrics import INFERENCE
 from gatectl.domain import plate_format
 from gatectl.vision.models import ModelStore
 from gatectl.vision.plate.color import PlateColour
@@ -35,10 +36,13 @@ class PlateAnalyzer:
 
     def analyze(self, image: np.ndarray) -> list[PlateObservation]:
         out = []
-        for det in self.detector.detect(image):
+        with INFERENCE.labels("plate_detect").time():
+            found = self.detector.detect(image)
+        for det in found:
             det = self._refine(image, det)
             crop = rectify(image, det.corners)
-            reading = self.reader.read(merge_rows(crop) if det.double else crop)
+            with INFERENCE.labels("plate_read").time():
+                reading = self.reader.read(merge_rows(crop) if det.double else crop)
             kind = plate_format.kind_of(reading.text) if reading.text else None
             colour = self.colour.classify(crop, kind) if reading.text else None
             out.append(PlateObservation(det, reading.text, reading.char_conf, colour, kind))
