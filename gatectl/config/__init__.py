@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gatectl.config.access import AccessConfig
 from gatectl.config.base import MAX_ITEMS, ConfigError, Strict, file_problem
 from gatectl.config.gates import (
     GATE_TAGS,
@@ -94,6 +95,9 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    access: AccessConfig = Field(
+        AccessConfig(), description="Credential policies per door, schedules, PIN/QR/TOTP limits."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -210,6 +214,7 @@ class Config(Strict):
         for key, name in refs:
             if name is not None and name not in outputs:
                 errors.append(f"{key}: unknown output '{name}'")
+        errors += self.access_problems(doors)
         used: dict[str, str] = {}
         for i, g in enumerate(self.gates):
             if g.camera in used:
@@ -225,6 +230,16 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
+        return errors
+
+
+    def access_problems(self, doors: set[str]) -> list[str]:
+        """The ``[access]`` section's door references."""
+        errors = [f"access.doors[{i}].door: unknown door '{d.door}'"
+                  for i, d in enumerate(self.access.doors) if d.door not in doors]
+        errors += [f"access.door_groups.{g}: unknown door '{d}'"
+                   for g, members in self.access.door_groups.items() for d in members
+                   if d not in doors]
         return errors
 
 
