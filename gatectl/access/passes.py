@@ -79,7 +79,14 @@ def _unb64(text: str) -> bytes:
 def issue_pass(key: Ed25519PrivateKey, kid: str, *, pass_id: str, site: str, doors: list[str],
                valid_from: float, valid_to: float, uses: int) -> str:
     """The token text (the centre's side). ValueError for a pass that could never verify."""
-    body = PassBody(i=pass_id, s=site, d=doors, f=float(valid_from), t=float(valid_to), u=uses)
+    try:
+        body = PassBody(i=pass_id, s=site, d=doors, f=float(valid_from), t=float(valid_to),
+                        u=uses)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = {"i": "id", "s": "site", "d": "door", "f": "from", "t": "to", "u": "uses"}.get(
+            str(first["loc"][0]), str(first["loc"][0]))
+        raise ValueError(f"pass: --{field}: {first['msg']}") from None
     if body.t <= body.f:
         raise ValueError("pass: --to must be after --from")
     payload = _b64(json.dumps(body.model_dump(), separators=(",", ":")).encode())

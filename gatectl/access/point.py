@@ -97,7 +97,8 @@ class AccessPoint:
     def _decide(self, p: Presented, claim: Claim, image: np.ndarray | None,
                 score: float | None) -> Outcome:
         if claim.refused is not None:
-            return self._refuse(p, claim.refused, image, score, resident_id=None)
+            return self._refuse(p, claim.refused, image, score, resident_id=None,
+                                pass_id=claim.pass_id)
         if claim.visitor is not None:
             return self._visitor(p, claim.visitor, image)
         rid = claim.resident_id
@@ -173,7 +174,7 @@ class AccessPoint:
         used = self.store.pass_uses(vp.pass_id)
         reason = f"visitor pass {vp.pass_id} (use {used} of {vp.uses})"
         ev = self.recorder.record(p.source, "access", "granted", reason, image, credential="qr")
-        log.info("door %s: granted %s, event %s", self.door, reason, ev.id)
+        log.info("%s: granted %s at door %s event %s", p.source, reason, self.door, ev.id)
         self.controls.grant(self.door)
         return Outcome(True, reason, event=ev)
 
@@ -188,7 +189,8 @@ class AccessPoint:
                                   resident_id=resident_id, score=score,
                                   credential=credential or p.kind)
         who = f"resident #{resident_id}" if resident_id is not None else "-"
-        log.info("door %s: denied %s %s (%s), event %s", self.door, p.kind, who, reason, ev.id)
+        log.info("%s: denied %s %s at door %s (%s) event %s", p.source, p.kind, who, self.door,
+                 reason, ev.id)
         return Outcome(False, reason, event=ev, resident_id=resident_id)
 
     def _act(self, p: Presented, verdict: Verdict, resident: Resident, image: np.ndarray | None,
@@ -204,7 +206,7 @@ class AccessPoint:
             self.controls.grant(self.door, rid)
         # ids, never names: the journal is kept and shipped, and cannot be erased per person
         log.log(logging.WARNING if verdict.decision == "alert" else logging.INFO,
-                "door %s: %s resident #%d by %s (%s), event %s", self.door, verdict.decision, rid,
-                credential, verdict.reason, ev.id)
+                "%s: %s resident #%d by %s at door %s (%s) event %s", p.source, verdict.decision,
+                rid, credential, self.door, verdict.reason, ev.id)
         return Outcome(granted, verdict.reason, alert=verdict.decision == "alert", event=ev,
                        resident_id=rid)

@@ -214,6 +214,10 @@ class WatchRemoveArgs(InboundModel):
     version: Version
 
 
+class PassRevokeArgs(InboundModel):
+    pass_id: Token
+
+
 class StatusArgs(InboundModel):
     uid: Token
     status: Literal["active", "suspended"]

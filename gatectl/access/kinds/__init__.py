@@ -40,6 +40,7 @@ class Claim:
     resident_id: int | None = None
     visitor: VisitorPass | None = None
     refused: str | None = None
+    pass_id: str | None = None  # a refused pass, when its id could be read (events name it)
 
 
 @dataclass(frozen=True)

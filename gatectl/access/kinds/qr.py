@@ -15,7 +15,7 @@ class VisitorCode:
             check_pass(vp, site=ctx.site, door=ctx.door, door_groups=ctx.access.door_groups,
                        now=ctx.wall())
         except PassRefused as exc:
-            return Claim(refused=exc.reason)
+            return Claim(refused=exc.reason, pass_id=exc.pass_id)
         return Claim(visitor=vp)
 
 
