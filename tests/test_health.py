@@ -42,7 +42,7 @@ def test_the_collector_reads_every_owner_including_the_gates(app):
         worker.gate.process(image, i * 0.1)
 
     h = runner.health()
-    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "errors": 0, "failing": False}}
+    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "qr_ignored": 0, "errors": 0, "failing": False}}
     assert h["cameras"]["gate"]["state"] == "starting" and h["cameras"]["gate"]["frames"] == 0
     assert h["boards"]["main"]["driver"] == "simulated" and h["boards"]["main"]["last_error"] is None
     assert set(h["controls"]) == {"door:door"}

@@ -68,3 +68,10 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_bench_credentials_reports_decode_and_the_face_gates_added_cost():
+    out = last_json("scripts/bench_credentials.py", "--iterations", "3")
+    assert set(out["qr_decode_ms"]) == {"no_code", "with_code"}
+    assert set(out["face_gate_frame_ms"]) == {"qr_off", "qr_on", "qr_every_frame", "qr_on_code_in_view"}
+    assert set(out["added_ms"]["qr_on"]) == {"p50", "p95"} and out["qr_decode_ms"]["with_code"]["p50"] > 0
