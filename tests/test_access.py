@@ -268,3 +268,28 @@ def test_a_resident_without_face_refusal_is_asked_for_the_door_policy(rig, relay
     app.store.add_card(rid, "77", 26)
     out = point.present(card(1.0, "77"))
     assert (out.granted, out.reason) == (False, "card not accepted here (door needs face)")
+
+
+def test_a_centre_change_with_templates_stores_none_for_a_face_refusing_resident(
+        rig, relay, clock):
+    from gatectl.people.enroll import Sample
+    from gatectl.sources.media import read_image
+    from gatectl.sync.enrollment import Replicator, encode_templates
+    from gatectl.sync.signing import generate_private_key, sign_change
+
+    app, point = rig("face")
+    r = enroll(app, "refuser", "obama_01.jpg")
+    app.store.refuse_face(r.id)
+    key = generate_private_key()
+    rep = Replicator(app.store, app.embedder.model_id, app.embedder.dim, lambda files: None,
+                     keys={"k1": key.public_key()}, site=app.cfg.device.site,
+                     device=app.cfg.device.id, clock=clock)
+    faces = encode_templates(app.enroller().templates(
+        [Sample("o2", read_image(FACES / "obama_02.jpg"))]), app.embedder.model_id)
+    body = sign_change(key, "k1", {"v": 1, "type": "resident", "op": "upsert", "uid": r.uid,
+                                   "version": int(clock() * 1000), "name": "refuser",
+                                   "unit": "9-9-909", "status": "active", "templates": faces},
+                       site=app.cfg.device.site)
+    assert rep.receive(body) == "applied"
+    assert app.store.template_count(("resident", r.id)) == 0
+    assert app.store.resident(r.id).unit == "9-9-909"

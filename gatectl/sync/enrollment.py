@@ -259,6 +259,9 @@ class Replicator:
             else None
         )
         if body["type"] == "resident":
+            own = self.store.resident_by_uid(uid) if templates else None
+            if own is not None and self.store.refuses_face(own.id):
+                templates = None  # they refused face recognition here: the rest of it applies
             if held_kind != "resident" and not templates:
                 raise EnrollRejected(f"new resident {shown(uid, 40)} has no templates")
             status = body.get("status", "active")
