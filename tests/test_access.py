@@ -293,3 +293,41 @@ def test_a_centre_change_with_templates_stores_none_for_a_face_refusing_resident
     assert rep.receive(body) == "applied"
     assert app.store.template_count(("resident", r.id)) == 0
     assert app.store.resident(r.id).unit == "9-9-909"
+
+
+def test_a_totp_secret_replicated_by_a_signed_change_opens_once_and_a_forged_one_is_refused(
+        rig, relay, clock):
+    import json
+
+    from gatectl.sync.enrollment import EnrollRejected, Replicator
+    from gatectl.sync.inbound import enrollment
+    from gatectl.sync.signing import generate_private_key, sign_change
+
+    app, point = rig("totp")
+    key = generate_private_key()
+    rep = Replicator(app.store, "none", 128, lambda files: None, keys={"k1": key.public_key()},
+                     site=app.cfg.device.site, device=app.cfg.device.id, clock=clock)
+    secret = pyotp.random_base32()
+    change = {"v": 1, "type": "resident", "op": "upsert", "uid": "R-1",
+              "version": int(clock() * 1000), "name": "no face", "unit": "C3-301",
+              "status": "active", "totp": secret}
+    signed = sign_change(key, "k1", change, site=app.cfg.device.site)
+    assert rep.receive(enrollment(json.dumps(signed).encode(), 5)) == "applied"
+    rid = app.store.resident_by_uid("R-1").id
+    app.directory.refresh()
+    code = Presented(kind="totp", door="door", source="cam",
+                     value=f"GT1:R-1:{pyotp.TOTP(secret).at(clock())}", t=1.0)
+    assert point.present(code).granted
+    # the same change again (a resync) does not make the used code new
+    resent = sign_change(key, "k1", {**change, "version": change["version"] + 1},
+                         site=app.cfg.device.site)
+    assert rep.receive(enrollment(json.dumps(resent).encode(), 5)) == "applied"
+    assert point.present(code).reason == "code already used"
+    # a secret planted by anyone but the centre never reaches the store
+    planted = sign_change(generate_private_key(), "k1",
+                          {**change, "version": change["version"] + 2,
+                           "totp": pyotp.random_base32()}, site=app.cfg.device.site)
+    with pytest.raises(EnrollRejected, match="bad_signature"):
+        rep.receive(enrollment(json.dumps(planted).encode(), 5))
+    assert app.store.totp_secret(rid) == secret
+    assert len(relay.history) == 1

@@ -128,8 +128,13 @@ class Credentials(StoreBase):
 
     def set_totp_secret(self, rid: int, secret: str) -> None:
         with self.write() as db:
-            db.execute("INSERT OR REPLACE INTO totp_secrets (resident_id, secret, last_step, "
-                       "created_at) VALUES (?, ?, -1, ?)", [rid, secret, self.clock()])
+            # the same secret again (a resync) keeps its last step: a used code stays used
+            db.execute(
+                "INSERT INTO totp_secrets (resident_id, secret, last_step, created_at) "
+                "VALUES (?, ?, -1, ?) ON CONFLICT(resident_id) DO UPDATE SET "
+                "last_step = CASE WHEN secret = excluded.secret THEN last_step ELSE -1 END, "
+                "secret = excluded.secret, created_at = excluded.created_at",
+                [rid, secret, self.clock()])
 
     @reads
     def totp_secret(self, rid: int) -> str | None:

@@ -194,6 +194,8 @@ class Enrollment(InboundModel):
     reason: Annotated[Text, Field(max_length=500)] = ""
     origin: Token | None = None
     templates: list[Template] | None = None
+    # a resident's TOTP secret (RFC 4648 base32), replicated like a template: signed, site-wide
+    totp: Annotated[str, StringConstraints(pattern=r"^[A-Z2-7]{16,128}$")] | None = None
     # the centre's signature over the change and its target (the enrollment authority's fields)
     site: Token | None = None
     device: Token | Literal["*"] | None = None
