@@ -331,3 +331,15 @@ def test_a_totp_secret_replicated_by_a_signed_change_opens_once_and_a_forged_one
         rep.receive(enrollment(json.dumps(planted).encode(), 5))
     assert app.store.totp_secret(rid) == secret
     assert len(relay.history) == 1
+
+
+def test_a_flood_of_unknown_cards_costs_a_bounded_number_of_events(rig, relay, clock):
+    from gatectl.access.point import NAMELESS_BURST
+
+    app, point = rig("card")
+    outs = [point.present(card(float(i), f"{i + 1:X}")) for i in range(200)]
+    assert all(o.reason == "unknown card" and not o.granted for o in outs)
+    recorded = len(app.store.events(kind="access"))
+    assert NAMELESS_BURST <= recorded <= NAMELESS_BURST + 5  # + the budget's refill meanwhile
+    assert point.health()["refusals_unrecorded"] == 200 - recorded
+    assert relay.history == []

@@ -25,6 +25,7 @@ from gatectl.access.passes import VisitorPass
 from gatectl.access.pins import PinGuard
 from gatectl.config.access import AccessConfig, DoorAccessConfig
 from gatectl.control.controls import Controls
+from gatectl.core.rate import TokenBucket
 from gatectl.core.safe_text import shown
 from gatectl.domain.access import EntryCheck, Verdict, decide_resident
 from gatectl.domain.credentials import Outcome, Presented
@@ -38,6 +39,9 @@ log = logging.getLogger("gatectl.access")
 
 ANTI_PASSBACK = Verdict("denied", "anti-passback", "access")
 VISITOR_ONLY = frozenset({"qr"})
+# refusals that name no one (an unknown card, a forged or foreign code): events and log lines
+# within this budget, counted beyond it - a screen cycling junk codes cannot fill the disk
+NAMELESS_PER_S, NAMELESS_BURST = 1.0, 20
 
 
 class AccessPoint:
@@ -72,10 +76,13 @@ class AccessPoint:
         self._pending: dict[int, tuple[frozenset[str], float]] = {}
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self._nameless = TokenBucket(NAMELESS_PER_S, NAMELESS_BURST)
+        self.unrecorded = 0  # nameless refusals beyond the budget: counted, not recorded
 
     def health(self) -> dict[str, object]:
         return {"decisions": dict(self.counts), "pending": len(self._pending),
-                "pins_refused_locked": self.ctx.pins.refused_locked}
+                "pins_refused_locked": self.ctx.pins.refused_locked,
+                "refusals_unrecorded": self.unrecorded}
 
     # ---- the decision ----------------------------------------------------------------------
 
@@ -185,6 +192,9 @@ class AccessPoint:
                 pass_id: str | None = None) -> Outcome:
         if pass_id is not None:
             reason = f"{reason} ({pass_id})"
+        if resident_id is None and not self._nameless.take():
+            self.unrecorded += 1
+            return Outcome(False, reason)
         ev = self.recorder.record(p.source, "access", "denied", reason, image,
                                   resident_id=resident_id, score=score,
                                   credential=credential or p.kind)

@@ -41,6 +41,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gatectl.core.rate import TokenBucket
 from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.sync")
@@ -245,26 +246,6 @@ def enroll_limit(max_templates: int, dim: int) -> int:
 
 
 # ---- refusal accounting -----------------------------------------------------------------------
-
-class TokenBucket:
-    """At most ``rate`` per second on average and ``burst`` at once (monotonic clock)."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
 
 class Refusals:
     """What refused input costs: one counter increment, and within a budget per source (the
