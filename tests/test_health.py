@@ -46,5 +46,6 @@ def test_the_collector_reads_every_owner_including_the_gates(app):
     assert h["cameras"]["gate"]["state"] == "starting" and h["cameras"]["gate"]["frames"] == 0
     assert h["boards"]["main"]["driver"] == "simulated" and h["boards"]["main"]["last_error"] is None
     assert set(h["controls"]) == {"door:door"}
+    assert h["access"]["door"]["decisions"] == {"granted": 1}
     assert (h["events_unrecorded"], h["store_failing"]) == (0, None) and h["spool_bytes"] == 0
     assert h["clock"]["trusted"] is True and h["uptime_s"] >= 0 and h["disk_free_mb"] > 0

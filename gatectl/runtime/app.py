@@ -186,6 +186,11 @@ class App:
                 cfg.device.site, cfg.storage.lock_wait_ms / 1000)
         return point
 
+    @property
+    def access_points(self) -> dict[str, AccessPoint]:
+        """The doors' access points built so far (the runner's health lists them)."""
+        return dict(self._access_points)
+
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""
         return self.clockwatch.rule_time()
