@@ -343,3 +343,28 @@ def test_a_flood_of_unknown_cards_costs_a_bounded_number_of_events(rig, relay, c
     assert NAMELESS_BURST <= recorded <= NAMELESS_BURST + 5  # + the budget's refill meanwhile
     assert point.health()["refusals_unrecorded"] == 200 - recorded
     assert relay.history == []
+
+
+def test_salvage_keeps_credentials_revocations_and_uses_with_the_identities(tmp_path):
+    """A store rebuilt from a corrupt file must not re-admit a revoked or used-up pass, nor lose
+    a resident's card, PIN, code or face refusal."""
+    from gatectl.store import Store
+    from gatectl.store.salvage import salvage
+
+    old = Store(tmp_path / "old.db")
+    r = old.add_resident("Li Lei", "1", [], "m")
+    old.add_card(r.id, "ABC", 26)
+    old.set_pin_hash(r.id, hash_pin("1234"))
+    old.set_totp_secret(r.id, "JBSWY3DPEHPK3PXP")
+    assert old.claim_totp_step(r.id, 100)
+    old.refuse_face(r.id)
+    old.revoke_pass("gone")
+    assert old.use_pass("once", 1) is None
+    old.close()
+    fresh = Store(tmp_path / "fresh.db")
+    summary, restored = salvage(tmp_path / "old.db", fresh)
+    assert restored, summary
+    assert fresh.card_owner("ABC", 26) == r.id and verify_pin("1234", fresh.pin_hashes()[r.id])
+    assert not fresh.claim_totp_step(r.id, 100) and fresh.refuses_face(r.id)
+    assert fresh.use_pass("gone", 5) == "revoked" and fresh.use_pass("once", 1) == "used up"
+    fresh.close()
