@@ -193,7 +193,7 @@ def test_a_door_group_pass_opens_and_a_revoked_pass_is_refused_after_a_signed_co
 
 
 def test_a_residents_rotating_code_on_a_phone_opens_once_per_step(site, relay, clock):
-    app, gate, key = site
+    app, gate, _ = site
     r = app.store.add_resident("r", "B2-1201", [], "none")
     app.directory.refresh()
     secret = pyotp.random_base32()
