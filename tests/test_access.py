@@ -392,3 +392,16 @@ def test_every_credential_is_recorded_before_the_door_moves(rig, relay, clock, m
                                      value=f"GT1:{uid}:{pyotp.TOTP(secret).at(clock())}")]:
         assert point.present(p).granted
     assert seen == [["card"], ["card", "pin"], ["card", "pin", "totp"]]
+
+
+def test_a_watchlisted_resident_raises_the_alert_at_the_first_factor(rig, relay, clock):
+    app, point = rig("card+pin")
+    rid = resident(app)
+    app.store.add_card(rid, "BAD", 26)
+    app.store.add_watch("r", "banned by the committee", rid, [], "none")
+    app.directory.refresh()
+    out = point.present(card(1.0, "BAD"))
+    assert (out.decision, out.alert, out.granted) == ("alert", True, False)
+    [ev] = app.store.events(kind="alert")
+    assert ev.credential == "card" and ev.watchlist_id is not None and "banned" in ev.reason
+    assert relay.history == []

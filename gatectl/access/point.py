@@ -80,7 +80,11 @@ class AccessPoint:
         self.unrecorded = 0  # nameless refusals beyond the budget: counted, not recorded
 
     def health(self) -> dict[str, object]:
-        return {"decisions": dict(self.counts), "pending": len(self._pending),
+        """Decisions by outcome, factors waiting, PINs refused unchecked, nameless refusals
+        not recorded (beyond the budget)."""
+        with self._lock:
+            decisions = dict(self.counts)
+        return {"decisions": decisions, "pending": len(self._pending),
                 "pins_refused_locked": self.ctx.pins.refused_locked,
                 "refusals_unrecorded": self.unrecorded}
 
@@ -98,7 +102,7 @@ class AccessPoint:
             expected = self._expected(p)
             claim = kind(p.kind).claim(self.ctx, p, expected)
             out = self._decide(p, claim, image, score)
-        self.counts[out.decision] = self.counts.get(out.decision, 0) + 1
+            self.counts[out.decision] = self.counts.get(out.decision, 0) + 1
         return out
 
     def _decide(self, p: Presented, claim: Claim, image: np.ndarray | None,
@@ -112,6 +116,11 @@ class AccessPoint:
         resident = None if rid is None else self.directory.residents.get(rid)
         if rid is None or resident is None:
             return self._refuse(p, "unknown resident", image, score, resident_id=None)
+        watch = self.directory.watched_residents.get(rid)
+        if watch is not None:  # the guard is called at the first factor, whatever the policy
+            verdict = decide_resident(resident, watch, self.checks, self.wall(),
+                                      self.reenroll_after_days)
+            return self._act(p, verdict, resident, image, score, p.kind)
         rule, closed = self._rule_now(resident)
         if rule is None:
             return self._refuse(p, closed, image, score, resident_id=rid, credential=p.kind)
@@ -129,8 +138,8 @@ class AccessPoint:
             return self._refuse(p, f"{p.kind} not accepted here (door needs {rule})", image,
                                 score, resident_id=rid, credential=p.kind)
         credential = "+".join(f for f in KINDS if f in factors)
-        verdict = decide_resident(resident, self.directory.watched_residents.get(rid),
-                                  self.checks, self.wall(), self.reenroll_after_days)
+        verdict = decide_resident(resident, None, self.checks, self.wall(),
+                                  self.reenroll_after_days)
         if verdict.decision == "granted" and not self.controls.anti_passback_ok(self.door, rid):
             verdict = ANTI_PASSBACK
         return self._act(p, verdict, resident, image, score, credential)
