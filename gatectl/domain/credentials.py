@@ -25,7 +25,9 @@ class Presented:
     """One credential as read, not yet trusted.
 
     ``value`` is what the source read: a card number as the reader formats it, PIN digits,
-    the QR code's text. ``t`` is the monotonic time of the read (card+pin windows compare it).
+    the QR code's text. ``t`` is the monotonic time of the read (``time.monotonic()``, the
+    clock the face gate's frames are stamped with in `gatectl run`): card+pin windows and the
+    wrong-PIN lockout compare it across sources.
     ``bits`` is a card format's bit length. ``resident_id`` is set only by the face gate, whose
     match already says who it is."""
 
