@@ -24,7 +24,6 @@ def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
         analyzer,
         parts.directory,
         parts.recorder,
-        parts.controls,
         parts.access_point(gate.door),
         QrReader() if gate.qr else None,
         cfg.access.qr.every_n_frames,

@@ -17,7 +17,6 @@ from gatectl.access.kinds import from_code
 from gatectl.access.point import AccessPoint
 from gatectl.config.gates import FaceGateConfig
 from gatectl.config.hardware import DoorConfig
-from gatectl.control.controls import Controls
 from gatectl.core.errors import InvariantError
 from gatectl.domain.access import (
     SPOOF,
@@ -71,9 +70,8 @@ class CodeDecision(Decision):
 
 class FaceGate:
     def __init__(self, cfg: FaceGateConfig, door: DoorConfig, analyzer: FaceAnalyzer,
-                 directory: Directory, recorder: EventRecorder, controls: Controls,
-                 access: AccessPoint, qr: QrReader | None = None, qr_every: int = 3,
-                 qr_repeat_s: float = 5.0):
+                 directory: Directory, recorder: EventRecorder, access: AccessPoint,
+                 qr: QrReader | None = None, qr_every: int = 3, qr_repeat_s: float = 5.0):
         """``access``: the door's decision path (every resident match goes through it);
         ``qr``: the code reader run on one frame in ``qr_every`` (None: no QR codes here)."""
         self.cfg = cfg
@@ -81,7 +79,6 @@ class FaceGate:
         self.analyzer = analyzer
         self.directory = directory
         self.recorder = recorder
-        self.controls = controls
         self.access = access
         self.qr = qr
         self.qr_every = qr_every
