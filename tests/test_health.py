@@ -42,9 +42,10 @@ def test_the_collector_reads_every_owner_including_the_gates(app):
         worker.gate.process(image, i * 0.1)
 
     h = runner.health()
-    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "errors": 0, "failing": False}}
+    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "qr_ignored": 0, "errors": 0, "failing": False}}
     assert h["cameras"]["gate"]["state"] == "starting" and h["cameras"]["gate"]["frames"] == 0
     assert h["boards"]["main"]["driver"] == "simulated" and h["boards"]["main"]["last_error"] is None
     assert set(h["controls"]) == {"door:door"}
+    assert h["access"]["door"]["decisions"] == {"granted": 1}
     assert (h["events_unrecorded"], h["store_failing"]) == (0, None) and h["spool_bytes"] == 0
     assert h["clock"]["trusted"] is True and h["uptime_s"] >= 0 and h["disk_free_mb"] > 0

@@ -82,3 +82,10 @@ def test_bench_status_times_the_endpoints_and_the_daemon():
     out = last_json("scripts/bench_status.py", "--seconds", "1", "--requests", "3")
     assert out["healthz_ms"]["p50"] > 0 and out["live_frame_new_ms"]["max"] > 0
     assert set(out["cpu_percent"]) == {"page_off", "page_on_idle", "page_viewed"}
+
+
+def test_bench_credentials_reports_decode_and_the_face_gates_added_cost():
+    out = last_json("scripts/bench_credentials.py", "--iterations", "3")
+    assert set(out["qr_decode_ms"]) == {"no_code", "with_code"}
+    assert set(out["face_gate_frame_ms"]) == {"qr_off", "qr_on", "qr_every_frame", "qr_on_code_in_view"}
+    assert set(out["added_ms"]["qr_on"]) == {"p50", "p95"} and out["qr_decode_ms"]["with_code"]["p50"] > 0

@@ -54,6 +54,7 @@ def cmd_events(args: argparse.Namespace, app_factory: AppFactory) -> int:
             fmt_time(e.ts),
             e.gate,
             e.kind,
+            e.credential or "-",
             e.decision or "-",
             names.get(e.resident_id, "-"),
             e.reason,
@@ -63,7 +64,7 @@ def cmd_events(args: argparse.Namespace, app_factory: AppFactory) -> int:
         for e in evs
     ]
     print_table(
-        rows, ["time", "gate", "kind", "decision", "resident", "reason", "score", "snapshot"]
+        rows, ["time", "gate", "kind", "via", "decision", "resident", "reason", "score", "snapshot"]
     )
     return 0
 

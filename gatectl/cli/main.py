@@ -12,11 +12,13 @@ from typing import NoReturn
 from gatectl.cli.common import (
     add_list_options,
 )
+from gatectl.cli.credentials import add_arguments as add_credential_arguments
+from gatectl.cli.credentials import cmd_residents_all
 from gatectl.cli.ebike import cmd_ebike
 from gatectl.cli.events import cmd_events
 from gatectl.cli.hardware import cmd_board_sim, cmd_relay
 from gatectl.cli.models import cmd_models
-from gatectl.cli.people import cmd_enroll, cmd_residents, cmd_watchlist
+from gatectl.cli.people import cmd_enroll, cmd_watchlist
 from gatectl.cli.service import (
     check_ownership,
     cmd_central,
@@ -113,7 +115,7 @@ def build_parser() -> Parser:
         "residents", help="list, show, update, remove, reactivate, suspend or import residents"
     )
     r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend",
-                                      "import"])
+                                      "import", "add", "card", "pin", "totp", "face"])
     r.add_argument("who", nargs="?",
                    help="resident id or exact name; import: a FOLDER (a sub-folder per resident, "
                    "unit__name or with resident.json) or a CSV (name,unit,photos)")
@@ -136,7 +138,8 @@ def build_parser() -> Parser:
         "--status", choices=["active", "suspended", "re-enrollment required"], help="list: filter"
     )
     add_list_options(r)
-    r.set_defaults(func=cmd_residents)
+    add_credential_arguments(r)
+    r.set_defaults(func=cmd_residents_all)
 
     w = sub.add_parser("watchlist", help="faces that raise an alert")
     w.add_argument("action", choices=["add", "remove", "list"])

@@ -161,7 +161,12 @@ def cmd_clock(args: argparse.Namespace, app_factory: AppFactory) -> int:
 
 
 def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
-    """Everything after `central` is the reference tool's own command line (with its --help)."""
+    """Everything after `central` is the reference tool's own command line (with its --help);
+    `central pass` is the visitor passes' (`gatectl.cli.passes`)."""
+    if args.central_args[:1] == ["pass"]:
+        from gatectl.cli.passes import central_pass
+
+        return central_pass(args.central_args[1:])
     from gatectl.runtime.central import main as central_main
 
     return central_main(args.central_args)

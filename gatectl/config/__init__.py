@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gatectl.config.access import AccessConfig
 from gatectl.config.base import MAX_ITEMS, ConfigError, Strict, file_problem
 from gatectl.config.gates import (
     GATE_TAGS,
@@ -99,6 +100,9 @@ class Config(Strict):
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
     push: PushConfig = Field(PushConfig(), description="AI cameras pushing e-bike events.")
     status: StatusConfig = Field(StatusConfig(), description="The local status page and metrics.")
+    access: AccessConfig = Field(
+        AccessConfig(), description="Credential policies per door, schedules, PIN/QR/TOTP limits."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -222,6 +226,7 @@ class Config(Strict):
         for key, name in refs:
             if name is not None and name not in outputs:
                 errors.append(f"{key}: unknown output '{name}'")
+        errors += self.access_problems(doors)
         used: dict[str, str] = {}
         for i, g in enumerate(self.gates):
             if g.camera in used:
@@ -238,6 +243,16 @@ class Config(Strict):
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
         return errors + self.status.problems()
+
+
+    def access_problems(self, doors: set[str]) -> list[str]:
+        """The ``[access]`` section's door references."""
+        errors = [f"access.doors[{i}].door: unknown door '{d.door}'"
+                  for i, d in enumerate(self.access.doors) if d.door not in doors]
+        errors += [f"access.door_groups.{g}: unknown door '{d}'"
+                   for g, members in self.access.door_groups.items() for d in members
+                   if d not in doors]
+        return errors
 
 
 def default_config() -> Config:

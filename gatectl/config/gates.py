@@ -85,6 +85,9 @@ class FaceGateConfig(GateConfigBase):
     liveness: bool = Field(
         True, description="Refuse printed photos and screens (MiniFASNet); false only on a bench."
     )
+    qr: bool = Field(
+        True, description="Read QR codes (visitor passes, resident codes) on this camera too."
+    )
     thresholds: FaceThresholds = Field(
         FaceThresholds(), description="Detection, match, margin and liveness."
     )

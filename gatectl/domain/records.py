@@ -52,6 +52,7 @@ class EventRow:
     watchlist_id: int | None
     score: float | None
     snapshot: str | None
+    credential: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,4 @@ class Event:
     score: float | None = None
     snapshot: str | None = None  # relative to the snapshot folder
     snapshot_bytes: int = 0
+    credential: str | None = None  # what it was decided on: face, card, card+pin, qr, totp

@@ -17,6 +17,7 @@ import numpy as np
 from gatectl.domain.records import Event
 
 if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
+    from gatectl.access.point import AccessPoint
     from gatectl.config import Config
     from gatectl.config.gates import FaceQuality, GateConfigBase
     from gatectl.control.controls import Controls
@@ -154,6 +155,10 @@ class GateParts(Protocol):
 
     @property
     def display(self) -> Display: ...
+
+    def access_point(self, door: str) -> AccessPoint:
+        """The door's one credential decision path (shared by every source at the door)."""
+        ...
 
 
 class ReplayReport(Protocol):

@@ -13,10 +13,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gatectl.access.point import AccessPoint
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
 from gatectl.control.clock import ClockWatch
 from gatectl.control.controls import Controls
+from gatectl.domain.access import make_entry_checks
 from gatectl.gates.base import Gate
 from gatectl.gates.registry import build_gate
 from gatectl.hw.display import Display
@@ -67,6 +69,7 @@ class App:
         self.monotonic = monotonic
         self._boards = boards or {}
         self._extra_stores: list[Store] = []
+        self._access_points: dict[str, AccessPoint] = {}
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.data_dir / p
@@ -173,6 +176,27 @@ class App:
                         self.directory, self.store, lambda files: self.recorder.delete_files(files),
                         self.embedder.model_id,
                         e, self.cfg.storage, self.snapshot_dir)
+
+    def access_point(self, door: str) -> AccessPoint:
+        """The door's credential decision path, one per door: the face gate's camera and the
+        door's readers share it (a card+pin or face+card is completed across them)."""
+        point = self._access_points.get(door)
+        if point is None:
+            from gatectl.core.keys import load_public_key
+
+            cfg = self.cfg
+            point = self._access_points[door] = AccessPoint(
+                door, cfg.access, self.store, self.directory, self.recorder, self.controls,
+                make_entry_checks(cfg.policy.entry_checks), cfg.policy.reenroll_after_days,
+                self.rule_time,
+                {kid: load_public_key(text) for kid, text in cfg.sync.command_keys.items()},
+                cfg.device.site, cfg.storage.lock_wait_ms / 1000)
+        return point
+
+    @property
+    def access_points(self) -> dict[str, AccessPoint]:
+        """The doors' access points built so far (the runner's health lists them)."""
+        return dict(self._access_points)
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

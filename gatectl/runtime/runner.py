@@ -125,6 +125,8 @@ class Runner:
         for w in self.workers:
             c.add("gates", w, w.gate.cfg.name)
         c.value("liveness_refused", self._liveness_refused)
+        for door, point in self.app.access_points.items():  # decisions per credential, by door
+            c.add("access", point, door)
         return c
 
     def _liveness_refused(self) -> dict[str, int]:

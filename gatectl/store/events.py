@@ -105,7 +105,7 @@ class Events(StoreBase):
                 args.append(val)
         sql = (
             "SELECT id, ts, gate, kind, decision, reason, resident_id, "
-            "watchlist_id, score, snapshot "
+            "watchlist_id, score, snapshot, credential "
             "FROM events"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY id DESC LIMIT ?"

@@ -238,3 +238,47 @@ def m006_authority(db: Database) -> None:
         UPDATE watchlist SET version = 0 WHERE version >= {MAX_VERSION} OR version < 0;
         UPDATE tombstones SET version = 0 WHERE version >= {MAX_VERSION} OR version < 0;
         """)
+
+
+@migrations()
+def m007_credentials(db: Database) -> None:
+    """Credentials besides the face: cards (number as the reader formats it, with its bit
+    length), PINs (scrypt hashes only), TOTP secrets with the last step used (a code opens
+    once), visitor-pass uses and revocations; a resident's refusal of face recognition; and the
+    credential each event was decided on. Erasing a resident cascades to their credentials."""
+    db.executescript(
+        """
+        ALTER TABLE residents ADD COLUMN face TEXT NOT NULL DEFAULT 'allowed'
+            CHECK (face IN ('allowed', 'refused'));
+        ALTER TABLE events ADD COLUMN credential TEXT;
+        CREATE TABLE cards (
+            id INTEGER PRIMARY KEY,
+            resident_id INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            number TEXT NOT NULL,
+            bits INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (number, bits)
+        );
+        CREATE INDEX cards_resident ON cards(resident_id);
+        CREATE TABLE pins (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE totp_secrets (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            secret TEXT NOT NULL,
+            last_step INTEGER NOT NULL DEFAULT -1,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE pass_uses (
+            pass_id TEXT PRIMARY KEY,
+            uses INTEGER NOT NULL,
+            last_at REAL NOT NULL
+        );
+        CREATE TABLE pass_revocations (
+            pass_id TEXT PRIMARY KEY,
+            revoked_at REAL NOT NULL
+        );
+        """
+    )

@@ -175,7 +175,9 @@ _EVENT_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "score": (*_NUM, type(None)),
     "snapshot": _OPT_STR,
     "snapshot_bytes": (int,),
+    "credential": _OPT_STR,
 }
+_OPTIONAL_FIELDS = {"credential"}  # absent from lines spooled before it existed
 
 
 def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
@@ -188,14 +190,15 @@ def _spooled(raw: bytes) -> tuple[dict, int | None] | None:
         return None
     row, seen = obj["row"], obj["seen"]
     if (
-        set(row) != set(_EVENT_FIELD_TYPES)
+        set(row) | _OPTIONAL_FIELDS != set(_EVENT_FIELD_TYPES)
+        or not set(row) <= set(_EVENT_FIELD_TYPES)
         or not isinstance(seen, _OPT_INT)
         or isinstance(seen, bool)
     ):
         return None
     if not all(
         isinstance(row[k], t) and not isinstance(row[k], bool)
-        for k, t in _EVENT_FIELD_TYPES.items()
+        for k, t in _EVENT_FIELD_TYPES.items() if k in row
     ):
         return None
     if (
@@ -242,13 +245,14 @@ class EventRecorder:
     def record(self, gate: str, kind: str, decision: str | None, reason: str,
                image: np.ndarray | None = None, *, resident_id: int | None = None,
                watchlist_id: int | None = None, score: float | None = None,
-               ts: float | None = None) -> Event:
-        """Never raises for a store problem: the caller (a door) goes on either way."""
+               ts: float | None = None, credential: str | None = None) -> Event:
+        """Never raises for a store problem: the caller (a door) goes on either way.
+        ``credential``: what an access decision rested on (face, card, card+pin, qr, totp)."""
         ts = self.clock() if ts is None else ts
         eid = new_event_id(ts)
         snap, size = self._snapshot(eid, ts, image) if image is not None else (None, 0)
         ev = Event(eid, ts, gate, kind, decision, reason, resident_id, watchlist_id,
-                   None if score is None else round(float(score), 4), snap, size)
+                   None if score is None else round(float(score), 4), snap, size, credential)
         seen = resident_id if decision == "granted" else None
         try:
             self.store.insert_event(asdict(ev), seen_resident=seen, wait_s=self.lock_wait_s)

@@ -12,6 +12,7 @@ from sqlite_utils import Database
 from ulid import ULID
 
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
+from gatectl.store.credentials import check_face_allowed
 from gatectl.store.db import (
     StoreBase,
     reads,
@@ -56,6 +57,8 @@ class Residents(StoreBase):
         model_id: str,
         now: float,
     ) -> None:
+        if owner[0] == "resident" and templates:
+            check_face_allowed(db, owner[1])
         db.table("templates").insert_all(
             {"owner_kind": owner[0], "owner_id": owner[1], "model_id": model_id, "quality": q,
              "embedding": np.asarray(v, "<f4").tobytes(), "created_at": now}

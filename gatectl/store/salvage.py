@@ -59,7 +59,10 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
 # Who may pass, all-or-nothing: a resident restored without the watchlist entry or tombstone
 # that concerns them would be let in, so either every one of these tables reads back whole and
 # valid, or none is restored (everyone is locked out until a resync or re-enrollment).
-IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones")
+# The other credentials belong here too: a lost revocation or use count would re-admit a visitor
+# pass, and cards, PINs and codes name residents (rows after theirs: the foreign keys).
+IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones", "cards", "pins",
+                   "totp_secrets", "pass_uses", "pass_revocations")
 
 
 # each on its own: a lost plate list or nonce table denies, never admits
@@ -80,7 +83,11 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
         groups = [IDENTITY_TABLES] + [(t,) for t in SALVAGE_EXTRA]
         for group in groups:
             try:
-                tables = {t: _readable_rows(conn, t) for t in group}
+                present = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                # a table newer than the copy (a file corrupt before its migration ran) is empty
+                tables = {t: _readable_rows(conn, t) if t in present else ([], [])
+                          for t in group}
             except (sqlite3.Error, ValueError) as exc:
                 lost.append(f"{'/'.join(group)} ({exc})")
                 continue

@@ -35,6 +35,7 @@ from gatectl.sync.inbound import (
     ElevatorArgs,
     InboundModel,
     NoArgs,
+    PassRevokeArgs,
     Refused,
     StatusArgs,
     WatchAddArgs,
@@ -151,6 +152,13 @@ def clock_trust(ctx: CommandContext, args: NoArgs) -> str:
     return "clock trust requested: the daemon applies it within seconds (`gatectl clock status`)"
 
 
+def pass_revoke(ctx: CommandContext, args: PassRevokeArgs) -> str:
+    """A visitor pass the centre withdrew: refused at every door of this device from now on,
+    whatever its validity and uses (kept until the device is reset: ids are never reused)."""
+    new = ctx.store.revoke_pass(args.pass_id)
+    return f"pass {args.pass_id} revoked" if new else f"pass {args.pass_id} was already revoked"
+
+
 # The commands a device carries out: one line each.
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
     CommandSpec("door.open", DoorArgs, door_open, "actuates"),
@@ -162,6 +170,7 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
     CommandSpec("resident.status", StatusArgs, resident_status, "access"),
     CommandSpec("config.reload", NoArgs, config_reload, "access"),
     CommandSpec("clock.trust", NoArgs, clock_trust, "access"),
+    CommandSpec("pass.revoke", PassRevokeArgs, pass_revoke, "access"),
 )}
 
 

@@ -259,22 +259,29 @@ class Replicator:
             else None
         )
         if body["type"] == "resident":
-            if held_kind != "resident" and not templates:
+            own = self.store.resident_by_uid(uid) if templates else None
+            if own is not None and self.store.refuses_face(own.id):
+                templates = None  # they refused face recognition here: the rest of it applies
+            secret = body.get("totp")
+            if held_kind != "resident" and not templates and not secret:
                 raise EnrollRejected(f"new resident {shown(uid, 40)} has no templates")
             status = body.get("status", "active")
             if status not in ("active", "suspended"):
                 raise EnrollRejected(f"unknown status {shown(status, 20)!r}")
             if templates and self.duplicates is not None:
                 self.duplicates.check(templates, uid)
-            applied = self.store.replicate_resident(
-                uid,
-                version,
-                str(body.get("name", "")),
-                str(body.get("unit", "")),
-                status,
-                templates,
-                self.model_id,
-            )
+            with self.store.write():  # the resident and their secret, or neither
+                applied = self.store.replicate_resident(
+                    uid,
+                    version,
+                    str(body.get("name", "")),
+                    str(body.get("unit", "")),
+                    status,
+                    templates,
+                    self.model_id,
+                )
+                if secret:
+                    self.store.set_totp_secret(applied[0], str(secret))
             if templates and self.duplicates is not None:
                 self.duplicates.applied(templates, *applied)
         else:

@@ -191,6 +191,8 @@ class Enrollment(InboundModel):
     reason: Annotated[Text, Field(max_length=500)] = ""
     origin: Token | None = None
     templates: list[Template] | None = None
+    # a resident's TOTP secret (RFC 4648 base32), replicated like a template: signed, site-wide
+    totp: Annotated[str, StringConstraints(pattern=r"^[A-Z2-7]{16,128}$")] | None = None
     # the centre's signature over the change and its target (the enrollment authority's fields)
     site: Token | None = None
     device: Token | Literal["*"] | None = None
@@ -209,6 +211,10 @@ class WatchAddArgs(InboundModel):
 class WatchRemoveArgs(InboundModel):
     uid: Token
     version: Version
+
+
+class PassRevokeArgs(InboundModel):
+    pass_id: Token
 
 
 class StatusArgs(InboundModel):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gatectl.config.gates import FaceGateConfig
-from gatectl.domain.access import make_entry_checks
 from gatectl.gates.base import GateKind, GateParts
 from gatectl.gates.face.gate import FaceGate
 from gatectl.gates.face.replay import FaceReplay
+from gatectl.vision.qr import QrReader
 
 
 def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
@@ -24,10 +24,10 @@ def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
         analyzer,
         parts.directory,
         parts.recorder,
-        parts.controls,
-        make_entry_checks(cfg.policy.entry_checks),
-        cfg.policy.reenroll_after_days,
-        parts.rule_time,
+        parts.access_point(gate.door),
+        QrReader() if gate.qr else None,
+        cfg.access.qr.every_n_frames,
+        cfg.access.qr.repeat_s,
     )
     parts.controls.set_door_camera(gate.door, fg.recent_frame)
     return fg

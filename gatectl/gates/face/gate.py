@@ -8,26 +8,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gatectl.access.kinds import from_code
+from gatectl.access.point import AccessPoint
 from gatectl.config.gates import FaceGateConfig
 from gatectl.config.hardware import DoorConfig
-from gatectl.control.controls import Controls
 from gatectl.core.errors import InvariantError
 from gatectl.core.metrics import DECISIONS
 from gatectl.domain.access import (
     SPOOF,
     TOO_CLOSE,
     UNKNOWN,
-    EntryCheck,
     Verdict,
-    decide_resident,
     decide_watchlisted,
 )
+from gatectl.domain.credentials import Presented
 from gatectl.domain.face_match import identify, size_aware_threshold
 from gatectl.domain.records import Event, OwnerKey
 from gatectl.gates.base import Decision, GateView, Mark, box_of, event_json
@@ -36,11 +35,11 @@ from gatectl.people.directory import Directory
 from gatectl.store.recorder import EventRecorder
 from gatectl.vision.face.analyzer import FaceAnalyzer, FaceObservation
 from gatectl.vision.face.liveness import TrackLiveness
+from gatectl.vision.qr import QrReader
 
 log = logging.getLogger("gatectl.face_gate")
 
 AMBIGUOUS = Verdict("denied", "ambiguous match", "access")
-ANTI_PASSBACK = Verdict("denied", "anti-passback", "access")
 RECENT_FRAME_S = 5.0  # an older frame shows the door as it was, not as it is
 
 
@@ -59,20 +58,34 @@ class GateDecision(Decision):
                 "reason": self.reason, "score": round(self.score, 4), **event_json(self.event)}
 
 
+@dataclass(frozen=True)
+class CodeDecision(Decision):
+    """A QR code read at the door: a visitor pass or a resident's code, and its event."""
+
+    event: Event
+    credential: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "credential": self.credential, **event_json(self.event)}
+
+
 class FaceGate:
     def __init__(self, cfg: FaceGateConfig, door: DoorConfig, analyzer: FaceAnalyzer,
-                 directory: Directory, recorder: EventRecorder, controls: Controls,
-                 checks: list[EntryCheck], reenroll_after_days: float,
-                 wall_clock: Callable[[], float]):
+                 directory: Directory, recorder: EventRecorder, access: AccessPoint,
+                 qr: QrReader | None = None, qr_every: int = 3, qr_repeat_s: float = 5.0):
+        """``access``: the door's decision path (every resident match goes through it);
+        ``qr``: the code reader run on one frame in ``qr_every`` (None: no QR codes here)."""
         self.cfg = cfg
         self.door = door
         self.analyzer = analyzer
         self.directory = directory
         self.recorder = recorder
-        self.controls = controls
-        self.checks = checks
-        self.reenroll_after_days = reenroll_after_days
-        self.wall_clock = wall_clock
+        self.access = access
+        self.qr = qr
+        self.qr_every = qr_every
+        self.qr_repeat_s = qr_repeat_s
+        self.qr_ignored = 0  # codes that are not ours (a parcel label)
+        self._codes_seen: dict[str, float] = {}
         self.tracker = FaceTracker(cfg.confirm_window, timeout_s=cfg.track_timeout_s)
         self._last_decided: dict[OwnerKey, float] = {}  # cooldown: owner -> frame time
         self.liveness = TrackLiveness(cfg.confirm_window)
@@ -90,7 +103,8 @@ class FaceGate:
         self._last_decided.clear()
 
     def health(self) -> dict[str, Any]:
-        return {"frames": self.frames, "liveness_refused": self.liveness_refused}
+        return {"frames": self.frames, "liveness_refused": self.liveness_refused,
+                "qr_ignored": self.qr_ignored}
 
     def flush(self, t: float) -> list[GateDecision]:
         """Nothing to decide at the end of an input: a face track decides while it is seen."""
@@ -132,14 +146,14 @@ class FaceGate:
         kind, owner = identify(m, self.match_threshold(), self.cfg.thresholds.margin)
         return Vote(kind, owner, max(m.score, 0.0) if kind == "unknown" else m.score)
 
-    def process(self, image: np.ndarray, t: float) -> list[GateDecision]:
+    def process(self, image: np.ndarray, t: float) -> list[Decision]:
         """Analyse one frame taken at time ``t`` (seconds, any monotonic origin)."""
         self.frames += 1
         self._last_frame = seen_at = (time.monotonic(), image)
+        decisions = self._codes(image, t) if (self.frames - 1) % self.qr_every == 0 else []
         observations = self.last_observations = self.analyzer.analyze(image)
         tracks = self.tracker.update([o.face.box for o in observations], t)
         self.liveness.keep_only({tr.id for tr in self.tracker.tracks})
-        decisions = []
         for obs, track in zip(observations, tracks):
             if obs.p_real is not None:
                 obs.p_real_track = self.liveness.fuse(track.id, obs.p_real)
@@ -199,31 +213,50 @@ class FaceGate:
         self._last_decided[c.owner] = t
         if last is not None and t - last < self.cfg.cooldown_s:
             return None  # the same person still in front of the camera: one pass, one event
-        return self._act(track, self._rules(c.owner), c.owner, c.score, image)
-
-    def _rules(self, owner: OwnerKey) -> Verdict:
-        kind, oid = owner
-        d = self.directory
+        kind, oid = c.owner
         if kind == "watchlist":
-            return decide_watchlisted(d.watch[oid]) if oid in d.watch else UNKNOWN
-        resident = d.residents.get(oid)
-        if resident is None:  # removed since the gallery snapshot was taken
-            return UNKNOWN
-        verdict = decide_resident(
-            resident,
-            d.watched_residents.get(oid),
-            self.checks,
-            self.wall_clock(),
-            self.reenroll_after_days,
-        )
-        if verdict.decision == "granted" and not self.controls.anti_passback_ok(
-            self.door.name, oid
-        ):
-            return ANTI_PASSBACK
-        return verdict
+            w = self.directory.watch.get(oid)
+            return self._act(track, decide_watchlisted(w) if w else UNKNOWN, c.owner, c.score,
+                             image)
+        if oid not in self.directory.residents:  # removed since the gallery snapshot was taken
+            return self._act(track, UNKNOWN, c.owner, c.score, image)
+        # a resident: the door's one decision path, the same as a card's or a code's
+        out = self.access.present(
+            Presented(kind="face", door=self.door.name, source=self.cfg.name, value="", t=t,
+                      resident_id=oid),
+            image=image, score=c.score)
+        if out.event is None:  # a first factor (face+card): the door waits for the other
+            return None
+        return GateDecision(self.cfg.name, out.decision, out.reason, c.score,
+                            resident=self.directory.name_of(c.owner), event=out.event,
+                            track=track.id)
+
+    def _codes(self, image: np.ndarray, t: float) -> list[Decision]:
+        """QR codes in this frame: a visitor pass or a resident's code, each shown once per
+        ``access.qr.repeat_s`` (a code held up to the camera is in many frames)."""
+        if self.qr is None:
+            return []
+        out: list[Decision] = []
+        self._codes_seen = {c: s for c, s in self._codes_seen.items() if t - s < self.qr_repeat_s}
+        for text in self.qr.read(image):
+            if text in self._codes_seen:
+                continue
+            self._codes_seen[text] = t
+            p = from_code(text, self.door.name, self.cfg.name, t)
+            if p is None:
+                self.qr_ignored += 1
+                continue
+            o = self.access.present(p, image=image)
+            if o.event is not None:
+                out.append(CodeDecision(self.cfg.name, o.decision, o.reason, None, event=o.event,
+                                        credential=p.kind))
+        return out
 
     def _act(self, track: Track, verdict: Verdict, owner: OwnerKey | None, score: float,
              image: np.ndarray) -> GateDecision:
+        """Record a refusal or an alert the gate decides itself (no one it may let in)."""
+        if verdict.decision == "granted":  # residents pass through the access point only
+            raise InvariantError(f"{self.cfg.name}: a grant outside the door's access point")
         DECISIONS.labels("face", verdict.decision).inc()
         rid = owner[1] if owner and owner[0] == "resident" else None
         wid = owner[1] if owner and owner[0] == "watchlist" else None
@@ -238,12 +271,8 @@ class FaceGate:
             resident_id=rid,
             watchlist_id=wid,
             score=score,
+            credential="face",
         )
-        if verdict.decision == "granted":
-            if rid is None:  # only a resident is ever granted: never open the door for no one
-                raise InvariantError(f"{self.cfg.name}: a grant without a resident")
-            self.directory.note_seen(rid, ev.ts)
-            self.controls.grant(self.door.name, rid)
         name = self.directory.name_of(owner)
         level = logging.WARNING if verdict.decision == "alert" else logging.INFO
         # ids, never names: the journal is kept and shipped, and cannot be erased per person
