@@ -38,6 +38,7 @@ from gatectl.config.hardware import (
     OutputConfig,
     default_boards,
 )
+from gatectl.config.run import RunConfig
 from gatectl.config.site import (
     ClockConfig,
     DeviceConfig,
@@ -94,6 +95,9 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    run: RunConfig = Field(
+        RunConfig(), description="`gatectl run`: CPU budget, providers, supervision, stop."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -131,6 +135,7 @@ class Config(Strict):
                 )
         if self.sync.enabled:
             problems += self.sync.missing_files()
+        problems += missing_providers(self.run)
         return problems
 
     def cross_check(self) -> list[str]:
@@ -210,13 +215,7 @@ class Config(Strict):
         for key, name in refs:
             if name is not None and name not in outputs:
                 errors.append(f"{key}: unknown output '{name}'")
-        used: dict[str, str] = {}
-        for i, g in enumerate(self.gates):
-            if g.camera in used:
-                errors.append(
-                    f"gates[{i}].camera: camera '{g.camera}' already serves gate '{used[g.camera]}'"
-                )
-            used.setdefault(g.camera, g.name)
+        for i, g in enumerate(self.gates):  # gates may share a camera: it is opened once
             if g.camera not in cameras:
                 errors.append(f"gates[{i}].camera: unknown camera '{g.camera}'")
             if isinstance(g, FaceGateConfig) and g.door not in doors:
@@ -225,7 +224,32 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
+        gate_names = {g.name for g in self.gates}
+        errors += [
+            f"run.gate_max_fps.{name}: unknown gate '{name}'"
+            for name in self.run.gate_max_fps
+            if name not in gate_names
+        ]
         return errors
+
+
+def missing_providers(run: RunConfig) -> list[str]:
+    """``run.providers.<model>: ...`` for each provider this device's onnxruntime does not
+    offer (a CUDA chain copied to a Pi): a line naming it at start, not a silent CPU fallback.
+    onnxruntime is imported only when a config asks for something besides the CPU."""
+    wanted = {p for chain in run.providers.values() for p in chain} - {"CPUExecutionProvider"}
+    if not wanted:
+        return []
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    return [
+        f"run.providers.{model}: execution provider '{p}' is not available in this onnxruntime "
+        f"(available: {', '.join(available)})"
+        for model, chain in run.providers.items()
+        for p in chain
+        if p not in available
+    ]
 
 
 def default_config() -> Config:

@@ -124,7 +124,14 @@ class App:
 
     @cached_property
     def models(self) -> ModelStore:
-        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads, self.site_models)
+        run = self.cfg.run
+        return ModelStore(
+            self.cfg.models.dir,
+            run.intra_op_threads or self.cfg.models.intra_op_threads,
+            self.site_models,
+            providers=run.providers_of,
+            inter_op_threads=run.inter_op_threads,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:
