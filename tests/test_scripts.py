@@ -68,3 +68,15 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_soak_runs_every_gate_kind_in_one_daemon_and_reports_its_cost():
+    out = last_json("scripts/soak.py", "--minutes", "0.1")
+    assert out["gates"] == ["face", "plate", "ebike"] and out["frames_analysed"] > 0 and out["errors"] == 0
+    assert out["rss_mb"]["start"] > 0 and out["open_fds"]["start"] > 0 and 0 < out["cpu_percent"] < 400
+
+
+def test_bench_cpu_measures_idle_and_busy():
+    out = last_json("scripts/bench_cpu.py", "--seconds", "2")
+    assert out["idle"]["analysed_per_s"] < out["busy"]["analysed_per_s"]  # the still scene is spared
+    assert out["idle"]["spared_by_motion_per_s"] > 0 and out["busy"]["errors"] == 0
