@@ -21,7 +21,7 @@ from gatectl.sources.motion import MotionFilter
 from gatectl.sources.media import read_image
 from gatectl.vision import models as models_mod
 from gatectl.vision.models import ModelError
-from tests.conftest import FACES, NOFACE, wait_for
+from tests.conftest import FACES, NOFACE, REPO, wait_for
 
 
 def config(folder: Path, gates: int = 2, run: dict | None = None, fps: float = 10) -> dict:
@@ -215,6 +215,22 @@ def test_an_unavailable_provider_is_one_line_naming_it(tmp_path, cam):
         app.close()
     cpu = parse_config(config(cam, run={"providers": {"yunet_n": ["CPUExecutionProvider"]}}))
     assert cpu.startup_problems() == []
+    typo = App(parse_config(config(cam, run={"providers": {"yunet": ["CPUExecutionProvider"]}})), tmp_path / "t")
+    try:
+        with pytest.raises(ModelError, match=r"^run.providers.yunet: no model named 'yunet'"):
+            typo.models
+    finally:
+        typo.close()
+
+
+def test_the_unit_waits_longer_than_the_longest_stop_and_reloads_with_sighup():
+    from gatectl.config.run import RunConfig
+
+    unit = dict(line.split("=", 1) for line in (REPO / "systemd/gatectl.service").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    longest = next(m.le for m in RunConfig.model_fields["stop_timeout_s"].metadata if hasattr(m, "le"))
+    assert float(unit["TimeoutStopSec"]) > longest
+    assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
 def test_run_section_is_checked():
