@@ -299,21 +299,25 @@ class Runner:
             self._shutdown()
 
     def _start_gates(self) -> None:
-        """One grabber per camera that a gate uses, one supervised worker per gate."""
+        """One grabber per camera that a gate uses, one supervised worker per gate. Published
+        whole at the end: the sync thread reads the health while the models load."""
         app = self.app
+        grabbers: dict[str, CameraGrabber] = {}
+        workers: list[GateWorker] = []
         for gate_cfg in app.cfg.gates:
-            if gate_cfg.camera not in self.grabbers:
-                self.grabbers[gate_cfg.camera] = CameraGrabber(
+            if gate_cfg.camera not in grabbers:
+                grabbers[gate_cfg.camera] = CameraGrabber(
                     app.cfg.camera(gate_cfg.camera),
                     on_event=camera_events(app, gate_cfg.camera),
                 )
-            reader = self.grabbers[gate_cfg.camera].reader()
-            self.workers.append(
+            reader = grabbers[gate_cfg.camera].reader()
+            workers.append(
                 GateWorker(partial(app.gate, gate_cfg), reader, self.stop, app.cfg.run)
             )
-        for grabber in self.grabbers.values():
+        self.grabbers, self.workers = grabbers, workers
+        for grabber in grabbers.values():
             grabber.start()
-        for w in self.workers:
+        for w in workers:
             w.start()
 
     def _shutdown(self) -> None:
