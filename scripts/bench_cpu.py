@@ -59,8 +59,12 @@ def phase(root: Path, busy: bool, seconds: float, fps: float, max_fps: float) ->
         after = daemon.counters()
     finally:
         daemon.stop()
+    analysed = after["analysed"] - before["analysed"]
     return {
         "cpu_percent": round(100 * cpu / wall, 1),
+        # less dependent on what else the machine runs than the percentage: a starved process
+        # analyses fewer frames at the same cost each
+        "cpu_ms_per_analysed_frame": round(1000 * cpu / analysed, 1) if analysed else None,
         "analysed_per_s": round((after["analysed"] - before["analysed"]) / wall, 2),
         "spared_by_motion_per_s": round((after["skipped_motion"] - before["skipped_motion"]) / wall, 2),
         "skipped_over_max_fps_per_s": round((after["skipped"] - before["skipped"]) / wall, 2),
