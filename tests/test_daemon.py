@@ -243,3 +243,34 @@ def test_run_section_is_checked():
     with pytest.raises(ConfigError) as e:
         parse_config({**config(Path("/tmp")), "run": {"gate_max_fps": {"nope": 2}}})
     assert e.value.lines == ["run.gate_max_fps.nope: unknown gate 'nope'"]
+
+
+def test_the_stop_flushes_the_outbox_while_the_broker_takes_it_and_never_past_the_timeout(tmp_path, caplog):
+    import time
+
+    data = {**config(Path("/tmp"), gates=1), "sync": {"enabled": True}}  # the outbox is kept
+    app = App(parse_config(data), tmp_path / "s", boards={"main": SimulatedRelay()})
+    try:
+        runner = Runner(app)
+        connected = threading.Event()
+        connected.set()
+        runner.sync = type("Sync", (), {"connected": connected})()  # the sync thread, still running
+        for i in range(3):
+            app.store.enqueue("resync", f"r{i}")
+        rows = [r["seq"] for r in app.store.outbox_after(0, 10)]
+        threading.Timer(0.3, lambda: app.store.outbox_done(rows)).start()  # the centre's receipts
+        t0 = time.monotonic()
+        runner._flush_outbox(t0 + 10)
+        assert 0.3 <= time.monotonic() - t0 < 5 and app.store.outbox_stats()["pending"] == 0
+
+        app.store.enqueue("resync", "late")  # never taken: the stop still ends at its deadline
+        t0 = time.monotonic()
+        runner._flush_outbox(t0 + 0.5)
+        assert 0.5 <= time.monotonic() - t0 < 2
+        assert "outbox not flushed before the stop timeout" in caplog.text
+        connected.clear()  # the broker is away: nothing would leave, no waiting at all
+        t0 = time.monotonic()
+        runner._flush_outbox(t0 + 10)
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        app.close()
