@@ -311,3 +311,51 @@ stop_timeout_s = 3
     finally:
         d.stop()
     assert "stopped; outputs off" in d.log.read_text()
+
+
+def test_a_lone_gate_failing_on_every_frame_withholds_the_watchdog(tmp_path):
+    """The daemon as a whole cannot work: no WATCHDOG=1 any more, so systemd restarts it."""
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    (cam / "a.jpg").write_bytes((NOFACE / "yolox_dog_bicycle.jpg").read_bytes())
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "c"
+source = "{cam}"
+kind = "images"
+fps = 10
+loop = true
+max_frame_age_ms = 2000
+
+[[outputs]]
+name = "o0"
+
+[[doors]]
+name = "d0"
+output = "o0"
+
+[[gates]]
+kind = "face"
+name = "g0"
+camera = "c"
+door = "d0"
+
+[run]
+restart_after_errors = 2
+""")
+    notify = Notify(tmp_path / "notify.sock")
+    d = Daemon(tmp_path, cfg, tmp_path / "state", notify, wrapper=True,
+               env={"FAULT_GATE": "g0", "FAULT_FRAMES": "1000000"})
+    try:
+        wait_for(lambda: notify.count("READY=1"), 120, "READY=1", step=0.05)
+        wait_for(lambda: any("every gate is down: g0; withholding the watchdog" in line for line in d.lines()),
+                 30, "the watchdog withheld", step=0.05)
+        petted = notify.count("WATCHDOG=1")
+        wait_for(lambda: sum("g0: restarted" in line for line in d.lines()) >= 2, 30, "restarts", step=0.05)
+        assert notify.count("WATCHDOG=1") == petted  # not even between two restarts
+        assert d.proc.poll() is None
+    finally:
+        code = d.stop()
+        notify.close()
+    assert code == 0

@@ -13,7 +13,8 @@ grab thread killed by a bug is restarted the same way (source failures are outag
 handles itself, as ``camera`` events).
 
 The watchdog (`sd_notify WATCHDOG=1`) is withheld only when the daemon as a whole cannot do its
-job, where a restart of the process is the one cure left: every gate is down at once, or a gate
+job, where a restart of the process is the one cure left: every gate is down at once (or
+restarted and not yet shown to work: one that fails again at once must not pet it), or a gate
 has left ``MAX_ABANDONED`` threads hung in native code (Python cannot kill a thread; only a new
 process frees them). One gate down among several is not such a case: the supervisor restarts
 it, and a process restart would blind the working gates too. Nor is a store that refuses
@@ -185,8 +186,10 @@ class GateWorker:
         return None
 
     def stalled(self, now: float) -> bool:
-        """Not doing its job right now: down, or a problem the supervisor has yet to act on."""
-        return self.state == "down" or self.problem(now) is not None
+        """Not doing its job right now: down, restarted but not yet shown to work (a gate that
+        fails at once after every restart must not pet the watchdog in between), or a problem
+        the supervisor has yet to act on."""
+        return self.state != "running" or self.problem(now) is not None
 
     def retire(self, now: float) -> None:
         """Take the running thread out of service: it exits at its next check, or is left
