@@ -132,7 +132,7 @@ def test_a_hung_gate_is_restarted_and_every_gate_down_withholds_the_watchdog(tmp
         return g
 
     monkeypatch.setattr(App, "gate", gate)
-    with Running(tmp_path, config(cam, gates=1, run={"stall_s": 1})) as r:
+    with Running(tmp_path, config(cam, gates=1, run={"stall_s": 3})) as r:  # a slow frame is not hung
         w = r.worker("g0")
         wait_for(lambda: w.state == "down", 30, "the hung gate to be seen down")
         import time
@@ -149,11 +149,11 @@ def test_max_fps_bounds_the_frames_analysed_and_counts_the_skipped(tmp_path, cam
         w = r.worker("g0")
         wait_for(lambda: w.analysed >= 1, 120, "a first frame")
         import time
-        t0, n0 = time.monotonic(), w.analysed
-        wait_for(lambda: time.monotonic() - t0 >= 3, 10, "3 s")
+        t0, n0, s0 = time.monotonic(), w.analysed, w.health()["skipped"]
+        # 60 frames the gate did not take: 3 s at the camera's 20 fps, longer on a loaded machine
+        wait_for(lambda: w.health()["skipped"] - s0 >= 60, 90, "frames skipped over max_fps")
         rate = (w.analysed - n0) / (time.monotonic() - t0)
         assert rate <= 2.5, rate
-        assert w.health()["skipped"] >= 20  # the camera delivered ~60 frames in those 3 s
 
 
 def test_motion_filter_spares_a_still_scene_and_holds_after_motion():
@@ -180,10 +180,10 @@ def test_motion_filter_idle_look_and_cost():
     frame = np.zeros((1080, 1920, 3), np.uint8)
     assert f.wants(frame, 0.0)
     assert not f.wants(frame, 1.0) and f.wants(frame, 5.0)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: what other processes take of the machine does not count
     for i in range(50):
         f.wants(frame, 6.0 + i * 0.01)
-    assert (time.perf_counter() - t0) / 50 < 0.005  # a 1080p frame in well under 5 ms
+    assert (time.process_time() - t0) / 50 < 0.005  # a 1080p frame in well under 5 ms of CPU
 
 
 def test_gates_share_one_session_per_model(tmp_path, cam):
