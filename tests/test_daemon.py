@@ -274,3 +274,34 @@ def test_the_stop_flushes_the_outbox_while_the_broker_takes_it_and_never_past_th
         assert time.monotonic() - t0 < 0.5
     finally:
         app.close()
+
+
+def test_config_check_names_an_unavailable_provider_in_one_line(tmp_path, cam):
+    from tests.conftest import one_line_error, run_cli
+
+    text = f"""
+[[cameras]]
+name = "c"
+source = "{cam}"
+
+[[outputs]]
+name = "o"
+
+[[doors]]
+name = "d"
+output = "o"
+
+[[gates]]
+kind = "face"
+name = "g"
+camera = "c"
+door = "d"
+
+[run.providers]
+yunet_n = ["CUDAExecutionProvider"]
+"""
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(text)
+    line = one_line_error(run_cli("config", "check", str(cfg)))
+    assert "run.providers.yunet_n: execution provider 'CUDAExecutionProvider' is not available" in line
+    assert "(available: " in line and "CPUExecutionProvider" in line
