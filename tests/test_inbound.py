@@ -14,10 +14,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gatectl.core.refusals import Refusals
 from gatectl.sync.inbound import (
     Command,
     Enrollment,
-    Refusals,
     Refused,
     check_depth,
     load_json,
@@ -70,7 +70,7 @@ def test_strict_schemas_refuse_what_escaped_the_handlers():
 def test_refusals_are_counted_and_logged_within_a_budget(caplog):
     t = [0.0]
     r = Refusals(per_s=1.0, burst=3, clock=lambda: t[0])
-    with caplog.at_level(logging.WARNING, "gatectl.sync"):
+    with caplog.at_level(logging.WARNING, "gatectl.refusals"):
         allowed = sum(r.refuse("cmd", "malformed", "junk") for _ in range(1000))
         assert allowed == 3 and len(caplog.records) == 3
         assert r.refuse("enroll", "malformed")  # another topic has a budget of its own

@@ -38,6 +38,7 @@ from gatectl.config.hardware import (
     OutputConfig,
     default_boards,
 )
+from gatectl.config.push import PushConfig
 from gatectl.config.run import RunConfig
 from gatectl.config.site import (
     ClockConfig,
@@ -95,6 +96,7 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    push: PushConfig = Field(PushConfig(), description="AI cameras pushing e-bike events.")
     run: RunConfig = Field(
         RunConfig(), description="`gatectl run`: CPU budget, providers, supervision, stop."
     )
@@ -191,6 +193,9 @@ class Config(Strict):
                     f"inputs[{i}].elevator: an ebike_detected input needs a known elevator "
                     f"(got {inp.elevator!r})"
                 )
+        for i, cam in enumerate(self.push.cameras):
+            if cam.elevator not in elevators:
+                errors.append(f"push.cameras[{i}].elevator: unknown elevator '{cam.elevator}'")
         inputs = {inp.name: inp for inp in self.inputs}
         refs: list[tuple[str, str | None]] = [
             (f"doors[{i}].output", d.output) for i, d in enumerate(self.doors)

@@ -251,6 +251,21 @@ class EbikeGateConfig(GateConfigBase):
         3, ge=1, le=30, description="Frames with an e-bike needed (1-30) ..."
     )
     confirm_window: int = Field(5, ge=1, le=60, description="... among the last this many (1-60).")
+    track_threshold: float | None = Field(
+        None,
+        ge=0.01,
+        le=1.0,
+        description="Evidence over frames (off when unset): detections from this score (0.01-1, "
+        "below detector.threshold) are tracked, and a tracked object confirms once its scores "
+        "over the last confirm_window frames add up to `evidence`.",
+    )
+    evidence: float = Field(
+        1.0,
+        ge=0.05,
+        le=60.0,
+        description="Sum of one tracked object's scores over confirm_window frames that confirms "
+        "it (0.05-60; with track_threshold).",
+    )
     announcement: str = Field(
         "电动车禁止进入电梯，请推出轿厢。E-bikes are not allowed in the lift, please take it out.",
         min_length=1,
@@ -262,6 +277,8 @@ class EbikeGateConfig(GateConfigBase):
     def _checks(self) -> EbikeGateConfig:
         if self.confirm_frames > self.confirm_window:
             raise ValueError("confirm_frames must not exceed confirm_window")
+        if self.track_threshold is not None and self.track_threshold >= self.detector.threshold:
+            raise ValueError("track_threshold must be below detector.threshold")
         if self.car_region is not None:
             if len(self.car_region) < 3:
                 raise ValueError("car_region needs at least 3 points")

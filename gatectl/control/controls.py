@@ -4,8 +4,9 @@ boards' inputs and outputs and to the event log.
 Gate pipelines call `grant`, `open_barrier` and `ebike`; the supervisor calls `poll` every few
 tens of milliseconds, which reads the boards' last input snapshots, turns changes into
 controller events (door contact, exit button, vehicle guard, fire alarm), feeds an AI camera's
-``ebike_detected`` contact (confirmed by `ContactConfirm`) to its elevator's hold like an e-bike
-gate's frames, and advances time.
+``ebike_detected`` contact (confirmed by `ContactConfirm`) - wired, or a camera's signed HTTP
+reports (`camera_report`) - to its elevator's hold like an e-bike gate's frames, and advances
+time.
 Every action a controller returns is applied here: pulses and latches to the outputs, alarms
 and notices to the event log. One lock serialises the callers; the controllers stay pure and
 are tested without any of this. A board that refuses a command (offline, queue full) becomes
@@ -27,7 +28,7 @@ from gatectl.config.hardware import InputConfig
 from gatectl.control.actions import Action, Alarm, Latch, Notice, Pulse
 from gatectl.control.barrier import BarrierController
 from gatectl.control.door import DoorController
-from gatectl.control.elevator_hold import ContactConfirm, ElevatorHold
+from gatectl.control.elevator_hold import ContactConfirm, ElevatorHold, ReportConfirm
 from gatectl.hw.outputs import Outputs
 from gatectl.hw.relay import BoardError
 from gatectl.store.db import StoreError
@@ -82,6 +83,10 @@ class Controls:
             for i in cfg.inputs
             if i.role == "ebike_detected" and i.elevator is not None
         ]
+        # a camera that pushes its detections over HTTP: camera -> (elevator, its reports)
+        self._pushers = {
+            c.name: (c.elevator, ReportConfirm(c.confirm_s, c.active_s)) for c in cfg.push.cameras
+        }
         self._guards = {b.guard_input: b.name for b in cfg.barriers if b.guard_input}
         self._last: dict[str, bool] = {}  # input name -> last active state seen
         self._lock = threading.Lock()
@@ -156,6 +161,12 @@ class Controls:
         with self._lock:
             self._apply(elevator, self.elevators[elevator].release(self.clock(), who))
 
+    def camera_report(self, camera: str, seen: bool) -> None:
+        """An authenticated report of a pushing camera (`web.push`), confirmed by
+        `ReportConfirm`; the next `poll` holds the car, as for a wired contact."""
+        with self._lock:
+            self._pushers[camera][1].report(self.clock(), seen)
+
     def set_door_camera(self, door: str, recent_frame: Callable[[], np.ndarray | None]) -> None:
         """Where a door's alerts (forced, held open) take their snapshot from: the newest frame
         of the gate watching it, or None when it has none recent enough."""
@@ -195,6 +206,10 @@ class Controls:
                 # e-bike in it; the hold machine ignores it while the fire alarm is active
                 if contact.update(now, bool(states[name])):
                     detail = f"e-bike reported by input {name}"
+                    self._apply(elevator, self.elevators[elevator].ebike(now, detail))
+            for name, (elevator, reports) in self._pushers.items():
+                if reports.update(now):
+                    detail = f"e-bike reported by camera {name}"
                     self._apply(elevator, self.elevators[elevator].ebike(now, detail))
             for board in self._watch_boards():
                 self._restore(board, now)

@@ -219,3 +219,34 @@ class ContactConfirm:
         if self._since is None:
             self._since = now
         return now - self._since >= self.confirm_s
+
+
+class ReportConfirm:
+    """A camera's pushed reports (`web.push`) -> the reports `ElevatorHold.ebike` takes.
+
+    Reports are events, not a level: each one means "seen now" and counts for ``active_s``.
+    A run of reports, each within ``active_s`` of the last, confirms once it has lasted
+    ``confirm_s`` (first to latest report) - one report alone never holds a car unless
+    ``confirm_s`` is 0 - and then every poll within ``active_s`` of the latest report is a
+    report. "Gone" ends the run at once."""
+
+    def __init__(self, confirm_s: float, active_s: float):
+        self.confirm_s = confirm_s
+        self.active_s = active_s
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def report(self, now: float, seen: bool) -> None:
+        if not seen:
+            self._first = self._last = None
+            return
+        if self._last is None or now - self._last > self.active_s:
+            self._first = now
+        self._last = now
+
+    def update(self, now: float) -> bool:
+        """True when the run of reports confirms an e-bike at ``now``."""
+        if self._first is None or self._last is None or now - self._last > self.active_s:
+            return False
+        return self._last - self._first >= self.confirm_s
+

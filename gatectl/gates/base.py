@@ -143,3 +143,13 @@ class GateKind:
 
     build: Callable[[GateParts, Any], Gate]  # (parts, that kind's config section) -> the gate
     replay: Callable[[Any], ReplayReport]  # (the gate it built) -> how replay reports it
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes: how trackers tell "the same object
+    one frame later" (the face and e-bike trackers)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -35,6 +35,7 @@ from gatectl.vision.models import ModelError, ModelStore
 
 if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
     from gatectl.sync.client import SyncClient
+    from gatectl.web.server import HttpServer
 
 
 def simulated_boards(cfg: Config) -> dict[str, Relay]:
@@ -200,10 +201,10 @@ class App:
         Bad keys, certificates or password files raise ConfigError (one line, naming the key)."""
         from gatectl.config.base import ConfigError
         from gatectl.core.keys import load_public_key
+        from gatectl.core.refusals import Refusals
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
         from gatectl.sync.enrollment import DuplicateRule, Replicator
-        from gatectl.sync.inbound import Refusals
         from gatectl.sync.signing import Verifier
         from gatectl.sync.topics import Topics
 
@@ -266,6 +267,18 @@ class App:
             self.clock,
             refusals,
         )
+
+    def push_server(self) -> HttpServer:
+        """The listener AI cameras post e-bike reports to (`web.push`); an address in use or a
+        bad certificate raises ServeError (one line, naming the key)."""
+        from gatectl.core.refusals import Refusals
+        from gatectl.web.push import PushEndpoint
+        from gatectl.web.server import HttpServer
+
+        p = self.cfg.push
+        endpoint = PushEndpoint(p, self.controls.camera_report, self.clock, Refusals())
+        tls = (p.tls_cert, p.tls_key) if p.tls_cert and p.tls_key else None
+        return HttpServer(endpoint.app(), p.host, p.port, "push", tls)
 
     def close(self) -> None:
         for extra in self._extra_stores:

@@ -53,6 +53,7 @@ from gatectl.store.salvage import quarantine_if_corrupt, salvage
 
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
     from gatectl.sync.client import SyncClient
+    from gatectl.web.server import HttpServer
 
 log = logging.getLogger("gatectl.run")
 
@@ -124,6 +125,9 @@ class GateWorker:
             wait = next_due - self.heartbeat
             if wait > 0:  # over max_fps: the frames the camera delivers meanwhile are skipped
                 self.stop.wait(min(wait, 0.5))
+                continue
+            if self.in_a_row >= self.run.restart_after_errors:
+                self.stop.wait(0.05)  # known broken: no more frames until the supervisor acts
                 continue
             frame = self.reader.get(timeout=0.5)
             if frame is None:
@@ -232,6 +236,7 @@ class Runner:
         self.reexec = False  # a reload: the CLI starts gatectl again after a clean stop
         self.sync: SyncClient | None = None
         self.grabbers: dict[str, CameraGrabber] = {}  # one per camera, whatever its gates
+        self.push: HttpServer | None = None
         self.workers: list[GateWorker] = []
         self.started = time.monotonic()
         self._retention_held = False
@@ -292,6 +297,10 @@ class Runner:
         app.directory.start()
         if self.sync is not None:
             self.sync.start()
+        if app.cfg.push.enabled and app.cfg.push.cameras:
+            self.push = app.push_server()
+            self.push.start()
+            log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
         try:
             self._start_gates()
             sd_notify("READY=1")
@@ -324,14 +333,17 @@ class Runner:
             w.start()
 
     def _shutdown(self) -> None:
-        """Doors locked and holds released first (nothing may wait for that), then the
-        workers, cameras and directory stopped and the outbox flushed within stop_timeout_s;
-        outputs off once more after the workers are gone (one may have been mid-decision)."""
+        """Doors locked and holds released first (nothing may wait for that), then the push
+        listener, workers, cameras and directory stopped and the outbox flushed within
+        stop_timeout_s; outputs off once more after the workers are gone (one may have been
+        mid-decision)."""
         app = self.app
         deadline = time.monotonic() + app.cfg.run.stop_timeout_s
         sd_notify("STOPPING=1")
         self.stop.set()
         app.outputs.all_off()
+        if self.push is not None:  # before the second all_off: a late push could hold a car
+            self.push.stop()
         for w in self.workers:
             w.thread.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
         for grabber in self.grabbers.values():

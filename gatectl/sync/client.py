@@ -44,12 +44,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gatectl import __version__
 from gatectl.config.base import ConfigError
 from gatectl.config.sync import SyncConfig
+from gatectl.core.refusals import Refusals
 from gatectl.core.safe_text import shown
 from gatectl.store import Store
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
 from gatectl.sync.diagnose import ProblemLog, broker_at, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
-from gatectl.sync.inbound import Refusals, Refused, enroll_limit, enrollment
+from gatectl.sync.inbound import Refused, enroll_limit, enrollment
 from gatectl.sync.topics import Topics
 
 log = logging.getLogger("gatectl.sync")

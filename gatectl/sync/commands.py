@@ -4,7 +4,7 @@ The signature, expiry and nonce checks live in `signing`; the nonce is claimed i
 before anything runs, so a command re-delivered by the broker after a reconnect (or after a
 crash of gatectl) is answered ``replayed`` and never acted on twice. Every verified command
 leaves a ``command`` event; a refused one leaves an event, a log line and a response only within
-the refusal budget (`inbound.Refusals`), so junk cannot grow the database or the log. The
+the refusal budget (`core.refusals.Refusals`), so junk cannot grow the database or the log. The
 arguments of each command are checked against its schema (`inbound`) once the signature is.
 
 Each command is a `CommandSpec` in ``COMMANDS``: adding one is its argument model (`inbound`),
@@ -22,6 +22,7 @@ from typing import Generic, Literal, TypeVar
 from gatectl.config.hardware import DisplayConfig
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS
 from gatectl.control.controls import Controls
+from gatectl.core.refusals import Refusals
 from gatectl.core.safe_text import shown
 from gatectl.hw.display import Display
 from gatectl.store import Store
@@ -34,7 +35,6 @@ from gatectl.sync.inbound import (
     ElevatorArgs,
     InboundModel,
     NoArgs,
-    Refusals,
     Refused,
     StatusArgs,
     WatchAddArgs,

@@ -14,7 +14,8 @@ What is refused costs one counter increment and, within a budget per source topi
 bucket, ``sync.refusals_per_s`` / ``sync.refusal_burst``), one escaped log line; beyond the
 budget nothing but the counter, and the next line says how many were not logged. Whatever a
 caller does for a refusal beyond that (a ``command`` event, a response) it does only when
-`Refusals.refuse` returns True, so a flood of junk cannot grow the database or the log.
+`core.refusals.Refusals.refuse` returns True, so a flood of junk cannot grow the database or
+the log.
 Genuine messages are never dropped by a rate limit: a limit on accepted traffic would drop the
 centre's signed commands in a flood on their topic just as surely as the junk, and dropped
 enrollments would be lost residents. The budget limits what refusals cost, not what arrives.
@@ -22,13 +23,9 @@ enrollments would be lost residents. The budget limits what refusals cost, not w
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import re
-import threading
-import time
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
@@ -238,66 +235,3 @@ def enroll_limit(max_templates: int, dim: int) -> int:
     return max_templates * (4 * dim * 4 // 3 + 160) + 4096
 
 
-# ---- refusal accounting -----------------------------------------------------------------------
-
-class TokenBucket:
-    """At most ``rate`` per second on average and ``burst`` at once (monotonic clock)."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-class Refusals:
-    """What refused input costs: one counter increment, and within a budget per source (the
-    topic kind: ``cmd``, ``enroll``) one warning line saying how many went unlogged before it.
-    Called from paho's thread (size) and the sync thread (everything else)."""
-
-    def __init__(
-        self, per_s: float = 2.0, burst: int = 10, clock: Callable[[], float] = time.monotonic
-    ):
-        self.per_s = per_s
-        self.burst = burst
-        self.clock = clock
-        self.counters: collections.Counter[str] = collections.Counter()
-        self._buckets: dict[str, TokenBucket] = {}
-        self._unlogged: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
-
-    def refuse(self, source: str, reason: str, detail: str = "") -> bool:
-        """Count one refusal; True if it may be logged (and answered, and recorded) now."""
-        with self._lock:
-            self.counters[f"refused_{source}_{reason}"] += 1
-            bucket = self._buckets.get(source)
-            if bucket is None:
-                bucket = self._buckets[source] = TokenBucket(self.per_s, self.burst, self.clock)
-            if not bucket.take():
-                self._unlogged[source] += 1
-                return False
-            unlogged, self._unlogged[source] = self._unlogged[source], 0
-        more = f" ({unlogged} more refused since the last line)" if unlogged else ""
-        log.warning(
-            "%s message refused (%s)%s%s",
-            source,
-            reason,
-            f": {shown(detail)}" if detail else "",
-            more,
-        )
-        return True
-
-    def counts(self) -> dict[str, int]:
-        """Refusals so far by source and reason (for the status message)."""
-        with self._lock:
-            return dict(self.counters)

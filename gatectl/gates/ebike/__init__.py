@@ -14,8 +14,9 @@ def build(parts: GateParts, gate: EbikeGateConfig) -> EbikeGate:
     d = gate.detector
     session = parts.models.session_for_file(d.file) if d.file else parts.models.session(d.model)
     index = [g.name for g in cfg.gates].index(gate.name)
+    lowest = min(d.threshold, gate.track_threshold or d.threshold)  # the gate sorts weak/strong
     detector = open_detector(
-        session, d.family, d.input_size, d.classes, d.threshold, d.tiles, f"gates[{index}].detector"
+        session, d.family, d.input_size, d.classes, lowest, d.tiles, f"gates[{index}].detector"
     )
     elevator = next(e for e in cfg.elevators if e.name == gate.elevator)
     return EbikeGate(

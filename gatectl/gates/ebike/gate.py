@@ -3,7 +3,9 @@ announcement.
 
 Only the car region (a polygon in the config) is looked at, so a moped waiting on the landing
 outside the open doors is not an e-bike *in the car*. A frame counts when the detector finds an
-e-bike class there; ``confirm_frames`` of the last ``confirm_window`` frames confirm it. From
+e-bike class there; ``confirm_frames`` of the last ``confirm_window`` frames confirm it; with
+``track_threshold`` set, so does one tracked object whose weaker detections add up over the
+window (`gates.ebike.tracker`). From
 then on every frame that still sees it renews the elevator hold (`control.elevator_hold`: short
 board-timed pulses, a cap per episode, overridden by the fire alarm), whose episode starts with
 an ``ebike_in_car`` alert with a snapshot; the announcement is stored and goes to the display
@@ -25,6 +27,7 @@ import numpy as np
 from gatectl.config.gates import EbikeGateConfig
 from gatectl.control.controls import Controls
 from gatectl.gates.base import Decision
+from gatectl.gates.ebike.tracker import EvidenceTracker
 from gatectl.hw.display import Display
 from gatectl.store import Store
 from gatectl.vision.objects import Detection, TiledDetector
@@ -60,6 +63,10 @@ class EbikeGate:
             set() if cfg.bicycles_allowed else {"bicycle"}
         )
         self.window: deque[bool] = deque(maxlen=cfg.confirm_window)
+        self.tracker = (
+            EvidenceTracker(cfg.confirm_window, cfg.evidence)
+            if cfg.track_threshold is not None else None
+        )
         self.active = False
         self.last_detections: list[Detection] = []
         self.frames = 0
@@ -67,6 +74,8 @@ class EbikeGate:
 
     def reset(self) -> None:
         self.window.clear()
+        if self.tracker is not None:
+            self.tracker.reset()
         self.active = False
 
     def flush(self, t: float) -> list[EbikeDecision]:
@@ -74,7 +83,8 @@ class EbikeGate:
         return []
 
     def find(self, image: np.ndarray) -> list[Detection]:
-        """E-bike detections inside the car region, in image pixels."""
+        """E-bike detections inside the car region, in image pixels (from ``track_threshold``
+        when it is set: `decide` tells the weak from the strong)."""
         h, w = image.shape[:2]
         if self.cfg.car_region is None:
             dets = self.detector.detect(image)
@@ -104,10 +114,14 @@ class EbikeGate:
 
     def decide(self, dets: list[Detection], image: np.ndarray, t: float) -> list[EbikeDecision]:
         """One frame's detections -> confirmation -> hold renewal (the step after the model)."""
+        tracked = self.tracker.update(dets) if self.tracker is not None else None
+        dets = [d for d in dets if d.score >= self.cfg.detector.threshold]
+        if tracked is not None and not dets:
+            dets = [tracked]  # the tracked object stands for this frame's sighting
         self.last_detections = dets
         self.window.append(bool(dets))
         out = []
-        if sum(self.window) >= self.cfg.confirm_frames:
+        if sum(self.window) >= self.cfg.confirm_frames or tracked is not None:
             best = dets[0] if dets else None
             reason = f"{best.label} {best.score:.2f} in the car" if best else "e-bike in the car"
             if not self.active:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gatectl.domain.records import OwnerKey
+from gatectl.gates.base import iou
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,6 @@ def confirm(
     if len(track.embeddings) < need:
         return None
     return identify_fused(fuse(list(track.embeddings)))
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class FaceTracker:
