@@ -297,11 +297,11 @@ class Runner:
         app.directory.start()
         if self.sync is not None:
             self.sync.start()
-        if app.cfg.push.enabled and app.cfg.push.cameras:
-            self.push = app.push_server()
-            self.push.start()
-            log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
-        try:
+        try:  # from here on, whatever fails (a taken address, a model) ends in _shutdown
+            if app.cfg.push.enabled and app.cfg.push.cameras:
+                self.push = app.push_server()
+                self.push.start()
+                log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
             self._start_gates()
             sd_notify("READY=1")
             log.info("running %d gate(s) on %d camera(s): %s", len(self.workers),
