@@ -637,7 +637,7 @@ class OrtModel:
 
     def __init__(self, path: Path, extra: list[str] = ()):
         """``extra``: inner tensors to return too (``features``), e.g. a trainer's frontier."""
-        _shared_pool(2)  # the daemon's one pool, no spinning: idle ORT threads would starve torch's
+        _shared_pool(2, 1)  # the daemon's one pool, no spinning: idle ORT threads would starve torch's
         opts = ort.SessionOptions()
         opts.use_per_session_threads = False
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -94,7 +94,7 @@ def test_cross_references_and_duplicates():
     assert "inputs[0].door: a door_contact needs a known door (got 'x')" in lines
     assert "inputs[1].index: board 'main' has 8 input(s)" in lines
     assert "gates[0].door: unknown door 'nope'" in lines
-    assert "gates[1].camera: camera 'a' already serves gate 'g'" in lines
+    assert not any(line.startswith("gates[1].camera") for line in lines)  # gates may share a camera
 
 
 def test_unknown_gate_kind_and_top_level_typo():

@@ -34,16 +34,20 @@ def test_every_io_owner_reports_through_health_only(owner):
 def test_the_collector_reads_every_owner_including_the_gates(app):
     enroll(app, "Rose Leslie", "rose_leslie_01.jpg")
     cfg = app.cfg.gates[0]
-    worker = GateWorker(app.gate(cfg), CameraGrabber(app.cfg.camera(cfg.camera)), threading.Event())
+    grabber = CameraGrabber(app.cfg.camera(cfg.camera))
+    worker = GateWorker(lambda: app.gate(cfg), grabber.reader(), threading.Event())
     runner = Runner(app)
+    runner.grabbers[cfg.camera] = grabber
     runner.workers.append(worker)
     image = read_image(FACES / "rose_leslie_02.jpg")
     for i in range(3):
         worker.gate.process(image, i * 0.1)
 
     h = runner.health()
-    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "qr_ignored": 0, "errors": 0, "failing": False}}
-    assert h["cameras"]["gate"]["state"] == "starting" and h["cameras"]["gate"]["frames"] == 0
+    assert h["gates"] == {"gate": {"frames": 3, "liveness_refused": 0, "qr_ignored": 0, "errors": 0,
+                                   "failing": False, "state": "running", "analysed": 0, "skipped": 0,
+                                   "skipped_motion": 0, "restarts": 0}}
+    assert h["cameras"]["cam0"]["state"] == "starting" and h["cameras"]["cam0"]["frames"] == 0
     assert h["boards"]["main"]["driver"] == "simulated" and h["boards"]["main"]["last_error"] is None
     assert set(h["controls"]) == {"door:door"}
     assert h["access"]["door"]["decisions"] == {"granted": 1}

@@ -37,7 +37,8 @@ def test_each_face_decision_is_one_info_line_with_the_resident_id_and_no_name(ap
     stranger = pass_photo(gate, FACES / "biden_01.jpg")
     assert [d.decision for d in granted] == ["granted"]
     assert [d.decision for d in stranger] == ["denied"]
-    decisions = [rec for rec in caplog.records if rec.name == "gatectl.face_gate"]
+    # grants are the door's access point's decision, refusals the gate's own
+    decisions = [rec for rec in caplog.records if rec.name in ("gatectl.face_gate", "gatectl.access")]
     assert len(decisions) == 2 and all(rec.levelno == logging.INFO for rec in decisions)
     first, second = (rec.getMessage() for rec in decisions)
     assert f"granted resident #{r.id}" in first and f"event {granted[0].event.id}" in first
@@ -120,7 +121,7 @@ def test_a_running_daemon_logs_json_decisions_to_its_file_by_id(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    assert grants[0]["level"] == "info" and grants[0]["logger"] == "gatectl.face_gate"
+    assert grants[0]["level"] == "info" and grants[0]["logger"] == "gatectl.access"
     assert "granted resident #1" in grants[0]["msg"]
     text = log_file.read_text()
     assert "Obama" not in text and "3-2-1501" not in text

@@ -89,3 +89,13 @@ def test_bench_credentials_reports_decode_and_the_face_gates_added_cost():
     assert set(out["qr_decode_ms"]) == {"no_code", "with_code"}
     assert set(out["face_gate_frame_ms"]) == {"qr_off", "qr_on", "qr_every_frame", "qr_on_code_in_view"}
     assert set(out["added_ms"]["qr_on"]) == {"p50", "p95"} and out["qr_decode_ms"]["with_code"]["p50"] > 0
+
+
+def test_soak_runs_every_gate_kind_in_one_daemon_and_reports_its_cost():
+    out = last_json("scripts/soak.py", "--minutes", "0.1", "--warmup-s", "0")
+    assert out["gates"] == ["face", "plate", "ebike"] and out["frames_analysed"] > 0 and out["errors"] == 0
+    assert out["rss_mb"]["start"] > 0 and out["open_fds"]["start"] > 0 and 0 < out["cpu_percent"] < 400
+def test_bench_cpu_measures_idle_and_busy():
+    out = last_json("scripts/bench_cpu.py", "--seconds", "2")
+    assert out["idle"]["analysed_per_s"] < out["busy"]["analysed_per_s"]  # the still scene is spared
+    assert out["idle"]["spared_by_motion_per_s"] > 0 and out["busy"]["errors"] == 0

@@ -23,6 +23,7 @@ import pytest
 from gatectl.config import default_config
 from gatectl.domain.records import DAY_SECONDS
 from gatectl.runtime.app import App
+from gatectl.config.run import RunConfig
 from gatectl.runtime.runner import GateWorker
 from gatectl.sources.media import read_image
 from gatectl.store import Store
@@ -114,10 +115,11 @@ def test_corrupt_store_still_opens_the_door_for_a_recognised_resident(tmp_path, 
 
 
 class _Frames:
-    """A camera slot that always has the same frame: the gate worker's input."""
+    """A camera reader that always has the same frame: the gate worker's input."""
 
     def __init__(self, image):
-        self.image, self.seq = image, 0
+        self.image, self.seq, self.missed = image, 0, 0
+        self.camera = type("Camera", (), {"finished": False})()
 
     def get(self, timeout: float):
         self.seq += 1
@@ -125,9 +127,9 @@ class _Frames:
         return type("Frame", (), {"image": self.image, "t_capture": time.monotonic(), "seq": self.seq})()
 
 
-def _worker_on(gate, image) -> GateWorker:
-    w = GateWorker(gate, _Frames(image), threading.Event())
-    w.thread.start()
+def _worker_on(gate, image, run: RunConfig | None = None) -> GateWorker:
+    w = GateWorker(lambda: gate, _Frames(image), threading.Event(), run)
+    w.start()
     return w
 
 
@@ -143,12 +145,13 @@ def test_a_worker_failing_on_every_frame_withholds_the_watchdog():
             raise RuntimeError("every frame fails")
 
     logging.getLogger("gatectl.run").disabled = True
-    w = _worker_on(Broken(), np.zeros((8, 8, 3), np.uint8))
+    # restarts after errors in a row off: the time rule alone (stall_s, 10 s)
+    w = _worker_on(Broken(), np.zeros((8, 8, 3), np.uint8), RunConfig(restart_after_errors=1000))
     try:
         wait_for(lambda: w.errors >= 3, what="failing frames")
         assert w.heartbeat > time.monotonic() - 5  # the old check saw a live, fresh worker
         assert not w.stalled(time.monotonic())
-        assert w.stalled(time.monotonic() + 11)  # failing for longer than HEARTBEAT_STALE_S
+        assert w.stalled(time.monotonic() + 11)  # failing for longer than run.stall_s
     finally:
         w.stop.set()
         w.thread.join(timeout=5)

@@ -79,7 +79,7 @@ def test_daemon_status_events_remote_open_reload_and_last_will(tmp_path, broker)
                  "a status with camera health")
         st = central.statuses["dev-d"]
         assert st["state"] == "online" and st["health"]["boards"]["main"]["state"] == "online"
-        assert "g" in st["health"]["cameras"] and st["sync"]["outbox"]["dropped_events"] == 0
+        assert "c" in st["health"]["cameras"] and st["sync"]["outbox"]["dropped_events"] == 0
         ev = wait_for(lambda: [e for e in central.events.values() if e["kind"] == "access"], 60, "an access event")[0]
         assert ev["decision"] == "denied" and ev["reason"] == "unknown face" and ev["snapshot"] is True
         wait_for(lambda: ev["id"] in central.snapshots, 10, "its snapshot")
@@ -187,7 +187,7 @@ def test_an_unsigned_enrollment_of_a_strangers_face_never_opens_a_live_daemons_d
         wait_for(lambda: central.statuses.get("dev-d", {}).get("health", {}).get("cameras"), 60, "the daemon")
 
         def frames() -> int:
-            return central.statuses["dev-d"]["health"]["cameras"]["g"]["frames"]
+            return central.statuses["dev-d"]["health"]["cameras"]["c"]["frames"]
 
         change = {"v": 1, "type": "resident", "op": "upsert", "uid": "u-stranger", "version": int(time.time() * 1000),
                   "name": "Stranger", "unit": "0-0", "status": "active", "templates": stranger, "origin": "central"}

@@ -180,14 +180,15 @@ def cmd_run(args: argparse.Namespace, app_factory: AppFactory) -> int:
     if problems:
         raise ConfigError(problems)
     stop = threading.Event()
+    runner = Runner(app, stop, args.config_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runner = Runner(app, stop, args.config_path)
+    signal.signal(signal.SIGHUP, lambda *_: runner.request_reload())  # systemd's ExecReload
     try:
         runner.run()
     finally:
         app.close()
-    if runner.reexec:  # remote config.reload: same process id, so systemd keeps supervising it
+    if runner.reexec:  # SIGHUP or config.reload: same process id, so systemd keeps supervising
         log.warning("restarting with the reloaded configuration")
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, "-m", "gatectl", *sys.argv[1:]])

@@ -40,6 +40,7 @@ from gatectl.config.hardware import (
     default_boards,
 )
 from gatectl.config.push import PushConfig
+from gatectl.config.run import RunConfig
 from gatectl.config.site import (
     ClockConfig,
     DeviceConfig,
@@ -103,6 +104,9 @@ class Config(Strict):
     access: AccessConfig = Field(
         AccessConfig(), description="Credential policies per door, schedules, PIN/QR/TOTP limits."
     )
+    run: RunConfig = Field(
+        RunConfig(), description="`gatectl run`: CPU budget, providers, supervision, stop."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -144,6 +148,7 @@ class Config(Strict):
         if self.sync.enabled:
             problems += self.sync.missing_files()
         problems += self.status.missing_files()
+        problems += missing_providers(self.run)
         return problems
 
     def cross_check(self) -> list[str]:
@@ -227,13 +232,7 @@ class Config(Strict):
             if name is not None and name not in outputs:
                 errors.append(f"{key}: unknown output '{name}'")
         errors += self.access_problems(doors)
-        used: dict[str, str] = {}
-        for i, g in enumerate(self.gates):
-            if g.camera in used:
-                errors.append(
-                    f"gates[{i}].camera: camera '{g.camera}' already serves gate '{used[g.camera]}'"
-                )
-            used.setdefault(g.camera, g.name)
+        for i, g in enumerate(self.gates):  # gates may share a camera: it is opened once
             if g.camera not in cameras:
                 errors.append(f"gates[{i}].camera: unknown camera '{g.camera}'")
             if isinstance(g, FaceGateConfig) and g.door not in doors:
@@ -242,8 +241,13 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
+        gate_names = {g.name for g in self.gates}
+        errors += [
+            f"run.gate_max_fps.{name}: unknown gate '{name}'"
+            for name in self.run.gate_max_fps
+            if name not in gate_names
+        ]
         return errors + self.status.problems()
-
 
     def access_problems(self, doors: set[str]) -> list[str]:
         """The ``[access]`` section's door references."""
@@ -253,6 +257,25 @@ class Config(Strict):
                    for g, members in self.access.door_groups.items() for d in members
                    if d not in doors]
         return errors
+
+
+def missing_providers(run: RunConfig) -> list[str]:
+    """``run.providers.<model>: ...`` for each provider this device's onnxruntime does not
+    offer (a CUDA chain copied to a Pi): a line naming it at start, not a silent CPU fallback.
+    onnxruntime is imported only when a config asks for something besides the CPU."""
+    wanted = {p for chain in run.providers.values() for p in chain} - {"CPUExecutionProvider"}
+    if not wanted:
+        return []
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    return [
+        f"run.providers.{model}: execution provider '{p}' is not available in this onnxruntime "
+        f"(available: {', '.join(available)})"
+        for model, chain in run.providers.items()
+        for p in chain
+        if p not in available
+    ]
 
 
 def default_config() -> Config:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gatectl.access.point import AccessPoint
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
+from gatectl.config.run import DEFAULT_PROVIDERS
 from gatectl.control.clock import ClockWatch
 from gatectl.control.controls import Controls
 from gatectl.domain.access import make_entry_checks
@@ -33,7 +34,7 @@ from gatectl.vision.face.analyzer import FaceAnalyzer
 from gatectl.vision.face.detect import FaceDetector
 from gatectl.vision.face.embedder import Embedder, make_embedder
 from gatectl.vision.face.liveness import LivenessModel
-from gatectl.vision.models import ModelStore
+from gatectl.vision.models import ModelError, ModelStore
 
 if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
     from gatectl.sync.client import SyncClient
@@ -134,7 +135,23 @@ class App:
 
     @cached_property
     def models(self) -> ModelStore:
-        return ModelStore(self.cfg.models.dir, self.cfg.models.intra_op_threads, self.site_models)
+        run = self.cfg.run
+        store = ModelStore(
+            self.cfg.models.dir,
+            run.intra_op_threads or self.cfg.models.intra_op_threads,
+            self.site_models,
+            providers=run.providers_of,
+            inter_op_threads=run.inter_op_threads,
+        )
+        files = {  # a site's own detector file is named by its stem
+            Path(f).stem for g in self.cfg.gates if (f := getattr(getattr(g, "detector", None),
+                                                               "file", None)) is not None
+        }
+        for model in run.providers:  # a typo would silently leave that model on the CPU
+            if model != DEFAULT_PROVIDERS and model not in store.registry and model not in files:
+                raise ModelError(f"run.providers.{model}: no model named '{model}' "
+                                 f"(`gatectl models list` shows them)")
+        return store
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -1,11 +1,31 @@
 """`gatectl run`: every configured gate until stopped.
 
-Threads: one grabber per camera (blocking capture), one worker per gate (inference), the
-directory poller, and this supervisor, which pets the systemd watchdog only while every worker
-is doing its job - a hung worker, or one failing on every frame, stops the petting and systemd
-restarts the service. A store that refuses writes does not: the doors keep opening from the
-in-memory directory and events go to the spool, which a restart would not improve.
-Outputs go to their safe state at start and at shutdown, whatever stopped us.
+Threads: one grabber per camera (blocking capture), shared by every gate on that camera (each
+gate has its own `FrameReader`); one worker per gate (inference), paced to its ``max_fps`` and
+behind the motion pre-filter; the directory poller; and this supervisor.
+
+Supervision: a gate worker whose frames raise ``run.restart_after_errors`` times in a row,
+that fails on every frame or stops its heartbeat for ``run.stall_s``, or whose thread ended,
+is *down*: a ``system`` event says so, and it is rebuilt (a fresh gate: trackers and cooldowns
+start empty) after a wait that doubles per restart from 1 s up to ``run.restart_backoff_max_s``;
+a second ``system`` event says when it works again. The other gates never stop. A camera's
+grab thread killed by a bug is restarted the same way (source failures are outages the grabber
+handles itself, as ``camera`` events).
+
+The watchdog (`sd_notify WATCHDOG=1`) is withheld only when the daemon as a whole cannot do its
+job, where a restart of the process is the one cure left: every gate is down at once (or
+restarted and not yet shown to work: one that fails again at once must not pet it), or a gate
+has left ``MAX_ABANDONED`` threads hung in native code (Python cannot kill a thread; only a new
+process frees them). One gate down among several is not such a case: the supervisor restarts
+it, and a process restart would blind the working gates too. Nor is a store that refuses
+writes: the doors keep opening from the in-memory directory and events go to the spool, which
+a restart would not improve.
+
+Outputs go to their safe state at start and at shutdown, whatever stopped us. SIGTERM: doors
+locked and holds released at once, then the workers joined and the outbox flushed within
+``run.stop_timeout_s``, exit 0. SIGHUP: the config file is validated; a bad one is refused with
+one log line (its first error) and the running config kept; a good one is applied by a clean
+stop and a re-exec of the same process id (`cli/service.py`), so systemd keeps supervising it.
 """
 
 from __future__ import annotations
@@ -14,9 +34,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatectl.config.run import RunConfig
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
@@ -24,7 +46,8 @@ from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
 from gatectl.runtime.status_view import start_status
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
-from gatectl.sources.camera import CameraGrabber
+from gatectl.sources.camera import CameraGrabber, FrameReader
+from gatectl.sources.motion import MotionFilter
 from gatectl.store.db import StoreError
 from gatectl.store.recorder import free_disk_mb
 from gatectl.store.salvage import quarantine_if_corrupt, salvage
@@ -37,8 +60,12 @@ if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
 log = logging.getLogger("gatectl.run")
 
 RETENTION_EVERY_S = 3600.0
-HEARTBEAT_STALE_S = 10.0
 DOOR_POLL_S = 0.05  # door contact / exit button / fire alarm reaction time
+SUPERVISE_EVERY_S = 0.25  # how often the workers and grab threads are checked
+FIRST_RESTART_S = 1.0  # the first wait before a restart; doubled per restart
+HEALTHY_RESET_S = 60.0  # a gate up this long since its last restart starts again at 1 s
+MAX_ABANDONED = 3  # hung threads of one gate left behind before only a process restart helps
+LOG_EVERY_ERRORS = 100  # a gate failing on every frame logs its first error, then every 100th
 CAMERA_FIELDS = ("state", "fps", "frames", "dropped_stale", "outages")
 BOARD_FIELDS = (
     "driver", "state", "last_error", "timeouts", "bad_frames", "commands_failed", "reconnects"
@@ -46,75 +73,194 @@ BOARD_FIELDS = (
 
 
 class GateWorker:
-    """Pulls the newest frame of one camera and runs one gate on it."""
+    """Pulls the newest frame of its camera and runs one gate on it, at most ``max_fps`` times
+    a second and only for frames the motion filter wants; supervised by the `Runner`.
 
-    def __init__(self, gate: Gate, grabber: CameraGrabber, stop: threading.Event):
-        self.gate = gate
-        self.grabber = grabber
+    ``build`` makes a fresh gate: the first one, and each one after a restart. A restart retires
+    the running thread by its generation: a thread hung inside a frame is left behind (Python
+    cannot stop it) and, should it ever return, exits without touching the worker's state.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], Gate],
+        reader: FrameReader,
+        stop: threading.Event,
+        run: RunConfig | None = None,
+    ):
+        self.run = run or RunConfig()
+        self._build = build
+        self.gate = build()
+        self.name = self.gate.cfg.name
+        self.reader = reader
         self.stop = stop
+        self.motion = MotionFilter(self.run.motion)
+        self.period_s = 1.0 / self.run.fps_of(self.name)
         self.heartbeat = time.monotonic()
         self.errors = 0
+        self.in_a_row = 0  # frames raising since the last good one
+        self.last_error: str | None = None
         self.failing_since: float | None = None  # first failure of the current run of failures
-        self.thread = threading.Thread(target=self._loop, name=f"gate-{gate.cfg.name}", daemon=True)
+        self.analysed = 0
+        self.restarts = 0
+        self.abandoned = 0  # threads of this gate left hung in a frame
+        self.state = "running"  # running | down | restarted (until it works again)
+        self.down_since: float | None = None
+        self.restart_at = 0.0
+        self.backoff_s = FIRST_RESTART_S
+        self.up_since = time.monotonic()
+        self._generation = 0
+        self.thread = self._new_thread()
 
-    def _loop(self) -> None:
-        while not self.stop.is_set():
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(
+            target=self._loop, args=(self._generation,), name=f"gate-{self.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self, generation: int) -> None:
+        next_due = 0.0
+        while not self.stop.is_set() and generation == self._generation:
             self.heartbeat = time.monotonic()
-            frame = self.grabber.get(timeout=0.5)
-            if frame is None:
+            wait = next_due - self.heartbeat
+            if wait > 0:  # over max_fps: the frames the camera delivers meanwhile are skipped
+                self.stop.wait(min(wait, 0.5))
                 continue
+            if self.in_a_row >= self.run.restart_after_errors:
+                self.stop.wait(0.05)  # known broken: no more frames until the supervisor acts
+                continue
+            frame = self.reader.get(timeout=0.5)
+            if frame is None:
+                if self.reader.camera.finished:  # stopped or ended: nothing will come; no spin
+                    self.stop.wait(0.5)
+                continue
+            if not self.motion.wants(frame.image, frame.t_capture):
+                continue
+            next_due = time.monotonic() + self.period_s
+            gate = self.gate
             try:
-                self.gate.process(frame.image, frame.t_capture)
-                self.failing_since = None
-            except Exception:  # one bad frame must not take the gate down
-                self.errors += 1
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
+                gate.process(frame.image, frame.t_capture)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not take the gate down
+                if generation != self._generation:
+                    return
+                self._failed(exc, frame.seq)
+                continue
+            if generation != self._generation:
+                return  # retired while this frame ran: the new thread owns the counters
+            self.analysed += 1
+            self.in_a_row = 0
+            self.failing_since = None
+
+    def _failed(self, exc: Exception, seq: int) -> None:
+        self.errors += 1
+        self.in_a_row += 1
+        self.last_error = shown(f"{type(exc).__name__}: {exc}", 200)
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        if self.in_a_row == 1 or self.errors % LOG_EVERY_ERRORS == 0:
+            log.exception("gate %s: frame %d failed (%d so far)", self.name, seq, self.errors)
 
     def health(self) -> dict[str, Any]:
-        """The gate's own counters and the worker's: frames that raised, failing right now."""
+        """The gate's own counters and the worker's: frames that raised, failing right now,
+        frames analysed and skipped (over max_fps or while busy; for want of motion)."""
         failing = self.failing_since is not None
-        return {**self.gate.health(), "errors": self.errors, "failing": failing}
+        return {
+            **self.gate.health(),
+            "errors": self.errors,
+            "failing": failing,
+            "state": self.state,
+            "analysed": self.analysed,
+            "skipped": self.reader.missed,
+            "skipped_motion": self.motion.spared,
+            "restarts": self.restarts,
+        }
+
+    def problem(self, now: float) -> str | None:
+        """Why this worker is not doing its job (None: it is): its thread ended, it is hung
+        in a frame, or its frames keep raising."""
+        stall_s = self.run.stall_s
+        if not self.thread.is_alive():
+            return "worker thread ended"
+        if now - self.heartbeat > stall_s:
+            return f"no progress for {now - self.heartbeat:.0f} s (hung in a frame)"
+        if self.in_a_row >= self.run.restart_after_errors:
+            return f"{self.in_a_row} frames in a row raised (last: {self.last_error})"
+        if self.failing_since is not None and now - self.failing_since > stall_s:
+            return f"failing on every frame for {now - self.failing_since:.0f} s"
+        return None
 
     def stalled(self, now: float) -> bool:
-        """Not doing its job: dead, hung, or failing on every frame for HEARTBEAT_STALE_S."""
-        return (
-            not self.thread.is_alive()
-            or now - self.heartbeat > HEARTBEAT_STALE_S
-            or (self.failing_since is not None and now - self.failing_since > HEARTBEAT_STALE_S)
-        )
+        """Not doing its job right now: down, restarted but not yet shown to work (a gate that
+        fails at once after every restart must not pet the watchdog in between), or a problem
+        the supervisor has yet to act on."""
+        return self.state != "running" or self.problem(now) is not None
+
+    def retire(self, now: float) -> None:
+        """Take the running thread out of service: it exits at its next check, or is left
+        behind if hung; the restart waits ``backoff_s`` (doubled for the next time)."""
+        self._generation += 1
+        if self.thread.is_alive():
+            self.abandoned += 1 if now - self.heartbeat > self.run.stall_s else 0
+        self.state = "down"
+        self.down_since = now
+        self.restart_at = now + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, self.run.restart_backoff_max_s)
+
+    def revive(self, now: float) -> None:
+        """A fresh gate on a new thread (raises what building the gate raises)."""
+        self.gate = self._build()
+        self.in_a_row, self.failing_since, self.last_error = 0, None, None
+        self.heartbeat = now
+        self.restarts += 1
+        self.state = "restarted"
+        self.up_since = now
+        self._generation += 1
+        self.thread = self._new_thread()
+        self.thread.start()
+
+    def recovered(self, now: float, analysed_at_restart: int) -> bool:
+        """After a restart: a frame went through, or it ran without a problem for stall_s (a
+        camera that is down itself gives no frame, and that is the camera's outage)."""
+        return self.analysed > analysed_at_restart or now - self.up_since > self.run.stall_s
 
 
 class Runner:
     def __init__(
         self, app: App, stop: threading.Event | None = None, config_path: Path | None = None
     ):
-        """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults)."""
+        """``config_path``: the file a reload (SIGHUP, remote `config.reload`) re-reads (None:
+        built-in defaults)."""
         self.app = app
         self.stop = stop or threading.Event()
         self.config_path = config_path
-        self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
+        self.reexec = False  # a reload: the CLI starts gatectl again after a clean stop
         self.sync: SyncClient | None = None
+        self.grabbers: dict[str, CameraGrabber] = {}  # one per camera, whatever its gates
         self.push: HttpServer | None = None
         self.workers: list[GateWorker] = []
         self.status: StatusServer | None = None  # the status page, when [status] enables it
         self.started = time.monotonic()
         self._retention_held = False
         self._trust_seen = 0  # the trust requests counted when we last looked
+        self._reload_asked = False  # set by SIGHUP's handler, acted on by the supervisor
+        self._analysed_at_restart: dict[str, int] = {}
+        self._camera_restart_at: dict[str, float] = {}
+        self._camera_backoff: dict[str, float] = {}
 
     def health(self) -> dict[str, Any]:
         """What an operator needs to see from afar: the status line, the status topic."""
         return self.collector().collect()
 
     def collector(self) -> HealthCollector:
-        """Every I/O owner of this run, once: the gates' workers and their cameras, the boards,
-        the controls, the event recorder, the clock watch."""
+        """Every I/O owner of this run, once: the cameras, the gates' workers, the boards, the
+        controls, the event recorder, the clock watch."""
         c = HealthCollector()
         c.value("uptime_s", lambda: round(time.monotonic() - self.started))
         c.section("cameras")
-        for w in self.workers:
-            c.add("cameras", w.grabber, w.gate.cfg.name, CAMERA_FIELDS)
+        for name, grabber in self.grabbers.items():
+            c.add("cameras", grabber, name, CAMERA_FIELDS)
         for name, board in self.app.boards.items():
             c.add("boards", board, name, BOARD_FIELDS)
         c.add("controls", self.app.controls)
@@ -123,7 +269,7 @@ class Runner:
         c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
         c.section("gates")
         for w in self.workers:
-            c.add("gates", w, w.gate.cfg.name)
+            c.add("gates", w, w.name)
         c.value("liveness_refused", self._liveness_refused)
         for door, point in self.app.access_points.items():  # decisions per credential, by door
             c.add("access", point, door)
@@ -137,8 +283,13 @@ class Runner:
         for w in self.workers:
             n = w.gate.health().get("liveness_refused")
             if n is not None:
-                out[w.gate.cfg.name] = n
+                out[w.name] = n
         return out
+
+    def request_reload(self) -> None:
+        """SIGHUP: only sets a flag (a signal handler must not take locks); the supervisor
+        validates and applies the file on its next tick."""
+        self._reload_asked = True
 
     def run(self) -> None:
         app = self.app
@@ -152,40 +303,83 @@ class Runner:
         app.directory.start()
         if self.sync is not None:
             self.sync.start()
-        if app.cfg.push.enabled and app.cfg.push.cameras:
-            self.push = app.push_server()
-            self.push.start()
-            log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
-        gates = app.gates()
-        for gate in gates:
-            grabber = CameraGrabber(
-                app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera)
-            )
-            self.workers.append(GateWorker(gate, grabber, self.stop))
-        for w in self.workers:
-            w.grabber.start()
-            w.thread.start()
-        self.status = start_status(app, self.collector, lambda: [w.gate for w in self.workers],
-                                   self.sync)
-        sd_notify("READY=1")
-        log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))
-        try:
+        try:  # from here on, whatever fails (a taken address, a model) ends in _shutdown
+            if app.cfg.push.enabled and app.cfg.push.cameras:
+                self.push = app.push_server()
+                self.push.start()
+                log.info("camera pushes on %s:%d", app.cfg.push.host, self.push.port)
+            self._start_gates()
+            self.status = start_status(app, self.collector, lambda: [w.gate for w in self.workers],
+                                       self.sync)
+            sd_notify("READY=1")
+            log.info("running %d gate(s) on %d camera(s): %s", len(self.workers),
+                     len(self.grabbers), ", ".join(w.name for w in self.workers))
             self._supervise()
         finally:
-            sd_notify("STOPPING=1")
-            self.stop.set()
-            if self.status is not None:
-                self.status.stop()
-            for w in self.workers:
-                w.thread.join(timeout=5)
-                w.grabber.stop()
-            app.directory.stop()
-            if self.sync is not None:
-                self.sync.stop()
-            if self.push is not None:
-                self.push.stop()
-            app.outputs.all_off()
-            log.info("stopped; outputs off")
+            self._shutdown()
+
+    def _start_gates(self) -> None:
+        """One grabber per camera that a gate uses, one supervised worker per gate. Published
+        whole at the end: the sync thread reads the health while the models load."""
+        app = self.app
+        grabbers: dict[str, CameraGrabber] = {}
+        workers: list[GateWorker] = []
+        for gate_cfg in app.cfg.gates:
+            if gate_cfg.camera not in grabbers:
+                grabbers[gate_cfg.camera] = CameraGrabber(
+                    app.cfg.camera(gate_cfg.camera),
+                    on_event=camera_events(app, gate_cfg.camera),
+                )
+            reader = grabbers[gate_cfg.camera].reader()
+            workers.append(
+                GateWorker(partial(app.gate, gate_cfg), reader, self.stop, app.cfg.run)
+            )
+        self.grabbers, self.workers = grabbers, workers
+        for grabber in grabbers.values():
+            grabber.start()
+        for w in workers:
+            w.start()
+
+    def _shutdown(self) -> None:
+        """Doors locked and holds released first (nothing may wait for that), then the push
+        listener, workers, cameras and directory stopped and the outbox flushed within
+        stop_timeout_s; outputs off once more after the workers are gone (one may have been
+        mid-decision)."""
+        app = self.app
+        deadline = time.monotonic() + app.cfg.run.stop_timeout_s
+        sd_notify("STOPPING=1")
+        self.stop.set()
+        app.outputs.all_off()
+        if self.push is not None:  # before the second all_off: a late push could hold a car
+            self.push.stop()
+        if self.status is not None:
+            self.status.stop()
+        for w in self.workers:
+            w.thread.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
+        for grabber in self.grabbers.values():
+            grabber.stop()
+        app.outputs.all_off()
+        app.directory.stop()
+        if self.sync is not None:
+            self._flush_outbox(deadline)
+            self.sync.stop(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        log.info("stopped; outputs off")
+
+    def _flush_outbox(self, deadline: float) -> None:
+        """Let the sync thread (still running) send what is queued, until it is empty, the
+        broker is away (nothing would leave anyway), or the stop timeout is spent."""
+        if self.sync is None:
+            return
+        sync = self.sync
+        while time.monotonic() < deadline and sync.connected.is_set():
+            try:
+                pending = self.app.store.outbox_stats()["pending"]
+            except StoreError:
+                return
+            if pending == 0:
+                return
+            time.sleep(0.05)
+        log.warning("outbox not flushed before the stop timeout: the rest goes on the next start")
 
     def _recover_store(self) -> None:
         """A corrupt database (an SD card that lost pages) is moved aside and a fresh one made,
@@ -312,29 +506,53 @@ class Runner:
         self.app.recorder.record("system", "system", None, reason)
         watch.confirm()  # on_change(None): logged and reported
 
-    def _reload(self) -> str:
-        """Remote config.reload: only a config that validates replaces the running one."""
+    def _config_problem(self) -> str | None:
+        """The first reason the config file cannot replace the running one (one line, the
+        count of the others after it), or None when it may."""
         from gatectl.config import load_config
         from gatectl.config.base import ConfigError
-        from gatectl.sync.commands import CommandFailed
 
         if self.config_path is None:
-            raise CommandFailed("running on built-in defaults: no config file to reload")
+            return "running on built-in defaults: no config file to reload"
         try:
-            load_config(self.config_path)
+            lines = load_config(self.config_path).startup_problems()
         except ConfigError as exc:
-            raise CommandFailed(
-                f"{self.config_path}: {exc.lines[0]}"
-                + (f" (+{len(exc.lines) - 1} more)" if len(exc.lines) > 1 else "")
-            ) from None
+            lines = exc.lines
+        if not lines:
+            return None
+        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+        return f"{self.config_path}: {lines[0]}{more}"
+
+    def _reload(self) -> str:
+        """Remote config.reload: only a config that validates replaces the running one."""
+        from gatectl.sync.commands import CommandFailed
+
+        problem = self._config_problem()
+        if problem is not None:
+            raise CommandFailed(problem)
         self.reexec = True
         threading.Timer(0.5, self.stop.set).start()  # after the response has gone out
         return f"{self.config_path} is valid; restarting with it"
 
+    def _sighup(self) -> None:
+        """SIGHUP (systemd's ExecReload): a bad file is refused in one line and the running
+        config kept; a good one is applied by a clean stop and a re-exec (same process id)."""
+        self._reload_asked = False
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        problem = self._config_problem()
+        if problem is not None:
+            log.error("config reload refused, the running config is kept: %s", shown(problem, 400))
+            sd_notify("READY=1")
+            return
+        log.warning("config reload: %s is valid; restarting with it", self.config_path)
+        self.reexec = True
+        self.stop.set()
+
     def _supervise(self) -> None:
-        """Door inputs every DOOR_POLL_S; watchdog, status and retention on slower clocks."""
+        """Door inputs every DOOR_POLL_S; gates and cameras every SUPERVISE_EVERY_S; watchdog,
+        status and retention on slower clocks."""
         slow_every = min(watchdog_interval() or 5.0, 5.0)
-        next_slow = time.monotonic()
+        next_slow = next_check = time.monotonic()
         next_retention = time.monotonic()
         next_report = next_retention + RETENTION_EVERY_S  # the clock view: written at start already
         while not self.stop.wait(DOOR_POLL_S):
@@ -343,7 +561,13 @@ class Runner:
             except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
                 log.exception("door input poll failed")
             self.app.clockwatch.observe()
+            if self._reload_asked:
+                self._sighup()
             now = time.monotonic()
+            if now >= next_check:
+                next_check = now + SUPERVISE_EVERY_S
+                self._check_gates(now)
+                self._check_cameras(now)
             if now < next_slow:
                 continue
             next_slow = now + slow_every
@@ -351,13 +575,9 @@ class Runner:
             if now >= next_report:
                 next_report = now + RETENTION_EVERY_S
                 self._report_clock()
-            stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
-            if stale:
-                log.error(
-                    "gate worker(s) stalled or failing on every frame: %s; "
-                    "withholding the watchdog",
-                    ", ".join(stale),
-                )
+            why = self.cannot_work(now)
+            if why is not None:
+                log.error("%s; withholding the watchdog", why)
             else:
                 sd_notify("WATCHDOG=1")
             try:
@@ -371,6 +591,67 @@ class Runner:
                 [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
                 + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
 
+    def cannot_work(self, now: float) -> str | None:
+        """Why the daemon as a whole cannot do its job, so that only a restart of the process
+        helps (the watchdog is withheld); None while it can (see the module's docstring)."""
+        if self.workers and all(w.stalled(now) for w in self.workers):
+            return "every gate is down: " + ", ".join(w.name for w in self.workers)
+        hung = [w.name for w in self.workers if w.abandoned >= MAX_ABANDONED]
+        if hung:
+            return f"gate(s) {', '.join(hung)} left {MAX_ABANDONED}+ threads hung in a frame"
+        return None
+
+    def _check_gates(self, now: float) -> None:
+        """Retire a worker with a problem, restart it when its backoff is over, tell when it
+        works again: each outage is two ``system`` events, never a silent loop."""
+        for w in self.workers:
+            if w.state == "down":
+                if now >= w.restart_at:
+                    self._restart(w, now)
+                continue
+            problem = w.problem(now)
+            if problem is not None:
+                w.retire(now)
+                reason = f"gate {w.name} down: {problem}; restarting in {w.restart_at - now:.0f} s"
+                log.error("%s", reason)
+                self.app.recorder.record(w.name, "system", None, reason)
+            elif w.state == "restarted" and w.recovered(now, self._analysed_at_restart[w.name]):
+                w.state = "running"
+                since = now - (w.down_since or now)
+                reason = f"gate {w.name} running again after {since:.1f} s down"
+                log.warning("%s (restart %d)", reason, w.restarts)
+                self.app.recorder.record(w.name, "system", None, reason)
+            elif w.state == "running" and now - w.up_since > HEALTHY_RESET_S:
+                w.backoff_s = FIRST_RESTART_S
+
+    def _restart(self, w: GateWorker, now: float) -> None:
+        self._analysed_at_restart[w.name] = w.analysed
+        try:
+            w.revive(now)
+        except Exception as exc:  # noqa: BLE001 - a gate that cannot be built: wait longer
+            w.restart_at = now + w.backoff_s
+            w.backoff_s = min(w.backoff_s * 2, w.run.restart_backoff_max_s)
+            log.error("gate %s: restart failed (%s); next try in %.0f s",
+                      w.name, shown(f"{type(exc).__name__}: {exc}", 200), w.restart_at - now)
+            return
+        log.warning("gate %s: restarted (restart %d)", w.name, w.restarts)
+
+    def _check_cameras(self, now: float) -> None:
+        """A grab thread killed by a bug (not a source outage): restarted with backoff, as a
+        ``camera`` event, so the gates on that camera do not stay blind."""
+        for name, grabber in self.grabbers.items():
+            if not grabber.crashed():
+                continue
+            at = self._camera_restart_at.get(name)
+            if at is None:
+                delay = self._camera_backoff.get(name, FIRST_RESTART_S)
+                self._camera_restart_at[name] = now + delay
+                self._camera_backoff[name] = min(delay * 2, self.app.cfg.run.restart_backoff_max_s)
+                log.error("camera '%s': capture thread died; restarting in %.0f s", name, delay)
+                camera_events(self.app, name)("capture_died", f"restarting in {delay:.0f} s")
+            elif now >= at:
+                del self._camera_restart_at[name]
+                grabber.restart()
 
     def _retention(self, now: float) -> float:
         """Snapshot and event retention and the orphan sweep, unless the clock just jumped

@@ -337,12 +337,34 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+class FrameReader:
+    """One consumer's view of a shared grabber: every gate on a camera has its own, so the
+    camera is opened once whatever the number of gates watching it, and each gate gets the
+    newest frame it has not had yet. Frames published meanwhile that this reader never took
+    (it was busy analysing, or pacing itself to its ``max_fps``) are counted in ``missed``."""
+
+    def __init__(self, grabber: CameraGrabber, seen: int) -> None:
+        self._grabber = grabber
+        self.seen = seen  # seq of the last frame this reader took (or passed over)
+        self.missed = 0
+
+    @property
+    def camera(self) -> CameraGrabber:
+        return self._grabber
+
+    def get(self, timeout: float) -> Frame | None:
+        """As :meth:`CameraGrabber.get`, for this reader alone."""
+        return self._grabber._take(self, timeout)
+
+
 class CameraGrabber:
     """Owns one camera: a daemon thread reads it continuously and keeps only the newest frame.
 
-    One consumer per grabber: get() takes the frame out of the slot, so no frame is returned
-    twice. Failures never kill the thread: a failed open, a failed read or a stall starts an
-    outage, and the source is reopened with exponential backoff until frames flow again.
+    Any number of consumers: each has a :class:`FrameReader` (``reader()``), and :meth:`get`
+    is a default one; no reader is given the same frame twice. Failures of the source never
+    kill the thread: a failed open, a failed read or a stall starts an outage, and the source
+    is reopened with exponential backoff until frames flow again. A bug that does kill it is
+    seen by :meth:`crashed`, and :meth:`restart` starts a new thread (the runner's supervisor).
     """
 
     def __init__(
@@ -373,6 +395,12 @@ class CameraGrabber:
         self._recent: deque[float] = deque(maxlen=512)  # capture times for the fps estimate
         self._last_error: str | None = None
         self._backoff_start = min(BACKOFF_START_S, cfg.reconnect_max_s)
+        self._default = FrameReader(self, 0)
+
+    def reader(self) -> FrameReader:
+        """A new consumer of this camera, starting with the next frame published."""
+        with self._cond:
+            return FrameReader(self, self._seq)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -382,6 +410,31 @@ class CameraGrabber:
             target=self._run, args=(self._source,), name=f"camera-{self.cfg.name}", daemon=True
         )
         self._thread.start()
+
+    def crashed(self) -> bool:
+        """The capture thread died without being stopped and without the stream ending: a bug
+        (source failures are outages the thread survives). The frames have stopped for good."""
+        thread = self._thread
+        return (
+            thread is not None
+            and not thread.is_alive()
+            and not self._stop.is_set()
+            and self._state != "ended"
+        )
+
+    def restart(self) -> None:
+        """A new capture thread and source after :meth:`crashed`; no-op while one runs."""
+        if self._thread is None or self._thread.is_alive() or self._stop.is_set():
+            return
+        with self._cond:
+            self._state = "starting"
+        self._thread = None
+        self.start()
+
+    @property
+    def finished(self) -> bool:
+        """Stopped, or a finite stream at its end: no frame will come any more."""
+        return self._state in ("ended", "stopped")
 
     def stop(self) -> None:
         """Stop the thread and close the source; returns within ~STOP_JOIN_S even if the
@@ -415,12 +468,20 @@ class CameraGrabber:
         returned: acting on an old picture is worse than acting on none. Returns None at once
         when the stream has ended or the grabber is stopped.
         """
+        return self._default.get(timeout)
+
+    def _take(self, reader: FrameReader, timeout: float) -> Frame | None:
+        """``reader``'s next frame: the newest one, if newer than what it had (see get())."""
         deadline = time.monotonic() + timeout
         max_age_s = self.cfg.max_frame_age_ms / 1000.0
         with self._cond:
             while True:
-                frame, self._slot = self._slot, None
-                if frame is not None:
+                frame = self._slot
+                if frame is not None and frame.seq > reader.seen:
+                    passed_over = frame.seq - reader.seen - 1
+                    reader.seen = frame.seq
+                    reader.missed += passed_over
+                    self._counts["dropped_overwritten"] += passed_over
                     if self._clock() - frame.t_capture <= max_age_s:
                         return frame
                     self._counts["dropped_stale"] += 1
@@ -508,8 +569,6 @@ class CameraGrabber:
     def _publish(self, image: np.ndarray, t: float) -> None:
         with self._cond:
             self._seq += 1
-            if self._slot is not None:
-                self._counts["dropped_overwritten"] += 1
             self._slot = Frame(image, self._seq, t, self.cfg.name)
             self._counts["frames"] += 1
             self._last_t = t

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -108,27 +109,31 @@ def verify(spec: ModelSpec, models_dir: Path) -> Path:
     return path
 
 
-# One session per model file for the whole process: every gate, the enroller and the benchmark
-# share them. All sessions run on ONE process-wide onnxruntime thread pool: a gate runs four
-# models back to back, and with a pool per session the idle pools spin-wait on the same two
-# cores the next model needs (measured here: 60 ms for the four calls with per-session pools,
-# 16 ms without spinning, 13 ms on one shared pool).
-_SESSIONS: dict[Path, InferenceSession] = {}
-_POOL_THREADS: int | None = None
+# One session per model file (and provider chain) for the whole process: every gate, the
+# enroller and the benchmark share them. All sessions run on ONE process-wide onnxruntime
+# thread pool: a gate runs four models back to back, and with a pool per session the idle
+# pools spin-wait on the same two cores the next model needs (measured here: 60 ms for the four
+# calls with per-session pools, 16 ms without spinning, 13 ms on one shared pool).
+_SESSIONS: dict[tuple[Path, tuple[str, ...]], InferenceSession] = {}
+_POOL_THREADS: tuple[int, int] | None = None
 
 
-def _shared_pool(threads: int) -> None:
+def _shared_pool(threads: int, inter_threads: int) -> None:
     """Create the global pool once, before the first session; its size is fixed after that."""
     global _POOL_THREADS
     if _POOL_THREADS is None:
         from onnxruntime.capi import _pybind_state
 
-        _pybind_state.set_global_thread_pool_sizes(threads, 1)
-        _POOL_THREADS = threads
-    elif _POOL_THREADS != threads:
+        _pybind_state.set_global_thread_pool_sizes(threads, inter_threads)
+        _POOL_THREADS = (threads, inter_threads)
+    elif _POOL_THREADS != (threads, inter_threads):
         logging.getLogger("gatectl.models").warning(
-            "models.intra_op_threads=%d ignored: the shared pool already has %d threads",
-            threads, _POOL_THREADS)
+            "onnxruntime threads %d/%d (intra/inter) ignored: the shared pool already has %d/%d",
+            threads, inter_threads, *_POOL_THREADS)
+
+
+def _no_providers(model: str) -> list[str]:
+    return ["CPUExecutionProvider"]
 
 
 class ModelStore:
@@ -141,10 +146,17 @@ class ModelStore:
         models_dir: Path | None = None,
         intra_op_threads: int = 2,
         site_dir: Path | None = None,
+        providers: Callable[[str], list[str]] = _no_providers,
+        inter_op_threads: int = 1,
     ):
+        """``providers(model name)``: the execution providers its session asks for, in order
+        (`config.run.RunConfig.providers_of`); ``inter_op_threads`` > 1 runs graph branches in
+        parallel on the shared pool."""
         self.dir = Path(models_dir) if models_dir else bundled_models_dir()
         self.site_dir = Path(site_dir) if site_dir else None
         self.threads = intra_op_threads
+        self.inter_threads = inter_op_threads
+        self.providers = providers
         self.registry = load_registry(self.dir)
         site = self.site_registry()
         for name in site:  # a site model never silently replaces a bundled one of the same name
@@ -183,35 +195,47 @@ class ModelStore:
         return f"{name} ({spec.origin}, sha256 {spec.sha256[:12]})"
 
     def session(self, name: str) -> InferenceSession:
-        """A CPU onnxruntime session, created once and shared by every gate that needs it."""
-        path = self.path(name)
-        key = path.resolve()
-        if key not in _SESSIONS:
-            _SESSIONS[key] = self._open(name, path)
-        return _SESSIONS[key]
+        """An onnxruntime session (on the model's configured providers), created once and
+        shared by every gate that needs it: two face doors run one detector session."""
+        return self._shared(name, self.path(name))
 
     def session_for_file(self, path: Path) -> InferenceSession:
         """A session for a site's own model file (not in the registry, so no sha256 check)."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
-        key = path.resolve()
+        return self._shared(path.stem, path)
+
+    def _shared(self, name: str, path: Path) -> InferenceSession:
+        providers = tuple(self.providers(name))
+        key = (path.resolve(), providers)
         if key not in _SESSIONS:
-            _SESSIONS[key] = self._open(path.name, path)
+            _SESSIONS[key] = self._open(name, path, providers)
         return _SESSIONS[key]
 
-    def _open(self, name: str, path: Path) -> InferenceSession:
+    def _open(self, name: str, path: Path, providers: tuple[str, ...]) -> InferenceSession:
         import onnxruntime as ort
 
-        _shared_pool(self.threads)
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:  # config check says so at start; replay and enrollment land here
+            raise ModelError(
+                f"run.providers: execution provider '{missing[0]}' for model '{name}' is not "
+                f"available in this onnxruntime (available: "
+                f"{', '.join(ort.get_available_providers())})"
+            )
+        _shared_pool(self.threads, self.inter_threads)
         opts = ort.SessionOptions()
         opts.use_per_session_threads = False
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL
+            if self.inter_threads > 1
+            else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), opts, providers=list(providers))
         # onnxruntime raises several private exception types, with no public base but Exception
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: onnxruntime cannot load model '{name}' ({exc})") from None
