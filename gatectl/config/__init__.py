@@ -38,6 +38,7 @@ from gatectl.config.hardware import (
     OutputConfig,
     default_boards,
 )
+from gatectl.config.readers import PrivacyConfig, ReaderConfig
 from gatectl.config.site import (
     ClockConfig,
     DeviceConfig,
@@ -94,6 +95,12 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    readers: list[ReaderConfig] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="OSDP card and PIN readers."
+    )
+    privacy: PrivacyConfig = Field(
+        PrivacyConfig(), description="The face-recognition notice at the doors."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -131,6 +138,11 @@ class Config(Strict):
                 )
         if self.sync.enabled:
             problems += self.sync.missing_files()
+        for i, r in enumerate(self.readers):
+            try:
+                r.key()
+            except ValueError as exc:
+                problems.append(f"readers[{i}].{exc}")
         return problems
 
     def cross_check(self) -> list[str]:
@@ -145,6 +157,7 @@ class Config(Strict):
             ("barriers", [b.name for b in self.barriers]),
             ("elevators", [e.name for e in self.elevators]),
             ("gates", [g.name for g in self.gates]),
+            ("readers", [r.name for r in self.readers]),
         ):
             seen: set[str] = set()
             for i, item in enumerate(names):
@@ -225,6 +238,28 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
+        errors += self._reader_errors(doors)
+        return errors
+
+    def _reader_errors(self, doors: set[str]) -> list[str]:
+        """A reader's door must exist; readers sharing a port are one bus: one baud, distinct
+        addresses."""
+        errors: list[str] = []
+        buses: dict[str, tuple[int, dict[int, str]]] = {}
+        for i, r in enumerate(self.readers):
+            if r.door not in doors:
+                errors.append(f"readers[{i}].door: unknown door '{r.door}'")
+            baud, addresses = buses.setdefault(r.port, (r.baud, {}))
+            if r.baud != baud:
+                errors.append(
+                    f"readers[{i}].baud: port {r.port} runs at {baud} for another reader"
+                )
+            if r.address in addresses:
+                errors.append(
+                    f"readers[{i}].address: address {r.address} on {r.port} is already "
+                    f"reader '{addresses[r.address]}'"
+                )
+            addresses.setdefault(r.address, r.name)
         return errors
 
 

@@ -1,0 +1,165 @@
+"""OSDP readers: libosdp's peripheral device on a real pty against the panel thread.
+
+Each test runs the real protocol (Secure Channel handshake, polling, framing) between
+`gatectl.hw.osdp.panel.ReaderPanel` and `gatectl.hw.osdp.sim.SimulatedReader`; the sink is a
+recording stand-in for the access decision.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import osdp
+import pytest
+
+from gatectl.config.base import ConfigError
+from gatectl.config.readers import ReaderConfig
+from gatectl.domain.credentials import Outcome, Presented
+from gatectl.hw.osdp.panel import ReaderPanel, card_value
+from gatectl.hw.osdp.sim import SimulatedReader
+from tests.conftest import wait_for
+
+KEY = bytes(range(16))
+WRONG = bytes(reversed(range(16)))
+ONLINE_S = 10.0  # handshake on a loaded 2-core machine
+
+
+class Sink:
+    """Records what reaches the decision and answers from ``answers`` (default: refused)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Presented] = []
+        self.answer = Outcome(False, "unknown card")
+        self.lock = threading.Lock()
+
+    def __call__(self, p: Presented) -> Outcome:
+        with self.lock:
+            self.seen.append(p)
+        return self.answer
+
+
+@pytest.fixture
+def bus(request):
+    """(panel, reader, sink, events) with the reader holding ``request.param`` (default KEY)."""
+    pd_key = getattr(request, "param", KEY)
+    reader = SimulatedReader(address=3, scbk=pd_key)
+    cfg = ReaderConfig(name="lobby-r1", door="lobby", port=reader.port, address=3,
+                       scbk=KEY.hex())
+    sink = Sink()
+    events: list[tuple[str, str]] = []
+    panel = ReaderPanel(reader.port, 9600, [cfg], lambda door: sink,
+                        lambda src, why: events.append((src, why)))
+    panel.start()
+    yield panel, reader, sink, events
+    panel.stop()
+    reader.stop()
+
+
+def online(panel: ReaderPanel) -> None:
+    wait_for(lambda: panel.readers[0].online, ONLINE_S, "the reader online")
+
+
+def test_card_read_reaches_the_sink_with_number_and_bits_over_the_secure_channel(bus):
+    panel, reader, sink, events = bus
+    online(panel)
+    assert panel.readers[0].secure and reader.secure()
+    assert ("lobby-r1", "reader_online (secure channel)") in events
+    reader.card(0x1A2B3C4, bits=26)
+    wait_for(lambda: sink.seen, 5, "the card at the sink")
+    p = sink.seen[0]
+    assert (p.kind, p.door, p.source, p.value, p.bits) == ("card", "lobby", "lobby-r1",
+                                                           "1a2b3c4", 26)
+
+
+def test_keypad_pin_arrives_on_enter_and_star_clears(bus):
+    panel, reader, sink, _ = bus
+    online(panel)
+    reader.keys("99*2468#")
+    wait_for(lambda: sink.seen, 5, "the PIN at the sink")
+    assert [(p.kind, p.value, p.bits) for p in sink.seen] == [("pin", "2468", None)]
+
+
+@pytest.mark.parametrize(("answer", "colour", "beep"), [
+    (Outcome(True, "resident #1"), osdp.CommandLEDColor.Green, 1),
+    (Outcome(False, "unknown card"), osdp.CommandLEDColor.Red, 10),
+    (Outcome(False, "card ok, PIN next", pending=True), osdp.CommandLEDColor.Amber, None),
+])
+def test_the_outcome_drives_the_readers_led_and_buzzer(bus, answer, colour, beep):
+    panel, reader, sink, _ = bus
+    online(panel)
+    sink.answer = answer
+    reader.card(77, bits=26)
+    wait_for(lambda: any(c["command"] == osdp.Command.LED for c in reader.received()), 5,
+             "the LED command at the reader")
+    if beep is not None:
+        wait_for(lambda: any(c["command"] == osdp.Command.Buzzer for c in reader.received()),
+                 5, "the buzzer command at the reader")
+    led = [c for c in reader.received() if c["command"] == osdp.Command.LED]
+    buzz = [c for c in reader.received() if c["command"] == osdp.Command.Buzzer]
+    assert [c["on_color"] for c in led] == [colour]
+    assert [c["on_count"] for c in buzz] == ([] if beep is None else [beep])
+
+
+@pytest.mark.parametrize("bus", [WRONG], indirect=True)
+def test_a_reader_with_the_wrong_key_is_refused_and_reported(bus):
+    panel, reader, sink, events = bus
+    wait_for(lambda: any(why.startswith("reader_refused") for _, why in events), ONLINE_S,
+             "the refusal event")
+    reader.card(0x1A2B3C4, bits=26)
+    reader.keys("1234#")
+    assert not panel.readers[0].online and not reader.secure()
+    assert sink.seen == []
+    assert not any(why.startswith("reader_online") for _, why in events)
+
+
+def test_a_tampered_reader_is_reported_and_its_reads_refused_until_cleared(bus):
+    panel, reader, sink, events = bus
+    online(panel)
+    reader.tamper(True)
+    wait_for(lambda: ("lobby-r1", "reader_tamper") in events, 5, "the tamper event")
+    reader.card(5, bits=26)
+    wait_for(lambda: panel.readers[0].refused_tampered == 1, 5, "the refused read")
+    wait_for(lambda: any(c["command"] == osdp.Command.LED for c in reader.received()), 5,
+             "the red LED")
+    assert [c["on_color"] for c in reader.received()
+            if c["command"] == osdp.Command.LED] == [osdp.CommandLEDColor.Red]
+    assert sink.seen == []
+    reader.tamper(False)
+    wait_for(lambda: ("lobby-r1", "reader_tamper_cleared") in events, 5, "tamper cleared")
+    reader.card(6, bits=26)
+    wait_for(lambda: sink.seen, 5, "the card after the tamper cleared")
+    assert sink.seen[0].value == "0000006"
+
+
+def test_reader_offline_when_it_goes_silent(bus):
+    panel, reader, _, events = bus
+    online(panel)
+    reader.silence()
+    wait_for(lambda: ("lobby-r1", "reader_offline") in events, 15, "the offline event")
+    assert panel.port_error is None  # the port is fine: the reader stopped answering
+
+
+def test_card_value_ignores_padding_bits():
+    assert card_value(bytes([0xFF, 0xFF, 0xFF, 0xFF]), 26) == "3ffffff"
+    assert card_value(bytes([0x80]), 1) == "1"
+    assert card_value(bytes([0x12, 0x34]), 16) == "1234"
+
+
+def test_config_needs_a_key_for_the_secure_channel_and_one_bus_baud():
+    with pytest.raises(ValueError, match="secure = true needs scbk"):
+        ReaderConfig(name="r", door="d", port="/dev/ttyUSB0")
+    with pytest.raises(ValueError, match="32 hex digits"):
+        ReaderConfig(name="r", door="d", port="/dev/ttyUSB0", scbk="00" * 15 + "zz")
+    from gatectl.config import parse_config
+
+    base = {"outputs": [{"name": "d", "channel": 0}], "doors": [{"name": "d", "output": "d"}]}
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**base, "readers": [
+            {"name": "a", "door": "d", "port": "/dev/ttyUSB0", "secure": False},
+            {"name": "b", "door": "x", "port": "/dev/ttyUSB0", "secure": False, "baud": 115200},
+        ]})
+    assert exc.value.lines == [
+        "readers[1].door: unknown door 'x'",
+        "readers[1].baud: port /dev/ttyUSB0 runs at 9600 for another reader",
+        "readers[1].address: address 0 on /dev/ttyUSB0 is already reader 'a'",
+    ]
