@@ -163,3 +163,31 @@ def test_config_needs_a_key_for_the_secure_channel_and_one_bus_baud():
         "readers[1].baud: port /dev/ttyUSB0 runs at 9600 for another reader",
         "readers[1].address: address 0 on /dev/ttyUSB0 is already reader 'a'",
     ]
+
+
+def test_the_runtime_records_reader_events_in_the_store_and_an_unwired_build_refuses(app):
+    """`gatectl run`'s owner (runtime.readers) over the device's real recorder: the reader
+    coming online is a `system` event in the store, its health is in the runner's status, and
+    without an access decision wired every card is refused (red), never granted."""
+    from gatectl.runtime.readers import Readers, unwired_sink
+    from gatectl.runtime.runner import Runner
+
+    reader = SimulatedReader(address=0, scbk=KEY)
+    cfg = ReaderConfig(name="r0", door="door", port=reader.port, scbk=KEY.hex())
+    readers = Readers([cfg], unwired_sink, app.recorder)
+    readers.start()
+    try:
+        wait_for(lambda: [e for e in app.store.events(kind="system") if e.gate == "r0"],
+                 ONLINE_S, "the reader's online event in the store")
+        [ev] = [e for e in app.store.events(kind="system") if e.gate == "r0"]
+        assert ev.reason == "reader_online (secure channel)"
+        reader.card(1234, 26)
+        wait_for(lambda: reader.received(), 5, "the feedback")
+        assert [c["on_color"] for c in reader.received()
+                if c["command"] == osdp.Command.LED] == [osdp.CommandLEDColor.Red]
+        h = readers.health()[reader.port]["readers"]["r0"]
+        assert (h["online"], h["secure"], h["reads"]) == (True, True, 1)
+        assert Runner(app).health()["readers"] == {}  # the default config has no readers
+    finally:
+        readers.stop()
+        reader.stop()

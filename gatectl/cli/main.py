@@ -51,7 +51,7 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gatectl.cli.readers",)
 
 
 class Parser(argparse.ArgumentParser):
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path, config_origin = find_config(args.config)
         args.config_path = config_path
         # these never act on the service's config or state, so a broken one must not stop them
-        own = args.command in ("board-sim", "central", "config", "demo")
+        own = args.command in ("board-sim", "central", "config", "demo", "reader-sim")
         cfg = load_config(config_path) if config_path and not own else default_config()
         args.load_config = lambda: load_config(config_path) if config_path else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong

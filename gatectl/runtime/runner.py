@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
+from gatectl.hw.osdp.panel import Sink
 from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
+from gatectl.runtime.readers import Readers, unwired_sink
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber
 from gatectl.store.db import StoreError
@@ -85,10 +87,14 @@ class GateWorker:
 
 class Runner:
     def __init__(
-        self, app: App, stop: threading.Event | None = None, config_path: Path | None = None
+        self, app: App, stop: threading.Event | None = None, config_path: Path | None = None,
+        sink_for: Callable[[str], Sink] = unwired_sink,
     ):
-        """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults)."""
+        """``config_path``: the file a remote `config.reload` re-reads (None: built-in defaults).
+        ``sink_for(door)``: the access decision the door's card and PIN readers hand their
+        credentials to."""
         self.app = app
+        self.readers = Readers(app.cfg.readers, sink_for, app.recorder)
         self.stop = stop or threading.Event()
         self.config_path = config_path
         self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
@@ -120,6 +126,7 @@ class Runner:
         for w in self.workers:
             c.add("gates", w, w.gate.cfg.name)
         c.value("liveness_refused", self._liveness_refused)
+        c.add("readers", self.readers)
         return c
 
     def _liveness_refused(self) -> dict[str, int]:
@@ -153,6 +160,7 @@ class Runner:
         for w in self.workers:
             w.grabber.start()
             w.thread.start()
+        self.readers.start()
         sd_notify("READY=1")
         log.info("running %d gate(s): %s", len(gates), ", ".join(g.cfg.name for g in gates))
         try:
@@ -160,6 +168,7 @@ class Runner:
         finally:
             sd_notify("STOPPING=1")
             self.stop.set()
+            self.readers.stop()
             for w in self.workers:
                 w.thread.join(timeout=5)
                 w.grabber.stop()
@@ -334,6 +343,7 @@ class Runner:
                 next_report = now + RETENTION_EVERY_S
                 self._report_clock()
             stale = [w.gate.cfg.name for w in self.workers if w.stalled(now)]
+            stale += [f"reader bus {port}" for port in self.readers.dead()]
             if stale:
                 log.error(
                     "gate worker(s) stalled or failing on every frame: %s; "
