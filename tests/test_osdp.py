@@ -191,3 +191,36 @@ def test_the_runtime_records_reader_events_in_the_store_and_an_unwired_build_ref
     finally:
         readers.stop()
         reader.stop()
+
+
+def test_install_mode_gives_a_factory_fresh_reader_the_configured_key():
+    """A reader on the default key (install mode) opens the channel with it once, gets the
+    configured SCBK by KEYSET, and from then on a normal panel (install_mode off, the Secure
+    Channel enforced) talks to it with that key."""
+    reader = SimulatedReader(address=0, scbk=None, install_mode=True)
+    events: list[str] = []
+    cfg = ReaderConfig(name="new", door="d", port=reader.port, scbk=KEY.hex(), install_mode=True)
+    panel = ReaderPanel(reader.port, 9600, [cfg], lambda d: Sink(),
+                        lambda src, why: events.append(why))
+    panel.start()
+    try:
+        wait_for(lambda: any(w.startswith("reader_keyset") for w in events), ONLINE_S,
+                 "the key sent")
+        wait_for(lambda: [c for c in reader.received() if c["command"] == osdp.Command.Keyset],
+                 5, "the KEYSET at the reader")
+        keysets = [c for c in reader.received() if c["command"] == osdp.Command.Keyset]
+        assert keysets[0]["data"] == KEY
+    finally:
+        panel.stop()
+    sink, events2 = Sink(), []
+    normal = ReaderPanel(reader.port, 9600, [cfg.model_copy(update={"install_mode": False})],
+                         lambda d: sink, lambda src, why: events2.append(why))
+    normal.start()
+    try:
+        wait_for(lambda: normal.readers[0].online, ONLINE_S, "online with the new key")
+        assert normal.readers[0].secure
+        reader.card(42, 26)
+        wait_for(lambda: sink.seen, 5, "a card over the new key")
+    finally:
+        normal.stop()
+        reader.stop()

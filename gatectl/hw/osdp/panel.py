@@ -160,10 +160,10 @@ class ReaderPanel:
         infos = []
         for s in self.readers:
             flags = [osdp.LibFlag.EnableNotification]
-            if s.cfg.secure:
+            # install mode: a reader still on the default key (SCBK-D) is let open the channel
+            # with it, then KEYSET gives it ours; libosdp cannot enforce the channel meanwhile
+            if s.cfg.secure and not s.cfg.install_mode:
                 flags.append(osdp.LibFlag.EnforceSecure)
-            if s.cfg.install_mode:
-                flags.append(osdp.LibFlag.InstallMode)
             infos.append(osdp.PDInfo(s.cfg.address, channel, scbk=s.cfg.key(),
                                      name=s.cfg.name, flags=flags).get())
         ctx = osdp_sys.ControlPanel(infos)
@@ -333,6 +333,11 @@ class ReaderPanel:
 
     def _present(self, ctx: Any, idx: int, s: ReaderState, p: Presented) -> None:
         s.reads += 1
+        if s.cfg.secure and not s.secure:  # install mode lets a reader online in the clear
+            s.bad_input += 1
+            self._warn(s, "clear", "reader %s: read refused, no Secure Channel")
+            self._show(ctx, idx, Outcome(False, "no secure channel"))
+            return
         if s.tampered:
             s.refused_tampered += 1
             self._warn(s, "tampered", "reader %s: read refused, the reader reports tamper")
