@@ -51,7 +51,7 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ("gatectl.cli.readers",)
+COMMAND_MODULES: tuple[str, ...] = ("gatectl.cli.readers", "gatectl.cli.consent")
 
 
 class Parser(argparse.ArgumentParser):
@@ -104,6 +104,11 @@ def build_parser() -> Parser:
     )
     e.add_argument("--photo", action="append", default=[], metavar="FILE")
     e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
+    e.add_argument("--consent", choices=["local", "site"], default="local",
+                   help="the person's consent to face recognition: local (default, the law's: "
+                   "templates stay on this device) or site (replicated to the site's devices)")
+    e.add_argument("--consent-by", metavar="NAME",
+                   help="who recorded the consent (default: the login user)")
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser(

@@ -34,6 +34,7 @@ from gatectl.vision.models import ModelStore
 
 if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
     from gatectl.sync.client import SyncClient
+    from gatectl.sync.snapshots import SnapshotBlur
 
 
 def simulated_boards(cfg: Config) -> dict[str, Relay]:
@@ -42,6 +43,8 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
 
 
 SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
+BLUR_LONG_SIDE = 960  # bystanders are small in a door camera's frame: detect at a finer scale
+BLUR_DETECT_THRESHOLD = 0.5  # a missed face is a privacy loss, a blurred background is none
 
 
 class App:
@@ -77,7 +80,8 @@ class App:
     def store(self) -> Store:
         sync = self.cfg.sync
         return Store(self.store_path, clock=self.clock, publish=sync.enabled,
-                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
+                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max,
+                     snapshot_kinds=frozenset(sync.snapshot_kinds))
 
     @property
     def snapshot_dir(self) -> Path:
@@ -205,6 +209,7 @@ class App:
             publish=s.enabled,
             publish_snapshots=s.snapshots,
             outbox_max=s.outbox_max,
+            snapshot_kinds=frozenset(s.snapshot_kinds),
         )
         self._extra_stores.append(store)
         replicator = Replicator(
@@ -248,7 +253,18 @@ class App:
             health,
             self.clock,
             refusals,
+            upload_filter=self.snapshot_blur() if s.blur_others else None,
         )
+
+    def snapshot_blur(self) -> SnapshotBlur:
+        """`[sync] blur_others`: the face detector (its own instance: the sync thread's) finds
+        the faces to blur in uploaded snapshots."""
+        from gatectl.sync.snapshots import SnapshotBlur
+
+        detector = FaceDetector(self.models, BLUR_LONG_SIDE, BLUR_DETECT_THRESHOLD)
+        return SnapshotBlur(lambda image: [f.box for f in detector.detect(image)],
+                            {g.name for g in self.cfg.gates if g.kind == "face"},
+                            self.cfg.storage.snapshot_jpeg_quality)
 
     def close(self) -> None:
         for extra in self._extra_stores:

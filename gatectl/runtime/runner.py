@@ -17,9 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatectl.config.gates import FaceGateConfig
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
+from gatectl.hw.display import PrivacyNotice
 from gatectl.hw.osdp.panel import Sink
 from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
@@ -95,6 +97,11 @@ class Runner:
         credentials to."""
         self.app = app
         self.readers = Readers(app.cfg.readers, sink_for, app.recorder)
+        self.notice = PrivacyNotice(
+            app.display, app.cfg.privacy,
+            sorted({g.door for g in app.cfg.gates if isinstance(g, FaceGateConfig)}),
+            time.monotonic,
+        )
         self.stop = stop or threading.Event()
         self.config_path = config_path
         self.reexec = False  # set by config.reload: the CLI starts gatectl again after a clean stop
@@ -339,6 +346,7 @@ class Runner:
                 continue
             next_slow = now + slow_every
             self._trust_requests()
+            self.notice.tick()
             if now >= next_report:
                 next_report = now + RETENTION_EVERY_S
                 self._report_clock()
