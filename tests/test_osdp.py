@@ -174,7 +174,7 @@ def test_the_runtime_records_reader_events_in_the_store_and_an_unwired_build_ref
 
     reader = SimulatedReader(address=0, scbk=KEY)
     cfg = ReaderConfig(name="r0", door="door", port=reader.port, scbk=KEY.hex())
-    readers = Readers([cfg], unwired_sink, app.recorder)
+    readers = Readers([cfg], unwired_sink, lambda: app.recorder)
     readers.start()
     try:
         wait_for(lambda: [e for e in app.store.events(kind="system") if e.gate == "r0"],

@@ -36,7 +36,9 @@ class Readers:
     """Every ``[[readers]]`` entry, grouped by port into one `ReaderPanel` per bus."""
 
     def __init__(self, readers: list[ReaderConfig], sink_for: Callable[[str], Sink],
-                 recorder: EventRecorder):
+                 recorder: Callable[[], EventRecorder]):
+        """``recorder``: gives the event recorder when the first event is recorded - not
+        before `gatectl run` has checked (and maybe replaced) a corrupt store."""
         self.recorder = recorder
         buses: dict[str, list[ReaderConfig]] = {}
         for r in readers:
@@ -45,7 +47,7 @@ class Readers:
                        for port, rs in buses.items()]
 
     def _report(self, source: str, reason: str) -> None:
-        self.recorder.record(source, "system", None, reason)
+        self.recorder().record(source, "system", None, reason)
 
     def start(self) -> None:
         for p in self.panels:

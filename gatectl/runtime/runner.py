@@ -96,7 +96,7 @@ class Runner:
         ``sink_for(door)``: the access decision the door's card and PIN readers hand their
         credentials to."""
         self.app = app
-        self.readers = Readers(app.cfg.readers, sink_for, app.recorder)
+        self.readers = Readers(app.cfg.readers, sink_for, lambda: app.recorder)
         self.notice = PrivacyNotice(
             app.display, app.cfg.privacy,
             sorted({g.door for g in app.cfg.gates if isinstance(g, FaceGateConfig)}),

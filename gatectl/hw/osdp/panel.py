@@ -85,7 +85,7 @@ class ReaderState:
     values, replaced whole)."""
 
     cfg: ReaderConfig
-    sink: Sink
+    sink: Sink | None = None  # resolved at start: the access decision may need the store
     online: bool = False
     secure: bool = False
     tampered: bool = False
@@ -110,7 +110,8 @@ class ReaderPanel:
         self.baud = baud
         self.report = report
         self.clock = clock
-        self.readers = [ReaderState(r, sink_for(r.door)) for r in readers]
+        self.sink_for = sink_for
+        self.readers = [ReaderState(r) for r in readers]
         self.port_error: str | None = None
         self._stop = threading.Event()
         self._events: deque[tuple[int, dict]] = deque()
@@ -124,6 +125,8 @@ class ReaderPanel:
     # ---- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        for s in self.readers:
+            s.sink = self.sink_for(s.cfg.door)
         self._worker.start()
         self._thread.start()
 
@@ -379,6 +382,8 @@ class ReaderPanel:
             idx, p = item
             s = self.readers[idx]
             try:
+                if s.sink is None:
+                    raise RuntimeError("the panel was not started")
                 outcome = s.sink(p)
             except Exception as exc:  # noqa: BLE001 - a failing decision refuses; the bus goes on
                 log.error("reader %s: access decision failed: %s", s.cfg.name,
