@@ -224,3 +224,68 @@ def test_install_mode_gives_a_factory_fresh_reader_the_configured_key():
     finally:
         normal.stop()
         reader.stop()
+
+
+def test_gatectl_run_starts_the_readers_and_records_their_events(tmp_path):
+    """The daemon itself (a subprocess) with a reader on the simulated bus: it comes online
+    over the Secure Channel (a `system` event in the store) and, with no access decision wired
+    in this build, a card is refused at the reader - red LED, never the door."""
+    import subprocess
+    import sys
+
+    from gatectl.store import Store
+    from tests.conftest import REPO
+
+    reader = SimulatedReader(address=2, scbk=KEY)
+    cfg = tmp_path / "device.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "cam0"
+source = "0"
+[[outputs]]
+name = "door"
+channel = 0
+[[doors]]
+name = "door"
+output = "door"
+[[gates]]
+kind = "face"
+name = "gate"
+camera = "cam0"
+door = "door"
+[[readers]]
+name = "r2"
+door = "door"
+port = "{reader.port}"
+address = 2
+scbk = "{KEY.hex()}"
+""")
+    data = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data",
+                             str(data), "run"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        def online() -> bool:
+            if not (data / "gatectl.db").exists():
+                return False
+            s = Store(data / "gatectl.db")
+            try:
+                return any(e.gate == "r2" and e.reason.startswith("reader_online")
+                           for e in s.events(kind="system"))
+            finally:
+                s.close()
+
+        wait_for(online, 120, "the reader online in the daemon's store")
+        reader.card(99, 26)
+        wait_for(lambda: [c for c in reader.received() if c["command"] == osdp.Command.LED], 10,
+                 "the reader's feedback")
+        assert [c["on_color"] for c in reader.received()
+                if c["command"] == osdp.Command.LED] == [osdp.CommandLEDColor.Red]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        finally:
+            proc.kill()
+            reader.stop()
+    assert proc.returncode == 0 and "Traceback" not in (proc.stderr.read() if proc.stderr else "")
