@@ -68,3 +68,11 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_bench_osdp_times_card_reads_to_the_sink_and_the_relay_at_both_bauds():
+    out = last_json("scripts/bench_osdp.py", "--cards", "3")
+    assert out["secure_channel"] is True
+    for baud in ("9600", "115200"):
+        sink, frame = out[baud]["card_to_sink_ms"], out[baud]["card_to_relay_frame_ms"]
+        assert 0 < sink["p50"] <= frame["p50"]
