@@ -289,3 +289,24 @@ scbk = "{KEY.hex()}"
             proc.kill()
             reader.stop()
     assert proc.returncode == 0 and "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_reader_sim_console_and_bad_arguments_are_one_line():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "gatectl", "reader-sim", "--scbk", KEY.hex()],
+                       input="card 26 1a2b\npin 1234\ncard 4 ff\nquit\n", cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("simulated OSDP reader on /dev/pts/") and "Secure Channel" in lines[0]
+    assert "card 26 bits 1a2b presented" in lines and "PIN of 4 digits entered" in lines
+    assert any(ln.startswith("error: card: ff does not fit 4 bits") for ln in lines)
+    bad = subprocess.run([sys.executable, "-m", "gatectl", "reader-sim", "--scbk", "00ff"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].endswith(
+        "--scbk: an SCBK is 16 bytes written as 32 hex digits")
