@@ -77,3 +77,23 @@ def test_withdrawing_consent_erases_the_templates_on_both_devices_and_keeps_the_
     assert c is not None and c.withdrawn_at is not None and not c.replicated
     shown = ok(run_cli("residents", "show", str(r.id), data=a.app.data_dir))
     assert "withdrawn" in shown and "site" in shown
+
+
+def test_withdrawal_of_local_consent_erases_face_data_here_and_keeps_the_resident(app):
+    from tests.conftest import enroll
+
+    r = enroll(app, "Rose Leslie", "rose_leslie_01.jpg")  # no consent recorded: local
+    assert app.store.consent_of(r.id) is None
+    snap = app.recorder.record("gate", "access", "granted", f"resident #{r.id}",
+                               read_image(FACES / "rose_leslie_02.jpg"), resident_id=r.id)
+    assert (app.snapshot_dir / snap.snapshot).exists()
+    files, scope = app.store.withdraw_consent(r.id)
+    app.recorder.delete_files(files)
+    assert scope is None and app.store.template_count(("resident", r.id)) == 0
+    assert not (app.snapshot_dir / snap.snapshot).exists()
+    assert app.store.resident(r.id).status == "active"
+    assert [e.id for e in app.store.events(kind="access")] == [snap.id]  # the audit row stays
+    c = app.store.consent_of(r.id)
+    assert c is not None and c.withdrawn_at is not None and not c.replicated
+    app.directory.refresh()
+    assert ("resident", r.id) not in app.directory.gallery.owners()

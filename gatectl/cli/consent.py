@@ -25,10 +25,14 @@ def register(sub: Any) -> None:
 def cmd_consent(args: argparse.Namespace, app_factory: AppFactory) -> int:
     app = app_factory()
     r = one_resident(app, args.who)
-    files, replicated = app.store.withdraw_consent(r.id)
+    files, scope = app.store.withdraw_consent(r.id)
     app.recorder.delete_files(files)
-    where = ("here; the erasure goes to the centre for every device it was replicated to"
-             if replicated else "on this device (never replicated)")
+    where = {
+        "site": "here; the erasure goes to the centre for every device they were replicated to",
+        "local": "on this device (their consent kept them here)",
+        None: "on this device; no consent was recorded here - if they were enrolled on another "
+              "device or at the centre, withdraw there too",
+    }[scope]
     print(f"resident #{r.id}: consent withdrawn; face templates, {len(files)} photo/snapshot "
           f"file(s) erased {where}. Other credentials keep working.")
     return 0

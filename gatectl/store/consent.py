@@ -21,18 +21,18 @@ class Consents(StoreBase):
         ).fetchone()
         return None if row is None else ConsentRecord(*row)
 
-    def withdraw_consent(self, rid: int) -> tuple[list[Path], bool]:
+    def withdraw_consent(self, rid: int) -> tuple[list[Path], str | None]:
         """Erase the resident's face data - templates, enrollment photos, event snapshots - and
         mark the consent withdrawn, in one transaction; the resident, their events and other
-        credentials stay. Returns (files the caller deletes after the commit, whether the
-        templates had been replicated: then the erasure goes up to the centre, which signs it
-        for every device). KeyError for an unknown resident."""
+        credentials stay. Returns (files the caller deletes after the commit, the consent's
+        scope here or None if none was recorded here); with ``site`` the erasure goes up to the
+        centre, which signs it for every device. KeyError for an unknown resident."""
         now = self.clock()
         with self.write() as db:
             if db.execute("SELECT 1 FROM residents WHERE id = ?", [rid]).fetchone() is None:
                 raise KeyError(rid)
             row = db.execute("SELECT scope FROM consent WHERE resident_id = ?", [rid]).fetchone()
-            replicated = row is not None and row[0] == "site"
+            scope = None if row is None else str(row[0])
             files = [Path(r[0]) for r in db.execute(
                 "SELECT path FROM enrollment_photos WHERE resident_id = ?", [rid])]
             files += [Path(r[0]) for r in db.execute(
@@ -56,6 +56,6 @@ class Consents(StoreBase):
                 [rid],
             )
             self._bump_directory(db)
-            if replicated:
+            if scope == "site":
                 self._enqueue_enroll(db, rid)
-        return files, replicated
+        return files, scope
