@@ -287,7 +287,8 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert run("watchlist.remove", {"uid": "w-1", "version": 2})["ok"]
     assert dev.app.store.watch_entries() == []
 
-    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))],
+                                           Consent("site", "test"))  # the centre learns her only with consent
     # versions are the centre's clock in ms: wait for its signed answer to the enrollment request
     wait_for(lambda: dev.app.store.version_of(r.uid)[1] > 1, 15, "the centre's signed version of Rose")
     now_ms = int(time.time() * 1000)
