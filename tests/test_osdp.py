@@ -264,10 +264,18 @@ scbk = "{KEY.hex()}"
     proc = subprocess.Popen([sys.executable, "-m", "gatectl", "--config", str(cfg), "--data",
                              str(data), "run"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr or ():
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
     try:
+        # the store is the daemon's to create and migrate; read it once the daemon runs
+        wait_for(lambda: any("running 1 gate" in ln for ln in lines), 120, "the daemon running")
+
         def online() -> bool:
-            if not (data / "gatectl.db").exists():
-                return False
             s = Store(data / "gatectl.db")
             try:
                 return any(e.gate == "r2" and e.reason.startswith("reader_online")
@@ -288,7 +296,7 @@ scbk = "{KEY.hex()}"
         finally:
             proc.kill()
             reader.stop()
-    assert proc.returncode == 0 and "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    assert proc.returncode == 0 and not any("Traceback" in ln for ln in lines), "".join(lines)
 
 
 def test_reader_sim_console_and_bad_arguments_are_one_line():
@@ -310,3 +318,27 @@ def test_reader_sim_console_and_bad_arguments_are_one_line():
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].endswith(
         "--scbk: an SCBK is 16 bytes written as 32 hex digits")
+
+
+def test_a_reader_that_never_answers_is_reported_once(monkeypatch):
+    import os
+    import tty
+
+    from gatectl.hw.osdp import panel as panel_mod
+
+    monkeypatch.setattr(panel_mod, "ABSENT_S", 1.0)
+    master, slave = os.openpty()  # a bus with nothing on it
+    tty.setraw(slave)
+    events: list[str] = []
+    cfg = ReaderConfig(name="ghost", door="d", port=os.ttyname(slave), scbk=KEY.hex())
+    panel = ReaderPanel(cfg.port, 9600, [cfg], lambda d: Sink(), lambda s, w: events.append(w))
+    panel.start()
+    try:
+        wait_for(lambda: events, 10, "the absent reader reported")
+        assert events == ["reader_not_answering: nothing online at address 0 on "
+                          f"{cfg.port} after 1 s"]
+        assert not any(w.startswith("reader_refused") for w in events)  # no key problem seen
+    finally:
+        panel.stop()
+        os.close(master)
+        os.close(slave)

@@ -46,6 +46,7 @@ QUEUE = 16  # credentials waiting for a decision; a reader cannot produce more h
 REOPEN_S = (1.0, 30.0)  # port reopen backoff, first and longest wait
 QUIET_S = 10.0  # at most one log line per reader and reason this often
 ASCII_MAX = 64  # characters of an ASCII-format card read
+ABSENT_S = 10.0  # a reader that has not come online this long after the bus opened is reported
 
 ENTER = {0x0D, ord("#")}  # OSDP keypads send 0x0D for '#'; some send the character
 CLEAR = {0x7F, ord("*")}
@@ -97,6 +98,7 @@ class ReaderState:
     pin: list[str] = field(default_factory=list)
     pin_t: float = 0.0
     keyset_sent: bool = False
+    absent_reported: bool = False
 
 
 class ReaderPanel:
@@ -118,6 +120,7 @@ class ReaderPanel:
         self._decide: queue.Queue[tuple[int, Presented] | None] = queue.Queue(QUEUE)
         self._feedback: deque[tuple[int, Outcome]] = deque()
         self._quiet: dict[tuple[str, str], tuple[float, int]] = {}
+        self._opened = 0.0  # clock() when the port was last opened
         self._thread = threading.Thread(target=self._run, name=f"osdp-{port}", daemon=True)
         self._worker = threading.Thread(target=self._decisions, name=f"osdp-decide-{port}",
                                         daemon=True)
@@ -208,6 +211,7 @@ class ReaderPanel:
 
     def _serve(self, channel: SerialChannel, ctx: Any) -> None:
         next_status = 0.0
+        self._opened = self.clock()
         while not self._stop.is_set() and channel.error is None:
             ctx.refresh()
             while self._events:
@@ -234,6 +238,12 @@ class ReaderPanel:
             up = bool(online >> i & 1)
             if up != s.online:
                 self._set_online(s, up)
+            if up:
+                s.absent_reported = False
+            elif not s.absent_reported and self.clock() - self._opened > ABSENT_S:
+                s.absent_reported = True
+                self.report(s.cfg.name, f"reader_not_answering: nothing online at address "
+                                        f"{s.cfg.address} on {self.port} after {ABSENT_S:g} s")
             if up and s.cfg.install_mode and s.secure and not s.keyset_sent:
                 ctx.submit_command(i, {"command": osdp.Command.Keyset, "type": 1,
                                        "data": s.cfg.key()})
