@@ -97,3 +97,22 @@ def test_withdrawal_of_local_consent_erases_face_data_here_and_keeps_the_residen
     assert c is not None and c.withdrawn_at is not None and not c.replicated
     app.directory.refresh()
     assert ("resident", r.id) not in app.directory.gallery.owners()
+
+
+def test_a_salvaged_store_keeps_the_consents_with_the_residents(tmp_path):
+    import numpy as np
+
+    from gatectl.store import Store
+    from gatectl.store.salvage import salvage
+
+    old = Store(tmp_path / "old.db")
+    v = np.zeros(4, "f4")
+    v[0] = 1
+    r = old.add_resident("Li Lei", "1", [(v, 0.9)], "m1", Consent("site", "desk"))
+    old.close()
+    fresh = Store(tmp_path / "new.db")
+    line, identities = salvage(tmp_path / "old.db", fresh)
+    assert identities and "1 consent" in line
+    c = fresh.consent_of(r.id)
+    assert c is not None and (c.scope, c.by) == ("site", "desk") and c.replicated
+    fresh.close()

@@ -62,8 +62,10 @@ def quarantine_if_corrupt(path: Path, stamp: str) -> tuple[Path, str] | None:
 IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones")
 
 
-# each on its own: a lost plate list or nonce table denies, never admits
-SALVAGE_EXTRA = ("plates", "nonces")
+# each on its own: a lost plate list or nonce table denies, never admits; a lost consent table
+# keeps every face on this device (no consent recorded counts as local). Consent only with the
+# residents it belongs to.
+SALVAGE_EXTRA = ("plates", "nonces", "consent")
 
 
 def salvage(src: Path, store: Store) -> tuple[str, bool]:
@@ -79,6 +81,8 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
     try:
         groups = [IDENTITY_TABLES] + [(t,) for t in SALVAGE_EXTRA]
         for group in groups:
+            if group == ("consent",) and not identities:
+                continue
             try:
                 tables = {t: _readable_rows(conn, t) for t in group}
             except (sqlite3.Error, ValueError) as exc:
