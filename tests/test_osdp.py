@@ -342,3 +342,22 @@ def test_a_reader_that_never_answers_is_reported_once(monkeypatch):
         panel.stop()
         os.close(master)
         os.close(slave)
+
+
+def test_the_doctor_checks_each_reader_and_names_a_wrong_key():
+    from gatectl.config import parse_config
+    from gatectl.runtime.doctor import reader_checks
+
+    good, bad = SimulatedReader(address=0, scbk=KEY), SimulatedReader(address=0, scbk=WRONG)
+    try:
+        cfg = parse_config({
+            "outputs": [{"name": "d", "channel": 0}], "doors": [{"name": "d", "output": "d"}],
+            "readers": [{"name": "good", "door": "d", "port": good.port, "scbk": KEY.hex()},
+                        {"name": "bad", "door": "d", "port": bad.port, "scbk": KEY.hex()}]})
+        (ok1, line1), (ok2, line2) = reader_checks(cfg, 5.0)
+        assert ok1 and line1 == f"reader good (address 0 on {good.port}): online, Secure Channel"
+        assert not ok2 and line2.startswith(f"reader bad (address 0 on {bad.port}): "
+                                            "reader_refused")
+    finally:
+        good.stop()
+        bad.stop()
