@@ -361,3 +361,26 @@ def test_the_doctor_checks_each_reader_and_names_a_wrong_key():
     finally:
         good.stop()
         bad.stop()
+
+
+def test_a_failing_decision_refuses_and_the_bus_goes_on(bus):
+    panel, reader, sink, _ = bus
+    online(panel)
+    calls: list[Presented] = []
+
+    def broken(p: Presented) -> Outcome:
+        calls.append(p)
+        if len(calls) == 1:
+            raise RuntimeError("store gone")
+        return Outcome(True, "resident #1")
+
+    panel.readers[0].sink = broken
+    reader.card(1, 26)
+    wait_for(lambda: [c for c in reader.received() if c["command"] == osdp.Command.LED], 5,
+             "red for the failed decision")
+    reader.card(2, 26)
+    wait_for(lambda: len([c for c in reader.received() if c["command"] == osdp.Command.LED]) == 2,
+             5, "green for the next")
+    assert [c["on_color"] for c in reader.received() if c["command"] == osdp.Command.LED] == [
+        osdp.CommandLEDColor.Red, osdp.CommandLEDColor.Green]
+    assert panel.alive()

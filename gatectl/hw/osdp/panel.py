@@ -194,10 +194,14 @@ class ReaderPanel:
                 self.port_error = None
             try:
                 self._serve(channel, ctx)
+            except Exception as exc:  # noqa: BLE001 - a bug or a library error: reopen the bus
+                channel.error = f"panel error: {shown(exc, 160)}"
+                log.error("reader bus %s: %s; reopening", self.port, channel.error)
             finally:
                 channel.close()
             if channel.error is not None:
                 self._bus_down(f"{self.port}: {channel.error}")
+                self._stop.wait(wait)
         for s in self.readers:
             self._set_online(s, False, quiet=True)
 
