@@ -22,7 +22,7 @@ def test_enroll_list_show_remove_cycle(tmp_path):
     d = tmp_path / "state"
     out = ok(run_cli("enroll", "--name", "Obama", "--unit", "1-1-101", "--photo", str(FACES / "obama_01.jpg"),
                      "--photo", str(FACES / "obama_02.jpg"), data=d))
-    assert out.strip() == "enrolled resident #1 Obama (1-1-101) with 2 template(s)"
+    assert out.strip() == "enrolled resident #1 Obama (1-1-101) with 2 template(s); consent local"
     ok(run_cli("enroll", "--name", "Biden", "--unit", "1-2-202", "--photo", str(FACES / "biden_01.jpg"), data=d))
     listing = ok(run_cli("residents", "list", data=d)).splitlines()
     assert listing[0].split() == ["id", "name", "unit", "status", "last", "seen", "templates"]
@@ -205,7 +205,7 @@ def test_enroll_from_a_live_camera(tmp_path):
     cfg = _folder_camera_config(tmp_path, "obama_01.jpg")
     d = tmp_path / "state"
     out = ok(run_cli("enroll", "--name", "Obama", "--unit", "1", "--camera", "c", data=d, config=cfg))
-    assert out.strip() == "enrolled resident #1 Obama (1) with 3 template(s)"
+    assert out.strip() == "enrolled resident #1 Obama (1) with 3 template(s); consent local"
     line = one_line_error(run_cli("enroll", "--name", "X", "--unit", "1", "--camera", "lobby9", data=d, config=cfg))
     assert line == "gatectl: --camera: unknown camera 'lobby9'"
 

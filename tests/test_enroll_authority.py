@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gatectl.config.sync import SyncConfig
+from gatectl.domain.consent import Consent
 from gatectl.people.enroll import Sample
 from gatectl.runtime.central import Central
 from gatectl.sources.media import read_image
@@ -298,7 +299,7 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a", pub))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b", pub))
     try:
-        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))], Consent("site", "test"))
         assert a.app.store.resident(r.id).name == "Barack Obama"  # applied at once on the operator's device
         got = wait_for(lambda: b.app.store.find_residents(r.uid), 15, "the resident on device B")
         assert got[0].name == "Barack Obama"
@@ -316,7 +317,7 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
         raw_publish(broker, ta.enroll_up, change("u-kit", now_ms() + 1000, name="Kit", unit="2-301",
                                                  status="suspended", origin="dev-a"))
         # device B's resident, asked to be suspended by device A
-        rb = b.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+        rb = b.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))], Consent("site", "test"))
         wait_for(lambda: a.app.store.find_residents(rb.uid), 15, "B's resident on A")
         raw_publish(broker, ta.enroll_up, change(rb.uid, now_ms() + 1000, name="Rose Leslie", unit="2-302",
                                                  status="suspended", origin="dev-b"))
@@ -344,7 +345,7 @@ def test_an_enrollment_made_offline_applies_locally_and_goes_up_later(tmp_path, 
                      key=key, kid=KID)
     try:
         broker.stop()
-        r = a.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))], Consent("site", "test"))
         assert a.app.store.resident(r.id).status == "active"
         broker.start()
         centre.start()

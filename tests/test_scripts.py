@@ -95,7 +95,17 @@ def test_soak_runs_every_gate_kind_in_one_daemon_and_reports_its_cost():
     out = last_json("scripts/soak.py", "--minutes", "0.1", "--warmup-s", "0")
     assert out["gates"] == ["face", "plate", "ebike"] and out["frames_analysed"] > 0 and out["errors"] == 0
     assert out["rss_mb"]["start"] > 0 and out["open_fds"]["start"] > 0 and 0 < out["cpu_percent"] < 400
+
+
 def test_bench_cpu_measures_idle_and_busy():
     out = last_json("scripts/bench_cpu.py", "--seconds", "2")
     assert out["idle"]["analysed_per_s"] < out["busy"]["analysed_per_s"]  # the still scene is spared
     assert out["idle"]["spared_by_motion_per_s"] > 0 and out["busy"]["errors"] == 0
+
+
+def test_bench_osdp_times_card_reads_to_the_sink_and_the_relay_at_both_bauds():
+    out = last_json("scripts/bench_osdp.py", "--cards", "3")
+    assert out["secure_channel"] is True
+    for baud in ("9600", "115200"):
+        sink, frame = out[baud]["card_to_sink_ms"], out[baud]["card_to_relay_frame_ms"]
+        assert 0 < sink["p50"] <= frame["p50"]

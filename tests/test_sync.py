@@ -15,6 +15,7 @@ import pytest
 
 from gatectl.config import parse_config
 from gatectl.config.sync import SyncConfig
+from gatectl.domain.consent import Consent
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App, simulated_boards
 from gatectl.runtime.central import Central
@@ -145,7 +146,7 @@ def test_enrollment_round_trip_between_two_devices_with_deletion(tmp_path, broke
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b"))
     try:
-        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o1", read_image(FACES / "obama_01.jpg"))])
+        r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o1", read_image(FACES / "obama_01.jpg"))], Consent("site", "test"))
         got = wait_for(lambda: b.app.store.find_residents(r.uid), 30, "the resident on device B")
         assert got[0].name == "Barack Obama" and got[0].unit == "1-101"
         ta = a.app.store.templates_of(("resident", r.id))
@@ -196,7 +197,7 @@ def test_device_can_request_a_full_resync(tmp_path, broker):
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     try:
         r = a.app.enroller().enroll_resident("Kit Harington", "2-301",
-                                            [Sample("k", read_image(FACES / "kit_harington_01.jpeg"))])
+                                            [Sample("k", read_image(FACES / "kit_harington_01.jpeg"))], Consent("site", "test"))
         wait_for(lambda: r.uid in relay.residents, 15, "the centre to learn the resident")
     finally:
         a.close()
@@ -286,7 +287,8 @@ def test_announcement_watchlist_and_status_commands(keyed):
     assert run("watchlist.remove", {"uid": "w-1", "version": 2})["ok"]
     assert dev.app.store.watch_entries() == []
 
-    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))])
+    r = dev.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))],
+                                           Consent("site", "test"))  # the centre learns her only with consent
     # versions are the centre's clock in ms: wait for its signed answer to the enrollment request
     wait_for(lambda: dev.app.store.version_of(r.uid)[1] > 1, 15, "the centre's signed version of Rose")
     now_ms = int(time.time() * 1000)

@@ -56,6 +56,8 @@ log = logging.getLogger("gatectl")
 COMMAND_MODULES: tuple[str, ...] = (
     "gatectl.cli.backup",
     "gatectl.cli.status",
+    "gatectl.cli.readers",
+    "gatectl.cli.consent",
 )
 
 
@@ -109,6 +111,11 @@ def build_parser() -> Parser:
     )
     e.add_argument("--photo", action="append", default=[], metavar="FILE")
     e.add_argument("--camera", metavar="NAME", help="capture from a configured camera instead")
+    e.add_argument("--consent", choices=["local", "site"], default="local",
+                   help="the person's consent to face recognition: local (default, the law's: "
+                   "templates stay on this device) or site (replicated to the site's devices)")
+    e.add_argument("--consent-by", metavar="NAME",
+                   help="who recorded the consent (default: the login user)")
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser(
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path, config_origin = find_config(args.config)
         args.config_path = config_path
         # these never act on the service's config or state, so a broken one must not stop them
-        own = args.command in ("board-sim", "central", "config", "demo")
+        own = args.command in ("board-sim", "central", "config", "demo", "reader-sim")
         cfg = load_config(config_path) if config_path and not own else default_config()
         args.load_config = lambda: load_config(config_path) if config_path else default_config()
         # the daemon logs at the configured level; one-shot commands only say what went wrong

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from gatectl.cli.common import (
 from gatectl.core.errors import UsageError
 from gatectl.core.safe_text import shown
 from gatectl.domain.access import resident_state
+from gatectl.domain.consent import BY_MAX, Consent, ConsentRecord
 from gatectl.domain.records import Resident
 from gatectl.people.enroll import (
     NAME_MAX,
@@ -60,6 +62,22 @@ def capture_samples(app: App, camera: str, count: int = 3, timeout: float = 10.0
         grabber.stop()
 
 
+def login_user() -> str:
+    """Who runs the command, as the default recorder of a consent."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def consent_line(c: ConsentRecord | None) -> str:
+    """How `residents show` states the consent to face recognition."""
+    if c is None:
+        return "not recorded here (counts as local: templates stay on this device)"
+    given = f"{c.scope}, recorded {fmt_time(c.given_at)} by {c.by or 'unknown'}"
+    return given + (f"; withdrawn {fmt_time(c.withdrawn_at)}" if c.withdrawn_at else "")
+
+
 def one_resident(app: App, key: str) -> Resident:
     found = app.store.find_residents(key)
     if not found:
@@ -88,6 +106,7 @@ def cmd_enroll(args: argparse.Namespace, app_factory: AppFactory) -> int:
             )
         checked_text("--name", args.name, NAME_MAX)  # before loading any model
         checked_text("--unit", args.unit, UNIT_MAX)
+    by = checked_text("--consent-by", args.consent_by or login_user(), BY_MAX)
     app = app_factory()
     who = one_resident(app, args.resident) if args.resident else None
     samples = load_samples(args.photo) if args.photo else capture_samples(app, args.camera)
@@ -104,10 +123,11 @@ def cmd_enroll(args: argparse.Namespace, app_factory: AppFactory) -> int:
             )
         )
         return 0
-    r = app.enroller().enroll_resident(args.name, args.unit, samples)
+    r = app.enroller().enroll_resident(args.name, args.unit, samples,
+                                       Consent(args.consent, by))
     print(
         f"enrolled resident #{r.id} {shown(r.name)} ({shown(r.unit)}) "
-        f"with {len(samples)} template(s)"
+        f"with {len(samples)} template(s); consent {args.consent}"
     )
     return 0
 
@@ -175,6 +195,7 @@ def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
             ("reactivated", fmt_time(r.reactivated_at)),
             ("templates", store.template_count(("resident", r.id))),
             ("watchlist", f"yes ({watch.reason})" if watch else "no"),
+            ("consent", consent_line(store.consent_of(r.id))),
         ]:
             print(f"{k:12} {shown(v)}")
     elif args.action == "remove":

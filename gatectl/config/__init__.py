@@ -40,6 +40,7 @@ from gatectl.config.hardware import (
     default_boards,
 )
 from gatectl.config.push import PushConfig
+from gatectl.config.readers import PrivacyConfig, ReaderConfig
 from gatectl.config.run import RunConfig
 from gatectl.config.site import (
     ClockConfig,
@@ -107,6 +108,12 @@ class Config(Strict):
     run: RunConfig = Field(
         RunConfig(), description="`gatectl run`: CPU budget, providers, supervision, stop."
     )
+    readers: list[ReaderConfig] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="OSDP card and PIN readers."
+    )
+    privacy: PrivacyConfig = Field(
+        PrivacyConfig(), description="The face-recognition notice at the doors."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -149,6 +156,11 @@ class Config(Strict):
             problems += self.sync.missing_files()
         problems += self.status.missing_files()
         problems += missing_providers(self.run)
+        for i, r in enumerate(self.readers):
+            try:
+                r.key()
+            except ValueError as exc:
+                problems.append(f"readers[{i}].{exc}")
         return problems
 
     def cross_check(self) -> list[str]:
@@ -163,6 +175,7 @@ class Config(Strict):
             ("barriers", [b.name for b in self.barriers]),
             ("elevators", [e.name for e in self.elevators]),
             ("gates", [g.name for g in self.gates]),
+            ("readers", [r.name for r in self.readers]),
         ):
             seen: set[str] = set()
             for i, item in enumerate(names):
@@ -247,6 +260,7 @@ class Config(Strict):
             for name in self.run.gate_max_fps
             if name not in gate_names
         ]
+        errors += self._reader_errors(doors)
         return errors + self.status.problems()
 
     def access_problems(self, doors: set[str]) -> list[str]:
@@ -256,6 +270,27 @@ class Config(Strict):
         errors += [f"access.door_groups.{g}: unknown door '{d}'"
                    for g, members in self.access.door_groups.items() for d in members
                    if d not in doors]
+        return errors
+
+    def _reader_errors(self, doors: set[str]) -> list[str]:
+        """A reader's door must exist; readers sharing a port are one bus: one baud, distinct
+        addresses."""
+        errors: list[str] = []
+        buses: dict[str, tuple[int, dict[int, str]]] = {}
+        for i, r in enumerate(self.readers):
+            if r.door not in doors:
+                errors.append(f"readers[{i}].door: unknown door '{r.door}'")
+            baud, addresses = buses.setdefault(r.port, (r.baud, {}))
+            if r.baud != baud:
+                errors.append(
+                    f"readers[{i}].baud: port {r.port} runs at {baud} for another reader"
+                )
+            if r.address in addresses:
+                errors.append(
+                    f"readers[{i}].address: address {r.address} on {r.port} is already "
+                    f"reader '{addresses[r.address]}'"
+                )
+            addresses.setdefault(r.address, r.name)
         return errors
 
 

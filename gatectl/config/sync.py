@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     Field,
@@ -11,6 +12,19 @@ from pydantic import (
 )
 
 from gatectl.config.base import Name, Strict, file_problem
+
+SnapshotKind = Literal["alert", "denied", "granted", "control", "system"]
+DEFAULT_SNAPSHOT_KINDS: tuple[SnapshotKind, ...] = ("alert", "denied")
+
+
+def snapshot_kind(kind: str, decision: str | None) -> str:
+    """What `snapshot_kinds` calls an event: ``alert`` (an alert event or decision),
+    ``denied`` / ``granted`` (an access decision), else the event's kind (``control``...)."""
+    if kind == "alert" or decision == "alert":
+        return "alert"
+    if decision in ("denied", "granted"):
+        return decision
+    return kind
 
 
 class TlsConfig(Strict):
@@ -72,6 +86,17 @@ class SyncConfig(Strict):
         description="Entries kept while offline (50k-10M); beyond, oldest dropped.",
     )
     snapshots: bool = Field(True, description="Publish snapshot JPEGs on their own topic.")
+    snapshot_kinds: list[SnapshotKind] = Field(
+        default_factory=lambda: list(DEFAULT_SNAPSHOT_KINDS),
+        max_length=5,
+        description="Events whose snapshot goes to the centre: alert, denied, granted, control, "
+        "system. Default alerts and denials: a granted pass's face stays on the device.",
+    )
+    blur_others: bool = Field(
+        False,
+        description="Blur every face but the subject's (the largest, on a face gate's event; "
+        "none kept on other events) in uploaded snapshots; the stored one is unchanged.",
+    )
     command_keys: dict[Name, str] = Field(
         default_factory=dict,
         max_length=16,

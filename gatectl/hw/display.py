@@ -12,6 +12,10 @@ shows them, and says whether it did. Two kinds, one payload (JSON ``{"text", "do
 ``show`` waits for the answer (at most ``timeout_s``): the centre's command reply must say
 what really happened. ``show_later`` is for a gate worker, which must not wait: one thread
 shows queued announcements in turn and logs what came of them.
+
+`PrivacyNotice` puts the notice the 2025 Measures require on the display of every door a face
+gate serves - that face recognition is in use, and the other way in (`[privacy] notice_text`) -
+at start and every ``notice_every_s`` after, so it is back after any announcement.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gatectl.config.hardware import DisplayConfig
+from gatectl.config.readers import PrivacyConfig
 from gatectl.core.safe_text import shown
 
 log = logging.getLogger("gatectl.display")
@@ -115,3 +121,27 @@ class Display:
                 log.info("announcement %s", result.detail)
             else:
                 log.warning("announcement not shown: %s", result.detail)
+
+
+class PrivacyNotice:
+    """The face-recognition notice on the doors' display; ``tick`` from a slow loop."""
+
+    def __init__(self, display: Display, cfg: PrivacyConfig, doors: list[str],
+                 clock: Callable[[], float]):
+        self.display = display
+        self.cfg = cfg
+        self.doors = doors
+        self.clock = clock
+        self._due = float("-inf")
+        self.shown = 0  # notices queued for the display
+
+    def tick(self) -> int:
+        """Queue the notice for every door when it is due; how many were queued."""
+        now = self.clock()
+        if not (self.cfg.notice and self.display.configured and self.doors) or now < self._due:
+            return 0
+        self._due = now + self.cfg.notice_every_s
+        for door in self.doors:
+            self.display.show_later(self.cfg.notice_text, door)
+        self.shown += len(self.doors)
+        return len(self.doors)

@@ -18,6 +18,7 @@ import numpy as np
 from gatectl.config.site import EnrollmentConfig, StorageConfig
 from gatectl.core.errors import GatectlError, InvariantError
 from gatectl.core.safe_text import shown
+from gatectl.domain.consent import Consent
 from gatectl.domain.face_match import duplicate_of, same_person
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
 from gatectl.people.directory import Directory, select_templates
@@ -198,11 +199,14 @@ class Enroller:
                                encode_jpeg(s.image, self.storage.snapshot_jpeg_quality))
             self.store.add_enrollment_photo(resident.id, rel)
 
-    def enroll_resident(self, name: str, unit: str, samples: list[Sample]) -> Resident:
+    def enroll_resident(self, name: str, unit: str, samples: list[Sample],
+                        consent: Consent | None = None) -> Resident:
+        """``consent``: the person's consent to face recognition, recorded with the resident
+        (None: none recorded, which keeps the templates on this device, like ``local``)."""
         name, unit = checked_text("name", name, NAME_MAX), checked_text("unit", unit, UNIT_MAX)
         templates = self.templates(samples)
         self._check_duplicate(templates)
-        resident = self.store.add_resident(name, unit, templates, self.model_id)
+        resident = self.store.add_resident(name, unit, templates, self.model_id, consent)
         self._keep_photos(resident, samples)
         self.directory.refresh()
         return resident

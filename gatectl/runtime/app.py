@@ -38,6 +38,7 @@ from gatectl.vision.models import ModelError, ModelStore
 
 if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
     from gatectl.sync.client import SyncClient
+    from gatectl.sync.snapshots import SnapshotBlur
     from gatectl.web.server import HttpServer
 
 
@@ -47,6 +48,8 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
 
 
 SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
+BLUR_LONG_SIDE = 960  # bystanders are small in a door camera's frame: detect at a finer scale
+BLUR_DETECT_THRESHOLD = 0.5  # a missed face is a privacy loss, a blurred background is none
 
 
 class App:
@@ -83,7 +86,8 @@ class App:
     def store(self) -> Store:
         sync = self.cfg.sync
         return Store(self.store_path, clock=self.clock, publish=sync.enabled,
-                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max)
+                     publish_snapshots=sync.snapshots, outbox_max=sync.outbox_max,
+                     snapshot_kinds=frozenset(sync.snapshot_kinds))
 
     @cached_property
     def store_hold(self) -> StoreHold:
@@ -253,6 +257,7 @@ class App:
             publish=s.enabled,
             publish_snapshots=s.snapshots,
             outbox_max=s.outbox_max,
+            snapshot_kinds=frozenset(s.snapshot_kinds),
         )
         self._extra_stores.append(store)
         replicator = Replicator(
@@ -296,6 +301,7 @@ class App:
             health,
             self.clock,
             refusals,
+            upload_filter=self.snapshot_blur() if s.blur_others else None,
         )
 
     def push_server(self) -> HttpServer:
@@ -309,6 +315,16 @@ class App:
         endpoint = PushEndpoint(p, self.controls.camera_report, self.clock, Refusals())
         tls = (p.tls_cert, p.tls_key) if p.tls_cert and p.tls_key else None
         return HttpServer(endpoint.app(), p.host, p.port, "push", tls)
+
+    def snapshot_blur(self) -> SnapshotBlur:
+        """`[sync] blur_others`: the face detector (its own instance: the sync thread's) finds
+        the faces to blur in uploaded snapshots."""
+        from gatectl.sync.snapshots import SnapshotBlur
+
+        detector = FaceDetector(self.models, BLUR_LONG_SIDE, BLUR_DETECT_THRESHOLD)
+        return SnapshotBlur(lambda image: [f.box for f in detector.detect(image)],
+                            {g.name for g in self.cfg.gates if g.kind == "face"},
+                            self.cfg.storage.snapshot_jpeg_quality)
 
     def close(self) -> None:
         for extra in self._extra_stores:

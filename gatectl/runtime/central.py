@@ -128,8 +128,8 @@ def _request(body: dict) -> dict:
     if "templates" not in body:
         return out  # a change of status, name or unit: the templates stay
     templates = body["templates"]
-    if not isinstance(templates, list) or not 0 < len(templates) <= MAX_TEMPLATES:
-        raise Malformed(f"field 'templates' must be a list of 1..{MAX_TEMPLATES}")
+    if not isinstance(templates, list) or len(templates) > MAX_TEMPLATES:
+        raise Malformed(f"field 'templates' must be a list of 0..{MAX_TEMPLATES} (0: erase them)")
     clean = []
     for t in templates:
         if not isinstance(t, dict):
@@ -340,7 +340,7 @@ class Central:
         why = ("device requests are refused here" if self.device_requests != "own"
                else "not this device's resident" if owner is not None and owner != device
                else "a new resident needs templates" if owner is None and req["op"] == "upsert"
-               and "templates" not in req else None)
+               and not req.get("templates") else None)
         if why is not None:
             self.counters["requests_refused"] += 1
             self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "refused": why})

@@ -82,6 +82,8 @@ def doctor(app: App, wait_s: float) -> int:
             report(True, f"relay board {name}: online ({board.health().get('driver')})")
         except BoardError as exc:
             report(False, str(exc))
+    for ok, line in reader_checks(app.cfg, wait_s):
+        report(ok, line)
     free = free_disk_mb(app.data_dir)
     report(free > 200, f"free disk at {app.data_dir}: {free:.0f} MB")
     if app.cfg.sync.enabled and not app.cfg.sync.missing_files():  # missing files: said once above
@@ -104,6 +106,45 @@ def doctor(app: App, wait_s: float) -> int:
     app.close()
     print("doctor: all checks passed" if problems == 0 else f"doctor: {problems} problem(s)")
     return 0 if problems == 0 else 1
+
+
+def reader_checks(cfg: Config, wait_s: float) -> list[tuple[bool, str]]:
+    """Each OSDP reader as `run` drives it: its bus opened, the reader online over the Secure
+    Channel within ``wait_s``, or what stopped it (port, key, silence). Reads meanwhile are
+    refused: the doctor decides nothing."""
+    from gatectl.hw.osdp.panel import ReaderPanel
+    from gatectl.runtime.readers import unwired_sink
+
+    said: dict[str, list[str]] = {}
+    buses: dict[str, list] = {}
+    for r in cfg.readers:
+        buses.setdefault(r.port, []).append(r)
+    panels = [ReaderPanel(port, rs[0].baud, rs, unwired_sink,
+                          lambda src, why: said.setdefault(src, []).append(why))
+              for port, rs in buses.items()]
+    for p in panels:
+        p.start()
+    out = []
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not all(
+                s.online and (s.secure or not s.cfg.secure) for p in panels for s in p.readers):
+            time.sleep(0.05)
+        for p in panels:  # read before stopping: a stopped panel has every reader offline
+            for s in p.readers:
+                where = f"reader {s.cfg.name} (address {s.cfg.address} on {p.port})"
+                if s.online and (s.secure or not s.cfg.secure):
+                    how = "Secure Channel" if s.secure else "no Secure Channel (secure = false)"
+                    out.append((True, f"{where}: online, {how}"))
+                    continue
+                why = (p.port_error or next((w for w in said.get(s.cfg.name, [])
+                                             if w.startswith("reader_refused")), None)
+                       or f"not online within {wait_s:g} s")
+                out.append((False, f"{where}: {why}"))
+    finally:
+        for p in panels:
+            p.stop()
+    return out
 
 
 def sync_check(cfg: Config) -> tuple[bool, str]:

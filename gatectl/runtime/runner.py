@@ -38,12 +38,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatectl.config.gates import FaceGateConfig
 from gatectl.config.run import RunConfig
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
 from gatectl.gates.base import Gate
+from gatectl.hw.display import PrivacyNotice
+from gatectl.hw.osdp.panel import Sink
 from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
+from gatectl.runtime.readers import Readers
 from gatectl.runtime.status_view import start_status
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
 from gatectl.sources.camera import CameraGrabber, FrameReader
@@ -228,11 +232,20 @@ class GateWorker:
 
 class Runner:
     def __init__(
-        self, app: App, stop: threading.Event | None = None, config_path: Path | None = None
+        self, app: App, stop: threading.Event | None = None, config_path: Path | None = None,
+        sink_for: Callable[[str], Sink] | None = None,
     ):
         """``config_path``: the file a reload (SIGHUP, remote `config.reload`) re-reads (None:
-        built-in defaults)."""
+        built-in defaults). ``sink_for(door)``: the access decision the door's card and PIN
+        readers hand their credentials to (default: the door's `AccessPoint`, as for faces)."""
         self.app = app
+        sinks = sink_for or (lambda door: app.access_point(door).present)
+        self.readers = Readers(app.cfg.readers, sinks, lambda: app.recorder)
+        self.notice = PrivacyNotice(
+            app.display, app.cfg.privacy,
+            sorted({g.door for g in app.cfg.gates if isinstance(g, FaceGateConfig)}),
+            time.monotonic,
+        )
         self.stop = stop or threading.Event()
         self.config_path = config_path
         self.reexec = False  # a reload: the CLI starts gatectl again after a clean stop
@@ -273,6 +286,7 @@ class Runner:
         c.value("liveness_refused", self._liveness_refused)
         for door, point in self.app.access_points.items():  # decisions per credential, by door
             c.add("access", point, door)
+        c.add("readers", self.readers)
         return c
 
     def _liveness_refused(self) -> dict[str, int]:
@@ -339,6 +353,7 @@ class Runner:
             grabber.start()
         for w in workers:
             w.start()
+        self.readers.start()
 
     def _shutdown(self) -> None:
         """Doors locked and holds released first (nothing may wait for that), then the push
@@ -349,6 +364,7 @@ class Runner:
         deadline = time.monotonic() + app.cfg.run.stop_timeout_s
         sd_notify("STOPPING=1")
         self.stop.set()
+        self.readers.stop()  # no card or PIN decides anything from here on
         app.outputs.all_off()
         if self.push is not None:  # before the second all_off: a late push could hold a car
             self.push.stop()
@@ -572,6 +588,7 @@ class Runner:
                 continue
             next_slow = now + slow_every
             self._trust_requests()
+            self.notice.tick()
             if now >= next_report:
                 next_report = now + RETENTION_EVERY_S
                 self._report_clock()
@@ -599,6 +616,9 @@ class Runner:
         hung = [w.name for w in self.workers if w.abandoned >= MAX_ABANDONED]
         if hung:
             return f"gate(s) {', '.join(hung)} left {MAX_ABANDONED}+ threads hung in a frame"
+        dead = self.readers.dead()  # a reader bus thread gone: a restart brings its readers back
+        if dead:
+            return f"reader bus(es) {', '.join(dead)} dead"
         return None
 
     def _check_gates(self, now: float) -> None:

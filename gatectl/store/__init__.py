@@ -5,12 +5,13 @@ Power cuts on SD cards are the normal case, so the connection runs WAL with sync
 foreign keys on (`db`). Face templates live in their own table holding no name or unit (GB/T
 35273: biometric data kept apart from identity data). Every write takes one lock, so the
 daemon's threads share a single writer connection. The schema is `migrations`; the tables are
-read and written through `residents`, `events`, `vehicles` and `outbox`; a corrupt file is
-handled by `salvage`; the event files beside the rows by `recorder`.
+read and written through `residents`, `consent`, `events`, `vehicles` and `outbox`; a corrupt
+file is handled by `salvage`; the event files beside the rows by `recorder`.
 """
 
 from __future__ import annotations
 
+from gatectl.store.consent import Consents
 from gatectl.store.credentials import Credentials
 from gatectl.store.events import Events
 from gatectl.store.outbox import Outbox
@@ -18,7 +19,7 @@ from gatectl.store.residents import Residents
 from gatectl.store.vehicles import Vehicles
 
 
-class Store(Residents, Credentials, Events, Vehicles, Outbox):
+class Store(Residents, Credentials, Consents, Events, Vehicles, Outbox):
     """The device's store: one connection and writer lock (`db.StoreBase`) under the repositories
     of the tables each concern owns. One class for the callers, so a transaction may span
     repositories (an event row and its outbox row; an erasure and its tombstone)."""

@@ -85,15 +85,18 @@ class StoreBase:
     """The connection, the writer lock and the outbox primitive the repositories share."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = now_wall, *, publish: bool = False,
-                 publish_snapshots: bool = True, outbox_max: int = 100_000):
+                 publish_snapshots: bool = True, outbox_max: int = 100_000,
+                 snapshot_kinds: frozenset[str] | None = None):
         """``publish``: central sync is configured, so events and local enrollment changes also
         go to the outbox, in the same transaction (nothing is recorded that is not also queued).
         ``outbox_max`` bounds the outbox; beyond it the oldest snapshots, then the oldest events
-        are dropped and counted (`outbox_dropped_*` in meta)."""
+        are dropped and counted (`outbox_dropped_*` in meta). ``snapshot_kinds``: the events
+        whose snapshot is queued for the centre (`[sync] snapshot_kinds`)."""
         self.path = Path(path)
         self.clock = clock
         self.publish = publish
         self.publish_snapshots = publish_snapshots
+        self.snapshot_kinds = snapshot_kinds  # `config.sync.snapshot_kind`s uploaded; None: all
         self.outbox_max = outbox_max
         self._lock = threading.RLock()
         try:

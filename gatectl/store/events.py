@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from gatectl.config.sync import snapshot_kind
 from gatectl.domain.records import EventRow
 from gatectl.store.db import (
     StoreBase,
@@ -43,7 +44,10 @@ class Events(StoreBase):
                 [row["ts"], seen_resident],
             )
         self._enqueue(db, "event", row["id"])
-        if row.get("snapshot") and self.publish_snapshots:
+        if row.get("snapshot") and self.publish_snapshots and (
+            self.snapshot_kinds is None
+            or snapshot_kind(row["kind"], row.get("decision")) in self.snapshot_kinds
+        ):
             self._enqueue(db, "snapshot", row["id"])
         return True
 

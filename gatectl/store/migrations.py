@@ -282,3 +282,22 @@ def m007_credentials(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m008_consent(db: Database) -> None:
+    """Consent to face recognition per resident: scope (``local``: this device only; ``site``:
+    replicated), when and by whom it was recorded, when it was withdrawn. Residents enrolled
+    before have no row, which counts as ``local``: their templates are no longer replicated
+    until consent for the site is recorded."""
+    db.executescript(
+        """
+        CREATE TABLE consent (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            scope TEXT NOT NULL CHECK (scope IN ('local', 'site')),
+            given_by TEXT NOT NULL,
+            given_at REAL NOT NULL,
+            withdrawn_at REAL
+        );
+        """
+    )

@@ -11,6 +11,7 @@ import numpy as np
 from sqlite_utils import Database
 from ulid import ULID
 
+from gatectl.domain.consent import Consent
 from gatectl.domain.records import OwnerKey, Resident, WatchEntry
 from gatectl.store.credentials import check_face_allowed
 from gatectl.store.db import (
@@ -36,8 +37,10 @@ class Residents(StoreBase):
     """Residents, templates, the watchlist and their replication state."""
 
     def add_resident(self, name: str, unit: str, templates: list[tuple[np.ndarray, float]],
-                     model_id: str) -> Resident:
-        """Resident row and its templates in one transaction: never a person without a face."""
+                     model_id: str, consent: Consent | None = None) -> Resident:
+        """Resident row and its templates in one transaction: never a person without a face.
+        ``consent`` is recorded in the same transaction, so the replication filter never sees
+        the resident without it (None: none recorded, which counts as ``local``)."""
         now = self.clock()
         with self.write() as db:
             cur = db.execute(
@@ -46,6 +49,9 @@ class Residents(StoreBase):
             )
             rid = row_id(cur)
             self._insert_templates(db, ("resident", rid), templates, model_id, now)
+            if consent is not None:
+                db.execute("INSERT INTO consent (resident_id, scope, given_by, given_at) "
+                           "VALUES (?, ?, ?, ?)", [rid, consent.scope, consent.by, now])
             self._enqueue_enroll(db, rid)
         return self.resident(rid)
 

@@ -65,8 +65,10 @@ IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones", "cards",
                    "totp_secrets", "pass_uses", "pass_revocations")
 
 
-# each on its own: a lost plate list or nonce table denies, never admits
-SALVAGE_EXTRA = ("plates", "nonces")
+# each on its own: a lost plate list or nonce table denies, never admits; a lost consent table
+# keeps every face on this device (no consent recorded counts as local). Consent only with the
+# residents it belongs to.
+SALVAGE_EXTRA = ("plates", "nonces", "consent")
 
 
 def salvage(src: Path, store: Store) -> tuple[str, bool]:
@@ -82,6 +84,8 @@ def salvage(src: Path, store: Store) -> tuple[str, bool]:
     try:
         groups = [IDENTITY_TABLES] + [(t,) for t in SALVAGE_EXTRA]
         for group in groups:
+            if group == ("consent",) and not identities:
+                continue
             try:
                 present = {r[0] for r in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -109,12 +109,16 @@ class SyncClient:
         device_health: Callable[[], dict],
         clock: Callable[[], float] = time.time,
         refusals: Refusals | None = None,
+        upload_filter: Callable[[str, bytes], bytes | None] | None = None,
     ):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
         see another thread's uncommitted transaction). ``device_health``: the whole device's
-        health (`runtime.health`), published with the status; this client's own is `health()`."""
+        health (`runtime.health`), published with the status; this client's own is `health()`.
+        ``upload_filter(gate, jpeg)``: what a snapshot looks like when it leaves (`snapshots`:
+        bystanders' faces blurred); None from it: the snapshot is not uploaded."""
         self.cfg = cfg
         self.snapshot_dir = Path(snapshot_dir)
+        self.upload_filter = upload_filter
         self.topics = topics
         self.store = store
         self.replicator = replicator
@@ -417,6 +421,12 @@ class SyncClient:
             except OSError:
                 self.counters["snapshots_missing"] += 1
                 return None, b"", None
+            if self.upload_filter is not None:
+                filtered = self.upload_filter(row["gate"], data)
+                if filtered is None:
+                    self.counters["snapshots_unreadable"] += 1
+                    return None, b"", None
+                data = filtered
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = "image/jpeg"
             return t.snapshot(ref), data, props

@@ -27,6 +27,8 @@ Payload (JSON), resident::
      "sig": "..."}
 
 Watchlist entries use ``"type": "watchlist"`` with ``name``, ``reason`` and ``templates``.
+A resident's ``templates`` go up only with consent scope ``site``; ``"templates": []`` erases
+them (a withdrawn consent) and keeps the resident.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
 """
 
@@ -117,13 +119,14 @@ def check_version(version: object, now: float, skew_s: float) -> int:
 
 def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
     """The current state of a resident (or its tombstone), as a request going up; None if
-    unknown."""
+    unknown. Templates go up only with the person's consent for the site (`domain.consent`):
+    without it the request carries none (the centre refuses a new resident without templates,
+    so the person stays on this device); after a withdrawal of site consent it carries an empty
+    list, which the centre signs and every device applies as the erasure of the templates."""
     r = store.resident_by_uid(uid)
     if r is not None:
-        templates = store.templates_of(("resident", r.id))
-        model = templates[0][2] if templates else ""
         version = store.version_of(uid)[1]
-        return {
+        body = {
             "v": 1,
             "type": "resident",
             "op": "upsert",
@@ -133,8 +136,15 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
             "unit": r.unit,
             "status": r.status,
             "origin": origin,
-            "templates": encode_templates([(v, q) for v, q, _ in templates], model),
         }
+        consent = store.consent_of(r.id)
+        if consent is not None and consent.replicated:
+            templates = store.templates_of(("resident", r.id))
+            model = templates[0][2] if templates else ""
+            body["templates"] = encode_templates([(v, q) for v, q, _ in templates], model)
+        elif consent is not None and consent.scope == "site":
+            body["templates"] = []  # withdrawn: erased wherever they were replicated
+        return body
     tombstone = store.tombstone_version(uid)
     if tombstone is None:
         return None
