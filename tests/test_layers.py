@@ -15,7 +15,7 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "gatectl"
 
 # Lowest first. A module may import its own floor and the floors below it, never above.
-FLOORS = ["domain", "core", "config", "store", "sources", "vision", "hw", "control", "people", "gates",
+FLOORS = ["domain", "core", "config", "store", "sources", "vision", "hw", "control", "people", "analysis", "gates",
           "sync", "runtime", "cli"]
 ROOT_MODULES = {"gatectl": "core", "gatectl.__main__": "cli"}  # the package itself: version, entry point
 

@@ -51,7 +51,7 @@ log = logging.getLogger("gatectl")
 
 # Command groups that plug in: each module has ``register(sub)`` adding its subparsers (with
 # ``set_defaults(func=...)``); one line here per group, as gate kinds have GATE_KINDS.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gatectl.cli.analyse",)
 
 
 class Parser(argparse.ArgumentParser):
@@ -109,8 +109,11 @@ def build_parser() -> Parser:
     r = sub.add_parser(
         "residents", help="list, show, update, remove, reactivate or suspend residents"
     )
-    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend"])
+    r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend",
+                                      "care"])
     r.add_argument("who", nargs="?", help="resident id or exact name")
+    r.add_argument("state", nargs="?", choices=["on", "off"],
+                   help="care: watched by the not-seen rule (analysis.care) or not")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(

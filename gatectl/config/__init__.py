@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gatectl.config.analysis import AnalysisConfig
 from gatectl.config.base import MAX_ITEMS, ConfigError, Strict, file_problem
 from gatectl.config.gates import (
     GATE_TAGS,
@@ -94,6 +95,9 @@ class Config(Strict):
     )
     sync: SyncConfig = Field(SyncConfig(), description="Central sync over MQTT 5.")
     display: DisplayConfig = Field(DisplayConfig(), description="Where announcements are shown.")
+    analysis: AnalysisConfig = Field(
+        AnalysisConfig(), description="Behaviour rules and tailgating (gatectl.analysis)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
     )
@@ -225,6 +229,28 @@ class Config(Strict):
                 errors.append(f"gates[{i}].barrier: unknown barrier '{g.barrier}'")
             if isinstance(g, EbikeGateConfig) and g.elevator not in elevators:
                 errors.append(f"gates[{i}].elevator: unknown elevator '{g.elevator}'")
+        return errors + self._analysis_refs(doors, cameras)
+
+    def _analysis_refs(self, doors: set[str], cameras: set[str]) -> list[str]:
+        """The analysis section's references: tailgate doors and cameras, exit gates, sensors'
+        fault inputs."""
+        errors = []
+        for i, t in enumerate(self.analysis.tailgate):
+            if t.door not in doors:
+                errors.append(f"analysis.tailgate[{i}].door: unknown door '{t.door}'")
+            if t.camera not in cameras:
+                errors.append(f"analysis.tailgate[{i}].camera: unknown camera '{t.camera}'")
+        faces = {g.name for g in self.gates if isinstance(g, FaceGateConfig)}
+        for i, name in enumerate(self.analysis.not_back.exit_gates):
+            if name not in faces:
+                errors.append(f"analysis.not_back.exit_gates[{i}]: unknown face gate '{name}'")
+        boards = {b.name: b for b in self.boards}
+        for i, inp in enumerate(self.inputs):
+            b = boards.get(inp.board)
+            if inp.fault_index is not None and b is not None and inp.fault_index >= b.inputs:
+                errors.append(
+                    f"inputs[{i}].fault_index: board '{inp.board}' has {b.inputs} input(s)"
+                )
         return errors
 
 

@@ -13,6 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gatectl.analysis.engine import Analyst
+from gatectl.analysis.strangers import StrangerBook
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
 from gatectl.control.clock import ClockWatch
@@ -166,6 +168,17 @@ class App:
                         self.directory, self.store, lambda files: self.recorder.delete_files(files),
                         self.embedder.model_id,
                         e, self.cfg.storage, self.snapshot_dir)
+
+    @cached_property
+    def strangers(self) -> StrangerBook:
+        """Where the face gates keep unknown faces for the repeated-stranger rule."""
+        return StrangerBook(self.store, self.cfg.analysis.strangers)
+
+    @cached_property
+    def analyst(self) -> Analyst:
+        """The behaviour rules over this store, on the trusted time base."""
+        return Analyst(self.cfg.analysis, self.store, self.recorder, self.snapshot_dir,
+                       self.strangers, self.rule_time)
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

@@ -11,13 +11,14 @@ handled by `salvage`; the event files beside the rows by `recorder`.
 
 from __future__ import annotations
 
+from gatectl.store.analysis import Analysis
 from gatectl.store.events import Events
 from gatectl.store.outbox import Outbox
 from gatectl.store.residents import Residents
 from gatectl.store.vehicles import Vehicles
 
 
-class Store(Residents, Events, Vehicles, Outbox):
+class Store(Residents, Events, Vehicles, Outbox, Analysis):
     """The device's store: one connection and writer lock (`db.StoreBase`) under the repositories
     of the tables each concern owns. One class for the callers, so a transaction may span
     repositories (an event row and its outbox row; an erasure and its tombstone)."""
