@@ -17,6 +17,7 @@ import numpy as np
 from gatectl.domain.records import Event
 
 if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
+    from gatectl.analysis.strangers import StrangerBook
     from gatectl.config import Config
     from gatectl.config.gates import FaceQuality, GateConfigBase
     from gatectl.control.controls import Controls
@@ -118,6 +119,10 @@ class GateParts(Protocol):
 
     @property
     def display(self) -> Display: ...
+    @property
+    def strangers(self) -> StrangerBook:
+        """Where unknown faces go for the repeated-stranger rule."""
+        ...
 
 
 class ReplayReport(Protocol):

@@ -115,6 +115,7 @@ class Runner:
         c.add("controls", self.app.controls)
         c.add(TOP_LEVEL, self.app.recorder)
         c.add("clock", self.app.clockwatch)
+        c.add("analysis", self.app.analyst)
         c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
         c.section("gates")
         for w in self.workers:
@@ -319,6 +320,7 @@ class Runner:
         next_slow = time.monotonic()
         next_retention = time.monotonic()
         next_report = next_retention + RETENTION_EVERY_S  # the clock view: written at start already
+        next_analysis = next_slow + self.app.cfg.analysis.every_s
         while not self.stop.wait(DOOR_POLL_S):
             try:
                 self.app.controls.poll()
@@ -348,11 +350,24 @@ class Runner:
                 log.exception("event spool drain failed; will retry")
             if now >= next_retention:
                 next_retention = self._retention(now)
+            if now >= next_analysis:
+                next_analysis = now + self._analyse()
             h = self.health()
             sd_notify("STATUS=" + ", ".join(
                 [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
                 + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
 
+
+    def _analyse(self) -> float:
+        """The behaviour rules (`analysis.engine`), unless the clock just jumped: their windows
+        are wall-time differences. Returns the seconds until the next run."""
+        if not self.app.clockwatch.trusted:
+            return 60.0
+        try:
+            self.app.analyst.run()
+        except Exception:  # a rule's failure must not stop the supervisor (or the watchdog)
+            log.exception("behaviour rules failed; will retry")
+        return self.app.cfg.analysis.every_s
 
     def _retention(self, now: float) -> float:
         """Snapshot and event retention and the orphan sweep, unless the clock just jumped
