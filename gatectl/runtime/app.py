@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatectl.analysis.engine import Analyst
+from gatectl.analysis.sensors import SensorWatch
 from gatectl.analysis.strangers import StrangerBook
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
@@ -179,6 +180,11 @@ class App:
         """The behaviour rules over this store, on the trusted time base."""
         return Analyst(self.cfg.analysis, self.store, self.recorder, self.snapshot_dir,
                        self.strangers, self.rule_time)
+
+    @cached_property
+    def sensors(self) -> SensorWatch:
+        """The named sensor inputs, read on the supervisor's poll."""
+        return SensorWatch(self.cfg.inputs, self.boards, self.recorder, self.monotonic)
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

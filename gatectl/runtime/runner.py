@@ -116,6 +116,7 @@ class Runner:
         c.add(TOP_LEVEL, self.app.recorder)
         c.add("clock", self.app.clockwatch)
         c.add("analysis", self.app.analyst)
+        c.add("sensors", self.app.sensors)
         c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
         c.section("gates")
         for w in self.workers:
@@ -326,6 +327,10 @@ class Runner:
                 self.app.controls.poll()
             except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
                 log.exception("door input poll failed")
+            try:
+                self.app.sensors.poll()
+            except Exception:
+                log.exception("sensor input poll failed")
             self.app.clockwatch.observe()
             now = time.monotonic()
             if now < next_slow:
