@@ -240,6 +240,9 @@ class Config(Strict):
                 errors.append(f"analysis.tailgate[{i}].door: unknown door '{t.door}'")
             if t.camera not in cameras:
                 errors.append(f"analysis.tailgate[{i}].camera: unknown camera '{t.camera}'")
+            elif t.camera not in {g.camera for g in self.gates}:
+                errors.append(f"analysis.tailgate[{i}].camera: camera '{t.camera}' serves no "
+                              "gate (the watch uses the frames of the gate on it)")
         faces = {g.name for g in self.gates if isinstance(g, FaceGateConfig)}
         for i, name in enumerate(self.analysis.not_back.exit_gates):
             if name not in faces:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatectl.analysis.engine import Analyst
 from gatectl.analysis.sensors import SensorWatch
 from gatectl.analysis.strangers import StrangerBook
+from gatectl.analysis.tailgate import TailgateWatch
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
 from gatectl.control.clock import ClockWatch
@@ -44,6 +45,7 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
     return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
 
 
+PERSON_MODEL = "yolox_nano"  # the bundled COCO detector; class 0 is person
 SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
 
 
@@ -185,6 +187,19 @@ class App:
     def sensors(self) -> SensorWatch:
         """The named sensor inputs, read on the supervisor's poll."""
         return SensorWatch(self.cfg.inputs, self.boards, self.recorder, self.monotonic)
+
+    def tailgate_watches(self) -> list[TailgateWatch]:
+        """One watch per ``[[analysis.tailgate]]`` door, over the bundled COCO YOLOX-nano's
+        person class (one model run per frame it looks at: no tiles)."""
+        from gatectl.vision.objects import open_detector
+
+        out = []
+        for i, t in enumerate(self.cfg.analysis.tailgate):
+            detector = open_detector(self.models.session(PERSON_MODEL), "yolox", 416,
+                                     {"person": 0}, t.threshold, 1, f"analysis.tailgate[{i}]")
+            out.append(TailgateWatch(t, detector, partial(self.controls.door_view, t.door),
+                                     self.recorder))
+        return out
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

@@ -15,7 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
@@ -42,11 +44,21 @@ BOARD_FIELDS = (
 )
 
 
+class FrameObserver(Protocol):
+    """An analyser fed the frames a gate worker pulls (`analysis.tailgate.TailgateWatch`)."""
+
+    name: str
+
+    def process(self, image: np.ndarray, t: float) -> object: ...
+
+
 class GateWorker:
-    """Pulls the newest frame of one camera and runs one gate on it."""
+    """Pulls the newest frame of one camera and runs one gate on it (and the analysers that
+    watch the same camera: a camera is opened once)."""
 
     def __init__(self, gate: Gate, grabber: CameraGrabber, stop: threading.Event):
         self.gate = gate
+        self.observers: list[FrameObserver] = []
         self.grabber = grabber
         self.stop = stop
         self.heartbeat = time.monotonic()
@@ -68,6 +80,11 @@ class GateWorker:
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                 log.exception("gate %s: frame %d failed", self.gate.cfg.name, frame.seq)
+            for obs in self.observers:
+                try:
+                    obs.process(frame.image, frame.t_capture)
+                except Exception:  # an analyser's failure is not the gate's
+                    log.exception("%s: frame %d failed", obs.name, frame.seq)
 
     def health(self) -> dict[str, Any]:
         """The gate's own counters and the worker's: frames that raised, failing right now."""
@@ -152,6 +169,7 @@ class Runner:
                 app.cfg.camera(gate.cfg.camera), on_event=camera_events(app, gate.cfg.camera)
             )
             self.workers.append(GateWorker(gate, grabber, self.stop))
+        self._attach_tailgate_watches()
         for w in self.workers:
             w.grabber.start()
             w.thread.start()
@@ -170,6 +188,14 @@ class Runner:
                 self.sync.stop()
             app.outputs.all_off()
             log.info("stopped; outputs off")
+
+    def _attach_tailgate_watches(self) -> None:
+        """Each door's tailgate watch rides on the worker of the gate on its camera (the config
+        refuses a tailgate camera no gate uses: `Config._analysis_refs`)."""
+        for watch in self.app.tailgate_watches():
+            for w in self.workers:
+                if w.gate.cfg.camera == watch.camera:
+                    w.observers.append(watch)
 
     def _recover_store(self) -> None:
         """A corrupt database (an SD card that lost pages) is moved aside and a fresh one made,
