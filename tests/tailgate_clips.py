@@ -8,11 +8,17 @@ frame each at FPS; ``door`` is what happens to the door just before that frame.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from gatectl.config import parse_config
+from gatectl.control.controls import Controls
+from gatectl.hw.relay import SimulatedRelay
+from gatectl.runtime.app import App
 
 PEOPLE = Path(__file__).parent / "data" / "people"
 W, H, FPS = 640, 480, 5.0
@@ -84,26 +90,74 @@ def walk(walkers: list[tuple[str, int, int, float]], seed: int, seconds: float,
     return steps
 
 
-def clips(people: list[str]) -> list[Clip]:
+def clips(people: list[str]) -> Iterator[Clip]:
     """For each person: a single pass; with the next person: a tailgate (one grant, the second
     close behind), a pass where the door closed between them (no tailgate), and two grants for
-    two people (no tailgate)."""
-    out = []
+    two people (no tailgate). Made one at a time: a clip is some 25 MB of frames."""
     n = len(people)
     for i, p in enumerate(people):
         q = people[(i + 1) % n]
         hp, hq = 250 + 10 * (i % 3), 235 + 10 * ((i + 1) % 3)
         single = walk([(p, hp, 460, 0.2)], i, 4.8, {0: ["grant"], 2: ["open"], 23: ["close"]})
-        out.append(Clip(f"single:{p}", single, False))
+        yield Clip(f"single:{p}", single, False)
         follow = walk([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
                       {0: ["grant"], 2: ["open"], 26: ["close"]})
-        out.append(Clip(f"tailgate:{p}+{q}", follow, True))
+        yield Clip(f"tailgate:{p}+{q}", follow, True)
         # the first one through closes the door; the second opens it again (the door's own
         # door_forced alert is not this rule's business)
         apart = walk([(p, hp, 462, 0.2), (q, hq, 452, 3.4)], i, 8.0,
                      {0: ["grant"], 2: ["open"], 16: ["close"], 19: ["open"], 39: ["close"]})
-        out.append(Clip(f"closed_between:{p}+{q}", apart, False))
+        yield Clip(f"closed_between:{p}+{q}", apart, False)
         both = walk([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
                     {0: ["grant", "grant"], 2: ["open"], 26: ["close"]})
-        out.append(Clip(f"two_grants:{p}+{q}", both, False))
-    return out
+        yield Clip(f"two_grants:{p}+{q}", both, False)
+
+
+SITE = {
+    "cameras": [{"name": "door_cam", "source": "0"}],
+    "outputs": [{"name": "door", "channel": 0}],
+    "inputs": [{"name": "contact", "index": 0, "role": "door_contact", "door": "door"}],
+    "doors": [{"name": "door", "output": "door", "unlock_seconds": 5}],
+    "gates": [{"kind": "face", "name": "gate", "camera": "door_cam", "door": "door"}],
+    "analysis": {"tailgate": [{"door": "door", "camera": "door_cam", "fps": 5, **SITE_LINE}]},
+}
+
+
+class Clock:
+    t = 10_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Rig:
+    """The door, its controls on a fed clock and the App's tailgate watch over them."""
+
+    def __init__(self, tmp_path: Path):
+        self.clock = Clock()
+        self.relay = SimulatedRelay(clock=self.clock)
+        cfg = parse_config(SITE)
+        cfg.sync.enabled = True  # events go to the outbox: the alert syncs like any event
+        self.app = App(cfg, tmp_path / "state", boards={"main": self.relay})
+        self.controls = Controls(cfg, self.app.outputs, self.app.recorder, clock=self.clock)
+        self.app.__dict__["controls"] = self.controls
+        [self.watch] = self.app.tailgate_watches()
+
+    def play(self, clip: Clip) -> list:
+        """The clip through the door and the watch; then the door rests (the pass is over)."""
+        start = self.clock.t
+        alerts = []
+        for step in clip.steps:
+            self.clock.t = start + step.t
+            for change in step.door:
+                if change == "grant":
+                    self.controls.grant("door", None)
+                else:
+                    self.relay.set_input(0, change == "open")
+            self.controls.poll()
+            alerts += self.watch.process(step.image, self.clock.t)
+        self.watch.flush(self.clock.t)
+        self.clock.t += 30
+        self.controls.poll()
+        self.watch.process(clip.steps[-1].image, self.clock.t)
+        return alerts

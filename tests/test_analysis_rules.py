@@ -34,7 +34,7 @@ def grant(app: App, rid: int, ts: float, gate: str = "gate") -> None:
 
 
 def local_ts(day0: float, day: int, hour: float) -> float:
-    """Wall time of ``hour`` (site time, UTC+8) on the ``day``-th day after ``day0`` (UTC midnight)."""
+    """Wall time of ``hour`` (site time, UTC+8) on day ``day`` after ``day0`` (a UTC midnight)."""
     return day0 + day * D + (hour - 8) * H
 
 
@@ -55,8 +55,8 @@ def findings(app: App) -> dict[str, set[str]]:
 
 def add_stranger(app: App, base: np.ndarray, ts: float, rng: np.random.Generator) -> int | None:
     """An unknown face's event and its embedding, as the face gate hands them over."""
-    ev = app.recorder.record("gate", "access", "denied", "unknown face", np.full((40, 40, 3), 90, np.uint8),
-                             ts=ts)
+    ev = app.recorder.record("gate", "access", "denied", "unknown face",
+                             np.full((40, 40, 3), 90, np.uint8), ts=ts)
     return app.strangers.add(ev, unit(base + rng.normal(scale=0.02, size=DIM)), 0.4)
 
 
@@ -187,7 +187,8 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
     assert ok(run_cli("residents", "care", str(care), "on", data=data)).startswith(
         f"resident #{care}: care on; alert after 24 h")
     one_line_error(run_cli("residents", "care", str(care), data=data))
-    rows = [json.loads(line) for line in ok(run_cli("analyse", "--since", "45d", "--json", data=data)).splitlines()]
+    out = ok(run_cli("analyse", "--since", "45d", "--json", data=data))
+    rows = [json.loads(line) for line in out.splitlines()]
     got = {(r["rule"], r["subject"]) for r in rows}
     assert got == {("not_seen", f"resident #{care}"), ("night_pattern", f"resident #{night}"),
                    ("vehicle_inside", "京D00001"), ("repeated_stranger", "stranger #1")}

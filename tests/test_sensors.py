@@ -122,7 +122,8 @@ def test_a_sensor_active_at_start_is_reported(rig):
     sim, board, clock, store, watch = rig
     set_input(sim, board, LEAK, True)
     run(clock, watch, 1.0)
-    assert alerts(store) == [("pump_room_leak", "sensor: pump_room_leak (critical) active at start")]
+    assert alerts(store) == [
+        ("pump_room_leak", "sensor: pump_room_leak (critical) active at start")]
 
 
 def test_debounce_is_pure():

@@ -13,60 +13,8 @@ from gatectl.analysis.tailgate import DoorLine, PassCounter, PersonTracker, cros
 from gatectl.config import parse_config
 from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
-from gatectl.control.controls import Controls
-from gatectl.hw.relay import SimulatedRelay
-from gatectl.runtime.app import App
 from gatectl.store.recorder import clip_of
-from tests.tailgate_clips import DETECTABLE, SITE_LINE, Clip, clips, walk
-
-SITE = {
-    "cameras": [{"name": "door_cam", "source": "0"}],
-    "outputs": [{"name": "door", "channel": 0}],
-    "inputs": [{"name": "contact", "index": 0, "role": "door_contact", "door": "door"}],
-    "doors": [{"name": "door", "output": "door", "unlock_seconds": 5}],
-    "gates": [{"kind": "face", "name": "gate", "camera": "door_cam", "door": "door"}],
-    "analysis": {"tailgate": [{"door": "door", "camera": "door_cam", "fps": 5, **SITE_LINE}]},
-}
-
-
-class Clock:
-    t = 10_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Rig:
-    """The door, its controls on a fed clock and the App's tailgate watch over them."""
-
-    def __init__(self, tmp_path):
-        self.clock = Clock()
-        self.relay = SimulatedRelay(clock=self.clock)
-        cfg = parse_config(SITE)
-        cfg.sync.enabled = True  # events go to the outbox: the alert syncs like any event
-        self.app = App(cfg, tmp_path / "state", boards={"main": self.relay})
-        self.controls = Controls(cfg, self.app.outputs, self.app.recorder, clock=self.clock)
-        self.app.__dict__["controls"] = self.controls
-        [self.watch] = self.app.tailgate_watches()
-
-    def play(self, clip: Clip) -> list:
-        """The clip through the door and the watch; then the door rests (the pass is over)."""
-        start = self.clock.t
-        alerts = []
-        for step in clip.steps:
-            self.clock.t = start + step.t
-            for change in step.door:
-                if change == "grant":
-                    self.controls.grant("door", None)
-                else:
-                    self.relay.set_input(0, change == "open")
-            self.controls.poll()
-            alerts += self.watch.process(step.image, self.clock.t)
-        self.watch.flush(self.clock.t)
-        self.clock.t += 30
-        self.controls.poll()
-        self.watch.process(clip.steps[-1].image, self.clock.t)
-        return alerts
+from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, Rig, clips, walk
 
 
 @pytest.fixture
@@ -83,7 +31,7 @@ def test_tailgates_alert_and_other_passes_do_not(rig):
     assert missed == [] and false == []
     alerts = [e for e in rig.app.store.events(kind="alert") if e.reason.startswith("tailgating")]
     assert len(alerts) == 3
-    assert all(e.reason == "tailgating: 2 people crossed on 1 grant(s) at door door" for e in alerts)
+    assert {e.reason for e in alerts} == {"tailgating: 2 people crossed on 1 grant(s) at door door"}
     queued = {r[0] for r in rig.app.store.db.execute("SELECT ref FROM outbox WHERE kind = 'event'")}
     for e in alerts:
         assert e.id in queued and e.snapshot
@@ -163,3 +111,23 @@ def test_tailgate_config_mistakes_are_one_line(change, line_):
     with pytest.raises(ConfigError) as exc:
         parse_config(site)
     assert exc.value.lines == [line_]
+
+
+def test_a_clip_is_kept_and_deleted_with_its_snapshot(tmp_path):
+    from gatectl.store import Store
+    from gatectl.store.recorder import EventRecorder
+
+    store = Store(tmp_path / "g.db")
+    rec = EventRecorder(store, tmp_path / "snaps")
+    try:
+        ev = rec.record("door", "alert", "alert", "tailgating: t", np.zeros((40, 40, 3), np.uint8))
+        clip = tmp_path / "snaps" / clip_of(ev.snapshot)
+        clip.write_bytes(b"RIFF")
+        orphan = clip.with_name("01ORPHANORPHANORPHANORPHAN.clip.avi")  # its event never stored
+        orphan.write_bytes(b"RIFF")
+        assert rec.sweep_orphans(older_than=4e9) == 1
+        assert clip.exists() and not orphan.exists()
+        rec.delete_files([clip_of(ev.snapshot).with_name(clip.name.replace(".clip.avi", ".jpg"))])
+        assert not clip.exists() and not (tmp_path / "snaps" / ev.snapshot).exists()
+    finally:
+        store.close()
