@@ -199,3 +199,21 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
         assert again.store.event_count() == n_events
     finally:
         again.close()
+
+
+def test_a_night_only_stranger_is_flagged(site):
+    app, clock = site
+    rng = np.random.default_rng(4)
+    face = unit(rng.normal(size=DIM))
+    day0 = clock() - 6 * D
+    ids = {add_stranger(app, face, local_ts(day0, d, 2.5), rng) for d in range(4)}
+    sid = max(i for i in ids if i is not None)
+    assert findings(app).get("night_pattern") == {f"stranger #{sid}"}
+
+
+def test_erasing_a_resident_erases_their_care_flag(site):
+    app, _ = site
+    rid = resident(app, "G", 1)
+    app.store.set_care(rid, True)
+    app.store.remove_resident(rid)
+    assert app.store.care() == {}
