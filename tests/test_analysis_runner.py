@@ -31,10 +31,10 @@ def test_scheduled_rules_record_alerts_and_hold_on_a_jumped_clock(tmp_path):
         clock.jump(3 * H)  # a bad NTP step: the rules' windows would be wrong
         app.clockwatch.observe()
         assert not app.clockwatch.trusted
-        assert runner._analyse() == 60.0  # held, looked at again in a minute
+        assert runner._analyse(wait=True) == 60.0  # held, looked at again in a minute
         assert [e for e in app.store.events(kind="alert") if e.gate == "analysis"] == []
         app.clockwatch.confirm()
-        assert runner._analyse() == app.cfg.analysis.every_s
+        assert runner._analyse(wait=True) == app.cfg.analysis.every_s
         assert [e.reason.split(":")[0] for e in app.store.events(kind="alert")
                 if e.gate == "analysis"] == ["not_seen"]
         assert runner.health()["analysis"]["raised"] == 1

@@ -175,12 +175,17 @@ class App:
     @cached_property
     def strangers(self) -> StrangerBook:
         """Where the face gates keep unknown faces for the repeated-stranger rule."""
-        return StrangerBook(self.store, self.cfg.analysis.strangers)
+        return StrangerBook(self.store, self.cfg.analysis.strangers,
+                            self.cfg.storage.lock_wait_ms / 1000)
 
     @cached_property
     def analyst(self) -> Analyst:
-        """The behaviour rules over this store, on the trusted time base."""
-        return Analyst(self.cfg.analysis, self.store, self.recorder, self.snapshot_dir,
+        """The behaviour rules over this store, on the trusted time base. They read the history
+        on a connection of their own: a long read must not hold the writer connection's lock,
+        which the gates' events wait on."""
+        reader = Store(self.store.path, clock=self.clock)
+        self._extra_stores.append(reader)
+        return Analyst(self.cfg.analysis, reader, self.recorder, self.snapshot_dir,
                        self.strangers, self.rule_time)
 
     @cached_property

@@ -114,6 +114,7 @@ class Runner:
         self.started = time.monotonic()
         self._retention_held = False
         self._trust_seen = 0  # the trust requests counted when we last looked
+        self._analysis: threading.Thread | None = None  # the rules' run in progress
 
     def health(self) -> dict[str, Any]:
         """What an operator needs to see from afar: the status line, the status topic."""
@@ -183,6 +184,8 @@ class Runner:
             for w in self.workers:
                 w.thread.join(timeout=5)
                 w.grabber.stop()
+            if self._analysis is not None:
+                self._analysis.join(timeout=5)
             app.directory.stop()
             if self.sync is not None:
                 self.sync.stop()
@@ -389,16 +392,26 @@ class Runner:
                 + [f"relay {b}: {st['state']}" for b, st in h["boards"].items()]))
 
 
-    def _analyse(self) -> float:
-        """The behaviour rules (`analysis.engine`), unless the clock just jumped: their windows
-        are wall-time differences. Returns the seconds until the next run."""
+    def _analyse(self, wait: bool = False) -> float:
+        """Start the behaviour rules (`analysis.engine`) on a thread of their own - reading
+        weeks of history must not delay the door inputs or a fire alarm - unless the clock just
+        jumped (their windows are wall-time differences) or the last run is still going.
+        ``wait``: until it is done (tests). Returns the seconds until the next run."""
         if not self.app.clockwatch.trusted:
             return 60.0
+        if self._analysis is None or not self._analysis.is_alive():
+            self._analysis = threading.Thread(target=self._run_rules, name="analysis",
+                                              daemon=True)
+            self._analysis.start()
+        if wait:
+            self._analysis.join()
+        return self.app.cfg.analysis.every_s
+
+    def _run_rules(self) -> None:
         try:
             self.app.analyst.run()
-        except Exception:  # a rule's failure must not stop the supervisor (or the watchdog)
+        except Exception:  # a rule's failure is logged and retried at the next run
             log.exception("behaviour rules failed; will retry")
-        return self.app.cfg.analysis.every_s
 
     def _retention(self, now: float) -> float:
         """Snapshot and event retention and the orphan sweep, unless the clock just jumped

@@ -30,13 +30,13 @@ class Analysis(StoreBase):
         return {int(r[0]): float(r[1]) for r in self.db.execute("SELECT * FROM care")}
 
     @reads
-    def unknown_faces(self, since: float, limit: int) -> list[tuple[int, int | None, np.ndarray]]:
-        """(row, stranger id or None, embedding) of the unknown faces seen since ``since``,
-        newest first, at most ``limit``."""
+    def unknown_faces(self, since: float, limit: int) -> list[tuple[int, float, np.ndarray]]:
+        """(row, time, embedding) of the unknown faces seen since ``since``, newest first, at
+        most ``limit``."""
         return [
-            (int(r[0]), r[1], np.frombuffer(r[2], "<f4"))
+            (int(r[0]), float(r[1]), np.frombuffer(r[2], "<f4"))
             for r in self.db.execute(
-                "SELECT id, stranger, embedding FROM unknown_faces WHERE ts >= ? "
+                "SELECT id, ts, embedding FROM unknown_faces WHERE ts >= ? "
                 "ORDER BY ts DESC LIMIT ?",
                 [since, limit],
             )
@@ -44,13 +44,14 @@ class Analysis(StoreBase):
 
     def add_unknown_face(
         self, ts: float, gate: str, event_id: str | None, embedding: np.ndarray,
-        same_as: int | None,
-    ) -> int | None:
+        same_as: int | None, wait_s: float | None = None,
+    ) -> tuple[int, int | None]:
         """Keep one unknown face; ``same_as`` is the row of an earlier face of the same person
         (the caller's clustering), which gives both an anonymous id if the earlier one had none.
-        Returns the stranger id (None: a first sighting, no id yet)."""
+        Returns (its row, the stranger id; None: a first sighting, no id yet). ``wait_s``
+        bounds the wait for the write lock (the face gate's worker calls this)."""
         vec = np.asarray(embedding, "<f4").tobytes()
-        with self.write() as db:
+        with self.write(wait_s) as db:
             stranger = None
             if same_as is not None:
                 row = db.execute(
@@ -71,12 +72,12 @@ class Analysis(StoreBase):
                         "UPDATE strangers SET last_ts = max(last_ts, ?) WHERE id = ?",
                         [ts, stranger],
                     )
-            db.execute(
+            row = row_id(db.execute(
                 "INSERT INTO unknown_faces (stranger, ts, gate, event_id, embedding) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [stranger, ts, gate, event_id, vec],
-            )
-        return stranger
+            ))
+        return row, stranger
 
     @reads
     def stranger_sightings(self, since: float) -> list[dict[str, Any]]:
