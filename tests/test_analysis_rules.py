@@ -182,7 +182,7 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
         rng = np.random.default_rng(3)
         face = unit(rng.normal(size=DIM))
         for i in range(5):
-            add_stranger(app, face, now - 3 * D + 10 * H * i + 60, rng)
+            add_stranger(app, face, now - 3 * D + 10 * H * i + H, rng)
         n_events = app.store.event_count()
     finally:
         app.close()
