@@ -72,7 +72,11 @@ def test_stranger_seen_5_times_in_3_days_is_one_anonymous_id_and_an_alert(site):
     alerts = [a for a in app.analyst.findings() if a.rule == "repeated_stranger"]
     assert [a.subject for a in alerts if "5 times" in a.detail] == [f"stranger #{ids[1]}"]
     assert len(alerts[0].snapshots) == 5 and "seen 5 times in 3 days" in alerts[0].reason
-    # four sightings is below the rule's N
+    [recorded] = [a for a in app.analyst.run() if a.rule == "repeated_stranger"]
+    [ev] = [e for e in app.store.events(kind="alert") if e.reason.startswith("repeated_stranger")]
+    assert ev.snapshot and (app.snapshot_dir / ev.snapshot).stat().st_size > 0
+    assert all(s in ev.reason for s in recorded.snapshots)  # the sightings' snapshots, named
+    # five sightings is below a rule of six
     app.cfg.analysis.strangers.times = 6
     assert "repeated_stranger" not in findings(app)
 
@@ -189,6 +193,7 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
     assert ok(run_cli("residents", "care", str(care), "on", data=data)).startswith(
         f"resident #{care}: care on; alert after 24 h")
     one_line_error(run_cli("residents", "care", str(care), data=data))
+    assert "--since" in one_line_error(run_cli("analyse", "--since", "lately", data=data))
     out = ok(run_cli("analyse", "--since", "45d", "--json", data=data))
     rows = [json.loads(line) for line in out.splitlines()]
     got = {(r["rule"], r["subject"]) for r in rows}
