@@ -194,12 +194,17 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
         f"resident #{care}: care on; alert after 24 h")
     one_line_error(run_cli("residents", "care", str(care), data=data))
     assert "--since" in one_line_error(run_cli("analyse", "--since", "lately", data=data))
+    assert "--step" in one_line_error(run_cli("analyse", "--since", "30d", "--step", "0h",
+                                              data=data))
     out = ok(run_cli("analyse", "--since", "45d", "--json", data=data))
     rows = [json.loads(line) for line in out.splitlines()]
     got = {(r["rule"], r["subject"]) for r in rows}
     assert got == {("not_seen", f"resident #{care}"), ("night_pattern", f"resident #{night}"),
                    ("vehicle_inside", "京D00001"), ("repeated_stranger", "stranger #1")}
-    table = ok(run_cli("analyse", "--since", "45d", data=data))
+    assert all(r["ts"] <= time.time() for r in rows)
+    now_rows = [json.loads(line) for line in ok(run_cli("analyse", "--json", data=data)).splitlines()]
+    assert {(r["rule"], r["subject"]) for r in now_rows} == got  # all still true now
+    table = ok(run_cli("analyse", "--since", "45d", "--step", "1d", data=data))
     assert "vehicle_inside" in table and "京D00001" in table
     again = App(default_config(), data)
     try:  # nothing recorded
@@ -224,3 +229,24 @@ def test_erasing_a_resident_erases_their_care_flag(site):
     app.store.set_care(rid, True)
     app.store.remove_resident(rid)
     assert app.store.care() == {}
+
+
+def test_replay_finds_what_the_rules_would_have_raised_back_then(site):
+    app, clock = site
+    rid = resident(app, "G", 1)
+    app.store.set_care(rid, True)
+    grant(app, rid, clock() - 14 * D)
+    for i in range(27):  # back after 30 h, two weeks ago; seen twice a day since
+        grant(app, rid, clock() - 14 * D + 30 * H + i * 12 * H)
+    assert "not_seen" not in findings(app)  # seen lately: nothing now
+    found = [a for a in app.analyst.replay(clock() - 20 * D, H) if a.rule == "not_seen"]
+    assert [round((clock() - a.ts) / H) for a in found] == [14 * 24 - 24]  # raised once, then
+    # the car that was inside for 35 days and left yesterday
+    app.store.add_plate("京E00001", "resident")
+    app.store.record_pass("京E00001", "north", "entry", clock() - 36 * D, "granted", None)
+    app.store.record_pass("京E00001", "north", "exit", clock() - D, "granted", None)
+    assert "vehicle_inside" not in findings(app)
+    found = [a for a in app.analyst.replay(clock() - 10 * D, 6 * H) if a.rule == "vehicle_inside"]
+    assert found and found[0].subject == "京E00001"
+    with pytest.raises(ValueError):
+        app.analyst.replay(clock() - 365 * D, 60)  # too many steps

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gatectl.config.analysis import AnalysisConfig
@@ -78,6 +79,35 @@ class History:
         for v in out.values():
             v.sort(key=lambda p: p.ts)
         return out
+
+    def until(self, t: float, since: float) -> History:
+        """The history as it stood at ``t``, from ``since`` on (a replay's step): what happened
+        later is cut, a stored last pass later than ``t`` is unknown, and the vehicles inside
+        at ``t`` are those inside now that entered by then plus those that left after ``t``
+        having entered by then (an exit row carries its time inside). Lists are oldest first."""
+
+        def cut(rows: list, ts: Callable[[Any], float]) -> list:
+            keys = [ts(r) for r in rows]
+            return rows[bisect_right(keys, since - 1e-9): bisect_right(keys, t)]
+
+        inside = [v for v in self.vehicles_inside if float(v["entered_at"]) <= t]
+        inside += [
+            {"plate": p["plate"], "entered_at": float(p["ts"]) - float(p["inside_s"]),
+             "lane": p["lane"]}
+            for p in self.vehicle_passes
+            if p["direction"] == "exit" and p["inside_s"] is not None and float(p["ts"]) > t
+            and float(p["ts"]) - float(p["inside_s"]) <= t
+        ]
+        return replace(
+            self,
+            since=since,
+            events=cut(self.events, lambda e: e.ts),
+            vehicle_passes=cut(self.vehicle_passes, lambda p: float(p["ts"])),
+            vehicles_inside=inside,
+            last_seen={r: (s if s is not None and s <= t else None)
+                       for r, s in self.last_seen.items()},
+            sightings=cut(self.sightings, lambda s: float(s["ts"])),
+        )
 
 
 Rule = Callable[[History, float, AnalysisConfig], list[Alert]]
