@@ -202,7 +202,8 @@ def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
     assert got == {("not_seen", f"resident #{care}"), ("night_pattern", f"resident #{night}"),
                    ("vehicle_inside", "京D00001"), ("repeated_stranger", "stranger #1")}
     assert all(r["ts"] <= time.time() for r in rows)
-    now_rows = [json.loads(line) for line in ok(run_cli("analyse", "--json", data=data)).splitlines()]
+    now_out = ok(run_cli("analyse", "--json", data=data))
+    now_rows = [json.loads(line) for line in now_out.splitlines()]
     assert {(r["rule"], r["subject"]) for r in now_rows} == got  # all still true now
     table = ok(run_cli("analyse", "--since", "45d", "--step", "1d", data=data))
     assert "vehicle_inside" in table and "京D00001" in table
