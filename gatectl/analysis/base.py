@@ -62,10 +62,20 @@ class History:
     last_seen: dict[int, float | None] = field(default_factory=dict)  # active residents
     care: dict[int, float] = field(default_factory=dict)  # resident -> marked since
     sightings: list[dict[str, Any]] = field(default_factory=list)  # anonymous strangers'
+    # derived once per history (a replay makes one per step): passes per exit-gate set, and
+    # the time keys `until` bisects
+    _passes: dict[tuple[str, ...], dict[int, list[Pass]]] = field(
+        default_factory=dict, repr=False, compare=False)
+    _keys: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
 
     def passes(self, exit_gates: Sequence[str] = ()) -> dict[int, list[Pass]]:
         """Resident id -> their passes, oldest first."""
-        exits = set(exit_gates)
+        key = tuple(sorted(exit_gates))
+        if key not in self._passes:
+            self._passes[key] = self._find_passes(set(key))
+        return self._passes[key]
+
+    def _find_passes(self, exits: set[str]) -> dict[int, list[Pass]]:
         out: dict[int, list[Pass]] = {}
         for e in self.events:
             if e.kind == "access" and e.decision == "granted" and e.resident_id is not None:
@@ -86,8 +96,10 @@ class History:
         at ``t`` are those inside now that entered by then plus those that left after ``t``
         having entered by then (an exit row carries its time inside). Lists are oldest first."""
 
-        def cut(rows: list, ts: Callable[[Any], float]) -> list:
-            keys = [ts(r) for r in rows]
+        def cut(name: str, rows: list, ts: Callable[[Any], float]) -> list:
+            keys = self._keys.get(name)
+            if keys is None:
+                keys = self._keys[name] = [ts(r) for r in rows]
             return rows[bisect_right(keys, since - 1e-9): bisect_right(keys, t)]
 
         inside = [v for v in self.vehicles_inside if float(v["entered_at"]) <= t]
@@ -98,15 +110,28 @@ class History:
             if p["direction"] == "exit" and p["inside_s"] is not None and float(p["ts"]) > t
             and float(p["ts"]) - float(p["inside_s"]) <= t
         ]
+        passes = {}  # the passes already derived here, cut the same way (no pass over the events)
+        for key, by_rid in self._passes.items():
+            cut_rid = {}
+            for rid, lst in by_rid.items():
+                ks = self._keys.get(f"passes{key}:{rid}")
+                if ks is None:
+                    ks = self._keys[f"passes{key}:{rid}"] = [x.ts for x in lst]
+                part = lst[bisect_right(ks, since - 1e-9): bisect_right(ks, t)]
+                if part:
+                    cut_rid[rid] = part
+            passes[key] = cut_rid
         return replace(
             self,
             since=since,
-            events=cut(self.events, lambda e: e.ts),
-            vehicle_passes=cut(self.vehicle_passes, lambda p: float(p["ts"])),
+            events=cut("events", self.events, lambda e: e.ts),
+            vehicle_passes=cut("vehicle_passes", self.vehicle_passes, lambda p: float(p["ts"])),
             vehicles_inside=inside,
             last_seen={r: (s if s is not None and s <= t else None)
                        for r, s in self.last_seen.items()},
-            sightings=cut(self.sightings, lambda s: float(s["ts"])),
+            sightings=cut("sightings", self.sightings, lambda s: float(s["ts"])),
+            _passes=passes,
+            _keys={},
         )
 
 

@@ -72,6 +72,8 @@ def replay(history: History, since: float, now: float, step: float,
         raise ValueError(f"a replay takes 1 to {MAX_STEPS} steps")
     window = window_days(cfg) * DAY
     repeat = cfg.repeat_after_h * HOUR
+    history.passes()  # derived once here, then cut per step
+    history.passes(cfg.not_back.exit_gates)
     last: dict[str, float] = {}
     out = []
     times = [since + step * (i + 1) for i in range(int((now - since) // step))]
