@@ -251,3 +251,43 @@ def test_replay_finds_what_the_rules_would_have_raised_back_then(site):
     assert found and found[0].subject == "京E00001"
     with pytest.raises(ValueError):
         app.analyst.replay(clock() - 365 * D, 60)  # too many steps
+
+
+def test_replay_equals_evaluating_each_step_on_the_history_as_it_was():
+    """The replay's shortcuts (bisected lists, passes cut per step) change nothing."""
+    import random
+
+    from gatectl.analysis.base import History
+    from gatectl.analysis.engine import evaluate, replay, window_days
+    from gatectl.domain.records import EventRow
+
+    rng = random.Random(5)
+    now = 1_790_000_000.0
+    events = sorted((EventRow(f"e{i}", now - 30 * D + rng.random() * 30 * D, "gate", "access",
+                              "granted", "ok", rng.randint(1, 8), None, None, None)
+                     for i in range(600)), key=lambda e: e.ts)
+    passes = sorted(({"plate": f"P{rng.randint(1, 5)}", "lane": rng.choice("nsew"),
+                      "direction": rng.choice(["entry", "exit"]), "ts": now - rng.random() * 30 * D,
+                      "decision": "granted", "inside_s": None} for _ in range(300)),
+                    key=lambda p: p["ts"])
+    cfg = default_config().analysis
+    cfg.care.hours, cfg.night.min_passes, cfg.night.fraction = 40, 3, 0.51
+    full = History(since=now - 40 * D, events=events, vehicle_passes=passes,
+                   plates={"P1": 1, "P2": 2}, last_seen={r: None for r in range(1, 9)},
+                   care={1: now - 40 * D, 2: now - 40 * D, 3: now - 40 * D})
+    fast = replay(full, now - 20 * D, now, 6 * H, cfg)
+    naive, last = [], {}
+    window = window_days(cfg) * D
+    for i in range(1, 81):
+        t = now - 20 * D + i * 6 * H
+        lo = t - window
+        h = History(since=lo, events=[e for e in events if lo <= e.ts <= t],
+                    vehicle_passes=[p for p in passes if lo <= p["ts"] <= t],
+                    plates=full.plates, last_seen=full.last_seen, care=full.care)
+        for a in evaluate(h, t, cfg):
+            if a.key not in last or t - last[a.key] >= cfg.repeat_after_h * H:
+                last[a.key] = t
+                naive.append(a)
+    assert len(fast) > 10
+    assert {a.rule for a in fast} >= {"not_seen", "night_pattern", "vehicle_lanes"}
+    assert [a.as_json() for a in fast] == [a.as_json() for a in naive]
