@@ -58,12 +58,25 @@ class FakeGate:
         return {}
 
 
+class Broken:
+    name = "broken"
+
+    def process(self, image, t):
+        raise RuntimeError("analyser bug")
+
+    def health(self):
+        return {}
+
+
 class FakeGrabber:
     def __init__(self, frames):
         self.frames = list(frames)
 
     def get(self, timeout):
         return self.frames.pop(0) if self.frames else None
+
+    def health(self):
+        return {"state": "online", "fps": 0.0}
 
 
 def test_a_tailgate_watch_rides_on_the_worker_of_its_cameras_gate(tmp_path):
@@ -78,9 +91,13 @@ def test_a_tailgate_watch_rides_on_the_worker_of_its_cameras_gate(tmp_path):
         runner.workers.append(worker)
         runner._attach_tailgate_watches()
         [watch] = worker.observers
+        worker.observers.append(Broken())
         worker.thread.start()
-        wait_for(lambda: watch.runs == 3, 30, "the watch ran on the gate's frames")
+        wait_for(lambda: watch.runs == 3 and worker.observer_errors == 3, 30,
+                 "the watch ran on the gate's frames, the broken one failed on each")
         stop.set()
         worker.thread.join(5)
+        assert runner.health()["tailgate"]["tailgate-door"]["runs"] == 3
+        assert worker.thread.is_alive() is False and worker.errors == 0  # not the gate's
     finally:
         app.close()

@@ -51,6 +51,11 @@ class FrameObserver(Protocol):
 
     def process(self, image: np.ndarray, t: float) -> object: ...
 
+    def health(self) -> dict[str, Any]: ...
+
+
+OBSERVER_LOG_EVERY_S = 60.0  # an analyser failing on every frame: one line a minute, counted
+
 
 class GateWorker:
     """Pulls the newest frame of one camera and runs one gate on it (and the analysers that
@@ -59,6 +64,8 @@ class GateWorker:
     def __init__(self, gate: Gate, grabber: CameraGrabber, stop: threading.Event):
         self.gate = gate
         self.observers: list[FrameObserver] = []
+        self.observer_errors = 0
+        self._observer_logged = -OBSERVER_LOG_EVERY_S
         self.grabber = grabber
         self.stop = stop
         self.heartbeat = time.monotonic()
@@ -84,7 +91,11 @@ class GateWorker:
                 try:
                     obs.process(frame.image, frame.t_capture)
                 except Exception:  # an analyser's failure is not the gate's
-                    log.exception("%s: frame %d failed", obs.name, frame.seq)
+                    self.observer_errors += 1
+                    if time.monotonic() - self._observer_logged >= OBSERVER_LOG_EVERY_S:
+                        self._observer_logged = time.monotonic()
+                        log.exception("%s: frame %d failed (%d failures so far)", obs.name,
+                                      frame.seq, self.observer_errors)
 
     def health(self) -> dict[str, Any]:
         """The gate's own counters and the worker's: frames that raised, failing right now."""
@@ -135,6 +146,10 @@ class Runner:
         c.add("clock", self.app.clockwatch)
         c.add("analysis", self.app.analyst)
         c.add("sensors", self.app.sensors)
+        c.section("tailgate")
+        for w in self.workers:
+            for obs in w.observers:
+                c.add("tailgate", obs, obs.name)
         c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
         c.section("gates")
         for w in self.workers:
