@@ -131,3 +131,14 @@ def test_a_clip_is_kept_and_deleted_with_its_snapshot(tmp_path):
         assert not clip.exists() and not (tmp_path / "snaps" / ev.snapshot).exists()
     finally:
         store.close()
+
+
+def test_without_a_door_contact_a_pass_is_the_unlock_and_its_grace():
+    c = PassCounter(grace_s=3)
+    c.door(0, "locked", 0)
+    c.door(0.1, "unlocked", 1)
+    assert not c.crossing(1.0)
+    c.door(5.1, "locked", 1)  # the pulse ended; no contact to say the door closed
+    assert c.crossing(7.0)  # still within the grace: the second person is a tailgate
+    c.door(9.0, "locked", 1)
+    assert not c.watching(9.0)
