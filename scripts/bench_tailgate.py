@@ -10,7 +10,7 @@ all`` includes the two people the detector misses on these backgrounds (dark, lo
 
 Prints progress to stderr and, last, one JSON line on stdout.
 
-    python scripts/bench_tailgate.py [--people detectable|all]
+    python scripts/bench_tailgate.py [--people detectable|all] [--first N]
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ def standing_scores(rig: Rig, people: list[str]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--people", choices=["detectable", "all"], default="all")
+    ap.add_argument("--first", type=int, default=0, metavar="N",
+                    help="only the first N of those people (a quick run)")
     args = ap.parse_args()
     people = ALL if args.people == "all" else DETECTABLE
+    if args.first > 0:
+        people = people[: args.first]
     with tempfile.TemporaryDirectory() as tmp:
         rig = Rig(Path(tmp))
         standing = standing_scores(rig, people)

@@ -68,3 +68,10 @@ def test_bench_store_measures_the_fault_paths():
     out = last_json("scripts/bench_store.py", "--events", "5000", "--iterations", "5", "--spooled", "5")
     assert out["spooled"] == 5 and out["quick_check_s"] >= 0 and out["expire_batch_ms"]["max"] > 0
     assert out["record_locked_ms"]["p50"] >= out["lock_wait_ms"] * 0.9  # it did wait for the lock, boundedly
+
+
+def test_bench_tailgate_reports_precision_recall_and_cost():
+    out = last_json("scripts/bench_tailgate.py", "--people", "detectable", "--first", "2")
+    assert out["clips"] == 8 and out["positives"] == 2
+    assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["false_alerts"] == []
+    assert {"p50", "p95", "max"} <= set(out["detector_ms"]) and out["detector_runs"] > 0
