@@ -109,3 +109,10 @@ def test_bench_osdp_times_card_reads_to_the_sink_and_the_relay_at_both_bauds():
     for baud in ("9600", "115200"):
         sink, frame = out[baud]["card_to_sink_ms"], out[baud]["card_to_relay_frame_ms"]
         assert 0 < sink["p50"] <= frame["p50"]
+
+
+def test_bench_tailgate_reports_precision_recall_and_cost():
+    out = last_json("scripts/bench_tailgate.py", "--people", "detectable", "--first", "2")
+    assert out["clips"] == 8 and out["positives"] == 2
+    assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["false_alerts"] == []
+    assert {"p50", "p95", "max"} <= set(out["detector_ms"]) and out["detector_runs"] > 0

@@ -58,6 +58,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gatectl.cli.status",
     "gatectl.cli.readers",
     "gatectl.cli.consent",
+    "gatectl.cli.analyse",
 )
 
 
@@ -122,13 +123,15 @@ def build_parser() -> Parser:
         "residents", help="list, show, update, remove, reactivate, suspend or import residents"
     )
     r.add_argument("action", choices=["list", "show", "update", "remove", "reactivate", "suspend",
-                                      "import", "add", "card", "pin", "totp", "face"])
+                                      "import", "add", "card", "pin", "totp", "face", "care"])
     r.add_argument("who", nargs="?",
                    help="resident id or exact name; import: a FOLDER (a sub-folder per resident, "
                    "unit__name or with resident.json) or a CSV (name,unit,photos)")
     r.add_argument("--refusals", metavar="FILE",
                    help="import: who was refused and why, as CSV (default "
                    "./import-refusals-TIME.csv)")
+    r.add_argument("state", nargs="?", choices=["on", "off"],
+                   help="care: watched by the not-seen rule (analysis.care) or not")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(

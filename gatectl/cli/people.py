@@ -181,6 +181,8 @@ def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
         )
     if not args.who:
         raise UsageError(f"residents {args.action}: which resident? give an id or name")
+    if (args.state is None) == (args.action == "care"):
+        raise UsageError("residents care ID on|off: on or off goes with `care` only")
     r = one_resident(app, args.who)
     if args.action == "show":
         watch = store.watched_residents().get(r.id)
@@ -217,6 +219,11 @@ def cmd_residents(args: argparse.Namespace, app_factory: AppFactory) -> int:
     elif args.action == "suspend":
         store.set_status(r.id, "suspended")
         print(f"resident #{r.id} {shown(r.name)} suspended: the gates will deny them")
+    elif args.action == "care":
+        changed = store.set_care(r.id, args.state == "on")
+        print(f"resident #{r.id}: care {args.state}" + ("" if changed else " (already)")
+              + (f"; alert after {app.cfg.analysis.care.hours:g} h without a pass"
+                 if args.state == "on" else ""))
     return 0
 
 

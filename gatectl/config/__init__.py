@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from gatectl.config.access import AccessConfig
+from gatectl.config.analysis import AnalysisConfig
 from gatectl.config.base import MAX_ITEMS, ConfigError, Strict, file_problem
 from gatectl.config.gates import (
     GATE_TAGS,
@@ -113,6 +114,9 @@ class Config(Strict):
     )
     privacy: PrivacyConfig = Field(
         PrivacyConfig(), description="The face-recognition notice at the doors."
+    )
+    analysis: AnalysisConfig = Field(
+        AnalysisConfig(), description="Behaviour rules and tailgating (gatectl.analysis)."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The daemon's log level."
@@ -261,7 +265,7 @@ class Config(Strict):
             if name not in gate_names
         ]
         errors += self._reader_errors(doors)
-        return errors + self.status.problems()
+        return errors + self.status.problems() + self._analysis_refs(doors, cameras)
 
     def access_problems(self, doors: set[str]) -> list[str]:
         """The ``[access]`` section's door references."""
@@ -270,6 +274,31 @@ class Config(Strict):
         errors += [f"access.door_groups.{g}: unknown door '{d}'"
                    for g, members in self.access.door_groups.items() for d in members
                    if d not in doors]
+        return errors
+
+    def _analysis_refs(self, doors: set[str], cameras: set[str]) -> list[str]:
+        """The analysis section's references: tailgate doors and cameras, exit gates, sensors'
+        fault inputs."""
+        errors = []
+        for i, t in enumerate(self.analysis.tailgate):
+            if t.door not in doors:
+                errors.append(f"analysis.tailgate[{i}].door: unknown door '{t.door}'")
+            if t.camera not in cameras:
+                errors.append(f"analysis.tailgate[{i}].camera: unknown camera '{t.camera}'")
+            elif t.camera not in {g.camera for g in self.gates}:
+                errors.append(f"analysis.tailgate[{i}].camera: camera '{t.camera}' serves no "
+                              "gate (the watch uses the frames of the gate on it)")
+        faces = {g.name for g in self.gates if isinstance(g, FaceGateConfig)}
+        for i, name in enumerate(self.analysis.not_back.exit_gates):
+            if name not in faces:
+                errors.append(f"analysis.not_back.exit_gates[{i}]: unknown face gate '{name}'")
+        boards = {b.name: b for b in self.boards}
+        for i, inp in enumerate(self.inputs):
+            b = boards.get(inp.board)
+            if inp.fault_index is not None and b is not None and inp.fault_index >= b.inputs:
+                errors.append(
+                    f"inputs[{i}].fault_index: board '{inp.board}' has {b.inputs} input(s)"
+                )
         return errors
 
     def _reader_errors(self, doors: set[str]) -> list[str]:

@@ -159,13 +159,18 @@ class OutputConfig(Strict):
 
 class InputConfig(Strict):
     """A discrete input of a board. ``ebike_detected`` is the alarm contact of a camera that
-    detects e-bikes itself: it feeds the same elevator hold as an e-bike gate."""
+    detects e-bikes itself: it feeds the same elevator hold as an e-bike gate. ``sensor`` is a
+    named alarm contact (hydrant pressure, manhole tilt, cabinet tamper, water leak): every
+    debounced change is an alert (`gatectl.analysis.sensors`). A supervised sensor's loop
+    module reports an open circuit (a cut or unplugged cable) on a second input of the board,
+    ``fault_index``: while that reads active the sensor is ``silent`` - an alert too."""
 
     name: Name
     board: Name = Field("main", description="The board ([[boards]] name) the input is on.")
     index: int = Field(0, ge=0, le=31, description="0-based discrete input on the board.")
     role: Literal[
-        "door_contact", "exit_button", "fire_alarm", "vehicle_guard", "ebike_detected", "other"
+        "door_contact", "exit_button", "fire_alarm", "vehicle_guard", "ebike_detected", "sensor",
+        "other",
     ] = Field(
         "other", description="What the contact means to the door, barrier and elevator controllers."
     )
@@ -185,6 +190,18 @@ class InputConfig(Strict):
     active_low: bool = Field(
         False, description="True for normally-closed wiring: an open circuit reads as active."
     )
+    severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description='sensor: how urgent its alert is (in the alert\'s reason).'
+    )
+    debounce_s: float = Field(
+        0.5, ge=0.05, le=60,
+        description="sensor: a new level must hold this long (0.05-60 s) to count as a change.",
+    )
+    fault_index: int | None = Field(
+        None, ge=0, le=31,
+        description="sensor: the board input (0-based) its supervised loop module sets while "
+        "the loop reads open-circuit (the sensor is silent).",
+    )
 
     @model_validator(mode="after")
     def _ebike_keys(self) -> InputConfig:
@@ -192,6 +209,12 @@ class InputConfig(Strict):
             self.elevator is not None or "confirm_s" in self.model_fields_set
         ):
             raise ValueError('elevator and confirm_s apply to role = "ebike_detected" only')
+        if self.role != "sensor" and self.model_fields_set & {
+            "severity", "debounce_s", "fault_index"
+        }:
+            raise ValueError('severity, debounce_s and fault_index apply to role = "sensor" only')
+        if self.fault_index is not None and self.fault_index == self.index:
+            raise ValueError("fault_index must be another input than index")
         return self
 
 

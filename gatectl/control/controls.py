@@ -95,6 +95,7 @@ class Controls:
         self._boards: dict[str, tuple[str | None, int]] = {}
         self._boards_down: set[str] = set()  # boards whose outage was recorded
         self._door_frames: dict[str, Callable[[], np.ndarray | None]] = {}
+        self._grants: dict[str, int] = {}  # door -> grants so far (the tailgate watch's count)
         self._restore_anti_passback()
 
     def _restore_anti_passback(self) -> None:
@@ -126,6 +127,7 @@ class Controls:
         ``control`` event before the door moves - the same order for every way in."""
         with self._lock:
             ctl = self.doors[door]
+            self._grants[door] = self._grants.get(door, 0) + 1
             self._apply(door, _explained(ctl.grant(self.clock(), resident_id), "door_opened", why))
             if resident_id is not None and ctl.cfg.anti_passback_s > 0:
                 try:  # after the door opened: a store problem must not keep anyone out
@@ -167,6 +169,12 @@ class Controls:
         `ReportConfirm`; the next `poll` holds the car, as for a wired contact."""
         with self._lock:
             self._pushers[camera][1].report(self.clock(), seen)
+
+    def door_view(self, door: str) -> tuple[str, int]:
+        """A door's state word (`DoorController.state`) and its grants so far: what the
+        tailgate watch counts the people crossing against."""
+        with self._lock:
+            return self.doors[door].state(self.clock()), self._grants.get(door, 0)
 
     def set_door_camera(self, door: str, recent_frame: Callable[[], np.ndarray | None]) -> None:
         """Where a door's alerts (forced, held open) take their snapshot from: the newest frame

@@ -18,6 +18,7 @@ from gatectl.domain.records import Event
 
 if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports no assembly
     from gatectl.access.point import AccessPoint
+    from gatectl.analysis.strangers import StrangerBook
     from gatectl.config import Config
     from gatectl.config.gates import FaceQuality, GateConfigBase
     from gatectl.control.controls import Controls
@@ -155,6 +156,10 @@ class GateParts(Protocol):
 
     @property
     def display(self) -> Display: ...
+    @property
+    def strangers(self) -> StrangerBook:
+        """Where unknown faces go for the repeated-stranger rule."""
+        ...
 
     def access_point(self, door: str) -> AccessPoint:
         """The door's one credential decision path (shared by every source at the door)."""

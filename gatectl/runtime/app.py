@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatectl.access.point import AccessPoint
+from gatectl.analysis.engine import Analyst
+from gatectl.analysis.sensors import SensorWatch
+from gatectl.analysis.strangers import StrangerBook
+from gatectl.analysis.tailgate import TailgateWatch
 from gatectl.config import Config
 from gatectl.config.gates import FaceQuality, GateConfigBase
 from gatectl.config.run import DEFAULT_PROVIDERS
@@ -47,6 +51,7 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
     return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
 
 
+PERSON_MODEL = "yolox_nano"  # the bundled COCO detector; class 0 is person
 SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
 BLUR_LONG_SIDE = 960  # bystanders are small in a door camera's frame: detect at a finer scale
 BLUR_DETECT_THRESHOLD = 0.5  # a missed face is a privacy loss, a blurred background is none
@@ -218,6 +223,40 @@ class App:
     def access_points(self) -> dict[str, AccessPoint]:
         """The doors' access points built so far (the runner's health lists them)."""
         return dict(self._access_points)
+
+    @cached_property
+    def strangers(self) -> StrangerBook:
+        """Where the face gates keep unknown faces for the repeated-stranger rule."""
+        return StrangerBook(self.store, self.cfg.analysis.strangers,
+                            self.cfg.storage.lock_wait_ms / 1000)
+
+    @cached_property
+    def analyst(self) -> Analyst:
+        """The behaviour rules over this store, on the trusted time base. They read the history
+        on a connection of their own: a long read must not hold the writer connection's lock,
+        which the gates' events wait on."""
+        reader = Store(self.store.path, clock=self.clock)
+        self._extra_stores.append(reader)
+        return Analyst(self.cfg.analysis, reader, self.recorder, self.snapshot_dir,
+                       self.strangers, self.rule_time)
+
+    @cached_property
+    def sensors(self) -> SensorWatch:
+        """The named sensor inputs, read on the supervisor's poll."""
+        return SensorWatch(self.cfg.inputs, self.boards, self.recorder, self.monotonic)
+
+    def tailgate_watches(self) -> list[TailgateWatch]:
+        """One watch per ``[[analysis.tailgate]]`` door, over the bundled COCO YOLOX-nano's
+        person class (one model run per frame it looks at: no tiles)."""
+        from gatectl.vision.objects import open_detector
+
+        out = []
+        for i, t in enumerate(self.cfg.analysis.tailgate):
+            detector = open_detector(self.models.session(PERSON_MODEL), "yolox", 416,
+                                     {"person": 0}, t.threshold, 1, f"analysis.tailgate[{i}]")
+            out.append(TailgateWatch(t, detector, partial(self.controls.door_view, t.door),
+                                     self.recorder))
+        return out
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

@@ -36,7 +36,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from gatectl.config.gates import FaceGateConfig
 from gatectl.config.run import RunConfig
@@ -76,6 +78,19 @@ BOARD_FIELDS = (
 )
 
 
+class FrameObserver(Protocol):
+    """An analyser fed the frames a gate worker pulls (`analysis.tailgate.TailgateWatch`)."""
+
+    name: str
+
+    def process(self, image: np.ndarray, t: float) -> object: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+OBSERVER_LOG_EVERY_S = 60.0  # an analyser failing on every frame: one line a minute, counted
+
+
 class GateWorker:
     """Pulls the newest frame of its camera and runs one gate on it, at most ``max_fps`` times
     a second and only for frames the motion filter wants; supervised by the `Runner`.
@@ -94,6 +109,9 @@ class GateWorker:
     ):
         self.run = run or RunConfig()
         self._build = build
+        self.observers: list[FrameObserver] = []  # analysers on the same camera's frames
+        self.observer_errors = 0
+        self._observer_logged = -OBSERVER_LOG_EVERY_S
         self.gate = build()
         self.name = self.gate.cfg.name
         self.reader = reader
@@ -156,6 +174,20 @@ class GateWorker:
             self.analysed += 1
             self.in_a_row = 0
             self.failing_since = None
+            self._observe(frame.image, frame.t_capture, frame.seq)
+
+    def _observe(self, image: np.ndarray, t: float, seq: int) -> None:
+        """The analysers watching this camera (a tailgate watch), after the gate; one failing
+        is counted and logged once a minute, never held against the gate."""
+        for obs in self.observers:
+            try:
+                obs.process(image, t)
+            except Exception:  # an analyser's failure is not the gate's
+                self.observer_errors += 1
+                if time.monotonic() - self._observer_logged >= OBSERVER_LOG_EVERY_S:
+                    self._observer_logged = time.monotonic()
+                    log.exception("%s: frame %d failed (%d failures so far)", obs.name, seq,
+                                  self.observer_errors)
 
     def _failed(self, exc: Exception, seq: int) -> None:
         self.errors += 1
@@ -258,6 +290,7 @@ class Runner:
         self._retention_held = False
         self._trust_seen = 0  # the trust requests counted when we last looked
         self._reload_asked = False  # set by SIGHUP's handler, acted on by the supervisor
+        self._analysis: threading.Thread | None = None  # the rules' run in progress
         self._analysed_at_restart: dict[str, int] = {}
         self._camera_restart_at: dict[str, float] = {}
         self._camera_backoff: dict[str, float] = {}
@@ -279,6 +312,12 @@ class Runner:
         c.add("controls", self.app.controls)
         c.add(TOP_LEVEL, self.app.recorder)
         c.add("clock", self.app.clockwatch)
+        c.add("analysis", self.app.analyst)
+        c.add("sensors", self.app.sensors)
+        c.section("tailgate")
+        for w in self.workers:
+            for obs in w.observers:
+                c.add("tailgate", obs, obs.name)
         c.value("disk_free_mb", lambda: round(free_disk_mb(self.app.data_dir)))
         c.section("gates")
         for w in self.workers:
@@ -349,6 +388,7 @@ class Runner:
                 GateWorker(partial(app.gate, gate_cfg), reader, self.stop, app.cfg.run)
             )
         self.grabbers, self.workers = grabbers, workers
+        self._attach_tailgate_watches()
         for grabber in grabbers.values():
             grabber.start()
         for w in workers:
@@ -375,6 +415,8 @@ class Runner:
         for grabber in self.grabbers.values():
             grabber.stop()
         app.outputs.all_off()
+        if self._analysis is not None:
+            self._analysis.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
         app.directory.stop()
         if self.sync is not None:
             self._flush_outbox(deadline)
@@ -396,6 +438,15 @@ class Runner:
                 return
             time.sleep(0.05)
         log.warning("outbox not flushed before the stop timeout: the rest goes on the next start")
+
+    def _attach_tailgate_watches(self) -> None:
+        """Each door's tailgate watch rides on the worker of the gate on its camera (the config
+        refuses a tailgate camera no gate uses: `Config._analysis_refs`)."""
+        for watch in self.app.tailgate_watches():
+            for w in self.workers:
+                if w.gate.cfg.camera == watch.camera:
+                    w.observers.append(watch)
+                    break  # one worker per watch, even where gates share the camera
 
     def _recover_store(self) -> None:
         """A corrupt database (an SD card that lost pages) is moved aside and a fresh one made,
@@ -571,11 +622,16 @@ class Runner:
         next_slow = next_check = time.monotonic()
         next_retention = time.monotonic()
         next_report = next_retention + RETENTION_EVERY_S  # the clock view: written at start already
+        next_analysis = next_slow + self.app.cfg.analysis.every_s
         while not self.stop.wait(DOOR_POLL_S):
             try:
                 self.app.controls.poll()
             except Exception:  # an input glitch must not stop the supervisor (or the watchdog)
                 log.exception("door input poll failed")
+            try:
+                self.app.sensors.poll()
+            except Exception:
+                log.exception("sensor input poll failed")
             self.app.clockwatch.observe()
             if self._reload_asked:
                 self._sighup()
@@ -603,6 +659,8 @@ class Runner:
                 log.exception("event spool drain failed; will retry")
             if now >= next_retention:
                 next_retention = self._retention(now)
+            if now >= next_analysis:
+                next_analysis = now + self._analyse()
             h = self.health()
             sd_notify("STATUS=" + ", ".join(
                 [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
@@ -672,6 +730,27 @@ class Runner:
             elif now >= at:
                 del self._camera_restart_at[name]
                 grabber.restart()
+
+    def _analyse(self, wait: bool = False) -> float:
+        """Start the behaviour rules (`analysis.engine`) on a thread of their own - reading
+        weeks of history must not delay the door inputs or a fire alarm - unless the clock just
+        jumped (their windows are wall-time differences) or the last run is still going.
+        ``wait``: until it is done (tests). Returns the seconds until the next run."""
+        if not self.app.clockwatch.trusted:
+            return 60.0
+        if self._analysis is None or not self._analysis.is_alive():
+            self._analysis = threading.Thread(target=self._run_rules, name="analysis",
+                                              daemon=True)
+            self._analysis.start()
+        if wait:
+            self._analysis.join()
+        return self.app.cfg.analysis.every_s
+
+    def _run_rules(self) -> None:
+        try:
+            self.app.analyst.run()
+        except Exception:  # a rule's failure is logged and retried at the next run
+            log.exception("behaviour rules failed; will retry")
 
     def _retention(self, now: float) -> float:
         """Snapshot and event retention and the orphan sweep, unless the clock just jumped

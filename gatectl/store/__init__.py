@@ -11,6 +11,7 @@ file is handled by `salvage`; the event files beside the rows by `recorder`.
 
 from __future__ import annotations
 
+from gatectl.store.analysis import Analysis
 from gatectl.store.consent import Consents
 from gatectl.store.credentials import Credentials
 from gatectl.store.events import Events
@@ -19,7 +20,7 @@ from gatectl.store.residents import Residents
 from gatectl.store.vehicles import Vehicles
 
 
-class Store(Residents, Credentials, Consents, Events, Vehicles, Outbox):
+class Store(Residents, Credentials, Consents, Events, Vehicles, Outbox, Analysis):
     """The device's store: one connection and writer lock (`db.StoreBase`) under the repositories
     of the tables each concern owns. One class for the callers, so a transaction may span
     repositories (an event row and its outbox row; an erasure and its tombstone)."""

@@ -301,3 +301,35 @@ def m008_consent(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m009_analysis(db: Database) -> None:
+    """Behaviour analysis (`gatectl.analysis`): the ``care`` flag on residents (a table of its
+    own, erased with the resident), unknown faces' embeddings and the anonymous ids they are
+    clustered into (AUTOINCREMENT: an expired id is never handed to another face), and the
+    alerts already raised per rule and subject, so a scheduled rule does not repeat itself."""
+    db.executescript(
+        """
+        CREATE TABLE care (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            since REAL NOT NULL
+        );
+        CREATE TABLE strangers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            first_ts REAL NOT NULL,
+            last_ts REAL NOT NULL
+        );
+        CREATE TABLE unknown_faces (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            stranger INTEGER REFERENCES strangers(id) ON DELETE CASCADE,
+            ts REAL NOT NULL,
+            gate TEXT NOT NULL,
+            event_id TEXT,
+            embedding BLOB NOT NULL
+        );
+        CREATE INDEX unknown_faces_ts ON unknown_faces(ts);
+        CREATE INDEX unknown_faces_stranger ON unknown_faces(stranger);
+        CREATE TABLE analysis_raised (key TEXT PRIMARY KEY, ts REAL NOT NULL);
+        """
+    )

@@ -291,7 +291,8 @@ class EventRecorder:
         return n
 
     def delete_files(self, rel_paths: list[Path]) -> None:
-        for rel in rel_paths:
+        """The files, and the clip beside any snapshot among them."""
+        for rel in list(rel_paths) + [clip_of(r) for r in rel_paths if str(r).endswith(".jpg")]:
             try:
                 (self.snapshot_dir / rel).unlink()
             except FileNotFoundError:
@@ -341,7 +342,11 @@ class EventRecorder:
             for name in filenames:
                 path = folder / name
                 rel = str(path.relative_to(self.snapshot_dir))
-                if rel in keep or not name.endswith((".tmp", ".jpg")):
+                if name.endswith(CLIP_SUFFIX):  # kept while its snapshot is
+                    if str(path.with_name(name.removesuffix(CLIP_SUFFIX) + ".jpg")
+                           .relative_to(self.snapshot_dir)) in keep:
+                        continue
+                elif rel in keep or not name.endswith((".tmp", ".jpg", ".avi")):
                     continue
                 try:
                     if path.stat().st_mtime >= older_than:
@@ -357,6 +362,16 @@ class EventRecorder:
                 except OSError:
                     pass
         return removed
+
+
+CLIP_SUFFIX = ".clip.avi"  # an alert's short video beside its snapshot (analysis.tailgate)
+
+
+def clip_of(snapshot: Path | str) -> Path:
+    """Where the clip of a snapshot is: ``<event id>.clip.avi`` beside ``<event id>.jpg``; it
+    goes when the snapshot goes (retention, erasure, the orphan sweep)."""
+    p = Path(snapshot)
+    return p.with_name(p.stem + CLIP_SUFFIX)
 
 
 def _ymd(ts: float) -> tuple[int, int, int]:

@@ -30,6 +30,7 @@ def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
         cfg.access.qr.repeat_s,
     )
     parts.controls.set_door_camera(gate.door, fg.recent_frame)
+    fg.on_unknown = parts.strangers.add
     return fg
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from gatectl.domain.credentials import Presented
 from gatectl.domain.face_match import identify, size_aware_threshold
 from gatectl.domain.records import Event, OwnerKey
 from gatectl.gates.base import Decision, GateView, Mark, box_of, event_json
-from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm
+from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm, fuse
 from gatectl.people.directory import Directory
 from gatectl.store.recorder import EventRecorder
 from gatectl.vision.face.analyzer import FaceAnalyzer, FaceObservation
@@ -96,6 +97,9 @@ class FaceGate:
         self.last_observations: list[FaceObservation] = []
         self._last_frame: tuple[float, np.ndarray] | None = None  # (monotonic time, image)
         self._seen: tuple[float, np.ndarray, list[tuple[FaceObservation, Track]]] | None = None
+        # an unknown face's event, fused embedding and the match threshold, for the
+        # repeated-stranger rule (`analysis.strangers.StrangerBook.add`)
+        self.on_unknown: Callable[[Event, np.ndarray, float], object] | None = None
 
     def reset(self) -> None:
         """Forget tracks and cooldowns: replay calls this between unrelated input files."""
@@ -197,9 +201,12 @@ class FaceGate:
             if track.outcome == "unknown":
                 return None
             track.outcome = "unknown"
-            return self._act(
+            d = self._act(
                 track, UNKNOWN if c.kind == "unknown" else AMBIGUOUS, None, c.score, image
             )
+            if c.kind == "unknown" and self.on_unknown is not None and track.embeddings:
+                self.on_unknown(d.event, fuse(list(track.embeddings)), self.match_threshold())
+            return d
         if c.kind in ("spoof", "too_close"):
             track.outcome = c.kind
             if not self.liveness.first_refusal(track.id, c.kind):

@@ -1,0 +1,145 @@
+"""Tailgating on the door camera: the bundled COCO YOLOX-nano's person class on clips composed
+from real photos of people (tests/tailgate_clips.py), a real store, a real door controller on a
+simulated board and a fed clock. Alerts on every two-person pass on one grant, none on single
+passes, none when the door closed in between, none for two people on two grants."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from gatectl.analysis.tailgate import DoorLine, PassCounter, PersonTracker, crossings
+from gatectl.config import parse_config
+from gatectl.config.analysis import TailgateConfig
+from gatectl.config.base import ConfigError
+from gatectl.store.recorder import clip_of
+from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, Rig, clips, walk
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.app.close()
+
+
+def test_tailgates_alert_and_other_passes_do_not(rig):
+    results = {c.name: (c.tailgate, rig.play(c)) for c in clips(DETECTABLE[:3])}
+    missed = [n for n, (truth, a) in results.items() if truth and len(a) != 1]
+    false = [n for n, (truth, a) in results.items() if not truth and a]
+    assert missed == [] and false == []
+    alerts = [e for e in rig.app.store.events(kind="alert") if e.reason.startswith("tailgating")]
+    assert len(alerts) == 3
+    assert {e.reason for e in alerts} == {"tailgating: 2 people crossed on 1 grant(s) at door door"}
+    queued = {r[0] for r in rig.app.store.db.execute("SELECT ref FROM outbox WHERE kind = 'event'")}
+    for e in alerts:
+        assert e.id in queued and e.snapshot
+        snap = rig.app.snapshot_dir / e.snapshot
+        assert cv2.imread(str(snap)) is not None
+        video = cv2.VideoCapture(str(rig.app.snapshot_dir / clip_of(e.snapshot)))
+        n = 0
+        while video.read()[0]:
+            n += 1
+        video.release()
+        assert n >= 10  # 2 s before and after at 5 frames a second, bar the ends
+    assert rig.watch.health()["alerts"] == 3
+
+
+def test_the_detector_runs_only_while_the_door_is_unlocked_or_open(rig):
+    [single] = [c for c in clips(DETECTABLE[:1]) if c.name.startswith("single")]
+    start = rig.clock.t
+    for step in single.steps:  # someone walks by a locked, closed door
+        rig.clock.t = start + step.t
+        rig.controls.poll()
+        rig.watch.process(step.image, rig.clock.t)
+    assert rig.watch.runs == 0
+    rig.play(single)
+    assert 0 < rig.watch.runs <= len(single.steps)
+
+
+def test_the_detector_rate_is_bounded_by_its_fps(rig):
+    steps = walk([(DETECTABLE[0], 250, 460, 0.2)], 0, 2.0, {})
+    rig.controls.grant("door", None)
+    rig.controls.poll()
+    start = rig.clock.t
+    for i in range(40):  # 20 frames a second for 2 s, at fps = 5
+        rig.clock.t = start + i * 0.05
+        rig.watch.process(steps[min(i // 4, len(steps) - 1)].image, rig.clock.t)
+    assert rig.watch.runs == 10
+
+
+def line() -> DoorLine:
+    return DoorLine(TailgateConfig(door="d", camera="c", **SITE_LINE), 640, 480)
+
+
+def test_door_line_sides_and_one_crossing_per_person():
+    ln = line()
+    assert ln.side(np.array([100, 400])) == -1 and ln.side(np.array([600, 400])) == 1
+    assert ln.side(np.array([322, 400])) == 0  # within the dead band
+    tracker = PersonTracker()
+    counted = []
+    for i, x in enumerate([200, 260, 330, 380, 300, 380, 440]):  # in, back out, in again
+        tracks = tracker.update([np.array([x - 50, 150, x + 50, 450], np.float32)], i * 0.2)
+        counted += crossings(tracks, ln)
+    assert len(counted) == 1 and len(tracker.tracks) == 1
+
+
+def test_pass_counter_rules():
+    c = PassCounter(grace_s=3)
+    c.door(0, "locked", 0)
+    assert not c.watching(0) and not c.crossing(0)
+    c.door(1, "unlocked", 1)
+    c.door(2, "open", 1)
+    assert not c.crossing(2) and c.crossing(3) and not c.crossing(3.5)  # alerted once a pass
+    c.door(4, "locked", 1)  # closed (and relocked): a new pass on the same grants
+    c.door(4.5, "open", 1)  # opened again within the grace
+    assert not c.crossing(5)
+    c.door(20, "locked", 1)  # long after: the grants are spent
+    assert not c.watching(20) and not c.crossing(20)
+    c.door(30, "unlocked", 1)  # the exit button opens without a grant: nobody counted
+    assert c.watching(30) and c.granted == 0 and not c.crossing(30)
+
+
+@pytest.mark.parametrize("change, line_", [
+    ({"camera": "nope"}, "analysis.tailgate[0].camera: unknown camera 'nope'"),
+    ({"door": "nope"}, "analysis.tailgate[0].door: unknown door 'nope'"),
+    ({"inside_x": 0.5}, "analysis.tailgate[0]: the inside point lies on the door line"),
+])
+def test_tailgate_config_mistakes_are_one_line(change, line_):
+    site = {**SITE, "analysis": {"tailgate": [{**SITE["analysis"]["tailgate"][0], **change}]}}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(site)
+    assert exc.value.lines == [line_]
+
+
+def test_a_clip_is_kept_and_deleted_with_its_snapshot(tmp_path):
+    from gatectl.store import Store
+    from gatectl.store.recorder import EventRecorder
+
+    store = Store(tmp_path / "g.db")
+    rec = EventRecorder(store, tmp_path / "snaps")
+    try:
+        ev = rec.record("door", "alert", "alert", "tailgating: t", np.zeros((40, 40, 3), np.uint8))
+        clip = tmp_path / "snaps" / clip_of(ev.snapshot)
+        clip.write_bytes(b"RIFF")
+        orphan = clip.with_name("01ORPHANORPHANORPHANORPHAN.clip.avi")  # its event never stored
+        orphan.write_bytes(b"RIFF")
+        assert rec.sweep_orphans(older_than=4e9) == 1
+        assert clip.exists() and not orphan.exists()
+        rec.delete_files([clip_of(ev.snapshot).with_name(clip.name.replace(".clip.avi", ".jpg"))])
+        assert not clip.exists() and not (tmp_path / "snaps" / ev.snapshot).exists()
+    finally:
+        store.close()
+
+
+def test_without_a_door_contact_a_pass_is_the_unlock_and_its_grace():
+    c = PassCounter(grace_s=3)
+    c.door(0, "locked", 0)
+    for i in range(1, 51):  # a frame every 0.1 s while the door is unlocked
+        c.door(i / 10, "unlocked", 1)
+    assert not c.crossing(5.0)
+    c.door(5.1, "locked", 1)  # the pulse ended; no contact to say the door closed
+    assert c.crossing(7.0)  # still within the grace: the second person is a tailgate
+    c.door(9.0, "locked", 1)
+    assert not c.watching(9.0)
