@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from gatectl.config.sync import SyncConfig
 from gatectl.people.enroll import Sample
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import MAX_VERSION, encode_templates
 from gatectl.sync.signing import (

@@ -17,7 +17,7 @@ from gatectl.config import parse_config
 from gatectl.config.sync import SyncConfig
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App, simulated_boards
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command

@@ -162,7 +162,7 @@ def cmd_clock(args: argparse.Namespace, app_factory: AppFactory) -> int:
 
 def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """Everything after `central` is the reference tool's own command line (with its --help)."""
-    from gatectl.runtime.central import main as central_main
+    from gatectl.central.tool import main as central_main
 
     return central_main(args.central_args)
 
