@@ -61,6 +61,9 @@ class _Batch:
     """What one transaction stored: the receipts it owes and the messages it may now ack."""
 
     acks: dict[tuple[str, str], Ack] = field(default_factory=dict)
+    events: list[tuple] = field(default_factory=list)
+    snapshots: list[tuple[str, str, str, str, bytes]] = field(default_factory=list)
+    statuses: list[tuple[str, str, str, int | None]] = field(default_factory=list)
     requests: list[tuple[str, str, str, dict, int | None]] = field(default_factory=list)
 
     def ack(self, site: str, device: str) -> Ack:
@@ -83,6 +86,17 @@ def _time(body: dict, key: str) -> float:
     ):
         raise Malformed(f"field '{key}' is not a time")
     return float(value)
+
+
+def _status_fields(body: dict) -> tuple[str, int | None]:
+    """(state, the outbox rows the device reports pending) of a v1 status, or Malformed."""
+    state = body.get("state")
+    if body.get("v") != 1 or state not in ("online", "offline"):
+        raise Malformed("not a v1 status with state online/offline")
+    sync = body.get("sync")
+    outbox = sync.get("outbox") if isinstance(sync, dict) else None
+    pending = outbox.get("pending") if isinstance(outbox, dict) else None
+    return state, pending if isinstance(pending, int) and 0 <= pending < 2**53 else None
 
 
 class IngestWorker:
@@ -215,14 +229,22 @@ class IngestWorker:
             self.client.ack(m.mid, m.qos)
 
     def _transaction(self, msgs: list[mqtt.MQTTMessage]) -> _Batch:
+        """Checked outside the transaction; stored in it with one statement per kind of row
+        (executemany: one pipeline on PostgreSQL), so a batch costs a few round trips."""
         batch = _Batch()
         now = self.clock()
+        for m in msgs:
+            try:
+                self._one(m, batch)
+            except Malformed as exc:
+                self._malformed(m.topic, str(exc))
+        if not (batch.events or batch.snapshots or batch.statuses):
+            return batch
         with self.db.write() as tx:
-            for m in msgs:
-                try:
-                    self._one(tx, m, batch, now)
-                except Malformed as exc:
-                    self._malformed(m.topic, str(exc))
+            self._store_events(tx, batch, now)
+            self._store_snapshots(tx, batch, now)
+            for site, device, state, pending in batch.statuses:
+                self._status(tx, site, device, state, pending, now)
         return batch
 
     def _malformed(self, topic: str, why: str) -> None:
@@ -236,7 +258,7 @@ class IngestWorker:
         rest = parts[head:] if len(parts) > head else ["?"]
         return "snapshots" if rest[0] == "snapshots" else "/".join(rest)[:16]
 
-    def _one(self, tx: Tx, msg: mqtt.MQTTMessage, batch: _Batch, now: float) -> None:
+    def _one(self, msg: mqtt.MQTTMessage, batch: _Batch) -> None:
         head = f"{self.prefix}/{VERSION}/"
         parts = msg.topic[len(head):].split("/", 2) if msg.topic.startswith(head) else []
         if len(parts) < 3:
@@ -254,13 +276,13 @@ class IngestWorker:
         if len(msg.payload) > limit:
             raise Malformed(f"{len(msg.payload)} bytes > {limit}")
         if kind == "snapshots":
-            self._snapshot(tx, site, device, rest.split("/", 1)[1], bytes(msg.payload), batch, now)
+            self._snapshot(site, device, rest.split("/", 1)[1], bytes(msg.payload), batch)
             return
         body = json_object(msg.payload)
         if kind == "events":
-            self._event(tx, site, device, body, batch, now)
+            self._event(site, device, body, batch)
         elif kind == "status":
-            self._status(tx, site, device, body, now)
+            batch.statuses.append((site, device, *_status_fields(body)))
         elif kind == "enroll/up":
             seq = whole(body, "seq") if "seq" in body else None
             try:
@@ -274,8 +296,7 @@ class IngestWorker:
             batch.requests.append((site, device, "resync", {}, whole(body, "seq")))
         # cmd/resp is the tool's: never reaches here (not subscribed)
 
-    def _event(self, tx: Tx, site: str, device: str, body: dict, batch: _Batch,
-               now: float) -> None:
+    def _event(self, site: str, device: str, body: dict, batch: _Batch) -> None:
         eid = body.get("id")
         if not isinstance(eid, str) or not _TOKEN.match(eid) or len(eid) > MAX_ID_LEN:
             raise Malformed("field 'id' is not an event id")
@@ -285,52 +306,77 @@ class IngestWorker:
                 raise Malformed(f"field '{key}' is not the topic's")
         gate, kind, decision = (_text_field(body, k) for k in ("gate", "kind", "decision"))
         _text_field(body, "reason", 2000)
-        new = tx.execute(
+        batch.events.append((eid, site, device, seq, ts, gate, kind, decision,
+                             json.dumps(body, ensure_ascii=False)))
+
+    def _store_events(self, tx: Tx, batch: _Batch, now: float) -> None:
+        """New ids inserted, copies (a resend, a redelivery, another worker's race: ON
+        CONFLICT) dropped; every one receipted."""
+        if not batch.events:
+            return
+        ids = list(dict.fromkeys(e[0] for e in batch.events))
+        held: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            held |= {r[0] for r in tx.execute(
+                f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(part))})", part)}
+        fresh: dict[str, tuple] = {}
+        newest: dict[tuple[str, str], float] = {}
+        for e in batch.events:
+            eid, site, device, ts = e[0], e[1], e[2], e[4]
+            batch.ack(site, device).events.append(eid)
+            newest[(site, device)] = max(newest.get((site, device), 0.0), ts)
+            if eid not in held:
+                fresh.setdefault(eid, e)
+        tx.executemany(
             "INSERT INTO events (id, site, device, seq, ts, gate, kind, decision, body, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING "
-            "RETURNING id",
-            [eid, site, device, seq, ts, gate, kind, decision,
-             json.dumps(body, ensure_ascii=False), now],
+            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            [(*e, now) for e in fresh.values()],
         )
-        self.counters["events" if new else "duplicates"] += 1
-        tx.execute(
+        self.counters["events"] += len(fresh)
+        self.counters["duplicates"] += len(batch.events) - len(fresh)
+        tx.executemany(
             "INSERT INTO devices (site, device, added_at, last_seen, lag_s) VALUES "
             "(?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET last_seen = "
             "excluded.last_seen, lag_s = excluded.lag_s",
-            [site, device, now, now, max(0.0, now - ts)],
+            [(site, device, now, now, max(0.0, now - ts)) for (site, device), ts in newest.items()],
         )
-        batch.ack(site, device).events.append(eid)
 
-    def _snapshot(self, tx: Tx, site: str, device: str, eid: str, data: bytes, batch: _Batch,
-                  now: float) -> None:
+    def _snapshot(self, site: str, device: str, eid: str, data: bytes, batch: _Batch) -> None:
         try:
             key = snapshot_key(site, device, eid)
         except ValueError:
             raise Malformed("snapshot topic without an event id") from None
         if not data:
             raise Malformed("an empty snapshot")
-        held = tx.execute("SELECT 1 FROM snapshots WHERE event_id = ?", [eid])
-        if not held:
+        batch.snapshots.append((eid, site, device, key, data))
+
+    def _store_snapshots(self, tx: Tx, batch: _Batch, now: float) -> None:
+        """Each file durable in the store before its row; a copy is not written again."""
+        if not batch.snapshots:
+            return
+        ids = [s[0] for s in batch.snapshots]
+        held = {r[0] for r in tx.execute(
+            f"SELECT event_id FROM snapshots WHERE event_id IN ({', '.join('?' * len(ids))})",
+            ids)}
+        rows = {}
+        for eid, site, device, key, data in batch.snapshots:
+            batch.ack(site, device).snapshots.append(eid)
+            if eid in held or eid in rows:
+                continue
             try:
                 self.snapshots.put(key, data)
             except OSError as exc:
                 raise StorageError(f"snapshot store: {exc}") from None
-            tx.execute(
-                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [eid, site, device, key, len(data), now],
-            )
-            tx.execute("UPDATE events SET snapshot = ? WHERE id = ?", [key, eid])
-            self.counters["snapshots"] += 1
-        batch.ack(site, device).snapshots.append(eid)
+            rows[eid] = (eid, site, device, key, len(data), now)
+        tx.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       list(rows.values()))
+        tx.executemany("UPDATE events SET snapshot = ? WHERE id = ?",
+                       [(r[3], r[0]) for r in rows.values()])
+        self.counters["snapshots"] += len(rows)
 
-    def _status(self, tx: Tx, site: str, device: str, body: dict, now: float) -> None:
-        state = body.get("state")
-        if body.get("v") != 1 or state not in ("online", "offline"):
-            raise Malformed("not a v1 status with state online/offline")
-        outbox = (body.get("sync") or {}).get("outbox") if isinstance(body.get("sync"), dict) \
-            else None
-        pending = outbox.get("pending") if isinstance(outbox, dict) else None
-        pending = pending if isinstance(pending, int) and 0 <= pending < 2**53 else None
+    def _status(self, tx: Tx, site: str, device: str, state: str, pending: int | None,
+                now: float) -> None:
         before = tx.execute("SELECT state FROM devices WHERE site = ? AND device = ?",
                             [site, device])
         tx.execute(

@@ -34,6 +34,8 @@ class Tx(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
 
 class Database(Protocol):
     dialect: str  # "sqlite" | "postgresql"
@@ -53,6 +55,10 @@ class _SqliteTx:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(sql, list(params)).fetchall()
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.executemany(sql, rows)
 
 
 class SqliteDatabase:
@@ -112,6 +118,10 @@ class _PgTx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cur = self.conn.execute(sql.replace("?", "%s"), list(params))
         return cur.fetchall() if cur.description is not None else []
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:  # psycopg pipelines these: one round trip, not one per row
+            self.conn.cursor().executemany(sql.replace("?", "%s"), rows)
 
 
 class PostgresDatabase:
