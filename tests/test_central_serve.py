@@ -5,6 +5,7 @@ errors are one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,3 +112,14 @@ def test_operator_commands_change_and_list_the_registry(tmp_path, broker):
     assert "status=revoked" in ok(run_cli("central", "passes", "list", "--config", config, "--site", SITE))
     one_line_error(run_cli("central", "residents", "remove", "--config", config, "--uid", "nobody"))
     one_line_error(run_cli("central", "residents", "add", "--config", config, "--site", SITE))
+
+
+def test_bench_central_prints_its_json_with_nothing_lost():
+    r = subprocess.run([sys.executable, "scripts/bench_central.py", "--events", "200", "--paced-events", "40",
+                        "--rate", "100", "--devices", "4", "--workers", "1", "--engines", "sqlite"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    run = out["runs"]["sqlite_1"]
+    assert run["events_per_s"] > 0 and run["unconfirmed"] == 0 and run["snapshots"] == 60
+    assert out["broker_ceiling"]["received"] == 200
