@@ -61,7 +61,7 @@ def write_config(tmp_path: Path, broker: Broker, db_url: str, workers: int = 2, 
 
 def spawn_worker(config: Path, wid: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gatectl", "central", "worker", "--config", str(config),
-                             "--id", wid], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--id", wid], cwd=REPO, stdout=subprocess.DEVNULL, stderr=(config.parent / f"{wid}.log").open("ab"))
 
 
 def count(db, sql: str, params=()) -> int:
@@ -88,19 +88,30 @@ def test_two_shared_workers_split_the_load_and_a_sigkilled_one_loses_nothing(tmp
     try:
         for d in devices:
             d.wait_ready()
-        wait_for(lambda: count(db, "SELECT count(*) FROM devices WHERE state = 'online'") == 4, 60,
-                 "the workers subscribed (the devices' statuses stored)")
+
+        def both_subscribed() -> bool:  # statuses are shared round robin too: each worker gets some
+            for d in devices:
+                d.client.publish(d.topics.status, d._status("online"), qos=1)
+            return {w for (w,) in db.query("SELECT worker FROM counters WHERE name = 'statuses'")} == {"w1", "w2"}
+
+        wait_for(both_subscribed, 60, "both workers subscribed", step=0.3)
         jpeg = b"\xff\xd8" + os.urandom(2000) + b"\xff\xd9"
-        for i in range(600):
-            d = devices[i % 4]
-            sent.append(d.event(jpeg if i % 3 == 0 else None))
-            if i == 200:
-                workers["w1"].send_signal(signal.SIGKILL)  # mid-stream: its in-flight messages unacked
-                workers["w1"].wait(10)
-            if i == 400:
-                workers["w1"] = spawn_worker(config, "w1")  # the same id: its broker session back
-            if i % 50 == 0:
-                time.sleep(0.01)  # devices publish at a rate, not all at once
+
+        def burst(n: int) -> None:
+            for _ in range(n):
+                d = devices[len(sent) % 4]
+                sent.append(d.event(jpeg if len(sent) % 3 == 0 else None))
+
+        burst(200)
+        wait_for(lambda: {w for w, v in db.query(
+            "SELECT worker, value FROM counters WHERE name = 'events'") if v > 0} == {"w1", "w2"}, 30,
+            "both workers to have stored events (the broker shares the load)")
+        burst(200)
+        workers["w1"].send_signal(signal.SIGKILL)  # mid-stream: what it holds is not acknowledged
+        workers["w1"].wait(10)
+        burst(100)
+        workers["w1"] = spawn_worker(config, "w1")  # the same id: its broker session back
+        burst(100)
 
         def settled() -> bool:
             for d in devices:
@@ -114,9 +125,6 @@ def test_two_shared_workers_split_the_load_and_a_sigkilled_one_loses_nothing(tmp
         assert count(db, "SELECT count(*) FROM snapshots") == 200
         assert all(FolderStore(tmp_path / "state" / "snapshots").get(key_) for (key_,) in
                    db.query("SELECT ref FROM snapshots LIMIT 20"))
-        wait_for(lambda: {w for w, v in db.query(
-            "SELECT worker, value FROM counters WHERE name = 'events'") if v > 0} == {"w1", "w2"}, 20,
-            "both workers to have stored events (the broker shared the load)")
     finally:
         for d in devices:
             d.close()

@@ -209,10 +209,11 @@ class IngestWorker:
 
     def _store(self, msgs: list[mqtt.MQTTMessage]) -> None:
         """Store, then ack; a database that refuses holds the batch and is retried."""
+        done = self._check(msgs)
         delay = 0.1
         while True:
             try:
-                done = self._transaction(msgs)
+                self._commit(done)
                 break
             except StorageError as exc:
                 self.counters["store_failures"] += 1
@@ -228,24 +229,38 @@ class IngestWorker:
         for m in msgs:
             self.client.ack(m.mid, m.qos)
 
-    def _transaction(self, msgs: list[mqtt.MQTTMessage]) -> _Batch:
-        """Checked outside the transaction; stored in it with one statement per kind of row
-        (executemany: one pipeline on PostgreSQL), so a batch costs a few round trips."""
+    def _check(self, msgs: list[mqtt.MQTTMessage]) -> _Batch:
+        """Every message checked (outside any transaction); the malformed counted once."""
         batch = _Batch()
-        now = self.clock()
         for m in msgs:
             try:
                 self._one(m, batch)
             except Malformed as exc:
                 self._malformed(m.topic, str(exc))
-        if not (batch.events or batch.snapshots or batch.statuses):
-            return batch
-        with self.db.write() as tx:
-            self._store_events(tx, batch, now)
-            self._store_snapshots(tx, batch, now)
-            for site, device, state, pending in batch.statuses:
-                self._status(tx, site, device, state, pending, now)
         return batch
+
+    def _commit(self, batch: _Batch) -> None:
+        """One transaction, one statement per kind of row (executemany: one pipeline on
+        PostgreSQL), so a batch costs a few round trips; counted once it has committed."""
+        if not (batch.events or batch.snapshots or batch.statuses):
+            return
+        now = self.clock()
+        counts: collections.Counter[str] = collections.Counter()
+        receipts = _Batch()  # a retried transaction must not receipt twice
+        with self.db.write() as tx:
+            self._store_events(tx, batch, receipts, now, counts)
+            self._store_snapshots(tx, batch, receipts, now, counts)
+            alerts = [(site, device) for site, device, state, pending in batch.statuses
+                      if self._status(tx, site, device, state, pending, now)]
+        self.counters.update(counts)
+        self.counters["statuses"] += len(batch.statuses)
+        self.counters["alerts"] += len(alerts)
+        for site, device in alerts:
+            log.warning("ALERT device %s/%s went offline", site, device)
+        for key, ack in receipts.acks.items():
+            mine = batch.ack(*key)
+            mine.events += ack.events
+            mine.snapshots += ack.snapshots
 
     def _malformed(self, topic: str, why: str) -> None:
         kind = self._kind_of(topic)
@@ -309,7 +324,8 @@ class IngestWorker:
         batch.events.append((eid, site, device, seq, ts, gate, kind, decision,
                              json.dumps(body, ensure_ascii=False)))
 
-    def _store_events(self, tx: Tx, batch: _Batch, now: float) -> None:
+    def _store_events(self, tx: Tx, batch: _Batch, receipts: _Batch, now: float,
+                      counts: collections.Counter[str]) -> None:
         """New ids inserted, copies (a resend, a redelivery, another worker's race: ON
         CONFLICT) dropped; every one receipted."""
         if not batch.events:
@@ -324,7 +340,7 @@ class IngestWorker:
         newest: dict[tuple[str, str], float] = {}
         for e in batch.events:
             eid, site, device, ts = e[0], e[1], e[2], e[4]
-            batch.ack(site, device).events.append(eid)
+            receipts.ack(site, device).events.append(eid)
             newest[(site, device)] = max(newest.get((site, device), 0.0), ts)
             if eid not in held:
                 fresh.setdefault(eid, e)
@@ -333,8 +349,8 @@ class IngestWorker:
             "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             [(*e, now) for e in fresh.values()],
         )
-        self.counters["events"] += len(fresh)
-        self.counters["duplicates"] += len(batch.events) - len(fresh)
+        counts["events"] += len(fresh)
+        counts["duplicates"] += len(batch.events) - len(fresh)
         tx.executemany(
             "INSERT INTO devices (site, device, added_at, last_seen, lag_s) VALUES "
             "(?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET last_seen = "
@@ -351,7 +367,8 @@ class IngestWorker:
             raise Malformed("an empty snapshot")
         batch.snapshots.append((eid, site, device, key, data))
 
-    def _store_snapshots(self, tx: Tx, batch: _Batch, now: float) -> None:
+    def _store_snapshots(self, tx: Tx, batch: _Batch, receipts: _Batch, now: float,
+                         counts: collections.Counter[str]) -> None:
         """Each file durable in the store before its row; a copy is not written again."""
         if not batch.snapshots:
             return
@@ -361,7 +378,7 @@ class IngestWorker:
             ids)}
         rows = {}
         for eid, site, device, key, data in batch.snapshots:
-            batch.ack(site, device).snapshots.append(eid)
+            receipts.ack(site, device).snapshots.append(eid)
             if eid in held or eid in rows:
                 continue
             try:
@@ -373,10 +390,11 @@ class IngestWorker:
                        list(rows.values()))
         tx.executemany("UPDATE events SET snapshot = ? WHERE id = ?",
                        [(r[3], r[0]) for r in rows.values()])
-        self.counters["snapshots"] += len(rows)
+        counts["snapshots"] += len(rows)
 
     def _status(self, tx: Tx, site: str, device: str, state: str, pending: int | None,
-                now: float) -> None:
+                now: float) -> bool:
+        """Store a device's state; True when it went offline now (an alert row written)."""
         before = tx.execute("SELECT state FROM devices WHERE site = ? AND device = ?",
                             [site, device])
         tx.execute(
@@ -386,12 +404,11 @@ class IngestWorker:
             "excluded.last_seen, pending = excluded.pending",
             [site, device, now, state, now, now, pending or 0],
         )
-        self.counters["statuses"] += 1
-        if state == "offline" and (not before or before[0][0] != "offline"):
-            tx.execute("INSERT INTO alerts (site, device, kind, at, detail) VALUES "
-                       "(?, ?, 'offline', ?, ?)", [site, device, now, "status went offline"])
-            self.counters["alerts"] += 1
-            log.warning("ALERT device %s/%s went offline", site, device)
+        if state != "offline" or (before and before[0][0] == "offline"):
+            return False
+        tx.execute("INSERT INTO alerts (site, device, kind, at, detail) VALUES "
+                   "(?, ?, 'offline', ?, ?)", [site, device, now, "status went offline"])
+        return True
 
     def _request(self, site: str, device: str, kind: str, body: dict, seq: int | None) -> None:
         """Outside the batch's transaction (the registry has its own, and publishes)."""

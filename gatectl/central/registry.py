@@ -31,7 +31,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +100,29 @@ class Registry:
         self.duplicate_threshold = duplicate_threshold
         self.max_device_consent = max_device_consent
         self.clock = clock
+        self._outgoing: list[tuple[str, bytes]] | None = None  # of the open transaction
         if key is not None:
             self.add_key(kid, public_key_b64(key))
+
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        """A transaction whose signed changes are published once it has committed: nothing
+        reaches a device that the registry (and its log) does not hold."""
+        outgoing: list[tuple[str, bytes]] = []
+        self._outgoing = outgoing
+        try:
+            with self.db.write() as tx:
+                yield tx
+        finally:
+            self._outgoing = None
+        if self.publish is not None:
+            for topic, payload in outgoing:
+                self.publish(topic, payload)
 
     # ---- keys and devices -------------------------------------------------------------------
 
     def add_key(self, kid: str, public_key: str) -> None:
-        with self.db.write() as tx:
+        with self._write() as tx:
             tx.execute(
                 "INSERT INTO signing_keys (kid, public_key, added_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (kid) DO NOTHING",
@@ -116,7 +133,7 @@ class Registry:
         self, site: str, device: str, building: str | None = None, doors: Iterable[str] = ()
     ) -> None:
         """Register (or move) a device; its building decides which residents it holds."""
-        with self.db.write() as tx:
+        with self._write() as tx:
             tx.execute(
                 "INSERT INTO devices (site, device, building, doors, added_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET "
@@ -196,7 +213,7 @@ class Registry:
             home_device = held["home_device"] if held else None
             if home_device is None:
                 raise RegistryError(f"consent '{consent}' needs the resident's home device")
-        with self.db.write() as tx:
+        with self._write() as tx:
             before = self._targets(tx, uid)
             row = tx.execute("SELECT version, owner FROM residents WHERE uid = ?", [uid])
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
@@ -243,7 +260,7 @@ class Registry:
     def delete_resident(self, uid: str) -> int:
         """Erase a resident everywhere it was sent: templates and credentials gone here, a
         signed delete to each target (devices keep a tombstone)."""
-        with self.db.write() as tx:
+        with self._write() as tx:
             row = tx.execute("SELECT site, version FROM residents WHERE uid = ?", [uid])
             if not row:
                 raise RegistryError(f"resident {uid}: not in the registry")
@@ -300,8 +317,8 @@ class Registry:
     def _send(
         self, tx: Tx, site: str, kind: str, ref: str, version: int, body: dict, targets: list[str]
     ) -> None:
-        """Sign ``body`` for each target, log it and publish it (after the log row is written:
-        a publish that fails is repaired by the device's next resync, never the reverse)."""
+        """Sign ``body`` for each target, log it, and publish it once the transaction has
+        committed (`_write`; a publish that is lost is repaired by the device's next resync)."""
         if self.key is None:
             return
         for target in targets:
@@ -312,10 +329,10 @@ class Registry:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [site, kind, ref, target, version, payload.decode(), self.clock()],
             )
-            if self.publish is not None and kind == "resident":
+            if self._outgoing is not None and kind == "resident":
                 root = f"{self.prefix}/{VERSION}/{site}"
                 topic = f"{root}/enroll" if target == "*" else f"{root}/{target}/enroll"
-                self.publish(topic, payload)
+                self._outgoing.append((topic, payload))
 
     # ---- what a device asks ------------------------------------------------------------------
 
@@ -344,7 +361,7 @@ class Registry:
             twin = self.duplicate(site, uid, templates)
             if twin is not None:
                 return Decision(False, f"this face already belongs to resident {twin} here")
-        with self.db.write() as tx:
+        with self._write() as tx:
             self.seen(tx, site, device)
             building = tx.execute(
                 "SELECT building FROM devices WHERE site = ? AND device = ?", [site, device]
@@ -382,7 +399,7 @@ class Registry:
         """Every resident this device should hold (and a delete for each erased one it may
         still hold), signed for it and published on its own topic; the number sent."""
         sent = 0
-        with self.db.write() as tx:
+        with self._write() as tx:
             self.seen(tx, site, device)
             for (uid,) in tx.execute("SELECT uid FROM residents WHERE site = ?", [site]):
                 row = tx.execute(
@@ -405,7 +422,7 @@ class Registry:
     def set_plate(self, site: str, plate: str, list_name: str, note: str = "") -> int:
         if list_name not in ("allow", "deny"):
             raise RegistryError("a plate list is allow or deny")
-        with self.db.write() as tx:
+        with self._write() as tx:
             row = tx.execute("SELECT version FROM plates WHERE site = ? AND plate = ?",
                              [site, plate])
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
@@ -433,7 +450,7 @@ class Registry:
         """A visitor pass's fields (devices build the pass itself)."""
         if valid_until <= valid_from:
             raise RegistryError("a pass must end after it starts")
-        with self.db.write() as tx:
+        with self._write() as tx:
             row = tx.execute("SELECT version FROM passes WHERE id = ?", [pass_id])
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
             doors = list(doors)
@@ -452,7 +469,7 @@ class Registry:
         return version
 
     def revoke_pass(self, pass_id: str) -> int:
-        with self.db.write() as tx:
+        with self._write() as tx:
             row = tx.execute("SELECT site, version FROM passes WHERE id = ?", [pass_id])
             if not row:
                 raise RegistryError(f"pass {pass_id}: not in the registry")
