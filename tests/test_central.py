@@ -311,3 +311,24 @@ def test_a_device_enrolled_before_sync_backfills_and_is_resynced_when_wiped(tmp_
         assert wiped.app.store.template_count(("resident", back[0].id)) == 1
     finally:
         wiped.close()
+
+
+def test_erasure_leaves_no_name_or_face_in_the_registry_or_its_log(worker, broker):
+    reg = worker.registry
+    reg.add_device(SITE, "dev-a")
+    reg.enroll(SITE, "u-gone", name="Erased Person", unit="9-909", consent="site", templates=TPL,
+               credentials=[("card", "04A1B2")])
+    reg.enroll(SITE, "u-gone", name="Erased Person", unit="9-910", consent="site")  # a second logged change
+    obs = Observer(broker)
+    try:
+        reg.delete_resident("u-gone")
+        wait_for(lambda: any(b["op"] == "delete" for _, b in obs.of("u-gone")), 10, "the signed delete")
+    finally:
+        obs.close()
+    db = worker.db
+    for table in ("residents", "changes", "templates", "credentials"):
+        for row in db.query(f"SELECT * FROM {table}"):
+            text = json.dumps(row, default=str)
+            assert "Erased Person" not in text and "9-9" not in text and TPL[0]["emb"] not in text
+            assert "04A1B2" not in text
+    assert reg.resident("u-gone")["deleted"] == 1

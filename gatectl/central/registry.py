@@ -13,9 +13,10 @@ building and doors, and the public halves of the signing keys. Every change gets
     consent ``none``      the home device only, and without templates (none are held here)
 
 A narrower consent sends signed deletes to the devices that fall out of it. Every signed
-publication is kept in ``changes`` (the audit log). A resync (a new or wiped device asking)
-is built from the registry's current state for that device, not from the log, so a device
-added to a building later gets the building's residents too.
+publication is kept in ``changes`` (the audit log) until the resident is erased or withdraws
+consent to replication (their earlier bodies held the name and the face). A resync (a new or
+wiped device asking) is built from the registry's current state for that device, not from the
+log, so a device added to a building later gets the building's residents too.
 
 Requests from devices (``enroll/up``) are decided here: a device may add residents and change
 or remove only those it added (``owner``); a new face is refused when it is someone else's
@@ -229,6 +230,8 @@ class Registry:
             )
             if templates is not None or consent == "none":
                 tx.execute("DELETE FROM templates WHERE uid = ?", [uid])
+            if consent == "none":  # consent withdrawn: no copy of the face in the log either
+                tx.execute("DELETE FROM changes WHERE kind = 'resident' AND ref = ?", [uid])
             if templates and consent != "none":
                 for i, t in enumerate(templates[:MAX_TEMPLATES]):
                     tx.execute(
@@ -269,6 +272,8 @@ class Registry:
             version = max(_now_ms(self.clock), held + 1)
             tx.execute("DELETE FROM templates WHERE uid = ?", [uid])
             tx.execute("DELETE FROM credentials WHERE uid = ?", [uid])
+            # the log's earlier bodies carry the name and the face: erasure leaves nothing
+            tx.execute("DELETE FROM changes WHERE kind = 'resident' AND ref = ?", [uid])
             tx.execute(
                 "UPDATE residents SET deleted = 1, version = ?, name = '', unit = '' "
                 "WHERE uid = ?", [version, uid])
