@@ -276,6 +276,25 @@ def test_device_requests_are_checked_for_duplicates_across_the_site(worker, brok
             {"v": 1, "type": "resident", "op": "delete", "uid": "u-new", "version": 1, "origin": "dev-c", "seq": 3})
     wait_for(lambda: worker.counters["requests_refused"] == 2, 10, "the refusal")
     assert not reg.resident("u-new")["deleted"]
+    # templates that are base64 of the wrong length: refused for good (confirmed), not retried
+    receipts: list[dict] = []
+    obs = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    ready = threading.Event()
+    obs.on_message = lambda c, u, m: receipts.append(json.loads(m.payload))
+    obs.on_subscribe = lambda *_: ready.set()
+    obs.connect(broker.host, broker.port)
+    obs.subscribe(f"gatectl/v1/{SITE}/dev-b/ack", 1)
+    obs.loop_start()
+    try:
+        assert ready.wait(10)
+        publish(broker, up, {"v": 1, "type": "resident", "op": "upsert", "uid": "u-bad", "version": 1, "name": "B",
+                             "unit": "4", "status": "active", "origin": "dev-b", "seq": 5,
+                             "templates": [{"model": "m", "dim": 4, "quality": 0.9, "emb": "AACAPw=="}]})
+        wait_for(lambda: any(5 in r["requests"] for r in receipts), 10, "the refusal confirmed")
+        assert worker.counters["requests_refused"] == 3 and not worker.counters["errors"]
+    finally:
+        obs.disconnect()
+        obs.loop_stop()
 
 
 def test_a_device_enrolled_before_sync_backfills_and_is_resynced_when_wiped(tmp_path, worker, key):

@@ -39,7 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gatectl.central.messages import MAX_SIZE, Malformed, json_object, request_fields, whole
-from gatectl.central.registry import Registry
+from gatectl.central.registry import Registry, RegistryError
 from gatectl.central.snapshots import SnapshotStore, snapshot_key
 from gatectl.central.storage import Database, StorageError, Tx
 from gatectl.config.central import CentralConfig
@@ -435,6 +435,9 @@ class IngestWorker:
             log.error("central worker %s: %s (the device asks again)", self.worker_id,
                       shown(str(exc), 300))
             return
+        except (RegistryError, ValueError) as exc:  # templates that do not decode: for good
+            self.counters["requests_refused"] += 1
+            self.refusals.refuse(f"central {kind}", "refused", str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the worker
             self.counters["errors"] += 1
             self.refusals.refuse(f"central {kind}", "error", repr(exc))

@@ -363,6 +363,7 @@ class Registry:
             return Decision(False, "unknown consent scope")
         consent = min(asked, self.max_device_consent, key=SCOPES.index)
         if templates:
+            _vectors(templates)  # each decodes to its dim of finite floats, or RegistryError
             twin = self.duplicate(site, uid, templates)
             if twin is not None:
                 return Decision(False, f"this face already belongs to resident {twin} here")
