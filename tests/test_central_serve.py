@@ -123,3 +123,20 @@ def test_bench_central_prints_its_json_with_nothing_lost():
     run = out["runs"]["sqlite_1"]
     assert run["events_per_s"] > 0 and run["unconfirmed"] == 0 and run["snapshots"] == 60
     assert out["broker_ceiling"]["received"] == 200
+
+
+def test_the_central_unit_is_hardened(tmp_path):
+    import re
+    import shutil
+
+    import pytest
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    shutil.copy(REPO / "systemd" / "gatectl-central.service", tmp_path / "gatectl-central.service")
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", "gatectl-central.service"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for gatectl-central\.service: (\d+\.\d+)", out.stdout)
+    assert m and float(m.group(1)) <= 2.5, out.stdout[-2000:]
+    unit = (REPO / "systemd" / "gatectl-central.service").read_text()
+    assert "ExecStart=/opt/gatectl/venv/bin/gatectl central serve --config /etc/gatectl-central/central.toml" in unit
