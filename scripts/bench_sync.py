@@ -36,7 +36,7 @@ from benchlib import stats, timed  # noqa: E402
 from gatectl.runtime.app import App, simulated_boards  # noqa: E402
 from gatectl.config import parse_config  # noqa: E402
 from gatectl.config.sync import SyncConfig  # noqa: E402
-from gatectl.runtime.central import Central  # noqa: E402
+from gatectl.central.tool import Central  # noqa: E402
 from tests.broker import Broker  # noqa: E402
 
 

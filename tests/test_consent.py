@@ -10,7 +10,7 @@ import pytest
 from gatectl.config.sync import SyncConfig
 from gatectl.domain.consent import Consent
 from gatectl.people.enroll import Sample
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sources.media import read_image
 from tests.conftest import FACES, ok, run_cli, wait_for
 from tests.test_sync import CENTRAL_KEY, CENTRAL_KID, SITE, Device, sync_cfg, toml
@@ -18,9 +18,11 @@ from tests.test_sync import CENTRAL_KEY, CENTRAL_KID, SITE, Device, sync_cfg, to
 
 @pytest.fixture
 def site(tmp_path, broker):
-    """Two devices and a relaying, signing centre on one broker."""
+    """Two devices and a relaying, signing centre on one broker; the centre relays what a device
+    sends up to the whole site (``replicate="site"``): which templates go up at all is the
+    device's consent filter under test."""
     relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True,
-                    key=CENTRAL_KEY, kid=CENTRAL_KID)
+                    key=CENTRAL_KEY, kid=CENTRAL_KID, replicate="site")
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b"))

@@ -11,7 +11,7 @@ import numpy as np
 from gatectl.runtime.app import App
 from gatectl.config import parse_config
 from gatectl.config.sync import SyncConfig
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sync.topics import Topics
 from tests.broker import Broker
 from tests.conftest import wait_for

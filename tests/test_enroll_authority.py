@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from gatectl.config.sync import SyncConfig
 from gatectl.domain.consent import Consent
 from gatectl.people.enroll import Sample
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import MAX_VERSION, encode_templates
 from gatectl.sync.signing import (
@@ -293,7 +293,7 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
     obs.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
     obs.on_subscribe = lambda *_: subscribed.set()
     obs.connect(broker.host, broker.port)
-    obs.subscribe(f"gatectl/v1/{SITE}/enroll", qos=1)
+    obs.subscribe(f"gatectl/v1/{SITE}/dev-a/enroll", qos=1)
     obs.loop_start()
     assert subscribed.wait(15), "observer subscribed"  # before anything is published
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a", pub))
@@ -301,10 +301,12 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
     try:
         r = a.app.enroller().enroll_resident("Barack Obama", "1-101", [Sample("o", read_image(FACES / "obama_01.jpg"))], Consent("site", "test"))
         assert a.app.store.resident(r.id).name == "Barack Obama"  # applied at once on the operator's device
-        got = wait_for(lambda: b.app.store.find_residents(r.uid), 15, "the resident on device B")
-        assert got[0].name == "Barack Obama"
         published = wait_for(lambda: [m for m in seen if m.get("uid") == r.uid], 15, "the signed change seen")
-        assert all(m.get("sig") and m.get("kid") == KID and m.get("site") == SITE for m in published)
+        assert all(m.get("sig") and m.get("kid") == KID and m.get("site") == SITE and m.get("device") == "dev-a"
+                   for m in published)  # back to the device it came from, not the whole site
+        wait_for(lambda: a.app.store.version_of(r.uid)[1] == published[-1]["version"], 15,
+                 "the centre's signed version on device A")
+        assert not b.app.store.find_residents(r.uid)
 
         # the centre's own resident: device A asks to erase it (its up topic), nobody erases it
         kit = change("u-kit", now_ms(), name="Kit Harington", unit="2-301", status="active",
@@ -318,16 +320,16 @@ def test_device_enrollments_are_requests_the_centre_signs_and_no_device_changes_
                                                  status="suspended", origin="dev-a"))
         # device B's resident, asked to be suspended by device A
         rb = b.app.enroller().enroll_resident("Rose Leslie", "2-302", [Sample("r", read_image(FACES / "rose_leslie_01.jpg"))], Consent("site", "test"))
-        wait_for(lambda: a.app.store.find_residents(rb.uid), 15, "B's resident on A")
+        wait_for(lambda: signing_centre.owners.get(rb.uid) == "dev-b", 15, "B's resident at the centre")
         raw_publish(broker, ta.enroll_up, change(rb.uid, now_ms() + 1000, name="Rose Leslie", unit="2-302",
                                                  status="suspended", origin="dev-b"))
         wait_for(lambda: signing_centre.counters["requests_refused"] >= 3, 10, "the centre's refusals")
         assert b.app.store.find_residents("u-kit")[0].status == "active"
         assert b.app.store.find_residents(rb.uid)[0].status == "active"
 
-        # device A's own removal goes up as a request and reaches B as the centre's signed delete
+        # device A's own removal goes up as a request and becomes the centre's signed delete
         a.app.store.remove_resident(r.id)
-        wait_for(lambda: not b.app.store.find_residents(r.uid), 15, "the deletion on device B")
+        wait_for(lambda: signing_centre.residents[r.uid]["op"] == "delete", 15, "the centre's delete")
     finally:
         a.close()
         b.close()
@@ -349,7 +351,7 @@ def test_an_enrollment_made_offline_applies_locally_and_goes_up_later(tmp_path, 
         assert a.app.store.resident(r.id).status == "active"
         broker.start()
         centre.start()
-        wait_for(lambda: b.app.store.find_residents(r.uid), 30, "the offline enrollment on device B")
+        wait_for(lambda: centre.owners.get(r.uid) == "dev-a", 30, "the offline enrollment at the centre")
     finally:
         a.close()
         b.close()

@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parent.parent / "gatectl"
 
 # Lowest first. A module may import its own floor and the floors below it, never above.
 FLOORS = ["domain", "core", "config", "store", "sources", "vision", "hw", "control", "people",
-          "access", "analysis", "gates", "sync", "web", "runtime", "cli"]
+          "access", "analysis", "gates", "sync", "web", "runtime", "central", "cli"]
 ROOT_MODULES = {"gatectl": "core", "gatectl.__main__": "cli"}  # the package itself: version, entry point
 
 

@@ -18,7 +18,7 @@ from gatectl.config.sync import SyncConfig
 from gatectl.domain.consent import Consent
 from gatectl.people.enroll import Sample
 from gatectl.runtime.app import App, simulated_boards
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from gatectl.sources.media import read_image
 from gatectl.sync.enrollment import encode_templates
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_command
@@ -140,8 +140,9 @@ def test_outbox_is_bounded_and_counts_what_it_drops(tmp_path):
 # ---- enrollments ------------------------------------------------------------------------------
 
 def test_enrollment_round_trip_between_two_devices_with_deletion(tmp_path, broker):
+    # the site's residents consented to site-wide replication: A's enrollment reaches B
     relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True,
-                    key=CENTRAL_KEY, kid=CENTRAL_KID)
+                    key=CENTRAL_KEY, kid=CENTRAL_KID, replicate="site")
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     b = Device(tmp_path / "b", sync_cfg(broker, "dev-b"))
@@ -192,7 +193,7 @@ def test_template_from_another_model_is_refused_with_the_reason(tmp_path, broker
 
 def test_device_can_request_a_full_resync(tmp_path, broker):
     relay = Central(SyncConfig(enabled=True, host=broker.host, port=broker.port), SITE, relay=True,
-                    key=CENTRAL_KEY, kid=CENTRAL_KID)
+                    key=CENTRAL_KEY, kid=CENTRAL_KID, replicate="site")
     relay.start()
     a = Device(tmp_path / "a", sync_cfg(broker, "dev-a"))
     try:

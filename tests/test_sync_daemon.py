@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from gatectl.config.sync import SyncConfig, TlsConfig
-from gatectl.runtime.central import Central
+from gatectl.central.tool import Central
 from tests.broker import Broker, make_pki
 from tests.conftest import FACES, REPO, run_cli, wait_for
 from tests.test_sync import SITE

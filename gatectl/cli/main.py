@@ -246,7 +246,7 @@ def build_parser() -> Parser:
                     help="trust: wait this long for the running daemon to apply it (0.5..120 s)")
     ck.set_defaults(func=cmd_clock)
 
-    # no arguments of its own: main() hands the rest of the line to gatectl.sync.central
+    # no arguments of its own: main() hands the rest of the line to gatectl.central.tool
     # (argparse.REMAINDER after a subcommand refuses options such as --help)
     ce = sub.add_parser(
         "central",

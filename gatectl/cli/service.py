@@ -167,7 +167,7 @@ def cmd_central(args: argparse.Namespace, app_factory: AppFactory) -> int:
         from gatectl.cli.passes import central_pass
 
         return central_pass(args.central_args[1:])
-    from gatectl.runtime.central import main as central_main
+    from gatectl.central.tool import main as central_main
 
     return central_main(args.central_args)
 

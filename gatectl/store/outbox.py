@@ -19,6 +19,24 @@ class Outbox(StoreBase):
         with self.write() as db:
             self._enqueue(db, kind, ref)
 
+    def backfill_enrollments(self) -> int:
+        """Once per store, the first time it syncs: a request for every resident enrolled while
+        sync was off (no outbox row was written for them, so the centre has never heard of
+        them and could not resync them to a wiped device). Marked done in meta
+        ``enroll_backfilled`` (1 + how many); the centre refuses those it owns already."""
+        if not self.publish:
+            return 0
+        with self.write() as db:
+            if db.execute("SELECT 1 FROM meta WHERE key = 'enroll_backfilled'").fetchone():
+                return 0
+            uids = [r[0] for r in db.execute(
+                "SELECT uid FROM residents WHERE uid NOT IN "
+                "(SELECT ref FROM outbox WHERE kind = 'enroll') ORDER BY id")]
+            for uid in uids:
+                self._enqueue(db, "enroll", uid)
+            db.execute("INSERT INTO meta VALUES ('enroll_backfilled', ?)", [len(uids) + 1])
+        return len(uids)
+
     @reads
     def outbox_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """The next entries to publish, oldest first, with the event row when there is one."""

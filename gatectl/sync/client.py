@@ -173,6 +173,9 @@ class SyncClient:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        backfilled = self.store.backfill_enrollments()  # residents from before sync was on
+        if backfilled:
+            log.info("%d residents enrolled before sync go up to the centre", backfilled)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         # the broker never sends a packet bigger than our largest limit (plus topic and

@@ -4,7 +4,8 @@ without the real central server (and the tests have a real counterpart on the br
     gatectl central keygen --out central.key [--kid K]       Ed25519 key that signs commands
                                                               and enrollment changes
     gatectl central serve --site S --key central.key [--kid K]
-                          [--device-requests own|refuse] [--state F]
+                          [--device-requests own|refuse] [--replicate device|site]
+                          [--state F]
                                                               print live events and statuses as
                                                               JSON lines; confirm them to each
                                                               device (ack); decide the devices'
@@ -37,7 +38,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, overload
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -45,8 +45,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gatectl.central import operator
+from gatectl.central.messages import MAX_SIZE, Malformed, json_object, request_fields, text, whole
 from gatectl.config.base import ConfigError
 from gatectl.config.sync import SyncConfig, TlsConfig
+from gatectl.core.errors import GatectlError, UsageError
 from gatectl.core.safe_text import shown
 from gatectl.sync.client import make_client
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack
@@ -67,80 +70,8 @@ def version_now() -> int:
     return int(time.time() * 1000)
 
 
-MAX_SIZE = {"events": 64 * 1024, "status": 256 * 1024, "enroll/up": 256 * 1024, "resync": 4096,
-            "cmd/resp": 64 * 1024, "snapshots": 8 * 1024 * 1024}
-MAX_TEXT = 200  # names, units
-MAX_TEMPLATES = 20
 RESYNC_EVERY_S = 10.0  # one full resync per device per this: a device cannot make the centre flood
 ACK_FLUSH_S = 0.05
-
-
-class Malformed(ValueError):
-    """A message from a device that is not what its topic carries; one line, counted."""
-
-
-def _json_object(payload: bytes | bytearray) -> dict:
-    try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise Malformed("not JSON") from None
-    if not isinstance(body, dict):
-        raise Malformed("not a JSON object")
-    return body
-
-
-@overload
-def _text(body: dict, key: str, limit: int = ..., optional: Literal[False] = ...) -> str: ...
-@overload
-def _text(body: dict, key: str, limit: int = ..., *, optional: bool) -> str | None: ...
-def _text(body: dict, key: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
-    value = body.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-        raise Malformed(f"field '{key}' missing, not printable text or longer than {limit}")
-    return value
-
-
-def _int(body: dict, key: str) -> int:
-    value = body.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
-        raise Malformed(f"field '{key}' missing or not a non-negative integer")
-    return value
-
-
-def _request(body: dict) -> dict:
-    """The fields of a device's enrollment request the centre will consider (schema-checked);
-    never the message itself: what the centre publishes is built from these and signed."""
-    if (
-        body.get("v") != 1
-        or body.get("type") != "resident"
-        or body.get("op") not in ("upsert", "delete")
-    ):
-        raise Malformed("not a v1 resident upsert/delete request")
-    out = {"type": "resident", "op": body["op"], "uid": _text(body, "uid", 128)}
-    if body["op"] == "delete":
-        return out
-    status = body.get("status", "active")
-    if status not in ("active", "suspended"):
-        raise Malformed("field 'status' must be active or suspended")
-    out |= {"name": _text(body, "name"), "unit": _text(body, "unit"), "status": status}
-    if "templates" not in body:
-        return out  # a change of status, name or unit: the templates stay
-    templates = body["templates"]
-    if not isinstance(templates, list) or len(templates) > MAX_TEMPLATES:
-        raise Malformed(f"field 'templates' must be a list of 0..{MAX_TEMPLATES} (0: erase them)")
-    clean = []
-    for t in templates:
-        if not isinstance(t, dict):
-            raise Malformed("a template is not an object")
-        dim = _int(t, "dim")
-        quality = t.get("quality", 1.0)
-        if not 0 < dim <= 2048 or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
-            raise Malformed("a template has a bad dim or quality")
-        emb = _text(t, "emb", 4 * ((dim * 4 + 2) // 3))
-        clean.append({"model": _text(t, "model", 128), "dim": dim, "quality": quality, "emb": emb})
-    return {**out, "templates": clean}
 
 
 class Central:
@@ -164,6 +95,7 @@ class Central:
         kid: str = "central-1",
         device_requests: str = "own",
         state: Path | None = None,
+        replicate: str = "device",
     ):
         """A fixed ``client_id`` makes the session persistent: the broker keeps what arrives
         while this side is away (the real centre must not miss events either). ``key`` signs
@@ -177,6 +109,7 @@ class Central:
         self.key = key
         self.kid = kid
         self.device_requests = device_requests
+        self.replicate = replicate
         self.persistent = client_id is not None
         self.root = f"{cfg.prefix}/{VERSION}/{site}"
         self.client = make_client(
@@ -280,9 +213,9 @@ class Central:
             self.snapshots[eid] = bytes(msg.payload)  # paho may hand a bytearray
             self._ack(device, "snapshots", eid)
             return
-        body = _json_object(msg.payload)
+        body = json_object(msg.payload)
         if kind == "events":
-            eid, seq = _text(body, "id", MAX_ID_LEN), _int(body, "seq")
+            eid, seq = text(body, "id", MAX_ID_LEN), whole(body, "seq")
             with self.lock:
                 first = eid not in self.events
                 if first:
@@ -300,9 +233,9 @@ class Central:
             self.statuses[device] = body
             self._print({"topic": "status", "device": device, "state": body.get("state")})
         elif kind == "enroll/up":
-            request_seq = _int(body, "seq") if "seq" in body else None
+            request_seq = whole(body, "seq") if "seq" in body else None
             try:
-                decided = self._decide(device, _request(body))
+                decided = self._decide(device, request_fields(body))
             except Malformed:
                 decided = True  # refused for good: asking again would not change it
                 raise
@@ -310,7 +243,7 @@ class Central:
                 if request_seq is not None and decided:
                     self._ack(device, "requests", request_seq)  # the device need not ask again
         elif kind == "resync":
-            seq = _int(body, "seq")
+            seq = whole(body, "seq")
             # only the serving centre answers (and confirms) it
             if self.relay and self._resync(device):
                 self._ack(device, "requests", seq)
@@ -346,7 +279,11 @@ class Central:
             self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "refused": why})
             return True
         self.counters["requests_accepted"] += 1
-        self.push({"v": 1, **req, "origin": device}, wait=False)
+        # back to the device it came from, not the whole site: a face enrolled at one door goes
+        # further only by consent (``replicate="site"``: every resident of this site gave it;
+        # per resident, the registry's consent scope: `gatectl.central.registry`)
+        target = None if self.replicate == "site" else device
+        self.push({"v": 1, **req, "origin": device}, device=target, wait=False)
         return True
 
     def _resync(self, device: str) -> bool:
@@ -358,8 +295,8 @@ class Central:
             return False
         self._last_resync[device] = now
         with self.lock:
-            changes = list(self.residents.values())
-        for change in changes:  # signed for the whole site: valid on this device's own topic
+            changes = [c for c in self.residents.values() if c.get("device") in ("*", device)]
+        for change in changes:  # signed for the site or this device: valid on its own topic
             self.client.publish(f"{self.root}/{device}/enroll", json.dumps(change).encode(), qos=1)
         self._print({"topic": "resync", "device": device, "sent": len(changes)})
         return True
@@ -369,7 +306,7 @@ class Central:
         if self.key is None:
             return
         try:
-            body = _json_object(payload)
+            body = json_object(payload)
             verify_change({self.kid: self.key.public_key()}, body, site=self.site, device="*")
         except (Malformed, CommandRejected):
             return
@@ -433,14 +370,13 @@ class Central:
         return sign_change(self.key, self.kid, change, site=self.site, device=device or "*")
 
     def push(self, change: dict, device: str | None = None, wait: bool = True) -> dict:
-        """An enrollment change, signed, to every device of the site (or to one); returns it.
+        """An enrollment change, signed, to every device of the site (or to one); returns it and
+        keeps it for resyncs (of every device, or of that one).
         ``wait`` for the broker's PUBACK - never from paho's own thread (it would deadlock)."""
         signed = self.sign(change, device)
-        if device is None:
-            self._remember(
-                signed,
-                change.get("origin") if change.get("origin") not in (None, "central") else None,
-            )
+        self._remember(
+            signed, change.get("origin") if change.get("origin") not in (None, "central") else None
+        )
         topic = f"{self.root}/{device}/enroll" if device else f"{self.root}/enroll"
         info = self.client.publish(topic, json.dumps(signed).encode(), qos=1)
         if wait:
@@ -520,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     kg.add_argument("--kid", default="central-1")
     for name in ("serve", "enroll", "delete", "cmd"):
         p = sub.add_parser(name)
-        p.add_argument("--site", required=True)
+        # serve --config central.toml is the centre (gatectl.central.service); serve --site S
+        # the reference tool watching one site
+        p.add_argument("--site", required=name != "serve")
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=1883)
         p.add_argument("--prefix", default="gatectl")
@@ -534,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="Ed25519 private key (from keygen) that signs enrollment changes")
             p.add_argument("--kid", default="central-1")
         if name == "serve":
+            p.add_argument("--config", type=Path, help="central.toml: run the centre")
             p.add_argument(
                 "--state",
                 type=Path,
@@ -547,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
                 default="own",
                 help="own: a device may add residents and change or remove those it added; "
                 "refuse: only the centre enrolls",
+            )
+            p.add_argument(
+                "--replicate",
+                choices=["device", "site"],
+                default="device",
+                help="where a device's accepted enrollment goes: back to that device only, or to "
+                "the whole site (only when every resident consented to that)",
             )
         if name in ("enroll", "delete"):
             p.add_argument("--uid")
@@ -567,10 +513,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--timeout", type=float, default=10.0)
             p.add_argument("command")
             p.add_argument("args", nargs="*", metavar="KEY=VALUE")
+    operator.add_parsers(sub)
     args = ap.parse_args(argv)
     try:
+        if args.action in operator.ACTIONS:
+            return operator.run(args, lambda photos: _templates(photos)[0])
+        if args.action == "serve" and args.config is not None:
+            return operator.serve_main(args)
+        if args.action == "serve" and args.site is None:
+            raise UsageError("serve: --config central.toml (the centre) or --site S (the tool)")
         return _run(args)
-    except (ConfigError, ValueError, OSError, TimeoutError) as exc:
+    except (GatectlError, ValueError, OSError, TimeoutError) as exc:
         msg = "; ".join(exc.lines) if isinstance(exc, ConfigError) else str(exc)
         print(f"gatectl central: {msg}", file=sys.stderr)
         return 2
@@ -594,6 +547,7 @@ def _run(args: argparse.Namespace) -> int:
         kid=args.kid,
         device_requests=getattr(args, "device_requests", "own"),
         state=state,
+        replicate=getattr(args, "replicate", "device"),
     )
     if args.action == "cmd":
         if key is None:
