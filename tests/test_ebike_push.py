@@ -17,6 +17,7 @@ import pytest
 from gatectl.config import ConfigError, parse_config
 from gatectl.runtime.app import App, simulated_boards
 from gatectl.web.server import HttpServer, ServeError
+from tests.test_ebike import Clock
 
 SECRET = secrets.token_hex(32)
 HOLD, BUZZER, FIRE = 0, 1, 7
@@ -33,14 +34,6 @@ def site(**push) -> dict:
                  "cameras": [{"name": "lift1", "elevator": "car_a", "secret": SECRET,
                               "confirm_s": 1.0, "active_s": 2.0}], **push},
     }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

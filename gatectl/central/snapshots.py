@@ -8,10 +8,11 @@ path outside the store.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Protocol
+
+from gatectl.store.recorder import write_file_durably
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -40,16 +41,7 @@ class FolderStore:
         self.root = root
 
     def put(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_file_durably(self.root / key, data)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -34,7 +34,8 @@ ACTIONS = {"card": ("add", "remove", "list"), "pin": ("set",), "totp": ("add",),
 
 def add_arguments(r: argparse.ArgumentParser) -> None:
     """The options of the credential actions, on the `residents` parser."""
-    r.add_argument("target", nargs="?", help="card|pin|totp|face ACTION ID: the resident")
+    r.add_argument("target", nargs="?",
+                   help="card|pin|totp|face ACTION ID: the resident; care ID on|off: on or off")
     r.add_argument("--card", metavar="HEX", help="card add/remove: the number in hex")
     r.add_argument("--bits", type=int, metavar="N", help="card add/remove: its bit length")
     r.add_argument("--out", type=Path, metavar="FILE.png", help="totp add: write the QR here")
@@ -44,6 +45,11 @@ def cmd_residents_all(args: argparse.Namespace, app_factory: AppFactory) -> int:
     """`residents`: the credential actions here, everything else as before."""
     if args.action == "add":
         return _add(args, app_factory)
+    if args.action == "care":  # `residents care ID on|off`
+        if args.target not in ("on", "off"):
+            raise UsageError("residents care: give the resident and on or off "
+                             "(residents care ID on|off)")
+        args.state, args.target = args.target, None
     if args.action not in ACTIONS:
         if args.target is not None or args.card or args.bits is not None or args.out:
             raise UsageError(f"residents {args.action}: --card, --bits and --out are for "

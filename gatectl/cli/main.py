@@ -130,8 +130,6 @@ def build_parser() -> Parser:
     r.add_argument("--refusals", metavar="FILE",
                    help="import: who was refused and why, as CSV (default "
                    "./import-refusals-TIME.csv)")
-    r.add_argument("state", nargs="?", choices=["on", "off"],
-                   help="care: watched by the not-seen rule (analysis.care) or not")
     r.add_argument("--name", help="update: new name")
     r.add_argument("--unit", help="update: move to this unit")
     r.add_argument(
@@ -149,7 +147,7 @@ def build_parser() -> Parser:
     )
     add_list_options(r)
     add_credential_arguments(r)
-    r.set_defaults(func=cmd_residents_all)
+    r.set_defaults(func=cmd_residents_all, state=None)  # care's on|off: the positional after ID
 
     w = sub.add_parser("watchlist", help="faces that raise an alert")
     w.add_argument("action", choices=["add", "remove", "list"])
