@@ -9,9 +9,10 @@ its key path (``gates[0].camera: unknown camera 'lobby2'``).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -54,6 +55,7 @@ from gatectl.config.site import (
 )
 from gatectl.config.status import StatusConfig
 from gatectl.config.sync import SyncConfig
+from gatectl.core.safe_text import shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -365,6 +367,16 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     return out or "(top level)"
 
 
+SECRET_KEYS = re.compile(r"secret|scbk|password")  # a rejected value of these is not echoed
+
+
+def _secret(err: Any) -> bool:
+    """Whether the problem is with a secret's value: echoing it would put a key, half-typed or
+    not, into a terminal scrollback or a journal."""
+    last = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    return bool(SECRET_KEYS.search(last))
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem: ``key.path: message (got value)``."""
     lines = []
@@ -374,8 +386,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
+        elif "input" in err and not isinstance(err["input"], (dict, list)) and not _secret(err):
+            msg = f"{msg} (got {shown(repr(err['input']), 80)})"
         lines.append(f"{_loc(err['loc'])}: {msg}")
     return lines
 
