@@ -278,12 +278,12 @@ class Central:
             self.counters["requests_refused"] += 1
             self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "refused": why})
             return True
-        self.counters["requests_accepted"] += 1
         # back to the device it came from, not the whole site: a face enrolled at one door goes
         # further only by consent (``replicate="site"``: every resident of this site gave it;
         # per resident, the registry's consent scope: `gatectl.central.registry`)
         target = None if self.replicate == "site" else device
         self.push({"v": 1, **req, "origin": device}, device=target, wait=False)
+        self.counters["requests_accepted"] += 1  # after: a reader of the counter sees the owner
         return True
 
     def _resync(self, device: str) -> bool:
