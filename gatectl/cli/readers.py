@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from gatectl.cli.common import AppFactory
 from gatectl.config.readers import BAUDS, parse_scbk
+from gatectl.core.console import serve_console
 from gatectl.core.errors import UsageError
 from gatectl.core.safe_text import shown
 
@@ -107,20 +108,8 @@ def cmd_reader_sim(args: argparse.Namespace, app_factory: AppFactory,
               f"{'Secure Channel' if key else 'no Secure Channel'}; Ctrl-C stops", flush=True)
         print(CONSOLE_HELP, flush=True)
 
-        def console() -> None:
-            for line in stdin or sys.stdin:
-                answer = console_command(reader, line)
-                if answer is None:
-                    break
-                if answer:
-                    print(answer, flush=True)
-            else:
-                return  # stdin closed (in the background): keep serving
-            stop.set()
-
-        threading.Thread(target=console, name="reader-sim-console", daemon=True).start()
-        while not stop.wait(0.2):
-            pass
+        serve_console(stdin or sys.stdin, lambda line: console_command(reader, line), stop,
+                      "reader-sim-console")
         return 0
     except KeyboardInterrupt:
         return 0

@@ -49,6 +49,7 @@ from typing import Protocol, TextIO
 
 from gatectl.config.hardware import BoardBase
 from gatectl.core.argtypes import number_in
+from gatectl.core.console import serve_console
 from gatectl.core.safe_text import shown
 from gatectl.hw.serial import lcus, modbus
 from gatectl.hw.serial.dialect import frame_gap_s, wire_time_s
@@ -468,20 +469,8 @@ def serve(args: argparse.Namespace, stdin: TextIO | None = None,
                 names.items(), key=lambda x: x[1][0])), flush=True)
         show(sim.coils())
 
-        def console() -> None:
-            for line in stdin:
-                answer = console_command(sim, line, indices)
-                if answer is None:
-                    break
-                if answer:
-                    print(answer, flush=True)
-            else:
-                return  # stdin closed (run in the background): keep serving
-            stop.set()
-
-        threading.Thread(target=console, name="board-sim-console", daemon=True).start()
-        while not stop.wait(0.2):
-            pass
+        serve_console(stdin, lambda line: console_command(sim, line, indices), stop,
+                      "board-sim-console")
         return 0
     except KeyboardInterrupt:
         return 0
