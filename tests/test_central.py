@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -55,6 +56,9 @@ def write_config(tmp_path: Path, broker: Broker, db_url: str, workers: int = 2, 
         f'state_dir = "{tmp_path / "state"}"\ndatabase = "{db_url}"\nkey = "{tmp_path / "central.key"}"\n'
         f'kid = "k1"\n[broker]\nport = {broker.port}\n'
         f'[ingest]\nworkers = {workers}\nresync_every_s = 0\nsession_expiry_s = 600\n'
+        # a share group of its own: a killed worker's session of an earlier test, still alive on
+        # the broker, would otherwise take its share of this test's messages
+        f'group = "t-{uuid.uuid4().hex[:12]}"\n'
         f'[http]\nport = {http_port}\n')
     return path
 
