@@ -126,6 +126,10 @@ class IngestWorker:
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = lambda *_: self.connected.clear()
+        # set once the broker granted the subscriptions, not at CONNACK: a message published
+        # between the two would reach no worker of the group
         self.connected = threading.Event()
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.refusals = Refusals(per_s=1.0, burst=5)
@@ -149,7 +153,7 @@ class IngestWorker:
         self._writer.start()
         if not self.connected.wait(timeout):
             raise ConnectionError(
-                f"central worker: no connection to {b.host}:{b.port} in {timeout:.0f} s"
+                f"central worker: not subscribed at {b.host}:{b.port} in {timeout:.0f} s"
             )
 
     def stop(self) -> None:
@@ -173,7 +177,11 @@ class IngestWorker:
         client.subscribe(
             [(f"$share/{group}/{root}/{k}", SubscribeOptions(qos=1)) for k in KINDS]
         )
-        self.connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        if not any(rc.is_failure for rc in reason_codes):
+            self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(msg)  # bounded by the broker: receive_maximum unacknowledged at most
