@@ -126,11 +126,11 @@ class IngestWorker:
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = lambda *_: self.connected.clear()
         # set once the broker granted the subscriptions, not at CONNACK: a message published
         # between the two would reach no worker of the group
         self.connected = threading.Event()
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = lambda *_: self.connected.clear()
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.refusals = Refusals(per_s=1.0, burst=5)
         self.counters: collections.Counter[str] = collections.Counter()
