@@ -95,6 +95,50 @@ def enroll(app: App, name: str, *photos: str, unit: str = "1-1-101"):
     return app.enroller().enroll_resident(name, unit, [Sample(p, read_image(FACES / p)) for p in photos])
 
 
+def elevator_car_config(tmp_path: Path, port: str, *, max_on_s: float, pulse_s: float,
+                        renew_s: float, extra: str = "") -> Path:
+    """A site with one e-bike gate on a looping elevator frame (the moped of pic_1, found by the
+    shipped detector) whose car's hold contact is channel 2 of the Modbus board on ``port``."""
+    cam = tmp_path / "car"
+    cam.mkdir()
+    (cam / "a.png").write_bytes((REPO / "tests/data/ebike/paddle_elevator_pic_1.png").read_bytes())
+    cfg = tmp_path / "lift.toml"
+    cfg.write_text(f"""
+[[cameras]]
+name = "car"
+source = "{cam}"
+kind = "images"
+fps = 5
+loop = true
+max_frame_age_ms = 3000
+
+[[boards]]
+name = "main"
+driver = "modbus"
+port = "{port}"
+timeout_ms = 100
+poll_ms = 30
+
+[[outputs]]
+name = "hold"
+channel = 2
+max_on_s = {max_on_s}
+
+[[elevators]]
+name = "car_a"
+hold_output = "hold"
+pulse_s = {pulse_s}
+renew_s = {renew_s}
+
+[[gates]]
+kind = "ebike"
+name = "cam"
+camera = "car"
+elevator = "car_a"
+{extra}""")
+    return cfg
+
+
 def run_cli(*args: str, data: Path | None = None, config: Path | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "gatectl"]
     if config:

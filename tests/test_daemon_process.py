@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gatectl.hw.serial.sim import SimulatedBoard
-from tests.conftest import FACES, NOFACE, REPO, run_cli, wait_for
+from tests.conftest import FACES, NOFACE, REPO, elevator_car_config, run_cli, wait_for
 
 
 class Notify:
@@ -265,46 +265,8 @@ restart_after_errors = 3
 
 def test_sigterm_releases_a_held_elevator_at_once_and_exits_0(tmp_path, board):
     """A 10 s board-timed hold pulse would hold the car on after a stop; SIGTERM ends it."""
-    cam = tmp_path / "car"
-    cam.mkdir()
-    (cam / "a.png").write_bytes((REPO / "tests/data/ebike/paddle_elevator_pic_1.png").read_bytes())
-    cfg = tmp_path / "lift.toml"
-    cfg.write_text(f"""
-[[cameras]]
-name = "car"
-source = "{cam}"
-kind = "images"
-fps = 5
-loop = true
-max_frame_age_ms = 3000
-
-[[boards]]
-name = "main"
-driver = "modbus"
-port = "{board.port}"
-timeout_ms = 100
-poll_ms = 30
-
-[[outputs]]
-name = "hold"
-channel = 2
-max_on_s = 10
-
-[[elevators]]
-name = "car_a"
-hold_output = "hold"
-pulse_s = 10
-renew_s = 1
-
-[[gates]]
-kind = "ebike"
-name = "cam"
-camera = "car"
-elevator = "car_a"
-
-[run]
-stop_timeout_s = 3
-""")
+    cfg = elevator_car_config(tmp_path, board.port, max_on_s=10, pulse_s=10, renew_s=1,
+                              extra="\n[run]\nstop_timeout_s = 3\n")
     d = Daemon(tmp_path, cfg, tmp_path / "state")
     try:
         wait_for(lambda: board.coils()[2], 90, "the car to be held", step=0.02)
