@@ -291,3 +291,17 @@ def test_replay_equals_evaluating_each_step_on_the_history_as_it_was():
     assert len(fast) > 10
     assert {a.rule for a in fast} >= {"not_seen", "night_pattern", "vehicle_lanes"}
     assert [a.as_json() for a in fast] == [a.as_json() for a in naive]
+
+
+def test_a_raised_alert_logs_its_rule_and_not_the_plate(site, caplog):
+    """The journal is no place for personal data: the plate is in the (retained, erasable)
+    alert event, the log line names the rule only."""
+    app, clock = site
+    for i in range(4):
+        app.store.record_pass("京C00003", "north", "entry" if i % 2 == 0 else "exit",
+                              clock() - H + i * 120, "granted", None)
+    with caplog.at_level("DEBUG"):
+        raised = app.analyst.run()
+    assert [a.rule for a in raised] == ["vehicle_repeat"]
+    assert "京C00003" in app.store.events(kind="alert")[0].reason
+    assert "vehicle_repeat" in caplog.text and "京C00003" not in caplog.text

@@ -123,7 +123,8 @@ class Analyst:
         old = self.store.raised_since(list(found), now - repeat)
         new = [a for k, a in found.items() if k not in old]
         for a in new:
-            log.warning("analysis: %s", a.reason)
+            # the rule only: a subject may be a plate (personal data); the event has the rest
+            log.warning("analysis: a %s alert raised", a.rule)
             self.recorder.record(SOURCE, "alert", "alert", _with_files(a), self._image(a))
         self.store.note_raised([a.key for a in new], now, now - repeat)
         self.raised += len(new)
