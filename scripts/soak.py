@@ -5,21 +5,19 @@ minutes, and what it cost: frames analysed, decisions, CPU %, RSS and open descr
 start (after --warmup-s: onnxruntime's arenas grow over the first runs of each model) and at
 the end, with RSS each minute. A leak shows as RSS or descriptors growing with time.
 
-Two options tell a leak from the allocator keeping freed memory: ``--trim`` hands glibc's free
-pages back (``malloc_trim(0)``) before every RSS reading, so what is left grows only with what is
-still allocated; ``--trace`` compares tracemalloc snapshots of Python's own allocations (numpy
-arrays included, onnxruntime's C++ heap not) at the start and the end and prints where they grew.
+The daemon gives the C heap's free pages back every ``[run] trim_heap_s`` (`runtime/heap.py`);
+``--trim-heap-s 0`` turns that off to see the allocator's drift. ``--trace`` compares tracemalloc
+snapshots of Python's own allocations (numpy arrays included, onnxruntime's C++ heap not) at the
+start and the end and prints where they grew.
 
 Prints a progress line a minute to stderr and, last, one JSON line on stdout.
 
-    python scripts/soak.py --minutes 30 [--fps 5] [--warmup-s 30] [--motion] [--trim] [--trace]
+    python scripts/soak.py --minutes 30 [--fps 5] [--warmup-s 30] [--motion] [--trim-heap-s S] [--trace]
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import sys
 import tempfile
@@ -43,14 +41,6 @@ from daemonlib import (  # noqa: E402
 )
 
 
-def trimmed_rss_mb(trim: bool) -> float:
-    """RSS now; with ``trim``, after glibc returned its free pages to the system."""
-    if trim:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    return rss_mb()
-
-
 def grown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int = 12) -> list[dict]:
     """Where Python's allocations grew most between two snapshots (by allocating line)."""
     stats = after.compare_to(before, "lineno")
@@ -64,7 +54,8 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=5.0, help="each camera's frame rate (default 5)")
     ap.add_argument("--warmup-s", type=float, default=30.0, help="not measured (default 30)")
     ap.add_argument("--motion", action="store_true", help="the motion pre-filter on")
-    ap.add_argument("--trim", action="store_true", help="malloc_trim(0) before each RSS reading")
+    ap.add_argument("--trim-heap-s", type=float, default=60.0,
+                    help="[run] trim_heap_s: heap trims every S s, 0 never (default 60)")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where Python's memory grew")
     args = ap.parse_args()
     if not 0 < args.minutes <= 24 * 60 or not 0.5 <= args.fps <= 30 or not 0 <= args.warmup_s <= 600:
@@ -75,14 +66,14 @@ def main() -> int:
                    "car_cam": folder(root, "cars", CARS)}
         data = site(root, cameras, [("face", "door", "door_cam"), ("plate", "lane", "lane_cam"),
                                     ("ebike", "car", "car_cam")], args.fps,
-                    {"motion": {"enabled": args.motion}})
+                    {"motion": {"enabled": args.motion}, "trim_heap_s": args.trim_heap_s})
         if args.trace:
             tracemalloc.start(1)
         daemon = InProcessDaemon(data, root / "state")
         daemon.start()
         time.sleep(args.warmup_s)
         first = tracemalloc.take_snapshot() if args.trace else None
-        start = {"rss_mb": trimmed_rss_mb(args.trim), "open_fds": open_fds(),
+        start = {"rss_mb": rss_mb(), "open_fds": open_fds(),
                  "analysed": daemon.analysed()}
         t0, c0 = time.monotonic(), cpu_seconds()
         end_at = t0 + args.minutes * 60
@@ -93,11 +84,12 @@ def main() -> int:
                 time.sleep(min(1.0, end_at - now))
                 if time.monotonic() >= next_report:
                     next_report += 60
-                    per_minute.append(trimmed_rss_mb(args.trim))
+                    per_minute.append(rss_mb())
                     print(f"{(time.monotonic() - t0) / 60:.0f} min: {daemon.analysed()} frames, "
                           f"rss {per_minute[-1]} MB, fds {open_fds()}", file=sys.stderr, flush=True)
             wall, cpu = time.monotonic() - t0, cpu_seconds() - c0
-            end = {"rss_mb": trimmed_rss_mb(args.trim), "open_fds": open_fds()}
+            end = {"rss_mb": rss_mb(), "open_fds": open_fds()}
+            heap = daemon.runner.heap.health()
             growth = grown(first, tracemalloc.take_snapshot()) if first is not None else None
             counters = daemon.counters()
             decisions = daemon.decisions()
@@ -114,7 +106,8 @@ def main() -> int:
         "rss_mb": {"start": start["rss_mb"], "end": end["rss_mb"],
                    "growth_percent": round(100 * (end["rss_mb"] / start["rss_mb"] - 1), 2),
                    "per_minute": per_minute},
-        "rss_trimmed": args.trim,
+        "trim_heap_s": args.trim_heap_s,
+        "heap": heap,
         "open_fds": {"start": start["open_fds"], "end": end["open_fds"]},
         **({"python_growth": growth} if growth is not None else {}),
         "machine": machine(),

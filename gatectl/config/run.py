@@ -104,6 +104,11 @@ class RunConfig(Strict):
         description="Cap of the doubling wait before each restart of the same gate (1-3600 s; "
         "the first wait is 1 s).",
     )
+    trim_heap_s: float = Field(
+        60.0, ge=0, le=3600,
+        description="Every this many seconds (0: never, up to 3600) the C heap's free pages "
+        "go back to the system (glibc malloc_trim), so RSS follows what is in use.",
+    )
     stop_timeout_s: float = Field(
         10.0, ge=1, le=30,
         description="On SIGTERM: the longest spent stopping gates and flushing the outbox "

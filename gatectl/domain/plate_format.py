@@ -33,7 +33,7 @@ def _fits(text: str, classes: list[str]) -> bool:
     return len(text) <= len(classes) and all(c in classes[i] for i, c in enumerate(text))
 
 
-@lru_cache(maxsize=100_000)  # the beam search asks for the same few prefixes on every frame
+@lru_cache(maxsize=4096)  # the beam search asks for the same few prefixes on every frame
 def allowed_next(prefix: str) -> frozenset[str]:
     """Characters that can follow ``prefix`` in some format."""
     return frozenset(c for f in FORMATS.values() if len(prefix) < len(f) and _fits(prefix, f)

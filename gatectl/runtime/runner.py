@@ -49,6 +49,7 @@ from gatectl.hw.display import PrivacyNotice
 from gatectl.hw.osdp.panel import Sink
 from gatectl.runtime.app import App
 from gatectl.runtime.health import TOP_LEVEL, HealthCollector
+from gatectl.runtime.heap import HeapTrimmer
 from gatectl.runtime.readers import Readers
 from gatectl.runtime.status_view import start_status
 from gatectl.runtime.systemd import sd_notify, watchdog_interval
@@ -294,6 +295,7 @@ class Runner:
         self._analysed_at_restart: dict[str, int] = {}
         self._camera_restart_at: dict[str, float] = {}
         self._camera_backoff: dict[str, float] = {}
+        self.heap = HeapTrimmer(self.app.cfg.run.trim_heap_s)
 
     def health(self) -> dict[str, Any]:
         """What an operator needs to see from afar: the status line, the status topic."""
@@ -326,6 +328,7 @@ class Runner:
         for door, point in self.app.access_points.items():  # decisions per credential, by door
             c.add("access", point, door)
         c.add("readers", self.readers)
+        c.add("heap", self.heap)
         return c
 
     def _liveness_refused(self) -> dict[str, int]:
@@ -661,6 +664,7 @@ class Runner:
                 next_retention = self._retention(now)
             if now >= next_analysis:
                 next_analysis = now + self._analyse()
+            self.heap.maybe_trim(now)
             h = self.health()
             sd_notify("STATUS=" + ", ".join(
                 [f"{g}: {c['state']} {c['fps']:.1f} fps" for g, c in h["cameras"].items()]
