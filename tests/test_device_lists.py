@@ -9,6 +9,8 @@ leaves its device and a ``site`` one reaches the whole site, without any relay s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -19,7 +21,8 @@ from gatectl.domain.credentials import Presented
 from gatectl.people.enroll import Sample
 from gatectl.sources.media import read_image
 from gatectl.sync.signing import generate_private_key, public_key_b64, sign_change
-from tests.conftest import FACES, wait_for
+from tests.conftest import FACES, REPO, wait_for
+from tests.central_pg import pg_cluster  # noqa: F401 - the session fixture
 from tests.test_central import SITE, db_url, key, publish, worker  # noqa: F401 - fixtures
 from tests.test_plates import PLATES, lane_cfg
 from tests.test_sync import Device, sync_cfg
@@ -273,3 +276,35 @@ def test_a_local_residents_face_stays_home_and_a_site_residents_reaches_the_site
     finally:
         a.close()
         b.close()
+
+
+def test_the_operator_adds_and_removes_a_building_plate_and_revokes_a_pass_from_the_cli(
+        tmp_path, broker, key, worker):
+    reg = worker.registry
+    reg.add_device(SITE, "dev-a", "b1")
+    dev = device(tmp_path, broker, key, "dev-a")
+    config = tmp_path / "central.toml"  # the worker's (tests/test_central.write_config)
+
+    def central(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "gatectl", "central", *args, "--config",
+                               str(config), "--site", SITE], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        online(reg, "dev-a")
+        central("plates", "add", "--plate", "川a 8h458", "--list", "visitor", "--unit", "3-1201",
+                "--building", "b1")
+        wait_for(lambda: dev.app.store.plates(CAR), 15, "the CLI's plate on dev-a")
+        [row] = [json.loads(line) for line in central("plates", "list", "--json").splitlines()]
+        assert (row["plate"], row["list"], row["building"], row["unit"]) == (
+            CAR, "visitor", "b1", "3-1201")
+        central("plates", "remove", "--plate", CAR)
+        wait_for(lambda: not dev.app.store.plates(CAR), 15, "the plate removed on dev-a")
+        out = json.loads(central("passes", "add", "--holder", "V", "--id", "cli-pass"))
+        central("passes", "revoke", "--id", out["id"])
+        wait_for(lambda: dev.app.store.use_pass("cli-pass", 5) == "revoked", 15,
+                 "the revocation on dev-a")
+    finally:
+        dev.close()
