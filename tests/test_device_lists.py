@@ -150,6 +150,8 @@ def test_a_building_change_reaches_only_its_devices_and_a_move_removes_it_there(
                  "the site's plate on both devices")
         wait_for(lambda: a.app.store.plates(CAR), 15, "b1's plate on dev-a")
         assert not b.app.store.plates(CAR)  # what reached dev-b after it never held it
+        # the watcher gets the centre's publications in order: the last one seen, all are
+        wait_for(lambda: watch.topics(plate="粤B12345"), 10, "the site's plate watched")
         assert watch.topics(plate=CAR) == ["dev-a/lists"]
         assert watch.topics(plate="粤B12345") == ["lists"]
         # moved to one device of b2: a signed removal for dev-a, the entry for dev-b
@@ -157,6 +159,7 @@ def test_a_building_change_reaches_only_its_devices_and_a_move_removes_it_there(
         reg.set_plate(SITE, CAR, "resident", device="dev-b")
         wait_for(lambda: b.app.store.plates(CAR) and not a.app.store.plates(CAR), 15,
                  "the plate moved from dev-a to dev-b")
+        wait_for(lambda: watch.topics(plate=CAR, op="delete"), 10, "the removal watched")
         assert watch.topics(plate=CAR, op="upsert") == ["dev-b/lists"]
         assert watch.topics(plate=CAR, op="delete") == ["dev-a/lists"]
         # a pass of building b2: its revocation reaches dev-b only
@@ -165,6 +168,7 @@ def test_a_building_change_reaches_only_its_devices_and_a_move_removes_it_there(
                      building="b2")
         reg.revoke_pass("b2-pass")
         wait_for(lambda: b.app.store.list_version("pass", "b2-pass"), 15, "b2's revocation")
+        wait_for(lambda: watch.topics(pass_id="b2-pass"), 10, "the revocation watched")
         assert watch.topics(pass_id="b2-pass") == ["dev-b/lists"]
         assert b.app.store.use_pass("b2-pass", 5) == "revoked"
     finally:
