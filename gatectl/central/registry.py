@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from gatectl.sync.topics import VERSION
 SCOPES = CONSENT_SCOPES
 MAX_TEMPLATES = 20
 PLATE_LISTS = ("resident", "visitor", "blacklist")  # the devices' lists (`store.vehicles`)
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a uid or pass id a device takes (`sync.inbound`)
 Publish = Callable[[str, bytes], None]
 
 
@@ -463,6 +465,8 @@ class Registry:
             raise RegistryError(f"a plate list is one of {', '.join(PLATE_LISTS)}")
         if building is not None and device is not None:
             raise RegistryError("a plate is for a building or for one device, not both")
+        if resident is not None and not _TOKEN.match(resident):
+            raise RegistryError("a plate's resident is a uid of at most 64 of A-Z a-z 0-9 _.:-")
         if valid_from is not None and valid_to is not None and valid_to <= valid_from:
             raise RegistryError("a plate's window must end after it starts")
         for what, value, limit in (("note", note, 500), ("unit", unit, 64)):
@@ -545,6 +549,8 @@ class Registry:
             raise RegistryError("a pass must end after it starts")
         if building is not None and device is not None:
             raise RegistryError("a pass is for a building or for one device, not both")
+        if not _TOKEN.match(pass_id):
+            raise RegistryError("a pass id is at most 64 of A-Z a-z 0-9 _.:- (the token's)")
         with self._write() as tx:
             row = tx.execute("SELECT version, status FROM passes WHERE id = ?", [pass_id])
             if row and row[0][1] == "revoked":
