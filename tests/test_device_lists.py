@@ -312,3 +312,22 @@ def test_the_operator_adds_and_removes_a_building_plate_and_revokes_a_pass_from_
                  "the revocation on dev-a")
     finally:
         dev.close()
+
+
+def test_an_erased_residents_car_is_taken_off_the_devices_lists(tmp_path, broker, key, worker):
+    reg = worker.registry
+    reg.enroll(SITE, "u-car", name="C", unit="3-1201", consent="none", home_device="dev-z")
+    dev = device(tmp_path, broker, key, "dev-a")
+    try:
+        online(reg, "dev-a")
+        reg.set_plate(SITE, CAR, "resident", unit="3-1201", resident="u-car")
+        reg.set_plate(SITE, "粤B12345", "resident")  # someone else's: stays
+        wait_for(lambda: dev.app.store.plates(CAR) and dev.app.store.plates("粤B12345"), 15,
+                 "both plates on the device")
+        reg.delete_resident("u-car")
+        wait_for(lambda: not dev.app.store.plates(CAR), 15, "the erased resident's car removed")
+        assert dev.app.store.plates("粤B12345")
+        assert [p["plate"] for p in reg.plates(SITE)] == ["粤B12345"]
+        assert not worker.db.query("SELECT 1 FROM plates WHERE resident_uid = 'u-car'")
+    finally:
+        dev.close()

@@ -299,6 +299,7 @@ class Registry:
             delete = {"v": 1, "type": "resident", "op": "delete", "uid": uid,
                       "version": version, "origin": "central"}
             self._send(tx, site, "resident", uid, version, delete, targets)
+            self._remove_plates_of(tx, site, uid)
         return version
 
     def _targets(self, tx: Tx, uid: str) -> list[str]:
@@ -511,6 +512,19 @@ class Registry:
             self._send(tx, site, "plate", plate, version, _plate_removal(plate, version),
                        self._scope(tx, site, row[0][1], row[0][2]))
         return version
+
+    def _remove_plates_of(self, tx: Tx, site: str, uid: str) -> None:
+        """An erased resident's cars off every list they were sent to (a device erasing the
+        resident drops its copy of the entry too, which no resync would bring back)."""
+        for plate, held, building, device in tx.execute(
+            "SELECT plate, version, building, device FROM plates WHERE site = ? AND "
+            "resident_uid = ? AND deleted = 0", [site, uid]
+        ):
+            version = max(_now_ms(self.clock), held + 1)
+            tx.execute("UPDATE plates SET deleted = 1, version = ?, resident_uid = NULL "
+                       "WHERE site = ? AND plate = ?", [version, site, plate])
+            self._send(tx, site, "plate", plate, version, _plate_removal(plate, version),
+                       self._scope(tx, site, building, device))
 
     def _scope(self, tx: Tx, site: str, building: str | None, device: str | None) -> list[str]:
         """'*' or the device ids a plate change or a pass revocation goes to."""
