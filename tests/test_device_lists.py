@@ -178,7 +178,7 @@ def test_a_building_change_reaches_only_its_devices_and_a_move_removes_it_there(
 
 
 FORGED = ("unsigned", "other key", "for another device", "other site", "not a plate", "too deep",
-          "unknown field")
+          "unknown field", "too large")
 
 
 def test_a_forged_list_change_is_refused_counted_and_changes_nothing(
@@ -198,6 +198,7 @@ def test_a_forged_list_change_is_refused_counted_and_changes_nothing(
             "not a plate": sign_change(key, "k1", {**change, "plate": "XX12345"}, site=SITE),
             "too deep": json.dumps({**change, "note": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}).encode(),
             "unknown field": sign_change(key, "k1", {**change, "gate": "open"}, site=SITE),
+            "too large": sign_change(key, "k1", {**change, "note": "x" * 5000}, site=SITE),
         }
         assert tuple(forged) == FORGED
 
@@ -214,6 +215,7 @@ def test_a_forged_list_change_is_refused_counted_and_changes_nothing(
         assert counts["refused_lists_unsigned"] == 1 and counts["refused_lists_bad_signature"] == 1
         assert counts["refused_lists_wrong_device"] == 1 and counts["refused_lists_wrong_site"] == 1
         assert counts["refused_lists_malformed"] == 2 and counts["refused_lists_too_deep"] == 1
+        assert counts["refused_lists_too_large"] == 1
         assert not dev.app.store.plates(CAR) and dev.app.store.list_version("plate", CAR) is None
         assert not dev.client.counters["lists_applied"]
         # the genuine change after them applies: the sync thread went on
