@@ -75,6 +75,7 @@ def test_device_may_write_only_its_own_up_topics(site):
         assert dev.publish(f"{base}/{rest}", rest.encode()) in ACCEPTED, rest
     wait_for(lambda: sum(t.startswith(base) for t, _ in centre.got) == 6, 10, "the allowed publishes at the centre")
     forbidden = [f"{base}/cmd", f"{base}/enroll", f"{base}/ack", "gatectl/v1/garden/enroll",
+                 f"{base}/lists", "gatectl/v1/garden/lists",
                  "gatectl/v1/garden/b5-south/events", "gatectl/v1/garden/b5-south/cmd",
                  "gatectl/v1/lake/b5-north/events", "gatectl/v1/lake/enroll", "gatectl/v1/garden/b5-north2/events",
                  "other/topic"]
@@ -88,8 +89,10 @@ def test_device_may_write_only_its_own_up_topics(site):
 
 def test_device_reads_only_its_own_and_its_sites_down_topics(site):
     dev, centre = site[DEV], site["central"]
-    allowed = [f"gatectl/v1/{DEV}/cmd", f"gatectl/v1/{DEV}/enroll", "gatectl/v1/garden/enroll"]
+    allowed = [f"gatectl/v1/{DEV}/cmd", f"gatectl/v1/{DEV}/enroll", "gatectl/v1/garden/enroll",
+               f"gatectl/v1/{DEV}/lists", "gatectl/v1/garden/lists"]
     forbidden = ["gatectl/v1/garden/b5-south/cmd", "gatectl/v1/garden/b5-south/enroll",
+                 "gatectl/v1/garden/b5-south/lists", "gatectl/v1/lake/lists",
                  "gatectl/v1/lake/enroll", "gatectl/v1/lake/b5-north/cmd", "gatectl/v1/garden/b5-south/events"]
     for topic in allowed:
         assert dev.subscribe(topic) == 1, topic
@@ -103,7 +106,8 @@ def test_device_reads_only_its_own_and_its_sites_down_topics(site):
             assert centre.publish(topic, b"secret") in ACCEPTED, topic
     for topic in allowed:
         assert centre.publish(topic, b"for you") in ACCEPTED, topic
-    wait_for(lambda: sum(p == b"for you" for _, p in dev.got) >= 3, 10, "the allowed down-topic messages")
+    wait_for(lambda: sum(p == b"for you" for _, p in dev.got) >= len(allowed), 10,
+             "the allowed down-topic messages")
     leaked = sorted({t for t, p in dev.got if p == b"secret"})
     assert not leaked, f"delivered to the device: {leaked}; SUBACKs {granted}"
 
@@ -111,7 +115,8 @@ def test_device_reads_only_its_own_and_its_sites_down_topics(site):
 def test_centre_writes_down_topics_but_cannot_forge_a_device(site):
     dev, centre = site[DEV], site["central"]
     base = f"gatectl/v1/{DEV}"
-    for topic in (f"{base}/cmd", f"{base}/enroll", "gatectl/v1/garden/enroll"):
+    for topic in (f"{base}/cmd", f"{base}/enroll", "gatectl/v1/garden/enroll", f"{base}/lists",
+                  "gatectl/v1/garden/lists"):
         assert centre.publish(topic) in ACCEPTED, topic
     for topic in (f"{base}/events", f"{base}/status", f"{base}/enroll/up", f"{base}/cmd/resp"):
         assert centre.publish(topic) == NOT_AUTHORIZED, topic

@@ -328,7 +328,8 @@ def test_a_device_enrolled_before_sync_backfills_and_is_resynced_when_wiped(tmp_
     dev = Device(tmp_path / "old", sync_cfg(broker, "dev-old", {"k1": public_key_b64(key)}))
     try:
         got = wait_for(lambda: worker.registry.resident(r.uid), 30, "the backfilled resident at the centre")
-        assert got["owner"] == "dev-old" and got["templates"] == 1 and got["consent"] == "device"
+        # the request carried the person's consent: the registry replicates them to the site
+        assert got["owner"] == "dev-old" and got["templates"] == 1 and got["consent"] == "site"
         wait_for(lambda: dev.app.store.version_of(r.uid)[1] == got["version"], 15,
                  "the centre's signed version back on the device")
     finally:

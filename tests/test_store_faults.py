@@ -268,7 +268,7 @@ def test_salvage_restores_who_may_pass_all_or_nothing(tmp_path):
     fresh = Store(db)
     summary, restored = salvage(target, fresh)
     assert not restored and fresh.residents() == [] and fresh.watch_entries() == []
-    assert summary.startswith("salvaged 1 plates, 1 nonces; lost residents/watchlist/templates/tombstones")
+    assert summary.startswith("salvaged 1 plates, 0 list_versions, 1 nonces; lost residents/watchlist/templates/tombstones")
     assert [p["plate"] for p in fresh.plates()] == ["川A8H458"] and not fresh.claim("nonce-1", 0, 0, 0)
     assert fresh.newest_iat() == pytest.approx(time.time(), abs=60)
     fresh.close()

@@ -11,6 +11,9 @@ from gatectl.sync.inbound import Refused, load_json
 MAX_SIZE = {"events": 64 * 1024, "status": 256 * 1024, "enroll/up": 256 * 1024, "resync": 4096,
             "cmd/resp": 64 * 1024, "snapshots": 8 * 1024 * 1024}
 CONSENT_SCOPES = ("none", "device", "building", "site")
+# a device's own consent scopes (`gatectl.domain.consent`) as the registry's: ``local`` is the
+# home device only with no face held at the centre (``none``); ``site`` is the site
+DEVICE_CONSENT = {"local": "none"}
 MAX_TEXT = 200  # names, units
 MAX_TEMPLATES = 20
 
@@ -68,6 +71,8 @@ def request_fields(body: dict) -> dict:
         raise Malformed("field 'status' must be active or suspended")
     out |= {"name": text(body, "name"), "unit": text(body, "unit"), "status": status}
     consent = body.get("consent")
+    if isinstance(consent, str):
+        consent = DEVICE_CONSENT.get(consent, consent)
     if consent is not None:  # the scope a device asks for (the registry bounds it)
         if consent not in CONSENT_SCOPES:
             raise Malformed(f"field 'consent' must be one of {', '.join(CONSENT_SCOPES)}")

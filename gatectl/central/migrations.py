@@ -68,6 +68,20 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         """CREATE TABLE counters (worker TEXT NOT NULL, name TEXT NOT NULL,
             value BIGINT NOT NULL, at {real} NOT NULL, PRIMARY KEY (worker, name))""",
     ]),
+    # plate entries as the devices hold them (`gatectl.sync.lists`: their lists, the resident,
+    # unit and window) and where each plate and pass goes: a building's devices or one device
+    # (neither: the site); the old allow/deny lists become the devices' resident/blacklist
+    ("c003_device_lists", [
+        "ALTER TABLE plates ADD COLUMN building TEXT",
+        "ALTER TABLE plates ADD COLUMN device TEXT",
+        "ALTER TABLE plates ADD COLUMN resident_uid TEXT",
+        "ALTER TABLE plates ADD COLUMN unit TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE plates ADD COLUMN valid_from {real}",
+        "ALTER TABLE plates ADD COLUMN valid_to {real}",
+        "UPDATE plates SET list = 'resident' WHERE list = 'allow'",
+        "UPDATE plates SET list = 'blacklist' WHERE list = 'deny'",
+        "ALTER TABLE passes ADD COLUMN device TEXT",
+    ]),
 ]
 
 

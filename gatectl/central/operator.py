@@ -4,6 +4,7 @@
     gatectl central worker --config central.toml --id w1   one ingest worker (serve runs them)
     gatectl central residents list|add|remove|consent ...
     gatectl central devices list|add ...
+    gatectl central plates list|add|remove ...      the devices' plate lists, by scope
     gatectl central passes list|add|revoke ...
     gatectl central events list [--site S] [--device D] [--limit N]
 
@@ -20,13 +21,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from gatectl.central.registry import SCOPES, Registry
+from gatectl.central.registry import PLATE_LISTS, SCOPES, Registry
 from gatectl.central.service import config_of, open_registry, run_worker, serve, stop_on_signals
 from gatectl.config.central import CentralConfig
 from gatectl.core.errors import UsageError
 from gatectl.sync.client import make_client
 
-ACTIONS = ("worker", "residents", "devices", "passes", "events")
+ACTIONS = ("worker", "residents", "devices", "plates", "passes", "events")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +39,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("op", choices=["list", "add", "remove", "consent"])
     d = sub.add_parser("devices", help="devices and where they are")
     d.add_argument("op", choices=["list", "add"])
-    p = sub.add_parser("passes", help="visitor passes (fields; devices build the pass)")
+    v = sub.add_parser("plates", help="plate lists, for the site, a building or one device")
+    v.add_argument("op", choices=["list", "add", "remove"])
+    p = sub.add_parser("passes", help="visitor passes (fields; revocations reach the devices)")
     p.add_argument("op", choices=["list", "add", "revoke"])
     e = sub.add_parser("events", help="stored events")
     e.add_argument("op", choices=["list"])
-    for q in (r, d, p, e):
+    for q in (r, d, v, p, e):
         q.add_argument("--config", type=Path, required=True)
         q.add_argument("--site")
         q.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -56,6 +59,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--device")
     d.add_argument("--building")
     d.add_argument("--door", action="append", default=[])
+    v.add_argument("--plate")
+    v.add_argument("--list", choices=PLATE_LISTS, default="resident")
+    v.add_argument("--resident", help="the uid whose car it is")
+    v.add_argument("--unit", default="")
+    v.add_argument("--note", default="")
+    for q in (v, p):
+        where = q.add_mutually_exclusive_group()
+        where.add_argument("--building", help="only this building's devices")
+        where.add_argument("--device", help="only this device")
     p.add_argument("--id")
     p.add_argument("--holder")
     p.add_argument("--host-uid")
@@ -137,13 +149,22 @@ def _change(args: argparse.Namespace, reg: Registry,
         _need(args, "site", "device")
         reg.add_device(args.site, args.device, args.building, args.door)
         out = {"site": args.site, "device": args.device, "building": args.building}
+    elif args.action == "plates":
+        _need(args, "site", "plate")
+        if args.op == "add":
+            v = reg.set_plate(args.site, args.plate, args.list, args.note, unit=args.unit,
+                              resident=args.resident, building=args.building,
+                              device=args.device)
+        else:
+            v = reg.remove_plate(args.site, args.plate)
+        out = {"plate": args.plate, "version": v}
     elif args.op == "add":
         _need(args, "site", "holder")
         pid = args.id or uuid.uuid4().hex[:16]
         now = time.time()
         v = reg.add_pass(args.site, pid, holder=args.holder, valid_from=now,
                          valid_until=now + args.hours * 3600, host_uid=args.host_uid,
-                         doors=args.door)
+                         doors=args.door, building=args.building, device=args.device)
         out = {"id": pid, "version": v}
     else:
         _need(args, "id")
@@ -160,6 +181,9 @@ def _list(args: argparse.Namespace, reg: Registry) -> int:
     elif args.action == "passes":
         _need(args, "site")
         rows = reg.passes(args.site)
+    elif args.action == "plates":
+        _need(args, "site")
+        rows = reg.plates(args.site)
     else:
         where, params = [], []
         for col in ("site", "device"):

@@ -23,14 +23,19 @@ or remove only those it added (``owner``); a new face is refused when it is some
 across the whole site (`gatectl.domain.face_match.duplicate_of`, the devices' own rule); the
 consent a device asks for is bounded by ``max_device_consent``.
 
-Plate lists and visitor passes are versioned and signed into the log the same way; they are
-not published until the devices have a topic for them (their payload schema is the device's).
+Plate lists and visitor-pass revocations are versioned and signed the same way and published on
+the devices' ``lists`` topics (`gatectl.sync.lists`, whose schema they follow) to the devices of
+their scope: the site (signed for ``*``), one building's devices or one device (each signed for
+it); a narrower scope sends signed removals to the devices it leaves, and a resync sends a
+device its current lists. A visitor pass itself is the token the visitor holds (signed by
+`gatectl central pass issue`): its fields stay in the log, only its revocation travels.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -43,12 +48,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gatectl.central.messages import CONSENT_SCOPES
 from gatectl.central.storage import Database, Tx
 from gatectl.core.errors import GatectlError
+from gatectl.domain import plate_format
 from gatectl.domain.face_match import Match, duplicate_of
 from gatectl.sync.signing import public_key_b64, sign_change
 from gatectl.sync.topics import VERSION
 
 SCOPES = CONSENT_SCOPES
 MAX_TEMPLATES = 20
+PLATE_LISTS = ("resident", "visitor", "blacklist")  # the devices' lists (`store.vehicles`)
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a uid or pass id a device takes (`sync.inbound`)
 Publish = Callable[[str, bytes], None]
 
 
@@ -74,6 +82,17 @@ def _vectors(templates: list[dict]) -> np.ndarray:
             raise RegistryError("a template's values do not match its dim")
         rows.append(v / max(float(np.linalg.norm(v)), 1e-12))
     return np.stack(rows)
+
+
+def _down_topic(body: dict) -> str | None:
+    """The device topic a signed change goes out on (`gatectl.sync.topics`): residents on
+    ``enroll``, plate changes and pass revocations on ``lists``; None for what stays in the
+    log (a pass's own fields: the pass is the signed token its visitor holds)."""
+    if body["type"] == "resident":
+        return "enroll"
+    if body["type"] == "plate" or (body["type"] == "pass" and body["op"] == "revoke"):
+        return "lists"
+    return None
 
 
 class Registry:
@@ -280,6 +299,7 @@ class Registry:
             delete = {"v": 1, "type": "resident", "op": "delete", "uid": uid,
                       "version": version, "origin": "central"}
             self._send(tx, site, "resident", uid, version, delete, targets)
+            self._remove_plates_of(tx, site, uid)
         return version
 
     def _targets(self, tx: Tx, uid: str) -> list[str]:
@@ -334,9 +354,10 @@ class Registry:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [site, kind, ref, target, version, payload.decode(), self.clock()],
             )
-            if self._outgoing is not None and kind == "resident":
+            leaf = _down_topic(body)
+            if self._outgoing is not None and leaf is not None:
                 root = f"{self.prefix}/{VERSION}/{site}"
-                topic = f"{root}/enroll" if target == "*" else f"{root}/{target}/enroll"
+                topic = f"{root}/{leaf}" if target == "*" else f"{root}/{target}/{leaf}"
                 self._outgoing.append((topic, payload))
 
     # ---- what a device asks ------------------------------------------------------------------
@@ -356,11 +377,13 @@ class Registry:
             self.delete_resident(uid)
             return Decision(True)
         templates = request.get("templates")
-        if (r is None or r["deleted"]) and not templates:
-            return Decision(False, "a new resident needs templates")
         asked = request.get("consent") or (r["consent"] if r else "device")
         if asked not in SCOPES:
             return Decision(False, "unknown consent scope")
+        # a person whose face stays on the device (``local``: ``none`` here) is recorded
+        # without one, for their home device only
+        if (r is None or r["deleted"]) and not templates and asked != "none":
+            return Decision(False, "a new resident needs templates")
         consent = min(asked, self.max_device_consent, key=SCOPES.index)
         if templates:
             _vectors(templates)  # each decodes to its dim of finite floats, or RegistryError
@@ -403,7 +426,8 @@ class Registry:
 
     def resync(self, site: str, device: str) -> int:
         """Every resident this device should hold (and a delete for each erased one it may
-        still hold), signed for it and published on its own topic; the number sent."""
+        still hold), then its plate lists and pass revocations (`_resync_lists`), signed for it
+        and published on its own topics; the number sent."""
         sent = 0
         with self._write() as tx:
             self.seen(tx, site, device)
@@ -421,52 +445,141 @@ class Registry:
                     continue
                 self._send(tx, site, "resident", uid, row[1], body, [device])
                 sent += 1
+            sent += self._resync_lists(tx, site, device)
         return sent
 
     # ---- plates and passes ------------------------------------------------------------------
 
-    def set_plate(self, site: str, plate: str, list_name: str, note: str = "") -> int:
-        if list_name not in ("allow", "deny"):
-            raise RegistryError("a plate list is allow or deny")
+    def set_plate(
+        self, site: str, plate: str, list_name: str, note: str = "", *, unit: str = "",
+        resident: str | None = None, valid_from: float | None = None,
+        valid_to: float | None = None, building: str | None = None, device: str | None = None,
+    ) -> int:
+        """Put ``plate`` on one of the devices' lists (`PLATE_LISTS`) for the lanes that need
+        it - the site's, one ``building``'s or one ``device``'s -, signed and published; the
+        devices a narrower scope leaves get a signed removal. ``resident``: the uid whose car it
+        is (a suspended resident's car is refused). The version."""
+        plate = plate_format.normalise(plate)
+        if not plate_format.is_plate(plate):
+            raise RegistryError(f"plate {plate!r}: not a Chinese plate (e.g. 粤B12345)")
+        if list_name not in PLATE_LISTS:
+            raise RegistryError(f"a plate list is one of {', '.join(PLATE_LISTS)}")
+        if building is not None and device is not None:
+            raise RegistryError("a plate is for a building or for one device, not both")
+        if resident is not None and not _TOKEN.match(resident):
+            raise RegistryError("a plate's resident is a uid of at most 64 of A-Z a-z 0-9 _.:-")
+        if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+            raise RegistryError("a plate's window must end after it starts")
+        for what, value, limit in (("note", note, 500), ("unit", unit, 64)):
+            if len(value) > limit or not value.isprintable():
+                raise RegistryError(f"a plate's {what} is printable text of at most {limit}")
         with self._write() as tx:
-            row = tx.execute("SELECT version FROM plates WHERE site = ? AND plate = ?",
-                             [site, plate])
+            row = tx.execute("SELECT version, building, device, deleted FROM plates "
+                             "WHERE site = ? AND plate = ?", [site, plate])
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
+            before = [] if not row or row[0][3] else self._scope(tx, site, row[0][1], row[0][2])
             tx.execute(
-                "INSERT INTO plates VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (site, plate) DO "
-                "UPDATE SET list = excluded.list, note = excluded.note, "
-                "version = excluded.version, deleted = 0",
-                [site, plate, list_name, note, version],
+                "INSERT INTO plates (site, plate, list, note, version, deleted, building, device, "
+                "resident_uid, unit, valid_from, valid_to) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, "
+                "?, ?) ON CONFLICT (site, plate) DO UPDATE SET list = excluded.list, note = "
+                "excluded.note, version = excluded.version, deleted = 0, building = "
+                "excluded.building, device = excluded.device, resident_uid = "
+                "excluded.resident_uid, unit = excluded.unit, valid_from = excluded.valid_from, "
+                "valid_to = excluded.valid_to",
+                [site, plate, list_name, note, version, building, device, resident, unit,
+                 valid_from, valid_to],
             )
-            self._send(tx, site, "plate", plate, version,
-                       {"v": 1, "type": "plate", "op": "upsert", "uid": plate,
-                        "version": version, "list": list_name, "note": note}, ["*"])
+            after = self._scope(tx, site, building, device)
+            self._send(tx, site, "plate", plate, version, self._plate_change(tx, site, plate),
+                       after)
+            gone = self._devices_of(tx, site, before) - self._devices_of(tx, site, after)
+            if gone:
+                self._send(tx, site, "plate", plate, version, _plate_removal(plate, version),
+                           sorted(gone))
         return version
 
+    def remove_plate(self, site: str, plate: str) -> int:
+        """Take ``plate`` off the lists of every device it was sent to (signed); the version."""
+        plate = plate_format.normalise(plate)
+        with self._write() as tx:
+            row = tx.execute("SELECT version, building, device FROM plates WHERE site = ? AND "
+                             "plate = ? AND deleted = 0", [site, plate])
+            if not row:
+                raise RegistryError(f"plate {plate}: on no list of site {site}")
+            version = max(_now_ms(self.clock), row[0][0] + 1)
+            tx.execute("UPDATE plates SET deleted = 1, version = ? WHERE site = ? AND plate = ?",
+                       [version, site, plate])
+            self._send(tx, site, "plate", plate, version, _plate_removal(plate, version),
+                       self._scope(tx, site, row[0][1], row[0][2]))
+        return version
+
+    def _remove_plates_of(self, tx: Tx, site: str, uid: str) -> None:
+        """An erased resident's cars off every list they were sent to (a device erasing the
+        resident drops its copy of the entry too, which no resync would bring back)."""
+        for plate, held, building, device in tx.execute(
+            "SELECT plate, version, building, device FROM plates WHERE site = ? AND "
+            "resident_uid = ? AND deleted = 0", [site, uid]
+        ):
+            version = max(_now_ms(self.clock), held + 1)
+            tx.execute("UPDATE plates SET deleted = 1, version = ?, resident_uid = NULL "
+                       "WHERE site = ? AND plate = ?", [version, site, plate])
+            self._send(tx, site, "plate", plate, version, _plate_removal(plate, version),
+                       self._scope(tx, site, building, device))
+
+    def _scope(self, tx: Tx, site: str, building: str | None, device: str | None) -> list[str]:
+        """'*' or the device ids a plate change or a pass revocation goes to."""
+        if device is not None:
+            return [device]
+        if building is not None:
+            return self._site_devices(tx, site, building)
+        return ["*"]
+
+    def _plate_change(self, tx: Tx, site: str, plate: str) -> dict:
+        version, list_name, resident, unit, note, valid_from, valid_to, deleted = tx.execute(
+            "SELECT version, list, resident_uid, unit, note, valid_from, valid_to, deleted "
+            "FROM plates WHERE site = ? AND plate = ?", [site, plate])[0]
+        if deleted:
+            return _plate_removal(plate, version)
+        return {"v": 1, "type": "plate", "op": "upsert", "plate": plate, "version": version,
+                "list": list_name, "resident": resident, "unit": unit, "note": note,
+                "valid_from": valid_from, "valid_to": valid_to}
+
     def plates(self, site: str) -> list[dict[str, Any]]:
-        cols = ("plate", "list", "note", "version")
+        cols = ("plate", "list", "resident_uid", "unit", "note", "valid_from", "valid_to",
+                "building", "device", "version")
         return [dict(zip(cols, r)) for r in self.db.query(
-            "SELECT plate, list, note, version FROM plates WHERE site = ? AND deleted = 0 "
+            f"SELECT {', '.join(cols)} FROM plates WHERE site = ? AND deleted = 0 "
             "ORDER BY plate", [site])]
 
     def add_pass(
         self, site: str, pass_id: str, *, holder: str, valid_from: float, valid_until: float,
         host_uid: str | None = None, building: str | None = None, doors: Iterable[str] = (),
+        device: str | None = None,
     ) -> int:
-        """A visitor pass's fields (devices build the pass itself)."""
+        """A visitor pass's fields, logged (the pass itself is the token `gatectl central pass
+        issue` signs); ``building`` / ``device``: where its revocation must reach (default: the
+        site). A revoked id is never active again: devices keep revocations for good."""
         if valid_until <= valid_from:
             raise RegistryError("a pass must end after it starts")
+        if building is not None and device is not None:
+            raise RegistryError("a pass is for a building or for one device, not both")
+        if not _TOKEN.match(pass_id):
+            raise RegistryError("a pass id is at most 64 of A-Z a-z 0-9 _.:- (the token's)")
         with self._write() as tx:
-            row = tx.execute("SELECT version FROM passes WHERE id = ?", [pass_id])
+            row = tx.execute("SELECT version, status FROM passes WHERE id = ?", [pass_id])
+            if row and row[0][1] == "revoked":
+                raise RegistryError(f"pass {pass_id}: revoked; a new pass needs a new id")
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
             doors = list(doors)
             tx.execute(
-                "INSERT INTO passes VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?) "
-                "ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, valid_from = "
-                "excluded.valid_from, valid_until = excluded.valid_until, doors = "
-                "excluded.doors, status = 'active', version = excluded.version",
+                "INSERT INTO passes (id, site, building, holder, host_uid, valid_from, "
+                "valid_until, doors, status, version, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                "'active', ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, "
+                "valid_from = excluded.valid_from, valid_until = excluded.valid_until, doors = "
+                "excluded.doors, status = 'active', version = excluded.version, building = "
+                "excluded.building, device = excluded.device",
                 [pass_id, site, building, holder, host_uid, valid_from, valid_until,
-                 json.dumps(doors), version],
+                 json.dumps(doors), version, device],
             )
             self._send(tx, site, "pass", pass_id, version,
                        {"v": 1, "type": "pass", "op": "upsert", "uid": pass_id,
@@ -475,20 +588,61 @@ class Registry:
         return version
 
     def revoke_pass(self, pass_id: str) -> int:
+        """Refuse the pass at every door it may open: a signed revocation to the devices of its
+        scope (kept by them for good); the version."""
         with self._write() as tx:
-            row = tx.execute("SELECT site, version FROM passes WHERE id = ?", [pass_id])
+            row = tx.execute("SELECT site, version, building, device FROM passes WHERE id = ?",
+                             [pass_id])
             if not row:
                 raise RegistryError(f"pass {pass_id}: not in the registry")
-            version = max(_now_ms(self.clock), row[0][1] + 1)
+            site, held, building, device = row[0]
+            version = max(_now_ms(self.clock), held + 1)
             tx.execute("UPDATE passes SET status = 'revoked', version = ? WHERE id = ?",
                        [version, pass_id])
-            self._send(tx, row[0][0], "pass", pass_id, version,
-                       {"v": 1, "type": "pass", "op": "delete", "uid": pass_id,
-                        "version": version}, ["*"])
+            self._send(tx, site, "pass", pass_id, version, _revocation(pass_id, version),
+                       self._scope(tx, site, building, device))
         return version
 
+    def _resync_lists(self, tx: Tx, site: str, device: str) -> int:
+        """A device's plate lists and pass revocations, signed for it: the current entry of
+        every plate meant for it, a removal for every other plate of the site (it may hold a
+        stale one), the revocation of every pass meant for it that has not expired; the number
+        sent."""
+        held = tx.execute("SELECT building FROM devices WHERE site = ? AND device = ?",
+                          [site, device])
+        building = held[0][0] if held else None
+
+        def mine(b: str | None, d: str | None) -> bool:
+            return d == device if d is not None else b is None or b == building
+
+        sent = 0
+        for plate, version, b, d, deleted in tx.execute(
+            "SELECT plate, version, building, device, deleted FROM plates WHERE site = ?", [site]
+        ):
+            body = (self._plate_change(tx, site, plate) if not deleted and mine(b, d)
+                    else _plate_removal(plate, version))
+            self._send(tx, site, "plate", plate, version, body, [device])
+            sent += 1
+        for pass_id, version, b, d in tx.execute(
+            "SELECT id, version, building, device FROM passes WHERE site = ? AND "
+            "status = 'revoked' AND valid_until > ?", [site, self.clock()]
+        ):
+            if mine(b, d):
+                self._send(tx, site, "pass", pass_id, version, _revocation(pass_id, version),
+                           [device])
+                sent += 1
+        return sent
+
     def passes(self, site: str) -> list[dict[str, Any]]:
-        cols = ("id", "building", "holder", "host_uid", "valid_from", "valid_until", "doors",
-                "status", "version")
-        return [dict(zip(cols, r)) | {"doors": json.loads(r[6])} for r in self.db.query(
+        cols = ("id", "building", "device", "holder", "host_uid", "valid_from", "valid_until",
+                "doors", "status", "version")
+        return [dict(zip(cols, r)) | {"doors": json.loads(r[7])} for r in self.db.query(
             f"SELECT {', '.join(cols)} FROM passes WHERE site = ? ORDER BY id", [site])]
+
+
+def _plate_removal(plate: str, version: int) -> dict:
+    return {"v": 1, "type": "plate", "op": "delete", "plate": plate, "version": version}
+
+
+def _revocation(pass_id: str, version: int) -> dict:
+    return {"v": 1, "type": "pass", "op": "revoke", "pass_id": pass_id, "version": version}

@@ -280,7 +280,9 @@ class Central:
             return True
         # back to the device it came from, not the whole site: a face enrolled at one door goes
         # further only by consent (``replicate="site"``: every resident of this site gave it;
-        # per resident, the registry's consent scope: `gatectl.central.registry`)
+        # per resident, the consent scope the request carries, which the registry keeps:
+        # `gatectl.central.registry`). The signed change itself carries no scope.
+        req.pop("consent", None)
         target = None if self.replicate == "site" else device
         self.push({"v": 1, **req, "origin": device}, device=target, wait=False)
         self.counters["requests_accepted"] += 1  # after: a reader of the counter sees the owner

@@ -278,6 +278,7 @@ class App:
         from gatectl.sync.client import SyncClient
         from gatectl.sync.commands import CommandHandler
         from gatectl.sync.enrollment import DuplicateRule, Replicator
+        from gatectl.sync.lists import ListReplicator
         from gatectl.sync.signing import Verifier
         from gatectl.sync.topics import Topics
 
@@ -341,6 +342,9 @@ class App:
             self.clock,
             refusals,
             upload_filter=self.snapshot_blur() if s.blur_others else None,
+            lists=ListReplicator(store, keys=keys, site=self.cfg.device.site,
+                                 device=self.cfg.device.id, clock=self.clock,
+                                 skew_s=s.clock_skew_s),
         )
 
     def push_server(self) -> HttpServer:

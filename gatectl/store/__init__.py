@@ -5,7 +5,8 @@ Power cuts on SD cards are the normal case, so the connection runs WAL with sync
 foreign keys on (`db`). Face templates live in their own table holding no name or unit (GB/T
 35273: biometric data kept apart from identity data). Every write takes one lock, so the
 daemon's threads share a single writer connection. The schema is `migrations`; the tables are
-read and written through `residents`, `consent`, `events`, `vehicles` and `outbox`; a corrupt
+read and written through `residents`, `consent`, `events`, `vehicles`, `lists` (the centre's
+plate entries and pass revocations) and `outbox`; a corrupt
 file is handled by `salvage`; the event files beside the rows by `recorder`.
 """
 
@@ -15,12 +16,13 @@ from gatectl.store.analysis import Analysis
 from gatectl.store.consent import Consents
 from gatectl.store.credentials import Credentials
 from gatectl.store.events import Events
+from gatectl.store.lists import Lists
 from gatectl.store.outbox import Outbox
 from gatectl.store.residents import Residents
 from gatectl.store.vehicles import Vehicles
 
 
-class Store(Residents, Credentials, Consents, Events, Vehicles, Outbox, Analysis):
+class Store(Residents, Credentials, Consents, Events, Vehicles, Lists, Outbox, Analysis):
     """The device's store: one connection and writer lock (`db.StoreBase`) under the repositories
     of the tables each concern owns. One class for the callers, so a transaction may span
     repositories (an event row and its outbox row; an erasure and its tombstone)."""

@@ -333,3 +333,23 @@ def m009_analysis(db: Database) -> None:
         CREATE TABLE analysis_raised (key TEXT PRIMARY KEY, ts REAL NOT NULL);
         """
     )
+
+
+@migrations()
+def m010_device_lists(db: Database) -> None:
+    """Plate entries and pass revocations the centre signed (`gatectl.sync.lists`): which plate
+    entries are the centre's (``origin``: a change from it replaces only its own entry, never one
+    a technician added here), and the newest version applied per plate or pass, kept after a
+    removal as its tombstone, so a re-delivered or reordered older change is ignored."""
+    db.executescript(
+        """
+        ALTER TABLE plates ADD COLUMN origin TEXT NOT NULL DEFAULT 'local'
+            CHECK (origin IN ('local', 'central'));
+        CREATE TABLE list_versions (
+            kind TEXT NOT NULL CHECK (kind IN ('plate', 'pass')),
+            ref TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (kind, ref)
+        );
+        """
+    )

@@ -67,8 +67,9 @@ IDENTITY_TABLES = ("residents", "watchlist", "templates", "tombstones", "cards",
 
 # each on its own: a lost plate list or nonce table denies, never admits; a lost consent table
 # keeps every face on this device (no consent recorded counts as local). Consent only with the
-# residents it belongs to.
-SALVAGE_EXTRA = ("plates", "nonces", "consent")
+# residents it belongs to. A lost list_versions table only lets an older signed plate change
+# apply again, until the resync a salvage requests brings the centre's current lists back.
+SALVAGE_EXTRA = ("plates", "list_versions", "nonces", "consent")
 
 
 def salvage(src: Path, store: Store) -> tuple[str, bool]:

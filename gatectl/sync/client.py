@@ -50,7 +50,8 @@ from gatectl.store import Store
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
 from gatectl.sync.diagnose import ProblemLog, broker_at, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
-from gatectl.sync.inbound import Refused, enroll_limit, enrollment
+from gatectl.sync.inbound import MAX_LIST_BYTES, Refused, enroll_limit, enrollment, list_change
+from gatectl.sync.lists import ListRejected, ListReplicator
 from gatectl.sync.topics import Topics
 
 log = logging.getLogger("gatectl.sync")
@@ -60,8 +61,8 @@ ACK_FLUSH_S = 0.05
 BATCH = 500
 INBOX_SIZE = 1000  # per topic kind
 INBOX_BUDGET_S = 0.2  # inbound work per loop before the outbox gets its turn
-# one round: 4 commands, 1 enrollment, 1 receipt
-CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack")
+# one round: 4 commands, 1 enrollment, 1 receipt, 1 plate-list change or pass revocation
+CMD_SHARE = ("cmd", "cmd", "cmd", "cmd", "enroll", "ack", "lists")
 PERMANENT_REFUSALS = {0x87, 0x90, 0x99}  # not authorised, topic invalid, payload format invalid
 RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `delivery` allows
 # the wait for the centre's receipt grows to 32 x ack_timeout_s, no further
@@ -110,18 +111,21 @@ class SyncClient:
         clock: Callable[[], float] = time.time,
         refusals: Refusals | None = None,
         upload_filter: Callable[[str, bytes], bytes | None] | None = None,
+        lists: ListReplicator | None = None,
     ):
         """``store`` must be a connection of this thread's own (reads of the outbox must never
         see another thread's uncommitted transaction). ``device_health``: the whole device's
         health (`runtime.health`), published with the status; this client's own is `health()`.
         ``upload_filter(gate, jpeg)``: what a snapshot looks like when it leaves (`snapshots`:
-        bystanders' faces blurred); None from it: the snapshot is not uploaded."""
+        bystanders' faces blurred); None from it: the snapshot is not uploaded. ``lists``: the
+        centre's plate changes and pass revocations (`sync.lists`; None: refused, counted)."""
         self.cfg = cfg
         self.snapshot_dir = Path(snapshot_dir)
         self.upload_filter = upload_filter
         self.topics = topics
         self.store = store
         self.replicator = replicator
+        self.lists = lists
         self.on_command = on_command
         self.device_health = device_health
         self.clock = clock
@@ -147,12 +151,15 @@ class SyncClient:
             "cmd": cfg.max_command_bytes,
             "enroll": cfg.max_enroll_bytes or enroll_limit(cfg.max_templates, replicator.dim),
             "ack": RECEIPT_BYTES,
+            "lists": MAX_LIST_BYTES,
         }
         self._kinds = {
             topics.cmd: "cmd",
             topics.enroll_device: "enroll",
             topics.enroll_site: "enroll",
             topics.ack: "ack",
+            topics.lists_device: "lists",
+            topics.lists_site: "lists",
         }
         # (mid, reason) from paho's thread
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
@@ -214,7 +221,8 @@ class SyncClient:
             return
         self.problems.solved()
         t = self.topics
-        client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1), (t.ack, 1)])
+        client.subscribe([(t.cmd, 1), (t.enroll_device, 1), (t.enroll_site, 1), (t.ack, 1),
+                          (t.lists_device, 1), (t.lists_site, 1)])
         client.publish(t.status, self._status_payload("online"), qos=1, retain=True)
         if self._outage_since is not None:
             log.info(
@@ -458,6 +466,9 @@ class SyncClient:
                     if kind == "ack":
                         self._take_receipt(msg.payload)
                         continue
+                    if kind == "lists":
+                        self._apply_list(msg.payload)
+                        continue
                     body = (
                         self.on_command(bytes(msg.payload))  # paho may hand a bytearray
                         if kind == "cmd"
@@ -499,6 +510,24 @@ class SyncClient:
             shown(result),
         )
         return {"ok": True, "uid": body["uid"], "version": body["version"], "result": result}
+
+    def _apply_list(self, payload: bytes | bytearray) -> None:
+        """A plate-list change or pass revocation from the centre: checked, verified, applied
+        when newer (fire and forget: a resync repairs what was lost)."""
+        try:
+            body = list_change(payload, self.cfg.max_json_depth)
+            if self.lists is None:
+                raise ListRejected("plate lists and pass revocations are not taken here")
+            result = self.lists.receive(body)
+        except Refused as exc:
+            self.refusals.refuse("lists", exc.reason, exc.detail)
+            return
+        except ListRejected as exc:
+            self.counters["lists_rejected"] += 1
+            self.refusals.refuse("lists", exc.reason, str(exc))
+            return
+        self.counters["lists_applied" if result == "applied" else "lists_ignored"] += 1
+        log.info("list change %s v%d: %s", body["type"], body["version"], shown(result))
 
     def _respond(self, msg: mqtt.MQTTMessage, body: dict) -> None:
         """MQTT 5 request/response: to the message's response topic, with its correlation data.

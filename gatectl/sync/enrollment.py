@@ -28,7 +28,9 @@ Payload (JSON), resident::
 
 Watchlist entries use ``"type": "watchlist"`` with ``name``, ``reason`` and ``templates``.
 A resident's ``templates`` go up only with consent scope ``site``; ``"templates": []`` erases
-them (a withdrawn consent) and keeps the resident.
+them (a withdrawn consent) and keeps the resident. A request carries the person's consent scope
+(``"consent": "local" | "site"``): the centre replicates the resident by it (``local``: back to
+this device only, and the centre holds no face; ``site``: every device of the site).
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
 """
 
@@ -43,6 +45,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gatectl.core.safe_text import shown
+from gatectl.domain.consent import ConsentRecord, ConsentScope
 from gatectl.people.directory import Directory
 from gatectl.store import Store
 from gatectl.store.migrations import MAX_VERSION
@@ -144,6 +147,7 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
             body["templates"] = encode_templates([(v, q) for v, q, _ in templates], model)
         elif consent is not None and consent.scope == "site":
             body["templates"] = []  # withdrawn: erased wherever they were replicated
+        body["consent"] = consent_scope(consent)
         return body
     tombstone = store.tombstone_version(uid)
     if tombstone is None:
@@ -156,6 +160,13 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
         "version": tombstone,
         "origin": origin,
     }
+
+
+def consent_scope(consent: ConsentRecord | None) -> ConsentScope:
+    """The scope a request asks the centre to replicate the resident by: the person's own
+    (`domain.consent`; none recorded counts as ``local``). A withdrawn ``site`` consent stays
+    ``site``: the resident stays on the site's devices, the erasure of the face with them."""
+    return "local" if consent is None else consent.scope
 
 
 class DuplicateRule:

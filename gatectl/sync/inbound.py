@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from gatectl.core.safe_text import shown
+from gatectl.domain import plate_format
 
 log = logging.getLogger("gatectl.sync")
 
@@ -241,3 +242,69 @@ def enroll_limit(max_templates: int, dim: int) -> int:
     return max_templates * (4 * dim * 4 // 3 + 160) + 4096
 
 
+
+
+# ---- plate lists and pass revocations (`gatectl.sync.lists`) --------------------------------
+
+MAX_LIST_BYTES = 4096
+"""One plate-list change or pass revocation: a plate, a few short fields and a signature."""
+
+
+def _plate(text: str) -> str:
+    if not plate_format.is_plate(text):
+        raise ValueError("not a Chinese plate as the lanes read it (e.g. 粤B12345)")
+    return text
+
+
+class PlateChange(InboundModel):
+    """The centre's entry of one plate (``upsert``: its list and fields; ``delete``: none)."""
+
+    v: Literal[1]
+    type: Literal["plate"]
+    op: Literal["upsert", "delete"]
+    plate: Annotated[str, StringConstraints(max_length=12), AfterValidator(_plate)]
+    version: Version
+    list: Literal["resident", "visitor", "blacklist"] | None = None
+    resident: Token | None = None
+    unit: Annotated[Text, Field(max_length=64)] = ""
+    note: Annotated[Text, Field(max_length=500)] = ""
+    valid_from: Seconds | None = None
+    valid_to: Seconds | None = None
+    site: Token | None = None
+    device: Token | Literal["*"] | None = None
+    kid: Token | None = None
+    sig: Annotated[str, Field(max_length=128)] | None = None
+
+
+class PassRevocation(InboundModel):
+    """The centre revoked a visitor pass (the pass itself is the signed token the visitor
+    holds: only its withdrawal has to reach the devices)."""
+
+    v: Literal[1]
+    type: Literal["pass"]
+    op: Literal["revoke"]
+    pass_id: Token
+    version: Version
+    site: Token | None = None
+    device: Token | Literal["*"] | None = None
+    kid: Token | None = None
+    sig: Annotated[str, Field(max_length=128)] | None = None
+
+
+LIST_CHANGES: dict[str, type[InboundModel]] = {"plate": PlateChange, "pass": PassRevocation}
+
+
+def list_change(payload: bytes | bytearray, max_depth: int = MAX_DEPTH) -> dict:
+    """A checked plate change or pass revocation, or Refused; the parsed dict itself (the
+    signature covers it as sent), its schema chosen by ``type``."""
+    if len(payload) > MAX_LIST_BYTES:
+        raise Refused("too_large", f"{len(payload)} bytes > {MAX_LIST_BYTES}")
+    data = load_json(payload, max_depth)
+    kind = data.get("type") if isinstance(data, dict) else None
+    model = LIST_CHANGES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise Refused("malformed", "type: not a plate change or pass revocation")
+    change = validated(model, data)
+    if isinstance(change, PlateChange) and (change.op == "upsert") != (change.list is not None):
+        raise Refused("malformed", "list: an upsert names its list, a delete none")
+    return data

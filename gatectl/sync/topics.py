@@ -8,6 +8,9 @@
     <prefix>/v1/<site>/<device>/resync        the device asks for every resident
     <prefix>/v1/<site>/<device>/enroll        enrollments for this device (resync answers)
     <prefix>/v1/<site>/enroll                 enrollments for every device of the site
+    <prefix>/v1/<site>/<device>/lists         plate-list changes and pass revocations for this
+                                              device (a building's, one device's, resyncs)
+    <prefix>/v1/<site>/lists                  the same for every device of the site
     <prefix>/v1/<site>/<device>/cmd           signed commands (MQTT 5 response topic +
                                               correlation data)
     <prefix>/v1/<site>/<device>/cmd/resp      default response topic
@@ -64,6 +67,14 @@ class Topics:
     @property
     def enroll_site(self) -> str:
         return f"{self.site_root}/enroll"
+
+    @property
+    def lists_device(self) -> str:
+        return f"{self.base}/lists"
+
+    @property
+    def lists_site(self) -> str:
+        return f"{self.site_root}/lists"
 
     @property
     def cmd(self) -> str:
