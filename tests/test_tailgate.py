@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from gatectl.analysis.tailgate import DoorLine, PassCounter, PersonTracker, crossings
+from gatectl.analysis.tailgate import (
+    DoorLine,
+    PassCounter,
+    PersonTracker,
+    crossings,
+    foot,
+    person_boxes,
+)
 from gatectl.config import parse_config
 from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
@@ -83,6 +90,19 @@ def test_door_line_sides_and_one_crossing_per_person():
         tracks = tracker.update([np.array([x - 50, 150, x + 50, 450], np.float32)], i * 0.2)
         counted += crossings(tracks, ln)
     assert len(counted) == 1 and len(tracker.tracks) == 1
+
+
+def test_a_face_outside_every_person_box_is_a_person_standing_under_it():
+    body = np.array([100, 100, 200, 400], np.float32)
+    own = np.array([135, 110, 165, 145], np.float32)  # the head of that body
+    cut = np.array([135, 80, 165, 115], np.float32)  # a box cut at the brow: still its head
+    other = np.array([300, 120, 330, 160], np.float32)  # someone the person class missed
+    low = np.array([135, 300, 165, 340], np.float32)  # within the width, but at the knees
+    boxes = person_boxes([body], [own, cut, other, low])
+    assert len(boxes) == 3 and np.array_equal(boxes[0], body)
+    f = foot(boxes[1])
+    assert f[0] == 315 and 120 + 40 * 6 < f[1] < 120 + 40 * 8  # under the face, some 7 faces down
+    assert person_boxes([], []) == []
 
 
 def test_pass_counter_rules():
