@@ -206,6 +206,9 @@ class Rig:
         self.controls = Controls(cfg, self.app.outputs, self.app.recorder, clock=self.clock)
         self.app.__dict__["controls"] = self.controls
         [self.watch] = self.app.tailgate_watches()
+        # the door as the watch's first frames see it (the daemon feeds it every frame, door
+        # locked or not): a grant on the first clip's first frame is a new one
+        self.watch.counter.door(self.clock.t, *self.controls.door_view("door"))
 
     def play(self, clip: Clip) -> list:
         """The clip through the door and the watch; then the door rests (the pass is over)."""

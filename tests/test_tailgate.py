@@ -21,7 +21,7 @@ from gatectl.config import parse_config
 from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
 from gatectl.store.recorder import clip_of
-from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, Rig, clips, walk
+from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, VIEWS, Rig, clips, walk
 
 
 @pytest.fixture
@@ -51,6 +51,29 @@ def test_tailgates_alert_and_other_passes_do_not(rig):
         video.release()
         assert n >= 10  # 2 s before and after at 5 frames a second, bar the ends
     assert rig.watch.health()["alerts"] == 3
+
+
+def test_a_follower_the_person_class_misses_is_seen_by_their_face(tmp_path):
+    """person_12 (masked, a pale coat on a pale wall) scores under 0.1 as a COCO person even in
+    her own CCTV frame; walking towards the door camera behind someone, her face is what shows
+    she went in too. Without faces (as before) that tailgate is missed."""
+    named = {c.name: c for c in clips(["person_08", "person_12"], "approach")}
+    rig = Rig(tmp_path / "faces", **VIEWS["approach"])
+    try:
+        alerts = {n: len(rig.play(named[n])) for n in
+                  ("single:person_12", "tailgate:person_08+person_12",
+                   "closed_between:person_08+person_12", "two_grants:person_08+person_12")}
+    finally:
+        rig.app.close()
+    assert alerts == {"single:person_12": 0, "tailgate:person_08+person_12": 1,
+                      "closed_between:person_08+person_12": 0,
+                      "two_grants:person_08+person_12": 0}
+    blind = Rig(tmp_path / "no_faces", faces=False, **VIEWS["approach"])
+    try:
+        assert blind.watch.faces is None
+        assert blind.play(named["tailgate:person_08+person_12"]) == []
+    finally:
+        blind.app.close()
 
 
 def test_the_detector_runs_only_while_the_door_is_unlocked_or_open(rig):
