@@ -115,6 +115,21 @@ def test_door_line_sides_and_one_crossing_per_person():
     assert len(counted) == 1 and len(tracker.tracks) == 1
 
 
+def test_the_one_behind_does_not_inherit_the_crossing_of_the_one_in_front():
+    """Walking towards the camera: the first goes in and out of the frame under it, large; the
+    second, farther off and smaller, shows where the first just was."""
+    ln = DoorLine(TailgateConfig(door="d", camera="c", **VIEWS["approach"]), 640, 480)
+    tracker = PersonTracker()
+    frames = [[[250, 140, 330, 380]], [[240, 140, 340, 430]],  # the first crosses (y 408)
+              [[300, 130, 360, 300]],  # gone under the camera; the second, 170 px high
+              [[296, 130, 368, 360]], [[290, 128, 376, 440]]]  # the second crosses
+    counted = []
+    for i, boxes in enumerate(frames):
+        counted += crossings(tracker.update([np.array(b, np.float32) for b in boxes], i * 0.2),
+                             ln)
+    assert [tr.id for tr in counted] == [1, 2]
+
+
 def test_a_face_outside_every_person_box_is_a_person_standing_under_it():
     body = np.array([100, 100, 200, 400], np.float32)
     own = np.array([135, 110, 165, 145], np.float32)  # the head of that body

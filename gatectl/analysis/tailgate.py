@@ -45,6 +45,7 @@ CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory a
 # little shorter than the head, so about 7 boxes from the box's top down to the feet; three box
 # widths wide (shoulders). Only the foot point matters to the door line: under the face.
 BODY_PER_FACE = 7.0
+COUNTED_GROWTH = 1.5  # see PersonTracker
 BODY_WIDTH_PER_FACE = 3.0
 
 
@@ -102,7 +103,12 @@ class PersonTrack:
 
 class PersonTracker:
     """Greedy nearest-centre association, gated by the box height (people walking at a few
-    frames a second move less than their own height between frames)."""
+    frames a second move less than their own height between frames). A track already counted
+    across the line is not handed a box under 1/COUNTED_GROWTH or over COUNTED_GROWTH times its
+    height: walking towards the camera, the one who went in leaves under it, large, while the
+    one close behind, farther off and smaller, comes out from behind them - two people, and the
+    second must not inherit the first one's crossing. (Only counted tracks: a track broken
+    on the inside cannot count anyone twice; one broken outside could.)"""
 
     def __init__(self, timeout_s: float = 1.5, max_step: float = 1.0):
         self.timeout_s = timeout_s
@@ -123,7 +129,8 @@ class PersonTracker:
                 tc = np.array([(tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2])
                 h = max(float(b[3] - b[1]), float(tr.box[3] - tr.box[1]), 1.0)
                 step = float(np.hypot(*(c - tc))) / h
-                if step <= self.max_step:
+                ratio = h / max(min(float(b[3] - b[1]), float(tr.box[3] - tr.box[1])), 1.0)
+                if step <= self.max_step and not (tr.crossed and ratio > COUNTED_GROWTH):
                     pairs.append((step, bi, ti))
         out: list[PersonTrack | None] = [None] * len(boxes)
         used: set[int] = set()
