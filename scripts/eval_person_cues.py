@@ -9,7 +9,8 @@ The photos are a YOLO-labelled set (class 0 = person), e.g. the shared training 
 ``datasets/people`` ("Capston2", CC BY 4.0): read where they are, never copied into the
 project. Besides the whole set, the figures are given per source (the file name up to its frame
 number), so a door camera's own frames (``clip_main_lobby_Tan_mp4``: a lobby's glass door seen
-from inside) can be read apart from crowd photos where most people are tiny.
+from inside) can be read apart from crowd photos where most people are tiny (a source with
+fewer than 5 people is in ``all`` only).
 
 A labelled person is found by a person box of IoU >= 0.5 with it, or by a face-derived box
 whose face lies in the labelled box's upper half (a face says nothing of where the body ends).
@@ -111,7 +112,7 @@ def main() -> None:
         bodies = person_boxes(persons, [np.asarray(f.box) for f in faces.detect(image)])
         bodies = bodies[len(persons):]
         p, f, false = found(truth, persons, bodies)
-        source = re.sub(r"[-_]?\d+$", "", img_path.name.split("_jpg.rf.")[0].split("_png")[0])
+        source = re.sub(r"[-_]?\d+$", "", img_path.stem.split("_jpg.rf.")[0].split("_png")[0])
         for key in ("all", source or "numbered"):
             t = tally[key]
             for i, v in enumerate((1, len(truth), p, f, false, len(persons))):
