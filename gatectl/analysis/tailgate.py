@@ -110,9 +110,13 @@ class PersonTracker:
     second must not inherit the first one's crossing. (Only counted tracks: a track broken
     on the inside cannot count anyone twice; one broken outside could.)"""
 
-    def __init__(self, timeout_s: float = 1.5, max_step: float = 1.0):
+    def __init__(self, timeout_s: float = 1.5, max_step: float = 1.0,
+                 hidden_s: float = 1.5):
+        """``hidden_s``: how long a track last seen outside the line (not yet counted) lives on
+        unseen - the one close behind is hidden by the one in front while they go through."""
         self.timeout_s = timeout_s
         self.max_step = max_step
+        self.hidden_s = max(hidden_s, timeout_s)
         self.tracks: list[PersonTrack] = []
         self._next = 1
 
@@ -121,7 +125,8 @@ class PersonTracker:
 
     def update(self, boxes: Sequence[np.ndarray], t: float) -> list[PersonTrack]:
         """The track of each box (in order), new tracks for unmatched boxes."""
-        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= self.timeout_s]
+        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= (
+            self.hidden_s if tr.side == -1 and not tr.crossed else self.timeout_s)]
         centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in boxes]
         pairs = []
         for bi, (b, c) in enumerate(zip(boxes, centres)):
@@ -249,7 +254,7 @@ class TailgateWatch:
         self.door_view = door_view
         self.recorder = recorder
         self.counter = PassCounter(cfg.grace_s)
-        self.tracker = PersonTracker()
+        self.tracker = PersonTracker(hidden_s=cfg.hidden_s)
         self._line: DoorLine | None = None
         self._last_run: float | None = None
         self._recent: deque[tuple[float, np.ndarray]] = deque()

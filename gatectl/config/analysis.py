@@ -143,6 +143,12 @@ class TailgateConfig(Strict):
         description="YuNet score (0.3-1) for a face to count as a person: as the privacy blur "
         "uses, lower than a face gate's (which must recognise the face, not just see it).",
     )
+    hidden_s: float = Field(
+        3.0, ge=1.5, le=10,
+        description="Someone seen outside the line is still followed this long (1.5-10 s) unseen: "
+        "one close behind another is hidden by them while they go through (some 2 s at walking "
+        "pace); others are followed 1.5 s.",
+    )
     grace_s: float = Field(
         3.0, ge=0, le=30,
         description="Crossings still count this long (0-30 s) after the door relocked.",
