@@ -130,6 +130,20 @@ def test_the_one_behind_does_not_inherit_the_crossing_of_the_one_in_front():
     assert [tr.id for tr in counted] == [1, 2]
 
 
+def test_one_hidden_behind_another_while_going_through_is_still_counted():
+    ln = DoorLine(TailgateConfig(door="d", camera="c", **VIEWS["approach"]), 640, 480)
+    tracker = PersonTracker(hidden_s=TailgateConfig(door="d", camera="c").hidden_s)
+    counted = crossings(tracker.update([np.array([330, 150, 390, 300], np.float32)], 0.0), ln)
+    for i in range(1, 11):  # hidden for 2 s behind the one in front (not tracked here)
+        counted += crossings(tracker.update([], i * 0.2), ln)
+    counted += crossings(tracker.update([np.array([300, 140, 420, 450], np.float32)], 2.2), ln)
+    assert len(counted) == 1 and counted[0].id == 1
+    gone = PersonTracker(hidden_s=3.0)  # but one counted already, or inside, is not waited for
+    gone.update([np.array([300, 140, 420, 450], np.float32)], 0.0)
+    gone.tracks[0].side = 1
+    assert gone.update([], 2.0) == [] and gone.tracks == []
+
+
 def test_a_face_outside_every_person_box_is_a_person_standing_under_it():
     body = np.array([100, 100, 200, 400], np.float32)
     own = np.array([135, 110, 165, 145], np.float32)  # the head of that body
