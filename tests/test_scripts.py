@@ -111,6 +111,27 @@ def test_bench_osdp_times_card_reads_to_the_sink_and_the_relay_at_both_bauds():
         assert 0 < sink["p50"] <= frame["p50"]
 
 
+def test_eval_person_cues_counts_who_only_the_face_cue_finds(tmp_path):
+    import cv2
+
+    from tests.tailgate_clips import H, W, background, paste, person
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    frame = background(0)
+    rows = []
+    for name, height, x in (("person_06", 300, 180), ("person_12", 420, 460)):
+        sprite = person(name, height)  # person_12: masked; the COCO class misses her
+        paste(frame, sprite, x, H - 10)
+        w = sprite.shape[1]
+        rows.append(f"0 {x / W} {(H - 10 - height / 2) / H} {w / W} {height / H}")
+    cv2.imwrite(str(tmp_path / "images" / "hall_01.png"), frame)
+    (tmp_path / "labels" / "hall_01.txt").write_text("\n".join(rows))
+    out = last_json("scripts/eval_person_cues.py", str(tmp_path))
+    assert {k: out["sets"]["all"][k] for k in ("people", "by_person", "by_face_only")} == {
+        "people": 2, "by_person": 1, "by_face_only": 1}
+
+
 def test_bench_tailgate_reports_precision_recall_and_cost():
     out = last_json("scripts/bench_tailgate.py", "--people", "detectable", "--first", "2")
     assert out["clips"] == 8 and out["positives"] == 2

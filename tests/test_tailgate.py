@@ -9,12 +9,19 @@ import cv2
 import numpy as np
 import pytest
 
-from gatectl.analysis.tailgate import DoorLine, PassCounter, PersonTracker, crossings
+from gatectl.analysis.tailgate import (
+    DoorLine,
+    PassCounter,
+    PersonTracker,
+    crossings,
+    foot,
+    person_boxes,
+)
 from gatectl.config import parse_config
 from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
 from gatectl.store.recorder import clip_of
-from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, Rig, clips, walk
+from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, VIEWS, Rig, clips, walk
 
 
 @pytest.fixture
@@ -44,6 +51,29 @@ def test_tailgates_alert_and_other_passes_do_not(rig):
         video.release()
         assert n >= 10  # 2 s before and after at 5 frames a second, bar the ends
     assert rig.watch.health()["alerts"] == 3
+
+
+def test_a_follower_the_person_class_misses_is_seen_by_their_face(tmp_path):
+    """person_12 (masked, a pale coat on a pale wall) scores under 0.1 as a COCO person even in
+    her own CCTV frame; walking towards the door camera behind someone, her face is what shows
+    she went in too. Without faces (as before) that tailgate is missed."""
+    named = {c.name: c for c in clips(["person_08", "person_12"], "approach")}
+    rig = Rig(tmp_path / "faces", **VIEWS["approach"])
+    try:
+        alerts = {n: len(rig.play(named[n])) for n in
+                  ("single:person_12", "tailgate:person_08+person_12",
+                   "closed_between:person_08+person_12", "two_grants:person_08+person_12")}
+    finally:
+        rig.app.close()
+    assert alerts == {"single:person_12": 0, "tailgate:person_08+person_12": 1,
+                      "closed_between:person_08+person_12": 0,
+                      "two_grants:person_08+person_12": 0}
+    blind = Rig(tmp_path / "no_faces", faces=False, **VIEWS["approach"])
+    try:
+        assert blind.watch.faces is None
+        assert blind.play(named["tailgate:person_08+person_12"]) == []
+    finally:
+        blind.app.close()
 
 
 def test_the_detector_runs_only_while_the_door_is_unlocked_or_open(rig):
@@ -83,6 +113,48 @@ def test_door_line_sides_and_one_crossing_per_person():
         tracks = tracker.update([np.array([x - 50, 150, x + 50, 450], np.float32)], i * 0.2)
         counted += crossings(tracks, ln)
     assert len(counted) == 1 and len(tracker.tracks) == 1
+
+
+def test_the_one_behind_does_not_inherit_the_crossing_of_the_one_in_front():
+    """Walking towards the camera: the first goes in and out of the frame under it, large; the
+    second, farther off and smaller, shows where the first just was."""
+    ln = DoorLine(TailgateConfig(door="d", camera="c", **VIEWS["approach"]), 640, 480)
+    tracker = PersonTracker()
+    frames = [[[250, 140, 330, 380]], [[240, 140, 340, 430]],  # the first crosses (y 408)
+              [[300, 130, 360, 300]],  # gone under the camera; the second, 170 px high
+              [[296, 130, 368, 360]], [[290, 128, 376, 440]]]  # the second crosses
+    counted = []
+    for i, boxes in enumerate(frames):
+        counted += crossings(tracker.update([np.array(b, np.float32) for b in boxes], i * 0.2),
+                             ln)
+    assert [tr.id for tr in counted] == [1, 2]
+
+
+def test_one_hidden_behind_another_while_going_through_is_still_counted():
+    ln = DoorLine(TailgateConfig(door="d", camera="c", **VIEWS["approach"]), 640, 480)
+    tracker = PersonTracker(hidden_s=TailgateConfig(door="d", camera="c").hidden_s)
+    counted = crossings(tracker.update([np.array([330, 150, 390, 300], np.float32)], 0.0), ln)
+    for i in range(1, 11):  # hidden for 2 s behind the one in front (not tracked here)
+        counted += crossings(tracker.update([], i * 0.2), ln)
+    counted += crossings(tracker.update([np.array([300, 140, 420, 450], np.float32)], 2.2), ln)
+    assert len(counted) == 1 and counted[0].id == 1
+    gone = PersonTracker(hidden_s=3.0)  # but one counted already, or inside, is not waited for
+    gone.update([np.array([300, 140, 420, 450], np.float32)], 0.0)
+    gone.tracks[0].side = 1
+    assert gone.update([], 2.0) == [] and gone.tracks == []
+
+
+def test_a_face_outside_every_person_box_is_a_person_standing_under_it():
+    body = np.array([100, 100, 200, 400], np.float32)
+    own = np.array([135, 110, 165, 145], np.float32)  # the head of that body
+    cut = np.array([135, 80, 165, 115], np.float32)  # a box cut at the brow: still its head
+    other = np.array([300, 120, 330, 160], np.float32)  # someone the person class missed
+    low = np.array([135, 300, 165, 340], np.float32)  # within the width, but at the knees
+    boxes = person_boxes([body], [own, cut, other, low])
+    assert len(boxes) == 3 and np.array_equal(boxes[0], body)
+    f = foot(boxes[1])
+    assert f[0] == 315 and 120 + 40 * 6 < f[1] < 120 + 40 * 8  # under the face, some 7 faces down
+    assert person_boxes([], []) == []
 
 
 def test_pass_counter_rules():

@@ -7,6 +7,11 @@ it runs the person detector on the camera's frames only while the door is unlock
 within ``grace_s`` of it) and at most ``fps`` times a second, and records a ``tailgating``
 alert with a snapshot and a short clip beside it.
 
+People walk towards a door camera, so it sees their faces: with ``faces`` on, a face the face
+detector finds outside every person box counts as a person too (`person_boxes`), its body
+estimated from the face. The COCO person class misses some people a door camera sees (a masked
+woman in a pale coat on a pale office wall scores 0.07 in her own CCTV frame, her face 0.77).
+
 One pass is one open-close cycle of the door leaf: when the door contact reports the door
 closed, the people counted so far went through on the grants so far, and counting starts
 again - so two residents each opening the door for themselves are two passes, never a
@@ -36,6 +41,12 @@ OPEN_STATES = ("open", "held_open")  # the door contact reads open
 WATCH_STATES = ("unlocked", *OPEN_STATES)
 DEAD_BAND = 0.02  # of the frame's diagonal: a point this close to the line is on neither side
 CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory and disk)
+# the body a face stands for: an adult is some 7.5 heads tall and YuNet's box (brow to chin) a
+# little shorter than the head, so about 7 boxes from the box's top down to the feet; three box
+# widths wide (shoulders). Only the foot point matters to the door line: under the face.
+BODY_PER_FACE = 7.0
+COUNTED_GROWTH = 1.5  # see PersonTracker
+BODY_WIDTH_PER_FACE = 3.0
 
 
 class DoorLine:
@@ -61,6 +72,26 @@ def foot(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, box[3]], np.float64)
 
 
+def body_of(face: np.ndarray) -> np.ndarray:
+    """The body box a face box stands for (see BODY_PER_FACE)."""
+    x1, y1, x2, y2 = (float(v) for v in face)
+    cx, w, h = (x1 + x2) / 2, x2 - x1, y2 - y1
+    half = BODY_WIDTH_PER_FACE * w / 2
+    return np.array([cx - half, y1, cx + half, y1 + BODY_PER_FACE * h], np.float32)
+
+
+def person_boxes(persons: Sequence[np.ndarray], faces: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The person boxes, then a body box for each face that is no person box's head: a face whose
+    centre lies within a person box's width and its upper half (or up to one face height above
+    it, a box cut at the brow) is that person's, already counted."""
+    out = [np.asarray(b, np.float32) for b in persons]
+    for f in faces:
+        cx, cy, fh = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2, f[3] - f[1]
+        if not any(b[0] <= cx <= b[2] and b[1] - fh <= cy <= (b[1] + b[3]) / 2 for b in persons):
+            out.append(body_of(np.asarray(f)))
+    return out
+
+
 @dataclass
 class PersonTrack:
     id: int
@@ -72,11 +103,20 @@ class PersonTrack:
 
 class PersonTracker:
     """Greedy nearest-centre association, gated by the box height (people walking at a few
-    frames a second move less than their own height between frames)."""
+    frames a second move less than their own height between frames). A track already counted
+    across the line is not handed a box under 1/COUNTED_GROWTH or over COUNTED_GROWTH times its
+    height: walking towards the camera, the one who went in leaves under it, large, while the
+    one close behind, farther off and smaller, comes out from behind them - two people, and the
+    second must not inherit the first one's crossing. (Only counted tracks: a track broken
+    on the inside cannot count anyone twice; one broken outside could.)"""
 
-    def __init__(self, timeout_s: float = 1.5, max_step: float = 1.0):
+    def __init__(self, timeout_s: float = 1.5, max_step: float = 1.0,
+                 hidden_s: float = 1.5):
+        """``hidden_s``: how long a track last seen outside the line (not yet counted) lives on
+        unseen - the one close behind is hidden by the one in front while they go through."""
         self.timeout_s = timeout_s
         self.max_step = max_step
+        self.hidden_s = max(hidden_s, timeout_s)
         self.tracks: list[PersonTrack] = []
         self._next = 1
 
@@ -85,7 +125,8 @@ class PersonTracker:
 
     def update(self, boxes: Sequence[np.ndarray], t: float) -> list[PersonTrack]:
         """The track of each box (in order), new tracks for unmatched boxes."""
-        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= self.timeout_s]
+        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= (
+            self.hidden_s if tr.side == -1 and not tr.crossed else self.timeout_s)]
         centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in boxes]
         pairs = []
         for bi, (b, c) in enumerate(zip(boxes, centres)):
@@ -93,7 +134,8 @@ class PersonTracker:
                 tc = np.array([(tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2])
                 h = max(float(b[3] - b[1]), float(tr.box[3] - tr.box[1]), 1.0)
                 step = float(np.hypot(*(c - tc))) / h
-                if step <= self.max_step:
+                ratio = h / max(min(float(b[3] - b[1]), float(tr.box[3] - tr.box[1])), 1.0)
+                if step <= self.max_step and not (tr.crossed and ratio > COUNTED_GROWTH):
                     pairs.append((step, bi, ti))
         out: list[PersonTrack | None] = [None] * len(boxes)
         used: set[int] = set()
@@ -176,6 +218,12 @@ class PersonDetector(Protocol):
         ...
 
 
+class FaceFinder(Protocol):
+    def detect(self, image: np.ndarray) -> Sequence[Any]:
+        """Faces with ``box`` (x1, y1, x2, y2) and ``score``, at the finder's own threshold."""
+        ...
+
+
 @dataclass(frozen=True)
 class TailgateAlert:
     door: str
@@ -192,18 +240,21 @@ class _Clip:
 
 
 class TailgateWatch:
-    """One door's tailgate watch over its camera's frames (`process(image, t)`, like a gate)."""
+    """One door's tailgate watch over its camera's frames (`process(image, t)`, like a gate);
+    ``faces``: the face finder whose faces count as people too (None: the person class only)."""
 
     def __init__(self, cfg: TailgateConfig, detector: PersonDetector,
-                 door_view: Callable[[], tuple[str, int]], recorder: EventRecorder):
+                 door_view: Callable[[], tuple[str, int]], recorder: EventRecorder,
+                 faces: FaceFinder | None = None):
         self.cfg = cfg
         self.name = f"tailgate-{cfg.door}"
         self.camera = cfg.camera
         self.detector = detector
+        self.faces = faces
         self.door_view = door_view
         self.recorder = recorder
         self.counter = PassCounter(cfg.grace_s)
-        self.tracker = PersonTracker()
+        self.tracker = PersonTracker(hidden_s=cfg.hidden_s)
         self._line: DoorLine | None = None
         self._last_run: float | None = None
         self._recent: deque[tuple[float, np.ndarray]] = deque()
@@ -235,17 +286,19 @@ class TailgateWatch:
         if not watching:
             return []
         t0 = time.perf_counter()
-        dets = [d for d in self.detector.detect(image)
-                if d.label == "person" and d.score >= self.cfg.threshold]
+        boxes = person_boxes(
+            [np.asarray(d.box) for d in self.detector.detect(image)
+             if d.label == "person" and d.score >= self.cfg.threshold],
+            [np.asarray(f.box) for f in self.faces.detect(image)] if self.faces else [])
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)
         if self._line is None:
             self._line = DoorLine(self.cfg, image.shape[1], image.shape[0])
-        tracks = self.tracker.update([np.asarray(d.box) for d in dets], t)
+        tracks = self.tracker.update(boxes, t)
         out = []
         for _ in crossings(tracks, self._line):
             if self.counter.crossing(t):
-                out.append(self._alert(image, t, [np.asarray(d.box) for d in dets]))
+                out.append(self._alert(image, t, boxes))
         return out
 
     def _keep(self, image: np.ndarray, t: float) -> None:

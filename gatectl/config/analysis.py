@@ -131,6 +131,24 @@ class TailgateConfig(Strict):
     threshold: float = Field(
         0.35, ge=0.05, le=0.95, description="Person detector score threshold (0.05-0.95)."
     )
+    faces: bool = Field(
+        True,
+        description="Also take a face (YuNet, the face gate's detector) outside every person "
+        "box as a person: people walking towards a door camera show their faces, and the "
+        "COCO person class misses some (masked, pale clothes on a pale wall) whose faces it "
+        "finds. One more model run per frame the watch looks at.",
+    )
+    face_threshold: float = Field(
+        0.5, ge=0.3, le=1.0,
+        description="YuNet score (0.3-1) for a face to count as a person: as the privacy blur "
+        "uses, lower than a face gate's (which must recognise the face, not just see it).",
+    )
+    hidden_s: float = Field(
+        3.0, ge=1.5, le=10,
+        description="Someone seen outside the line is still followed this long (1.5-10 s) unseen: "
+        "one close behind another is hidden by them while they go through (some 2 s at walking "
+        "pace); others are followed 1.5 s.",
+    )
     grace_s: float = Field(
         3.0, ge=0, le=30,
         description="Crossings still count this long (0-30 s) after the door relocked.",

@@ -247,15 +247,17 @@ class App:
 
     def tailgate_watches(self) -> list[TailgateWatch]:
         """One watch per ``[[analysis.tailgate]]`` door, over the bundled COCO YOLOX-nano's
-        person class (one model run per frame it looks at: no tiles)."""
+        person class (one model run per frame it looks at: no tiles) and, with ``faces``, YuNet
+        at the camera frame's own scale (no upscaling past 640 px)."""
         from gatectl.vision.objects import open_detector
 
         out = []
         for i, t in enumerate(self.cfg.analysis.tailgate):
             detector = open_detector(self.models.session(PERSON_MODEL), "yolox", 416,
                                      {"person": 0}, t.threshold, 1, f"analysis.tailgate[{i}]")
+            faces = FaceDetector(self.models, 640, t.face_threshold) if t.faces else None
             out.append(TailgateWatch(t, detector, partial(self.controls.door_view, t.door),
-                                     self.recorder))
+                                     self.recorder, faces))
         return out
 
     def rule_time(self) -> float:
