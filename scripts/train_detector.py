@@ -5,11 +5,9 @@ Two modes:
 
 - default: the shared licence-clean data (``--shared``: ``two-wheelers/`` and ``people/``, YOLO
   format) composed into elevator-like scenes (drawn walls and floors, top-down squash, any
-  rotation, fisheye warp, quilts / bags / baskets / handlebar muffs over part of the bike and
-  blankets over most of it (wheels, bars and seat edge left showing), hanging shopping bags, cover
-  fills cut from real clothing in the person photos, people as occluders and distractors, pasted
-  decoy patches, a recorder's burnt-in time stamp and black bars; the same covers, people and
-  decoys on scenes without a bike, so neither a quilt nor a pasted edge is ever a positive). Starts from
+  rotation, fisheye warp, quilts / bags / baskets / handlebar muffs over part of the bike, people
+  as occluders and distractors, pasted decoy patches; the same covers, people and decoys on scenes
+  without a bike, so neither a quilt nor a pasted edge is ever a positive). Starts from
   ``models/yolox_nano`` (COCO); e-bikes train the COCO ``motorcycle`` channel (3); objectness,
   boxes and the other 79 classes are distilled from the original model, so person detection stays.
 - ``--data DIR``: a site's own YOLO-format folder (``images/`` + ``labels/``, or ``train/``,
@@ -286,74 +284,28 @@ def _blend(canvas: np.ndarray, patch: np.ndarray, alpha: np.ndarray) -> None:
     canvas[:] = (canvas * (1 - a) + patch * a).astype(np.uint8)
 
 
-def _texture(rng, textures: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    """A fill of size (h, w): a real textile / clothing patch from the shared photos (stretched,
-    tiled, recoloured a little) or, without any, a drawn one. Real folds and prints are what a
-    quilt over a moped looks like; drawn stripes alone teach the model that only stripes cover."""
-    if not textures or rng.random() < 0.3:
-        return _pattern(rng, h, w)
-    t = textures[rng.integers(len(textures))].astype(np.float32)
-    s = rng.uniform(1.0, 3.0)
-    t = cv2.resize(t, (max(4, int(t.shape[1] * s)), max(4, int(t.shape[0] * s))))
-    reps = (h // t.shape[0] + 1, w // t.shape[1] + 1, 1)
-    t = np.tile(t[::1 if rng.random() < 0.5 else -1], reps)[:h, :w]
-    t = t * rng.uniform(0.7, 1.3, 3) + rng.uniform(-25, 25)
-    folds = _noise(rng, h, w, (max(3, w // 8), max(3, h // 12)))
-    t *= 1 + 0.5 * folds[..., None] / (np.abs(folds).max() + 1e-6) * rng.uniform(0.1, 0.5)
-    return np.clip(t, 0, 255)
-
-
-def _blob(rng, cx: float, cy: float, rx: float, ry: float, n: int = 11) -> np.ndarray:
-    """A lumpy closed outline around (cx, cy): the edge of a draped quilt or a stuffed bag."""
-    ang = np.sort(rng.uniform(0, 2 * math.pi, n))
-    r = rng.uniform(0.75, 1.2, n)
-    return np.stack([cx + rx * r * np.cos(ang), cy + ry * r * np.sin(ang)], 1).astype(np.int32)
-
-
-def draw_cover(rng, canvas: np.ndarray, box: np.ndarray, textures: list[np.ndarray] = ()) -> None:
-    """A quilt, a drape over most of the bike, a hanging bag, a basket or handlebar muffs over
-    part of ``box`` (x0, y0, x1, y1); fills from ``textures`` (real photo patches) where given."""
+def draw_cover(rng, canvas: np.ndarray, box: np.ndarray) -> None:
+    """A quilt, bag, basket or handlebar muff over part of ``box`` (x0, y0, x1, y1)."""
     h, w = canvas.shape[:2]
     x0, y0, x1, y1 = box
     bw, bh = max(x1 - x0, 8), max(y1 - y0, 8)
-    kind = rng.choice(["quilt", "drape", "bag", "hanging", "basket", "muff"],
-                      p=[0.15, 0.3, 0.1, 0.15, 0.15, 0.15])
+    kind = rng.choice(["quilt", "bag", "basket", "muff"], p=[0.35, 0.25, 0.2, 0.2])
     mask = np.zeros((h, w), np.float32)
     if kind == "quilt":  # a draped polygon over 30-70% of the box
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
         r = math.sqrt(bw * bh * rng.uniform(0.3, 0.7) / math.pi)
-        cv2.fillPoly(mask, [_blob(rng, rng.uniform(x0, x1), rng.uniform(y0, y1), r, r, 9)], 1.0)
-        fill = _texture(rng, list(textures), h, w)
-    elif kind == "drape":  # a blanket over 60-95% of the bike: only its ends (wheels, bars, seat edge) show
-        mx0, mx1 = bw * rng.uniform(0.0, 0.2, 2)
-        my0, my1 = bh * rng.uniform(0.0, 0.2, 2)
-        cx, cy = (x0 + mx0 + x1 - mx1) / 2, (y0 + my0 + y1 - my1) / 2
-        rx, ry = (bw - mx0 - mx1) / 2 * rng.uniform(0.9, 1.15), (bh - my0 - my1) / 2 * rng.uniform(0.9, 1.15)
-        cv2.fillPoly(mask, [_blob(rng, cx, cy, rx, ry, 14)], 1.0)
-        if rng.random() < 0.6:  # a hem hanging lower than the bike
-            cv2.fillPoly(mask, [_blob(rng, cx + rx * rng.uniform(-0.5, 0.5), cy + ry * rng.uniform(0.4, 0.9),
-                                      rx * rng.uniform(0.3, 0.6), ry * rng.uniform(0.2, 0.5), 8)], 1.0)
-        fill = _texture(rng, list(textures), h, w)
+        ang = np.sort(rng.uniform(0, 2 * math.pi, 9))
+        pts = np.stack([cx + r * rng.uniform(0.6, 1.5, 9) * np.cos(ang),
+                        cy + r * rng.uniform(0.6, 1.5, 9) * np.sin(ang)], 1)
+        cv2.fillPoly(mask, [pts.astype(np.int32)], 1.0)
+        fill = _pattern(rng, h, w)
     elif kind == "bag":
         c = (int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1)))
         axes = (int(bw * rng.uniform(0.12, 0.3)), int(bh * rng.uniform(0.12, 0.3)))
         cv2.ellipse(mask, c, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-        fill = _texture(rng, list(textures), h, w)
-    elif kind == "hanging":  # shopping bags hung from the handlebar, straps and all
-        for _ in range(rng.integers(1, 4)):
-            top = (rng.uniform(x0, x1), rng.uniform(y0, y0 + bh * 0.5))
-            bwid, blen = bw * rng.uniform(0.12, 0.3), bh * rng.uniform(0.2, 0.45)
-            cx, cy = top[0] + rng.uniform(-0.3, 0.3) * bwid, top[1] + blen * 0.6
-            cv2.fillPoly(mask, [_blob(rng, cx, cy, bwid / 2, blen / 2, 9)], 1.0)
-            for dx in (-bwid / 4, bwid / 4):
-                cv2.line(mask, (int(top[0]), int(top[1])), (int(cx + dx), int(cy - blen / 2.5)), 1.0,
-                         max(1, int(bwid / 12)))
-        if rng.random() < 0.5:
-            fill = _texture(rng, list(textures), h, w)
-        else:  # plain plastic
-            fill = np.full((h, w, 3), rng.integers(20, 240, 3), np.float32)
-            fill *= 1 + 0.15 * _noise(rng, h, w, (9, 9))[..., None]
-    elif kind == "basket":  # a wire or plastic lattice box at one end, sometimes with things in it
-        s = rng.uniform(0.2, 0.4)
+        fill = _pattern(rng, h, w)
+    elif kind == "basket":  # a lattice box at one end
+        s = rng.uniform(0.2, 0.35)
         end = rng.integers(4)
         bx = [x0, y0, x0 + bw * s * 1.3, y0 + bh * s * 1.3]
         if end in (1, 3):
@@ -361,46 +313,22 @@ def draw_cover(rng, canvas: np.ndarray, box: np.ndarray, textures: list[np.ndarr
         if end in (2, 3):
             bx[1], bx[3] = y1 - bh * s * 1.3, y1
         cv2.rectangle(mask, (int(bx[0]), int(bx[1])), (int(bx[2]), int(bx[3])), 1.0, -1)
-        fill = (_texture(rng, list(textures), h, w) * rng.uniform(0.5, 1.0) if rng.random() < 0.5
-                else np.full((h, w, 3), rng.integers(30, 220, 3), np.float32))
-        step = int(rng.integers(4, 10))
-        wire = rng.integers(0, 255, 3).astype(np.float32)
-        fill[::step] = fill[::step] * 0.3 + wire * 0.7
-        fill[:, ::step] = fill[:, ::step] * 0.3 + wire * 0.7
-    else:  # two plush muffs at the handlebar ends, up to a fifth of the bike each
+        fill = np.full((h, w, 3), rng.integers(30, 220, 3), np.float32)
+        step = int(rng.integers(4, 9))
+        fill[::step] *= 0.4
+        fill[:, ::step] *= 0.4
+    else:  # two plush muffs at the handlebar ends
         horizontal = bw > bh
         for side in (0, 1):
             if horizontal:
-                c = (x0 + bw * rng.uniform(0.05, 0.25), y0 + bh * (0.15 + 0.7 * side))
+                c = (int(x0 + bw * rng.uniform(0.05, 0.25)), int(y0 + bh * (0.15 + 0.7 * side)))
             else:
-                c = (x0 + bw * (0.15 + 0.7 * side), y0 + bh * rng.uniform(0.05, 0.25))
-            r = max(bw, bh) * rng.uniform(0.06, 0.2)
-            cv2.fillPoly(mask, [_blob(rng, c[0], c[1], r * rng.uniform(0.8, 1.6), r, 9)], 1.0)
-        fill = (_texture(rng, list(textures), h, w) if rng.random() < 0.5
-                else np.full((h, w, 3), rng.choice([20, 40, 120, 200], 3), np.float32))
+                c = (int(x0 + bw * (0.15 + 0.7 * side)), int(y0 + bh * rng.uniform(0.05, 0.25)))
+            cv2.ellipse(mask, c, (int(max(bw, bh) * rng.uniform(0.06, 0.12)),) * 2, 0, 0, 360, 1.0, -1)
+        fill = np.full((h, w, 3), rng.choice([20, 40, 120, 200], 3), np.float32)
         fill *= 1 + 0.3 * _noise(rng, h, w, (3, 3))[..., None]
     mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.8, 2.5))
     _blend(canvas, np.clip(fill, 0, 255), mask)
-
-
-def cctv_overlay(rng, img: np.ndarray) -> np.ndarray:
-    """What a recorder adds to every frame: a date / time and a camera name burnt in, and often
-    black bars (a 4:3 sensor in a 16:9 stream). On scenes with and without a bike alike."""
-    h, w = img.shape[:2]
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.3, 0.7)
-    colour = (255, 255, 255) if rng.random() < 0.8 else (0, 0, 0)
-    stamp = (f"{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}-20{rng.integers(15, 30)} "
-             f"{rng.integers(24):02d}:{rng.integers(60):02d}:{rng.integers(60):02d}")
-    at = (int(w * rng.uniform(0.01, 0.1)), int(h * rng.uniform(0.05, 0.12)))
-    cv2.putText(img, stamp, at, font, scale, colour, 1)
-    cv2.putText(img, f"CAM{rng.integers(1, 99)} {rng.integers(1, 30)}F", (int(w * rng.uniform(0.5, 0.8)),
-                int(h * rng.uniform(0.9, 0.97))), font, scale, colour, 1)
-    if rng.random() < 0.4:
-        bar = int(h * rng.uniform(0.05, 0.15))
-        img = img.copy()
-        img[:bar] = 0
-        img[h - bar:] = 0
-    return img
 
 
 def elevator_background(rng, h: int, w: int) -> np.ndarray:
@@ -539,10 +467,6 @@ class Composer:
     def __init__(self, bikes, people, decoys, backgrounds: list[Path], real: list[Sample], rng):
         self.bikes, self.people, self.decoys, self.backgrounds, self.rng = bikes, people, decoys, backgrounds, rng
         self.real = [s for s in real if (s.boxes[:, 0] == 0).any()]
-        # real textile for the covers: the torso of each person crop (jackets, coats, prints)
-        self.textures = [c[int(c.shape[0] * 0.25):int(c.shape[0] * 0.6),
-                           int(c.shape[1] * 0.25):int(c.shape[1] * 0.75)] for c, _ in people]
-        self.textures = [t for t in self.textures if min(t.shape[:2]) >= 12]
 
     def scene(self, positive: bool) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
@@ -575,8 +499,8 @@ class Composer:
             box = paste(rng, img, bk, bb, rng.uniform(0.25, 0.7) * w, True)
             if box is not None:
                 boxes.append(box)
-                for _ in range(rng.choice([0, 1, 1, 2, 3, 4])):
-                    draw_cover(rng, img, box, self.textures)
+                for _ in range(rng.choice([0, 1, 1, 2, 3])):
+                    draw_cover(rng, img, box)
                 if rng.random() < 0.35:  # a person standing over part of the bike
                     p, pb = self.people[rng.integers(len(self.people))]
                     cx = rng.uniform(box[0], box[2])
@@ -586,15 +510,13 @@ class Composer:
             for _ in range(rng.choice([1, 1, 2, 3])):  # the same covers, no bike under them
                 s = rng.uniform(0.25, 0.7) * w
                 x, y = rng.uniform(0, w - s * 0.6), rng.uniform(0, h - s * 0.4)
-                draw_cover(rng, img, np.array([x, y, x + s, y + s * rng.uniform(0.4, 1.0)]), self.textures)
+                draw_cover(rng, img, np.array([x, y, x + s, y + s * rng.uniform(0.4, 1.0)]))
             if rng.random() < 0.5:
                 p, pb = self.people[rng.integers(len(self.people))]
                 paste(rng, img, p, pb, rng.uniform(0.4, 0.95) * h, True)
         boxes = np.array(boxes, np.float32).reshape(-1, 4)
         if rng.random() < 0.6:
             img, boxes = fisheye(rng, img, boxes)
-        if rng.random() < 0.5:
-            img = cctv_overlay(rng, img)
         return letterbox(photometric(rng, img), boxes)
 
 
