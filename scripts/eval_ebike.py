@@ -55,7 +55,8 @@ def main() -> int:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--detector", type=Path, help="an ONNX detector (yolox family) instead of the configured one")
     ap.add_argument("--threshold", type=float, help="detection score instead of the configured one")
-    ap.add_argument("--tiles", type=int, choices=[1, 2, 3, 4], help="tile grid instead of the configured one")
+    ap.add_argument("--tiles", type=int, choices=[1, 2, 3, 4],
+                    help="tile grid instead of the configured one")
     ap.add_argument("--frames", type=int, default=0, help="run each image as a sequence of this many frames")
     ap.add_argument("--track-threshold", type=float, help="evidence over frames: tracked weak detections from this score")
     ap.add_argument("--evidence", type=float, help="evidence over frames: a track's score sum that confirms")
