@@ -9,7 +9,8 @@ adds a folder of images with no two-wheeler at all (e.g. tests/data/faces), coun
 (``per_set``: one false-alarm class per folder, see scripts/make_ebike_negatives.py). ``--config``
 uses a device config's first e-bike gate (detector, classes, threshold), default: built-in
 settings; ``--detector FILE`` swaps in another ONNX detector of the yolox family, ``--threshold``
-another detection score (a low one prints every image's best score, for a sweep).
+another detection score (a low one prints every image's best score, for a sweep), ``--tiles``
+another tile grid (test-time scale: 3 = also a 3x3 grid, one model run per tile).
 
 ``--frames N`` turns each image into a sequence of N frames - the scene drifting into place as a
 bike pushed through the door would (a shift and zoom easing to rest, sensor noise, a little
@@ -54,6 +55,8 @@ def main() -> int:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--detector", type=Path, help="an ONNX detector (yolox family) instead of the configured one")
     ap.add_argument("--threshold", type=float, help="detection score instead of the configured one")
+    ap.add_argument("--tiles", type=int, choices=[1, 2, 3, 4],
+                    help="tile grid instead of the configured one")
     ap.add_argument("--frames", type=int, default=0, help="run each image as a sequence of this many frames")
     ap.add_argument("--track-threshold", type=float, help="evidence over frames: tracked weak detections from this score")
     ap.add_argument("--evidence", type=float, help="evidence over frames: a track's score sum that confirms")
@@ -63,9 +66,10 @@ def main() -> int:
     if args.detector:
         gate_cfg = gate_cfg.model_copy(update={"detector": gate_cfg.detector.model_copy(
             update={"file": args.detector.resolve(), "family": "yolox"})})
-    if args.threshold is not None:
-        gate_cfg = gate_cfg.model_copy(update={"detector": gate_cfg.detector.model_copy(
-            update={"threshold": args.threshold})})
+    for key in ("threshold", "tiles"):
+        if getattr(args, key) is not None:
+            gate_cfg = gate_cfg.model_copy(update={"detector": gate_cfg.detector.model_copy(
+                update={key: getattr(args, key)})})
     gate_cfg = gate_cfg.model_copy(update={k: v for k, v in (
         ("track_threshold", args.track_threshold), ("evidence", args.evidence)) if v is not None})
     with open(args.images / "ground_truth.csv", newline="", encoding="utf-8") as f:
@@ -96,6 +100,7 @@ def main() -> int:
     print(json.dumps({"images": len(items), "positives": positives, "found": found,
                       "recall": round(found / max(positives, 1), 4), "negatives": negatives,
                       "false_alarms": false_alarms, "per_set": per_set, "threshold": gate_cfg.detector.threshold,
+                      "tiles": gate_cfg.detector.tiles,
                       "model": str(gate_cfg.detector.file or gate_cfg.detector.model),
                       "frames": args.frames, "track_threshold": gate_cfg.track_threshold,
                       "evidence": gate_cfg.evidence if gate_cfg.track_threshold is not None else None}))

@@ -57,6 +57,14 @@ def test_eval_ebike_counts_recall_and_false_alarms():
     out = last_json("scripts/eval_ebike.py", "--images", str(DATA / "ebike"), "--negatives", str(DATA / "faces"))
     assert out["positives"] == 6 and out["negatives"] >= 16
     assert out["false_alarms"] == 0 and out["found"] >= 3  # what the shipped model reaches (MANIFEST)
+    assert out["tiles"] == 2  # the configured grid
+
+
+def test_eval_ebike_runs_another_tile_grid():
+    """Test-time scale: the whole frame only (no tiles) reaches fewer of the elevator mopeds."""
+    out = last_json("scripts/eval_ebike.py", "--images", str(DATA / "ebike"), "--tiles", "1")
+    assert out["tiles"] == 1 and out["positives"] == 6
+    assert out["found"] < 4  # the 2x2 grid finds det_test, pic_1, pic_4 and the moto (MANIFEST)
 
 
 def test_bench_ebike_times_the_detector_and_the_relay_path():
