@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -46,15 +47,19 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gatectl.access.pins import HASH_PATTERN
 from gatectl.central.messages import CONSENT_SCOPES, has_credential
 from gatectl.central.storage import Database, Tx
 from gatectl.core.errors import GatectlError
 from gatectl.domain.credentials import card_number
 from gatectl.domain.face_match import Match, duplicate_of
+from gatectl.sync.inbound import TOTP_PATTERN
 from gatectl.sync.signing import public_key_b64, sign_change
 from gatectl.sync.topics import VERSION
 
 SCOPES = CONSENT_SCOPES
+# what a device's schema takes (`gatectl.sync.inbound`): anything else would be refused there
+_SECRET = {"pin": re.compile(HASH_PATTERN), "totp": re.compile(TOTP_PATTERN)}
 MAX_TEMPLATES = 20
 Publish = Callable[[str, bytes], None]
 
@@ -500,7 +505,9 @@ class Registry:
             raise RegistryError("credentials: cards, at most one pin and one totp")
         for kind, ref in pairs:
             if kind == "card" and _card(ref) is None:
-                raise RegistryError(f"card {ref!r}: not NUMBER/BITS in the stored form")
+                raise RegistryError(f"card {ref[:80]!r}: not NUMBER/BITS in the stored form")
+            if kind != "card" and not _SECRET[kind].match(ref):
+                raise RegistryError(f"{kind}: not in the form devices store")
         taken = _taken(tx.execute, site, uid, pairs)
         if taken is not None:
             raise RegistryError(f"card {taken} already belongs to another resident of this site")

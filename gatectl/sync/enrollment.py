@@ -33,7 +33,9 @@ A resident's other credentials are not face data and travel whatever the face co
 ``"cards": [{"number": "1A2B3C", "bits": 26}]`` (the store's form), ``"pin"`` (the scrypt
 hash, never the digits) and ``"totp"`` (the secret). A change with ``cards`` carries the whole
 set: it replaces the cards held, and a PIN or secret it leaves out is removed; a change
-without ``cards`` leaves the held credentials as they are (but a ``totp`` it names).
+without ``cards`` leaves the held credentials as they are (but a ``totp`` it names). While a
+change made here to the resident waits in the outbox, the credentials held here are kept: the
+centre's change answers an earlier request, and the pending one carries them up.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
 """
 
@@ -317,6 +319,10 @@ class Replicator:
                 credentials and any(credentials)
             ):
                 raise EnrollRejected(f"new resident {shown(uid, 40)} has no credential at all")
+            if credentials is not None and self.store.request_pending(uid):
+                # a card or PIN set here since is newer than this answer to an earlier request:
+                # kept, it goes up with the pending request and comes back signed
+                credentials = None
             status = body.get("status", "active")
             if status not in ("active", "suspended"):
                 raise EnrollRejected(f"unknown status {shown(status, 20)!r}")

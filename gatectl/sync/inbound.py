@@ -201,7 +201,8 @@ class Card(InboundModel):
 Cards = Annotated[list[Card], Field(max_length=MAX_CARDS)]
 PinHash = Annotated[str, StringConstraints(pattern=HASH_PATTERN, max_length=HASH_MAX)]
 """A PIN as stored: the scrypt hash `access.pins.hash_pin` writes, never the digits."""
-TotpSecret = Annotated[str, StringConstraints(pattern=r"^[A-Z2-7]{16,128}$")]
+TOTP_PATTERN = r"^[A-Z2-7]{16,128}$"
+TotpSecret = Annotated[str, StringConstraints(pattern=TOTP_PATTERN)]
 """A resident's TOTP secret (RFC 4648 base32)."""
 
 
