@@ -270,3 +270,31 @@ def test_an_ack_carries_the_refusal_reason_and_junk_in_it_is_refused():
                  [{"seq": 7, "why": "x" * 300}], {"7": "x"}):
         with pytest.raises(BadAck):
             parse_ack(json.dumps({"v": 1, "requests": [7], "refused": junk}).encode())
+
+
+def test_the_credentials_migration_keeps_held_rows_on_either_engine(db_url, tmp_path, monkeypatch):
+    """c003 on a registry that already held credentials (the c001 table): each row gets its
+    resident's site, a card two residents of a site shared keeps one holder, and from then on
+    the index refuses a second holder."""
+    import sqlite3
+
+    from gatectl.central import migrations
+    from gatectl.central.storage import StorageError
+
+    full = list(migrations.MIGRATIONS)
+    monkeypatch.setattr(migrations, "MIGRATIONS", full[:2])
+    db = migrations.open_database(db_url, tmp_path)
+    try:
+        with db.write() as tx:
+            for uid in ("u1", "u2"):
+                tx.execute("INSERT INTO residents (uid, site, owner, version) VALUES (?, ?, 'c', 1)",
+                           [uid, SITE])
+                tx.execute("INSERT INTO credentials VALUES (?, 'card', '5/26')", [uid])
+        monkeypatch.setattr(migrations, "MIGRATIONS", full)
+        assert migrations.migrate(db) == [n for n, _ in full[2:]]
+        assert db.query("SELECT uid, site FROM credentials") == [("u1", SITE)]
+        with pytest.raises((StorageError, sqlite3.IntegrityError)), db.write() as tx:
+            tx.execute("INSERT INTO credentials (uid, kind, ref, site) VALUES ('u2', 'card', "
+                       "'5/26', ?)", [SITE])
+    finally:
+        db.close()
