@@ -91,7 +91,9 @@ class Central:
     Enrollment requests from a device (``enroll/up``) are decided here (``device_requests``:
     ``own`` - a device may add residents and change or remove only those it added; ``refuse``
     - nothing from a device is accepted) and what is accepted is published as a new change
-    signed with the centre's key."""
+    signed with the centre's key. A resident's cards, PIN hash and TOTP secret travel in the
+    change and its resyncs like the templates, and go where ``replicate`` sends the change (the
+    registry, `gatectl.central.registry`, sends them site-wide whatever the face consent)."""
 
     def __init__(
         self,
