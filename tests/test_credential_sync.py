@@ -16,6 +16,7 @@ import pyotp
 import pytest
 
 from gatectl.access.pins import hash_pin
+from gatectl.central.registry import RegistryError
 from gatectl.central.tool import Central
 from gatectl.config.sync import SyncConfig
 from gatectl.domain.credentials import Presented
@@ -252,12 +253,16 @@ def test_a_wiped_device_gets_its_residents_cards_back_by_resync(tmp_path, broker
         wait_for(lambda: not wiped.app.store.card_owner(CARD, BITS), 30, "the card taken back")
         assert present(wiped, "card", CARD, BITS).reason == "unknown card"
         assert present(wiped, "card", "5", BITS).granted
+        with pytest.raises(RegistryError, match="already belongs to another resident"):
+            reg.enroll(SITE, "u-else", name="E", unit="1", consent="site",
+                       credentials=[("card", "5/26")])
+        assert reg.resident("u-else") is None
+        # erased at the centre: the signed delete reaches the device that held them for a card
+        reg.delete_resident("u-cards")
+        wait_for(lambda: wiped.app.store.resident_by_uid("u-cards") is None, 30, "the erasure")
+        assert present(wiped, "card", "5", BITS).reason == "unknown card"
     finally:
         wiped.close()
-    with pytest.raises(Exception, match="already belongs to another resident"):
-        reg.enroll(SITE, "u-else", name="E", unit="1", consent="site",
-                   credentials=[("card", "5/26")])
-    assert reg.resident("u-else") is None
 
 
 def test_an_ack_carries_the_refusal_reason_and_junk_in_it_is_refused():

@@ -330,6 +330,7 @@ class Registry:
                 raise RegistryError(f"resident {uid}: not in the registry")
             site, held = row[0]
             targets = self._targets(tx, uid)
+            targets += self._credential_targets(tx, site, uid, targets)  # held for a card
             version = max(_now_ms(self.clock), held + 1)
             tx.execute("DELETE FROM templates WHERE uid = ?", [uid])
             tx.execute("DELETE FROM credentials WHERE uid = ?", [uid])
