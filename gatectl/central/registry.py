@@ -372,7 +372,7 @@ class Registry:
         body: dict[str, Any] = {"v": 1, "type": "resident", "op": "upsert", "uid": uid,
                                 "version": version, "name": name, "unit": unit,
                                 "status": status, "origin": owner}
-        body |= self._credential_fields(tx, uid)
+        body |= _credential_fields(tx.execute, uid)
         rows = tx.execute(
             "SELECT model, dim, quality, emb FROM templates WHERE uid = ? ORDER BY idx", [uid]
         )
@@ -524,9 +524,6 @@ class Registry:
     def credentials_of(self, uid: str) -> dict[str, Any]:
         """A resident's cards, PIN hash and TOTP secret as a change carries them."""
         return _credential_fields(self.db.query, uid)
-
-    def _credential_fields(self, tx: Tx, uid: str) -> dict[str, Any]:
-        return _credential_fields(tx.execute, uid)
 
     def _credential_targets(self, tx: Tx, site: str, uid: str, targets: list[str]) -> list[str]:
         """The devices of the site outside the face's ``targets`` that hold the resident for

@@ -161,20 +161,24 @@ class Credentials(StoreBase):
         self._enqueue_enroll(db, rid)
 
     def replicate_credentials(self, rid: int, cards: list[tuple[str, int]],
-                              pin: str | None, totp: str | None) -> None:
+                              pin: str | None, totp: str | None) -> list[tuple[str, int, int]]:
         """Make the resident's cards, PIN hash and TOTP secret the centre's set (no outbox
         entry: it came from there); inside the caller's transaction, so they apply with the
-        resident or not at all. CardTaken (before anything is written) when a card belongs to
-        someone else here. A card already held keeps its row; the same secret keeps its last
-        step (a resync does not make a used code new)."""
+        resident or not at all. The centre's signed set is the authority: a card another
+        resident holds here (set on this device, which the centre refused, or moved at the
+        centre and not yet taken from them here) becomes this resident's - refusing the change
+        would also refuse, say, their suspension. Returns those cards as (number, bits, the
+        resident who held it). A card already held keeps its row; the same secret keeps its
+        last step (a resync does not make a used code new)."""
         now = self.clock()
+        moved: list[tuple[str, int, int]] = []
         with self.write() as db:
             for number, bits in cards:
                 owner = db.execute("SELECT resident_id FROM cards WHERE number = ? AND bits = ?",
                                    [number, bits]).fetchone()
                 if owner is not None and owner[0] != rid:
-                    raise CardTaken(f"card {number}/{bits} already belongs to resident "
-                                    f"#{owner[0]} here")
+                    db.execute("DELETE FROM cards WHERE number = ? AND bits = ?", [number, bits])
+                    moved.append((number, bits, int(owner[0])))
             keep = {(n, b) for n, b in cards}
             for number, bits in db.execute("SELECT number, bits FROM cards WHERE resident_id = ?",
                                            [rid]).fetchall():
@@ -193,6 +197,7 @@ class Credentials(StoreBase):
                 db.execute("DELETE FROM totp_secrets WHERE resident_id = ?", [rid])
             else:
                 _put_totp(db, rid, totp, now)
+        return moved
 
     # ---- visitor passes --------------------------------------------------------------------
 

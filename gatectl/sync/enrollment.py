@@ -35,13 +35,16 @@ hash, never the digits) and ``"totp"`` (the secret). A change with ``cards`` car
 set: it replaces the cards held, and a PIN or secret it leaves out is removed; a change
 without ``cards`` leaves the held credentials as they are (but a ``totp`` it names). While a
 change made here to the resident waits in the outbox, the credentials held here are kept: the
-centre's change answers an earlier request, and the pending one carries them up.
+centre's change answers an earlier request, and the pending one carries them up. A card the
+change gives the resident is theirs here even if another resident held it (logged): the
+centre's signed set decides, and refusing the change would refuse the rest of it too.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,9 +55,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gatectl.core.safe_text import shown
 from gatectl.people.directory import Directory
 from gatectl.store import Store
-from gatectl.store.credentials import CardTaken
 from gatectl.store.migrations import MAX_VERSION
 from gatectl.sync.signing import CommandRejected, verify_change
+
+log = logging.getLogger("gatectl.sync")
 
 __all__ = [
     "MAX_VERSION",
@@ -338,11 +342,13 @@ class Replicator:
                     templates,
                     self.model_id,
                 )
-                if credentials is not None:
-                    try:
-                        self.store.replicate_credentials(applied[0], *credentials)
-                    except CardTaken as exc:
-                        raise EnrollRejected(f"resident {shown(uid, 40)}: {exc}") from None
+                moved = (
+                    [] if credentials is None
+                    else self.store.replicate_credentials(applied[0], *credentials)
+                )
+            for number, bits, before in moved:
+                log.warning("card %s/%d of resident #%d here is resident #%d's by the centre's "
+                            "signed change", number, bits, before, applied[0])
             if templates and self.duplicates is not None:
                 self.duplicates.applied(templates, *applied)
         else:
