@@ -201,6 +201,23 @@ def test_the_schema_refuses_cards_and_pins_not_in_the_stores_form(cards, pin):
     assert enrollment(json.dumps(ok).encode(), 5)["cards"] == ok["cards"]
 
 
+def test_the_largest_change_fits_the_default_enrollment_size():
+    import numpy as np
+
+    from gatectl.sync.enrollment import encode_templates
+    from gatectl.sync.inbound import MAX_CARDS, enroll_limit
+
+    templates = encode_templates([(np.ones(128, "f4"), 0.9)] * 10, "m" * 64)
+    body = signed({"v": 1, "type": "resident", "op": "upsert", "uid": "u" * 64,
+                   "version": 2**52, "name": "\u738b" * 200, "unit": "\u5355" * 64,
+                   "status": "suspended", "origin": "d" * 64, "templates": templates,
+                   "cards": [{"number": "F" * 64, "bits": 256}] * MAX_CARDS,
+                   "pin": hash_pin("1234"), "totp": "A" * 128})
+    payload = json.dumps(body).encode()
+    assert len(payload) <= enroll_limit(10, 128)
+    assert enrollment(payload, 10)["cards"] == body["cards"]
+
+
 # ---- through the registry --------------------------------------------------------------------
 
 def test_the_registry_sends_a_card_site_wide_and_refuses_it_for_another_resident(

@@ -281,6 +281,6 @@ def enroll_limit(max_templates: int, dim: int) -> int:
     """The default size limit of an enrollment message: ``max_templates`` templates of ``dim``
     float32 values in base64, each with its JSON keys, plus room for names and ids and for
     the other credentials (cards, a PIN hash, a TOTP secret)."""
-    return max_templates * (4 * dim * 4 // 3 + 160) + 4096 + MAX_CARDS * 48 + 512
+    return max_templates * (4 * dim * 4 // 3 + 160) + 4096 + MAX_CARDS * 96 + 512
 
 
