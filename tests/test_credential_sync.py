@@ -136,7 +136,8 @@ def signed(change: dict, site: str = SITE, by=CENTRAL_KEY) -> dict:
     return sign_change(by, CENTRAL_KID, change, site=site)
 
 
-def test_only_a_signed_change_adds_a_card_and_a_forged_one_changes_nothing(tmp_path, broker, caplog):
+def test_only_a_signed_change_adds_a_card_and_a_forged_one_changes_nothing(tmp_path, broker,
+                                                                          caplog):
     dev = door_device(tmp_path / "d", broker, "dev-a")
     try:
         topic = f"gatectl/v1/{SITE}/enroll"
@@ -245,7 +246,7 @@ def test_the_registry_sends_a_card_site_wide_and_refuses_it_for_another_resident
     c = door_device(tmp_path / "c", broker, "dev-c", pub)
     try:
         with caplog.at_level(logging.WARNING, logger="gatectl.sync"):
-            other, other_uid = card_only_resident(c)
+            _, other_uid = card_only_resident(c)
             wait_for(lambda: any("already belongs to another resident" in r.getMessage()
                                  for r in caplog.records), 30, "the centre's reason in C's log")
         assert reg.resident(other_uid) is None
@@ -317,8 +318,8 @@ def test_the_credentials_migration_keeps_held_rows_on_either_engine(db_url, tmp_
     try:
         with db.write() as tx:
             for uid in ("u1", "u2"):
-                tx.execute("INSERT INTO residents (uid, site, owner, version) VALUES (?, ?, 'c', 1)",
-                           [uid, SITE])
+                tx.execute("INSERT INTO residents (uid, site, owner, version) "
+                           "VALUES (?, ?, 'c', 1)", [uid, SITE])
                 tx.execute("INSERT INTO credentials VALUES (?, 'card', '5/26')", [uid])
         monkeypatch.setattr(migrations, "MIGRATIONS", full)
         assert migrations.migrate(db) == [n for n, _ in full[2:]]
