@@ -169,7 +169,9 @@ def test_only_a_signed_change_adds_a_card_and_a_forged_one_changes_nothing(tmp_p
         with caplog.at_level(logging.WARNING, logger="gatectl.sync"):
             raw_publish(broker, topic, signed({**base, "uid": "u-twin", "version": v + 2,
                                                "status": "suspended"}))
-            wait_for(lambda: store.resident_by_uid("u-twin"), 15, "the signed change applied")
+            # logged after the commit: wait for the line, not for the row
+            wait_for(lambda: any("by the centre's signed change" in m.getMessage()
+                                 for m in caplog.records), 15, "the move logged")
         twin = store.resident_by_uid("u-twin")
         assert twin.status == "suspended" and store.card_owner("C0FFEE", BITS) == twin.id
         assert not store.cards_of(r.id)
