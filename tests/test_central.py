@@ -20,6 +20,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from gatectl.access.pins import hash_pin
 from gatectl.central.ingest import IngestWorker
 from gatectl.central.migrations import MIGRATIONS, migrate, open_database
 from gatectl.central.registry import Registry
@@ -349,7 +350,7 @@ def test_erasure_leaves_no_name_or_face_in_the_registry_or_its_log(worker, broke
     reg = worker.registry
     reg.add_device(SITE, "dev-a")
     reg.enroll(SITE, "u-gone", name="Erased Person", unit="9-909", consent="site", templates=TPL,
-               credentials=[("card", "04A1B2")])
+               credentials=[("card", "4A1B2/26"), ("pin", hash_pin("1234"))])
     reg.enroll(SITE, "u-gone", name="Erased Person", unit="9-910", consent="site")  # a second logged change
     obs = Observer(broker)
     try:
@@ -362,5 +363,5 @@ def test_erasure_leaves_no_name_or_face_in_the_registry_or_its_log(worker, broke
         for row in db.query(f"SELECT * FROM {table}"):
             text = json.dumps(row, default=str)
             assert "Erased Person" not in text and "9-9" not in text and TPL[0]["emb"] not in text
-            assert "04A1B2" not in text
+            assert "4A1B2" not in text and "scrypt" not in text
     assert reg.resident("u-gone")["deleted"] == 1

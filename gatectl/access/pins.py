@@ -20,6 +20,11 @@ from gatectl.core.errors import UsageError
 N, R, P = 2**14, 8, 1  # ~16 MiB, tens of ms on a Pi 4
 MAX_N = 2**18  # a stored hash asking for more is not ours: refuse rather than spend the memory
 PIN_MIN, PIN_MAX = 4, 12
+# the one form `hash_pin` writes (16-byte salt, 32-byte digest, base64): what a replicated PIN
+# hash must look like before it is stored (`gatectl.sync.inbound`, the centre's checks)
+HASH_PATTERN = (r"^scrypt\$[0-9]{1,7}\$[0-9]{1,2}\$[0-9]\$[A-Za-z0-9+/]{22}==\$"
+                r"[A-Za-z0-9+/]{43}=$")
+HASH_MAX = 128
 
 
 def check_pin_text(pin: str) -> str:

@@ -419,7 +419,9 @@ class IngestWorker:
         return True
 
     def _request(self, site: str, device: str, kind: str, body: dict, seq: int | None) -> None:
-        """Outside the batch's transaction (the registry has its own, and publishes)."""
+        """Outside the batch's transaction (the registry has its own, and publishes); a
+        refusal's reason goes back in the receipt, for the device's log."""
+        why = ""
         try:
             if kind == "resync":
                 last = self._last_resync.get((site, device), -1e9)
@@ -432,10 +434,12 @@ class IngestWorker:
                 log.info("resync of %s/%s: %d changes", site, device, sent)
             elif self.cfg.registry.device_requests != "own":
                 self.counters["requests_refused"] += 1
+                why = "device requests are refused here"
             else:
                 d = self.registry.decide(site, device, body)
                 self.counters["requests_accepted" if d.accepted else "requests_refused"] += 1
                 if not d.accepted:
+                    why = d.why
                     log.info("request from %s/%s for %s refused: %s", site, device,
                              shown(body["uid"], 64), d.why)
         except StorageError as exc:
@@ -445,6 +449,7 @@ class IngestWorker:
             return
         except (RegistryError, ValueError) as exc:  # templates that do not decode: for good
             self.counters["requests_refused"] += 1
+            why = str(exc)
             self.refusals.refuse(f"central {kind}", "refused", str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the worker
             self.counters["errors"] += 1
@@ -453,6 +458,8 @@ class IngestWorker:
         if seq:
             ack = Ack()
             ack.requests.append(seq)
+            if why:
+                ack.refused[seq] = why
             self._send_receipt(site, device, ack)
 
     def _send_receipt(self, site: str, device: str, ack: Ack) -> None:
@@ -460,7 +467,7 @@ class IngestWorker:
         for start in range(0, max(len(ack.events), len(ack.snapshots), len(ack.requests)),
                            MAX_IDS):
             part = Ack(ack.events[start:start + MAX_IDS], ack.snapshots[start:start + MAX_IDS],
-                       ack.requests[start:start + MAX_IDS])
+                       ack.requests[start:start + MAX_IDS], ack.refused if start == 0 else {})
             self.client.publish(topic, part.payload(), qos=1)
 
     def _save_counters(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
-from gatectl.sync.inbound import Refused, load_json
+from gatectl.sync.inbound import Credentials, Refused, load_json, validated
 
 MAX_SIZE = {"events": 64 * 1024, "status": 256 * 1024, "enroll/up": 256 * 1024, "resync": 4096,
             "cmd/resp": 64 * 1024, "snapshots": 8 * 1024 * 1024}
@@ -77,6 +77,7 @@ def request_fields(body: dict) -> dict:
         if consent not in CONSENT_SCOPES:
             raise Malformed(f"field 'consent' must be one of {', '.join(CONSENT_SCOPES)}")
         out["consent"] = consent
+    out |= credential_fields(body)
     if "templates" not in body:
         return out  # a change of status, name or unit: the templates stay
     templates = body["templates"]
@@ -93,3 +94,21 @@ def request_fields(body: dict) -> dict:
         emb = text(t, "emb", 4 * ((dim * 4 + 2) // 3))
         clean.append({"model": text(t, "model", 128), "dim": dim, "quality": quality, "emb": emb})
     return {**out, "templates": clean}
+
+
+def credential_fields(body: dict) -> dict:
+    """A request's cards, PIN hash and TOTP secret, checked as strictly as a device checks
+    them (`gatectl.sync.inbound.Credentials`): only the keys the request carries."""
+    given = {k: body[k] for k in ("cards", "pin", "totp") if k in body}
+    try:
+        checked = validated(Credentials, given)
+    except Refused as exc:
+        raise Malformed(exc.detail) from None
+    return checked.model_dump(include=set(given), exclude_none=True)
+
+
+def has_credential(request: dict) -> bool:
+    """Whether a request gives the resident any way in: templates, a card, a PIN or a code (a
+    resident who refused face recognition and has only a card is a resident elsewhere too)."""
+    return bool(request.get("templates") or request.get("cards") or request.get("pin")
+                or request.get("totp"))

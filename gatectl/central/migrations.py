@@ -82,6 +82,18 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "UPDATE plates SET list = 'blacklist' WHERE list = 'deny'",
         "ALTER TABLE passes ADD COLUMN device TEXT",
     ]),
+    ("c004_resident_credentials", [
+        # a resident's cards ('card', NUMBER/BITS), PIN hash ('pin') and TOTP secret ('totp'),
+        # replicated site-wide: a card belongs to one resident of a site, which the index
+        # holds even against two workers deciding at once (a copy kept before is dropped)
+        "ALTER TABLE credentials ADD COLUMN site TEXT NOT NULL DEFAULT ''",
+        """UPDATE credentials SET site = coalesce((SELECT r.site FROM residents r
+            WHERE r.uid = credentials.uid), '')""",
+        """DELETE FROM credentials WHERE EXISTS (SELECT 1 FROM credentials c
+            WHERE c.site = credentials.site AND c.kind = credentials.kind
+            AND c.ref = credentials.ref AND c.uid < credentials.uid)""",
+        "CREATE UNIQUE INDEX credentials_site_ref ON credentials (site, kind, ref)",
+    ]),
 ]
 
 

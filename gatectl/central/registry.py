@@ -29,6 +29,12 @@ their scope: the site (signed for ``*``), one building's devices or one device (
 it); a narrower scope sends signed removals to the devices it leaves, and a resync sends a
 device its current lists. A visitor pass itself is the token the visitor holds (signed by
 `gatectl central pass issue`): its fields stay in the log, only its revocation travels.
+
+A resident's cards, PIN hash and TOTP secret are not face data: they are in every upsert
+(``cards`` always, the whole set), and every device of the site outside the face's targets gets
+the change too, without templates (``"templates": []``), so a card opens every door of the site
+whatever the face consent. A card belongs to one resident of a site: a request giving another
+resident's card is refused before anything is signed.
 """
 
 from __future__ import annotations
@@ -45,15 +51,20 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gatectl.central.messages import CONSENT_SCOPES
+from gatectl.access.pins import HASH_PATTERN
+from gatectl.central.messages import CONSENT_SCOPES, has_credential
 from gatectl.central.storage import Database, Tx
 from gatectl.core.errors import GatectlError
 from gatectl.domain import plate_format
+from gatectl.domain.credentials import card_number
 from gatectl.domain.face_match import Match, duplicate_of
+from gatectl.sync.inbound import TOTP_PATTERN
 from gatectl.sync.signing import public_key_b64, sign_change
 from gatectl.sync.topics import VERSION
 
 SCOPES = CONSENT_SCOPES
+# what a device's schema takes (`gatectl.sync.inbound`): anything else would be refused there
+_SECRET = {"pin": re.compile(HASH_PATTERN), "totp": re.compile(TOTP_PATTERN)}
 MAX_TEMPLATES = 20
 PLATE_LISTS = ("resident", "visitor", "blacklist")  # the devices' lists (`store.vehicles`)
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a uid or pass id a device takes (`sync.inbound`)
@@ -93,6 +104,52 @@ def _down_topic(body: dict) -> str | None:
     if body["type"] == "plate" or (body["type"] == "pass" and body["op"] == "revoke"):
         return "lists"
     return None
+
+
+def _card(ref: str) -> tuple[str, int] | None:
+    """(number, bits) of a stored card ref ``NUMBER/BITS`` in the devices' form, or None."""
+    number, _, bits = ref.partition("/")
+    if not bits.isdigit() or card_number(number, int(bits)) != number:
+        return None
+    return number, int(bits)
+
+
+def _credential_pairs(request: dict) -> list[tuple[str, str]] | None:
+    """A checked request's credentials as (kind, ref) pairs; None when it carries no set."""
+    if "cards" not in request:
+        return None
+    pairs = [("card", f"{c['number']}/{c['bits']}") for c in request["cards"]]
+    return pairs + [(k, request[k]) for k in ("pin", "totp") if request.get(k)]
+
+
+def _taken(run: Callable[[str, list], Any], site: str, uid: str,
+           pairs: list[tuple[str, str]]) -> str | None:
+    cards = sorted({ref for kind, ref in pairs if kind == "card"})
+    if not cards:
+        return None
+    rows = run(f"SELECT ref FROM credentials WHERE site = ? AND kind = 'card' AND uid <> ? "
+               f"AND ref IN ({', '.join('?' * len(cards))}) ORDER BY ref", [site, uid, *cards])
+    return str(rows[0][0]) if rows else None
+
+
+def _credential_fields(run: Callable[[str, list], Any], uid: str) -> dict[str, Any]:
+    """``cards`` (always: the whole set), ``pin`` and ``totp`` when held."""
+    out: dict[str, Any] = {"cards": []}
+    for kind, ref in run(
+        "SELECT kind, ref FROM credentials WHERE uid = ? ORDER BY kind, ref", [uid]
+    ):
+        card = _card(ref) if kind == "card" else None
+        if card is not None:
+            out["cards"].append({"number": card[0], "bits": card[1]})
+        elif kind in ("pin", "totp"):
+            out[kind] = ref
+    return out
+
+
+def _without_face(body: dict) -> dict:
+    """A resident change for a device outside the face's consent: no templates, and the
+    erasure of any it holds (consent narrowed)."""
+    return {**body, "templates": []} if body.get("op") == "upsert" else body
 
 
 class Registry:
@@ -223,9 +280,11 @@ class Registry:
         home_device: str | None = None,
         building: str | None = None,
         owner: str = "central",
-        credentials: Iterable[tuple[str, str]] = (),
+        credentials: Iterable[tuple[str, str]] | None = None,
     ) -> int:
-        """Add or change a resident and publish it where its consent allows; the version."""
+        """Add or change a resident and publish it where its consent allows; the version.
+        ``credentials``: (kind, ref) pairs - ``card`` ``NUMBER/BITS``, ``pin`` the hash,
+        ``totp`` the secret - that replace the resident's (None keeps them)."""
         if consent not in SCOPES:
             raise RegistryError(f"consent must be one of {', '.join(SCOPES)}")
         if consent in ("device", "none") and home_device is None:
@@ -235,6 +294,7 @@ class Registry:
                 raise RegistryError(f"consent '{consent}' needs the resident's home device")
         with self._write() as tx:
             before = self._targets(tx, uid)
+            before_elsewhere = self._credential_targets(tx, site, uid, before)
             row = tx.execute("SELECT version, owner FROM residents WHERE uid = ?", [uid])
             version = max(_now_ms(self.clock), row[0][0] + 1 if row else 0)
             tx.execute(
@@ -257,15 +317,15 @@ class Registry:
                         "INSERT INTO templates VALUES (?, ?, ?, ?, ?, ?)",
                         [uid, i, t["model"], t["dim"], float(t.get("quality", 1.0)), t["emb"]],
                     )
-            for kind, ref in credentials:
-                tx.execute(
-                    "INSERT INTO credentials VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [uid, kind, ref],
-                )
+            if credentials is not None:
+                self._keep_credentials(tx, site, uid, list(credentials))
             after = self._targets(tx, uid)
             body = self._resident_change(tx, uid, with_templates=True)
             self._send(tx, site, "resident", uid, version, body, after)
-            gone = self._devices_of(tx, site, before) - self._devices_of(tx, site, after)
+            elsewhere = self._credential_targets(tx, site, uid, after)
+            self._send(tx, site, "resident", uid, version, _without_face(body), elsewhere)
+            gone = (self._devices_of(tx, site, before) | set(before_elsewhere)) - (
+                self._devices_of(tx, site, after) | set(elsewhere))
             if gone:
                 delete = {"v": 1, "type": "resident", "op": "delete", "uid": uid,
                           "version": version, "origin": "central"}
@@ -288,6 +348,7 @@ class Registry:
                 raise RegistryError(f"resident {uid}: not in the registry")
             site, held = row[0]
             targets = self._targets(tx, uid)
+            targets += self._credential_targets(tx, site, uid, targets)  # held for a card
             version = max(_now_ms(self.clock), held + 1)
             tx.execute("DELETE FROM templates WHERE uid = ?", [uid])
             tx.execute("DELETE FROM credentials WHERE uid = ?", [uid])
@@ -330,6 +391,7 @@ class Registry:
         body: dict[str, Any] = {"v": 1, "type": "resident", "op": "upsert", "uid": uid,
                                 "version": version, "name": name, "unit": unit,
                                 "status": status, "origin": owner}
+        body |= _credential_fields(tx.execute, uid)
         rows = tx.execute(
             "SELECT model, dim, quality, emb FROM templates WHERE uid = ? ORDER BY idx", [uid]
         )
@@ -381,9 +443,14 @@ class Registry:
         if asked not in SCOPES:
             return Decision(False, "unknown consent scope")
         # a person whose face stays on the device (``local``: ``none`` here) is recorded
-        # without one, for their home device only
-        if (r is None or r["deleted"]) and not templates and asked != "none":
-            return Decision(False, "a new resident needs templates")
+        # without one, for their home device only; anyone else needs a way in
+        if (r is None or r["deleted"]) and not has_credential(request) and asked != "none":
+            return Decision(False, "a new resident needs a credential")
+        credentials = _credential_pairs(request)
+        taken = self.card_taken(site, uid, credentials)
+        if taken is not None:
+            return Decision(False, f"card {taken} already belongs to another resident of "
+                                   "this site")
         consent = min(asked, self.max_device_consent, key=SCOPES.index)
         if templates:
             _vectors(templates)  # each decodes to its dim of finite floats, or RegistryError
@@ -398,7 +465,8 @@ class Registry:
         self.enroll(site, uid, name=request["name"], unit=request["unit"],
                     status=request.get("status", "active"), consent=consent,
                     templates=templates, home_device=device if r is None else r["home_device"],
-                    building=building if r is None else r["building"], owner=device)
+                    building=building if r is None else r["building"], owner=device,
+                    credentials=credentials)
         return Decision(True)
 
     def duplicate(self, site: str, uid: str, templates: list[dict]) -> str | None:
@@ -439,14 +507,57 @@ class Registry:
                     body = self._resident_change(tx, uid, with_templates=False)
                 elif device in self._devices_of(tx, site, self._targets(tx, uid)):
                     body = self._resident_change(tx, uid, with_templates=True)
-                    if "templates" not in body and row[2] != device:
+                    if "templates" not in body and row[2] != device and not has_credential(body):
                         continue  # no consent to replicate: nothing a device elsewhere can use
+                elif device in self._credential_targets(tx, site, uid, self._targets(tx, uid)):
+                    body = _without_face(self._resident_change(tx, uid, with_templates=False))
                 else:
                     continue
                 self._send(tx, site, "resident", uid, row[1], body, [device])
                 sent += 1
             sent += self._resync_lists(tx, site, device)
         return sent
+
+    # ---- credentials besides the face -------------------------------------------------------
+
+    def _keep_credentials(self, tx: Tx, site: str, uid: str, pairs: list[tuple[str, str]]) -> None:
+        """Make ``pairs`` the resident's credentials; RegistryError for a card another resident
+        of the site holds (the unique index holds it against a concurrent worker too), a card
+        not in the stored form, or a second PIN or secret."""
+        kinds = [kind for kind, _ in pairs]
+        if any(k not in ("card", "pin", "totp") for k in kinds) or kinds.count("pin") > 1 \
+                or kinds.count("totp") > 1:
+            raise RegistryError("credentials: cards, at most one pin and one totp")
+        for kind, ref in pairs:
+            if kind == "card" and _card(ref) is None:
+                raise RegistryError(f"card {ref[:80]!r}: not NUMBER/BITS in the stored form")
+            if kind != "card" and not _SECRET[kind].match(ref):
+                raise RegistryError(f"{kind}: not in the form devices store")
+        taken = _taken(tx.execute, site, uid, pairs)
+        if taken is not None:
+            raise RegistryError(f"card {taken} already belongs to another resident of this site")
+        tx.execute("DELETE FROM credentials WHERE uid = ?", [uid])
+        for kind, ref in dict.fromkeys(pairs):
+            tx.execute("INSERT INTO credentials (uid, kind, ref, site) VALUES (?, ?, ?, ?)",
+                       [uid, kind, ref, site])
+
+    def card_taken(self, site: str, uid: str, pairs: list[tuple[str, str]] | None) -> str | None:
+        """The first card of ``pairs`` that another resident of ``site`` holds, or None."""
+        return None if not pairs else _taken(self.db.query, site, uid, pairs)
+
+    def credentials_of(self, uid: str) -> dict[str, Any]:
+        """A resident's cards, PIN hash and TOTP secret as a change carries them."""
+        return _credential_fields(self.db.query, uid)
+
+    def _credential_targets(self, tx: Tx, site: str, uid: str, targets: list[str]) -> list[str]:
+        """The devices of the site outside the face's ``targets`` that hold the resident for
+        their other credentials (none when the resident has none, or goes site-wide)."""
+        if "*" in targets or not tx.execute(
+            "SELECT 1 FROM credentials c JOIN residents r ON r.uid = c.uid "
+            "WHERE c.uid = ? AND r.deleted = 0", [uid]
+        ):
+            return []
+        return sorted(set(self._site_devices(tx, site)) - set(targets))
 
     # ---- plates and passes ------------------------------------------------------------------
 

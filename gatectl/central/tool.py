@@ -46,7 +46,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gatectl.central import operator
-from gatectl.central.messages import MAX_SIZE, Malformed, json_object, request_fields, text, whole
+from gatectl.central.messages import (
+    MAX_SIZE,
+    Malformed,
+    has_credential,
+    json_object,
+    request_fields,
+    text,
+    whole,
+)
 from gatectl.config.base import ConfigError
 from gatectl.config.sync import SyncConfig, TlsConfig
 from gatectl.core.errors import GatectlError, UsageError
@@ -83,7 +91,9 @@ class Central:
     Enrollment requests from a device (``enroll/up``) are decided here (``device_requests``:
     ``own`` - a device may add residents and change or remove only those it added; ``refuse``
     - nothing from a device is accepted) and what is accepted is published as a new change
-    signed with the centre's key."""
+    signed with the centre's key. A resident's cards, PIN hash and TOTP secret travel in the
+    change and its resyncs like the templates, and go where ``replicate`` sends the change (the
+    registry, `gatectl.central.registry`, sends them site-wide whatever the face consent)."""
 
     def __init__(
         self,
@@ -272,8 +282,8 @@ class Central:
             owner = self.owners.get(req["uid"])
         why = ("device requests are refused here" if self.device_requests != "own"
                else "not this device's resident" if owner is not None and owner != device
-               else "a new resident needs templates" if owner is None and req["op"] == "upsert"
-               and not req.get("templates") else None)
+               else "a new resident needs a credential" if owner is None and req["op"] == "upsert"
+               and not has_credential(req) else None)
         if why is not None:
             self.counters["requests_refused"] += 1
             self._print({"topic": "enroll/up", "device": device, "uid": req["uid"], "refused": why})

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from gatectl.core.errors import GatectlError
 from gatectl.domain.credentials import card_number
 from gatectl.store.db import StoreBase, reads
+from gatectl.store.migrations import MAX_VERSION
 
 
 class FaceRefused(GatectlError):
@@ -85,13 +86,17 @@ class Credentials(StoreBase):
                 raise CardTaken(f"card {number}/{bits} already belongs to resident #{owner[0]}")
             db.execute("INSERT INTO cards (resident_id, number, bits, created_at) "
                        "VALUES (?, ?, ?, ?)", [rid, number, bits, self.clock()])
+            self._credentials_changed(db, rid)
         return number
 
     def remove_card(self, rid: int, number: str, bits: int) -> bool:
         number = card_number(number, bits) or number
         with self.write() as db:
-            return db.execute("DELETE FROM cards WHERE resident_id = ? AND number = ? AND bits = ?",
-                              [rid, number, bits]).rowcount == 1
+            removed = db.execute("DELETE FROM cards WHERE resident_id = ? AND number = ? "
+                                 "AND bits = ?", [rid, number, bits]).rowcount == 1
+            if removed:
+                self._credentials_changed(db, rid)
+            return removed
 
     @reads
     def card_owner(self, number: str, bits: int | None) -> int | None:
@@ -114,8 +119,8 @@ class Credentials(StoreBase):
 
     def set_pin_hash(self, rid: int, hashed: str) -> None:
         with self.write() as db:
-            db.execute("INSERT OR REPLACE INTO pins (resident_id, hash, created_at) "
-                       "VALUES (?, ?, ?)", [rid, hashed, self.clock()])
+            _put_pin(db, rid, hashed, self.clock())
+            self._credentials_changed(db, rid)
 
     @reads
     def pin_hashes(self, rid: int | None = None) -> dict[int, str]:
@@ -128,13 +133,8 @@ class Credentials(StoreBase):
 
     def set_totp_secret(self, rid: int, secret: str) -> None:
         with self.write() as db:
-            # the same secret again (a resync) keeps its last step: a used code stays used
-            db.execute(
-                "INSERT INTO totp_secrets (resident_id, secret, last_step, created_at) "
-                "VALUES (?, ?, -1, ?) ON CONFLICT(resident_id) DO UPDATE SET "
-                "last_step = CASE WHEN secret = excluded.secret THEN last_step ELSE -1 END, "
-                "secret = excluded.secret, created_at = excluded.created_at",
-                [rid, secret, self.clock()])
+            _put_totp(db, rid, secret, self.clock())
+            self._credentials_changed(db, rid)
 
     @reads
     def totp_secret(self, rid: int) -> str | None:
@@ -150,6 +150,54 @@ class Credentials(StoreBase):
                 "UPDATE totp_secrets SET last_step = ? WHERE resident_id = ? AND last_step < ?",
                 [step, rid, step],
             ).rowcount == 1
+
+    # ---- replication -----------------------------------------------------------------------
+
+    def _credentials_changed(self, db: Database, rid: int) -> None:
+        """A credential set here is a change of the resident like a new template: a newer
+        version (an older change from the centre cannot undo it) and a request going up."""
+        db.execute("UPDATE residents SET version = min(version + 1, ?) WHERE id = ?",
+                   [MAX_VERSION, rid])
+        self._enqueue_enroll(db, rid)
+
+    def replicate_credentials(self, rid: int, cards: list[tuple[str, int]],
+                              pin: str | None, totp: str | None) -> list[tuple[str, int, int]]:
+        """Make the resident's cards, PIN hash and TOTP secret the centre's set (no outbox
+        entry: it came from there); inside the caller's transaction, so they apply with the
+        resident or not at all. The centre's signed set is the authority: a card another
+        resident holds here (set on this device, which the centre refused, or moved at the
+        centre and not yet taken from them here) becomes this resident's - refusing the change
+        would also refuse, say, their suspension. Returns those cards as (number, bits, the
+        resident who held it). A card already held keeps its row; the same secret keeps its
+        last step (a resync does not make a used code new)."""
+        now = self.clock()
+        moved: list[tuple[str, int, int]] = []
+        with self.write() as db:
+            for number, bits in cards:
+                owner = db.execute("SELECT resident_id FROM cards WHERE number = ? AND bits = ?",
+                                   [number, bits]).fetchone()
+                if owner is not None and owner[0] != rid:
+                    db.execute("DELETE FROM cards WHERE number = ? AND bits = ?", [number, bits])
+                    moved.append((number, bits, int(owner[0])))
+            keep = {(n, b) for n, b in cards}
+            for number, bits in db.execute("SELECT number, bits FROM cards WHERE resident_id = ?",
+                                           [rid]).fetchall():
+                if (number, bits) not in keep:
+                    db.execute("DELETE FROM cards WHERE resident_id = ? AND number = ? "
+                               "AND bits = ?", [rid, number, bits])
+            for number, bits in sorted(keep):
+                db.execute("INSERT INTO cards (resident_id, number, bits, created_at) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (number, bits) DO NOTHING",
+                           [rid, number, bits, now])
+            if pin is None:
+                db.execute("DELETE FROM pins WHERE resident_id = ?", [rid])
+            else:
+                _put_pin(db, rid, pin, now)
+            if totp is None:
+                db.execute("DELETE FROM totp_secrets WHERE resident_id = ?", [rid])
+            else:
+                _put_totp(db, rid, totp, now)
+        return moved
 
     # ---- visitor passes --------------------------------------------------------------------
 
@@ -181,3 +229,18 @@ class Credentials(StoreBase):
 
 class CardTaken(GatectlError):
     """The card is already enrolled for another resident."""
+
+
+def _put_pin(db: Database, rid: int, hashed: str, now: float) -> None:
+    db.execute("INSERT OR REPLACE INTO pins (resident_id, hash, created_at) VALUES (?, ?, ?)",
+               [rid, hashed, now])
+
+
+def _put_totp(db: Database, rid: int, secret: str, now: float) -> None:
+    # the same secret again (a resync) keeps its last step: a used code stays used
+    db.execute(
+        "INSERT INTO totp_secrets (resident_id, secret, last_step, created_at) "
+        "VALUES (?, ?, -1, ?) ON CONFLICT(resident_id) DO UPDATE SET "
+        "last_step = CASE WHEN secret = excluded.secret THEN last_step ELSE -1 END, "
+        "secret = excluded.secret, created_at = excluded.created_at",
+        [rid, secret, now])

@@ -97,6 +97,12 @@ class Outbox(StoreBase):
                 db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
     @reads
+    def request_pending(self, uid: str) -> bool:
+        """Whether a change made here to ``uid`` still waits for the centre's decision."""
+        return self.db.execute("SELECT 1 FROM outbox WHERE kind = 'enroll' AND ref = ? LIMIT 1",
+                               [uid]).fetchone() is not None
+
+    @reads
     def outbox_stats(self) -> dict[str, Any]:
         n, oldest = self.db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
         meta = dict(

@@ -47,7 +47,7 @@ from gatectl.config.sync import SyncConfig
 from gatectl.core.refusals import Refusals
 from gatectl.core.safe_text import shown
 from gatectl.store import Store
-from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, BadAck, parse_ack
+from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack, BadAck, parse_ack
 from gatectl.sync.diagnose import ProblemLog, broker_at, explain
 from gatectl.sync.enrollment import EnrollRejected, Replicator, resident_payload
 from gatectl.sync.inbound import MAX_LIST_BYTES, Refused, enroll_limit, enrollment, list_change
@@ -393,6 +393,15 @@ class SyncClient:
         for seq in done:
             self._awaiting.pop(seq, None)
         self.counters["confirmed"] += len(done)
+        self._log_refused(ack, set(done))
+
+    def _log_refused(self, ack: Ack, done: set[int]) -> None:
+        """The centre's reasons for requests it refused, one line each - only for requests of
+        this device's outbox it has just confirmed, so a forged receipt cannot fill the log."""
+        for seq, why in ack.refused.items():
+            if seq in done:
+                self.counters["requests_refused"] += 1
+                log.warning("the centre refused request #%d: %s", seq, shown(why, 200))
 
     def _flush_acks(self, force: bool = False) -> None:
         if force:

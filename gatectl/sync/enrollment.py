@@ -31,12 +31,22 @@ A resident's ``templates`` go up only with consent scope ``site``; ``"templates"
 them (a withdrawn consent) and keeps the resident. A request carries the person's consent scope
 (``"consent": "local" | "site"``): the centre replicates the resident by it (``local``: back to
 this device only, and the centre holds no face; ``site``: every device of the site).
+A resident's other credentials are not face data and travel whatever the face consent:
+``"cards": [{"number": "1A2B3C", "bits": 26}]`` (the store's form), ``"pin"`` (the scrypt
+hash, never the digits) and ``"totp"`` (the secret). A change with ``cards`` carries the whole
+set: it replaces the cards held, and a PIN or secret it leaves out is removed; a change
+without ``cards`` leaves the held credentials as they are (but a ``totp`` it names). While a
+change made here to the resident waits in the outbox, the credentials held here are kept: the
+centre's change answers an earlier request, and the pending one carries them up. A card the
+change gives the resident is theirs here even if another resident held it (logged): the
+centre's signed set decides, and refusing the change would refuse the rest of it too.
 Requests from a device have the same shape without ``site``/``device``/``kid``/``sig``.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +61,15 @@ from gatectl.store import Store
 from gatectl.store.migrations import MAX_VERSION
 from gatectl.sync.signing import CommandRejected, verify_change
 
+log = logging.getLogger("gatectl.sync")
+
 __all__ = [
     "MAX_VERSION",
     "DuplicateRule",
     "EnrollRejected",
     "Replicator",
     "check_version",
+    "credentials_payload",
     "decode_templates",
     "encode_templates",
     "resident_payload",
@@ -123,9 +136,11 @@ def check_version(version: object, now: float, skew_s: float) -> int:
 def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
     """The current state of a resident (or its tombstone), as a request going up; None if
     unknown. Templates go up only with the person's consent for the site (`domain.consent`):
-    without it the request carries none (the centre refuses a new resident without templates,
-    so the person stays on this device); after a withdrawal of site consent it carries an empty
-    list, which the centre signs and every device applies as the erasure of the templates."""
+    without it the request carries none (the centre refuses a new resident without any
+    credential, so the person stays on this device); after a withdrawal of site consent it
+    carries an empty list, which the centre signs and every device applies as the erasure of
+    the templates. Cards, the PIN hash and the TOTP secret are not face data: they go up
+    whatever the consent (`credentials_payload`)."""
     r = store.resident_by_uid(uid)
     if r is not None:
         version = store.version_of(uid)[1]
@@ -139,6 +154,7 @@ def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
             "unit": r.unit,
             "status": r.status,
             "origin": origin,
+            **credentials_payload(store, r.id),
         }
         consent = store.consent_of(r.id)
         if consent is not None and consent.replicated:
@@ -167,6 +183,35 @@ def consent_scope(consent: ConsentRecord | None) -> ConsentScope:
     (`domain.consent`; none recorded counts as ``local``). A withdrawn ``site`` consent stays
     ``site``: the resident stays on the site's devices, the erasure of the face with them."""
     return "local" if consent is None else consent.scope
+
+
+def credentials_payload(store: Store, rid: int) -> dict:
+    """A resident's cards, PIN hash and TOTP secret as a change carries them: ``cards`` always
+    (the whole set: an empty list removes the cards elsewhere), ``pin`` and ``totp`` when set."""
+    body: dict = {"cards": [{"number": c["number"], "bits": c["bits"]}
+                            for c in store.cards_of(rid)]}
+    pin = store.pin_hashes(rid).get(rid)
+    if pin is not None:
+        body["pin"] = pin
+    secret = store.totp_secret(rid)
+    if secret is not None:
+        body["totp"] = secret
+    return body
+
+
+def held_credentials(store: Store, body: dict, rid: int | None) -> tuple[list, str | None,
+                                                                          str | None] | None:
+    """(cards, PIN hash, TOTP secret) a resident change makes the resident's, or None when it
+    carries no set (no ``cards``) and no secret: what is held stays. Without ``cards`` a
+    ``totp`` replaces the secret alone (changes from before cards were replicated)."""
+    if "cards" in body:
+        return ([(c["number"], c["bits"]) for c in body["cards"]], body.get("pin"),
+                body.get("totp"))
+    if not body.get("totp"):
+        return None
+    held = [] if rid is None else [(c["number"], c["bits"]) for c in store.cards_of(rid)]
+    pin = None if rid is None else store.pin_hashes(rid).get(rid)
+    return held, pin, str(body["totp"])
 
 
 class DuplicateRule:
@@ -283,15 +328,22 @@ class Replicator:
             own = self.store.resident_by_uid(uid) if templates else None
             if own is not None and self.store.refuses_face(own.id):
                 templates = None  # they refused face recognition here: the rest of it applies
-            secret = body.get("totp")
-            if held_kind != "resident" and not templates and not secret:
-                raise EnrollRejected(f"new resident {shown(uid, 40)} has no templates")
+            held_r = self.store.resident_by_uid(uid) if held_kind == "resident" else None
+            credentials = held_credentials(self.store, body, None if held_r is None else held_r.id)
+            if held_kind != "resident" and not templates and not (
+                credentials and any(credentials)
+            ):
+                raise EnrollRejected(f"new resident {shown(uid, 40)} has no credential at all")
+            if credentials is not None and self.store.request_pending(uid):
+                # a card or PIN set here since is newer than this answer to an earlier request:
+                # kept, it goes up with the pending request and comes back signed
+                credentials = None
             status = body.get("status", "active")
             if status not in ("active", "suspended"):
                 raise EnrollRejected(f"unknown status {shown(status, 20)!r}")
             if templates and self.duplicates is not None:
                 self.duplicates.check(templates, uid)
-            with self.store.write():  # the resident and their secret, or neither
+            with self.store.write():  # the resident and their credentials, or neither
                 applied = self.store.replicate_resident(
                     uid,
                     version,
@@ -301,8 +353,13 @@ class Replicator:
                     templates,
                     self.model_id,
                 )
-                if secret:
-                    self.store.set_totp_secret(applied[0], str(secret))
+                moved = (
+                    [] if credentials is None
+                    else self.store.replicate_credentials(applied[0], *credentials)
+                )
+            for number, bits, before in moved:
+                log.warning("card %s/%d of resident #%d here is resident #%d's by the centre's "
+                            "signed change", number, bits, before, applied[0])
             if templates and self.duplicates is not None:
                 self.duplicates.applied(templates, *applied)
         else:

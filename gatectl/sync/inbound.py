@@ -36,10 +36,13 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
+from gatectl.access.pins import HASH_MAX, HASH_PATTERN
 from gatectl.core.safe_text import shown
 from gatectl.domain import plate_format
+from gatectl.domain.credentials import MAX_CARD_BITS, card_number
 
 log = logging.getLogger("gatectl.sync")
 
@@ -177,6 +180,42 @@ class Template(InboundModel):
     emb: Annotated[str, Field(max_length=4 * 4096 * 4 // 3 + 4)]
 
 
+MAX_CARDS = 16
+"""Cards per resident in a change (a household's spare cards, never a list to scan)."""
+
+
+class Card(InboundModel):
+    """A card as the store keeps it (`domain.credentials.card_number`): upper-case hex without
+    leading zeros, a value that fits its bit length; any other spelling is refused, not fixed."""
+
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{1,64}$")]
+    bits: Annotated[int, Field(ge=1, le=MAX_CARD_BITS)]
+
+    @model_validator(mode="after")
+    def _stored_form(self) -> Card:
+        if card_number(self.number, self.bits) != self.number:
+            raise ValueError(f"card {self.number}/{self.bits}: not a {self.bits}-bit number in "
+                             "the stored form (upper-case hex, no leading zeros)")
+        return self
+
+
+Cards = Annotated[list[Card], Field(max_length=MAX_CARDS)]
+PinHash = Annotated[str, StringConstraints(pattern=HASH_PATTERN, max_length=HASH_MAX)]
+"""A PIN as stored: the scrypt hash `access.pins.hash_pin` writes, never the digits."""
+TOTP_PATTERN = r"^[A-Z2-7]{16,128}$"
+TotpSecret = Annotated[str, StringConstraints(pattern=TOTP_PATTERN)]
+"""A resident's TOTP secret (RFC 4648 base32)."""
+
+
+class Credentials(InboundModel):
+    """A resident's credentials besides the face as a device request carries them up (the
+    centre checks them with this model before it decides)."""
+
+    cards: Cards | None = None
+    pin: PinHash | None = None
+    totp: TotpSecret | None = None
+
+
 class Enrollment(InboundModel):
     """An enrollment change as it arrives (the fields `sync.enrollment.Replicator` uses); the
     signature is checked by the replicator on the dict this validates."""
@@ -192,8 +231,11 @@ class Enrollment(InboundModel):
     reason: Annotated[Text, Field(max_length=500)] = ""
     origin: Token | None = None
     templates: list[Template] | None = None
-    # a resident's TOTP secret (RFC 4648 base32), replicated like a template: signed, site-wide
-    totp: Annotated[str, StringConstraints(pattern=r"^[A-Z2-7]{16,128}$")] | None = None
+    # a resident's credentials besides the face, replicated like a template: signed,
+    # versioned, site-wide (`sync.enrollment`: with ``cards`` the change is the whole set)
+    totp: TotpSecret | None = None
+    cards: Cards | None = None
+    pin: PinHash | None = None
     # the centre's signature over the change and its target (the enrollment authority's fields)
     site: Token | None = None
     device: Token | Literal["*"] | None = None
@@ -238,8 +280,9 @@ def enrollment(payload: bytes | bytearray, max_templates: int, max_depth: int = 
 
 def enroll_limit(max_templates: int, dim: int) -> int:
     """The default size limit of an enrollment message: ``max_templates`` templates of ``dim``
-    float32 values in base64, each with its JSON keys, plus room for names and ids."""
-    return max_templates * (4 * dim * 4 // 3 + 160) + 4096
+    float32 values in base64, each with its JSON keys, plus room for names and ids and for
+    the other credentials (cards, a PIN hash, a TOTP secret)."""
+    return max_templates * (4 * dim * 4 // 3 + 160) + 4096 + MAX_CARDS * 96 + 512
 
 
 
