@@ -232,12 +232,13 @@ def test_the_registry_sends_a_card_site_wide_and_refuses_it_for_another_resident
     a = door_device(tmp_path / "a", broker, "dev-a", pub)
     b = door_device(tmp_path / "b", broker, "dev-b", pub)
     try:
-        # consent for the face: none asked, so `device`; the card goes site-wide all the same
+        # no consent to replicate the face: `local`, recorded as `none` (the centre holds no
+        # face); the card goes site-wide all the same
         rid, uid = card_only_resident(a)
         a.app.store.set_pin_hash(rid, hash_pin("8642"))
         wait_for(lambda: holds(b, uid) and b.app.store.pin_hashes(), 30, "the card on device B")
         held = reg.resident(uid)
-        assert held["owner"] == "dev-a" and held["consent"] == "device" and held["templates"] == 0
+        assert held["owner"] == "dev-a" and held["consent"] == "none" and held["templates"] == 0
         assert reg.credentials_of(uid)["cards"] == [{"number": CARD, "bits": BITS}]
         assert present(b, "card", CARD, BITS).granted
         assert present(b, "pin", "8642").granted
