@@ -45,8 +45,8 @@ CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory a
 # little shorter than the head, so about 7 boxes from the box's top down to the feet; three box
 # widths wide (shoulders). Only the foot point matters to the door line: under the face.
 BODY_PER_FACE = 7.0
-COUNTED_GROWTH = 1.5  # see PersonTracker
 BODY_WIDTH_PER_FACE = 3.0
+COUNTED_GROWTH = 1.5  # see PersonTracker
 
 
 class DoorLine:

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -47,12 +46,12 @@ from gatectl.core.refusals import Refusals
 from gatectl.core.safe_text import shown
 from gatectl.sync.client import make_client
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack
+from gatectl.sync.inbound import TOKEN
 from gatectl.sync.topics import VERSION, Topics
 
 log = logging.getLogger("gatectl.central")
 
 KINDS = ("events", "snapshots/+", "status", "enroll/up", "resync")
-_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 COUNTERS_EVERY_S = 2.0
 
 
@@ -287,7 +286,7 @@ class IngestWorker:
         if len(parts) < 3:
             raise Malformed("not a device topic")
         site, device, rest = parts
-        if not _TOKEN.match(site) or not _TOKEN.match(device):
+        if not TOKEN.match(site) or not TOKEN.match(device):
             raise Malformed("site or device is not a token")
         if self.sites and site not in self.sites:
             self.counters["other_site"] += 1
@@ -321,7 +320,7 @@ class IngestWorker:
 
     def _event(self, site: str, device: str, body: dict, batch: _Batch) -> None:
         eid = body.get("id")
-        if not isinstance(eid, str) or not _TOKEN.match(eid) or len(eid) > MAX_ID_LEN:
+        if not isinstance(eid, str) or not TOKEN.match(eid) or len(eid) > MAX_ID_LEN:
             raise Malformed("field 'id' is not an event id")
         seq, ts = whole(body, "seq"), _time(body, "ts")
         for key, want in (("site", site), ("device", device)):

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -58,7 +58,7 @@ from gatectl.core.errors import GatectlError
 from gatectl.domain import plate_format
 from gatectl.domain.credentials import card_number
 from gatectl.domain.face_match import Match, duplicate_of
-from gatectl.sync.inbound import TOTP_PATTERN
+from gatectl.sync.inbound import TOKEN, TOTP_PATTERN, PlateList
 from gatectl.sync.signing import public_key_b64, sign_change
 from gatectl.sync.topics import VERSION
 
@@ -66,8 +66,7 @@ SCOPES = CONSENT_SCOPES
 # what a device's schema takes (`gatectl.sync.inbound`): anything else would be refused there
 _SECRET = {"pin": re.compile(HASH_PATTERN), "totp": re.compile(TOTP_PATTERN)}
 MAX_TEMPLATES = 20
-PLATE_LISTS = ("resident", "visitor", "blacklist")  # the devices' lists (`store.vehicles`)
-_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a uid or pass id a device takes (`sync.inbound`)
+PLATE_LISTS: tuple[str, ...] = get_args(PlateList)  # the devices' lists (`store.vehicles`)
 Publish = Callable[[str, bytes], None]
 
 
@@ -577,7 +576,7 @@ class Registry:
             raise RegistryError(f"a plate list is one of {', '.join(PLATE_LISTS)}")
         if building is not None and device is not None:
             raise RegistryError("a plate is for a building or for one device, not both")
-        if resident is not None and not _TOKEN.match(resident):
+        if resident is not None and not TOKEN.match(resident):
             raise RegistryError("a plate's resident is a uid of at most 64 of A-Z a-z 0-9 _.:-")
         if valid_from is not None and valid_to is not None and valid_to <= valid_from:
             raise RegistryError("a plate's window must end after it starts")
@@ -674,7 +673,7 @@ class Registry:
             raise RegistryError("a pass must end after it starts")
         if building is not None and device is not None:
             raise RegistryError("a pass is for a building or for one device, not both")
-        if not _TOKEN.match(pass_id):
+        if not TOKEN.match(pass_id):
             raise RegistryError("a pass id is at most 64 of A-Z a-z 0-9 _.:- (the token's)")
         with self._write() as tx:
             row = tx.execute("SELECT version, status FROM passes WHERE id = ?", [pass_id])

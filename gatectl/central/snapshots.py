@@ -8,13 +8,11 @@ path outside the store.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Protocol
 
 from gatectl.store.recorder import write_file_durably
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+from gatectl.sync.inbound import TOKEN
 
 
 class SnapshotStore(Protocol):
@@ -28,7 +26,7 @@ class SnapshotStore(Protocol):
 
 def snapshot_key(site: str, device: str, event_id: str) -> str:
     for part in (site, device, event_id):
-        if not _TOKEN.match(part) or part in (".", ".."):
+        if not TOKEN.match(part) or part in (".", ".."):
             raise ValueError(f"not a token: {part[:64]!r}")
     return f"{site}/{device}/{event_id}.jpg"
 

@@ -3,7 +3,7 @@
 glibc's allocator keeps freed memory in per-thread arenas for reuse; a daemon whose threads
 (grabbers, gates, onnxruntime's pool, the store) allocate and free frame-sized buffers all day
 shows an RSS that drifts up and down by tens of MB with no leak behind it (`scripts/soak.py
---trim` shows the difference). ``malloc_trim(0)`` returns those pages; on a C library without
+--trim-heap-s 0` shows the drift). ``malloc_trim(0)`` returns those pages; on a C library without
 it (musl, macOS) trimming is a no-op.
 """
 
@@ -43,7 +43,7 @@ class HeapTrimmer:
         self.trims += 1
 
     def maybe_trim(self, now: float) -> None:
-        if self._trim is not None and now >= self._next:
+        if now >= self._next:
             self._next = now + self.every_s
             self.trim()
 

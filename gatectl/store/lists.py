@@ -19,9 +19,8 @@ class Lists(StoreBase):
 
     def _newer(self, db: Database, kind: str, ref: str, version: int) -> bool:
         """Whether ``version`` is newer than what is held for ``ref``; if so it is now held."""
-        row = db.execute("SELECT version FROM list_versions WHERE kind = ? AND ref = ?",
-                         [kind, ref]).fetchone()
-        if row is not None and int(row[0]) >= version:
+        held = _held(db, kind, ref)
+        if held is not None and held >= version:
             return False
         db.execute("INSERT INTO list_versions VALUES (?, ?, ?) ON CONFLICT (kind, ref) "
                    "DO UPDATE SET version = excluded.version", [kind, ref, version])
@@ -63,6 +62,10 @@ class Lists(StoreBase):
     @reads
     def list_version(self, kind: str, ref: str) -> int | None:
         """The newest version of the centre's change to a plate or pass held here."""
-        row = self.db.execute("SELECT version FROM list_versions WHERE kind = ? AND ref = ?",
-                              [kind, ref]).fetchone()
-        return None if row is None else int(row[0])
+        return _held(self.db, kind, ref)
+
+
+def _held(db: Database, kind: str, ref: str) -> int | None:
+    row = db.execute("SELECT version FROM list_versions WHERE kind = ? AND ref = ?",
+                     [kind, ref]).fetchone()
+    return None if row is None else int(row[0])

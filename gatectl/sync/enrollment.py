@@ -136,8 +136,8 @@ def check_version(version: object, now: float, skew_s: float) -> int:
 def resident_payload(store: Store, uid: str, origin: str) -> dict | None:
     """The current state of a resident (or its tombstone), as a request going up; None if
     unknown. Templates go up only with the person's consent for the site (`domain.consent`):
-    without it the request carries none (the centre refuses a new resident without any
-    credential, so the person stays on this device); after a withdrawal of site consent it
+    without it the request carries none (the face stays on this device, and the request asks
+    for scope ``local``: see `consent_scope`); after a withdrawal of site consent it
     carries an empty list, which the centre signs and every device applies as the erasure of
     the templates. Cards, the PIN hash and the TOTP secret are not face data: they go up
     whatever the consent (`credentials_payload`)."""
@@ -325,11 +325,10 @@ class Replicator:
             else None
         )
         if body["type"] == "resident":
-            own = self.store.resident_by_uid(uid) if templates else None
-            if own is not None and self.store.refuses_face(own.id):
+            own = self.store.resident_by_uid(uid) if held_kind == "resident" else None
+            if templates and own is not None and self.store.refuses_face(own.id):
                 templates = None  # they refused face recognition here: the rest of it applies
-            held_r = self.store.resident_by_uid(uid) if held_kind == "resident" else None
-            credentials = held_credentials(self.store, body, None if held_r is None else held_r.id)
+            credentials = held_credentials(self.store, body, None if own is None else own.id)
             if held_kind != "resident" and not templates and not (
                 credentials and any(credentials)
             ):

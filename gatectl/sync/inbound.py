@@ -127,7 +127,9 @@ class InboundModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+TOKEN_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+TOKEN = re.compile(TOKEN_PATTERN)  # the same, for the centre's checks outside a model
+Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 """Ids, nonces, key ids, device, door and model names: short, ASCII, nothing to escape."""
 Text = Annotated[str, AfterValidator(_clean_text)]
 Seconds = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
@@ -285,8 +287,6 @@ def enroll_limit(max_templates: int, dim: int) -> int:
     return max_templates * (4 * dim * 4 // 3 + 160) + 4096 + MAX_CARDS * 96 + 512
 
 
-
-
 # ---- plate lists and pass revocations (`gatectl.sync.lists`) --------------------------------
 
 MAX_LIST_BYTES = 4096
@@ -299,6 +299,10 @@ def _plate(text: str) -> str:
     return text
 
 
+PlateList = Literal["resident", "visitor", "blacklist"]
+"""The devices' plate lists (`gatectl.store.vehicles`)."""
+
+
 class PlateChange(InboundModel):
     """The centre's entry of one plate (``upsert``: its list and fields; ``delete``: none)."""
 
@@ -307,7 +311,7 @@ class PlateChange(InboundModel):
     op: Literal["upsert", "delete"]
     plate: Annotated[str, StringConstraints(max_length=12), AfterValidator(_plate)]
     version: Version
-    list: Literal["resident", "visitor", "blacklist"] | None = None
+    list: PlateList | None = None
     resident: Token | None = None
     unit: Annotated[Text, Field(max_length=64)] = ""
     note: Annotated[Text, Field(max_length=500)] = ""
