@@ -70,7 +70,9 @@ def test_serve_health_metrics_offline_alert_and_worker_restart(tmp_path, broker)
         text = get("/metrics").text
         assert metric(text, "gatectl_central_events_total") == 1
         assert metric(text, "gatectl_central_devices_offline") == 0
-        assert 'gatectl_central_device_lag_seconds{device="dev-m",site="garden"}' in text
+        # a device's lag is written apart from its events, within a second (ingest.SEEN_EVERY_S)
+        wait_for(lambda: 'gatectl_central_device_lag_seconds{device="dev-m",site="garden"}'
+                 in get("/metrics").text, 20, "the device's lag in the metrics")
 
         dev.client.loop_stop()  # the device vanishes (no reconnect): the broker sends its Last Will
         dev.client.socket().close()

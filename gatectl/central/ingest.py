@@ -53,6 +53,7 @@ log = logging.getLogger("gatectl.central")
 
 KINDS = ("events", "snapshots/+", "status", "enroll/up", "resync")
 COUNTERS_EVERY_S = 2.0
+SEEN_EVERY_S = 1.0  # how stale a device's last seen and lag may be in the database
 
 
 @dataclass
@@ -64,6 +65,8 @@ class _Batch:
     snapshots: list[tuple[str, str, str, str, bytes]] = field(default_factory=list)
     statuses: list[tuple[str, str, str, int | None]] = field(default_factory=list)
     requests: list[tuple[str, str, str, dict, int | None]] = field(default_factory=list)
+    # (site, device) -> the newest event time stored
+    newest: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def ack(self, site: str, device: str) -> Ack:
         return self.acks.setdefault((site, device), Ack())
@@ -136,6 +139,9 @@ class IngestWorker:
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._run, name="central-ingest", daemon=True)
         self._last_resync: dict[tuple[str, str], float] = {}
+        # (site, device) -> (when its newest stored event arrived, that event's lag), not yet
+        # written to its devices row (`_flush_seen`)
+        self._seen: dict[tuple[str, str], tuple[float, float]] = {}
         self.registry.publish = self._publish
         # a restarted worker goes on counting where it stopped (the metrics sum the workers)
         for name, value in db.query("SELECT name, value FROM counters WHERE worker = ?",
@@ -191,14 +197,18 @@ class IngestWorker:
     # ---- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_counters = 0.0
+        next_counters = next_seen = 0.0
         while not self._stop.is_set():
             batch = self._take()
             if batch:
                 self._store(batch)
+            if time.monotonic() >= next_seen:
+                next_seen = time.monotonic() + SEEN_EVERY_S
+                self._flush_seen()
             if time.monotonic() >= next_counters:
                 next_counters = time.monotonic() + COUNTERS_EVERY_S
                 self._save_counters()
+        self._flush_seen()
         self._save_counters()
 
     def _take(self) -> list[mqtt.MQTTMessage]:
@@ -257,8 +267,13 @@ class IngestWorker:
         with self.db.write() as tx:
             self._store_events(tx, batch, receipts, now, counts)
             self._store_snapshots(tx, batch, receipts, now, counts)
-            alerts = [(site, device) for site, device, state, pending in batch.statuses
+            # device rows in one order in every worker (sorted; a device's statuses stay in
+            # the order they came): two workers' batches wait for each other, never deadlock
+            alerts = [(site, device) for site, device, state, pending
+                      in sorted(batch.statuses, key=lambda s: s[:2])
                       if self._status(tx, site, device, state, pending, now)]
+        for key, ts in receipts.newest.items():
+            self._seen[key] = (now, max(0.0, now - ts))
         self.counters.update(counts)
         self.counters["statuses"] += len(batch.statuses)
         self.counters["alerts"] += len(alerts)
@@ -344,7 +359,7 @@ class IngestWorker:
             held |= {r[0] for r in tx.execute(
                 f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(part))})", part)}
         fresh: dict[str, tuple] = {}
-        newest: dict[tuple[str, str], float] = {}
+        newest = receipts.newest
         for e in batch.events:
             eid, site, device, ts = e[0], e[1], e[2], e[4]
             receipts.ack(site, device).events.append(eid)
@@ -358,12 +373,29 @@ class IngestWorker:
         )
         counts["events"] += len(fresh)
         counts["duplicates"] += len(batch.events) - len(fresh)
-        tx.executemany(
-            "INSERT INTO devices (site, device, added_at, last_seen, lag_s) VALUES "
-            "(?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET last_seen = "
-            "excluded.last_seen, lag_s = excluded.lag_s",
-            [(site, device, now, now, max(0.0, now - ts)) for (site, device), ts in newest.items()],
-        )
+
+    def _flush_seen(self) -> None:
+        """The devices' last seen and lag, written apart from the events: every worker's batch
+        has events of most devices, and their rows held in the batch's transaction serialised
+        the workers (and deadlocked them, locked in different orders: four PostgreSQL workers
+        fell to a fifth of one). One short transaction, rows in sorted order; an older
+        sighting (a slower worker's) never overwrites a newer one. Kept for the next try when
+        the database refuses: a stale "last seen" loses no event."""
+        if not self._seen:
+            return
+        rows = [(site, device, at, at, lag)
+                for (site, device), (at, lag) in sorted(self._seen.items())]
+        try:
+            with self.db.write() as tx:
+                tx.executemany(
+                    "INSERT INTO devices (site, device, added_at, last_seen, lag_s) VALUES "
+                    "(?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET last_seen = "
+                    "excluded.last_seen, lag_s = excluded.lag_s WHERE devices.last_seen IS NULL "
+                    "OR devices.last_seen < excluded.last_seen", rows)
+        except StorageError as exc:
+            log.debug("devices' last seen not saved: %s", exc)
+            return
+        self._seen.clear()
 
     def _snapshot(self, site: str, device: str, eid: str, data: bytes, batch: _Batch) -> None:
         try:
@@ -393,10 +425,10 @@ class IngestWorker:
             except OSError as exc:
                 raise StorageError(f"snapshot store: {exc}") from None
             rows[eid] = (eid, site, device, key, len(data), now)
+        # not copied onto the event's row: its event may be in another worker's transaction,
+        # invisible here; the listing joins the two (`stored_events`)
         tx.executemany("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                        list(rows.values()))
-        tx.executemany("UPDATE events SET snapshot = ? WHERE id = ?",
-                       [(r[3], r[0]) for r in rows.values()])
         counts["snapshots"] += len(rows)
 
     def _status(self, tx: Tx, site: str, device: str, state: str, pending: int | None,
@@ -483,3 +515,22 @@ class IngestWorker:
                     )
         except StorageError as exc:
             log.debug("counters not saved: %s", exc)
+
+
+EVENT_COLUMNS = ("id", "site", "device", "ts", "gate", "kind", "decision", "snapshot")
+
+
+def stored_events(db: Database, site: str | None = None, device: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    """The newest stored events, each with its snapshot's key (or None), for the operator."""
+    where, params = [], []
+    for col, value in (("site", site), ("device", device)):
+        if value:
+            where.append(f"e.{col} = ?")
+            params.append(value)
+    rows = db.query(
+        "SELECT e.id, e.site, e.device, e.ts, e.gate, e.kind, e.decision, s.ref FROM events e "
+        "LEFT JOIN snapshots s ON s.event_id = e.id"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY e.ts DESC LIMIT ?", [*params, max(1, min(limit, 10000))])
+    return [dict(zip(EVENT_COLUMNS, r)) for r in rows]

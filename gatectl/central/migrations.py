@@ -94,6 +94,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             AND c.ref = credentials.ref AND c.uid < credentials.uid)""",
         "CREATE UNIQUE INDEX credentials_site_ref ON credentials (site, kind, ref)",
     ]),
+    # an event's snapshot is its row in snapshots (joined when listed): a copy on the event's
+    # row could not be written when the two arrived at two workers at once
+    ("c005_snapshot_by_join", ["ALTER TABLE events DROP COLUMN snapshot"]),
 ]
 
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from gatectl.central.ingest import stored_events
 from gatectl.central.registry import PLATE_LISTS, SCOPES, Registry
 from gatectl.central.service import config_of, open_registry, run_worker, serve, stop_on_signals
 from gatectl.config.central import CentralConfig
@@ -185,16 +186,7 @@ def _list(args: argparse.Namespace, reg: Registry) -> int:
         _need(args, "site")
         rows = reg.plates(args.site)
     else:
-        where, params = [], []
-        for col in ("site", "device"):
-            if getattr(args, col):
-                where.append(f"{col} = ?")
-                params.append(getattr(args, col))
-        cols = ("id", "site", "device", "ts", "gate", "kind", "decision", "snapshot")
-        rows = [dict(zip(cols, r)) for r in reg.db.query(
-            f"SELECT {', '.join(cols)} FROM events"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + " ORDER BY ts DESC LIMIT ?", [*params, max(1, min(args.limit, 10000))])]
+        rows = stored_events(reg.db, args.site, args.device, args.limit)
     for row in rows:
         if args.json:
             print(json.dumps(row, ensure_ascii=False))
