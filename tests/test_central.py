@@ -443,3 +443,22 @@ def test_an_older_sighting_never_overwrites_a_newer_one(idle_worker):
     w._commit(w._check([message(f"{base}/events", event_body("n0", 900.0))]))
     w._flush_seen()
     assert w.db.query("SELECT last_seen, lag_s FROM devices WHERE device = 'dev-c'") == [(2000.0, 10.0)]
+
+
+def test_an_id_with_a_trailing_newline_is_not_a_token(idle_worker, key):
+    """``^...$`` lets re.match accept "dev\\n" ($ matches before a final newline): a device, event
+    or snapshot id with one must be malformed on every topic, and the registry must refuse it."""
+    from gatectl.central.registry import RegistryError
+
+    w = idle_worker
+    msgs = [message(f"gatectl/v1/{SITE}/dev-n\n/events", event_body("e-n1", time.time())),
+            message(f"gatectl/v1/{SITE}/dev-n/events", event_body("e-n2\n", time.time())),
+            message(f"gatectl/v1/{SITE}/dev-n/snapshots/e-n3\n", b"\xff\xd8 jpeg"),
+            message(f"gatectl/v1/{SITE}/dev-n\n/status", {"v": 1, "state": "online"})]
+    w._commit(w._check(msgs))
+    assert count(w.db, "SELECT count(*) FROM events") == 0
+    assert count(w.db, "SELECT count(*) FROM snapshots") == 0
+    assert count(w.db, "SELECT count(*) FROM devices") == 0
+    assert (w.counters["malformed_events"], w.counters["malformed_snapshots"], w.counters["malformed_status"]) == (2, 1, 1)
+    with pytest.raises(RegistryError):
+        w.registry.add_pass(SITE, "p1\n", holder="guest", valid_from=0.0, valid_until=10.0)

@@ -332,3 +332,21 @@ def test_the_credentials_migration_keeps_held_rows_on_either_engine(db_url, tmp_
                        "'5/26', ?)", [SITE])
     finally:
         db.close()
+
+
+def test_the_registry_refuses_credentials_a_device_would_refuse(worker):
+    """The operator's credentials are checked by the devices' own schema (`Credentials`): what a
+    device would refuse never reaches the signed log (a secret with a final newline included)."""
+    reg, good = worker.registry, pyotp.random_base32()
+    bad = [[("card", "04A1B2/26")], [("card", "4A1B2")], [("card", "FFFFFFFF/26")],
+           [("pin", "1234")], [("pin", hash_pin("1234") + "\n")], [("totp", good + "\n")],
+           [("totp", good.lower())], [("pin", hash_pin("1")), ("pin", hash_pin("2"))],
+           [("face", "x")]]
+    for creds in bad:
+        with pytest.raises(RegistryError):
+            reg.enroll(SITE, "u-bad", name="B", unit="1", consent="site", credentials=creds)
+        assert reg.resident("u-bad") is None, creds
+    reg.enroll(SITE, "u-ok", name="O", unit="1", consent="site",
+               credentials=[("card", "4A1B2/26"), ("pin", hash_pin("1234")), ("totp", good)])
+    held = reg.credentials_of("u-ok")
+    assert held["cards"] == [{"number": "4A1B2", "bits": 26}] and held["totp"] == good

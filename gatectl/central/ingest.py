@@ -44,9 +44,9 @@ from gatectl.central.storage import Database, StorageError, Tx
 from gatectl.config.central import CentralConfig
 from gatectl.core.refusals import Refusals
 from gatectl.core.safe_text import shown
-from gatectl.sync.client import make_client
+from gatectl.sync.client import make_client, subscribed_flag
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack
-from gatectl.sync.inbound import TOKEN
+from gatectl.sync.inbound import is_token
 from gatectl.sync.topics import VERSION, Topics
 
 log = logging.getLogger("gatectl.central")
@@ -128,11 +128,7 @@ class IngestWorker:
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        # set once the broker granted the subscriptions, not at CONNACK: a message published
-        # between the two would reach no worker of the group
-        self.connected = threading.Event()
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = lambda *_: self.connected.clear()
+        self.connected = subscribed_flag(self.client)
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.refusals = Refusals(per_s=1.0, burst=5)
         self.counters: collections.Counter[str] = collections.Counter()
@@ -182,11 +178,6 @@ class IngestWorker:
         client.subscribe(
             [(f"$share/{group}/{root}/{k}", SubscribeOptions(qos=1)) for k in KINDS]
         )
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
-        if not any(rc.is_failure for rc in reason_codes):
-            self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(msg)  # bounded by the broker: receive_maximum unacknowledged at most
@@ -301,7 +292,7 @@ class IngestWorker:
         if len(parts) < 3:
             raise Malformed("not a device topic")
         site, device, rest = parts
-        if not TOKEN.match(site) or not TOKEN.match(device):
+        if not is_token(site) or not is_token(device):
             raise Malformed("site or device is not a token")
         if self.sites and site not in self.sites:
             self.counters["other_site"] += 1
@@ -335,7 +326,7 @@ class IngestWorker:
 
     def _event(self, site: str, device: str, body: dict, batch: _Batch) -> None:
         eid = body.get("id")
-        if not isinstance(eid, str) or not TOKEN.match(eid) or len(eid) > MAX_ID_LEN:
+        if not is_token(eid) or len(eid) > MAX_ID_LEN:
             raise Malformed("field 'id' is not an event id")
         seq, ts = whole(body, "seq"), _time(body, "ts")
         for key, want in (("site", site), ("device", device)):

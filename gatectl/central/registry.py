@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -51,20 +50,16 @@ from typing import Any, get_args
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gatectl.access.pins import HASH_PATTERN
 from gatectl.central.messages import CONSENT_SCOPES, has_credential
 from gatectl.central.storage import Database, Tx
 from gatectl.core.errors import GatectlError
 from gatectl.domain import plate_format
-from gatectl.domain.credentials import card_number
 from gatectl.domain.face_match import Match, duplicate_of
-from gatectl.sync.inbound import TOKEN, TOTP_PATTERN, PlateList
+from gatectl.sync.inbound import Credentials, PlateList, Refused, is_token, validated
 from gatectl.sync.signing import public_key_b64, sign_change
 from gatectl.sync.topics import VERSION
 
 SCOPES = CONSENT_SCOPES
-# what a device's schema takes (`gatectl.sync.inbound`): anything else would be refused there
-_SECRET = {"pin": re.compile(HASH_PATTERN), "totp": re.compile(TOTP_PATTERN)}
 MAX_TEMPLATES = 20
 PLATE_LISTS: tuple[str, ...] = get_args(PlateList)  # the devices' lists (`store.vehicles`)
 Publish = Callable[[str, bytes], None]
@@ -105,12 +100,17 @@ def _down_topic(body: dict) -> str | None:
     return None
 
 
-def _card(ref: str) -> tuple[str, int] | None:
-    """(number, bits) of a stored card ref ``NUMBER/BITS`` in the devices' form, or None."""
-    number, _, bits = ref.partition("/")
-    if not bits.isdigit() or card_number(number, int(bits)) != number:
-        return None
-    return number, int(bits)
+def _fields_of(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """(kind, ref) pairs as a change carries them: ``cards`` (always: the whole set, each ref
+    ``NUMBER/BITS``), ``pin`` and ``totp`` when held."""
+    out: dict[str, Any] = {"cards": []}
+    for kind, ref in pairs:
+        if kind == "card":
+            number, _, bits = ref.partition("/")
+            out["cards"].append({"number": number, "bits": int(bits) if bits.isdigit() else 0})
+        else:
+            out[kind] = ref
+    return out
 
 
 def _credential_pairs(request: dict) -> list[tuple[str, str]] | None:
@@ -133,16 +133,8 @@ def _taken(run: Callable[[str, list], Any], site: str, uid: str,
 
 def _credential_fields(run: Callable[[str, list], Any], uid: str) -> dict[str, Any]:
     """``cards`` (always: the whole set), ``pin`` and ``totp`` when held."""
-    out: dict[str, Any] = {"cards": []}
-    for kind, ref in run(
-        "SELECT kind, ref FROM credentials WHERE uid = ? ORDER BY kind, ref", [uid]
-    ):
-        card = _card(ref) if kind == "card" else None
-        if card is not None:
-            out["cards"].append({"number": card[0], "bits": card[1]})
-        elif kind in ("pin", "totp"):
-            out[kind] = ref
-    return out
+    return _fields_of(run("SELECT kind, ref FROM credentials WHERE uid = ? ORDER BY kind, ref",
+                          [uid]))
 
 
 def _without_face(body: dict) -> dict:
@@ -521,17 +513,17 @@ class Registry:
 
     def _keep_credentials(self, tx: Tx, site: str, uid: str, pairs: list[tuple[str, str]]) -> None:
         """Make ``pairs`` the resident's credentials; RegistryError for a card another resident
-        of the site holds (the unique index holds it against a concurrent worker too), a card
-        not in the stored form, or a second PIN or secret."""
+        of the site holds (the unique index holds it against a concurrent worker too), or for
+        what a device's schema (`Credentials`) would refuse: a card not in the stored form, a
+        PIN that is not its hash, a second PIN or secret."""
         kinds = [kind for kind, _ in pairs]
         if any(k not in ("card", "pin", "totp") for k in kinds) or kinds.count("pin") > 1 \
                 or kinds.count("totp") > 1:
             raise RegistryError("credentials: cards, at most one pin and one totp")
-        for kind, ref in pairs:
-            if kind == "card" and _card(ref) is None:
-                raise RegistryError(f"card {ref[:80]!r}: not NUMBER/BITS in the stored form")
-            if kind != "card" and not _SECRET[kind].match(ref):
-                raise RegistryError(f"{kind}: not in the form devices store")
+        try:
+            validated(Credentials, _fields_of(pairs), "credentials")
+        except Refused as exc:
+            raise RegistryError(exc.detail) from None
         taken = _taken(tx.execute, site, uid, pairs)
         if taken is not None:
             raise RegistryError(f"card {taken} already belongs to another resident of this site")
@@ -576,7 +568,7 @@ class Registry:
             raise RegistryError(f"a plate list is one of {', '.join(PLATE_LISTS)}")
         if building is not None and device is not None:
             raise RegistryError("a plate is for a building or for one device, not both")
-        if resident is not None and not TOKEN.match(resident):
+        if resident is not None and not is_token(resident):
             raise RegistryError("a plate's resident is a uid of at most 64 of A-Z a-z 0-9 _.:-")
         if valid_from is not None and valid_to is not None and valid_to <= valid_from:
             raise RegistryError("a plate's window must end after it starts")
@@ -673,7 +665,7 @@ class Registry:
             raise RegistryError("a pass must end after it starts")
         if building is not None and device is not None:
             raise RegistryError("a pass is for a building or for one device, not both")
-        if not TOKEN.match(pass_id):
+        if not is_token(pass_id):
             raise RegistryError("a pass id is at most 64 of A-Z a-z 0-9 _.:- (the token's)")
         with self._write() as tx:
             row = tx.execute("SELECT version, status FROM passes WHERE id = ?", [pass_id])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gatectl.store.recorder import write_file_durably
-from gatectl.sync.inbound import TOKEN
+from gatectl.sync.inbound import is_token
 
 
 class SnapshotStore(Protocol):
@@ -26,7 +26,7 @@ class SnapshotStore(Protocol):
 
 def snapshot_key(site: str, device: str, event_id: str) -> str:
     for part in (site, device, event_id):
-        if not TOKEN.match(part) or part in (".", ".."):
+        if not is_token(part) or part in (".", ".."):
             raise ValueError(f"not a token: {part[:64]!r}")
     return f"{site}/{device}/{event_id}.jpg"
 

@@ -59,7 +59,7 @@ from gatectl.config.base import ConfigError
 from gatectl.config.sync import SyncConfig, TlsConfig
 from gatectl.core.errors import GatectlError, UsageError
 from gatectl.core.safe_text import shown
-from gatectl.sync.client import make_client
+from gatectl.sync.client import make_client, subscribed_flag
 from gatectl.sync.delivery import MAX_ID_LEN, MAX_IDS, Ack
 from gatectl.sync.signing import (
     CommandRejected,
@@ -127,7 +127,7 @@ class Central:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.connected = threading.Event()
+        self.connected = subscribed_flag(self.client)
         self.lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
         self.events: dict[str, dict] = {}  # event id -> event (duplicates dropped by id)
@@ -164,7 +164,7 @@ class Central:
         self._flusher.start()
         if not self.connected.wait(timeout):
             raise ConnectionError(
-                f"central: no connection to {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s"
+                f"central: not subscribed at {self.cfg.host}:{self.cfg.port} in {timeout:.0f} s"
             )
 
     def stop(self) -> None:
@@ -181,7 +181,6 @@ class Central:
                     reason_code: ReasonCode, properties: Properties | None) -> None:
         if not reason_code.is_failure:
             client.subscribe(f"{self.root}/#", qos=1)
-            self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         """paho's thread: nothing that arrives may end it (a KeyError on ``{}`` once did)."""

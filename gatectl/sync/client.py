@@ -69,6 +69,21 @@ RECEIPT_BYTES = 3 * MAX_IDS * (MAX_ID_LEN + 4) + 256  # the largest receipt `del
 MAX_RESEND_DOUBLINGS = 5
 
 
+def subscribed_flag(client: mqtt.Client) -> threading.Event:
+    """An event set once the broker granted a subscription (SUBACK) and cleared on disconnect:
+    "ready" at CONNACK would let a message published in between reach no one."""
+    flag = threading.Event()
+
+    def on_subscribe(client: mqtt.Client, userdata: object, mid: int,
+                     reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        if not any(rc.is_failure for rc in reason_codes):
+            flag.set()
+
+    client.on_subscribe = on_subscribe
+    client.on_disconnect = lambda *_: flag.clear()
+    return flag
+
+
 def make_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
     """A paho client with credentials and TLS from the config; every bad file or certificate is
     a one-line ConfigError naming the key."""

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gatectl.core.safe_text import shown
-from gatectl.sync.inbound import TOKEN, Command, Refused, load_json, validated
+from gatectl.sync.inbound import Command, Refused, is_token, load_json, validated
 
 log = logging.getLogger("gatectl.sync")
 
@@ -336,4 +336,4 @@ class Verifier:
 def _token_of(body: object) -> str | None:
     """The command id of a message refused before its schema was checked, when it is one."""
     cid = body.get("id") if isinstance(body, dict) else None
-    return cid if isinstance(cid, str) and TOKEN.fullmatch(cid) else None
+    return cid if is_token(cid) else None
