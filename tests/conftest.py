@@ -36,6 +36,13 @@ def wait_for(cond, timeout: float = 3.0, what: str = "the condition", step: floa
         time.sleep(step)
 
 
+def assert_pulse_length(elapsed: float, seconds: float) -> None:
+    """A driver-timed pulse as the board saw it (between the ON and the OFF frame's arrival):
+    never much short of ``seconds`` (the two arrivals may be scheduled unevenly), late only by
+    how late a loaded 2-core machine runs the driver's thread - bounded, never open-ended."""
+    assert seconds - 0.05 <= elapsed < seconds + 0.8, f"pulse of {elapsed:.3f} s for {seconds} s"
+
+
 def face_truth() -> list[tuple[str, str, int]]:
     """(file, identity, n_faces) from the shared ground truth."""
     with open(FACES / "ground_truth.csv", newline="") as f:

@@ -22,7 +22,7 @@ from gatectl.config.base import ConfigError
 from gatectl.hw.serial.dialect import Dialect, FrameError, Refused, dialect_for
 from gatectl.hw.serial.port import SerialBoard
 from gatectl.hw.serial.sim import SimulatedBoard
-from tests.conftest import wait_for
+from tests.conftest import assert_pulse_length, wait_for
 
 BAUD = 115200
 RETRIES = 2
@@ -154,7 +154,7 @@ def test_a_registered_toy_dialect_runs_on_the_real_port_thread(toy, sim):
         wait_for(lambda: len(switches(sim, since)) == 2, what="ON, then OFF from the port thread")
         (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since and f[:1] == b"S"]
         assert (on, off) == (b"S021\r", b"S020\r")
-        assert t_off - t_on == pytest.approx(0.2, abs=0.06)
+        assert_pulse_length(t_off - t_on, 0.2)
         wait_for(lambda: not sim.coils()[1] and not board.is_on(1), what="relay 2 off, read back")
 
         sim.set_input(2, True)

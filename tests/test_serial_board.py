@@ -21,7 +21,7 @@ from gatectl.hw.serial import modbus
 from gatectl.hw.serial.dialect import dialect_for, wire_time_s
 from gatectl.hw.serial.port import Counters, SerialBoard, SerialLink, make_board
 from gatectl.hw.serial.sim import FAULTS, ModbusSim, SimulatedBoard, fill_defaults
-from tests.conftest import wait_for
+from tests.conftest import assert_pulse_length, wait_for
 
 BAUD = 115200
 RETRIES = 2
@@ -78,12 +78,15 @@ def test_hw_pulse_sends_exactly_the_flash_frame_and_the_board_times_it(sim, star
     assert writes(sim, since) == [h("01 05 02 01 00 1E 1D BA")]  # the documented relay-2 3 s frame
     wait_for(lambda: board.is_on(1), what="read-back shows relay 2 on")
 
+    changes: list[tuple[float, bool]] = []  # relay 1's switchings, on the board's own clock
+    sim.on_change = lambda coils: changes.append((sim.clock(), coils[0]))
     since = sim.clock()
     board.pulse(0, 0.3)
     wait_for(lambda: sim.coils()[0], what="relay 1 on")
-    on_at = time.monotonic()
     wait_for(lambda: not sim.coils()[0], what="the board's own timer to open relay 1")
-    assert time.monotonic() - on_at == pytest.approx(0.3, abs=0.1)
+    (on_at, on), (off_at, off) = [c for i, c in enumerate(changes) if i == 0 or c[1] != changes[i - 1][1]]
+    # never early; late only by how late a loaded machine wakes the simulator's thread
+    assert on and not off and 0.3 <= off_at - on_at < 1.5
     # no OFF from the driver: the board timed it
     assert writes(sim, since) == [modbus.flash_on(1, 0, 0.3)]
     wait_for(lambda: not board.is_on(0), what="read-back at the pulse's end shows relay 1 off")
@@ -109,7 +112,7 @@ def test_software_pulse_when_the_board_has_no_flash(sim, start):
     wait_for(lambda: len(writes(sim, since)) == 2, what="ON then OFF from the driver")
     (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since and f[1] == 5]
     assert on == modbus.write_coil(1, 2, True) and off == modbus.write_coil(1, 2, False)
-    assert t_off - t_on == pytest.approx(0.2, abs=0.06)
+    assert_pulse_length(t_off - t_on, 0.2)
     wait_for(lambda: not sim.coils()[2] and not board.is_on(2), what="relay 3 open, and read back so")
 
 
@@ -165,9 +168,9 @@ def test_inputs_are_polled(sim, start):
     board = start(board_cfg(sim.port))
     wait_for(lambda: board.inputs() == [False] * 8, what="first input snapshot")
     sim.set_input(5, True)
-    wait_for(lambda: board.inputs()[5], 0.3, what="input 6 active")  # a few 30 ms polls
+    wait_for(lambda: board.inputs()[5], what="input 6 active")  # a few 30 ms polls
     sim.set_input(5, False)
-    wait_for(lambda: not board.inputs()[5], 0.3, what="input 6 inactive")
+    wait_for(lambda: not board.inputs()[5], what="input 6 inactive")
 
 
 def test_board_without_inputs_reports_an_empty_snapshot(sim, start):
@@ -179,9 +182,15 @@ def test_board_without_inputs_reports_an_empty_snapshot(sim, start):
 FAULT_COUNTER = {"timeout": "timeouts", "exception": "exceptions"}  # the rest: bad_frames
 
 
+def fault_cfg(port: str) -> SerialBoardConfig:
+    """Time enough to answer that a loaded machine's late genuine reply is never a timeout the
+    test did not inject (a silent fault then costs 300 ms an attempt)."""
+    return board_cfg(port, timeout_ms=300)
+
+
 @pytest.mark.parametrize("kind", FAULTS)
 def test_fault_within_retries_is_retried_and_counted(sim, start, kind):
-    board = start(board_cfg(sim.port))
+    board = start(fault_cfg(sim.port))
     before = board.health()
     sim.inject(kind, RETRIES, function=modbus.WRITE_COIL)
     since = sim.clock()
@@ -198,7 +207,7 @@ def test_fault_within_retries_is_retried_and_counted(sim, start, kind):
 
 @pytest.mark.parametrize("kind", [k for k in FAULTS if k != "timeout"])
 def test_fault_beyond_retries_fails_the_command_and_is_never_acted_on(sim, start, kind):
-    board = start(board_cfg(sim.port))
+    board = start(fault_cfg(sim.port))
     sim.inject(kind, RETRIES + 1, function=modbus.WRITE_COIL)
     board.set(0, True)
     wait_for(lambda: board.health()["commands_failed"] == 1, what="the command to fail")
@@ -215,12 +224,12 @@ def test_fault_beyond_retries_fails_the_command_and_is_never_acted_on(sim, start
 
 def test_garbled_polls_never_change_the_inputs(sim, start):
     sim.set_input(1, True)
-    board = start(board_cfg(sim.port))
+    board = start(fault_cfg(sim.port))
     truth = [i == 1 for i in range(8)]
     wait_for(lambda: board.inputs() == truth, what="first snapshot")
     for kind in ("garbage", "foreign", "bad_crc", "short"):
         sim.inject(kind, RETRIES + 1, function=modbus.READ_INPUTS)
-    end = time.monotonic() + 1.0
+    end = time.monotonic() + 10.0
     while board.health()["reads_failed"] < 4 and time.monotonic() < end:
         assert board.inputs() == truth
         time.sleep(0.002)
@@ -323,7 +332,7 @@ def test_lcus_driver(start):
         wait_for(lambda: len(sim.frames(since)) == 2, what="ON then OFF")
         (t_on, on), (t_off, off) = [(t, f) for t, f in sim.received if t >= since]
         assert (on, off) == (h("A0 01 01 A2"), h("A0 01 00 A1"))
-        assert t_off - t_on == pytest.approx(0.2, abs=0.06)
+        assert_pulse_length(t_off - t_on, 0.2)
         wait_for(lambda: not sim.coils()[0] and not board.is_on(0), what="channel 1 off")
 
         board.set(1, True)
