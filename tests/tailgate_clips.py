@@ -196,7 +196,9 @@ class Rig:
     """The door, its controls on a fed clock and the App's tailgate watch over them."""
 
     def __init__(self, tmp_path: Path, **tailgate: object):
-        """``tailgate``: keys of the door's [[analysis.tailgate]] table over SITE's."""
+        """``tailgate``: keys of the door's [[analysis.tailgate]] table over SITE's. The watch
+        first reads the door on the first clip's first frame, after that frame's grant: as in
+        the daemon, where a card may unlock the door before the camera's first frame."""
         self.clock = Clock()
         self.relay = SimulatedRelay(clock=self.clock)
         site = {**SITE, "analysis": {"tailgate": [{**SITE["analysis"]["tailgate"][0], **tailgate}]}}
@@ -206,9 +208,7 @@ class Rig:
         self.controls = Controls(cfg, self.app.outputs, self.app.recorder, clock=self.clock)
         self.app.__dict__["controls"] = self.controls
         [self.watch] = self.app.tailgate_watches()
-        # the door as the watch's first frames see it (the daemon feeds it every frame, door
-        # locked or not): a grant on the first clip's first frame is a new one
-        self.watch.counter.door(self.clock.t, *self.controls.door_view("door"))
+        self.watch_step = self.watch.process  # how a frame reaches the watch
 
     def play(self, clip: Clip) -> list:
         """The clip through the door and the watch; then the door rests (the pass is over)."""
@@ -222,9 +222,9 @@ class Rig:
                 else:
                     self.relay.set_input(0, change == "open")
             self.controls.poll()
-            alerts += self.watch.process(step.image, self.clock.t)
+            alerts += self.watch_step(step.image, self.clock.t)
         self.watch.flush(self.clock.t)
         self.clock.t += 30
         self.controls.poll()
-        self.watch.process(clip.steps[-1].image, self.clock.t)
+        self.watch_step(clip.steps[-1].image, self.clock.t)
         return alerts
