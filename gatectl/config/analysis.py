@@ -138,7 +138,8 @@ class TailgateConfig(Strict):
         description="Also take a face (YuNet, the face gate's detector) outside every person "
         "box as a person: people walking towards a door camera show their faces, and the "
         "COCO person class misses some (masked, pale clothes on a pale wall) whose faces it "
-        "finds. One more model run per frame the watch looks at.",
+        "finds. One more model run per frame the watch looks at, but on a face gate's camera "
+        "(see face_threshold), where the gate's faces of that frame are taken.",
     )
     face_threshold: float = Field(
         0.5, ge=MIN_FACE_THRESHOLD, le=1.0,
