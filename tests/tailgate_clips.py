@@ -16,8 +16,10 @@ frame each at FPS; ``door`` is what happens to the door just before that frame.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from gatectl.config import parse_config
 from gatectl.control.controls import Controls
 from gatectl.hw.relay import SimulatedRelay
 from gatectl.runtime.app import App
+from gatectl.runtime.runner import GateWorker
 
 PEOPLE = Path(__file__).parent / "data" / "people"
 W, H, FPS = 640, 480, 5.0
@@ -211,6 +214,22 @@ class Rig:
         # how a frame reaches the watch: the benchmark times it, a test sends it through the
         # face gate's worker
         self.watch_step: Callable[[np.ndarray, float], list] = self.watch.process
+
+    def through_gate(self) -> GateWorker:
+        """Frames reach the watch as in the daemon: through the worker of the face gate on its
+        camera (the gate's step, then its observers: the watch, handed the gate's faces).
+        Alerts are then counted by ``watch.alerts`` (the worker keeps no observer's result)."""
+        worker = GateWorker(partial(self.app.gate, self.app.cfg.gates[0]),
+                            None, threading.Event())  # type: ignore[arg-type]  # never started
+        worker.observers.append(self.watch)
+
+        def step(image: np.ndarray, t: float) -> list:
+            worker.gate.process(image, t)
+            worker._observe(image, t, 0)
+            return []
+
+        self.watch_step = step
+        return worker
 
     def play(self, clip: Clip) -> list:
         """The clip through the door and the watch; then the door rests (the pass is over)."""

@@ -295,11 +295,6 @@ def test_on_a_face_gates_camera_yunet_runs_once_a_frame_and_the_alerts_are_the_s
     it the faces the gate found in the same frame, and the watch runs no YuNet of its own.
     person_12's tailgate is found by her face alone, so the faces handed over must be the ones
     the watch's own run finds (the gate's own threshold, 0.8, would drop them)."""
-    import threading
-    from functools import partial
-
-    from gatectl.runtime.runner import GateWorker
-
     clip = next(c for c in clips(["person_08", "person_12"], "approach") if c.tailgate)
     own = Rig(tmp_path / "own", **VIEWS["approach"])
     try:
@@ -310,18 +305,9 @@ def test_on_a_face_gates_camera_yunet_runs_once_a_frame_and_the_alerts_are_the_s
         own.app.close()
     rig = Rig(tmp_path / "shared", **VIEWS["approach"])
     try:
-        worker = GateWorker(partial(rig.app.gate, rig.app.cfg.gates[0]), None,  # type: ignore[arg-type]
-                            threading.Event())
-        worker.observers.append(rig.watch)
+        worker = rig.through_gate()
         yunet = CountingSession(rig.watch.faces.session)
         worker.gate.analyzer.detector.session = rig.watch.faces.session = yunet
-
-        def through_the_worker(image, t):  # the worker's step: the gate, then its observers
-            worker.gate.process(image, t)
-            worker._observe(image, t, 0)
-            return []
-
-        rig.watch_step = through_the_worker
         rig.play(clip)
         assert yunet.runs == worker.gate.frames  # one YuNet run per frame, the gate's
         assert rig.watch.runs == own.watch.runs and rig.watch.faces_reused == rig.watch.runs
