@@ -16,8 +16,10 @@ frame each at FPS; ``door`` is what happens to the door just before that frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from gatectl.config import parse_config
 from gatectl.control.controls import Controls
 from gatectl.hw.relay import SimulatedRelay
 from gatectl.runtime.app import App
+from gatectl.runtime.runner import GateWorker
 
 PEOPLE = Path(__file__).parent / "data" / "people"
 W, H, FPS = 640, 480, 5.0
@@ -196,7 +199,9 @@ class Rig:
     """The door, its controls on a fed clock and the App's tailgate watch over them."""
 
     def __init__(self, tmp_path: Path, **tailgate: object):
-        """``tailgate``: keys of the door's [[analysis.tailgate]] table over SITE's."""
+        """``tailgate``: keys of the door's [[analysis.tailgate]] table over SITE's. The watch
+        first reads the door on the first clip's first frame, after that frame's grant: as in
+        the daemon, where a card may unlock the door before the camera's first frame."""
         self.clock = Clock()
         self.relay = SimulatedRelay(clock=self.clock)
         site = {**SITE, "analysis": {"tailgate": [{**SITE["analysis"]["tailgate"][0], **tailgate}]}}
@@ -206,9 +211,25 @@ class Rig:
         self.controls = Controls(cfg, self.app.outputs, self.app.recorder, clock=self.clock)
         self.app.__dict__["controls"] = self.controls
         [self.watch] = self.app.tailgate_watches()
-        # the door as the watch's first frames see it (the daemon feeds it every frame, door
-        # locked or not): a grant on the first clip's first frame is a new one
-        self.watch.counter.door(self.clock.t, *self.controls.door_view("door"))
+        # how a frame reaches the watch: the benchmark times it, a test sends it through the
+        # face gate's worker
+        self.watch_step: Callable[[np.ndarray, float], list] = self.watch.process
+
+    def through_gate(self) -> GateWorker:
+        """Frames reach the watch as in the daemon: through the worker of the face gate on its
+        camera (the gate's step, then its observers: the watch, handed the gate's faces).
+        Alerts are then counted by ``watch.alerts`` (the worker keeps no observer's result)."""
+        worker = GateWorker(partial(self.app.gate, self.app.cfg.gates[0]),
+                            None, threading.Event())  # type: ignore[arg-type]  # never started
+        worker.observers.append(self.watch)
+
+        def step(image: np.ndarray, t: float) -> list:
+            worker.gate.process(image, t)
+            worker._observe(image, t, 0)
+            return []
+
+        self.watch_step = step
+        return worker
 
     def play(self, clip: Clip) -> list:
         """The clip through the door and the watch; then the door rests (the pass is over)."""
@@ -222,9 +243,9 @@ class Rig:
                 else:
                     self.relay.set_input(0, change == "open")
             self.controls.poll()
-            alerts += self.watch.process(step.image, self.clock.t)
+            alerts += self.watch_step(step.image, self.clock.t)
         self.watch.flush(self.clock.t)
         self.clock.t += 30
         self.controls.poll()
-        self.watch.process(clip.steps[-1].image, self.clock.t)
+        self.watch_step(clip.steps[-1].image, self.clock.t)
         return alerts

@@ -62,7 +62,7 @@ class FakeGate:
 class Broken:
     name = "broken"
 
-    def process(self, image, t):
+    def process(self, image, t, faces=None):
         raise RuntimeError("analyser bug")
 
     def health(self):
@@ -107,5 +107,12 @@ def test_a_tailgate_watch_rides_on_the_worker_of_its_cameras_gate(tmp_path):
         worker.thread.join(5)
         assert runner.health()["tailgate"]["tailgate-door"]["runs"] == 3
         assert worker.thread.is_alive() is False and worker.errors == 0  # not the gate's
+        assert watch.counter.granted == 1  # granted before the watch's first frame: counted
+        counter = watch.counter
+        worker.retire(time.monotonic())  # the supervisor restarts the gate: a fresh gate ...
+        worker.revive(time.monotonic())
+        stop.set()
+        worker.thread.join(5)
+        assert worker.observers[0] is watch and watch.counter is counter  # ... the same watch
     finally:
         app.close()

@@ -5,6 +5,8 @@ passes, none when the door closed in between, none for two people on two grants.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
 from gatectl.store.recorder import clip_of
 from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, VIEWS, Rig, clips, walk
+
+FACES = Path(__file__).parent / "data" / "faces"
 
 
 @pytest.fixture
@@ -215,3 +219,98 @@ def test_without_a_door_contact_a_pass_is_the_unlock_and_its_grace():
     assert c.crossing(7.0)  # still within the grace: the second person is a tailgate
     c.door(9.0, "locked", 1)
     assert not c.watching(9.0)
+
+
+def test_a_counter_whose_first_reading_is_mid_pass_counts_that_pass_s_grants():
+    """A watch starts reading the door when its camera's first frame reaches it: after a daemon
+    (re)start a card or a remote command may have unlocked the door before that. The grants of
+    the pass in progress count; grants whose pass ended before the first reading do not."""
+    c = PassCounter(grace_s=3)
+    c.door(0, "unlocked", 1)  # the first reading: granted before the camera's first frame
+    assert c.granted == 1 and not c.crossing(0.5) and c.crossing(1.0)
+    c.door(1.5, "open", 1)  # the same grant, read again: not counted twice
+    assert c.granted == 1
+    late = PassCounter(grace_s=3)
+    late.door(0, "locked", 3)  # three passes over before the first reading: nobody to count
+    assert not late.watching(0) and late.granted == 0
+    late.door(10, "unlocked", 4)  # the next pass has its one grant, not four
+    assert late.granted == 1 and not late.crossing(11) and late.crossing(12)
+
+
+def test_a_watch_whose_first_frame_comes_after_the_grant_still_alerts(tmp_path):
+    """The daemon's order: the door is granted (a card) before the camera's first frame reaches
+    the watch; the follower on that one grant is a tailgate all the same."""
+    rig = Rig(tmp_path)
+    try:
+        tailgate = next(c for c in clips(DETECTABLE[:2]) if c.tailgate)
+        assert tailgate.steps[0].door == ["grant"]  # granted just before the first frame
+        assert len(rig.play(tailgate)) == 1
+    finally:
+        rig.app.close()
+
+
+class CountingSession:
+    """The real YuNet onnxruntime session, its runs counted (each run is one YuNet pass)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.runs = 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.inner.run(*args, **kwargs)
+
+
+def test_faces_a_detector_keeps_for_others_are_what_their_own_run_finds(tmp_path):
+    """A face gate's YuNet (threshold 0.8) keeping its faces down to 0.3: a watch at 0.5 takes
+    exactly the faces its own run gives - here two faces the gate itself does not take (0.72,
+    0.78) and not the third (0.33) - and nothing from another frame or input scale."""
+    from gatectl.config.analysis import MIN_FACE_THRESHOLD
+    from gatectl.vision.face.detect import FaceDetector
+    from gatectl.vision.models import ModelStore
+
+    models = ModelStore()
+    gate = FaceDetector(models, 640, 0.8, share_from=MIN_FACE_THRESHOLD)
+    watch = FaceDetector(models, 640, 0.5)
+    clip = next(c for c in clips(["person_08", "person_12"], "approach") if c.tailgate)
+    image = clip.steps[11].image
+    assert gate.detect(image) == [] and gate.shared is not None
+    assert len(gate.shared.faces) == 3 and min(f.score for f in gate.shared.faces) < 0.5
+    own = watch.detect(image)
+    reused = watch.reuse(gate.shared, image)
+    assert reused is not None and len(own) == 2
+    assert [(f.box.tolist(), f.score) for f in reused] == [(f.box.tolist(), f.score) for f in own]
+    assert watch.reuse(gate.shared, image.copy()) is None  # another frame (compared by identity)
+    assert FaceDetector(models, 320, 0.5).reuse(gate.shared, image) is None  # another scale
+    assert FaceDetector(models, 640, 0.2).reuse(gate.shared, image) is None  # below its floor
+    assert FaceDetector(models, 640, 0.5).reuse(None, image) is None
+    group = cv2.imread(str(FACES / "multi_rose_kit.jpg"))  # the gate's own faces: unchanged
+    alone = [(f.box.tolist(), f.score) for f in FaceDetector(models, 640, 0.8).detect(group)]
+    assert len(alone) == 2
+    assert [(f.box.tolist(), f.score) for f in gate.detect(group)] == alone
+
+
+def test_on_a_face_gates_camera_yunet_runs_once_a_frame_and_the_alerts_are_the_same(tmp_path):
+    """The tailgate watch rides on the worker of the face gate on its camera: the worker hands
+    it the faces the gate found in the same frame, and the watch runs no YuNet of its own.
+    person_12's tailgate is found by her face alone, so the faces handed over must be the ones
+    the watch's own run finds (the gate's own threshold, 0.8, would drop them)."""
+    clip = next(c for c in clips(["person_08", "person_12"], "approach") if c.tailgate)
+    own = Rig(tmp_path / "own", **VIEWS["approach"])
+    try:
+        yunet = own.watch.faces.session = CountingSession(own.watch.faces.session)
+        assert len(own.play(clip)) == 1
+        assert yunet.runs == own.watch.runs > 0 and own.watch.faces_reused == 0
+    finally:
+        own.app.close()
+    rig = Rig(tmp_path / "shared", **VIEWS["approach"])
+    try:
+        worker = rig.through_gate()
+        yunet = CountingSession(rig.watch.faces.session)
+        worker.gate.analyzer.detector.session = rig.watch.faces.session = yunet
+        rig.play(clip)
+        assert yunet.runs == worker.gate.frames  # one YuNet run per frame, the gate's
+        assert rig.watch.runs == own.watch.runs and rig.watch.faces_reused == rig.watch.runs
+        assert rig.watch.alerts == 1
+    finally:
+        rig.app.close()

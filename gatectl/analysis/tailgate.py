@@ -34,6 +34,7 @@ import numpy as np
 from gatectl.config.analysis import TailgateConfig
 from gatectl.domain.records import Event
 from gatectl.store.recorder import EventRecorder, clip_of
+from gatectl.vision.face.detect import FrameFaces
 
 log = logging.getLogger("gatectl.tailgate")
 
@@ -170,13 +171,20 @@ def crossings(tracks: Sequence[PersonTrack], line: DoorLine) -> list[PersonTrack
 
 @dataclass
 class PassCounter:
-    """Grants against inward crossings over one pass (pure: fed door states and times)."""
+    """Grants against inward crossings over one pass (pure: fed door states and times).
+
+    The grant count is the door's since the controls started (`Controls.door_view`: from 0, as
+    is ``grants_seen``), and the counter reads it on the frames it is fed, so grants may come
+    before its first reading - a card, or a remote command, between a daemon (re)start and the
+    camera's first frame. Those of the pass in progress count; grants read while the door is
+    locked and closed past the grace belong to a pass that is over (each grant unlocks the
+    door) and are dropped, so no earlier pass's grant excuses a follower."""
 
     grace_s: float
     granted: int = 0
     crossed: int = 0
     alerted: bool = False
-    _grants_seen: int | None = None
+    grants_seen: int = 0  # the door's count at the last reading
     _open: bool = False
     _until: float | None = None  # counting until then (door unlocked or open, plus grace)
 
@@ -185,9 +193,10 @@ class PassCounter:
         if not self.watching(now):
             self.granted = self.crossed = 0
             self.alerted = False
-        new = 0 if self._grants_seen is None else max(grants - self._grants_seen, 0)
-        self._grants_seen = grants
-        self.granted += new
+        new = max(grants - self.grants_seen, 0)
+        self.grants_seen = grants
+        if state in WATCH_STATES or self.watching(now):
+            self.granted += new
         is_open = state in OPEN_STATES
         if self._open and not is_open:  # the leaf closed: whoever crossed went on these grants
             self.crossed = 0
@@ -221,6 +230,10 @@ class PersonDetector(Protocol):
 class FaceFinder(Protocol):
     def detect(self, image: np.ndarray) -> Sequence[Any]:
         """Faces with ``box`` (x1, y1, x2, y2) and ``score``, at the finder's own threshold."""
+        ...
+
+    def reuse(self, shared: FrameFaces | None, image: np.ndarray) -> Sequence[Any] | None:
+        """What `detect` would give, from another run on this frame (None: run `detect`)."""
         ...
 
 
@@ -260,16 +273,22 @@ class TailgateWatch:
         self._recent: deque[tuple[float, np.ndarray]] = deque()
         self._clip: _Clip | None = None
         self.runs = 0
+        self.faces_reused = 0  # runs on the faces the gate found in the frame (no YuNet run)
         self.alerts = 0
         self.run_ms: deque[float] = deque(maxlen=200)
 
     def reset(self) -> None:
         self.tracker.reset()
-        self.counter = PassCounter(self.cfg.grace_s)
+        # the grants read so far stay read: a pass in progress is not credited them again
+        self.counter = PassCounter(self.cfg.grace_s, grants_seen=self.counter.grants_seen)
         self._recent.clear()
         self._last_run = None
 
-    def process(self, image: np.ndarray, t: float) -> list[TailgateAlert]:
+    def process(self, image: np.ndarray, t: float,
+                faces: FrameFaces | None = None) -> list[TailgateAlert]:
+        """One frame taken at ``t``; ``faces``: what the gate on this camera found in it (its
+        worker hands them over), used instead of a face detector run of the watch's own when
+        they cover it (`FaceDetector.reuse`)."""
         state, grants = self.door_view()
         self.counter.door(t, state, grants)
         watching = self.counter.watching(t)
@@ -289,7 +308,7 @@ class TailgateWatch:
         boxes = person_boxes(
             [np.asarray(d.box) for d in self.detector.detect(image)
              if d.label == "person" and d.score >= self.cfg.threshold],
-            [np.asarray(f.box) for f in self.faces.detect(image)] if self.faces else [])
+            [np.asarray(f.box) for f in self._faces(image, faces)])
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)
         if self._line is None:
@@ -300,6 +319,17 @@ class TailgateWatch:
             if self.counter.crossing(t):
                 out.append(self._alert(image, t, boxes))
         return out
+
+    def _faces(self, image: np.ndarray, shared: FrameFaces | None) -> Sequence[Any]:
+        """The faces in ``image``: the gate's of this frame when they cover the watch's own
+        run, else that run (none without ``faces``)."""
+        if self.faces is None:
+            return []
+        found = self.faces.reuse(shared, image)
+        if found is None:
+            return self.faces.detect(image)
+        self.faces_reused += 1
+        return found
 
     def _keep(self, image: np.ndarray, t: float) -> None:
         """The last ``clip_s`` / 2 seconds of frames, and the frames of a clip being taken."""
@@ -361,7 +391,7 @@ class TailgateWatch:
 
     def health(self) -> dict[str, Any]:
         ms = sorted(self.run_ms)
-        return {"runs": self.runs, "alerts": self.alerts,
+        return {"runs": self.runs, "alerts": self.alerts, "faces_reused": self.faces_reused,
                 "detect_ms_p50": round(ms[len(ms) // 2], 1) if ms else None}
 
 

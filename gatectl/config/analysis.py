@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 
 from gatectl.config.base import MAX_ITEMS, Name, Strict
 
+MIN_FACE_THRESHOLD = 0.3  # the lowest tailgate face_threshold: a face gate shares faces from it
+
 
 class StrangersRule(Strict):
     """Unknown faces clustered into anonymous ids; one seen ``times`` times in ``days`` days is
@@ -136,12 +138,17 @@ class TailgateConfig(Strict):
         description="Also take a face (YuNet, the face gate's detector) outside every person "
         "box as a person: people walking towards a door camera show their faces, and the "
         "COCO person class misses some (masked, pale clothes on a pale wall) whose faces it "
-        "finds. One more model run per frame the watch looks at.",
+        "finds. One more model run per frame the watch looks at, but on a face gate's camera "
+        "(see face_threshold), where the gate's faces of that frame are taken.",
     )
     face_threshold: float = Field(
-        0.5, ge=0.3, le=1.0,
+        0.5, ge=MIN_FACE_THRESHOLD, le=1.0,
         description="YuNet score (0.3-1) for a face to count as a person: as the privacy blur "
-        "uses, lower than a face gate's (which must recognise the face, not just see it).",
+        "uses, lower than a face gate's (which must recognise the face, not just see it). On a "
+        "face gate's camera the watch takes the faces the gate found in the same frame "
+        "(found down to 0.3, the gate's own threshold applied to its own) instead of running "
+        "YuNet again, when the gate's detect_long_side gives the same input scale as the "
+        "watch's 640.",
     )
     hidden_s: float = Field(
         3.0, ge=1.5, le=10,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the parts a builder may use; types only, so a kind imports 
     from gatectl.store import Store
     from gatectl.store.recorder import EventRecorder
     from gatectl.vision.face.analyzer import FaceAnalyzer
+    from gatectl.vision.face.detect import FrameFaces
     from gatectl.vision.models import ModelStore
 
 
@@ -80,6 +81,16 @@ def box_of(box: np.ndarray) -> tuple[float, float, float, float]:
     """A model's box as plain floats: a view outlives the frame's arrays being reused."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return x1, y1, x2, y2
+
+
+@runtime_checkable
+class FaceSource(Protocol):
+    """A gate that hands the faces it found in a frame to the analysers fed the same frame (the
+    face gate: the tailgate watch on its camera then runs no face detector of its own)."""
+
+    def frame_faces(self) -> FrameFaces | None:
+        """The faces of the frame `process` last ran on, as found (None: none kept)."""
+        ...
 
 
 @runtime_checkable
@@ -150,8 +161,11 @@ class GateParts(Protocol):
         long_side: int,
         liveness: bool,
         liveness_threshold: float,
+        share_from: float | None = None,
     ) -> FaceAnalyzer:
-        """A face analyzer over the shared models."""
+        """A face analyzer over the shared models; ``share_from``: its detector keeps each
+        frame's faces down to this score for the analysers on the same camera
+        (`vision.face.detect.FrameFaces`)."""
         ...
 
     @property

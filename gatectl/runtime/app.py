@@ -184,8 +184,9 @@ class App:
         return d
 
     def analyzer(self, quality: FaceQuality, detect_threshold: float, long_side: int,
-                 liveness: bool, liveness_threshold: float) -> FaceAnalyzer:
-        detector = FaceDetector(self.models, long_side, detect_threshold)
+                 liveness: bool, liveness_threshold: float,
+                 share_from: float | None = None) -> FaceAnalyzer:
+        detector = FaceDetector(self.models, long_side, detect_threshold, share_from=share_from)
         return FaceAnalyzer(detector, self.embedder, self.liveness if liveness else None,
                             quality, liveness_threshold)
 

@@ -44,7 +44,7 @@ from gatectl.config.gates import FaceGateConfig
 from gatectl.config.run import RunConfig
 from gatectl.control.clock import CLOCK_TRUST_REQUESTS, ClockJump, boot_id
 from gatectl.core.safe_text import shown
-from gatectl.gates.base import Gate
+from gatectl.gates.base import FaceSource, Gate
 from gatectl.hw.display import PrivacyNotice
 from gatectl.hw.osdp.panel import Sink
 from gatectl.runtime.app import App
@@ -58,6 +58,7 @@ from gatectl.sources.motion import MotionFilter
 from gatectl.store.db import StoreError
 from gatectl.store.recorder import free_disk_mb
 from gatectl.store.salvage import quarantine_if_corrupt, salvage
+from gatectl.vision.face.detect import FrameFaces
 
 if TYPE_CHECKING:  # for annotations: the MQTT stack loads only when configured
     from gatectl.sync.client import SyncClient
@@ -80,11 +81,12 @@ BOARD_FIELDS = (
 
 
 class FrameObserver(Protocol):
-    """An analyser fed the frames a gate worker pulls (`analysis.tailgate.TailgateWatch`)."""
+    """An analyser fed the frames a gate worker pulls (`analysis.tailgate.TailgateWatch`), with
+    the faces the gate found in that frame when it is a `FaceSource`."""
 
     name: str
 
-    def process(self, image: np.ndarray, t: float) -> object: ...
+    def process(self, image: np.ndarray, t: float, faces: FrameFaces | None = None) -> object: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -180,9 +182,11 @@ class GateWorker:
     def _observe(self, image: np.ndarray, t: float, seq: int) -> None:
         """The analysers watching this camera (a tailgate watch), after the gate; one failing
         is counted and logged once a minute, never held against the gate."""
+        gate = self.gate
+        faces = gate.frame_faces() if isinstance(gate, FaceSource) else None
         for obs in self.observers:
             try:
-                obs.process(image, t)
+                obs.process(image, t, faces)
             except Exception:  # an analyser's failure is not the gate's
                 self.observer_errors += 1
                 if time.monotonic() - self._observer_logged >= OBSERVER_LOG_EVERY_S:

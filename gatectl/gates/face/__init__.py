@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gatectl.config.analysis import MIN_FACE_THRESHOLD
 from gatectl.config.gates import FaceGateConfig
 from gatectl.gates.base import GateKind, GateParts
 from gatectl.gates.face.gate import FaceGate
@@ -10,14 +11,16 @@ from gatectl.vision.qr import QrReader
 
 
 def build(parts: GateParts, gate: FaceGateConfig) -> FaceGate:
+    cfg = parts.cfg
+    watched = any(t.camera == gate.camera and t.faces for t in cfg.analysis.tailgate)
     analyzer = parts.analyzer(
         gate.quality,
         gate.thresholds.detect,
         gate.detect_long_side,
         gate.liveness,
         gate.thresholds.liveness,
+        MIN_FACE_THRESHOLD if watched else None,  # a tailgate watch takes this gate's faces
     )
-    cfg = parts.cfg
     fg = FaceGate(
         gate,
         cfg.door(gate.door),

@@ -35,6 +35,7 @@ from gatectl.gates.face.tracker import FaceTracker, Track, Vote, confirm, fuse
 from gatectl.people.directory import Directory
 from gatectl.store.recorder import EventRecorder
 from gatectl.vision.face.analyzer import FaceAnalyzer, FaceObservation
+from gatectl.vision.face.detect import FrameFaces
 from gatectl.vision.face.liveness import TrackLiveness
 from gatectl.vision.qr import QrReader
 
@@ -113,6 +114,11 @@ class FaceGate:
     def flush(self, t: float) -> list[GateDecision]:
         """Nothing to decide at the end of an input: a face track decides while it is seen."""
         return []
+
+    def frame_faces(self) -> FrameFaces | None:
+        """The faces YuNet found in the last frame, down to the floor its detector keeps (the
+        tailgate watch on this camera takes them rather than run YuNet again)."""
+        return self.analyzer.detector.shared
 
     def recent_frame(self, max_age_s: float = RECENT_FRAME_S) -> np.ndarray | None:
         """The last frame this gate looked at, if it is recent: the snapshot of a door alert
