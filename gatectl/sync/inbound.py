@@ -131,14 +131,16 @@ TOKEN_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _TOKEN = re.compile(TOKEN_PATTERN)
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 """Ids, nonces, key ids, device, door and model names: short, ASCII, nothing to escape."""
-Text = Annotated[str, AfterValidator(_clean_text)]
-Seconds = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
 
 
 def is_token(value: object) -> TypeGuard[str]:
     """A `Token`, for the checks outside a model (topics, ids, file names). A whole-string match:
     Python's ``$`` also matches before a final newline, so ``re.match`` would take "dev\\n"."""
     return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
+Seconds = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
 """A wall-clock time (seconds since the epoch, up to the year 5138)."""
 Version = Annotated[int, Field(ge=0, lt=2**53)]
 """Fits SQLite's INTEGER and a JSON number exactly; the enrollment authority bounds it further."""

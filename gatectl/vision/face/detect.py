@@ -136,8 +136,8 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         blob, scale = self.prepare(image)
-        floor = min(self.score_threshold, self.score_threshold if self.share_from is None
-                    else self.share_from)
+        floor = self.score_threshold if self.share_from is None \
+            else min(self.score_threshold, self.share_from)
         found = self.decode(self.infer(blob), blob.shape[2:4], scale, floor)
         if self.share_from is not None:
             self.shared = FrameFaces(image, tuple(found), floor, scale, self.nms_iou)
