@@ -49,6 +49,7 @@ class StandInView:
     def __init__(self, snapshot: Path | None = None):
         self.n = 0
         self.snapshot_file = snapshot
+        self.snapshots_asked: list[str] = []  # the ids the server looked up (well-formed only)
         self.event = EventRow("01JTESTEVENT0000000000000A", 1_790_000_000.0, "lobby", "access",
                               "granted", "resident <b>ok</b>", 7, None, 0.81,
                               "2026/01/01/x.jpg" if snapshot else None)
@@ -82,6 +83,7 @@ class StandInView:
         return [self.event][:limit]
 
     def snapshot(self, event_id: str) -> Path | None:
+        self.snapshots_asked.append(event_id)
         return self.snapshot_file if event_id == self.event.id else None
 
     def announcement(self) -> str | None:

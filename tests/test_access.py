@@ -9,6 +9,7 @@ import calendar
 import pyotp
 import pytest
 
+from gatectl.access.kinds import from_code
 from gatectl.access.pins import hash_pin, verify_pin
 from gatectl.config import default_config
 from gatectl.config.access import AccessConfig
@@ -230,6 +231,21 @@ def test_totp_code_opens_once_per_step_and_not_out_of_the_window(rig, relay, clo
     assert point.present(bad).reason == "code unknown"
     assert len(relay.history) == 2
     assert {e.credential for e in app.store.events(kind="access")} == {"totp"}
+
+
+def test_a_totp_code_with_anything_after_it_is_malformed_not_the_code_it_starts_with(
+        rig, relay, clock):
+    """A QR code's whole text is the credential (Python's ``$`` alone also matches before a
+    final newline, so "GT1:<uid>:<code>\\n" once opened the door)."""
+    app, point = rig("totp")
+    rid = resident(app)
+    secret = pyotp.random_base32()
+    app.store.set_totp_secret(rid, secret)
+    text = f"GT1:{app.store.resident(rid).uid}:{pyotp.TOTP(secret).at(clock())}"
+    for t, tail in enumerate(["\n", "\r\n", " "]):
+        p = from_code(text + tail, "door", "cam", float(t))
+        assert p is not None and point.present(p).reason == "code malformed", repr(tail)
+    assert relay.history == []
 
 
 def test_a_face_refusing_resident_has_no_template_and_gets_in_by_card(rig, relay, clock):

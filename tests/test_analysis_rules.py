@@ -171,6 +171,13 @@ def test_scheduled_run_records_each_alert_once_and_it_syncs(tmp_path):
         app.close()
 
 
+def test_analyse_step_with_anything_after_it_is_refused_in_one_line(tmp_path):
+    """Python's ``$`` alone also matches before a final newline: "1h\\n" was read as 1h."""
+    line = one_line_error(run_cli("analyse", "--since", "1d", "--step", "1h\n",
+                                  data=tmp_path / "state"))
+    assert line == "gatectl: --step: cannot read '1h\\x0a' (use 10m, 1h or 1d)", line
+
+
 def test_gatectl_analyse_prints_what_the_rules_would_raise(tmp_path):
     data = tmp_path / "state"
     app = App(default_config(), data)

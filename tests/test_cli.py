@@ -75,6 +75,12 @@ def test_enroll_refusals_are_one_line(tmp_path):
     assert line.endswith("none.toml: config file not found")
 
 
+def test_since_with_anything_after_the_span_is_refused_in_one_line(tmp_path):
+    """Python's ``$`` alone also matches before a final newline: "1h\\n" was read as 1h."""
+    line = one_line_error(run_cli("events", "list", "--since", "1h\n", data=tmp_path / "state"))
+    assert line.startswith("gatectl: --since: cannot read '1h\\x0a'"), line
+
+
 def test_watchlist_commands(tmp_path):
     d = tmp_path / "state"
     out = ok(run_cli("watchlist", "add", "--name", "Lin", "--reason", "police notice",

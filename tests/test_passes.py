@@ -13,6 +13,7 @@ import numpy as np
 import pyotp
 import pytest
 
+from gatectl.access.kinds import from_code
 from gatectl.access.passes import issue_pass, read_pass
 from gatectl.config import parse_config
 from gatectl.runtime.app import App
@@ -159,6 +160,19 @@ def test_each_bad_pass_is_refused_with_its_reason_and_an_event(site, relay, cloc
     [ev] = app.store.events(kind="access")
     assert (ev.decision, ev.reason, ev.credential) == ("denied", reason, "qr")
     assert relay.history == []
+
+
+def test_a_pass_with_anything_after_it_is_malformed_not_the_pass_it_starts_with(
+        site, relay, clock):
+    """A QR code's whole text is the pass (Python's ``$`` alone also matches before a final
+    newline, so a signed token followed by "\\n" once opened the door)."""
+    app, _, key = site
+    point = app.access_point("door")
+    token = a_pass(key, clock, "tail", uses=5)
+    for t, tail in enumerate(["\n", "\r\n", " "]):
+        p = from_code(token + tail, "door", "lobby", float(t))
+        assert p is not None and point.present(p).reason == "pass malformed", repr(tail)
+    assert relay.history == [] and app.store.pass_uses("tail") == 0
 
 
 def _tampered(token: str) -> str:

@@ -102,10 +102,20 @@ def test_local_page_routes(local):
     assert s["states"] == {"door:door": "locked"} and s["announcement"] == "no e-bikes in the lift"
     [ev] = s["events"]
     assert ev["reason"] == "resident <b>ok</b>" and ev["snapshot"] == f"/snapshot/{ev['id']}"
-    assert EVENT_ID.match(ev["id"])
+    assert EVENT_ID.fullmatch(ev["id"])
     assert client.get(ev["snapshot"]).content[:2] == b"\xff\xd8"
     assert client.get("/snapshot/..%2F..%2Fetc%2Fpasswd").status_code == 404
     assert client.get("/snapshot/01JTESTEVENT0000000000000B").status_code == 404
+
+
+def test_a_snapshot_id_with_anything_after_it_is_never_looked_up(local):
+    """The whole path segment is the event id (Python's ``$`` alone also matches before a final
+    newline, so "/snapshot/<id>%0A" reached the view's lookup)."""
+    view, client = local
+    for tail in ("%0A", "%0D%0A", "%20"):
+        r = client.get(f"/snapshot/{view.event.id}{tail}")
+        assert (r.status_code, r.text) == (404, "no such snapshot\n"), tail
+    assert view.snapshots_asked == []
 
 
 def test_live_view_is_an_annotated_jpeg_that_follows_the_frames(local):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 PREFIX = "GP1."
 MAX_TOKEN = 1024
 MAX_PAYLOAD = 600
-_TOKEN = re.compile(r"^GP1\.([A-Za-z0-9_.:-]{1,64})\.([A-Za-z0-9_-]{1,800})\.([A-Za-z0-9_-]{86})$")
+_TOKEN = re.compile(r"GP1\.([A-Za-z0-9_.:-]{1,64})\.([A-Za-z0-9_-]{1,800})\.([A-Za-z0-9_-]{86})")
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 DoorRef = Annotated[str, StringConstraints(pattern=r"^@?[A-Za-z0-9_.-]{1,64}$")]
@@ -92,14 +92,14 @@ def issue_pass(key: Ed25519PrivateKey, kid: str, *, pass_id: str, site: str, doo
     payload = _b64(json.dumps(body.model_dump(), separators=(",", ":")).encode())
     signed = f"{PREFIX}{kid}.{payload}"
     token = f"{signed}.{_b64(key.sign(signed.encode()))}"
-    if len(token) > MAX_TOKEN or not _TOKEN.match(token):
+    if len(token) > MAX_TOKEN or not _TOKEN.fullmatch(token):
         raise ValueError(f"pass: token too long ({len(token)} > {MAX_TOKEN}): fewer doors")
     return token
 
 
 def read_pass(token: str, keys: dict[str, Ed25519PublicKey]) -> VisitorPass:
     """The signed pass, or PassRefused ``pass malformed`` / ``pass forged``."""
-    m = _TOKEN.match(token) if len(token) <= MAX_TOKEN else None
+    m = _TOKEN.fullmatch(token) if len(token) <= MAX_TOKEN else None
     if m is None:
         raise PassRefused("pass malformed")
     kid, payload, sig = m.groups()

@@ -11,7 +11,7 @@ from gatectl.cli.common import AppFactory, fmt_time, parse_since, print_table
 from gatectl.core.errors import UsageError
 from gatectl.core.safe_text import shown
 
-_STEP = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+_STEP = re.compile(r"(\d+(?:\.\d+)?)([mhd])")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def step_seconds(text: str) -> float:
-    m = _STEP.match(text)
+    m = _STEP.fullmatch(text)
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"--step: cannot read '{shown(text, 40)}' (use 10m, 1h or 1d)")
     return float(m.group(1)) * {"m": 60, "h": 3600, "d": 86400}[m.group(2)]

@@ -33,12 +33,12 @@ def fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_REL = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
 def parse_since(text: str, now: float) -> float:
     """'30m', '2h', '7d' back from now, or an ISO date/time (local time unless it has a zone)."""
-    m = _REL.match(text)
+    m = _REL.fullmatch(text)
     if m:
         return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     try:

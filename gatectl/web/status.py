@@ -58,7 +58,7 @@ ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
 COOKIE = "gatectl_session"
 MAX_FORM = 4096  # bytes of a login form
 LOGINS_PER_S, LOGIN_BURST = 0.5, 5  # password checks (scrypt: CPU and memory) across all clients
-EVENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # a ULID
+EVENT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # a ULID
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -227,7 +227,7 @@ class StatusApp:
         if not await self._authorised(request):
             return self._denied(request)
         event_id = request.path_params["event_id"]
-        path = self.view.snapshot(event_id) if EVENT_ID.match(event_id) else None
+        path = self.view.snapshot(event_id) if EVENT_ID.fullmatch(event_id) else None
         if path is None or not path.is_file():
             return PlainTextResponse("no such snapshot\n", 404, headers=HEADERS)
         return FileResponse(path, media_type="image/jpeg", headers=HEADERS)

@@ -15,7 +15,7 @@ from gatectl.access.kinds import Claim, KindContext
 from gatectl.domain.credentials import Presented
 
 STEP_S = 30
-_CODE = re.compile(r"^GT1:([A-Za-z0-9_.:-]{1,64}):([0-9]{6})$")
+_CODE = re.compile(r"GT1:([A-Za-z0-9_.:-]{1,64}):([0-9]{6})")
 
 
 def matching_step(secret: str, code: str, now: float, window: int) -> int | None:
@@ -30,7 +30,7 @@ def matching_step(secret: str, code: str, now: float, window: int) -> int | None
 
 class ResidentCode:
     def claim(self, ctx: KindContext, p: Presented, expected: int | None) -> Claim:
-        m = _CODE.match(p.value)
+        m = _CODE.fullmatch(p.value)
         if m is None:
             return Claim(refused="code malformed")
         uid, code = m.groups()
