@@ -2,14 +2,16 @@
 """Tailgating: precision and recall of the tailgate watch on clips composed from real photos of
 people (tests/tailgate_clips.py: per person a single pass, a follower on one grant, a pass where
 the door closed in between, two people on two grants), and its cost per frame: the detectors'
-run (``detector_ms``: the bundled COCO YOLOX-nano, 416 px, and with ``--faces on`` YuNet at
-640 px) and the whole `TailgateWatch.process`.
+run (``detector_ms``: the person detector, ``analysis.tailgate.model``, 416 px, and with
+``--faces on`` YuNet at 640 px) and the whole `TailgateWatch.process`.
 
 A clip is a positive when two people went in on one grant; it counts as found when the watch
 raised exactly one alert on it, and any alert on another clip is a false positive. ``--people
-all`` includes the two people the COCO model misses (person_12, masked, pale coat on a pale
-wall; person_13, head cut by the photo's top edge): YuNet finds their faces once they are near
-the camera (``--view approach``), not at the side view's size. With ``--gate on`` each frame
+all`` includes the two people the COCO model (``--model yolox_nano``) misses (person_12,
+masked, pale coat on a pale wall; person_13, head cut by the photo's top edge): YuNet finds
+person_12's face once she is near the camera (``--view approach``), not at the side view's size;
+the default person model (yolox_nano_person) finds both. ``--model FILE.onnx`` measures a
+`scripts/train_detector.py --target person` output before it is installed. With ``--gate on`` each frame
 goes through the door camera's face gate first, as in the daemon, and the watch takes the faces
 the gate found in it (``faces_reused``): its ``detector_ms`` then has no YuNet run of its own.
 
@@ -17,6 +19,7 @@ Prints progress to stderr and, last, one JSON line on stdout.
 
     python scripts/bench_tailgate.py [--people detectable|all] [--first N]
         [--view side|approach] [--faces on|off] [--threshold T] [--gate on|off]
+        [--model NAME|FILE.onnx]
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from benchlib import stats
 
+from gatectl.runtime.app import SITE_MODELS
+from gatectl.vision.models import install_site_model
+
 from tests.tailgate_clips import (
     ALL,
     DETECTABLE,
@@ -52,7 +58,7 @@ from tests.tailgate_clips import (
 
 def standing_scores(rig: Rig, people: list[str]) -> dict[str, dict[str, float]]:
     """The detectors' best scores for each person standing mid-frame in the hallway, at two
-    sizes: how well the COCO model sees these people at all (its threshold is
+    sizes: how well the person model sees these people at all (0 below its threshold,
     analysis.tailgate.threshold, 0.35 by default) and, with faces on, how well YuNet sees
     their faces (analysis.tailgate.face_threshold, 0.5)."""
     detector, faces = rig.watch.detector, rig.watch.faces
@@ -82,6 +88,9 @@ def main() -> None:
                     help="analysis.tailgate.faces: faces count as people too (off: as before)")
     ap.add_argument("--threshold", type=float, default=None,
                     help="analysis.tailgate.threshold (default: the config's)")
+    ap.add_argument("--model", default=None, metavar="NAME|FILE.onnx",
+                    help="analysis.tailgate.model (default: the config's), or a detector file "
+                    "(a scripts/train_detector.py output), installed as a site model for the run")
     ap.add_argument("--gate", choices=["on", "off"], default="off",
                     help="on: frames go through the door camera's face gate first, as in the "
                     "daemon, and the watch takes the gate's faces (process_ms is then the gate "
@@ -94,6 +103,12 @@ def main() -> None:
         over: dict[str, object] = {"faces": args.faces == "on", **VIEWS[args.view]}
         if args.threshold is not None:
             over["threshold"] = args.threshold
+        if args.model and args.model.endswith(".onnx"):
+            install_site_model(Path(tmp) / "state" / SITE_MODELS, "candidate", Path(args.model),
+                               f"bench_tailgate candidate ({args.model})")
+            over["model"] = "candidate"
+        elif args.model:
+            over["model"] = args.model
         rig = Rig(Path(tmp), **over)
         standing = standing_scores(rig, people)
         if args.gate == "on":
@@ -133,6 +148,7 @@ def main() -> None:
         "view": args.view,
         "faces": args.faces,
         "gate": args.gate,
+        "model": args.model or rig.watch.cfg.model,
         "threshold": rig.watch.cfg.threshold,
         "people": len(people),
         "clips": len(per_clip),

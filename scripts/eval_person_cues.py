@@ -3,7 +3,10 @@
 labelled people the COCO person class finds (analysis.tailgate.threshold), and how many more
 the face cue adds (YuNet at analysis.tailgate.face_threshold, a face outside every person box
 taken as a body under it: `gatectl.analysis.tailgate.person_boxes`), and at what cost in boxes
-that are nobody.
+that are nobody (a person box overlapping no labelled person of any size at IoU 0.3; a face
+box in no labelled person's upper half). ``--model`` compares another person detector (a
+`scripts/train_detector.py --target person` output) and ``--held`` keeps to the images that
+run held aside, so a trained model is measured only on photos it never saw.
 
 The photos are a YOLO-labelled set (class 0 = person), e.g. the shared training set
 ``datasets/people`` ("Capston2", CC BY 4.0): read where they are, never copied into the
@@ -20,6 +23,7 @@ its door.
 Prints one JSON line.
 
     python scripts/eval_person_cues.py DATASET_DIR [--threshold T] [--face-threshold F]
+        [--model NAME|FILE.onnx] [--held OUT/manifest.json]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from gatectl.analysis.tailgate import BODY_PER_FACE, person_boxes
 from gatectl.config.analysis import TailgateConfig
-from gatectl.runtime.app import PERSON_MODEL
+from gatectl.gates.base import iou
 from gatectl.vision.face.detect import FaceDetector
 from gatectl.vision.models import ModelStore
 from gatectl.vision.objects import open_detector
@@ -47,21 +51,15 @@ from gatectl.vision.objects import open_detector
 MIN_HEIGHT = 1 / 8  # of the frame: smaller people are not at the door
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
-
-
-def labels(path: Path, w: int, h: int) -> list[np.ndarray]:
-    """The labelled people of one image in pixels (YOLO rows ``class cx cy w h``)."""
+def labels(path: Path, w: int, h: int, min_height: float = MIN_HEIGHT) -> list[np.ndarray]:
+    """The labelled people of one image at least ``min_height`` of it high, in pixels (YOLO
+    rows ``class cx cy w h``)."""
     out = []
     for row in path.read_text().splitlines():
         f = row.split()
         if len(f) == 5 and f[0] == "0":
             cx, cy, bw, bh = (float(v) for v in f[1:])
-            if bh >= MIN_HEIGHT:
+            if bh >= min_height:
                 out.append(np.array([(cx - bw / 2) * w, (cy - bh / 2) * h,
                                      (cx + bw / 2) * w, (cy + bh / 2) * h]))
     return out
@@ -96,36 +94,49 @@ def main() -> None:
     defaults = TailgateConfig(door="d", camera="c")
     ap.add_argument("--threshold", type=float, default=defaults.threshold)
     ap.add_argument("--face-threshold", type=float, default=defaults.face_threshold)
+    ap.add_argument("--model", default=defaults.model,
+                    help="the person detector: a registry name, or an .onnx file (a trainer's output)")
+    ap.add_argument("--held", type=Path, metavar="MANIFEST",
+                    help="only the images a scripts/train_detector.py run held aside (its manifest.json)")
     args = ap.parse_args()
     models = ModelStore()
-    detector = open_detector(models.session(PERSON_MODEL), "yolox", 416, {"person": 0},
-                             args.threshold, 1, "eval")
+    session = (models.session_for_file(Path(args.model)) if args.model.endswith(".onnx")
+               else models.session(args.model))
+    detector = open_detector(session, "yolox", 416, {"person": 0}, args.threshold, 1, "eval")
     faces = FaceDetector(models, 640, args.face_threshold)
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
-    for img_path in sorted((args.dataset / "images").iterdir()):
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
+    images = sorted((args.dataset / "images").iterdir())
+    if args.held:
+        held = {Path(f).name for f in json.loads(args.held.read_text())["held_aside_files"]}
+        images = [p for p in images if p.name in held]
+    for img_path in images:
         image = cv2.imread(str(img_path))
         label = args.dataset / "labels" / f"{img_path.stem}.txt"
         if image is None or not label.is_file():
             continue
         truth = labels(label, image.shape[1], image.shape[0])
+        anyone = labels(label, image.shape[1], image.shape[0], 0.0)
         persons = [np.asarray(d.box) for d in detector.detect(image) if d.label == "person"]
+        nobody = sum(all(iou(a, p) < 0.3 for a in anyone) for p in persons)
         bodies = person_boxes(persons, [np.asarray(f.box) for f in faces.detect(image)])
         bodies = bodies[len(persons):]
         p, f, false = found(truth, persons, bodies)
         source = re.sub(r"[-_]?\d+$", "", img_path.stem.split("_jpg.rf.")[0].split("_png")[0])
         for key in ("all", source or "numbered"):
             t = tally[key]
-            for i, v in enumerate((1, len(truth), p, f, false, len(persons))):
+            for i, v in enumerate((1, len(truth), p, f, false, len(persons), nobody)):
                 t[i] += v
     out = {}
-    for key, (images, people, p, f, false, boxes) in sorted(tally.items()):
+    for key, (images, people, p, f, false, boxes, nobody) in sorted(tally.items()):
         if key != "all" and people < 5:
             continue
         out[key] = {"images": images, "people": people, "by_person": p, "by_face_only": f,
                     "recall_person": round(p / people, 3) if people else None,
                     "recall_with_faces": round((p + f) / people, 3) if people else None,
-                    "face_boxes_of_nobody": false, "person_boxes": boxes}
-    print(json.dumps({"threshold": args.threshold, "face_threshold": args.face_threshold,
+                    "face_boxes_of_nobody": false, "person_boxes": boxes,
+                    "person_boxes_of_nobody": nobody}
+    print(json.dumps({"model": args.model, "held": str(args.held) if args.held else None,
+                      "threshold": args.threshold, "face_threshold": args.face_threshold,
                       "min_height": MIN_HEIGHT, "sets": out}))
 
 

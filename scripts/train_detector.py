@@ -33,6 +33,7 @@ to stderr, one JSON line to stdout. Needs the ``[train]`` extra (``pip install -
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import math
@@ -64,6 +65,8 @@ from gatectl.vision.objects import PAD, yolox_grid  # noqa: E402
 
 SIZE = 416
 MOTORCYCLE = 3  # COCO channel the gate reads as an e-bike
+PERSON = 0  # COCO channel the tailgate watch reads as a person
+TARGETS = {"ebike": MOTORCYCLE, "person": PERSON}  # --target -> the trained channel
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -473,10 +476,7 @@ class Composer:
         if positive and self.real and rng.random() < 0.2:  # a real street photo as it is, distorted
             s = self.real[rng.integers(len(self.real))]
             img = cv2.imread(str(s.path))
-            h, w = img.shape[:2]
-            b = s.boxes[s.boxes[:, 0] == 0][:, 1:]
-            boxes = np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h,
-                              (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1)
+            boxes = pixel_boxes(s, {0}, img.shape[1], img.shape[0])
             if rng.random() < 0.5:
                 img, boxes = fisheye(rng, img, boxes)
             return letterbox(photometric(rng, img), boxes)
@@ -520,15 +520,43 @@ class Composer:
         return letterbox(photometric(rng, img), boxes)
 
 
-def site_scene(rng, s: Sample, ebike_ids: set[int]) -> tuple[np.ndarray, np.ndarray]:
-    """A site's own frame with light augmentation (flip, exposure, blur, JPEG)."""
+def pixel_boxes(s: Sample, ids: set[int], w: int, h: int) -> np.ndarray:
+    """The sample's boxes of classes ``ids`` as x0, y0, x1, y1 in pixels of a w x h image."""
+    b = s.boxes[np.isin(s.boxes[:, 0].astype(int), list(ids))][:, 1:]
+    return np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h,
+                     (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1).reshape(-1, 4)
+
+
+def cut(rng, img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A window of 55-100 % of each side: objects cut by the frame's edge, as a door camera
+    sees someone close under it (head above the frame) or half through its field. A box keeps
+    its visible part when at least a third of it stays in view and is dropped otherwise; the
+    dropped ones' visible parts would be unlabelled positives, so a cut that leaves a sliver of
+    8 px or more of one is tried again (or the image kept whole)."""
+    h, w = img.shape[:2]
+    for _ in range(5):
+        cw, ch = int(w * rng.uniform(0.55, 1.0)), int(h * rng.uniform(0.55, 1.0))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        inner = np.clip(boxes - [x0, y0, x0, y0], 0, [cw, ch, cw, ch])
+        seen = (inner[:, 2:] - inner[:, :2]).clip(min=0).prod(1)
+        whole = (boxes[:, 2:] - boxes[:, :2]).clip(min=1).prod(1)
+        keep = seen >= whole / 3
+        sliver = ~keep & ((inner[:, 2:] - inner[:, :2]) >= 8).all(1)
+        if not sliver.any():
+            return img[y0:y0 + ch, x0:x0 + cw].copy(), inner[keep]
+    return img, boxes
+
+
+def site_scene(rng, s: Sample, ids: set[int], crop: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A site's own frame with light augmentation (flip, exposure, blur, JPEG) and, with
+    probability ``crop``, a `cut` of it."""
     img = cv2.imread(str(s.path))
     h, w = img.shape[:2]
-    b = s.boxes[np.isin(s.boxes[:, 0].astype(int), list(ebike_ids))][:, 1:]
-    boxes = np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h,
-                      (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1).reshape(-1, 4)
+    boxes = pixel_boxes(s, ids, w, h)
     if rng.random() < 0.5:
         img, boxes = img[:, ::-1].copy(), boxes[:, [2, 1, 0, 3]] * [-1, 1, -1, 1] + [w, 0, w, 0]
+    if rng.random() < crop:
+        img, boxes = cut(rng, img, boxes)
     return letterbox(photometric(rng, img), boxes)
 
 
@@ -560,12 +588,14 @@ def iou(a: torch.Tensor, b: torch.Tensor, giou: bool = False) -> torch.Tensor:
     return out
 
 
-def assign(pred: torch.Tensor, gts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Simplified SimOTA for one image: per e-bike box, the anchors inside it and near its centre
-    are candidates; the ``k`` cheapest (class + 3 x IoU cost, k from the summed top IoUs) are
-    positives. Returns (positive mask, matched box per anchor, candidate mask)."""
+def assign(pred: torch.Tensor, gts: np.ndarray,
+           channel: int = MOTORCYCLE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Simplified SimOTA for one image: per labelled box, the anchors inside it and near its
+    centre are candidates; the ``k`` cheapest (class ``channel`` + 3 x IoU cost, k from the
+    summed top IoUs) are positives. Returns (positive mask, matched box per anchor, candidate
+    mask)."""
     boxes = decode(pred[:, :4].detach())
-    score = (pred[:, 4] * pred[:, 5 + MOTORCYCLE]).detach().clamp(1e-6, 1 - 1e-6)
+    score = (pred[:, 4] * pred[:, 5 + channel]).detach().clamp(1e-6, 1 - 1e-6)
     pos = torch.zeros(len(pred), dtype=torch.bool)
     cand_all = torch.zeros_like(pos)
     target = torch.zeros(len(pred), 4)
@@ -598,27 +628,28 @@ def kl(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def loss_fn(out: torch.Tensor, teacher: torch.Tensor, gts: list[np.ndarray],
-            neg_weight: float = 10.0) -> tuple[torch.Tensor, dict]:
-    """E-bike boxes on channel 3; hard negatives on channel 3 everywhere else; the teacher's
-    objectness, boxes and the other classes distilled where it sees something."""
+            neg_weight: float = 10.0, channel: int = MOTORCYCLE) -> tuple[torch.Tensor, dict]:
+    """The labelled boxes on class ``channel`` (3: e-bikes); hard negatives on that channel
+    everywhere else; the teacher's objectness, boxes and the other classes distilled where it
+    sees something."""
     parts = {"box": 0.0, "pos": 0.0, "neg": 0.0, "distil": 0.0}
     total, n_pos = out.new_zeros(()), 0
     for i in range(len(out)):
         o, t = out[i], teacher[i]
-        pos, target, cand = assign(o, gts[i]) if len(gts[i]) else (torch.zeros(len(o), dtype=torch.bool),) * 3
+        pos, target, cand = assign(o, gts[i], channel) if len(gts[i]) else (torch.zeros(len(o), dtype=torch.bool),) * 3
         n_pos += int(pos.sum())
         if pos.any():
             box = (1 - iou(decode(o[pos, :4], pos), target[pos], giou=True)).sum()
-            p = (bce(o[pos, 4], torch.ones(1)) + bce(o[pos, 5 + MOTORCYCLE], torch.ones(1))).sum()
+            p = (bce(o[pos, 4], torch.ones(1)) + bce(o[pos, 5 + channel], torch.ones(1))).sum()
             total = total + 5 * box + p
             parts["box"] += float(box.detach())
             parts["pos"] += float(p.detach())
         other = ~pos
-        s = (o[:, 4] * o[:, 5 + MOTORCYCLE])[other & ~cand]
+        s = (o[:, 4] * o[:, 5 + channel])[other & ~cand]
         neg = (bce(s, torch.zeros(1)) * s.detach().clamp(min=0.02)).sum() * neg_weight
         tobj = t[:, 4]
         w = tobj.clamp(min=0.01)
-        cls = torch.cat([torch.arange(5, 5 + MOTORCYCLE), torch.arange(6 + MOTORCYCLE, 85)])
+        cls = torch.cat([torch.arange(5, 5 + channel), torch.arange(6 + channel, 85)])
         distil = (kl(o[other, 4], tobj[other]).sum()
                   + (w[:, None] * kl(o[:, cls], t[:, cls])).sum()
                   + (tobj[other, None] * (o[other, :4] - t[other, :4]).abs()).sum())
@@ -657,8 +688,8 @@ class OrtModel:
         return out[0][0], out[1:]
 
 
-def best_motorcycle(raw: np.ndarray) -> float:
-    return float((raw[:, 4] * raw[:, 5 + MOTORCYCLE]).max())
+def best_score(raw: np.ndarray, channel: int = MOTORCYCLE) -> float:
+    return float((raw[:, 4] * raw[:, 5 + channel]).max())
 
 
 def shows_two_wheeler(model: OrtModel, path: Path, threshold: float = 0.15) -> bool:
@@ -668,16 +699,18 @@ def shows_two_wheeler(model: OrtModel, path: Path, threshold: float = 0.15) -> b
     return float((raw[:, 4:5] * raw[:, [6, 5 + MOTORCYCLE]]).max()) >= threshold
 
 
-def compare(models: dict[str, Path], held: list[Sample], ebike_ids: set[int], threshold: float) -> dict:
-    """Recall / false alarms of each model on the held-aside images, whole frame at ``threshold``."""
+def compare(models: dict[str, Path], held: list[Sample], ids: set[int], threshold: float,
+            channel: int = MOTORCYCLE) -> dict:
+    """Recall / false alarms of each model on the held-aside images, whole frame at ``threshold``
+    (for people, ``scripts/eval_person_cues.py --held`` counts them box by box)."""
     out = {}
     for name, path in models.items():
         m = OrtModel(path)
         found = fa = pos = 0
         for s in held:
             canvas, _ = letterbox(cv2.imread(str(s.path)), np.zeros((0, 4)))
-            hit = best_motorcycle(m(canvas)) >= threshold
-            is_pos = bool(np.isin(s.boxes[:, 0].astype(int), list(ebike_ids)).any())
+            hit = best_score(m(canvas), channel) >= threshold
+            is_pos = bool(np.isin(s.boxes[:, 0].astype(int), list(ids)).any())
             pos += is_pos
             found += is_pos and hit
             fa += (not is_pos) and hit
@@ -694,22 +727,31 @@ def held_aside(s: Sample, fraction: float, digest: str) -> bool:
     return int(digest[:8], 16) / 0xFFFFFFFF >= 1 - fraction
 
 
-def shipped_default() -> Path:
-    """The registry's default e-bike detector (what a site runs today)."""
+def shipped_default(target: str) -> Path:
+    """The model a site runs today for ``target``: the registry's default e-bike detector, or
+    the tailgate watch's person detector."""
+    from gatectl.config.analysis import TailgateConfig
     from gatectl.config.gates import EbikeDetectorConfig
     from gatectl.vision.models import ModelStore
 
-    return ModelStore().path(EbikeDetectorConfig().model)
+    model = EbikeDetectorConfig().model if target == "ebike" else TailgateConfig(door="d", camera="c").model
+    return ModelStore().path(model)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (model + manifest.json)")
-    ap.add_argument("--name", default="yolox_nano_ebike", help="file name of the exported model")
+    ap.add_argument("--target", choices=sorted(TARGETS), default="ebike",
+                    help="the class trained: e-bikes (COCO channel 3) or people (channel 0, --data only)")
+    ap.add_argument("--name", help="file name of the exported model (default: yolox_nano_<target>)")
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "datasets",
                     help="the shared datasets folder (two-wheelers/, people/)")
     ap.add_argument("--data", type=Path, help="a site's YOLO-format folder: fine-tune the shipped model on it")
-    ap.add_argument("--ebike-ids", default="0", help="--data: label class ids that are e-bikes (comma list)")
+    ap.add_argument("--ids", default="0", help="--data: label class ids of the target (comma list)")
+    ap.add_argument("--crop", type=float, default=0.0,
+                    help="--data: share of frames cut to a window of 55-100%% of each side (objects cut by the edge)")
+    ap.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="--data: images whose file name matches are held aside too, never trained on (repeatable)")
     ap.add_argument("--holdout", type=float, default=0.2, help="--data: fraction held aside for the comparison")
     ap.add_argument("--base", type=Path, help="model to start from (default: yolox_nano, or with --data the shipped default)")
     ap.add_argument("--teacher", type=Path, default=REPO / "models/yolox_nano/yolox_nano.onnx",
@@ -722,7 +764,8 @@ def main() -> int:
     ap.add_argument("--neg-weight", type=float, default=10.0,
                     help="weight of the e-bike score on everything that is not an e-bike (false alarms)")
     ap.add_argument("--max-files", type=int, default=0, help="use at most this many images per set (0: all)")
-    ap.add_argument("--threshold", type=float, default=0.15, help="--data comparison: the gate's threshold")
+    ap.add_argument("--threshold", type=float,
+                    help="--data comparison: the gate's threshold (default 0.15 e-bikes, 0.35 people)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -739,24 +782,30 @@ def main() -> int:
             used[str(s.path)] = sha256(s.path)
         return samples
 
-    ebike_ids = {int(x) for x in args.ebike_ids.split(",") if x.strip()}
+    channel = TARGETS[args.target]
+    name = args.name or f"yolox_nano_{args.target}"
+    threshold = args.threshold if args.threshold is not None else (0.15 if args.target == "ebike" else 0.35)
+    ids = {int(x) for x in args.ids.split(",") if x.strip()}
     teacher = OrtModel(args.teacher)
+    if args.target != "ebike" and not args.data:
+        sys.exit(f"train_detector: --target {args.target} needs --data (the composed scenes are e-bike scenes)")
     if args.data:
         if not args.data.is_dir():
             sys.exit(f"train_detector: --data {args.data}: not a folder")
         site = read_yolo(args.data)
         if not site:
             sys.exit(f"train_detector: --data {args.data}: no images under an images/ folder")
-        note(site)
-        held = [s for s in site if held_aside(s, args.holdout, used[str(s.path)])]
-        train_set = limit([s for s in site if not held_aside(s, args.holdout, used[str(s.path)])])
+        held = [s for s in site if held_aside(s, args.holdout, sha256(s.path))
+                or any(fnmatch.fnmatch(s.path.name, g) for g in args.exclude)]
+        aside = {s.path for s in held}
+        train_set = note(limit([s for s in site if s.path not in aside]))
         if not held or not train_set:
             sys.exit(f"train_detector: --data {args.data}: {len(site)} images are too few to hold some aside")
-        base = args.base or shipped_default()
+        base = args.base or shipped_default(args.target)
 
         def make_batch(n: int):
             picks = rng.integers(0, len(train_set), n)
-            return [site_scene(rng, train_set[i], ebike_ids) for i in picks]
+            return [site_scene(rng, train_set[i], ids, args.crop) for i in picks]
     else:
         for sub in ("two-wheelers", "people"):
             if not (args.shared / sub).is_dir():
@@ -797,7 +846,7 @@ def main() -> int:
         t = torch.from_numpy(np.stack([r[0] for r in runs] if same else [teacher(b[0]) for b in batch]))
         feats = {name: torch.from_numpy(np.concatenate([r[1][i] for r in runs]))
                  for i, name in enumerate(net.frontier)}
-        loss, parts = loss_fn(net(frontier=feats), t, [b[1] for b in batch], args.neg_weight)
+        loss, parts = loss_fn(net(frontier=feats), t, [b[1] for b in batch], args.neg_weight, channel)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -807,22 +856,24 @@ def main() -> int:
         if step % 20 == 0 or step == args.steps - 1:
             print(f"step {step}/{args.steps} loss {float(loss):.3f} {parts} "
                   f"{time.time() - t_wall:.0f}s", file=sys.stderr)
-    model_path = args.out / f"{args.name}.onnx"
+    model_path = args.out / f"{name}.onnx"
     net.export(model_path)
     result = {"model": str(model_path), "sha256": sha256(model_path), "base": str(base),
               "base_sha256": sha256(Path(base)), "teacher_sha256": sha256(args.teacher),
               "mode": "site" if args.data else "shared", "seed": args.seed, "steps": args.steps,
               "batch": args.batch, "lr": args.lr, "train": args.train, "neg_weight": args.neg_weight,
-              "positive_rate": args.positive_rate,
-              "final_loss": round(float(np.mean(history[-20:])), 4)}
+              "positive_rate": args.positive_rate, "target": args.target, "crop": args.crop,
+              "exclude": args.exclude, "final_loss": round(float(np.mean(history[-20:])), 4)}
     if args.data:
-        result["comparison"] = compare({"current": Path(base), "new": model_path}, held, ebike_ids, args.threshold)
+        result["comparison"] = compare({"current": Path(base), "new": model_path}, held, ids, threshold, channel)
         result["held_aside"] = len(held)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result |= {"wall_s": round(time.time() - t_wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                "files_used": len(used)}
     manifest = result | {"command": sys.argv, "data": [{"file": os.path.relpath(f, REPO.parent), "sha256": h}
                                                        for f, h in sorted(used.items())]}
+    if args.data:  # what the comparison (and scripts/eval_person_cues.py --held) may evaluate on
+        manifest["held_aside_files"] = sorted(os.path.relpath(s.path, REPO.parent) for s in held)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(json.dumps(result))
     return 0

@@ -21,7 +21,8 @@ def test_every_registered_model_verifies():
     results = store.check_all()
     assert {s.name for s, _ in results} == {"yunet_n", "minifasnet_v2", "minifasnet_v1se", "mobilefacenet",
                                             "plate_det_320", "plate_det_640", "plate_color", "plate_text",
-                                            "plate_text_keys", "yolox_nano", "yolox_nano_ebike"}
+                                            "plate_text_keys", "yolox_nano", "yolox_nano_ebike",
+                                            "yolox_nano_person"}
     assert [err for _, err in results if err] == []
 
 

@@ -135,9 +135,20 @@ def test_eval_person_cues_counts_who_only_the_face_cue_finds(tmp_path):
         rows.append(f"0 {x / W} {(H - 10 - height / 2) / H} {w / W} {height / H}")
     cv2.imwrite(str(tmp_path / "images" / "hall_01.png"), frame)
     (tmp_path / "labels" / "hall_01.txt").write_text("\n".join(rows))
-    out = last_json("scripts/eval_person_cues.py", str(tmp_path))
-    assert {k: out["sets"]["all"][k] for k in ("people", "by_person", "by_face_only")} == {
-        "people": 2, "by_person": 1, "by_face_only": 1}
+    empty = background(1)  # a hallway with nobody in it, and a box for nobody
+    paste(empty, person("person_06", 300), 320, H - 10)
+    cv2.imwrite(str(tmp_path / "images" / "hall_02.png"), empty)
+    (tmp_path / "labels" / "hall_02.txt").write_text("")
+    out = last_json("scripts/eval_person_cues.py", str(tmp_path), "--model", "yolox_nano")
+    assert {k: out["sets"]["all"][k] for k in ("images", "people", "by_person", "by_face_only",
+                                               "person_boxes_of_nobody")} == {
+        "images": 2, "people": 2, "by_person": 1, "by_face_only": 1, "person_boxes_of_nobody": 1}
+    # a trainer's held-aside list keeps the count to those images
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"held_aside_files": ["x/images/hall_01.png"]}))
+    held = last_json("scripts/eval_person_cues.py", str(tmp_path), "--model", "yolox_nano",
+                     "--held", str(manifest))
+    assert held["sets"]["all"]["images"] == 1 and held["sets"]["all"]["person_boxes_of_nobody"] == 0
 
 
 def test_bench_tailgate_reports_precision_recall_and_cost():

@@ -102,3 +102,46 @@ def test_a_missing_site_folder_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "scripts/train_detector.py"), "--data", str(tmp_path / "nope"),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "--data" in r.stderr
+
+
+def test_a_cut_keeps_the_visible_part_of_each_box_and_leaves_no_unlabelled_sliver():
+    rng = np.random.default_rng(3)
+    img = frame(4)
+    boxes = np.array([[100, 20, 180, 400], [300, 150, 340, 250]], np.float32)
+    for _ in range(50):
+        out, kept = td.cut(rng, img, boxes)
+        h, w = out.shape[:2]
+        assert out.shape[0] >= 0.55 * 416 - 1 and out.shape[1] >= 0.55 * 416 - 1
+        assert ((kept >= 0) & (kept <= [w, h, w, h])).all()  # inside the window
+        for k in kept:  # each kept box is the visible part of one labelled box, a third of it or more
+            assert (k[2:] - k[:2]).prod() >= min((b[2:] - b[:2]).prod() for b in boxes) / 3 - 1
+        assert len(kept) <= 2
+
+
+@needs_data
+def test_people_train_on_channel_0_and_excluded_photos_are_held_aside(tmp_path):
+    site = tmp_path / "site"
+    for sub in ("images", "labels"):
+        (site / sub).mkdir(parents=True)
+    people = td.read_yolo(SHARED / "people")[:10]
+    for s in people:
+        shutil.copy(s.path, site / "images" / s.path.name)
+        shutil.copy(s.path.parent.parent / "labels" / (s.path.stem + ".txt"), site / "labels")
+    excluded = people[0].path.name
+    out = run("--target", "person", "--data", str(site), "--out", str(tmp_path / "out"), "--steps", "2",
+              "--batch", "2", "--crop", "0.5", f"--exclude={excluded[:12]}*", "--holdout", "0.3")
+    assert out["target"] == "person" and (tmp_path / "out" / "yolox_nano_person.onnx").is_file()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    held = {f.split("/")[-1] for f in manifest["held_aside_files"]}
+    trained = {d["file"].split("/")[-1] for d in manifest["data"]}
+    assert excluded in held and not held & trained and len(held | trained) == 10
+    assert out["comparison"]["new"]["positives"] == len(held)  # every photo shows people
+    new = td.OrtModel(tmp_path / "out" / "yolox_nano_person.onnx")(frame(2))
+    old = td.OrtModel(BASE)(frame(2))
+    assert np.abs(new[:, 5] - old[:, 5]).max() > np.abs(new[:, 5 + td.MOTORCYCLE] - old[:, 5 + td.MOTORCYCLE]).max()
+
+
+def test_people_need_a_site_folder(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "scripts/train_detector.py"), "--target", "person",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "--data" in r.stderr

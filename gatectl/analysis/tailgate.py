@@ -48,6 +48,13 @@ CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory a
 BODY_PER_FACE = 7.0
 BODY_WIDTH_PER_FACE = 3.0
 COUNTED_GROWTH = 1.5  # see PersonTracker
+# How far feet move between two sightings, in the person's own heights: at most
+# FOOT_JITTER (the box's bottom moving with the gait, legs hidden and shown) plus
+# MAX_FOOT_SPEED a second (running; the feet move faster in the image near a camera people
+# walk towards). A move further than that is a detector's glitch for a frame (a box stretched
+# to someone else's feet), not a step: no crossing is read from it (see `crossings`).
+FOOT_JITTER = 0.25
+MAX_FOOT_SPEED = 2.5
 
 
 class DoorLine:
@@ -100,6 +107,7 @@ class PersonTrack:
     last_t: float
     side: int = 0  # the last side it was seen on (0: not yet on either)
     crossed: bool = False  # counted already: one person, one crossing
+    leapt: bool = False  # its feet moved further since the last sighting than anyone walks
 
 
 class PersonTracker:
@@ -150,17 +158,22 @@ class PersonTracker:
             if found is None:
                 self._next += 1
                 self.tracks.append(tr)
+            height = max(float(tr.box[3] - tr.box[1]), 1.0)
+            moved = float(np.hypot(*(foot(b) - foot(tr.box)))) / height
+            tr.leapt = moved > FOOT_JITTER + MAX_FOOT_SPEED * (t - tr.last_t)
             tr.box, tr.last_t = np.asarray(b), t
             result.append(tr)
         return result
 
 
 def crossings(tracks: Sequence[PersonTrack], line: DoorLine) -> list[PersonTrack]:
-    """Tracks that went from outside to inside on this frame (each counts once)."""
+    """Tracks that went from outside to inside on this frame (each counts once). A track whose
+    feet leapt (`PersonTrack.leapt`) keeps the side it had: where a glitch puts them says
+    nothing, and the next sighting tells."""
     out = []
     for tr in tracks:
         s = line.side(foot(tr.box))
-        if s == 0:
+        if s == 0 or tr.leapt:
             continue
         if tr.side == -1 and s == 1 and not tr.crossed:
             tr.crossed = True

@@ -130,6 +130,12 @@ class TailgateConfig(Strict):
     fps: float = Field(
         5.0, ge=0.5, le=30, description="Detector runs per second while the door is open (0.5-30)."
     )
+    model: Name = Field(
+        "yolox_nano_person",
+        description="Person detector, a registry name in the models folder: a YOLOX-family "
+        "model whose class 0 is person, 416 px input (yolox_nano_person: YOLOX-nano fine-tuned "
+        "for people a door camera sees, cut by the frame's edge too; yolox_nano: COCO).",
+    )
     threshold: float = Field(
         0.35, ge=0.05, le=0.95, description="Person detector score threshold (0.05-0.95)."
     )

@@ -51,7 +51,6 @@ def simulated_boards(cfg: Config) -> dict[str, Relay]:
     return {b.name: SimulatedRelay(b.channels, b.inputs) for b in cfg.boards}
 
 
-PERSON_MODEL = "yolox_nano"  # the bundled COCO detector; class 0 is person
 SITE_MODELS = "models"  # the site's installed models, in the state folder (`gatectl models`)
 BLUR_LONG_SIDE = 960  # bystanders are small in a door camera's frame: detect at a finer scale
 BLUR_DETECT_THRESHOLD = 0.5  # a missed face is a privacy loss, a blurred background is none
@@ -247,14 +246,14 @@ class App:
         return SensorWatch(self.cfg.inputs, self.boards, self.recorder, self.monotonic)
 
     def tailgate_watches(self) -> list[TailgateWatch]:
-        """One watch per ``[[analysis.tailgate]]`` door, over the bundled COCO YOLOX-nano's
-        person class (one model run per frame it looks at: no tiles) and, with ``faces``, YuNet
-        at the camera frame's own scale (no upscaling past 640 px)."""
+        """One watch per ``[[analysis.tailgate]]`` door, over its person detector's class 0
+        (one model run per frame it looks at: no tiles) and, with ``faces``, YuNet at the camera
+        frame's own scale (no upscaling past 640 px)."""
         from gatectl.vision.objects import open_detector
 
         out = []
         for i, t in enumerate(self.cfg.analysis.tailgate):
-            detector = open_detector(self.models.session(PERSON_MODEL), "yolox", 416,
+            detector = open_detector(self.models.session(t.model), "yolox", 416,
                                      {"person": 0}, t.threshold, 1, f"analysis.tailgate[{i}]")
             faces = FaceDetector(self.models, 640, t.face_threshold) if t.faces else None
             out.append(TailgateWatch(t, detector, partial(self.controls.door_view, t.door),
