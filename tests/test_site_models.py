@@ -5,6 +5,7 @@ a subprocess."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -164,3 +165,34 @@ def test_a_yolox_output_whose_anchors_do_not_match_its_input_is_refused(tmp_path
                                   data=tmp_path / "s"))
     assert line == (f"gatectl: {model}: output [1, 6, 525] fits neither yolox [1, 756, 5 + C] nor "
                     "yolov8 [1, 4 + C, 756] (A = 756 anchors for a 192 px input)")
+
+
+def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_as_its_model(tmp_path):
+    config = tmp_path / "door.toml"
+    config.write_text("""
+[[cameras]]
+name = "door_cam"
+source = "0"
+[[outputs]]
+name = "door"
+channel = 0
+[[doors]]
+name = "door"
+output = "door"
+[[gates]]
+kind = "face"
+name = "gate"
+camera = "door_cam"
+door = "door"
+[[analysis.tailgate]]
+door = "door"
+camera = "door_cam"
+model = "site_person"
+""")
+    data = tmp_path / "state"
+    person = bundled_models_dir() / "yolox_nano_person" / "yolox_nano_person.onnx"
+    out = ok(run_cli("models", "install", str(person), "--name", "site_person", config=config, data=data))
+    assert "analysis.tailgate.model = 'site_person'" in out and len(out.strip().splitlines()) == 1
+    listed = {ln.split()[0]: ln.split() for ln in ok(run_cli("models", "list", config=config, data=data)).splitlines()}
+    assert listed["site_person"][1:4] == ["site", hashlib.sha256(person.read_bytes()).hexdigest()[:12], "tailgate-door"]
+    assert listed["yolox_nano_person"][3] == "-"  # the bundled default, not selected here

@@ -34,10 +34,12 @@ def cmd_models(args: argparse.Namespace, app_factory: AppFactory) -> int:
         for gate in app.cfg.gates:
             if isinstance(gate, EbikeGateConfig) and gate.detector.file is None:
                 active.setdefault(gate.detector.model, []).append(gate.name)
+        for watch in app.cfg.analysis.tailgate:
+            active.setdefault(watch.model, []).append(f"tailgate-{watch.door}")
         print_table(
             [[s.name, s.origin, s.sha256[:12], ", ".join(active.get(s.name, [])) or "-", s.task]
              for s in store.registry.values()],
-            ["name", "origin", "sha256", "e-bike gates", "task"],
+            ["name", "origin", "sha256", "used by", "task"],
         )
         return 0
     if args.file is None:
@@ -75,5 +77,6 @@ def cmd_models(args: argparse.Namespace, app_factory: AppFactory) -> int:
     print(f"installed {name} ({layout.family}, {layout.input_size} px input, "
           f"{layout.n_classes} classes, sha256 {spec.sha256[:12]}) in "
           f"{store.site_dir or app.site_models}: select it with gates.detector.model = '{name}'"
-          f" (and input_size = {layout.input_size})")
+          f" (and input_size = {layout.input_size}), or for a person detector with"
+          f" analysis.tailgate.model = '{name}'")
     return 0
