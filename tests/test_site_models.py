@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from gatectl.core.paths import bundled_models_dir
-from tests.conftest import DATA, ok, one_line_error, run_cli
+from tests.conftest import DATA, REPO, ok, one_line_error, run_cli
 from tests.test_ebike import car_config as ebike_car_config
 
 MODELS = bundled_models_dir()
@@ -168,31 +168,15 @@ def test_a_yolox_output_whose_anchors_do_not_match_its_input_is_refused(tmp_path
 
 
 def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_as_its_model(tmp_path):
-    config = tmp_path / "door.toml"
-    config.write_text("""
-[[cameras]]
-name = "door_cam"
-source = "0"
-[[outputs]]
-name = "door"
-channel = 0
-[[doors]]
-name = "door"
-output = "door"
-[[gates]]
-kind = "face"
-name = "gate"
-camera = "door_cam"
-door = "door"
-[[analysis.tailgate]]
-door = "door"
-camera = "door_cam"
-model = "site_person"
-""")
+    example = (REPO / "config" / "lobby-face-gate.toml").read_text()
+    watch = '[[analysis.tailgate]]\ndoor = "lobby_door"\n'
+    assert watch in example
+    config = tmp_path / "door.toml"  # the example lobby, its tailgate watch on a site model
+    config.write_text(example.replace(watch, watch + 'model = "site_person"\n'))
     data = tmp_path / "state"
     person = bundled_models_dir() / "yolox_nano_person" / "yolox_nano_person.onnx"
     out = ok(run_cli("models", "install", str(person), "--name", "site_person", config=config, data=data))
     assert "analysis.tailgate.model = 'site_person'" in out and len(out.strip().splitlines()) == 1
     listed = {ln.split()[0]: ln.split() for ln in ok(run_cli("models", "list", config=config, data=data)).splitlines()}
-    assert listed["site_person"][1:4] == ["site", hashlib.sha256(person.read_bytes()).hexdigest()[:12], "tailgate-door"]
+    assert listed["site_person"][1:4] == ["site", hashlib.sha256(person.read_bytes()).hexdigest()[:12], "tailgate-lobby_door"]
     assert listed["yolox_nano_person"][3] == "-"  # the bundled default, not selected here
