@@ -167,7 +167,7 @@ def test_a_yolox_output_whose_anchors_do_not_match_its_input_is_refused(tmp_path
                     "yolov8 [1, 4 + C, 756] (A = 756 anchors for a 192 px input)")
 
 
-def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_as_its_model(tmp_path):
+def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_and_checked_by_the_doctor(tmp_path):
     example = (REPO / "config" / "lobby-face-gate.toml").read_text()
     watch = '[[analysis.tailgate]]\ndoor = "lobby_door"\n'
     assert watch in example
@@ -178,5 +178,13 @@ def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_as_its_mod
     out = ok(run_cli("models", "install", str(person), "--name", "site_person", config=config, data=data))
     assert "analysis.tailgate.model = 'site_person'" in out and len(out.strip().splitlines()) == 1
     listed = {ln.split()[0]: ln.split() for ln in ok(run_cli("models", "list", config=config, data=data)).splitlines()}
-    assert listed["site_person"][1:4] == ["site", hashlib.sha256(person.read_bytes()).hexdigest()[:12], "tailgate-lobby_door"]
+    sha = hashlib.sha256(person.read_bytes()).hexdigest()
+    assert listed["site_person"][1:4] == ["site", sha[:12], "tailgate-lobby_door"]
     assert listed["yolox_nano_person"][3] == "-"  # the bundled default, not selected here
+    doctor = run_cli("doctor", "--camera-timeout", "1", config=config, data=data).stdout.splitlines()
+    assert f"[ok] tailgate watch lobby_door: detector site_person (site, sha256 {sha[:12]})" in doctor
+    config.write_text(example.replace(watch, watch + 'model = "nope"\n'))
+    doctor = run_cli("doctor", "--camera-timeout", "1", config=config, data=data).stdout.splitlines()
+    failed = [ln for ln in doctor if ln.startswith("[FAIL] tailgate watch lobby_door: ")]
+    assert len(failed) == 1 and "analysis.tailgate[0].model = 'nope'" in failed[0]
+    assert "no model named 'nope'" in failed[0]

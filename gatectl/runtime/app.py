@@ -43,6 +43,7 @@ from gatectl.vision.models import ModelError, ModelStore
 if TYPE_CHECKING:  # imported where used: the MQTT stack loads only when needed
     from gatectl.sync.client import SyncClient
     from gatectl.sync.snapshots import SnapshotBlur
+    from gatectl.vision.objects import TiledDetector
     from gatectl.web.server import HttpServer
 
 
@@ -249,16 +250,26 @@ class App:
         """One watch per ``[[analysis.tailgate]]`` door, over its person detector's class 0
         (one model run per frame it looks at: no tiles) and, with ``faces``, YuNet at the camera
         frame's own scale (no upscaling past 640 px)."""
-        from gatectl.vision.objects import open_detector
-
         out = []
         for i, t in enumerate(self.cfg.analysis.tailgate):
-            detector = open_detector(self.models.session(t.model), "yolox", 416,
-                                     {"person": 0}, t.threshold, 1, f"analysis.tailgate[{i}]")
             faces = FaceDetector(self.models, 640, t.face_threshold) if t.faces else None
-            out.append(TailgateWatch(t, detector, partial(self.controls.door_view, t.door),
-                                     self.recorder, faces))
+            out.append(TailgateWatch(t, self.person_detector(i), partial(self.controls.door_view,
+                                     t.door), self.recorder, faces))
         return out
+
+    def person_detector(self, i: int) -> TiledDetector:
+        """The person detector of the ``i``-th ``[[analysis.tailgate]]`` watch, its model
+        verified and checked against what the watch reads (a YOLOX layout, class 0, 416 px):
+        a wrong model stops `run` - and fails the doctor - with one line naming the key."""
+        from gatectl.vision.objects import open_detector
+
+        t = self.cfg.analysis.tailgate[i]
+        where = f"analysis.tailgate[{i}]"
+        try:
+            session = self.models.session(t.model)
+        except ModelError as exc:
+            raise ModelError(f"{where}.model = '{t.model}': {exc}") from None
+        return open_detector(session, "yolox", 416, {"person": 0}, t.threshold, 1, where)
 
     def rule_time(self) -> float:
         """The wall time time-based rules use: the clock watch's trusted base."""

@@ -54,6 +54,13 @@ def doctor(app: App, wait_s: float) -> int:
                     else app.models.describe(d.model)))
         except GatectlError as exc:
             report(False, f"gate {gate.name} ({gate.kind}): {exc}")
+    for i, watch in enumerate(app.cfg.analysis.tailgate):
+        try:  # its detector as `run` opens it: the model verified and checked against the watch
+            app.person_detector(i)
+            report(True,
+                   f"tailgate watch {watch.door}: detector {app.models.describe(watch.model)}")
+        except GatectlError as exc:
+            report(False, f"tailgate watch {watch.door}: {exc}")
     damage = corruption(app.store_path)  # what `run` would move aside at start
     if damage is not None:
         report(
