@@ -169,10 +169,10 @@ def test_a_yolox_output_whose_anchors_do_not_match_its_input_is_refused(tmp_path
 
 def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_and_checked_by_the_doctor(tmp_path):
     example = (REPO / "config" / "lobby-face-gate.toml").read_text()
-    watch = '[[analysis.tailgate]]\ndoor = "lobby_door"\n'
-    assert watch in example
+    watch = 'model = "yolox_nano_person"'
+    assert example.count(watch) == 1
     config = tmp_path / "door.toml"  # the example lobby, its tailgate watch on a site model
-    config.write_text(example.replace(watch, watch + 'model = "site_person"\n'))
+    config.write_text(example.replace(watch, 'model = "site_person"'))
     data = tmp_path / "state"
     person = bundled_models_dir() / "yolox_nano_person" / "yolox_nano_person.onnx"
     out = ok(run_cli("models", "install", str(person), "--name", "site_person", config=config, data=data))
@@ -183,7 +183,7 @@ def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_and_checke
     assert listed["yolox_nano_person"][3] == "-"  # the bundled default, not selected here
     doctor = run_cli("doctor", "--camera-timeout", "1", config=config, data=data).stdout.splitlines()
     assert f"[ok] tailgate watch lobby_door: detector site_person (site, sha256 {sha[:12]})" in doctor
-    config.write_text(example.replace(watch, watch + 'model = "nope"\n'))
+    config.write_text(example.replace(watch, 'model = "nope"'))
     doctor = run_cli("doctor", "--camera-timeout", "1", config=config, data=data).stdout.splitlines()
     failed = [ln for ln in doctor if ln.startswith("[FAIL] tailgate watch lobby_door: ")]
     assert len(failed) == 1 and "analysis.tailgate[0].model = 'nope'" in failed[0]
