@@ -19,7 +19,7 @@ Prints progress to stderr and, last, one JSON line on stdout.
 
     python scripts/bench_tailgate.py [--people detectable|all] [--first N]
         [--view side|approach] [--faces on|off] [--threshold T] [--gate on|off]
-        [--model NAME|FILE.onnx]
+        [--model NAME|FILE.onnx] [--people-from DATASET [--held MANIFEST]]
 """
 
 from __future__ import annotations
@@ -37,14 +37,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+import cv2
+import numpy as np
 from benchlib import stats
 
+from gatectl.gates.base import iou
 from gatectl.runtime.app import SITE_MODELS
 from gatectl.vision.models import install_site_model
 
 from tests.tailgate_clips import (
     ALL,
     DETECTABLE,
+    PEOPLE,
     VIEWS,
     H,
     Rig,
@@ -56,7 +60,51 @@ from tests.tailgate_clips import (
 )
 
 
-def standing_scores(rig: Rig, people: list[str]) -> dict[str, dict[str, float]]:
+def cut_people(dataset: Path, held: Path | None, out: Path, most: int) -> list[str]:
+    """People cut from a YOLO-labelled photo set (class 0 = person) into ``out``, as
+    tests/data/people was made: the labelled box plus a 4 % margin, 260 px high, JPEG q90. Only
+    whole people standing alone - at least 0.4 of the photo high, 1.8 times as high as wide, clear
+    of the photo's edges, overlapping no other labelled person (whose part would walk in
+    unlabelled) -, the tallest of each photo, photos in name order; with ``held`` (a
+    scripts/train_detector.py manifest) only the photos that run held aside. A rule, not a
+    choice: which people pass it is fixed before any clip is scored."""
+    names = sorted((dataset / "images").iterdir())
+    if held is not None:
+        keep = {Path(f).name for f in json.loads(held.read_text())["held_aside_files"]}
+        names = [p for p in names if p.name in keep]
+    out.mkdir(parents=True, exist_ok=True)
+    cut = []
+    for path in names:
+        label = dataset / "labels" / f"{path.stem}.txt"
+        image = cv2.imread(str(path))
+        if image is None or not label.is_file():
+            continue
+        h, w = image.shape[:2]
+        boxes = [np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
+                           (cy + bh / 2) * h])
+                 for c, cx, cy, bw, bh in (map(float, r.split()) for r in
+                                           label.read_text().splitlines() if len(r.split()) == 5)
+                 if c == 0]
+        alone = [b for i, b in enumerate(boxes)
+                 if b[3] - b[1] >= 0.4 * h and b[3] - b[1] >= 1.8 * (b[2] - b[0])
+                 and b[0] >= 3 and b[1] >= 3 and b[2] <= w - 3 and b[3] <= h - 3
+                 and not any(iou(b, o) > 0 for j, o in enumerate(boxes) if j != i)]
+        if not alone:
+            continue
+        x0, y0, x1, y1 = max(alone, key=lambda b: b[3] - b[1])
+        m = 0.04 * (y1 - y0)
+        crop = image[int(max(y0 - m, 0)):int(min(y1 + m, h)), int(max(x0 - m, 0)):int(min(x1 + m, w))]
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * 260 / crop.shape[0])), 260),
+                          interpolation=cv2.INTER_AREA)
+        name = f"held_{len(cut):03d}"
+        cv2.imwrite(str(out / f"{name}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cut.append(name)
+        if len(cut) == most:
+            break
+    return cut
+
+
+def standing_scores(rig: Rig, people: list[str], folder: Path) -> dict[str, dict[str, float]]:
     """The detectors' best scores for each person standing mid-frame in the hallway, at two
     sizes: how well the person model sees these people at all (0 below its threshold,
     analysis.tailgate.threshold, 0.35 by default) and, with faces on, how well YuNet sees
@@ -67,7 +115,7 @@ def standing_scores(rig: Rig, people: list[str]) -> dict[str, dict[str, float]]:
         best = {"person": 0.0, "face": 0.0}
         for height in (200, 260):
             frame = background(i)
-            paste(frame, person(name, height), W // 2 + 120, H - 20)
+            paste(frame, person(name, height, folder), W // 2 + 120, H - 20)
             scores = [d.score for d in detector.detect(frame) if d.label == "person"]
             best["person"] = max([best["person"], *scores])
             best["face"] = max([best["face"], *(f.score for f in faces.detect(frame))]
@@ -81,6 +129,11 @@ def main() -> None:
     ap.add_argument("--people", choices=["detectable", "all"], default="all")
     ap.add_argument("--first", type=int, default=0, metavar="N",
                     help="only the first N of those people (a quick run)")
+    ap.add_argument("--people-from", type=Path, metavar="DATASET",
+                    help="people cut from a YOLO-labelled photo set instead (`cut_people`), e.g. "
+                    "../shared/datasets/people with --held")
+    ap.add_argument("--held", type=Path, metavar="MANIFEST",
+                    help="with --people-from: only the photos a train_detector.py run held aside")
     ap.add_argument("--view", choices=["side", "approach"], default="side",
                     help="side: walking across a vertical line; approach: walking towards the "
                     "camera over a floor line (tests/tailgate_clips.py)")
@@ -97,9 +150,14 @@ def main() -> None:
                     "and the watch together)")
     args = ap.parse_args()
     people = ALL if args.people == "all" else DETECTABLE
-    if args.first > 0:
-        people = people[: args.first]
     with tempfile.TemporaryDirectory() as tmp:
+        folder = PEOPLE
+        if args.people_from:
+            folder = Path(tmp) / "people"
+            people = cut_people(args.people_from, args.held, folder, args.first or 10_000)
+            print(f"{len(people)} people cut from {args.people_from}", file=sys.stderr)
+        if args.first > 0:
+            people = people[: args.first]
         over: dict[str, object] = {"faces": args.faces == "on", **VIEWS[args.view]}
         if args.threshold is not None:
             over["threshold"] = args.threshold
@@ -110,7 +168,7 @@ def main() -> None:
         elif args.model:
             over["model"] = args.model
         rig = Rig(Path(tmp), **over)
-        standing = standing_scores(rig, people)
+        standing = standing_scores(rig, people, folder)
         if args.gate == "on":
             rig.through_gate()
         process_ms: list[float] = []
@@ -127,7 +185,7 @@ def main() -> None:
         tp = fp = fn = 0
         per_clip = {}
         frames = 0
-        for clip in clips(people, args.view):
+        for clip in clips(people, args.view, folder):
             frames += len(clip.steps)
             before = rig.watch.alerts  # counted by the watch: through the gate, play gets none
             rig.play(clip)
@@ -151,6 +209,7 @@ def main() -> None:
         "model": args.model or rig.watch.cfg.model,
         "threshold": rig.watch.cfg.threshold,
         "people": len(people),
+        "people_from": str(args.people_from) if args.people_from else str(PEOPLE),
         "clips": len(per_clip),
         "positives": positives,
         "true_positives": tp,

@@ -75,10 +75,11 @@ def background(seed: int, floor: float = 0.72) -> np.ndarray:
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
-def person(name: str, height: int) -> np.ndarray:
-    im = cv2.imread(str(PEOPLE / f"{name}.jpg"))
+def person(name: str, height: int, folder: Path = PEOPLE) -> np.ndarray:
+    """``folder``/``name``.jpg (a photo cut to one person) resized to ``height`` px."""
+    im = cv2.imread(str(folder / f"{name}.jpg"))
     if im is None:
-        raise FileNotFoundError(PEOPLE / f"{name}.jpg")
+        raise FileNotFoundError(folder / f"{name}.jpg")
     return cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height),
                       interpolation=cv2.INTER_AREA)
 
@@ -93,10 +94,10 @@ def paste(frame: np.ndarray, sprite: np.ndarray, foot_x: int, foot_y: int) -> No
 
 
 def walk(walkers: list[tuple[str, int, int, float]], seed: int, seconds: float,
-         door: dict[int, list[str]]) -> list[Step]:
+         door: dict[int, list[str]], folder: Path = PEOPLE) -> list[Step]:
     """Frames of people walking right: (name, height px, feet y, start time in s); ``door``:
     frame index -> door changes before it."""
-    sprites = [(person(n, h), y, t0) for n, h, y, t0 in walkers]
+    sprites = [(person(n, h, folder), y, t0) for n, h, y, t0 in walkers]
     bg = background(seed)
     steps = []
     for i in range(round(seconds * FPS)):
@@ -110,11 +111,11 @@ def walk(walkers: list[tuple[str, int, int, float]], seed: int, seconds: float,
 
 
 def approach(walkers: list[tuple[str, float, float]], seed: int, seconds: float,
-             door: dict[int, list[str]]) -> list[Step]:
+             door: dict[int, list[str]], folder: Path = PEOPLE) -> list[Step]:
     """Frames of people walking towards the camera: (name, lane as a fraction of the width,
     start time in s); gone once nearer than NEAR_M (under the camera). ``door``: frame index ->
     door changes before it."""
-    photos = {n: person(n, 480) for n, _, _ in walkers}
+    photos = {n: person(n, 480, folder) for n, _, _ in walkers}
     bg = background(seed, HORIZON / H + 0.02)
     steps = []
     for i in range(round(seconds * FPS)):
@@ -131,51 +132,54 @@ def approach(walkers: list[tuple[str, float, float]], seed: int, seconds: float,
     return steps
 
 
-def clips(people: list[str], view: str = "side") -> Iterator[Clip]:
+def clips(people: list[str], view: str = "side", folder: Path = PEOPLE) -> Iterator[Clip]:
     """For each person: a single pass; with the next person: a tailgate (one grant, the second
     close behind), a pass where the door closed between them (no tailgate), and two grants for
     two people (no tailgate). Made one at a time: a clip is some 25 MB of frames. ``view``: one
-    of VIEWS (the watch's door line must be that view's)."""
+    of VIEWS (the watch's door line must be that view's); ``folder``: where the people's
+    photos are (`cut_people` makes more)."""
     if view == "approach":
-        yield from approach_clips(people)
+        yield from approach_clips(people, folder)
         return
+    walk_ = partial(walk, folder=folder)
     n = len(people)
     for i, p in enumerate(people):
         q = people[(i + 1) % n]
         hp, hq = 250 + 10 * (i % 3), 235 + 10 * ((i + 1) % 3)
-        single = walk([(p, hp, 460, 0.2)], i, 4.8, {0: ["grant"], 2: ["open"], 23: ["close"]})
+        single = walk_([(p, hp, 460, 0.2)], i, 4.8, {0: ["grant"], 2: ["open"], 23: ["close"]})
         yield Clip(f"single:{p}", single, False)
-        follow = walk([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
-                      {0: ["grant"], 2: ["open"], 26: ["close"]})
+        follow = walk_([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
+                       {0: ["grant"], 2: ["open"], 26: ["close"]})
         yield Clip(f"tailgate:{p}+{q}", follow, True)
         # the first one through closes the door; the second opens it again (the door's own
         # door_forced alert is not this rule's business)
-        apart = walk([(p, hp, 462, 0.2), (q, hq, 452, 3.4)], i, 8.0,
-                     {0: ["grant"], 2: ["open"], 16: ["close"], 19: ["open"], 39: ["close"]})
+        apart = walk_([(p, hp, 462, 0.2), (q, hq, 452, 3.4)], i, 8.0,
+                      {0: ["grant"], 2: ["open"], 16: ["close"], 19: ["open"], 39: ["close"]})
         yield Clip(f"closed_between:{p}+{q}", apart, False)
-        both = walk([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
-                    {0: ["grant", "grant"], 2: ["open"], 26: ["close"]})
+        both = walk_([(p, hp, 462, 0.2), (q, hq, 452, 1.2)], i, 5.4,
+                     {0: ["grant", "grant"], 2: ["open"], 26: ["close"]})
         yield Clip(f"two_grants:{p}+{q}", both, False)
 
 
-def approach_clips(people: list[str]) -> Iterator[Clip]:
+def approach_clips(people: list[str], folder: Path = PEOPLE) -> Iterator[Clip]:
     """`clips` in the approach view: each one crosses the line 2.6 s after setting off (at
     2.85 m) and is gone 4 s after; the follower sets off 1 s after the one in front, in the
     next lane but overlapping them (or 3.2 s after, once the door closed behind the first)."""
+    approach_ = partial(approach, folder=folder)
     n = len(people)
     for i, p in enumerate(people):
         q = people[(i + 1) % n]
         lp, lq = (0.42, 0.56) if i % 2 else (0.58, 0.44)
-        single = approach([(p, lp, 0.2)], i, 4.8, {0: ["grant"], 2: ["open"], 23: ["close"]})
+        single = approach_([(p, lp, 0.2)], i, 4.8, {0: ["grant"], 2: ["open"], 23: ["close"]})
         yield Clip(f"single:{p}", single, False)
-        follow = approach([(p, lp, 0.2), (q, lq, 1.2)], i, 5.6,
-                          {0: ["grant"], 2: ["open"], 27: ["close"]})
+        follow = approach_([(p, lp, 0.2), (q, lq, 1.2)], i, 5.6,
+                           {0: ["grant"], 2: ["open"], 27: ["close"]})
         yield Clip(f"tailgate:{p}+{q}", follow, True)
-        apart = approach([(p, lp, 0.2), (q, lq, 3.4)], i, 8.0,
-                         {0: ["grant"], 2: ["open"], 22: ["close"], 25: ["open"], 39: ["close"]})
+        apart = approach_([(p, lp, 0.2), (q, lq, 3.4)], i, 8.0,
+                          {0: ["grant"], 2: ["open"], 22: ["close"], 25: ["open"], 39: ["close"]})
         yield Clip(f"closed_between:{p}+{q}", apart, False)
-        both = approach([(p, lp, 0.2), (q, lq, 1.2)], i, 5.6,
-                        {0: ["grant", "grant"], 2: ["open"], 27: ["close"]})
+        both = approach_([(p, lp, 0.2), (q, lq, 1.2)], i, 5.6,
+                         {0: ["grant", "grant"], 2: ["open"], 27: ["close"]})
         yield Clip(f"two_grants:{p}+{q}", both, False)
 
 

@@ -445,6 +445,23 @@ def test_an_older_sighting_never_overwrites_a_newer_one(idle_worker):
     assert w.db.query("SELECT last_seen, lag_s FROM devices WHERE device = 'dev-c'") == [(2000.0, 10.0)]
 
 
+def test_a_status_stored_before_the_flush_keeps_the_events_lag(idle_worker):
+    """A device's status (stored at once, last seen = its arrival) can reach the database
+    between an event's arrival and the worker's flush of that event's sighting: the lag must
+    still be written (it was dropped: the flush only wrote over an older last seen)."""
+    w, base = idle_worker, f"gatectl/v1/{SITE}/dev-s"
+    w.clock = lambda: 2000.0
+    w._commit(w._check([message(f"{base}/events", event_body("s1", 1990.0))]))
+    w.clock = lambda: 2000.5
+    w._commit(w._check([message(f"{base}/status", {"v": 1, "state": "online"})]))
+    w._flush_seen()
+    assert w.db.query("SELECT last_seen, lag_s FROM devices WHERE device = 'dev-s'") == [(2000.5, 10.0)]
+    w.clock = lambda: 1999.0  # a slower worker's older event, flushed after: the newer lag stays
+    w._commit(w._check([message(f"{base}/events", event_body("s0", 1900.0))]))
+    w._flush_seen()
+    assert w.db.query("SELECT last_seen, lag_s FROM devices WHERE device = 'dev-s'") == [(2000.5, 10.0)]
+
+
 def test_an_id_with_a_trailing_newline_is_not_a_token(idle_worker, key):
     """``^...$`` lets re.match accept "dev\\n" ($ matches before a final newline): a device, event
     or snapshot id with one must be malformed on every topic, and the registry must refuse it."""

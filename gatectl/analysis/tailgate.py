@@ -48,6 +48,7 @@ CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory a
 BODY_PER_FACE = 7.0
 BODY_WIDTH_PER_FACE = 3.0
 COUNTED_GROWTH = 1.5  # see PersonTracker
+PART_OF = 0.8  # a person box this much inside a taller one is part of that person (person_boxes)
 # How far feet move between two sightings, in the person's own heights: at most
 # FOOT_JITTER (the box's bottom moving with the gait, legs hidden and shown) plus
 # MAX_FOOT_SPEED a second (running; the feet move faster in the image near a camera people
@@ -88,16 +89,29 @@ def body_of(face: np.ndarray) -> np.ndarray:
     return np.array([cx - half, y1, cx + half, y1 + BODY_PER_FACE * h], np.float32)
 
 
+def _inside(a: np.ndarray, b: np.ndarray) -> float:
+    """How much of box ``a`` lies inside box ``b`` (0..1 of a's area)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    area = float((a[2] - a[0]) * (a[3] - a[1]))
+    return float(max(w, 0) * max(h, 0)) / area if area > 0 else 1.0
+
+
 def person_boxes(persons: Sequence[np.ndarray], faces: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The person boxes, then a body box for each face that is no person box's head: a face whose
     centre lies within a person box's width and its upper half (or up to one face height above
-    it, a box cut at the brow) is that person's, already counted."""
-    out = [np.asarray(b, np.float32) for b in persons]
-    for f in faces:
-        cx, cy, fh = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2, f[3] - f[1]
-        if not any(b[0] <= cx <= b[2] and b[1] - fh <= cy <= (b[1] + b[3]) / 2 for b in persons):
-            out.append(body_of(np.asarray(f)))
-    return out
+    it, a box cut at the brow) is that person's, already counted. A person box lying PART_OF
+    inside a taller one is dropped: the detector gives one walker a second box at times (the
+    upper body, a leg), which would cross the line too and make one person two; someone half
+    hidden behind another shows more of themselves beside them than that."""
+    boxes = [np.asarray(b, np.float32) for b in persons]
+    people = [b for b in boxes if not any(
+        o[3] - o[1] > b[3] - b[1] and _inside(b, o) >= PART_OF for o in boxes)]
+    bodies = [body_of(np.asarray(f)) for f in faces
+              if not any(b[0] <= (f[0] + f[2]) / 2 <= b[2]
+                         and b[1] - (f[3] - f[1]) <= (f[1] + f[3]) / 2 <= (b[1] + b[3]) / 2
+                         for b in people)]
+    return people + bodies
 
 
 @dataclass

@@ -370,19 +370,25 @@ class IngestWorker:
         has events of most devices, and their rows held in the batch's transaction serialised
         the workers (and deadlocked them, locked in different orders: four PostgreSQL workers
         fell to a fifth of one). One short transaction, rows in sorted order; an older
-        sighting (a slower worker's) never overwrites a newer one. Kept for the next try when
-        the database refuses: a stale "last seen" loses no event."""
+        sighting (a slower worker's) never overwrites a newer one: last seen only moves on, and
+        the lag is the newest event's by its own arrival time (``lag_at``; a status stored
+        meanwhile moves last seen, not that). Kept for the next try when the database refuses:
+        a stale "last seen" loses no event."""
         if not self._seen:
             return
-        rows = [(site, device, at, at, lag)
+        rows = [(site, device, at, at, lag, at)
                 for (site, device), (at, lag) in sorted(self._seen.items())]
+        newer = "devices.lag_at IS NULL OR devices.lag_at < excluded.lag_at"
         try:
             with self.db.write() as tx:
                 tx.executemany(
-                    "INSERT INTO devices (site, device, added_at, last_seen, lag_s) VALUES "
-                    "(?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET last_seen = "
-                    "excluded.last_seen, lag_s = excluded.lag_s WHERE devices.last_seen IS NULL "
-                    "OR devices.last_seen < excluded.last_seen", rows)
+                    "INSERT INTO devices (site, device, added_at, last_seen, lag_s, lag_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET "
+                    "last_seen = CASE WHEN devices.last_seen IS NULL OR devices.last_seen < "
+                    "excluded.last_seen THEN excluded.last_seen ELSE devices.last_seen END, "
+                    f"lag_s = CASE WHEN {newer} THEN excluded.lag_s ELSE devices.lag_s END, "
+                    f"lag_at = CASE WHEN {newer} THEN excluded.lag_at ELSE devices.lag_at END",
+                    rows)
         except StorageError as exc:
             log.debug("devices' last seen not saved: %s", exc)
             return

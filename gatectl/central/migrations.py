@@ -97,6 +97,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     # an event's snapshot is its row in snapshots (joined when listed): a copy on the event's
     # row could not be written when the two arrived at two workers at once
     ("c005_snapshot_by_join", ["ALTER TABLE events DROP COLUMN snapshot"]),
+    # when the event a device's lag_s comes from arrived: a status moves last_seen on, so the
+    # lag of an event flushed after it needs its own time to tell newer from older
+    ("c006_lag_at", ["ALTER TABLE devices ADD COLUMN lag_at {real}"]),
 ]
 
 
