@@ -118,8 +118,7 @@ def main() -> None:
         anyone = labels(label, image.shape[1], image.shape[0], 0.0)
         persons = [np.asarray(d.box) for d in detector.detect(image) if d.label == "person"]
         nobody = sum(all(iou(a, p) < 0.3 for a in anyone) for p in persons)
-        bodies = person_boxes(persons, [np.asarray(f.box) for f in faces.detect(image)])
-        bodies = bodies[len(persons):]
+        _, bodies = person_boxes(persons, [np.asarray(f.box) for f in faces.detect(image)])
         p, f, false = found(truth, persons, bodies)
         source = re.sub(r"[-_]?\d+$", "", img_path.stem.split("_jpg.rf.")[0].split("_png")[0])
         for key in ("all", source or "numbered"):

@@ -97,8 +97,9 @@ def _inside(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(w, 0) * max(h, 0)) / area if area > 0 else 1.0
 
 
-def person_boxes(persons: Sequence[np.ndarray], faces: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The person boxes, then a body box for each face that is no person box's head: a face whose
+def person_boxes(persons: Sequence[np.ndarray],
+                 faces: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(the person boxes, a body box for each face that is no person box's head): a face whose
     centre lies within a person box's width and its upper half (or up to one face height above
     it, a box cut at the brow) is that person's, already counted. A person box lying PART_OF
     inside a taller one is dropped: the detector gives one walker a second box at times (the
@@ -111,7 +112,7 @@ def person_boxes(persons: Sequence[np.ndarray], faces: Sequence[np.ndarray]) -> 
               if not any(b[0] <= (f[0] + f[2]) / 2 <= b[2]
                          and b[1] - (f[3] - f[1]) <= (f[1] + f[3]) / 2 <= (b[1] + b[3]) / 2
                          for b in people)]
-    return people + bodies
+    return people, bodies
 
 
 @dataclass
@@ -332,10 +333,11 @@ class TailgateWatch:
         if not watching:
             return []
         t0 = time.perf_counter()
-        boxes = person_boxes(
+        people, bodies = person_boxes(
             [np.asarray(d.box) for d in self.detector.detect(image)
              if d.label == "person" and d.score >= self.cfg.threshold],
             [np.asarray(f.box) for f in self._faces(image, faces)])
+        boxes = people + bodies
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)
         if self._line is None:
