@@ -156,3 +156,28 @@ def test_bench_tailgate_reports_precision_recall_and_cost():
     assert out["clips"] == 8 and out["positives"] == 2
     assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["false_alerts"] == []
     assert {"p50", "p95", "max"} <= set(out["detector_ms"]) and out["detector_runs"] > 0
+
+
+def test_bench_tailgate_cuts_only_whole_people_standing_alone(tmp_path):
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_tailgate import cut_people
+
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    rows = {"a_whole": ["0 0.5 0.5 0.2 0.6"],  # 0.6 high, 3 times as high as wide: cut
+            "b_small": ["0 0.5 0.5 0.1 0.3"],  # under 0.4 of the photo
+            "c_edge": ["0 0.5 0.7 0.2 0.6"],  # its feet past the photo's bottom edge
+            "d_pair": ["0 0.4 0.5 0.2 0.6", "0 0.55 0.5 0.2 0.6"],  # overlapping someone
+            "e_wide": ["0 0.5 0.5 0.5 0.6"]}  # sitting or lying, not standing
+    for name, lines in rows.items():
+        cv2.imwrite(str(data / "images" / f"{name}.jpg"), np.full((400, 400, 3), 120, np.uint8))
+        (data / "labels" / f"{name}.txt").write_text("\n".join(lines))
+    assert cut_people(data, None, tmp_path / "out", 10) == ["held_000"]
+    assert cv2.imread(str(tmp_path / "out" / "held_000.jpg")).shape[0] == 260
+    held = tmp_path / "manifest.json"
+    held.write_text(json.dumps({"held_aside_files": ["x/images/b_small.jpg"]}))
+    assert cut_people(data, held, tmp_path / "none", 10) == []
