@@ -19,7 +19,8 @@ Prints progress to stderr and, last, one JSON line on stdout.
 
     python scripts/bench_tailgate.py [--people detectable|all] [--first N]
         [--view side|approach] [--faces on|off] [--threshold T] [--gate on|off]
-        [--model NAME|FILE.onnx] [--people-from DATASET [--held MANIFEST]]
+        [--model NAME|FILE.onnx] [--people-from DATASET [--held MANIFEST [--split S]]]
+        [--start-threshold T]
 """
 
 from __future__ import annotations
@@ -60,17 +61,22 @@ from tests.tailgate_clips import (
 )
 
 
-def cut_people(dataset: Path, held: Path | None, out: Path, most: int) -> list[str]:
+def cut_people(dataset: Path, held: Path | None, out: Path, most: int,
+               split: str = "held") -> list[str]:
     """People cut from a YOLO-labelled photo set (class 0 = person) into ``out``, as
     tests/data/people was made: the labelled box plus a 4 % margin, 260 px high, JPEG q90. Only
     whole people standing alone - at least 0.4 of the photo high, 1.8 times as high as wide, clear
     of the photo's edges, overlapping no other labelled person (whose part would walk in
     unlabelled) -, the tallest of each photo, photos in name order; with ``held`` (a
-    scripts/train_detector.py manifest) only the photos that run held aside. A rule, not a
-    choice: which people pass it is fixed before any clip is scored."""
+    scripts/train_detector.py manifest) only the photos that run held aside (``split`` "held",
+    to measure) or trained on ("trained", to choose the watch's settings on without touching
+    the held ones). A rule, not a choice: which people pass it is fixed before any clip is
+    scored."""
     names = sorted((dataset / "images").iterdir())
     if held is not None:
-        keep = {Path(f).name for f in json.loads(held.read_text())["held_aside_files"]}
+        manifest = json.loads(held.read_text())
+        keep = {Path(f).name for f in manifest["held_aside_files"]} if split == "held" else {
+            Path(d["file"]).name for d in manifest["data"]}
         names = [p for p in names if p.name in keep]
     out.mkdir(parents=True, exist_ok=True)
     cut = []
@@ -134,6 +140,11 @@ def main() -> None:
                     "../shared/datasets/people with --held")
     ap.add_argument("--held", type=Path, metavar="MANIFEST",
                     help="with --people-from: only the photos a train_detector.py run held aside")
+    ap.add_argument("--split", choices=["held", "trained"], default="held",
+                    help="with --held: its held-aside photos (to measure) or its trained ones "
+                    "(to choose settings on)")
+    ap.add_argument("--start-threshold", type=float, default=None,
+                    help="analysis.tailgate.start_threshold (default: the config's)")
     ap.add_argument("--view", choices=["side", "approach"], default="side",
                     help="side: walking across a vertical line; approach: walking towards the "
                     "camera over a floor line (tests/tailgate_clips.py)")
@@ -154,13 +165,16 @@ def main() -> None:
         folder = PEOPLE
         if args.people_from:
             folder = Path(tmp) / "people"
-            people = cut_people(args.people_from, args.held, folder, args.first or 10_000)
+            people = cut_people(args.people_from, args.held, folder, args.first or 10_000,
+                                args.split)
             print(f"{len(people)} people cut from {args.people_from}", file=sys.stderr)
         if args.first > 0:
             people = people[: args.first]
         over: dict[str, object] = {"faces": args.faces == "on", **VIEWS[args.view]}
         if args.threshold is not None:
             over["threshold"] = args.threshold
+        if args.start_threshold is not None:
+            over["start_threshold"] = args.start_threshold
         if args.model and args.model.endswith(".onnx"):
             install_site_model(Path(tmp) / "state" / SITE_MODELS, "candidate", Path(args.model),
                                f"bench_tailgate candidate ({args.model})")
@@ -208,6 +222,7 @@ def main() -> None:
         "gate": args.gate,
         "model": args.model or rig.watch.cfg.model,
         "threshold": rig.watch.cfg.threshold,
+        "start_threshold": rig.watch.cfg.start_threshold or rig.watch.cfg.threshold,
         "people": len(people),
         "people_from": str(args.people_from) if args.people_from else str(PEOPLE),
         "clips": len(per_clip),

@@ -147,8 +147,11 @@ class PersonTracker:
     def reset(self) -> None:
         self.tracks = []
 
-    def update(self, boxes: Sequence[np.ndarray], t: float) -> list[PersonTrack]:
-        """The track of each box (in order), new tracks for unmatched boxes."""
+    def update(self, boxes: Sequence[np.ndarray], t: float,
+               starts: Sequence[bool] | None = None) -> list[PersonTrack]:
+        """The tracks of the boxes (in order); an unmatched box starts a track only where
+        ``starts`` says it may (None: every one) - a weak box can carry someone already
+        followed, not make someone up."""
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= (
             self.hidden_s if tr.side == -1 and not tr.crossed else self.timeout_s)]
         centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in boxes]
@@ -168,7 +171,9 @@ class PersonTracker:
                 used.add(ti)
                 out[bi] = self.tracks[ti]
         result = []
-        for b, found in zip(boxes, out):
+        for i, (b, found) in enumerate(zip(boxes, out)):
+            if found is None and starts is not None and not starts[i]:
+                continue
             tr = found or PersonTrack(self._next, np.asarray(b), t)
             if found is None:
                 self._next += 1
@@ -333,16 +338,19 @@ class TailgateWatch:
         if not watching:
             return []
         t0 = time.perf_counter()
-        people, bodies = person_boxes(
-            [np.asarray(d.box) for d in self.detector.detect(image)
-             if d.label == "person" and d.score >= self.cfg.threshold],
-            [np.asarray(f.box) for f in self._faces(image, faces)])
+        dets = [(np.asarray(d.box, np.float32), float(d.score)) for d in self.detector.detect(image)
+                if d.label == "person" and d.score >= self.cfg.threshold]
+        people, bodies = person_boxes([b for b, _ in dets],
+                                      [np.asarray(f.box) for f in self._faces(image, faces)])
+        score = {id(b): sc for b, sc in dets}  # person_boxes hands back these same arrays
+        start = self.cfg.start_threshold or self.cfg.threshold
+        starts = [score[id(b)] >= start for b in people] + [True] * len(bodies)
         boxes = people + bodies
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)
         if self._line is None:
             self._line = DoorLine(self.cfg, image.shape[1], image.shape[0])
-        tracks = self.tracker.update(boxes, t)
+        tracks = self.tracker.update(boxes, t, starts)
         out = []
         for _ in crossings(tracks, self._line):
             if self.counter.crossing(t):

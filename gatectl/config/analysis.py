@@ -139,6 +139,13 @@ class TailgateConfig(Strict):
     threshold: float = Field(
         0.35, ge=0.05, le=0.95, description="Person detector score threshold (0.05-0.95)."
     )
+    start_threshold: float | None = Field(
+        None, ge=0.05, le=0.95,
+        description="Score a person box needs to start following someone (0.05-0.95, at least "
+        "threshold; unset: threshold); a box between the two carries someone already "
+        "followed, so a weak box the detector gives between two people, or on clutter, makes "
+        "nobody up. Raising it trades missed tailgates for fewer false ones (README).",
+    )
     faces: bool = Field(
         True,
         description="Also take a face (YuNet, the face gate's detector) outside every person "
@@ -174,6 +181,9 @@ class TailgateConfig(Strict):
 
     @model_validator(mode="after")
     def _line(self) -> TailgateConfig:
+        if self.start_threshold is not None and self.start_threshold < self.threshold:
+            raise ValueError(f"start_threshold {self.start_threshold} is under threshold "
+                             f"{self.threshold}: a box it drops cannot start anyone")
         if (self.x1, self.y1) == (self.x2, self.y2):
             raise ValueError("the door line needs two different points")
         side = (self.x2 - self.x1) * (self.inside_y - self.y1) - (self.y2 - self.y1) * (
