@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import cv2
 import numpy as np
 from benchlib import stats
+from eval_person_cues import labels, split_names
 
 from gatectl.gates.base import iou
 from gatectl.runtime.app import SITE_MODELS
@@ -74,9 +75,7 @@ def cut_people(dataset: Path, held: Path | None, out: Path, most: int,
     scored."""
     names = sorted((dataset / "images").iterdir())
     if held is not None:
-        manifest = json.loads(held.read_text())
-        keep = {Path(f).name for f in manifest["held_aside_files"]} if split == "held" else {
-            Path(d["file"]).name for d in manifest["data"]}
+        keep = split_names(held, split)
         names = [p for p in names if p.name in keep]
     out.mkdir(parents=True, exist_ok=True)
     cut = []
@@ -86,11 +85,7 @@ def cut_people(dataset: Path, held: Path | None, out: Path, most: int,
         if image is None or not label.is_file():
             continue
         h, w = image.shape[:2]
-        boxes = [np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                           (cy + bh / 2) * h])
-                 for c, cx, cy, bw, bh in (map(float, r.split()) for r in
-                                           label.read_text().splitlines() if len(r.split()) == 5)
-                 if c == 0]
+        boxes = labels(label, w, h, 0.0)
         alone = [b for i, b in enumerate(boxes)
                  if b[3] - b[1] >= 0.4 * h and b[3] - b[1] >= 1.8 * (b[2] - b[0])
                  and b[0] >= 3 and b[1] >= 3 and b[2] <= w - 3 and b[3] <= h - 3
@@ -222,7 +217,7 @@ def main() -> None:
         "gate": args.gate,
         "model": args.model or rig.watch.cfg.model,
         "threshold": rig.watch.cfg.threshold,
-        "start_threshold": rig.watch.cfg.start_threshold or rig.watch.cfg.threshold,
+        "start_threshold": rig.watch.cfg.start,
         "people": len(people),
         "people_from": str(args.people_from) if args.people_from else str(PEOPLE),
         "clips": len(per_clip),

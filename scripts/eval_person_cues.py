@@ -51,6 +51,14 @@ from gatectl.vision.objects import open_detector
 MIN_HEIGHT = 1 / 8  # of the frame: smaller people are not at the door
 
 
+def split_names(manifest: Path, split: str = "held") -> set[str]:
+    """File names of the photos a scripts/train_detector.py run held aside (``split`` "held")
+    or trained on ("trained"), from its manifest.json."""
+    m = json.loads(manifest.read_text())
+    files = m["held_aside_files"] if split == "held" else [d["file"] for d in m["data"]]
+    return {Path(f).name for f in files}
+
+
 def labels(path: Path, w: int, h: int, min_height: float = MIN_HEIGHT) -> list[np.ndarray]:
     """The labelled people of one image at least ``min_height`` of it high, in pixels (YOLO
     rows ``class cx cy w h``)."""
@@ -107,7 +115,7 @@ def main() -> None:
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
     images = sorted((args.dataset / "images").iterdir())
     if args.held:
-        held = {Path(f).name for f in json.loads(args.held.read_text())["held_aside_files"]}
+        held = split_names(args.held)
         images = [p for p in images if p.name in held]
     for img_path in images:
         image = cv2.imread(str(img_path))

@@ -343,8 +343,7 @@ class TailgateWatch:
         people, bodies = person_boxes([b for b, _ in dets],
                                       [np.asarray(f.box) for f in self._faces(image, faces)])
         score = {id(b): sc for b, sc in dets}  # person_boxes hands back these same arrays
-        start = self.cfg.start_threshold or self.cfg.threshold
-        starts = [score[id(b)] >= start for b in people] + [True] * len(bodies)
+        starts = [score[id(b)] >= self.cfg.start for b in people] + [True] * len(bodies)
         boxes = people + bodies
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)

@@ -179,6 +179,12 @@ class TailgateConfig(Strict):
         "(0 = none, <= 20).",
     )
 
+    @property
+    def start(self) -> float:
+        """The score a person box needs to start following someone (start_threshold, or
+        threshold when unset)."""
+        return self.threshold if self.start_threshold is None else self.start_threshold
+
     @model_validator(mode="after")
     def _line(self) -> TailgateConfig:
         if self.start_threshold is not None and self.start_threshold < self.threshold:
