@@ -97,7 +97,7 @@ def test_a_tailgate_watch_rides_on_the_worker_of_its_cameras_gate(tmp_path):
                   for i in range(3)]
         worker = GateWorker(FakeGate, FakeGrabber(frames), stop)  # type: ignore[arg-type]
         runner.workers.append(worker)
-        runner._attach_tailgate_watches()
+        runner._attach_tailgate_watches(runner.workers)
         [watch] = worker.observers
         worker.observers.append(Broken())
         worker.start()

@@ -188,3 +188,19 @@ def test_a_person_detector_installed_for_the_tailgate_watch_is_listed_and_checke
     failed = [ln for ln in doctor if ln.startswith("[FAIL] tailgate watch lobby_door: ")]
     assert len(failed) == 1 and "analysis.tailgate[0].model = 'nope'" in failed[0]
     assert "no model named 'nope'" in failed[0]
+
+
+def test_run_with_a_tailgate_model_it_cannot_open_stops_with_one_line(tmp_path):
+    """The model of a tailgate watch is opened as `run` starts its gates: a wrong one must stop
+    the start with the line naming the key, every output off - not an internal error from
+    shutting down gate workers that never started."""
+    config = tmp_path / "bench.toml"
+    config.write_text((REPO / "config" / "replay-folder.toml").read_text().replace(
+        'source = "tests/data/faces"', f'source = "{REPO / "tests/data/faces"}"')
+        + '\n[[analysis.tailgate]]\ndoor = "door"\ncamera = "folder"\nmodel = "nope"\n')
+    r = run_cli("run", config=config, data=tmp_path / "state")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("gatectl: analysis.tailgate[0].model = 'nope': ") and \
+        last.endswith("no model named 'nope'"), last
+    assert "stopped; outputs off" in r.stderr

@@ -394,8 +394,8 @@ class Runner:
             workers.append(
                 GateWorker(partial(app.gate, gate_cfg), reader, self.stop, app.cfg.run)
             )
+        self._attach_tailgate_watches(workers)  # opens their models: may refuse the start
         self.grabbers, self.workers = grabbers, workers
-        self._attach_tailgate_watches()
         for grabber in grabbers.values():
             grabber.start()
         for w in workers:
@@ -446,11 +446,11 @@ class Runner:
             time.sleep(0.05)
         log.warning("outbox not flushed before the stop timeout: the rest goes on the next start")
 
-    def _attach_tailgate_watches(self) -> None:
+    def _attach_tailgate_watches(self, workers: list[GateWorker]) -> None:
         """Each door's tailgate watch rides on the worker of the gate on its camera (the config
         refuses a tailgate camera no gate uses: `Config._analysis_refs`)."""
         for watch in self.app.tailgate_watches():
-            for w in self.workers:
+            for w in workers:
                 if w.gate.cfg.camera == watch.camera:
                     w.observers.append(watch)
                     break  # one worker per watch, even where gates share the camera
