@@ -103,9 +103,11 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=defaults.threshold)
     ap.add_argument("--face-threshold", type=float, default=defaults.face_threshold)
     ap.add_argument("--model", default=defaults.model,
-                    help="the person detector: a registry name, or an .onnx file (a trainer's output)")
+                    help="the person detector: a registry name, or an .onnx file (a trainer's "
+                    "output)")
     ap.add_argument("--held", type=Path, metavar="MANIFEST",
-                    help="only the images a scripts/train_detector.py run held aside (its manifest.json)")
+                    help="only the images a scripts/train_detector.py run held aside (its "
+                    "manifest.json)")
     args = ap.parse_args()
     models = ModelStore()
     session = (models.session_for_file(Path(args.model)) if args.model.endswith(".onnx")
@@ -126,7 +128,9 @@ def main() -> None:
         anyone = labels(label, image.shape[1], image.shape[0], 0.0)
         persons = [np.asarray(d.box) for d in detector.detect(image) if d.label == "person"]
         nobody = sum(all(iou(a, p) < 0.3 for a in anyone) for p in persons)
-        _, bodies = person_boxes(persons, [np.asarray(f.box) for f in faces.detect(image)])
+        bodies = [s.box for s in person_boxes([(p, 1.0) for p in persons],
+                                              [np.asarray(f.box) for f in faces.detect(image)])
+                  if s.face_only]
         p, f, false = found(truth, persons, bodies)
         source = re.sub(r"[-_]?\d+$", "", img_path.stem.split("_jpg.rf.")[0].split("_png")[0])
         for key in ("all", source or "numbered"):

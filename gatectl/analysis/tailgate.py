@@ -1,7 +1,7 @@
 """Tailgating on a door camera: people crossing the door line counted per grant.
 
 Pure parts, fed boxes, door states and times: `DoorLine` (which side of the configured line a
-point is, with a dead band), `PersonTracker` (boxes -> tracks, greedy by distance) and
+point is, with a dead band), `PersonTracker` (sightings -> tracks, greedy by distance) and
 `PassCounter` (grants against inward crossings within one pass). `TailgateWatch` is the edge:
 it runs the person detector on the camera's frames only while the door is unlocked or open (or
 within ``grace_s`` of it) and at most ``fps`` times a second, and records a ``tailgating``
@@ -9,8 +9,9 @@ alert with a snapshot and a short clip beside it.
 
 People walk towards a door camera, so it sees their faces: with ``faces`` on, a face the face
 detector finds outside every person box counts as a person too (`person_boxes`), its body
-estimated from the face. The COCO person class misses some people a door camera sees (a masked
-woman in a pale coat on a pale office wall scores 0.07 in her own CCTV frame, her face 0.77).
+estimated from the face (by the person's own measure once a track has seen the two together).
+The COCO person class misses some people a door camera sees (a masked woman in a pale coat on
+a pale office wall scores 0.07 in her own CCTV frame, her face 0.77).
 
 One pass is one open-close cycle of the door leaf: when the door contact reports the door
 closed, the people counted so far went through on the grants so far, and counting starts
@@ -49,6 +50,9 @@ BODY_PER_FACE = 7.0
 BODY_WIDTH_PER_FACE = 3.0
 COUNTED_GROWTH = 1.5  # see PersonTracker
 PART_OF = 0.8  # a person box this much inside a taller one is part of that person (person_boxes)
+# ... or this much inside it with its feet where the taller one's are (within SAME_FEET of its
+# height): two people do not stand on one spot, and someone behind stands higher in the frame
+SAME_FEET_PART_OF, SAME_FEET = 0.5, 0.1
 # How far feet move between two sightings, in the person's own heights: at most
 # FOOT_JITTER (the box's bottom moving with the gait, legs hidden and shown) plus
 # MAX_FOOT_SPEED a second (running; the feet move faster in the image near a camera people
@@ -81,12 +85,13 @@ def foot(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, box[3]], np.float64)
 
 
-def body_of(face: np.ndarray) -> np.ndarray:
-    """The body box a face box stands for (see BODY_PER_FACE)."""
+def body_of(face: np.ndarray, per_face: float = BODY_PER_FACE) -> np.ndarray:
+    """The body box a face box stands for: its feet ``per_face`` face heights under the brow
+    (BODY_PER_FACE for anyone; `PersonTrack.feet_per_face` for someone measured)."""
     x1, y1, x2, y2 = (float(v) for v in face)
     cx, w, h = (x1 + x2) / 2, x2 - x1, y2 - y1
     half = BODY_WIDTH_PER_FACE * w / 2
-    return np.array([cx - half, y1, cx + half, y1 + BODY_PER_FACE * h], np.float32)
+    return np.array([cx - half, y1, cx + half, y1 + per_face * h], np.float32)
 
 
 def _inside(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,22 +102,57 @@ def _inside(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(w, 0) * max(h, 0)) / area if area > 0 else 1.0
 
 
-def person_boxes(persons: Sequence[np.ndarray],
-                 faces: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(the person boxes, a body box for each face that is no person box's head): a face whose
-    centre lies within a person box's width and its upper half (or up to one face height above
-    it, a box cut at the brow) is that person's, already counted. A person box lying PART_OF
-    inside a taller one is dropped: the detector gives one walker a second box at times (the
-    upper body, a leg), which would cross the line too and make one person two; someone half
-    hidden behind another shows more of themselves beside them than that."""
-    boxes = [np.asarray(b, np.float32) for b in persons]
-    people = [b for b in boxes if not any(
-        o[3] - o[1] > b[3] - b[1] and _inside(b, o) >= PART_OF for o in boxes)]
-    bodies = [body_of(np.asarray(f)) for f in faces
-              if not any(b[0] <= (f[0] + f[2]) / 2 <= b[2]
-                         and b[1] - (f[3] - f[1]) <= (f[1] + f[3]) / 2 <= (b[1] + b[3]) / 2
-                         for b in people)]
-    return people, bodies
+@dataclass
+class Sighting:
+    """One person on one frame: a person box, or (``face_only``) the body a face outside every
+    person box stands for. ``face``: a person box's own face, when its feet are in the frame
+    (the track measures from it how far under the brow this person's feet are), or the face a
+    body stands for (a measured track places the feet by that measure, not by BODY_PER_FACE).
+    ``starts``: whether it may start a track (`PersonTracker.update`)."""
+
+    box: np.ndarray
+    face: np.ndarray | None = None
+    face_only: bool = False
+    starts: bool = True
+
+
+def _head_of(face: np.ndarray, box: np.ndarray) -> bool:
+    """Whether ``face`` is the head of person ``box``: its centre within the box's width (or
+    half a face width beyond its side: a box cut at the shoulder) and its upper half, or up to
+    one face height above it (a box cut at the brow)."""
+    cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+    half = (face[2] - face[0]) / 2
+    return bool(box[0] - half <= cx <= box[2] + half
+                and box[1] - (face[3] - face[1]) <= cy <= (box[1] + box[3]) / 2)
+
+
+def _part_of(b: np.ndarray, o: np.ndarray) -> bool:
+    """Whether person box ``b`` is part of the person of the taller box ``o`` (PART_OF,
+    SAME_FEET)."""
+    tall = float(o[3] - o[1])
+    if tall <= b[3] - b[1]:
+        return False
+    inside = _inside(b, o)
+    return inside >= PART_OF or (inside >= SAME_FEET_PART_OF
+                                 and abs(float(o[3] - b[3])) <= SAME_FEET * tall)
+
+
+def person_boxes(persons: Sequence[tuple[np.ndarray, float]], faces: Sequence[np.ndarray],
+                 start: float = 0.0, frame_h: float = float("inf")) -> list[Sighting]:
+    """The people on a frame: each person box (scored, ``start`` the score to start a track)
+    with its head's face when its feet are clear of the frame's bottom (``frame_h``), then a
+    `Sighting.face_only` body for each face that is no person box's head. A person box lying
+    inside a taller one (`_part_of`) is dropped: the detector gives one walker a second box at
+    times (the upper body, a leg, one side), which would cross the line too and make one person
+    two; someone half hidden behind another shows more of themselves beside them than that, or
+    stands higher in the frame."""
+    boxes = [(np.asarray(b, np.float32), s) for b, s in persons]
+    people = [(b, s) for b, s in boxes if not any(_part_of(b, o) for o, _ in boxes)]
+    fs = [np.asarray(f, np.float32) for f in faces]
+    out = [Sighting(b, next((f for f in fs if _head_of(f, b)), None) if b[3] < frame_h - 2
+                    else None, starts=s >= start) for b, s in people]
+    return out + [Sighting(body_of(f), f, face_only=True) for f in fs
+                  if not any(_head_of(f, b) for b, _ in people)]
 
 
 @dataclass
@@ -123,6 +163,14 @@ class PersonTrack:
     side: int = 0  # the last side it was seen on (0: not yet on either)
     crossed: bool = False  # counted already: one person, one crossing
     leapt: bool = False  # its feet moved further since the last sighting than anyone walks
+    # how many face heights under the brow this person's feet were when last seen together
+    # (None: never): a face seen without its person box then puts the feet there - the bodies
+    # photos show vary (head and shoulders, a child, a coat to the ground), and a face taken
+    # as an average adult's could stand someone past the line they have not reached
+    feet_per_face: float | None = None
+
+
+FEET_PER_FACE = (2.0, 9.0)  # the measures taken (a box cut at the chest .. a long leg)
 
 
 class PersonTracker:
@@ -147,43 +195,57 @@ class PersonTracker:
     def reset(self) -> None:
         self.tracks = []
 
-    def update(self, boxes: Sequence[np.ndarray], t: float,
-               starts: Sequence[bool] | None = None) -> list[PersonTrack]:
-        """The tracks of the boxes (in order); an unmatched box starts a track only where
-        ``starts`` says it may (None: every one) - a weak box can carry someone already
-        followed, not make someone up."""
+    def update(self, seen: Sequence[Sighting], t: float) -> list[PersonTrack]:
+        """The tracks of the sightings (in order); an unmatched one starts a track only where
+        it `Sighting.starts` - a weak box can carry someone already followed, not make someone
+        up."""
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= (
             self.hidden_s if tr.side == -1 and not tr.crossed else self.timeout_s)]
-        centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in boxes]
         pairs = []
-        for bi, (b, c) in enumerate(zip(boxes, centres)):
+        for si, s in enumerate(seen):
             for ti, tr in enumerate(self.tracks):
-                tc = np.array([(tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2])
+                b = _placed(s, tr)
                 h = max(float(b[3] - b[1]), float(tr.box[3] - tr.box[1]), 1.0)
-                step = float(np.hypot(*(c - tc))) / h
+                step = float(np.hypot(*(_centre(b) - _centre(tr.box)))) / h
                 ratio = h / max(min(float(b[3] - b[1]), float(tr.box[3] - tr.box[1])), 1.0)
                 if step <= self.max_step and not (tr.crossed and ratio > COUNTED_GROWTH):
-                    pairs.append((step, bi, ti))
-        out: list[PersonTrack | None] = [None] * len(boxes)
+                    pairs.append((step, si, ti))
+        out: list[PersonTrack | None] = [None] * len(seen)
         used: set[int] = set()
-        for _, bi, ti in sorted(pairs):
-            if out[bi] is None and ti not in used:
+        for _, si, ti in sorted(pairs):
+            if out[si] is None and ti not in used:
                 used.add(ti)
-                out[bi] = self.tracks[ti]
+                out[si] = self.tracks[ti]
         result = []
-        for i, (b, found) in enumerate(zip(boxes, out)):
-            if found is None and starts is not None and not starts[i]:
+        for s, found in zip(seen, out):
+            if found is None and not s.starts:
                 continue
-            tr = found or PersonTrack(self._next, np.asarray(b), t)
+            tr = found or PersonTrack(self._next, s.box, t)
             if found is None:
                 self._next += 1
                 self.tracks.append(tr)
+            b = _placed(s, tr)
             height = max(float(tr.box[3] - tr.box[1]), 1.0)
             moved = float(np.hypot(*(foot(b) - foot(tr.box)))) / height
             tr.leapt = moved > FOOT_JITTER + MAX_FOOT_SPEED * (t - tr.last_t)
-            tr.box, tr.last_t = np.asarray(b), t
+            tr.box, tr.last_t = b, t
+            if s.face is not None and not s.face_only:
+                fh = max(float(s.face[3] - s.face[1]), 1.0)
+                tr.feet_per_face = float(np.clip((b[3] - s.face[1]) / fh, *FEET_PER_FACE))
             result.append(tr)
         return result
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _placed(s: Sighting, tr: PersonTrack) -> np.ndarray:
+    """Where sighting ``s`` puts the person of track ``tr``: a face-only body by the track's own
+    measure (`PersonTrack.feet_per_face`) when it has one."""
+    if s.face_only and s.face is not None and tr.feet_per_face is not None:
+        return body_of(s.face, tr.feet_per_face)
+    return s.box
 
 
 def crossings(tracks: Sequence[PersonTrack], line: DoorLine) -> list[PersonTrack]:
@@ -203,6 +265,22 @@ def crossings(tracks: Sequence[PersonTrack], line: DoorLine) -> list[PersonTrack
 
 
 @dataclass
+class Tally:
+    """The people counted through one pass, and whether that pass was alerted on already."""
+
+    crossed: int = 0
+    alerted: bool = False
+
+    def add(self, granted: int) -> bool:
+        """One more through; True when that makes the pass a tailgate (once a pass)."""
+        self.crossed += 1
+        if self.crossed > granted and not self.alerted:
+            self.alerted = True
+            return True
+        return False
+
+
+@dataclass
 class PassCounter:
     """Grants against inward crossings over one pass (pure: fed door states and times).
 
@@ -211,29 +289,35 @@ class PassCounter:
     before its first reading - a card, or a remote command, between a daemon (re)start and the
     camera's first frame. Those of the pass in progress count; grants read while the door is
     locked and closed past the grace belong to a pass that is over (each grant unlocks the
-    door) and are dropped, so no earlier pass's grant excuses a follower."""
+    door) and are dropped, so no earlier pass's grant excuses a follower.
+
+    Someone first seen inside while the leaf is shut went through before it shut: at a few
+    frames a second the detector can miss a walker from before the line until after the door
+    closed behind them. Their crossing counts for the pass that ended then (``ended``), not
+    for the next one, where it would make the next person a tailgater."""
 
     grace_s: float
     granted: int = 0
-    crossed: int = 0
-    alerted: bool = False
     grants_seen: int = 0  # the door's count at the last reading
+    tally: Tally = field(default_factory=Tally)  # the pass in progress
+    ended: Tally | None = None  # the pass that ended when the leaf shut, while it stays shut
     _open: bool = False
     _until: float | None = None  # counting until then (door unlocked or open, plus grace)
 
     def door(self, now: float, state: str, grants: int) -> None:
         """The door's state word and its grant count (`Controls.door_view`) at ``now``."""
         if not self.watching(now):
-            self.granted = self.crossed = 0
-            self.alerted = False
+            self.granted = 0
+            self.tally, self.ended = Tally(), None
         new = max(grants - self.grants_seen, 0)
         self.grants_seen = grants
         if state in WATCH_STATES or self.watching(now):
             self.granted += new
         is_open = state in OPEN_STATES
         if self._open and not is_open:  # the leaf closed: whoever crossed went on these grants
-            self.crossed = 0
-            self.alerted = False
+            self.tally, self.ended = Tally(), self.tally
+        elif is_open:
+            self.ended = None
         self._open = is_open
         if state in WATCH_STATES:
             self._until = now + self.grace_s
@@ -242,16 +326,14 @@ class PassCounter:
         """Whether people crossing now are counted: the detector runs only then."""
         return self._until is not None and now <= self._until
 
-    def crossing(self, now: float) -> bool:
-        """One person crossed inward; True when that makes this pass a tailgate (once a pass).
-        A pass with no grant (exit button, a fire release) is not counted: no one was let in."""
+    def crossing(self, now: float) -> Tally | None:
+        """One person crossed inward: the pass they went through on when that makes it a
+        tailgate (once a pass), else None. A pass with no grant (exit button, a fire release) is
+        not counted: no one was let in."""
         if not self.watching(now) or self.granted == 0:
-            return False
-        self.crossed += 1
-        if self.crossed > self.granted and not self.alerted:
-            self.alerted = True
-            return True
-        return False
+            return None
+        through = self.ended or self.tally
+        return through if through.add(self.granted) else None
 
 
 class PersonDetector(Protocol):
@@ -340,20 +422,18 @@ class TailgateWatch:
         t0 = time.perf_counter()
         dets = [(np.asarray(d.box, np.float32), float(d.score)) for d in self.detector.detect(image)
                 if d.label == "person" and d.score >= self.cfg.threshold]
-        people, bodies = person_boxes([b for b, _ in dets],
-                                      [np.asarray(f.box) for f in self._faces(image, faces)])
-        score = {id(b): sc for b, sc in dets}  # person_boxes hands back these same arrays
-        starts = [score[id(b)] >= self.cfg.start for b in people] + [True] * len(bodies)
-        boxes = people + bodies
+        seen = person_boxes(dets, [np.asarray(f.box) for f in self._faces(image, faces)],
+                            self.cfg.start, image.shape[0])
         self.runs += 1
         self.run_ms.append((time.perf_counter() - t0) * 1000)
         if self._line is None:
             self._line = DoorLine(self.cfg, image.shape[1], image.shape[0])
-        tracks = self.tracker.update(boxes, t, starts)
+        tracks = self.tracker.update(seen, t)
         out = []
         for _ in crossings(tracks, self._line):
-            if self.counter.crossing(t):
-                out.append(self._alert(image, t, boxes))
+            tailgated = self.counter.crossing(t)
+            if tailgated is not None:
+                out.append(self._alert(image, t, [s.box for s in seen], tailgated.crossed))
         return out
 
     def _faces(self, image: np.ndarray, shared: FrameFaces | None) -> Sequence[Any]:
@@ -381,7 +461,8 @@ class TailgateWatch:
         while self._recent and t - self._recent[0][0] > self.cfg.clip_s / 2:
             self._recent.popleft()
 
-    def _alert(self, image: np.ndarray, t: float, boxes: list[np.ndarray]) -> TailgateAlert:
+    def _alert(self, image: np.ndarray, t: float, boxes: list[np.ndarray],
+               crossed: int) -> TailgateAlert:
         c = self.counter
         snap = image.copy()
         if self._line is not None:
@@ -389,14 +470,14 @@ class TailgateWatch:
                      tuple(int(v) for v in self._line.p2), (0, 255, 255), 2)
         for b in boxes:
             cv2.rectangle(snap, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 0, 255), 2)
-        reason = (f"tailgating: {c.crossed} people crossed on {c.granted} grant(s) "
+        reason = (f"tailgating: {crossed} people crossed on {c.granted} grant(s) "
                   f"at door {self.cfg.door}")
         log.warning("%s", reason)
         ev = self.recorder.record(self.cfg.door, "alert", "alert", reason, snap)
         self.alerts += 1
         if self.cfg.clip_s > 0 and ev.snapshot and self._clip is None:
             self._clip = _Clip(ev, t + self.cfg.clip_s / 2, [f for _, f in self._recent])
-        return TailgateAlert(self.cfg.door, c.crossed, c.granted, ev)
+        return TailgateAlert(self.cfg.door, crossed, c.granted, ev)
 
     def flush(self, t: float) -> list[TailgateAlert]:
         """End of an input (replay, a test clip): a clip being taken is written as it is."""
