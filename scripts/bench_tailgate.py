@@ -11,16 +11,19 @@ all`` includes the two people the COCO model (``--model yolox_nano``) misses (pe
 masked, pale coat on a pale wall; person_13, head cut by the photo's top edge): YuNet finds
 person_12's face once she is near the camera (``--view approach``), not at the side view's size;
 the default person model (yolox_nano_person) finds both. ``--model FILE.onnx`` measures a
-`scripts/train_detector.py --target person` output before it is installed. With ``--gate on`` each frame
-goes through the door camera's face gate first, as in the daemon, and the watch takes the faces
-the gate found in it (``faces_reused``): its ``detector_ms`` then has no YuNet run of its own.
+`scripts/train_detector.py --target person` output before it is installed. With ``--gate on``
+each frame goes through the door camera's face gate first, as in the daemon, and the watch takes
+the faces the gate found in it (``faces_reused``): its ``detector_ms`` then has no YuNet run of
+its own.
+``--groups``: two people through side by side (`group_clips`: on one grant, on two), from the
+shared face set's group photos or, with ``--people-from``, pairs cut by rule (`cut_pairs`).
 
 Prints progress to stderr and, last, one JSON line on stdout.
 
     python scripts/bench_tailgate.py [--people detectable|all] [--first N]
         [--view side|approach] [--faces on|off] [--threshold T] [--gate on|off]
         [--model NAME|FILE.onnx] [--people-from DATASET [--held MANIFEST [--split S]]]
-        [--start-threshold T]
+        [--start-threshold T] [--groups]
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,10 +51,11 @@ from eval_person_cues import labels, split_names
 from gatectl.gates.base import iou
 from gatectl.runtime.app import SITE_MODELS
 from gatectl.vision.models import install_site_model
-
 from tests.tailgate_clips import (
     ALL,
     DETECTABLE,
+    FACES,
+    GROUPS,
     PEOPLE,
     VIEWS,
     H,
@@ -57,49 +63,89 @@ from tests.tailgate_clips import (
     W,
     background,
     clips,
+    group_clips,
     paste,
     person,
 )
 
 
-def cut_people(dataset: Path, held: Path | None, out: Path, most: int,
-               split: str = "held") -> list[str]:
-    """People cut from a YOLO-labelled photo set (class 0 = person) into ``out``, as
-    tests/data/people was made: the labelled box plus a 4 % margin, 260 px high, JPEG q90. Only
-    whole people standing alone - at least 0.4 of the photo high, 1.8 times as high as wide, clear
-    of the photo's edges, overlapping no other labelled person (whose part would walk in
-    unlabelled) -, the tallest of each photo, photos in name order; with ``held`` (a
-    scripts/train_detector.py manifest) only the photos that run held aside (``split`` "held",
-    to measure) or trained on ("trained", to choose the watch's settings on without touching
-    the held ones). A rule, not a choice: which people pass it is fixed before any clip is
-    scored."""
+def _labelled(dataset: Path, held: Path | None, split: str
+              ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """(photo, its labelled people in pixels) of a YOLO-labelled set (class 0 = person), in
+    name order; with ``held`` (a scripts/train_detector.py manifest) only the photos that run
+    held aside (``split`` "held", to measure) or trained on ("trained", to choose the watch's
+    settings on without touching the held ones)."""
     names = sorted((dataset / "images").iterdir())
     if held is not None:
         keep = split_names(held, split)
         names = [p for p in names if p.name in keep]
-    out.mkdir(parents=True, exist_ok=True)
-    cut = []
     for path in names:
         label = dataset / "labels" / f"{path.stem}.txt"
         image = cv2.imread(str(path))
-        if image is None or not label.is_file():
-            continue
+        if image is not None and label.is_file():
+            yield image, labels(label, image.shape[1], image.shape[0], 0.0)
+
+
+def _standing(b: np.ndarray, w: int, h: int) -> bool:
+    """A whole person standing: at least 0.4 of the photo high, 1.8 times as high as wide,
+    clear of the photo's edges."""
+    return bool(b[3] - b[1] >= 0.4 * h and b[3] - b[1] >= 1.8 * (b[2] - b[0]) and b[0] >= 3
+                and b[1] >= 3 and b[2] <= w - 3 and b[3] <= h - 3)
+
+
+def _save_crop(image: np.ndarray, box: np.ndarray, out: Path, name: str) -> None:
+    """``box`` plus a 4 % margin, 260 px high, JPEG q90 (as tests/data/people was made)."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    m = 0.04 * (y1 - y0)
+    crop = image[int(max(y0 - m, 0)):int(min(y1 + m, h)), int(max(x0 - m, 0)):int(min(x1 + m, w))]
+    crop = cv2.resize(crop, (max(1, round(crop.shape[1] * 260 / crop.shape[0])), 260),
+                      interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(out / f"{name}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def cut_people(dataset: Path, held: Path | None, out: Path, most: int,
+               split: str = "held") -> list[str]:
+    """People cut from a YOLO-labelled photo set into ``out`` (`_labelled`, `_save_crop`). Only
+    whole people standing alone (`_standing`, overlapping no other labelled person, whose part
+    would walk in unlabelled), the tallest of each photo. A rule, not a choice: which people
+    pass it is fixed before any clip is scored."""
+    out.mkdir(parents=True, exist_ok=True)
+    cut: list[str] = []
+    for image, boxes in _labelled(dataset, held, split):
         h, w = image.shape[:2]
-        boxes = labels(label, w, h, 0.0)
-        alone = [b for i, b in enumerate(boxes)
-                 if b[3] - b[1] >= 0.4 * h and b[3] - b[1] >= 1.8 * (b[2] - b[0])
-                 and b[0] >= 3 and b[1] >= 3 and b[2] <= w - 3 and b[3] <= h - 3
+        alone = [b for i, b in enumerate(boxes) if _standing(b, w, h)
                  and not any(iou(b, o) > 0 for j, o in enumerate(boxes) if j != i)]
         if not alone:
             continue
-        x0, y0, x1, y1 = max(alone, key=lambda b: b[3] - b[1])
-        m = 0.04 * (y1 - y0)
-        crop = image[int(max(y0 - m, 0)):int(min(y1 + m, h)), int(max(x0 - m, 0)):int(min(x1 + m, w))]
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * 260 / crop.shape[0])), 260),
-                          interpolation=cv2.INTER_AREA)
-        name = f"held_{len(cut):03d}"
-        cv2.imwrite(str(out / f"{name}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        cut.append(name)
+        cut.append(f"held_{len(cut):03d}")
+        _save_crop(image, max(alone, key=lambda b: b[3] - b[1]), out, cut[-1])
+        if len(cut) == most:
+            break
+    return cut
+
+
+def cut_pairs(dataset: Path, held: Path | None, out: Path, most: int,
+              split: str = "held") -> list[str]:
+    """Pairs cut like `cut_people`: two whole people standing side by side (each `_standing`,
+    the gap between them under half the narrower one's width, their feet level within a tenth
+    of the taller one's height), cut together, with no other labelled person in the cut - the
+    first such pair of each photo."""
+    out.mkdir(parents=True, exist_ok=True)
+    cut: list[str] = []
+    for image, boxes in _labelled(dataset, held, split):
+        h, w = image.shape[:2]
+        up = sorted((b for b in boxes if _standing(b, w, h)), key=lambda b: float(b[0]))
+        for a, b in pairwise(up):
+            width = min(a[2] - a[0], b[2] - b[0])
+            tall = max(a[3] - a[1], b[3] - b[1])
+            both = np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])
+            if (b[0] - a[2] < 0.5 * width and abs(a[3] - b[3]) <= 0.1 * tall
+                    and not any(iou(o, both) > 0 for o in boxes
+                                if o is not a and o is not b)):
+                cut.append(f"pair_{len(cut):03d}")
+                _save_crop(image, both, out, cut[-1])
+                break
         if len(cut) == most:
             break
     return cut
@@ -138,6 +184,10 @@ def main() -> None:
     ap.add_argument("--split", choices=["held", "trained"], default="held",
                     help="with --held: its held-aside photos (to measure) or its trained ones "
                     "(to choose settings on)")
+    ap.add_argument("--groups", action="store_true",
+                    help="two people through side by side instead (`group_clips`): the shared "
+                    "face set's group photos, or with --people-from pairs cut by rule "
+                    "(`cut_pairs`)")
     ap.add_argument("--start-threshold", type=float, default=None,
                     help="analysis.tailgate.start_threshold (default: the config's)")
     ap.add_argument("--view", choices=["side", "approach"], default="side",
@@ -157,12 +207,15 @@ def main() -> None:
     args = ap.parse_args()
     people = ALL if args.people == "all" else DETECTABLE
     with tempfile.TemporaryDirectory() as tmp:
-        folder = PEOPLE
+        folder = FACES if args.groups else PEOPLE
+        if args.groups:
+            people = GROUPS
         if args.people_from:
             folder = Path(tmp) / "people"
-            people = cut_people(args.people_from, args.held, folder, args.first or 10_000,
-                                args.split)
-            print(f"{len(people)} people cut from {args.people_from}", file=sys.stderr)
+            cut = cut_pairs if args.groups else cut_people
+            people = cut(args.people_from, args.held, folder, args.first or 10_000, args.split)
+            print(f"{len(people)} {'pairs' if args.groups else 'people'} cut from "
+                  f"{args.people_from}", file=sys.stderr)
         if args.first > 0:
             people = people[: args.first]
         over: dict[str, object] = {"faces": args.faces == "on", **VIEWS[args.view]}
@@ -194,12 +247,12 @@ def main() -> None:
         tp = fp = fn = 0
         per_clip = {}
         frames = 0
-        for clip in clips(people, args.view, folder):
+        for clip in (group_clips if args.groups else clips)(people, args.view, folder):
             frames += len(clip.steps)
             before = rig.watch.alerts  # counted by the watch: through the gate, play gets none
             rig.play(clip)
             n = rig.watch.alerts - before
-            per_clip[clip.name] = n
+            per_clip[clip.name] = (clip.tailgate, n)
             if clip.tailgate:
                 tp += n == 1
                 fn += n != 1
@@ -227,8 +280,8 @@ def main() -> None:
         "false_negatives": fn,
         "precision": round(tp / (tp + fp), 3) if tp + fp else None,
         "recall": round(tp / positives, 3) if positives else None,
-        "missed": [k for k, v in per_clip.items() if k.startswith("tailgate") and v != 1],
-        "false_alerts": [k for k, v in per_clip.items() if not k.startswith("tailgate") and v],
+        "missed": [k for k, (truth, n) in per_clip.items() if truth and n != 1],
+        "false_alerts": [k for k, (truth, n) in per_clip.items() if not truth and n],
         "standing_best_score": standing,
         "frames": frames,
         "detector_runs": runs,

@@ -10,6 +10,9 @@ on the clip's timeline, in two views (`VIEWS`, each with its door line):
   across the frame at 85 % of its height; a follower 1.2 m behind is smaller, higher in the
   frame and partly hidden behind the one in front.
 
+`group_clips` walks group photos (two people side by side: the shared face set's, in
+tests/data/faces) through the door together.
+
 Used by tests/test_tailgate.py and scripts/bench_tailgate.py. A clip is a list of `Step`s, one
 frame each at FPS; ``door`` is what happens to the door just before that frame.
 """
@@ -32,6 +35,8 @@ from gatectl.runtime.app import App
 from gatectl.runtime.runner import GateWorker
 
 PEOPLE = Path(__file__).parent / "data" / "people"
+FACES = Path(__file__).parent / "data" / "faces"
+GROUPS = ["multi_rose_kit", "multi_two_people_obama_biden"]  # two people each, side by side
 W, H, FPS = 640, 480, 5.0
 STEP_PX = 40  # walking speed: 200 px/s
 # the people the bundled COCO detector (yolox_nano) finds on these backgrounds; person_12
@@ -181,6 +186,25 @@ def approach_clips(people: list[str], folder: Path = PEOPLE) -> Iterator[Clip]:
         both = approach_([(p, lp, 0.2), (q, lq, 1.2)], i, 5.6,
                          {0: ["grant", "grant"], 2: ["open"], 27: ["close"]})
         yield Clip(f"two_grants:{p}+{q}", both, False)
+
+
+def group_clips(groups: list[str], view: str = "side", folder: Path = FACES) -> Iterator[Clip]:
+    """Two people through side by side: each of ``groups`` is a photo of two people standing
+    together (``folder``/``name``.jpg; the shared set's group photos by default), walking
+    through as one - on one grant a tailgate, on two grants none. The people cross together,
+    half hiding each other, so the tracker must keep two people apart where the one-behind-
+    the-other clips of `clips` give it time."""
+    for i, g in enumerate(groups):
+        for grants in (1, 2):
+            door = ["grant"] * grants
+            if view == "approach":
+                steps = approach([(g, 0.5, 0.2)], i, 5.6, {0: door, 2: ["open"], 27: ["close"]},
+                                 folder)
+            else:
+                steps = walk([(g, 260, 462, 0.2)], i, 5.4, {0: door, 2: ["open"], 26: ["close"]},
+                             folder)
+            yield Clip(f"{'together' if grants == 1 else 'together_two_grants'}:{g}", steps,
+                       grants == 1)
 
 
 SITE = {

@@ -181,3 +181,32 @@ def test_bench_tailgate_cuts_only_whole_people_standing_alone(tmp_path):
     held = tmp_path / "manifest.json"
     held.write_text(json.dumps({"held_aside_files": ["x/images/b_small.jpg"]}))
     assert cut_people(data, held, tmp_path / "none", 10) == []
+
+
+def test_bench_tailgate_cuts_pairs_standing_side_by_side(tmp_path):
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_tailgate import cut_pairs
+
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    rows = {"a_alone": ["0 0.5 0.5 0.2 0.6"],
+            "b_pair": ["0 0.4 0.5 0.2 0.6", "0 0.58 0.52 0.2 0.6"],  # side by side: cut
+            "c_apart": ["0 0.2 0.5 0.2 0.6", "0 0.8 0.5 0.2 0.6"],  # a gap wider than them
+            "d_behind": ["0 0.4 0.4 0.2 0.5", "0 0.55 0.6 0.2 0.6"],  # feet not level
+            "e_third": ["0 0.4 0.5 0.2 0.6", "0 0.58 0.5 0.2 0.6", "0 0.5 0.5 0.1 0.2"]}
+    for name, lines in rows.items():
+        cv2.imwrite(str(data / "images" / f"{name}.jpg"), np.full((400, 400, 3), 120, np.uint8))
+        (data / "labels" / f"{name}.txt").write_text("\n".join(lines))
+    assert cut_pairs(data, None, tmp_path / "out", 10) == ["pair_000"]
+    pair = cv2.imread(str(tmp_path / "out" / "pair_000.jpg"))
+    assert pair.shape[0] == 260 and pair.shape[1] > 260 * 0.38 / 0.62
+
+
+def test_bench_tailgate_groups_walk_two_through_side_by_side():
+    out = last_json("scripts/bench_tailgate.py", "--groups")
+    assert out["clips"] == 4 and out["positives"] == 2
+    assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["false_alerts"] == []

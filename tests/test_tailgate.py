@@ -24,7 +24,17 @@ from gatectl.config import parse_config
 from gatectl.config.analysis import TailgateConfig
 from gatectl.config.base import ConfigError
 from gatectl.store.recorder import clip_of
-from tests.tailgate_clips import DETECTABLE, SITE, SITE_LINE, VIEWS, Rig, clips, walk
+from tests.tailgate_clips import (
+    DETECTABLE,
+    GROUPS,
+    SITE,
+    SITE_LINE,
+    VIEWS,
+    Rig,
+    clips,
+    group_clips,
+    walk,
+)
 
 FACES = Path(__file__).parent / "data" / "faces"
 COCO = "yolox_nano"  # the bundled COCO detector: the person model before yolox_nano_person
@@ -62,6 +72,19 @@ def test_tailgates_alert_and_other_passes_do_not(rig):
         video.release()
         assert n >= 10  # 2 s before and after at 5 frames a second, bar the ends
     assert rig.watch.health()["alerts"] == 3
+
+
+@pytest.mark.parametrize("view", ["side", "approach"])
+def test_two_through_side_by_side_on_one_grant_is_a_tailgate(tmp_path, view):
+    """The shared set's group photos (two people standing together) walked through the door
+    as one: on one grant an alert, on two grants none."""
+    rig = Rig(tmp_path, **VIEWS[view])
+    try:
+        got = {c.name: len(rig.play(c)) for c in group_clips(GROUPS, view)}
+    finally:
+        rig.app.close()
+    assert got == {f"{kind}:{g}": int(kind == "together")
+                   for g in GROUPS for kind in ("together", "together_two_grants")}
 
 
 def test_a_follower_the_person_class_misses_is_seen_by_their_face(tmp_path):
