@@ -48,6 +48,7 @@ CLIP_SIDE = 480  # clip frames are scaled to this longest side (bounded memory a
 # widths wide (shoulders). Only the foot point matters to the door line: under the face.
 BODY_PER_FACE = 7.0
 BODY_WIDTH_PER_FACE = 3.0
+FEET_PER_FACE = (2.0, 9.0)  # the measures a track takes (a box cut at the chest .. long legs)
 COUNTED_GROWTH = 1.5  # see PersonTracker
 PART_OF = 0.8  # a person box this much inside a taller one is part of that person (person_boxes)
 # ... or this much inside it with its feet where the taller one's are (within SAME_FEET of its
@@ -168,9 +169,6 @@ class PersonTrack:
     # photos show vary (head and shoulders, a child, a coat to the ground), and a face taken
     # as an average adult's could stand someone past the line they have not reached
     feet_per_face: float | None = None
-
-
-FEET_PER_FACE = (2.0, 9.0)  # the measures taken (a box cut at the chest .. a long leg)
 
 
 class PersonTracker:
