@@ -5,8 +5,6 @@ passes, none when the door closed in between, none for two people on two grants.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ from gatectl.config.base import ConfigError
 from gatectl.store.recorder import clip_of
 from tests.tailgate_clips import (
     DETECTABLE,
+    FACES,
     GROUPS,
     SITE,
     SITE_LINE,
@@ -36,7 +35,6 @@ from tests.tailgate_clips import (
     walk,
 )
 
-FACES = Path(__file__).parent / "data" / "faces"
 COCO = "yolox_nano"  # the bundled COCO detector: the person model before yolox_nano_person
 
 
