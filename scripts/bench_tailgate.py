@@ -205,11 +205,9 @@ def main() -> None:
                     "daemon, and the watch takes the gate's faces (process_ms is then the gate "
                     "and the watch together)")
     args = ap.parse_args()
-    people = ALL if args.people == "all" else DETECTABLE
+    people, folder = ((GROUPS, FACES) if args.groups
+                      else (ALL if args.people == "all" else DETECTABLE, PEOPLE))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = FACES if args.groups else PEOPLE
-        if args.groups:
-            people = GROUPS
         if args.people_from:
             folder = Path(tmp) / "people"
             cut = cut_pairs if args.groups else cut_people

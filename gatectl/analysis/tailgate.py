@@ -86,6 +86,10 @@ def foot(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, box[3]], np.float64)
 
 
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
 def body_of(face: np.ndarray, per_face: float = BODY_PER_FACE) -> np.ndarray:
     """The body box a face box stands for: its feet ``per_face`` face heights under the brow
     (BODY_PER_FACE for anyone; `PersonTrack.feet_per_face` for someone measured)."""
@@ -121,7 +125,7 @@ def _head_of(face: np.ndarray, box: np.ndarray) -> bool:
     """Whether ``face`` is the head of person ``box``: its centre within the box's width (or
     half a face width beyond its side: a box cut at the shoulder) and its upper half, or up to
     one face height above it (a box cut at the brow)."""
-    cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+    cx, cy = _centre(face)
     half = (face[2] - face[0]) / 2
     return bool(box[0] - half <= cx <= box[2] + half
                 and box[1] - (face[3] - face[1]) <= cy <= (box[1] + box[3]) / 2)
@@ -234,10 +238,6 @@ class PersonTracker:
         return result
 
 
-def _centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-
-
 def _placed(s: Sighting, tr: PersonTrack) -> np.ndarray:
     """Where sighting ``s`` puts the person of track ``tr``: a face-only body by the track's own
     measure (`PersonTrack.feet_per_face`) when it has one."""
@@ -330,7 +330,7 @@ class PassCounter:
         not counted: no one was let in."""
         if not self.watching(now) or self.granted == 0:
             return None
-        through = self.ended or self.tally
+        through = self.ended if self.ended is not None else self.tally
         return through if through.add(self.granted) else None
 
 
